@@ -1,0 +1,57 @@
+# tcpinspect: build, test, install.
+#
+# Honours the LuaRocks variable contract (see the rockspec): CFLAGS, LIBFLAG,
+# LUA_INCDIR, LIBBPF_INCDIR, LIBBPF_LIBDIR, INST_LIBDIR, INST_LUADIR.
+# BPF compile flags (BPF_CFLAGS) never mix with the user-space CFLAGS.
+
+LUA         ?= lua5.4
+LUA_INCDIR  ?= /usr/include/lua5.4
+LIBBPF_INCDIR ?= /usr/include
+LIBBPF_LIBDIR ?= /usr/lib/$(shell gcc -print-multiarch 2>/dev/null)
+CC          ?= cc
+CFLAGS      ?= -O2 -fPIC
+LIBFLAG     ?= -shared
+CLANG       ?= clang
+BPFTOOL     ?= bpftool
+VMLINUX_BTF ?= /sys/kernel/btf/vmlinux
+PREFIX      ?= /usr/local
+INST_LIBDIR ?= $(PREFIX)/lib/lua/5.4
+INST_LUADIR ?= $(PREFIX)/share/lua/5.4
+INST_BINDIR ?= $(PREFIX)/bin
+BUSTED      ?= busted --lua=$(LUA)
+KERNELS     ?= 6.1 6.12
+
+B := build
+ARCH := $(shell uname -m | sed 's/x86_64/x86/;s/aarch64/arm64/')
+
+BPF_CFLAGS := -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_$(ARCH) \
+	-I$(B) -Ibpf -I$(LIBBPF_INCDIR) -Wall -Wno-unused-function
+EXT_CFLAGS := $(CFLAGS) -std=gnu11 -Wall -Wextra -Wno-unused-parameter \
+	-I$(B) -Ibpf -Iluaext -I$(LUA_INCDIR) -I$(LIBBPF_INCDIR)
+EXT_LIBS   := -L$(LIBBPF_LIBDIR) -lbpf -lelf -lz
+
+EXT_SRCS := $(wildcard luaext/*.c)
+EXT_HDRS := $(wildcard luaext/*.h) bpf/tcpinspect.h $(B)/tcpinspect.skel.h
+CORE_SO  := $(B)/tcpinspect/core.so
+
+.PHONY: all clean test test-unit test-host test-vm test-vm-all vm-selftest bench \
+	install lint docs-check run demo
+
+all: $(CORE_SO)
+
+$(B)/vmlinux.h:
+	@mkdir -p $(B)
+	$(BPFTOOL) btf dump file $(VMLINUX_BTF) format c > $@.tmp && mv $@.tmp $@
+
+$(B)/tcpinspect.bpf.o: bpf/tcpinspect.bpf.c bpf/tcpinspect.h $(B)/vmlinux.h
+	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
+$(B)/tcpinspect.skel.h: $(B)/tcpinspect.bpf.o
+	$(BPFTOOL) gen skeleton $< name tcpinspect_bpf > $@.tmp && mv $@.tmp $@
+
+$(CORE_SO): $(EXT_SRCS) $(EXT_HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(EXT_CFLAGS) $(LIBFLAG) -o $@ $(EXT_SRCS) $(EXT_LIBS)
+
+clean:
+	rm -rf $(B)

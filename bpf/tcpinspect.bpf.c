@@ -1,0 +1,447 @@
+// SPDX-License-Identifier: GPL-2.0
+/* tcpinspect.bpf.c: every hook tcpinspect can use, all feeding one path:
+ *
+ *   hook entry  ->  ti_parse()  ->  ti_filter()  ->  ti_aggregate()  ->  ti_emit()
+ *
+ * Only the entry differs per hook: the function probes (fentry, kprobe) read
+ * the headers out of the sk_buff that tcp_v4_rcv/tcp_v6_rcv receive; the
+ * cgroup_skb and tc programs load them from the __sk_buff (the tc one after
+ * the Ethernet header).  User space picks the programs to load with
+ * bpf_program__set_autoload() before loading.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_endian.h>
+#include "tcpinspect.h"
+
+#define ETH_HLEN 14
+#define ETH_P_IP 0x0800
+#define ETH_P_IPV6 0x86DD
+#define IPPROTO_TCP_ 6
+#define PACKET_HOST_ 0
+
+char LICENSE[] SEC("license") = "GPL";
+
+/* Two configuration slots and the selector; written by user space through
+ * the mmap-ed .bss (see luaext/session.c). */
+struct ti_config ti_cfg[2];
+volatile __u32 ti_cfg_slot;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 22); /* resized by user space: ring_size */
+} events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, TI_STAT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} stats SEC(".maps");
+
+/* Per-CPU running count for 1-in-N sampling. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} sample_ctr SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384); /* resized by user space: max_flows */
+	__type(key, struct ti_flow_key);
+	__type(value, struct ti_flow_val);
+} flows SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u16);
+	__type(value, struct ti_port_val);
+} ports SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384); /* resized with max_flows */
+	__type(key, struct ti_addr_key);
+	__type(value, struct ti_source_val);
+} sources SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, TI_HIST_SLOTS);
+	__type(key, __u32);
+	__type(value, __u64);
+} len_hist SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 1024);
+	__type(key, struct ti_lpm_key);
+	__type(value, __u8);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} saddr_lpm SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 1024);
+	__type(key, struct ti_lpm_key);
+	__type(value, __u8);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} daddr_lpm SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 1024);
+	__type(key, struct ti_lpm_key);
+	__type(value, __u8);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} host_lpm SEC(".maps");
+
+static __always_inline void ti_count(__u32 stat)
+{
+	__u64 *v = bpf_map_lookup_elem(&stats, &stat);
+
+	if (v)
+		*v += 1;
+}
+
+/* ---- parse: raw IP and TCP header bytes -> struct ti_event ---------------- */
+
+struct ti_tcphdr {
+	__be16 source;
+	__be16 dest;
+	__be32 seq;
+	__be32 ack_seq;
+	__u8 doff_res; /* data offset in the high nibble */
+	__u8 flags;
+	__be16 window;
+	__sum16 check;
+	__be16 urg_ptr;
+};
+
+/* Fill e from an IP header (ip points at 40 bytes, enough for either family)
+ * and a TCP header.  l4_off is the TCP header's offset from the IP header.
+ * Returns 0, or -1 for a segment too short to be real. */
+static __always_inline int ti_parse(struct ti_event *e, const __u8 *ip, __u32 l4_off,
+				    const struct ti_tcphdr *th)
+{
+	__u32 l4len, hdrlen = (th->doff_res >> 4) * 4;
+
+	if ((ip[0] >> 4) == 4) {
+		const struct iphdr *h = (const void *)ip;
+
+		e->family = 4;
+		__builtin_memcpy(e->saddr, &h->saddr, 4);
+		__builtin_memcpy(e->daddr, &h->daddr, 4);
+		e->ttl = h->ttl;
+		e->iplen = bpf_ntohs(h->tot_len);
+		l4len = e->iplen - l4_off;
+	} else {
+		const struct ipv6hdr *h = (const void *)ip;
+
+		e->family = 6;
+		__builtin_memcpy(e->saddr, &h->saddr, 16);
+		__builtin_memcpy(e->daddr, &h->daddr, 16);
+		e->ttl = h->hop_limit;
+		e->iplen = bpf_ntohs(h->payload_len);
+		l4len = e->iplen + 40 - l4_off;
+	}
+	if (hdrlen < 20 || l4len < hdrlen || l4len > 0xffff)
+		return -1;
+	e->len = l4len - hdrlen;
+	e->sport = bpf_ntohs(th->source);
+	e->dport = bpf_ntohs(th->dest);
+	e->seq = bpf_ntohl(th->seq);
+	e->ack = bpf_ntohl(th->ack_seq);
+	e->window = bpf_ntohs(th->window);
+	e->flags = th->flags;
+	return 0;
+}
+
+/* ---- filter --------------------------------------------------------------- */
+
+static __always_inline int ti_port_in(const __u8 *bits, __u16 port)
+{
+	return bits[port >> 3] & (1 << (port & 7));
+}
+
+static __always_inline int ti_addr_in(void *trie, __u32 slot, const struct ti_event *e,
+				      const __u8 *addr)
+{
+	struct ti_lpm_key k = {
+		.prefixlen = 16 + (e->family == 4 ? 32 : 128),
+		.slot = slot,
+		.family = e->family,
+	};
+
+	__builtin_memcpy(k.addr, addr, 16);
+	return bpf_map_lookup_elem(trie, &k) != NULL;
+}
+
+static __always_inline int ti_filter(const struct ti_config *c, __u32 slot,
+				     const struct ti_event *e)
+{
+	__u32 m = c->match;
+
+	if (!m)
+		return 1;
+	if ((m & TI_M_FAMILY) && e->family != c->family)
+		return 0;
+	if ((m & TI_M_SPORT) && !ti_port_in(c->sport_bits, e->sport))
+		return 0;
+	if ((m & TI_M_DPORT) && !ti_port_in(c->dport_bits, e->dport))
+		return 0;
+	if ((m & TI_M_PORT) && !ti_port_in(c->port_bits, e->sport) &&
+	    !ti_port_in(c->port_bits, e->dport))
+		return 0;
+	if ((m & TI_M_FLAGS) && !(e->flags & c->flags_any))
+		return 0;
+	if ((m & TI_M_LEN) && (e->len < c->len_min || e->len > c->len_max))
+		return 0;
+	if ((m & TI_M_IFINDEX) && e->ifindex != c->ifindex)
+		return 0;
+	if ((m & TI_M_SADDR) && !ti_addr_in(&saddr_lpm, slot, e, e->saddr))
+		return 0;
+	if ((m & TI_M_DADDR) && !ti_addr_in(&daddr_lpm, slot, e, e->daddr))
+		return 0;
+	if ((m & TI_M_HOST) && !ti_addr_in(&host_lpm, slot, e, e->saddr) &&
+	    !ti_addr_in(&host_lpm, slot, e, e->daddr))
+		return 0;
+	return 1;
+}
+
+/* ---- aggregate ------------------------------------------------------------ */
+
+static __always_inline __u32 ti_log2_slot(__u32 v)
+{
+	__u32 slot = 0;
+
+	/* bounded loop: at most 17 steps for a 16-bit length */
+	for (int i = 0; i < TI_HIST_SLOTS - 1 && v; i++) {
+		slot++;
+		v >>= 1;
+	}
+	return slot;
+}
+
+static __always_inline void ti_aggregate(const struct ti_event *e)
+{
+	struct ti_flow_key fk = { .family = e->family, .sport = e->sport, .dport = e->dport };
+	struct ti_addr_key ak = { .family = e->family };
+	struct ti_flow_val *fv;
+	struct ti_port_val *pv;
+	struct ti_source_val *sv;
+	__u32 slot;
+	__u64 *h;
+
+	__builtin_memcpy(fk.saddr, e->saddr, 16);
+	__builtin_memcpy(fk.daddr, e->daddr, 16);
+	fv = bpf_map_lookup_elem(&flows, &fk);
+	if (!fv) {
+		struct ti_flow_val init = { .first_ts = e->ts };
+
+		bpf_map_update_elem(&flows, &fk, &init, BPF_NOEXIST);
+		fv = bpf_map_lookup_elem(&flows, &fk);
+	}
+	if (fv) {
+		__sync_fetch_and_add(&fv->packets, 1);
+		__sync_fetch_and_add(&fv->bytes, e->len);
+		__sync_fetch_and_or(&fv->flags_seen, (__u32)e->flags);
+		fv->last_ts = e->ts;
+	}
+
+	pv = bpf_map_lookup_elem(&ports, &e->dport);
+	if (!pv) {
+		struct ti_port_val init = {};
+
+		bpf_map_update_elem(&ports, &e->dport, &init, BPF_NOEXIST);
+		pv = bpf_map_lookup_elem(&ports, &e->dport);
+	}
+	if (pv) {
+		__sync_fetch_and_add(&pv->packets, 1);
+		__sync_fetch_and_add(&pv->bytes, e->len);
+	}
+
+	__builtin_memcpy(ak.addr, e->saddr, 16);
+	sv = bpf_map_lookup_elem(&sources, &ak);
+	if (!sv) {
+		struct ti_source_val init = {};
+
+		bpf_map_update_elem(&sources, &ak, &init, BPF_NOEXIST);
+		sv = bpf_map_lookup_elem(&sources, &ak);
+	}
+	if (sv) {
+		__sync_fetch_and_add(&sv->packets, 1);
+		__sync_fetch_and_add(&sv->bytes, e->len);
+		if ((e->flags & (TI_SYN | TI_ACK)) == TI_SYN)
+			__sync_fetch_and_add(&sv->syns, 1);
+	}
+
+	slot = ti_log2_slot(e->len);
+	h = bpf_map_lookup_elem(&len_hist, &slot);
+	if (h)
+		*h += 1;
+}
+
+/* ---- emit ----------------------------------------------------------------- */
+
+static __always_inline int ti_sampled_out(const struct ti_config *c, const struct ti_event *e)
+{
+	__u32 zero = 0;
+	__u64 *n;
+
+	if (c->sample <= 1 || (e->flags & (TI_SYN | TI_FIN | TI_RST)))
+		return 0;
+	n = bpf_map_lookup_elem(&sample_ctr, &zero);
+	if (!n)
+		return 0;
+	return (*n)++ % c->sample != 0;
+}
+
+static __always_inline void ti_emit(const struct ti_config *c, const struct ti_event *e)
+{
+	struct ti_event *r;
+	__u64 flags;
+
+	if (ti_sampled_out(c, e)) {
+		ti_count(TI_STAT_SAMPLED_OUT);
+		return;
+	}
+	r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
+	if (!r) {
+		ti_count(TI_STAT_DROPPED);
+		return;
+	}
+	__builtin_memcpy(r, e, sizeof(*r));
+	/* Batched wakeups: the reader is woken only once wakeup_bytes are
+	 * pending; its poll timeout bounds the latency of the rest. */
+	flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= c->wakeup_bytes ?
+			BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+	bpf_ringbuf_submit(r, flags);
+	ti_count(TI_STAT_DELIVERED);
+}
+
+/* ---- the one path every hook takes ---------------------------------------- */
+
+static __always_inline void ti_handle(struct ti_event *e)
+{
+	__u32 slot = ti_cfg_slot & 1;
+	const struct ti_config *c = &ti_cfg[slot];
+
+	ti_count(TI_STAT_SEEN);
+	if (!ti_filter(c, slot, e)) {
+		ti_count(TI_STAT_FILTERED);
+		return;
+	}
+	ti_count(TI_STAT_MATCHED);
+	if (c->aggregates)
+		ti_aggregate(e);
+	if (c->events)
+		ti_emit(c, e);
+}
+
+/* ---- entries: function probes on tcp_v4_rcv / tcp_v6_rcv -------------------- */
+
+/* At entry to tcp_v{4,6}_rcv the network and transport header offsets are
+ * set and both headers are in the linear area. */
+static __always_inline int ti_from_kernel_skb(struct sk_buff *skb, __u8 probe)
+{
+	struct ti_event e = { .probe = probe };
+	struct ti_tcphdr th;
+	__u8 ip[40];
+	unsigned char *head = BPF_CORE_READ(skb, head);
+	__u16 nh = BPF_CORE_READ(skb, network_header);
+	__u16 tp = BPF_CORE_READ(skb, transport_header);
+
+	e.ts = bpf_ktime_get_ns();
+	e.cpu = bpf_get_smp_processor_id();
+	e.ifindex = BPF_CORE_READ(skb, dev, ifindex);
+	e.netns = BPF_CORE_READ(skb, dev, nd_net.net, ns.inum);
+	if (bpf_probe_read_kernel(ip, sizeof(ip), head + nh) ||
+	    bpf_probe_read_kernel(&th, sizeof(th), head + tp) ||
+	    ti_parse(&e, ip, (__u16)(tp - nh), &th)) {
+		ti_count(TI_STAT_ERRORS);
+		return 0;
+	}
+	ti_handle(&e);
+	return 0;
+}
+
+SEC("fentry/tcp_v4_rcv")
+int BPF_PROG(ti_fentry_v4, struct sk_buff *skb)
+{
+	return ti_from_kernel_skb(skb, TI_PROBE_TCP_V4_RCV);
+}
+
+SEC("fentry/tcp_v6_rcv")
+int BPF_PROG(ti_fentry_v6, struct sk_buff *skb)
+{
+	return ti_from_kernel_skb(skb, TI_PROBE_TCP_V6_RCV);
+}
+
+SEC("kprobe/tcp_v4_rcv")
+int BPF_KPROBE(ti_kprobe_v4, struct sk_buff *skb)
+{
+	return ti_from_kernel_skb(skb, TI_PROBE_TCP_V4_RCV);
+}
+
+SEC("kprobe/tcp_v6_rcv")
+int BPF_KPROBE(ti_kprobe_v6, struct sk_buff *skb)
+{
+	return ti_from_kernel_skb(skb, TI_PROBE_TCP_V6_RCV);
+}
+
+/* ---- entries: __sk_buff hooks (cgroup_skb, tc) ------------------------------ */
+
+/* off: where the IP header starts in the packet.  Non-TCP packets and IPv6
+ * packets with extension headers before TCP are not segments for us. */
+static __always_inline void ti_from_sk_buff(struct __sk_buff *skb, __u32 off, __u8 probe)
+{
+	const struct ti_config *c = &ti_cfg[ti_cfg_slot & 1];
+	struct ti_event e = { .probe = probe };
+	struct ti_tcphdr th;
+	__u8 ip[40];
+	__u32 l4_off;
+
+	if (skb->protocol == bpf_htons(ETH_P_IP)) {
+		if (bpf_skb_load_bytes(skb, off, ip, 20) || ip[9] != IPPROTO_TCP_)
+			return;
+		l4_off = (ip[0] & 0xf) * 4;
+	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
+		if (bpf_skb_load_bytes(skb, off, ip, 40) || ip[6] != IPPROTO_TCP_)
+			return;
+		l4_off = 40;
+	} else {
+		return;
+	}
+	e.ts = bpf_ktime_get_ns();
+	e.cpu = bpf_get_smp_processor_id();
+	e.ifindex = skb->ifindex;
+	e.netns = c->netns;
+	if (l4_off < 20 || l4_off > 60 || bpf_skb_load_bytes(skb, off + l4_off, &th, sizeof(th)) ||
+	    ti_parse(&e, ip, l4_off, &th)) {
+		ti_count(TI_STAT_ERRORS);
+		return;
+	}
+	ti_handle(&e);
+}
+
+SEC("cgroup_skb/ingress")
+int ti_cgroup_ingress(struct __sk_buff *skb)
+{
+	ti_from_sk_buff(skb, 0, TI_PROBE_CGROUP);
+	return 1; /* allow: tcpinspect observes, it never drops */
+}
+
+SEC("tc")
+int ti_tc_ingress(struct __sk_buff *skb)
+{
+	/* Only frames addressed to this host, as tcp_v4_rcv would see them. */
+	if (skb->pkt_type == PACKET_HOST_)
+		ti_from_sk_buff(skb, ETH_HLEN, TI_PROBE_TC);
+	return -1; /* TC_ACT_UNSPEC: continue as if we were not here */
+}

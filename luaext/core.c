@@ -1,0 +1,164 @@
+/* core.c: luaopen_tcpinspect_core, the private C core wrapped by
+ * lua/tcpinspect.lua.  Holds what belongs to no class: features(), clocks,
+ * and the constants.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/utsname.h>
+#include <bpf/btf.h>
+#include "ti.h"
+
+double ti_now_monotonic(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int core_monotonic(lua_State *L)
+{
+	lua_pushnumber(L, ti_now_monotonic());
+	return 1;
+}
+
+static int core_sleep(lua_State *L)
+{
+	double s = luaL_checknumber(L, 1);
+	struct timespec ts;
+
+	if (s > 0) {
+		ts.tv_sec = (time_t)s;
+		ts.tv_nsec = (long)((s - (double)ts.tv_sec) * 1e9);
+		nanosleep(&ts, NULL);
+	}
+	return 0;
+}
+
+/* Try one mode for real: load and attach, then undo.  Pushes true, or
+ * false and the reason into the reasons table at the top. */
+static bool probe_mode(lua_State *L, enum ti_mode mode, bool *tcx)
+{
+	struct ti_session *s = calloc(1, sizeof(*s));
+	struct ti_options o;
+	char why[1024];
+	int err;
+
+	if (!s)
+		return false;
+	memset(&o, 0, sizeof(o));
+	o.mode = mode;
+	o.ring_size = 4096 * 4;
+	o.max_flows = 16;
+	o.wakeup = 1;
+	if (mode == TI_MODE_TC) {
+		o.ndevs = 1;
+		strcpy(o.devs[0], "lo");
+	}
+	for (int i = 0; i < TI_MAX_DEVS; i++)
+		s->tc[i].link_fd = -1;
+	s->ncpus = libbpf_num_possible_cpus();
+	ti_base_config(&s->base, &o);
+	err = ti_hooks_attach(s, &o, mode, why, sizeof(why));
+	if (!err && tcx)
+		*tcx = s->ntc > 0 && s->tc[0].link_fd >= 0;
+	ti_hooks_detach(s);
+	for (int i = 0; i < 2; i++)
+		free(s->slot_filter[i]);
+	free(s);
+	if (err) {
+		lua_pushstring(L, why);
+		lua_setfield(L, -2, ti_mode_name(mode));
+	}
+	return !err;
+}
+
+/* tcpinspect.features() -> table of booleans, with .reasons and .kernel */
+int ti_features(lua_State *L)
+{
+	struct btf *btf = btf__load_vmlinux_btf();
+	struct utsname u;
+	bool tcx = false, ok;
+
+	lua_newtable(L);
+	lua_newtable(L); /* reasons */
+	lua_pushboolean(L, btf != NULL);
+	lua_setfield(L, -3, "btf");
+	if (!btf) {
+		lua_pushliteral(L, "no kernel BTF (/sys/kernel/btf/vmlinux): needs CONFIG_DEBUG_INFO_BTF=y");
+		lua_setfield(L, -2, "btf");
+	}
+	btf__free(btf);
+	lua_pushboolean(L, libbpf_probe_bpf_map_type(BPF_MAP_TYPE_RINGBUF, NULL) == 1);
+	lua_setfield(L, -3, "ringbuf");
+	ok = probe_mode(L, TI_MODE_FENTRY, NULL);
+	lua_pushboolean(L, ok);
+	lua_setfield(L, -3, "fentry");
+	ok = probe_mode(L, TI_MODE_KPROBE, NULL);
+	lua_pushboolean(L, ok);
+	lua_setfield(L, -3, "kprobe");
+	ok = probe_mode(L, TI_MODE_TC, &tcx);
+	lua_pushboolean(L, ok);
+	lua_setfield(L, -3, "tc");
+	lua_pushboolean(L, tcx);
+	lua_setfield(L, -3, "tcx");
+	ok = probe_mode(L, TI_MODE_CGROUP, NULL);
+	lua_pushboolean(L, ok);
+	lua_setfield(L, -3, "cgroup");
+	lua_setfield(L, -2, "reasons");
+	if (uname(&u) == 0) {
+		lua_pushstring(L, u.release);
+		lua_setfield(L, -2, "kernel");
+	}
+	return 1;
+}
+
+static int core_flagstr(lua_State *L)
+{
+	lua_Integer f = luaL_checkinteger(L, 1);
+
+	luaL_argcheck(L, f >= 0 && f <= 255, 1, "TCP flags are 0-255");
+	ti_push_flagstr(L, (unsigned)f);
+	return 1;
+}
+
+/* Expose the session methods table so the Lua wrapper can add run() etc. */
+static void push_session_methods(lua_State *L)
+{
+	luaL_getmetatable(L, TI_SESSION_MT);
+	lua_getfield(L, -1, "__methods");
+	lua_remove(L, -2);
+}
+
+int luaopen_tcpinspect_core(lua_State *L)
+{
+	static const luaL_Reg funcs[] = {
+		{ "open", ti_session_open },
+		{ "features", ti_features },
+		{ "monotonic", core_monotonic },
+		{ "sleep", core_sleep },
+		{ "flagstr", core_flagstr },
+		{ NULL, NULL },
+	};
+	static const struct { const char *name; int value; } flags[] = {
+		{ "FIN", TI_FIN }, { "SYN", TI_SYN }, { "RST", TI_RST }, { "PSH", TI_PSH },
+		{ "ACK", TI_ACK }, { "URG", TI_URG }, { "ECE", TI_ECE }, { "CWR", TI_CWR },
+	};
+
+	ti_libbpf_log_init();
+	ti_session_register(L);
+	ti_map_register(L);
+	luaL_newlib(L, funcs);
+	ti_packet_register(L);
+	for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++) {
+		lua_pushinteger(L, flags[i].value);
+		lua_setfield(L, -2, flags[i].name);
+	}
+	push_session_methods(L);
+	lua_setfield(L, -2, "session_methods");
+	lua_pushinteger(L, TI_HIST_SLOTS);
+	lua_setfield(L, -2, "hist_slots");
+	return 1;
+}

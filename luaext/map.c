@@ -1,0 +1,386 @@
+/* map.c: the tcpinspect.map class: the in-kernel aggregates, read from Lua.
+ *
+ *   flows     {family, saddr, daddr, sport, dport} -> {packets, bytes, first_ts, last_ts, flags_seen}
+ *   ports     {dport}                              -> {packets, bytes}
+ *   sources   {family, saddr}                      -> {packets, bytes, syns}
+ *   len_hist  {slot, low, high}                    -> {count}   (per-CPU, summed)
+ *
+ * A map keeps its session alive through its user value and checks on every
+ * call that the session is still open.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <string.h>
+#include "ti.h"
+#include "tcpinspect.skel.h"
+
+enum map_kind { MAP_FLOWS, MAP_PORTS, MAP_SOURCES, MAP_LEN_HIST, MAP_KINDS };
+
+struct map_desc {
+	const char *name;
+	size_t key_size, val_size;
+	bool percpu;
+};
+
+static const struct map_desc descs[MAP_KINDS] = {
+	[MAP_FLOWS] = { "flows", sizeof(struct ti_flow_key), sizeof(struct ti_flow_val), false },
+	[MAP_PORTS] = { "ports", sizeof(uint16_t), sizeof(struct ti_port_val), false },
+	[MAP_SOURCES] = { "sources", sizeof(struct ti_addr_key), sizeof(struct ti_source_val), false },
+	[MAP_LEN_HIST] = { "len_hist", sizeof(uint32_t), sizeof(uint64_t), true },
+};
+
+struct ti_map {
+	enum map_kind kind;
+};
+
+/* Largest key and value, per-CPU values included, for stack buffers. */
+#define MAX_KEY 64
+#define MAX_CPUS_VAL (sizeof(uint64_t) * 1024)
+
+static struct ti_session *map_session(lua_State *L, int idx, struct ti_map **m, int *fd)
+{
+	struct ti_session *s;
+
+	*m = luaL_checkudata(L, idx, TI_MAP_MT);
+	lua_getiuservalue(L, idx, 1);
+	s = lua_touserdata(L, -1);
+	lua_pop(L, 1);
+	if (!s || s->state != TI_OPEN)
+		luaL_error(L, "attempt to use a closed session (map '%s')", descs[(*m)->kind].name);
+	switch ((*m)->kind) {
+	case MAP_FLOWS: *fd = bpf_map__fd(s->skel->maps.flows); break;
+	case MAP_PORTS: *fd = bpf_map__fd(s->skel->maps.ports); break;
+	case MAP_SOURCES: *fd = bpf_map__fd(s->skel->maps.sources); break;
+	default: *fd = bpf_map__fd(s->skel->maps.len_hist); break;
+	}
+	return s;
+}
+
+/* ---- decoding ---------------------------------------------------------------- */
+
+static void set_int(lua_State *L, const char *k, uint64_t v)
+{
+	lua_pushinteger(L, (lua_Integer)v);
+	lua_setfield(L, -2, k);
+}
+
+static void push_key(lua_State *L, enum map_kind kind, const void *key)
+{
+	lua_createtable(L, 0, 5);
+	switch (kind) {
+	case MAP_FLOWS: {
+		const struct ti_flow_key *k = key;
+
+		set_int(L, "family", k->family);
+		ti_push_addr(L, k->family, k->saddr);
+		lua_setfield(L, -2, "saddr");
+		ti_push_addr(L, k->family, k->daddr);
+		lua_setfield(L, -2, "daddr");
+		set_int(L, "sport", k->sport);
+		set_int(L, "dport", k->dport);
+		break;
+	}
+	case MAP_PORTS:
+		set_int(L, "dport", *(const uint16_t *)key);
+		break;
+	case MAP_SOURCES: {
+		const struct ti_addr_key *k = key;
+
+		set_int(L, "family", k->family);
+		ti_push_addr(L, k->family, k->addr);
+		lua_setfield(L, -2, "saddr");
+		break;
+	}
+	case MAP_LEN_HIST: {
+		uint32_t slot = *(const uint32_t *)key;
+
+		set_int(L, "slot", slot);
+		set_int(L, "low", slot ? 1u << (slot - 1) : 0);
+		set_int(L, "high", slot ? (1u << slot) - 1 : 0);
+		break;
+	}
+	default:
+		break;
+	}
+}
+
+static void push_value(lua_State *L, enum map_kind kind, const void *val, int ncpus)
+{
+	lua_createtable(L, 0, 5);
+	switch (kind) {
+	case MAP_FLOWS: {
+		const struct ti_flow_val *v = val;
+
+		set_int(L, "packets", v->packets);
+		set_int(L, "bytes", v->bytes);
+		set_int(L, "first_ts", v->first_ts);
+		set_int(L, "last_ts", v->last_ts);
+		set_int(L, "flags_seen", v->flags_seen);
+		break;
+	}
+	case MAP_PORTS: {
+		const struct ti_port_val *v = val;
+
+		set_int(L, "packets", v->packets);
+		set_int(L, "bytes", v->bytes);
+		break;
+	}
+	case MAP_SOURCES: {
+		const struct ti_source_val *v = val;
+
+		set_int(L, "packets", v->packets);
+		set_int(L, "bytes", v->bytes);
+		set_int(L, "syns", v->syns);
+		break;
+	}
+	case MAP_LEN_HIST: {
+		const uint64_t *v = val;
+		uint64_t sum = 0;
+
+		for (int c = 0; c < ncpus; c++)
+			sum += v[c];
+		set_int(L, "count", sum);
+		break;
+	}
+	default:
+		break;
+	}
+}
+
+/* ---- encoding keys from Lua ------------------------------------------------ */
+
+static void check_addr_field(lua_State *L, int t, const char *field, uint8_t *family,
+			     uint8_t *addr)
+{
+	struct ti_cidr c;
+
+	if (lua_getfield(L, t, field) != LUA_TSTRING || ti_parse_cidr(lua_tostring(L, -1), &c) ||
+	    c.plen != (c.family == 4 ? 32 : 128))
+		luaL_error(L, "tcpinspect: map key field '%s': expected an IPv4/IPv6 address, got %s",
+			   field, lua_tostring(L, -1) ? lua_tostring(L, -1) : luaL_typename(L, -1));
+	lua_pop(L, 1);
+	if (*family && *family != c.family)
+		luaL_error(L, "tcpinspect: map key: saddr and daddr are of different families");
+	*family = c.family;
+	memcpy(addr, c.addr, 16);
+}
+
+static lua_Integer check_key_int(lua_State *L, int t, const char *field, lua_Integer max)
+{
+	lua_Integer v;
+	int isnum;
+
+	if (lua_istable(L, t))
+		lua_getfield(L, t, field);
+	else
+		lua_pushvalue(L, t);
+	v = lua_tointegerx(L, -1, &isnum);
+	if (!isnum || v < 0 || v > max)
+		luaL_error(L, "tcpinspect: map key field '%s': expected an integer 0-%I", field, max);
+	lua_pop(L, 1);
+	return v;
+}
+
+static void check_key(lua_State *L, int t, enum map_kind kind, void *key)
+{
+	memset(key, 0, MAX_KEY);
+	t = lua_absindex(L, t);
+	switch (kind) {
+	case MAP_FLOWS: {
+		struct ti_flow_key *k = key;
+
+		luaL_checktype(L, t, LUA_TTABLE);
+		check_addr_field(L, t, "saddr", &k->family, k->saddr);
+		check_addr_field(L, t, "daddr", &k->family, k->daddr);
+		k->sport = (uint16_t)check_key_int(L, t, "sport", 65535);
+		k->dport = (uint16_t)check_key_int(L, t, "dport", 65535);
+		break;
+	}
+	case MAP_PORTS:
+		*(uint16_t *)key = (uint16_t)check_key_int(L, t, "dport", 65535);
+		break;
+	case MAP_SOURCES: {
+		struct ti_addr_key *k = key;
+
+		if (lua_type(L, t) == LUA_TSTRING) {
+			lua_createtable(L, 0, 1);
+			lua_pushvalue(L, t);
+			lua_setfield(L, -2, "saddr");
+			lua_replace(L, t);
+		}
+		luaL_checktype(L, t, LUA_TTABLE);
+		check_addr_field(L, t, "saddr", &k->family, k->addr);
+		break;
+	}
+	case MAP_LEN_HIST:
+		*(uint32_t *)key = (uint32_t)check_key_int(L, t, "slot", TI_HIST_SLOTS - 1);
+		break;
+	default:
+		break;
+	}
+}
+
+/* ---- methods ---------------------------------------------------------------- */
+
+static size_t value_bytes(const struct ti_session *s, enum map_kind kind)
+{
+	const struct map_desc *d = &descs[kind];
+
+	return d->percpu ? ((d->val_size + 7) & ~(size_t)7) * (size_t)s->ncpus : d->val_size;
+}
+
+static int pairs_next(lua_State *L)
+{
+	struct ti_map *m;
+	int fd;
+	struct ti_session *s = map_session(L, lua_upvalueindex(1), &m, &fd);
+	uint8_t *prev = lua_touserdata(L, lua_upvalueindex(2)); /* [0] = has a previous key */
+	uint8_t next[MAX_KEY];
+	void *val = lua_newuserdatauv(L, value_bytes(s, m->kind), 0);
+	size_t ks = descs[m->kind].key_size;
+
+	for (;;) {
+		if (bpf_map_get_next_key(fd, prev[0] ? prev + 8 : NULL, next))
+			return 0; /* ENOENT: done */
+		memcpy(prev + 8, next, ks);
+		prev[0] = 1;
+		if (!bpf_map_lookup_elem(fd, next, val))
+			break;
+		/* deleted between the two calls: go on */
+	}
+	push_key(L, m->kind, next);
+	push_value(L, m->kind, val, s->ncpus);
+	return 2;
+}
+
+/* map:pairs() -> iterator over key, value tables */
+static int map_pairs(lua_State *L)
+{
+	struct ti_map *m;
+	int fd;
+	uint8_t *prev;
+
+	map_session(L, 1, &m, &fd);
+	lua_pushvalue(L, 1);
+	prev = lua_newuserdatauv(L, 8 + MAX_KEY, 0);
+	prev[0] = 0;
+	lua_pushcclosure(L, pairs_next, 2);
+	return 1;
+}
+
+static int map_lookup(lua_State *L)
+{
+	struct ti_map *m;
+	int fd;
+	struct ti_session *s = map_session(L, 1, &m, &fd);
+	uint8_t key[MAX_KEY];
+	void *val = lua_newuserdatauv(L, value_bytes(s, m->kind), 0);
+
+	check_key(L, 2, m->kind, key);
+	if (bpf_map_lookup_elem(fd, key, val))
+		return 0;
+	push_value(L, m->kind, val, s->ncpus);
+	return 1;
+}
+
+static int map_delete(lua_State *L)
+{
+	struct ti_map *m;
+	int fd;
+	uint8_t key[MAX_KEY];
+
+	map_session(L, 1, &m, &fd);
+	check_key(L, 2, m->kind, key);
+	if (descs[m->kind].percpu)
+		return luaL_error(L, "tcpinspect: map '%s' is an array: use clear()", descs[m->kind].name);
+	lua_pushboolean(L, bpf_map_delete_elem(fd, key) == 0);
+	return 1;
+}
+
+static int map_clear(lua_State *L)
+{
+	struct ti_map *m;
+	int fd;
+	struct ti_session *s = map_session(L, 1, &m, &fd);
+	uint8_t key[MAX_KEY];
+
+	if (descs[m->kind].percpu) {
+		void *zero = lua_newuserdatauv(L, value_bytes(s, m->kind), 0);
+
+		memset(zero, 0, value_bytes(s, m->kind));
+		for (uint32_t i = 0; i < TI_HIST_SLOTS; i++)
+			bpf_map_update_elem(fd, &i, zero, BPF_ANY);
+		return 0;
+	}
+	while (!bpf_map_get_next_key(fd, NULL, key))
+		if (bpf_map_delete_elem(fd, key))
+			break;
+	return 0;
+}
+
+static int map_count(lua_State *L)
+{
+	struct ti_map *m;
+	int fd;
+	uint8_t key[MAX_KEY], next[MAX_KEY];
+	lua_Integer n = 0;
+	bool first = true;
+
+	map_session(L, 1, &m, &fd);
+	while (!bpf_map_get_next_key(fd, first ? NULL : key, next)) {
+		memcpy(key, next, sizeof(key));
+		first = false;
+		n++;
+	}
+	lua_pushinteger(L, n);
+	return 1;
+}
+
+static int map_tostring(lua_State *L)
+{
+	struct ti_map *m = luaL_checkudata(L, 1, TI_MAP_MT);
+
+	lua_pushfstring(L, "tcpinspect.map (%s)", descs[m->kind].name);
+	return 1;
+}
+
+int ti_map_new(lua_State *L, int session_idx, const char *name)
+{
+	struct ti_map *m;
+	int kind;
+
+	for (kind = 0; kind < MAP_KINDS && strcmp(descs[kind].name, name); kind++)
+		;
+	if (kind == MAP_KINDS)
+		return luaL_error(L, "tcpinspect: unknown map '%s' (known: flows, ports, sources, len_hist)",
+				  name);
+	session_idx = lua_absindex(L, session_idx);
+	m = lua_newuserdatauv(L, sizeof(*m), 1);
+	m->kind = (enum map_kind)kind;
+	luaL_setmetatable(L, TI_MAP_MT);
+	lua_pushvalue(L, session_idx);
+	lua_setiuservalue(L, -2, 1);
+	return 1;
+}
+
+void ti_map_register(lua_State *L)
+{
+	static const luaL_Reg meta[] = {
+		{ "__tostring", map_tostring },
+		{ NULL, NULL },
+	};
+	static const luaL_Reg methods[] = {
+		{ "pairs", map_pairs },
+		{ "lookup", map_lookup },
+		{ "delete", map_delete },
+		{ "clear", map_clear },
+		{ "count", map_count },
+		{ NULL, NULL },
+	};
+
+	luaL_newmetatable(L, TI_MAP_MT);
+	luaL_setfuncs(L, meta, 0);
+	luaL_newlib(L, methods);
+	lua_setfield(L, -2, "__index");
+	lua_pop(L, 1);
+}

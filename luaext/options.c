@@ -1,0 +1,563 @@
+/* options.c: open() options and filter tables, checked and turned into the
+ * structures the kernel reads.  Every mistake raises an error that names the
+ * option and the bad value:  tcpinspect: option 'filter.dport': ...
+ *
+ * ti_parse_ports() and ti_parse_cidr() take plain strings so that they can be
+ * fuzzed without Lua (spec/fuzz/).
+ */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <net/if.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "ti.h"
+
+#define OPT_ERR(L, name, ...) \
+	luaL_error(L, "tcpinspect: option '%s': %s", name, lua_pushfstring(L, __VA_ARGS__))
+
+const char *ti_mode_name(enum ti_mode m)
+{
+	static const char *const names[] = { "fentry", "kprobe", "tc", "cgroup", "auto" };
+
+	return names[m];
+}
+
+/* ---- ports ------------------------------------------------------------- */
+
+static int parse_port_num(const char **p, long *out)
+{
+	char *end;
+
+	if (!isdigit((unsigned char)**p))
+		return -1;
+	errno = 0;
+	*out = strtol(*p, &end, 10);
+	if (errno || *out < 0 || *out > 65535)
+		return -2;
+	*p = end;
+	return 0;
+}
+
+/* "22", "8000-8100", or several of them separated by commas: set their bits.
+ * Returns 0, or -1 with a message in err. */
+int ti_parse_ports(const char *spec, uint8_t *bits, char *err, size_t errlen)
+{
+	const char *p = spec;
+
+	for (;;) {
+		long lo, hi;
+		int rc;
+
+		while (*p == ' ')
+			p++;
+		rc = parse_port_num(&p, &lo);
+		hi = lo;
+		if (rc == 0 && *p == '-') {
+			p++;
+			rc = parse_port_num(&p, &hi);
+		}
+		if (rc == -2) {
+			snprintf(err, errlen, "'%s': ports are 0-65535", spec);
+			return -1;
+		}
+		if (rc < 0) {
+			snprintf(err, errlen, "'%s' is not a port or a range like '8000-8100'", spec);
+			return -1;
+		}
+		if (hi < lo) {
+			snprintf(err, errlen, "'%s': range %ld-%ld is reversed", spec, lo, hi);
+			return -1;
+		}
+		for (long v = lo; v <= hi; v++)
+			bits[v >> 3] |= 1u << (v & 7);
+		while (*p == ' ')
+			p++;
+		if (*p == '\0')
+			return 0;
+		if (*p != ',') {
+			snprintf(err, errlen, "'%s' is not a port or a range like '8000-8100'", spec);
+			return -1;
+		}
+		p++;
+	}
+}
+
+static void check_ports(lua_State *L, int idx, const char *name, uint8_t *bits)
+{
+	char err[256];
+
+	idx = lua_absindex(L, idx);
+	if (lua_type(L, idx) == LUA_TNUMBER) {
+		lua_Integer v;
+
+		if (!lua_isinteger(L, idx))
+			OPT_ERR(L, name, "%s is not an integer port", lua_tostring(L, idx));
+		v = lua_tointeger(L, idx);
+		if (v < 0 || v > 65535)
+			OPT_ERR(L, name, "port %d out of range 0-65535", (int)v);
+		bits[v >> 3] |= 1u << (v & 7);
+	} else if (lua_type(L, idx) == LUA_TSTRING) {
+		if (ti_parse_ports(lua_tostring(L, idx), bits, err, sizeof(err)))
+			OPT_ERR(L, name, "%s", err);
+	} else if (lua_type(L, idx) == LUA_TTABLE) {
+		lua_Integer n = luaL_len(L, idx);
+
+		if (n == 0)
+			OPT_ERR(L, name, "empty list of ports");
+		for (lua_Integer i = 1; i <= n; i++) {
+			lua_geti(L, idx, i);
+			if (lua_type(L, -1) == LUA_TTABLE)
+				OPT_ERR(L, name, "nested tables are not ports");
+			check_ports(L, -1, name, bits);
+			lua_pop(L, 1);
+		}
+	} else {
+		OPT_ERR(L, name, "expected a port, a range string or a list, got %s",
+			luaL_typename(L, idx));
+	}
+}
+
+/* ---- addresses ------------------------------------------------------------ */
+
+/* "10.0.0.0/8", "192.0.2.1", "2001:db8::/32", "::1": 0 or -1. */
+int ti_parse_cidr(const char *spec, struct ti_cidr *out)
+{
+	char buf[INET6_ADDRSTRLEN + 8];
+	char *slash;
+	long plen = -1;
+
+	if (strlen(spec) >= sizeof(buf))
+		return -1;
+	strcpy(buf, spec);
+	slash = strchr(buf, '/');
+	if (slash) {
+		char *end;
+
+		*slash = '\0';
+		if (!isdigit((unsigned char)slash[1]))
+			return -1;
+		errno = 0;
+		plen = strtol(slash + 1, &end, 10);
+		if (errno || *end)
+			return -1;
+	}
+	memset(out, 0, sizeof(*out));
+	if (inet_pton(AF_INET, buf, out->addr) == 1) {
+		out->family = 4;
+		if (plen > 32)
+			return -1;
+		out->plen = plen < 0 ? 32 : plen;
+	} else if (inet_pton(AF_INET6, buf, out->addr) == 1) {
+		out->family = 6;
+		if (plen > 128)
+			return -1;
+		out->plen = plen < 0 ? 128 : plen;
+	} else {
+		return -1;
+	}
+	return 0;
+}
+
+static void check_cidrs(lua_State *L, int idx, const char *name, struct ti_cidr *out, int *n)
+{
+	idx = lua_absindex(L, idx);
+	if (lua_type(L, idx) == LUA_TSTRING) {
+		if (*n >= TI_MAX_CIDRS)
+			OPT_ERR(L, name, "more than %d addresses", TI_MAX_CIDRS);
+		if (ti_parse_cidr(lua_tostring(L, idx), &out[*n]))
+			OPT_ERR(L, name, "'%s' is not an IPv4/IPv6 address or CIDR",
+				lua_tostring(L, idx));
+		(*n)++;
+	} else if (lua_type(L, idx) == LUA_TTABLE) {
+		lua_Integer len = luaL_len(L, idx);
+
+		if (len == 0)
+			OPT_ERR(L, name, "empty list of addresses");
+		for (lua_Integer i = 1; i <= len; i++) {
+			lua_geti(L, idx, i);
+			if (lua_type(L, -1) != LUA_TSTRING)
+				OPT_ERR(L, name, "list item %d is a %s, expected an address string",
+					(int)i, luaL_typename(L, -1));
+			check_cidrs(L, -1, name, out, n);
+			lua_pop(L, 1);
+		}
+	} else {
+		OPT_ERR(L, name, "expected an address/CIDR string or a list, got %s",
+			luaL_typename(L, idx));
+	}
+}
+
+/* ---- flags ---------------------------------------------------------------- */
+
+static const struct { const char *name; unsigned bit; } flag_names[] = {
+	{ "fin", TI_FIN }, { "syn", TI_SYN }, { "rst", TI_RST }, { "psh", TI_PSH },
+	{ "ack", TI_ACK }, { "urg", TI_URG }, { "ece", TI_ECE }, { "cwr", TI_CWR },
+};
+
+static unsigned flag_bit(const char *s)
+{
+	char low[8];
+	size_t i;
+
+	for (i = 0; s[i] && i < sizeof(low) - 1; i++)
+		low[i] = tolower((unsigned char)s[i]);
+	low[i] = '\0';
+	if (s[i])
+		return 0;
+	for (i = 0; i < sizeof(flag_names) / sizeof(flag_names[0]); i++)
+		if (!strcmp(low, flag_names[i].name))
+			return flag_names[i].bit;
+	return 0;
+}
+
+static unsigned check_flags(lua_State *L, int idx, const char *name)
+{
+	unsigned mask = 0;
+
+	idx = lua_absindex(L, idx);
+	if (lua_isinteger(L, idx)) {
+		lua_Integer v = lua_tointeger(L, idx);
+
+		if (v <= 0 || v > 255)
+			OPT_ERR(L, name, "flag mask %d out of range 1-255", (int)v);
+		return (unsigned)v;
+	}
+	if (lua_type(L, idx) == LUA_TSTRING) {
+		/* "syn", or several separated by commas or '|' */
+		char buf[128], *tok, *save;
+
+		snprintf(buf, sizeof(buf), "%s", lua_tostring(L, idx));
+		for (tok = strtok_r(buf, ",| ", &save); tok; tok = strtok_r(NULL, ",| ", &save)) {
+			unsigned b = flag_bit(tok);
+
+			if (!b)
+				OPT_ERR(L, name, "unknown TCP flag '%s' (fin syn rst psh ack urg ece cwr)",
+					tok);
+			mask |= b;
+		}
+		if (!mask)
+			OPT_ERR(L, name, "no flags named");
+		return mask;
+	}
+	if (lua_type(L, idx) == LUA_TTABLE) {
+		lua_Integer n = luaL_len(L, idx);
+
+		if (n == 0)
+			OPT_ERR(L, name, "empty list of flags");
+		for (lua_Integer i = 1; i <= n; i++) {
+			lua_geti(L, idx, i);
+			if (lua_type(L, -1) != LUA_TSTRING)
+				OPT_ERR(L, name, "list item %d is a %s, expected a flag name", (int)i,
+					luaL_typename(L, -1));
+			mask |= check_flags(L, -1, name);
+			lua_pop(L, 1);
+		}
+		return mask;
+	}
+	return OPT_ERR(L, name, "expected flag names like {\"syn\",\"rst\"}, got %s",
+		       luaL_typename(L, idx));
+}
+
+/* ---- generic helpers ------------------------------------------------------ */
+
+static lua_Integer check_int(lua_State *L, int idx, const char *name, lua_Integer lo,
+			     lua_Integer hi)
+{
+	lua_Integer v;
+
+	if (!lua_isinteger(L, idx)) {
+		if (lua_type(L, idx) == LUA_TNUMBER)
+			OPT_ERR(L, name, "%s is not an integer", lua_tostring(L, idx));
+		OPT_ERR(L, name, "expected an integer, got %s", luaL_typename(L, idx));
+	}
+	v = lua_tointeger(L, idx);
+	if (v < lo || v > hi)
+		OPT_ERR(L, name, "%I out of range %I-%I", v, lo, hi);
+	return v;
+}
+
+static int check_family(lua_State *L, int idx, const char *name)
+{
+	if (lua_type(L, idx) == LUA_TSTRING) {
+		const char *s = lua_tostring(L, idx);
+
+		if (!strcmp(s, "any"))
+			return 0;
+		if (!strcmp(s, "ipv4") || !strcmp(s, "inet") || !strcmp(s, "4"))
+			return 4;
+		if (!strcmp(s, "ipv6") || !strcmp(s, "inet6") || !strcmp(s, "6"))
+			return 6;
+		OPT_ERR(L, name, "'%s' is not one of \"ipv4\", \"ipv6\", \"any\"", s);
+	}
+	if (lua_isinteger(L, idx) && (lua_tointeger(L, idx) == 4 || lua_tointeger(L, idx) == 6))
+		return (int)lua_tointeger(L, idx);
+	return OPT_ERR(L, name, "expected \"ipv4\", \"ipv6\" or \"any\", got %s",
+		       lua_tostring(L, idx) ? lua_tostring(L, idx) : luaL_typename(L, idx));
+}
+
+/* Raise on any key of table idx not in allowed[]. */
+static void check_keys(lua_State *L, int idx, const char *ctx, const char *const allowed[])
+{
+	idx = lua_absindex(L, idx);
+	lua_pushnil(L);
+	while (lua_next(L, idx)) {
+		const char *k;
+		int ok = 0;
+
+		lua_pop(L, 1);
+		if (lua_type(L, -1) != LUA_TSTRING)
+			luaL_error(L, "tcpinspect: %s: keys must be option names, got a %s key", ctx,
+				   luaL_typename(L, -1));
+		k = lua_tostring(L, -1);
+		for (int i = 0; allowed[i]; i++)
+			ok |= !strcmp(k, allowed[i]);
+		if (!ok) {
+			luaL_Buffer b;
+
+			luaL_buffinit(L, &b);
+			for (int i = 0; allowed[i]; i++) {
+				luaL_addstring(&b, i ? ", " : "");
+				luaL_addstring(&b, allowed[i]);
+			}
+			luaL_pushresult(&b);
+			luaL_error(L, "tcpinspect: unknown %s '%s' (known: %s)", ctx, k,
+				   lua_tostring(L, -1));
+		}
+	}
+}
+
+/* ---- filter tables -------------------------------------------------------- */
+
+static const char *const filter_keys[] = {
+	"sport", "dport", "port", "saddr", "daddr", "host", "flags", "len",
+	"ifindex", "dev", "family", NULL,
+};
+
+void ti_check_filter(lua_State *L, int idx, struct ti_filter *f, const char *ctx)
+{
+	struct ti_config *c = &f->cfg;
+	char name[64];
+
+	idx = lua_absindex(L, idx);
+	memset(f, 0, sizeof(*f));
+	if (lua_isnoneornil(L, idx))
+		return;
+	if (!lua_istable(L, idx))
+		luaL_error(L, "tcpinspect: option '%s': expected a table, got %s", ctx,
+			   luaL_typename(L, idx));
+	snprintf(name, sizeof(name), "%s key", ctx);
+	check_keys(L, idx, name, filter_keys);
+
+#define FIELD(key) (snprintf(name, sizeof(name), "%s.%s", ctx, key), \
+		    lua_getfield(L, idx, key) != LUA_TNIL)
+	if (FIELD("sport")) {
+		check_ports(L, -1, name, c->sport_bits);
+		c->match |= TI_M_SPORT;
+	}
+	lua_pop(L, 1);
+	if (FIELD("dport")) {
+		check_ports(L, -1, name, c->dport_bits);
+		c->match |= TI_M_DPORT;
+	}
+	lua_pop(L, 1);
+	if (FIELD("port")) {
+		check_ports(L, -1, name, c->port_bits);
+		c->match |= TI_M_PORT;
+	}
+	lua_pop(L, 1);
+	if (FIELD("saddr")) {
+		check_cidrs(L, -1, name, f->saddr, &f->nsaddr);
+		c->match |= TI_M_SADDR;
+	}
+	lua_pop(L, 1);
+	if (FIELD("daddr")) {
+		check_cidrs(L, -1, name, f->daddr, &f->ndaddr);
+		c->match |= TI_M_DADDR;
+	}
+	lua_pop(L, 1);
+	if (FIELD("host")) {
+		check_cidrs(L, -1, name, f->host, &f->nhost);
+		c->match |= TI_M_HOST;
+	}
+	lua_pop(L, 1);
+	if (FIELD("flags")) {
+		c->flags_any = check_flags(L, -1, name);
+		c->match |= TI_M_FLAGS;
+	}
+	lua_pop(L, 1);
+	if (FIELD("len")) {
+		c->match |= TI_M_LEN;
+		if (lua_isinteger(L, -1)) {
+			c->len_min = c->len_max = (uint32_t)check_int(L, -1, name, 0, 65535);
+		} else if (lua_istable(L, -1)) {
+			static const char *const len_keys[] = { "min", "max", NULL };
+			int t = lua_absindex(L, -1);
+
+			check_keys(L, t, "filter.len key", len_keys);
+			c->len_min = 0;
+			c->len_max = 65535;
+			snprintf(name, sizeof(name), "%s.len.min", ctx);
+			if (lua_getfield(L, t, "min") != LUA_TNIL)
+				c->len_min = (uint32_t)check_int(L, -1, name, 0, 65535);
+			lua_pop(L, 1);
+			snprintf(name, sizeof(name), "%s.len.max", ctx);
+			if (lua_getfield(L, t, "max") != LUA_TNIL)
+				c->len_max = (uint32_t)check_int(L, -1, name, 0, 65535);
+			lua_pop(L, 1);
+			if (c->len_min > c->len_max)
+				OPT_ERR(L, name, "min %d is greater than max %d", (int)c->len_min,
+					(int)c->len_max);
+		} else {
+			OPT_ERR(L, name, "expected a length or {min=, max=}, got %s",
+				luaL_typename(L, -1));
+		}
+	}
+	lua_pop(L, 1);
+	if (FIELD("ifindex")) {
+		c->ifindex = (uint32_t)check_int(L, -1, name, 1, 0x7fffffff);
+		c->match |= TI_M_IFINDEX;
+	}
+	lua_pop(L, 1);
+	if (FIELD("dev")) {
+		const char *dev;
+
+		if (lua_type(L, -1) != LUA_TSTRING)
+			OPT_ERR(L, name, "expected an interface name, got %s", luaL_typename(L, -1));
+		dev = lua_tostring(L, -1);
+		if (c->match & TI_M_IFINDEX)
+			OPT_ERR(L, name, "give either dev or ifindex, not both");
+		c->ifindex = if_nametoindex(dev);
+		if (!c->ifindex)
+			OPT_ERR(L, name, "no interface named '%s' in this network namespace", dev);
+		c->match |= TI_M_IFINDEX;
+	}
+	lua_pop(L, 1);
+	if (FIELD("family")) {
+		int fam = check_family(L, -1, name);
+
+		if (fam) {
+			c->family = (uint32_t)fam;
+			c->match |= TI_M_FAMILY;
+		}
+	}
+	lua_pop(L, 1);
+#undef FIELD
+}
+
+/* ---- open() options ------------------------------------------------------- */
+
+static const char *const option_keys[] = {
+	"mode", "family", "filter", "sample", "events", "aggregates", "ring_size",
+	"max_flows", "wakeup", "cgroup", "dev", NULL,
+};
+
+static bool check_bool(lua_State *L, int idx, const char *name)
+{
+	if (!lua_isboolean(L, idx))
+		OPT_ERR(L, name, "expected true or false, got %s", luaL_typename(L, idx));
+	return lua_toboolean(L, idx);
+}
+
+void ti_check_options(lua_State *L, int idx, struct ti_options *o)
+{
+	long page = sysconf(_SC_PAGESIZE);
+
+	idx = lua_absindex(L, idx);
+	memset(o, 0, sizeof(*o));
+	o->mode = TI_MODE_AUTO;
+	o->sample = 1;
+	o->events = true;
+	o->aggregates = true;
+	o->ring_size = 1u << 22;
+	o->max_flows = 16384;
+	o->wakeup = 64;
+	if (lua_isnoneornil(L, idx))
+		return;
+	if (!lua_istable(L, idx))
+		luaL_error(L, "tcpinspect.open: expected an options table, got %s",
+			   luaL_typename(L, idx));
+	check_keys(L, idx, "option", option_keys);
+
+	if (lua_getfield(L, idx, "mode") != LUA_TNIL) {
+		static const char *const modes[] = { "fentry", "kprobe", "tc", "cgroup", "auto", NULL };
+		const char *m = lua_tostring(L, -1);
+		int i;
+
+		if (lua_type(L, -1) != LUA_TSTRING)
+			OPT_ERR(L, "mode", "expected a string, got %s", luaL_typename(L, -1));
+		for (i = 0; modes[i] && strcmp(modes[i], m); i++)
+			;
+		if (!modes[i])
+			OPT_ERR(L, "mode", "'%s' is not one of auto, fentry, kprobe, tc, cgroup", m);
+		o->mode = (enum ti_mode)i;
+	}
+	lua_pop(L, 1);
+	if (lua_getfield(L, idx, "family") != LUA_TNIL)
+		o->family = check_family(L, -1, "family");
+	lua_pop(L, 1);
+	if (lua_getfield(L, idx, "sample") != LUA_TNIL)
+		o->sample = (uint32_t)check_int(L, -1, "sample", 1, 1 << 30);
+	lua_pop(L, 1);
+	if (lua_getfield(L, idx, "events") != LUA_TNIL)
+		o->events = check_bool(L, -1, "events");
+	lua_pop(L, 1);
+	if (lua_getfield(L, idx, "aggregates") != LUA_TNIL)
+		o->aggregates = check_bool(L, -1, "aggregates");
+	lua_pop(L, 1);
+	if (lua_getfield(L, idx, "ring_size") != LUA_TNIL) {
+		lua_Integer v = check_int(L, -1, "ring_size", 1, 1 << 30);
+
+		if ((v & (v - 1)) || v % page)
+			OPT_ERR(L, "ring_size", "%I is not a power of two multiple of the page size (%d)",
+				v, (int)page);
+		o->ring_size = (uint32_t)v;
+	}
+	lua_pop(L, 1);
+	if (lua_getfield(L, idx, "max_flows") != LUA_TNIL)
+		o->max_flows = (uint32_t)check_int(L, -1, "max_flows", 1, 1 << 24);
+	lua_pop(L, 1);
+	if (lua_getfield(L, idx, "wakeup") != LUA_TNIL)
+		o->wakeup = (uint32_t)check_int(L, -1, "wakeup", 1, 1 << 20);
+	lua_pop(L, 1);
+	if (lua_getfield(L, idx, "cgroup") != LUA_TNIL) {
+		if (lua_type(L, -1) != LUA_TSTRING)
+			OPT_ERR(L, "cgroup", "expected a cgroup v2 directory path, got %s",
+				luaL_typename(L, -1));
+		if (lua_rawlen(L, -1) >= sizeof(o->cgroup))
+			OPT_ERR(L, "cgroup", "path too long");
+		strcpy(o->cgroup, lua_tostring(L, -1));
+	}
+	lua_pop(L, 1);
+	if (lua_getfield(L, idx, "dev") != LUA_TNIL) {
+		int t = lua_absindex(L, -1);
+
+		if (lua_type(L, t) == LUA_TSTRING) {
+			lua_newtable(L);
+			lua_pushvalue(L, t);
+			lua_rawseti(L, -2, 1);
+			lua_replace(L, t);
+		}
+		if (!lua_istable(L, t))
+			OPT_ERR(L, "dev", "expected an interface name or a list, got %s",
+				luaL_typename(L, t));
+		for (lua_Integer i = 1; i <= luaL_len(L, t); i++) {
+			lua_geti(L, t, i);
+			if (lua_type(L, -1) != LUA_TSTRING)
+				OPT_ERR(L, "dev", "list item %d is a %s, expected an interface name",
+					(int)i, luaL_typename(L, -1));
+			if (o->ndevs >= TI_MAX_DEVS)
+				OPT_ERR(L, "dev", "more than %d interfaces", TI_MAX_DEVS);
+			if (lua_rawlen(L, -1) >= sizeof(o->devs[0]) || !if_nametoindex(lua_tostring(L, -1)))
+				OPT_ERR(L, "dev", "no interface named '%s' in this network namespace",
+					lua_tostring(L, -1));
+			strcpy(o->devs[o->ndevs++], lua_tostring(L, -1));
+			lua_pop(L, 1);
+		}
+		if (o->ndevs == 0)
+			OPT_ERR(L, "dev", "empty list of interfaces");
+	}
+	lua_pop(L, 1);
+}
