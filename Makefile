@@ -55,3 +55,42 @@ $(CORE_SO): $(EXT_SRCS) $(EXT_HDRS)
 
 clean:
 	rm -rf $(B)
+
+# ---- the command-line runner ------------------------------------------------
+# lua/tcpinspect/cli.lua holds the code; this is the launcher, made with the
+# paths of the checkout (for make run/demo) or of the install.
+$(B)/bin/tcpinspect: Makefile
+	@mkdir -p $(dir $@)
+	printf '#!/bin/sh\n# tcpinspect command (checkout launcher)\nexec $(LUA) -e '"'"'package.path="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;"..package.path package.cpath="$(CURDIR)/$(B)/?.so;"..package.cpath'"'"' -e '"'"'os.exit(require("tcpinspect.cli").main(arg))'"'"' -- "$$@"\n' > $@
+	chmod +x $@
+
+all: $(B)/bin/tcpinspect
+
+# ---- tests --------------------------------------------------------------------
+# make test: unit specs, kernel specs on this machine's kernel, then the
+# kernel specs inside the qemu guests (KERNELS).  Ends with "N passed, N failed".
+test: all
+	spec/run all $(KERNELS)
+
+test-host: all
+	spec/run host
+
+test-unit: all
+	spec/run unit
+
+test-vm: all
+	spec/run vm $(or $(KERNEL),6.12)
+
+vm-selftest:
+	spec/vm/selftest $(KERNELS)
+
+# ---- install (LuaRocks: INST_LIBDIR, INST_LUADIR, INST_BINDIR) -----------------
+install: all
+	install -d $(DESTDIR)$(INST_LIBDIR)/tcpinspect $(DESTDIR)$(INST_LUADIR)/tcpinspect \
+		$(DESTDIR)$(INST_BINDIR)
+	install -m 755 $(CORE_SO) $(DESTDIR)$(INST_LIBDIR)/tcpinspect/core.so
+	install -m 644 lua/tcpinspect.lua $(DESTDIR)$(INST_LUADIR)/tcpinspect.lua
+	install -m 644 lua/tcpinspect/*.lua $(DESTDIR)$(INST_LUADIR)/tcpinspect/
+	printf '#!/bin/sh\nexec $(LUA) -e '"'"'os.exit(require("tcpinspect.cli").main(arg))'"'"' -- "$$@"\n' \
+		> $(DESTDIR)$(INST_BINDIR)/tcpinspect
+	chmod 755 $(DESTDIR)$(INST_BINDIR)/tcpinspect

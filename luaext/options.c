@@ -483,11 +483,12 @@ void ti_check_options(lua_State *L, int idx, struct ti_options *o)
 
 	if (lua_getfield(L, idx, "mode") != LUA_TNIL) {
 		static const char *const modes[] = { "fentry", "kprobe", "tc", "cgroup", "auto", NULL };
-		const char *m = lua_tostring(L, -1);
+		const char *m;
 		int i;
 
 		if (lua_type(L, -1) != LUA_TSTRING)
 			OPT_ERR(L, "mode", "expected a string, got %s", luaL_typename(L, -1));
+		m = lua_tostring(L, -1);
 		for (i = 0; modes[i] && strcmp(modes[i], m); i++)
 			;
 		if (!modes[i])

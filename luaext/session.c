@@ -412,6 +412,36 @@ static int session_map(lua_State *L)
 	return ti_map_new(L, 1, luaL_checkstring(L, 2));
 }
 
+/* session:test_run(frame, [repeat]) -> retval, ns per run
+ * Runs the session's tc or cgroup program on an Ethernet frame with
+ * BPF_PROG_TEST_RUN, through the same parse/filter/aggregate/emit path as
+ * live traffic.  For specs and benchmarks (make bench). */
+static int session_test_run(lua_State *L)
+{
+	struct ti_session *s = check_session(L, 1);
+	size_t n;
+	const char *frame = luaL_checklstring(L, 2, &n);
+	lua_Integer repeat = luaL_optinteger(L, 3, 1);
+	struct bpf_program *prog;
+	DECLARE_LIBBPF_OPTS(bpf_test_run_opts, t, .data_in = frame, .data_size_in = (__u32)n);
+
+	if (repeat < 1 || repeat > 0x7fffffff)
+		return luaL_error(L, "tcpinspect: test_run: repeat %I out of range", repeat);
+	if (s->mode == TI_MODE_TC)
+		prog = s->skel->progs.ti_tc_ingress;
+	else if (s->mode == TI_MODE_CGROUP)
+		prog = s->skel->progs.ti_cgroup_ingress;
+	else
+		return luaL_error(L, "tcpinspect: test_run needs a session in tc or cgroup mode, not %s",
+				  ti_mode_name(s->mode));
+	t.repeat = (int)repeat;
+	if (bpf_prog_test_run_opts(bpf_program__fd(prog), &t))
+		return ti_fail(L, errno, "BPF_PROG_TEST_RUN failed: %s", strerror(errno));
+	lua_pushinteger(L, (int)t.retval);
+	lua_pushinteger(L, t.duration);
+	return 2;
+}
+
 static int session_index(lua_State *L)
 {
 	luaL_checkudata(L, 1, TI_SESSION_MT);
@@ -463,6 +493,7 @@ void ti_session_register(lua_State *L)
 		{ "set_filter", session_set_filter },
 		{ "stats", session_stats },
 		{ "map", session_map },
+		{ "test_run", session_test_run },
 		{ NULL, NULL },
 	};
 

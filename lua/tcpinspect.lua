@@ -1,0 +1,150 @@
+--- tcpinspect: every incoming TCP segment, seen from the kernel, in Lua.
+--
+-- This file is the public API.  It wraps the private C core
+-- (`tcpinspect.core`) and adds the loop helpers: `session:run`,
+-- `session:stop`, and the `:pollfd()`/`:events()`/`:timeout()` protocol that
+-- lets luv, cqueues or a host's own loop drive a session.
+--
+--     local tcpinspect = require "tcpinspect"
+--     local s <close> = assert(tcpinspect.open{ filter = { dport = 22 } })
+--     s:on_packet(function(p) print(p.saddr, p.sport, p.flagstr, p.len) end)
+--     s:run{ duration = 10 }
+--
+-- @module tcpinspect
+local core = require "tcpinspect.core"
+
+local M = {
+	_VERSION = "tcpinspect 0.1.0",
+	-- TCP flag bits, for `p.flags & tcpinspect.SYN ~= 0`
+	FIN = core.FIN, SYN = core.SYN, RST = core.RST, PSH = core.PSH,
+	ACK = core.ACK, URG = core.URG, ECE = core.ECE, CWR = core.CWR,
+}
+
+--- Load, configure and attach.  See doc/reference.md for every option.
+-- @tparam[opt] table opts mode, family, filter, sample, events, aggregates,
+--   ring_size, max_flows, wakeup, cgroup, dev
+-- @treturn[1] session
+-- @treturn[2] nil
+-- @treturn[2] string message saying what failed and what to do
+-- @treturn[2] integer errno
+function M.open(opts)
+	return core.open(opts)
+end
+
+--- What this kernel offers, probed for real by loading and attaching.
+-- @treturn table btf, fentry, kprobe, ringbuf, tc, tcx, cgroup (booleans),
+--   reasons (mode -> why not), kernel (release string)
+function M.features()
+	return core.features()
+end
+
+--- tcpdump-style text for a flags byte: "S", "S.", "F.", "R", "P.".
+-- @tparam integer flags
+-- @treturn string
+M.flagstr = core.flagstr
+
+--- Seconds on CLOCK_MONOTONIC, as a float (the clock of `p.ts`).
+-- @treturn number
+M.monotonic = core.monotonic
+
+--- Sleep for a number of seconds (a float).
+-- @tparam number seconds
+M.sleep = core.sleep
+
+--- The names of the packet fields, in the order of the reference docs.
+-- @treturn {string,...}
+M.packet_fields = core.packet_fields
+
+local methods = core.session_methods
+local stopping = setmetatable({}, { __mode = "k" })
+
+--- Ask a running `session:run` to return after the current poll.
+-- Safe to call from a callback or a signal handler.
+function methods.stop(self)
+	stopping[self] = true
+end
+
+--- Poll in a loop until `duration` seconds pass or `stop()` is called.
+-- @tparam[opt] table opts
+--   duration: seconds to run (default: until stopped);
+--   interval: seconds between on_interval calls (default 1);
+--   on_interval: function(session, elapsed) called every interval;
+--   poll_ms: the longest single wait, bounding event latency (default 100);
+--   should_stop: function() -> true to end the loop (checked after every poll)
+-- @treturn number events delivered
+-- @treturn string why it ended: "duration", "stopped"
+function methods.run(self, opts)
+	opts = opts or {}
+	if type(opts) ~= "table" then
+		error("tcpinspect: run: expected an options table, got " .. type(opts), 2)
+	end
+	for k in pairs(opts) do
+		if k ~= "duration" and k ~= "interval" and k ~= "on_interval"
+			and k ~= "poll_ms" and k ~= "should_stop" then
+			error("tcpinspect: unknown run option '" .. tostring(k) ..
+				"' (known: duration, interval, on_interval, poll_ms, should_stop)", 2)
+		end
+	end
+	local duration, interval = opts.duration, opts.interval or 1
+	if duration ~= nil and (type(duration) ~= "number" or duration < 0) then
+		error("tcpinspect: run option 'duration': expected seconds >= 0, got " .. tostring(duration), 2)
+	end
+	if type(interval) ~= "number" or interval <= 0 then
+		error("tcpinspect: run option 'interval': expected seconds > 0, got " .. tostring(interval), 2)
+	end
+	local poll_ms = opts.poll_ms or 100
+	if math.type(poll_ms) ~= "integer" or poll_ms < 0 then
+		error("tcpinspect: run option 'poll_ms': expected an integer >= 0, got " .. tostring(poll_ms), 2)
+	end
+	local on_interval, should_stop = opts.on_interval, opts.should_stop
+	local start = core.monotonic()
+	local next_tick = start + interval
+	local total = 0
+	stopping[self] = nil
+	while true do
+		local now = core.monotonic()
+		local wait = next_tick - now
+		if duration then wait = math.min(wait, start + duration - now) end
+		wait = math.max(0, math.min(wait * 1000, poll_ms))
+		local n, err, errno = self:poll(math.floor(wait))
+		if not n then return nil, err, errno end
+		total = total + n
+		now = core.monotonic()
+		if on_interval and now >= next_tick then
+			on_interval(self, now - start)
+		end
+		if now >= next_tick then
+			next_tick = next_tick + interval * (math.floor((now - next_tick) / interval) + 1)
+		end
+		if stopping[self] or (should_stop and should_stop()) then
+			stopping[self] = nil
+			return total, "stopped"
+		end
+		if duration and now - start >= duration then
+			-- drain what is pending, then stop
+			total = total + (self:poll(0) or 0)
+			return total, "duration"
+		end
+	end
+end
+
+--- The file descriptor to wait on for readability (cqueues protocol).
+-- @treturn integer fd, or -1 when events are off
+function methods.pollfd(self)
+	return self:fd()
+end
+
+--- cqueues protocol: wait for readability.
+-- @treturn string "r"
+function methods.events()
+	return "r"
+end
+
+--- cqueues protocol: the longest wait before calling poll(0) anyway, in
+-- seconds.  Records committed without a wakeup (batched) are picked up then.
+-- @treturn number
+function methods.timeout()
+	return 0.1
+end
+
+return M
