@@ -124,6 +124,16 @@ static int core_flagstr(lua_State *L)
 	return 1;
 }
 
+static void push_names(lua_State *L, const char *const names[], const char *field)
+{
+	lua_newtable(L);
+	for (int i = 0; names[i]; i++) {
+		lua_pushstring(L, names[i]);
+		lua_rawseti(L, -2, i + 1);
+	}
+	lua_setfield(L, -2, field);
+}
+
 /* Expose the session methods table so the Lua wrapper can add run() etc. */
 static void push_session_methods(lua_State *L)
 {
@@ -158,6 +168,11 @@ int luaopen_tcpinspect_core(lua_State *L)
 	}
 	push_session_methods(L);
 	lua_setfield(L, -2, "session_methods");
+	push_names(L, ti_option_keys, "option_names");
+	push_names(L, ti_filter_keys, "filter_keys");
+	push_names(L, ti_stat_names, "stat_names");
+	push_names(L, ti_map_names, "map_names");
+	push_names(L, ti_session_fields, "session_fields");
 	lua_pushinteger(L, TI_HIST_SLOTS);
 	lua_setfield(L, -2, "hist_slots");
 	return 1;

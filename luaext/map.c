@@ -29,6 +29,8 @@ static const struct map_desc descs[MAP_KINDS] = {
 	[MAP_LEN_HIST] = { "len_hist", sizeof(uint32_t), sizeof(uint64_t), true },
 };
 
+const char *const ti_map_names[MAP_KINDS + 1] = { "flows", "ports", "sources", "len_hist", NULL };
+
 struct ti_map {
 	enum map_kind kind;
 };

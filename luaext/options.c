@@ -331,7 +331,7 @@ static void check_keys(lua_State *L, int idx, const char *ctx, const char *const
 
 /* ---- filter tables -------------------------------------------------------- */
 
-static const char *const filter_keys[] = {
+const char *const ti_filter_keys[] = {
 	"sport", "dport", "port", "saddr", "daddr", "host", "flags", "len",
 	"ifindex", "dev", "family", NULL,
 };
@@ -349,7 +349,7 @@ void ti_check_filter(lua_State *L, int idx, struct ti_filter *f, const char *ctx
 		luaL_error(L, "tcpinspect: option '%s': expected a table, got %s", ctx,
 			   luaL_typename(L, idx));
 	snprintf(name, sizeof(name), "%s key", ctx);
-	check_keys(L, idx, name, filter_keys);
+	check_keys(L, idx, name, ti_filter_keys);
 
 #define FIELD(key) (snprintf(name, sizeof(name), "%s.%s", ctx, key), \
 		    lua_getfield(L, idx, key) != LUA_TNIL)
@@ -449,7 +449,7 @@ void ti_check_filter(lua_State *L, int idx, struct ti_filter *f, const char *ctx
 
 /* ---- open() options ------------------------------------------------------- */
 
-static const char *const option_keys[] = {
+const char *const ti_option_keys[] = {
 	"mode", "family", "filter", "sample", "events", "aggregates", "ring_size",
 	"max_flows", "wakeup", "cgroup", "dev", NULL,
 };
@@ -479,7 +479,7 @@ void ti_check_options(lua_State *L, int idx, struct ti_options *o)
 	if (!lua_istable(L, idx))
 		luaL_error(L, "tcpinspect.open: expected an options table, got %s",
 			   luaL_typename(L, idx));
-	check_keys(L, idx, "option", option_keys);
+	check_keys(L, idx, "option", ti_option_keys);
 
 	if (lua_getfield(L, idx, "mode") != LUA_TNIL) {
 		static const char *const modes[] = { "fentry", "kprobe", "tc", "cgroup", "auto", NULL };

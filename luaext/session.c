@@ -24,8 +24,13 @@
 #define UV_VIEW 2
 #define UV_INFO 3
 
-static const char *const stat_names[TI_STAT_MAX] = {
-	"seen", "filtered", "matched", "sampled_out", "delivered", "dropped", "errors",
+const char *const ti_stat_names[TI_STAT_MAX + 1] = {
+	"seen", "filtered", "matched", "sampled_out", "delivered", "dropped", "errors", NULL,
+};
+
+/* The fields of session.X besides the methods (push_info, session_index). */
+const char *const ti_session_fields[] = {
+	"mode", "fallback_reason", "probes", "ring_size", "events", "sample", "closed", NULL,
 };
 
 static struct ti_session *check_session(lua_State *L, int idx)
@@ -401,7 +406,7 @@ static int session_stats(lua_State *L)
 		for (int c = 0; c < s->ncpus; c++)
 			sum += vals[c];
 		lua_pushinteger(L, (lua_Integer)sum);
-		lua_setfield(L, -2, stat_names[i]);
+		lua_setfield(L, -2, ti_stat_names[i]);
 	}
 	return 1;
 }

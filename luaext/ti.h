@@ -99,6 +99,8 @@ int ti_fail(lua_State *L, int err, const char *fmt, ...);
 const char *ti_errname(int err);
 
 /* options.c */
+extern const char *const ti_option_keys[];
+extern const char *const ti_filter_keys[];
 void ti_check_options(lua_State *L, int idx, struct ti_options *o);
 void ti_check_filter(lua_State *L, int idx, struct ti_filter *f, const char *ctx);
 int ti_parse_ports(const char *spec, uint8_t *bits, char *err, size_t errlen);
@@ -121,7 +123,11 @@ int ti_cgroup_root(char *buf, size_t len);
 int ti_session_open(lua_State *L);
 void ti_session_register(lua_State *L);
 
+extern const char *const ti_stat_names[];
+extern const char *const ti_session_fields[];
+
 /* map.c */
+extern const char *const ti_map_names[];
 void ti_map_register(lua_State *L);
 int ti_map_new(lua_State *L, int session_idx, const char *name);
 
