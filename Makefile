@@ -34,7 +34,7 @@ EXT_SRCS := $(wildcard luaext/*.c)
 EXT_HDRS := $(wildcard luaext/*.h) bpf/tcpinspect.h $(B)/tcpinspect.skel.h
 CORE_SO  := $(B)/tcpinspect/core.so
 
-.PHONY: all clean test test-unit test-host test-vm test-vm-all vm-selftest bench \
+.PHONY: all clean test test-unit test-host test-vm vm-selftest bench fuzz deps \
 	install lint docs-check run demo
 
 all: $(CORE_SO)
@@ -94,3 +94,34 @@ install: all
 	printf '#!/bin/sh\nexec $(LUA) -e '"'"'os.exit(require("tcpinspect.cli").main(arg))'"'"' -- "$$@"\n' \
 		> $(DESTDIR)$(INST_BINDIR)/tcpinspect
 	chmod 755 $(DESTDIR)$(INST_BINDIR)/tcpinspect
+
+# ---- setup, main job, benchmarks ---------------------------------------------
+# Debian 12 packages: build, run, test (qemu guests), compare (peers).
+DEB_PACKAGES := make gcc clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool \
+	lua5.4 liblua5.4-dev luarocks lua-busted lua-dkjson lua-argparse lua-socket \
+	lua-posix lua-check qemu-system-x86 busybox-static cpio kmod xz-utils \
+	iproute2 tcpdump hping3 bpftrace netcat-openbsd libcap2-bin procps
+
+deps:
+	@if dpkg-query -W -f='$${Status}\n' $(DEB_PACKAGES) 2>/dev/null | grep -qv 'ok installed' || \
+	    [ $$(dpkg-query -W -f='$${Status}\n' $(DEB_PACKAGES) 2>/dev/null | wc -l) -lt $(words $(DEB_PACKAGES)) ]; then \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(DEB_PACKAGES); \
+	else echo "deps: all $(words $(DEB_PACKAGES)) Debian packages present"; fi
+
+# The main job: a live report of incoming TCP on this machine (Ctrl-C ends it).
+run: all
+	$(B)/bin/tcpinspect top
+
+# A few seconds of `top` against loopback traffic generated here.
+demo: all
+	$(LUA) examples/demo_traffic.lua --duration 6 & \
+	$(B)/bin/tcpinspect top --duration 5 --interval 1; wait
+
+bench: all
+	spec/bench/run
+
+fuzz: all
+	spec/fuzz/run
+
+lint:
+	luacheck lua spec examples
