@@ -216,16 +216,29 @@ static __always_inline int ti_filter(const struct ti_config *c, __u32 slot,
 
 /* ---- aggregate ------------------------------------------------------------ */
 
+/* 0 for 0, else 1 + floor(log2(v)): 1 for 1, 2 for 2-3, 3 for 4-7, ...
+ * Straight-line code: a loop here multiplies the verifier's states. */
 static __always_inline __u32 ti_log2_slot(__u32 v)
 {
-	__u32 slot = 0;
+	__u32 r = 0;
 
-	/* bounded loop: at most 17 steps for a 16-bit length */
-	for (int i = 0; i < TI_HIST_SLOTS - 1 && v; i++) {
-		slot++;
-		v >>= 1;
+	if (v >= 1 << 8) {
+		v >>= 8;
+		r += 8;
 	}
-	return slot;
+	if (v >= 1 << 4) {
+		v >>= 4;
+		r += 4;
+	}
+	if (v >= 1 << 2) {
+		v >>= 2;
+		r += 2;
+	}
+	if (v >= 1 << 1) {
+		v >>= 1;
+		r += 1;
+	}
+	return v ? r + 1 : 0;
 }
 
 static __always_inline void ti_aggregate(const struct ti_event *e)
@@ -327,21 +340,29 @@ static __always_inline void ti_emit(const struct ti_config *c, const struct ti_e
 
 /* ---- the one path every hook takes ---------------------------------------- */
 
-static __always_inline void ti_handle(struct ti_event *e)
+/* A global (non-inlined) function: the verifier checks it once, on its
+ * own, instead of once per hook and per path into it.  This keeps the
+ * programs verifiable without CAP_PERFMON, where speculative-execution
+ * checks multiply the states explored. */
+__attribute__((noinline)) int ti_handle(struct ti_event *e)
 {
 	__u32 slot = ti_cfg_slot & 1;
 	const struct ti_config *c = &ti_cfg[slot];
 
+	if (!e) /* the verifier checks a global function for any argument */
+		return 0;
+
 	ti_count(TI_STAT_SEEN);
 	if (!ti_filter(c, slot, e)) {
 		ti_count(TI_STAT_FILTERED);
-		return;
+		return 0;
 	}
 	ti_count(TI_STAT_MATCHED);
 	if (c->aggregates)
 		ti_aggregate(e);
 	if (c->events)
 		ti_emit(c, e);
+	return 0;
 }
 
 /* ---- entries: function probes on tcp_v4_rcv / tcp_v6_rcv -------------------- */
@@ -351,8 +372,8 @@ static __always_inline void ti_handle(struct ti_event *e)
 static __always_inline int ti_from_kernel_skb(struct sk_buff *skb, __u8 probe)
 {
 	struct ti_event e = { .probe = probe };
-	struct ti_tcphdr th;
-	__u8 ip[40];
+	struct ti_tcphdr th = {};
+	__u8 ip[40] = {};
 	unsigned char *head = BPF_CORE_READ(skb, head);
 	__u16 nh = BPF_CORE_READ(skb, network_header);
 	__u16 tp = BPF_CORE_READ(skb, transport_header);
@@ -403,8 +424,8 @@ static __always_inline void ti_from_sk_buff(struct __sk_buff *skb, __u32 off, __
 {
 	const struct ti_config *c = &ti_cfg[ti_cfg_slot & 1];
 	struct ti_event e = { .probe = probe };
-	struct ti_tcphdr th;
-	__u8 ip[40];
+	struct ti_tcphdr th = {};
+	__u8 ip[40] = {};
 	__u32 l4_off;
 
 	if (skb->protocol == bpf_htons(ETH_P_IP)) {
