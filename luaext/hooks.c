@@ -477,6 +477,16 @@ static int attach_cgroup(struct ti_session *s, const struct ti_options *o, char 
 	return 0;
 }
 
+/* TCPINSPECT_HIDE_FUNCS="tcp_v6_rcv": act as if the kernel lacked these
+ * functions.  A test hook: it lets the specs prove the gap report on kernels
+ * that have both. */
+static bool hidden_for_test(const char *name)
+{
+	const char *h = getenv("TCPINSPECT_HIDE_FUNCS");
+
+	return h && strstr(h, name);
+}
+
 /* Choose which programs load: only those of the mode, and of the probed
  * functions the kernel has.  Returns 0 or -ENOENT with why filled. */
 static int select_programs(struct ti_session *s, const struct ti_options *o, enum ti_mode mode,
@@ -503,7 +513,8 @@ static int select_programs(struct ti_session *s, const struct ti_options *o, enu
 	}
 	for (int i = 0; i < 2; i++) {
 		bool want = o->family == 0 || o->family == (i ? 6 : 4);
-		bool have = mode == TI_MODE_FENTRY ? kernel_btf_has_func(fn[i]) : kallsyms_has(fn[i]);
+		bool have = !hidden_for_test(fn[i]) &&
+			    (mode == TI_MODE_FENTRY ? kernel_btf_has_func(fn[i]) : kallsyms_has(fn[i]));
 
 		if (!want)
 			snprintf(s->probe_status[i], sizeof(s->probe_status[i]), "not requested (family)");
