@@ -21,6 +21,8 @@
 #define ETH_P_IPV6 0x86DD
 #define IPPROTO_TCP_ 6
 #define PACKET_HOST_ 0
+/* bytes one record takes in the ring: 8-byte header, length rounded to 8 */
+#define TI_RING_REC (8 + ((sizeof(struct ti_event) + 7) & ~7))
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -318,7 +320,7 @@ static __always_inline int ti_sampled_out(const struct ti_config *c, const struc
 static __always_inline void ti_emit(const struct ti_config *c, const struct ti_event *e)
 {
 	struct ti_event *r;
-	__u64 flags;
+	__u64 flags, avail;
 
 	if (ti_sampled_out(c, e)) {
 		ti_count(TI_STAT_SAMPLED_OUT);
@@ -330,9 +332,13 @@ static __always_inline void ti_emit(const struct ti_config *c, const struct ti_e
 		return;
 	}
 	__builtin_memcpy(r, e, sizeof(*r));
-	/* Batched wakeups: the reader is woken only once wakeup_bytes are
-	 * pending; its poll timeout bounds the latency of the rest. */
-	flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= c->wakeup_bytes ?
+	/* Batched wakeups: wake the reader only when this record takes the
+	 * pending data across wakeup_bytes.  Waking on every record above the
+	 * mark (while the reader is behind) cost ~5 us per record in
+	 * `make bench`; the reader drains everything once woken, and its poll
+	 * timeout bounds the latency of records below the mark. */
+	avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
+	flags = avail >= c->wakeup_bytes && avail < c->wakeup_bytes + TI_RING_REC ?
 			BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
 	bpf_ringbuf_submit(r, flags);
 	ti_count(TI_STAT_DELIVERED);

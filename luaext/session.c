@@ -243,6 +243,10 @@ int ti_session_open(lua_State *L)
 			err = -errno;
 			ti_hooks_detach(s);
 			s->state = TI_CLOSED;
+			for (int i = 0; i < 2; i++) {
+				free(s->slot_filter[i]);
+				s->slot_filter[i] = NULL;
+			}
 			return ti_fail(L, err, "creating the ring buffer reader failed: %s", strerror(-err));
 		}
 	}

@@ -1,0 +1,74 @@
+-- spec/bench/live_probe.lua: one tcpinspect consumer for the real-traffic
+-- benchmark (spec/bench/live.sh).  Opens a session, touches READY, runs until
+-- STOP exists, then writes one line of key=value results to OUT.
+--
+--   lua5.4 spec/bench/live_probe.lua MODE KIND PORT READY STOP OUT
+--   MODE: tc | cgroup     KIND: agg (events=false) | lua | lua-w1 (wakeup=1)
+package.path = "lua/?.lua;lua/?/init.lua;spec/bench/?.lua;" .. package.path
+package.cpath = (os.getenv("TI_CPATH") or "build/?.so;") .. package.cpath
+
+local ti = require "tcpinspect"
+local C = require "common"
+
+local mode, kind, port, ready, stop, out = table.unpack(arg, 1, 6)
+port = assert(tonumber(port))
+
+local opts = { mode = mode, filter = { port = port } }
+if mode == "tc" then opts.dev = "lo" end
+if kind == "agg" then opts.events = false end
+if kind == "lua-w1" then opts.wakeup = 1 end
+local s, err = ti.open(opts)
+if not s then
+	io.stderr:write("live_probe: open failed: ", tostring(err), "\n")
+	os.exit(2)
+end
+local sink, n = 0, 0
+if kind ~= "agg" then
+	s:on_packet(function(p)
+		sink = p.sport + p.len + p.flags
+		n = n + 1
+	end)
+end
+
+local function cpu_ticks()
+	local f = assert(io.open("/proc/self/stat"))
+	local line = f:read("a")
+	f:close()
+	-- fields after the ")" of comm: state is field 3; utime 14, stime 15
+	local rest = line:match("%) (.*)")
+	local fields = {}
+	for w in rest:gmatch("%S+") do fields[#fields + 1] = w end
+	return tonumber(fields[12]) + tonumber(fields[13])
+end
+
+local function exists(path)
+	local f = io.open(path)
+	if f then f:close() return true end
+	return false
+end
+
+local st0, cpu0 = C.status(), cpu_ticks()
+local t0 = C.now()
+local f = assert(io.open(ready, "w"))
+f:close()
+local next_check = 0
+s:run {
+	poll_ms = 100,
+	should_stop = function()
+		local now = C.now()
+		if now < next_check then return false end
+		next_check = now + 0.05
+		return exists(stop)
+	end,
+}
+local secs = C.now() - t0
+local st1, cpu1 = C.status(), cpu_ticks()
+local stats = s:stats()
+s:close()
+local csw = (st1.voluntary_ctxt_switches - st0.voluntary_ctxt_switches)
+	+ (st1.nonvoluntary_ctxt_switches - st0.nonvoluntary_ctxt_switches)
+f = assert(io.open(out, "w"))
+f:write(("seen=%d matched=%d delivered=%d dropped=%d callbacks=%d csw=%d vcsw=%d cpu_ticks=%d secs=%.3f\n")
+	:format(stats.seen, stats.matched, stats.delivered, stats.dropped, n, csw,
+		st1.voluntary_ctxt_switches - st0.voluntary_ctxt_switches, cpu1 - cpu0, secs))
+f:close()

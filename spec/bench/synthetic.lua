@@ -1,0 +1,246 @@
+-- spec/bench/synthetic.lua: the synthetic event rate into Lua, the BPF cost
+-- per packet, and memory over a long run (make bench, sections 1 and 3).
+--
+-- The tc program is driven with BPF_PROG_TEST_RUN (s:test_run) on a crafted
+-- IPv4 TCP SYN frame, which runs parse -> filter -> aggregate -> emit in the
+-- caller's context and writes into the ring; s:poll(0) then drains the ring
+-- into the Lua callback.  Producer and consumer alternate in one thread, so
+--   end-to-end rate  = delivered / (BPF time + Lua time)
+--   consumer rate    = delivered / time inside poll(0)   (what Lua can take)
+-- Every configuration runs in short chunks, interleaved in a shuffled order
+-- per round, and the median over rounds is reported.
+--
+--   lua5.4 spec/bench/synthetic.lua [rate|bpf|memory|all]
+-- Env: BENCH_SYN_SECS (seconds per chunk, default 1), BENCH_SYN_ROUNDS
+-- (default 3), BENCH_MEM_EVENTS (default 10000000).
+package.path = "lua/?.lua;lua/?/init.lua;spec/bench/?.lua;" .. package.path
+package.cpath = (os.getenv("TI_CPATH") or "build/?.so;") .. package.cpath
+
+local ti = require "tcpinspect"
+local C = require "common"
+
+local what = arg[1] or "all"
+local SECS = C.env_num("BENCH_SYN_SECS", 1)
+local ROUNDS = C.env_num("BENCH_SYN_ROUNDS", 3)
+local MEM_EVENTS = C.env_num("BENCH_MEM_EVENTS", 10000000)
+local RING = 1 << 22
+local WAKEUP_NEVER = 1 << 20 -- capped by the core at ring_size/2: no forced wakeups here
+math.randomseed(os.time())
+
+local FRAME = C.frame()
+local sink = 0
+
+local callbacks = {
+	read3 = function(p) sink = p.sport + p.len + p.flags end,
+	empty = function(p) end,
+	none = false,
+	table6 = function(p)
+		sink = { saddr = p.saddr, daddr = p.daddr, sport = p.sport, dport = p.dport,
+			len = p.len, flags = p.flags }
+	end,
+}
+
+local function open(opts)
+	opts.mode = "tc"
+	opts.dev = "lo"
+	opts.ring_size = opts.ring_size or RING
+	local s, err = ti.open(opts)
+	if not s then
+		io.stderr:write("bench: tcpinspect.open failed: ", tostring(err), "\n")
+		os.exit(2)
+	end
+	return s
+end
+
+-- Check once that test_run records reach the callback (pkt_type HOST).
+local function sanity()
+	local s = open {}
+	local n = 0
+	s:on_packet(function(p)
+		assert(p.sport == 40000 and p.dport == 9 and p.flags == 2 and p.len == 0,
+			"test_run record decoded wrong")
+		n = n + 1
+	end)
+	s:test_run(FRAME, 100)
+	s:poll(0)
+	local st = s:stats()
+	s:close()
+	if n ~= 100 or st.delivered ~= 100 then
+		io.stderr:write(("bench: test_run on lo delivered %d of 100 records (seen %d): "
+			.. "the frame is not PACKET_HOST here\n"):format(n, st.seen))
+		os.exit(2)
+	end
+end
+
+-- One chunk: alternate test_run(B) and poll(0) for secs seconds.
+local function chunk(s, B, secs, acc)
+	local st0, iw0, s0 = C.status(), C.irq_work(), s:stats()
+	local t0 = C.now()
+	local tpoll, bpf, runs, ev = 0, 0, 0, 0
+	repeat
+		local _, ns = s:test_run(FRAME, B)
+		bpf = bpf + ns * B
+		runs = runs + B
+		local a = C.now()
+		ev = ev + s:poll(0)
+		tpoll = tpoll + (C.now() - a)
+	until C.now() - t0 >= secs
+	local wall = C.now() - t0
+	local st1, iw1, s1 = C.status(), C.irq_work(), s:stats()
+	acc.rate[#acc.rate + 1] = ev / wall
+	acc.crate[#acc.crate + 1] = ev / tpoll
+	acc.luans[#acc.luans + 1] = tpoll * 1e9 / ev
+	acc.bpfns[#acc.bpfns + 1] = bpf / runs
+	acc.lost = (acc.lost or 0) + (s1.dropped - s0.dropped)
+	acc.ev = (acc.ev or 0) + ev
+	acc.runs = (acc.runs or 0) + runs
+	acc.iw = (acc.iw or 0) + (iw1 - iw0)
+	acc.csw = (acc.csw or 0) + (st1.voluntary_ctxt_switches - st0.voluntary_ctxt_switches)
+		+ (st1.nonvoluntary_ctxt_switches - st0.nonvoluntary_ctxt_switches)
+end
+
+local results = {}
+
+local function rate_section()
+	print(("== 1. Synthetic event rate into Lua (tc program via BPF_PROG_TEST_RUN on lo; "
+		.. "%d rounds x %.1f s per config, shuffled; medians)"):format(ROUNDS, SECS))
+	local configs = {
+		{ name = "3-field callback", cb = "read3", wakeup = 64, B = 1024 },
+		{ name = "empty callback", cb = "empty", wakeup = 64, B = 1024 },
+		{ name = "no callback", cb = "none", wakeup = 64, B = 1024 },
+		{ name = "6-field table/event", cb = "table6", wakeup = 64, B = 1024 },
+		{ name = "3-field, batch 256", cb = "read3", wakeup = 64, B = 256 },
+		{ name = "3-field, batch 4096", cb = "read3", wakeup = 64, B = 4096 },
+		{ name = "3-field, wakeup=1", cb = "read3", wakeup = 1, B = 1024 },
+		{ name = "3-field, no forced wakeup", cb = "read3", wakeup = WAKEUP_NEVER, B = 1024 },
+	}
+	for _, c in ipairs(configs) do
+		c.s = open { wakeup = c.wakeup }
+		c.s:on_packet(callbacks[c.cb] or nil)
+		c.acc = { rate = {}, crate = {}, luans = {}, bpfns = {} }
+	end
+	for _ = 1, ROUNDS do
+		local order = {}
+		for i, c in ipairs(configs) do order[i] = c end
+		for _, c in ipairs(C.shuffle(order)) do
+			collectgarbage()
+			chunk(c.s, c.B, SECS, c.acc)
+		end
+	end
+	local rows = {}
+	for _, c in ipairs(configs) do
+		local a = c.acc
+		rows[#rows + 1] = {
+			name = c.name, wakeup = c.wakeup == WAKEUP_NEVER and "ring/2" or tostring(c.wakeup),
+			B = c.B, rate = C.median(a.rate), crate = C.median(a.crate),
+			luans = C.median(a.luans), bpfns = C.median(a.bpfns), lost = a.lost,
+			iw = a.iw * 1000 / a.ev, csw = a.csw * 1000 / a.ev,
+		}
+		results[c.name] = rows[#rows]
+		c.s:close()
+	end
+	C.table({
+		{ "name", "config" }, { "wakeup", "wakeup" }, { "B", "batch" },
+		{ "rate", "events/s e2e", C.si }, { "crate", "consumer ev/s", C.si },
+		{ "luans", "Lua ns/ev", "%.0f" }, { "bpfns", "BPF ns/run", "%.0f" },
+		{ "lost", "lost" }, { "iw", "irq_work/1k", "%.1f" }, { "csw", "ctxsw/1k", "%.2f" },
+	}, rows)
+	local base = results["no callback"].luans
+	print(("  callback cost over no callback: 3 fields %.0f ns/ev, empty %.0f ns/ev, "
+		.. "6-field table %.0f ns/ev"):format(results["3-field callback"].luans - base,
+			results["empty callback"].luans - base, results["6-field table/event"].luans - base))
+	print("  e2e = delivered / (BPF test_run time + poll time), one thread; consumer = delivered / poll time.")
+	print("  irq_work/1k = IRQ-work interrupts (the ring's forced wakeups) per 1000 events, whole machine.")
+	print()
+	local r3 = results["3-field callback"]
+	print(("SUMMARY synthetic: 3-field callback %s ev/s e2e, %s ev/s consumer (%.0f ns/ev), lost %d; "
+		.. "wakeup=1 %s ev/s; no forced wakeup %s ev/s e2e"):format(C.si(r3.rate), C.si(r3.crate),
+		r3.luans, r3.lost, C.si(results["3-field, wakeup=1"].rate),
+		C.si(results["3-field, no forced wakeup"].rate)))
+end
+
+local function bpf_section()
+	print("== 1b. BPF cost per packet (BPF_PROG_TEST_RUN duration / repeat; batches of 1024, ring drained between)")
+	local configs = {
+		{ name = "filter miss (dport=1)", opts = { filter = { dport = 1 } } },
+		{ name = "no aggregates, no events", opts = { events = false, aggregates = false } },
+		{ name = "aggregates only (events=false)", opts = { events = false } },
+		{ name = "events on, default wakeup=64", opts = {} },
+		{ name = "events on, wakeup=1", opts = { wakeup = 1 } },
+		{ name = "events on, no forced wakeup", opts = { wakeup = WAKEUP_NEVER } },
+		{ name = "events only, no forced wakeup", opts = { wakeup = WAKEUP_NEVER, aggregates = false } },
+	}
+	for _, c in ipairs(configs) do
+		c.s = open(c.opts)
+		c.ns = {}
+	end
+	for _ = 1, ROUNDS * 5 do
+		local order = {}
+		for i, c in ipairs(configs) do order[i] = c end
+		for _, c in ipairs(C.shuffle(order)) do
+			local _, ns = c.s:test_run(FRAME, 1024)
+			c.ns[#c.ns + 1] = ns
+			c.s:poll(0)
+		end
+	end
+	local rows = {}
+	local miss
+	for _, c in ipairs(configs) do
+		local m = C.median(c.ns)
+		miss = miss or m
+		rows[#rows + 1] = { name = c.name, ns = m, ratio = m / miss }
+		results["bpf " .. c.name] = m
+		c.s:close()
+	end
+	C.table({ { "name", "config" }, { "ns", "ns/run", "%.0f" }, { "ratio", "x filter miss", "%.1f" } }, rows)
+	print("  (ns/run includes the test_run harness itself: skb setup per run, eth_type_trans.)")
+	print()
+	print(("SUMMARY bpf: ns/packet miss %.0f, aggregates only %.0f, events (wakeup 64) %.0f, "
+		.. "events (no forced wakeup) %.0f"):format(results["bpf filter miss (dport=1)"],
+		results["bpf aggregates only (events=false)"], results["bpf events on, default wakeup=64"],
+		results["bpf events on, no forced wakeup"]))
+end
+
+local function memory_section()
+	print(("== 3. Memory over a long synthetic run (%s events, 3-field callback, batch 4096)")
+		:format(C.si(MEM_EVENTS)))
+	local s = open { wakeup = WAKEUP_NEVER }
+	s:on_packet(callbacks.read3)
+	local marks = { 1000000, MEM_EVENTS // 2, MEM_EVENTS }
+	if MEM_EVENTS < 10000000 then marks = { MEM_EVENTS // 10, MEM_EVENTS // 2, MEM_EVENTS } end
+	local rows, mi, ev = {}, 1, 0
+	local st = C.status()
+	rows[1] = { at = "start", heap = collectgarbage("count"), rss = st.VmRSS, hwm = st.VmHWM }
+	collectgarbage()
+	rows[1].heapgc = collectgarbage("count")
+	local t0 = C.now()
+	while mi <= #marks do
+		s:test_run(FRAME, 4096)
+		ev = ev + s:poll(0)
+		if ev >= marks[mi] then
+			local heap = collectgarbage("count")
+			collectgarbage()
+			st = C.status()
+			rows[#rows + 1] = { at = C.si(ev), heap = heap, heapgc = collectgarbage("count"),
+				rss = st.VmRSS, hwm = st.VmHWM }
+			mi = mi + 1
+		end
+	end
+	local secs = C.now() - t0
+	local stt = s:stats()
+	s:close()
+	C.table({ { "at", "events" }, { "heap", "Lua heap KiB", "%.1f" },
+		{ "heapgc", "after full GC", "%.1f" }, { "rss", "VmRSS KiB" }, { "hwm", "peak RSS KiB" } }, rows)
+	print(("  %s events in %.1f s, delivered %d, lost %d (wakeup = ring/2, so no forced wakeups)")
+		:format(C.si(ev), secs, stt.delivered, stt.dropped))
+	print()
+	local first, last = rows[2], rows[#rows]
+	print(("SUMMARY memory: peak RSS %d KiB; RSS %d -> %d KiB and Lua heap %.1f -> %.1f KiB "
+		.. "from %s to %s events; lost %d"):format(last.hwm, first.rss, last.rss, first.heapgc,
+		last.heapgc, first.at, last.at, stt.dropped))
+end
+
+sanity()
+if what == "rate" or what == "all" then rate_section() end
+if what == "bpf" or what == "all" then bpf_section() end
+if what == "memory" or what == "all" then memory_section() end
