@@ -114,8 +114,9 @@ run: all
 
 # A few seconds of `top` against loopback traffic generated here.
 demo: all
-	$(LUA) examples/demo_traffic.lua --duration 6 & \
-	$(B)/bin/tcpinspect top --duration 5 --interval 1; wait
+	$(LUA) examples/demo_traffic.lua --duration 6 >/dev/null & \
+	$(B)/bin/tcpinspect top --duration 5 --port 18000-18999; \
+	rc=$$?; wait; exit $$rc
 
 bench: all
 	spec/bench/run

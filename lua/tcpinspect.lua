@@ -51,6 +51,22 @@ M.monotonic = core.monotonic
 -- @tparam number seconds
 M.sleep = core.sleep
 
+--- Check open() options without loading anything: raises the same errors
+-- as `open` for any mistake.
+-- @tparam table opts
+-- @treturn true
+M.check_options = core.check_options
+
+--- Trap signals ("INT", "TERM", "HUP", "QUIT", "USR1", "USR2"): a trapped
+-- signal interrupts `poll`'s wait, `session:run` returns with reason
+-- "signal", and `signaled()` names it.  Clears any earlier one.
+-- @tparam {string,...} names
+M.trap_signals = core.trap_signals
+
+--- The last trapped signal's name, or nil.
+-- @treturn string|nil
+M.signaled = core.signaled
+
 --- The names of the packet fields, in the order of the reference docs.
 -- @treturn {string,...}
 M.packet_fields = core.packet_fields
@@ -72,7 +88,8 @@ end
 --   poll_ms: the longest single wait, bounding event latency (default 100);
 --   should_stop: function() -> true to end the loop (checked after every poll)
 -- @treturn number events delivered
--- @treturn string why it ended: "duration", "stopped"
+-- @treturn string why it ended: "duration", "stopped", "signal" (see
+--   `trap_signals`)
 function methods.run(self, opts)
 	opts = opts or {}
 	if type(opts) ~= "table" then
@@ -115,6 +132,9 @@ function methods.run(self, opts)
 		end
 		if now >= next_tick then
 			next_tick = next_tick + interval * (math.floor((now - next_tick) / interval) + 1)
+		end
+		if core.signaled() then
+			return total, "signal"
 		end
 		if stopping[self] or (should_stop and should_stop()) then
 			stopping[self] = nil

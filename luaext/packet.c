@@ -64,14 +64,28 @@ void ti_push_flagstr(lua_State *L, unsigned flags)
 	lua_pushlstring(L, buf, n);
 }
 
+/* "tc/ingress:DEV": if_indextoname costs a netlink round trip (~9 us), so
+ * the names of recently seen interfaces are kept, for one second. */
 static void push_probe(lua_State *L, const struct ti_event *e)
 {
-	char ifname[IF_NAMESIZE];
+	static __thread struct { uint32_t ifindex; double at; char name[IF_NAMESIZE]; } cache[16];
+	unsigned slot = e->ifindex & 15;
+	double now;
 
-	if (e->probe == TI_PROBE_TC && if_indextoname(e->ifindex, ifname))
-		lua_pushfstring(L, "tc/ingress:%s", ifname);
-	else
+	if (e->probe != TI_PROBE_TC) {
 		lua_pushstring(L, ti_probe_name(e->probe));
+		return;
+	}
+	now = ti_now_monotonic();
+	if (cache[slot].ifindex != e->ifindex || now - cache[slot].at > 1.0) {
+		if (!if_indextoname(e->ifindex, cache[slot].name)) {
+			lua_pushstring(L, ti_probe_name(e->probe));
+			return;
+		}
+		cache[slot].ifindex = e->ifindex;
+		cache[slot].at = now;
+	}
+	lua_pushfstring(L, "tc/ingress:%s", cache[slot].name);
 }
 
 /* Push field number i of e; the order is that of fields[]. */

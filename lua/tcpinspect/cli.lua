@@ -1,0 +1,576 @@
+--- tcpinspect.cli: the `tcpinspect` command.
+--
+--     tcpinspect watch [options]             one tcpdump-style line per segment
+--     tcpinspect top [options]               top flows, ports and sources, live
+--     tcpinspect stats [options]             the counters, every interval
+--     tcpinspect [options] SCRIPT [ARGS...]  run a Lua script with the prelude
+--     tcpinspect [options] -e CODE           run a one-liner with the prelude
+--
+-- `main(argv)` returns the exit status: 0 (also after Ctrl-C or SIGTERM),
+-- 1 when the environment fails (no privilege, no usable hook) or a script
+-- raises, 2 for bad arguments.  Usage and every option: doc/cli.md.
+-- @module tcpinspect.cli
+local argparse = require "argparse"
+local tcpinspect = require "tcpinspect"
+local fmt = require "tcpinspect.format"
+local json = require "tcpinspect.json"
+local topk = require "tcpinspect.topk"
+local script = require "tcpinspect.script"
+
+local M = {}
+
+local STATS = { "seen", "filtered", "matched", "sampled_out", "delivered", "dropped", "errors" }
+M.STATS = STATS
+
+local COMMANDS = { watch = true, top = true, stats = true, run = true }
+
+-- ---- option converters ------------------------------------------------------
+
+local function seconds(name)
+	return function(s)
+		local n = tonumber(s)
+		if not n or n <= 0 or n ~= n or n == math.huge then
+			return nil, string.format("argument '%s': expected seconds > 0, got '%s'", name, s)
+		end
+		return n
+	end
+end
+
+local function posint(name)
+	return function(s)
+		local n = math.tointeger(tonumber(s))
+		if not n or n < 1 then
+			return nil, string.format("argument '%s': expected an integer >= 1, got '%s'", name, s)
+		end
+		return n
+	end
+end
+
+local function size(name)
+	return function(s)
+		local num, unit = s:match("^(%d+)([KkMmGg]?)$")
+		local n = math.tointeger(tonumber(num))
+		if not n then
+			return nil, string.format("argument '%s': expected bytes like 262144, 256K or 4M, got '%s'", name, s)
+		end
+		local mult = ({ [""] = 1, k = 1024, m = 1024 * 1024, g = 1024 * 1024 * 1024 })[unit:lower()]
+		return n * mult
+	end
+end
+
+local function nonempty(name)
+	return function(s)
+		if s == "" then return nil, string.format("argument '%s': empty value", name) end
+		return s
+	end
+end
+
+-- open() option name (as its errors say it) -> the command-line option
+local OPTNAME = {
+	mode = "--mode", family = "--family", sample = "--sample", ring_size = "--ring-size",
+	dev = "--dev", cgroup = "--cgroup", ["filter.sport"] = "--sport", ["filter.dport"] = "--dport",
+	["filter.port"] = "--port", ["filter.saddr"] = "--saddr", ["filter.daddr"] = "--daddr",
+	["filter.host"] = "--host", ["filter.flags"] = "--flags", ["filter.len"] = "--len",
+	["filter.len.min"] = "--len", ["filter.len.max"] = "--len",
+}
+
+-- ---- parsers --------------------------------------------------------------------
+
+-- The options every command takes; value-taking ones are listed for the
+-- argument splitter (which must know what follows an option).
+local VALUE_OPTS, RUN_VALUE_OPTS = {}, {}
+
+local function common(p)
+	local function opt(spec, desc, conv)
+		local o = p:option(spec):description(desc)
+		if conv then o:convert(conv) end
+		for name in spec:gmatch("%-%-?[%w-]+") do VALUE_OPTS[name] = true end
+		return o
+	end
+	opt("--mode", "Hook: auto (default: fentry, kprobe, tc, cgroup in turn), fentry, kprobe, tc, cgroup.")
+		:choices { "auto", "fentry", "kprobe", "tc", "cgroup" }
+		:argname "<mode>"
+	opt("--family", "Only IPv4 (4, ipv4) or IPv6 (6, ipv6) segments; 'any' (default).")
+		:argname "<family>"
+	opt("--sport", "Source ports: 22, 8000-8100, or a comma list.", nonempty "--sport"):argname "<ports>"
+	opt("--dport", "Destination ports: 22, 8000-8100, or a comma list.", nonempty "--dport"):argname "<ports>"
+	opt("--port", "Either port: 22, 8000-8100, or a comma list.", nonempty "--port"):argname "<ports>"
+	opt("--saddr", "Source addresses or CIDRs, comma separated.", nonempty "--saddr"):argname "<cidrs>"
+	opt("--daddr", "Destination addresses or CIDRs, comma separated.", nonempty "--daddr"):argname "<cidrs>"
+	opt("--host", "Either address in these CIDRs, comma separated.", nonempty "--host"):argname "<cidrs>"
+	opt("--flags", "Segments with any of these flags: syn,ack,fin,rst,psh,urg,ece,cwr.", nonempty "--flags")
+		:argname "<flags>"
+	opt("--len", "Payload length: N, MIN-MAX, MIN- or -MAX bytes.", nonempty "--len"):argname "<bytes>"
+	opt("--dev", "Interfaces for tc mode (default: every interface that is up), comma separated.",
+		nonempty "--dev"):argname "<ifaces>"
+	opt("--cgroup", "cgroup v2 directory for cgroup mode (default: the root).", nonempty "--cgroup")
+		:argname "<path>"
+	opt("--sample", "Deliver one segment in N (counters still count all).", posint "--sample"):argname "<n>"
+	opt("--ring-size", "Ring buffer bytes, a power-of-two multiple of the page (262144, 4M).",
+		size "--ring-size"):argname "<bytes>"
+	opt("--duration", "Stop after this many seconds (default: until Ctrl-C).", seconds "--duration")
+		:argname "<s>"
+	opt("--interval", "Seconds between reports (default 1).", seconds "--interval"):argname "<s>"
+	p:flag("--json", "JSON lines instead of text.")
+	p:flag("-q --quiet", "No 'ready' and summary lines on stderr.")
+	p:flag("-h --help", "Show this help and exit.")
+end
+
+local function new_parser(name, desc, epilog)
+	local p = argparse():name(name):description(desc):add_help(false)
+	if epilog then p:epilog(epilog) end
+	common(p)
+	return p
+end
+
+local function parsers()
+	local P = {}
+	P.watch = new_parser("tcpinspect watch",
+		"One line per incoming TCP segment, in tcpdump's style (absolute sequence numbers).")
+	P.watch:option("-c --count", "Exit after this many segments.", nil, posint "--count"):argname "<n>"
+	VALUE_OPTS["-c"], VALUE_OPTS["--count"] = true, true
+
+	P.top = new_parser("tcpinspect top",
+		"The top flows, destination ports and sources, from the kernel's maps, every interval.")
+	P.top:option("-n --top", "Rows per table (default 10).", nil, posint "--top"):argname "<n>"
+	P.top:option("--sort", "Order rows by bytes (default) or packets."):choices { "bytes", "packets" }
+	VALUE_OPTS["-n"], VALUE_OPTS["--top"], VALUE_OPTS["--sort"] = true, true, true
+
+	P.stats = new_parser("tcpinspect stats", "The session's counters, every interval.")
+	P.stats:flag("--events", "Deliver events through the ring too (counts delivered/dropped).")
+
+	P.run = new_parser("tcpinspect",
+		"Watch incoming TCP segments from the kernel, in Lua.\n\n" ..
+		"Commands:\n" ..
+		"   tcpinspect watch [options]             one tcpdump-style line per segment\n" ..
+		"   tcpinspect top [options]               top flows, ports and sources\n" ..
+		"   tcpinspect stats [options]             counters every interval\n" ..
+		"   tcpinspect [options] SCRIPT [ARGS...]  run a Lua script (with the prelude)\n" ..
+		"   tcpinspect [options] -e CODE           run a one-liner (with the prelude)",
+		"Options may come before or after the command or script.  Arguments after the script\n" ..
+		"that are not tcpinspect options, and everything after '--', go to the script.\n" ..
+		"'tcpinspect COMMAND --help' shows a command's options.  See doc/cli.md.")
+	P.run:option("-e", "Lua code to run, with the prelude (see doc/cli.md).", nil, nonempty "-e")
+		:argname "<code>"
+	P.run:argument("script", "A Lua script to run, with the prelude."):args "?"
+	VALUE_OPTS["-e"] = true
+	for _, o in ipairs(P.run._options) do
+		for _, name in ipairs(o._aliases) do
+			if VALUE_OPTS[name] then RUN_VALUE_OPTS[name] = true end
+		end
+	end
+	return P
+end
+
+--- Split argv into the command, tcpinspect's own tokens and the script's
+-- arguments.  A known option anywhere is tcpinspect's (with its value);
+-- after the script name, anything else (and everything after "--") is the
+-- script's.
+-- @treturn string command: watch, top, stats or run
+-- @treturn table tokens for the command's parser
+-- @treturn table the script's arguments
+-- @treturn string|nil an unexpected positional argument of watch/top/stats
+function M.split(argv, value_opts)
+	if not value_opts then
+		parsers()
+		value_opts = VALUE_OPTS
+	end
+	local cmd, own, rest, stray = nil, {}, {}, nil
+	local have_script = false
+	local i, n = 1, #argv
+	while i <= n do
+		local a = argv[i]
+		if a == "--" then
+			for j = i + 1, n do rest[#rest + 1] = argv[j] end
+			break
+		elseif a:sub(1, 1) == "-" and #a > 1 then
+			local name = a:match("^(%-%-[^=]+)=") or a
+			local takes = (have_script and RUN_VALUE_OPTS or value_opts)[a]
+			local known = (have_script and RUN_VALUE_OPTS or value_opts)[name] or name == "--json"
+				or name == "-q" or name == "--quiet" or name == "-h" or name == "--help"
+			if have_script and not known then
+				rest[#rest + 1] = a
+			else
+				own[#own + 1] = a
+				if takes and i < n then
+					i = i + 1
+					own[#own + 1] = argv[i]
+				end
+			end
+		elseif have_script then
+			rest[#rest + 1] = a
+		elseif not cmd and COMMANDS[a] then
+			cmd = a
+			if a == "run" then cmd = "run" end
+		else
+			cmd = cmd or "run"
+			if cmd == "run" then
+				own[#own + 1] = a
+				have_script = true
+			else
+				stray = stray or a
+			end
+		end
+		i = i + 1
+	end
+	return cmd or "run", own, rest, stray
+end
+
+-- ---- open -------------------------------------------------------------------
+
+local function split_list(s)
+	local t = {}
+	for item in s:gmatch("[^,%s]+") do t[#t + 1] = item end
+	return #t == 1 and t[1] or t
+end
+
+local function parse_len(s)
+	local n = math.tointeger(tonumber(s))
+	if n then return n end
+	local lo, hi = s:match("^(%d*)%-(%d*)$")
+	if lo and (lo ~= "" or hi ~= "") then
+		return { min = math.tointeger(tonumber(lo)), max = math.tointeger(tonumber(hi)) }
+	end
+	return s -- open() names the mistake
+end
+
+--- The open() options a parsed command line asks for.
+-- @tparam table a argparse's result
+-- @treturn table
+function M.open_options(a)
+	local o, f = {}, {}
+	o.mode = a.mode
+	o.family = a.family
+	for _, k in ipairs { "sport", "dport", "port", "flags" } do f[k] = a[k] end
+	for _, k in ipairs { "saddr", "daddr", "host" } do
+		if a[k] then f[k] = split_list(a[k]) end
+	end
+	if a.len then f.len = parse_len(a.len) end
+	if next(f) then o.filter = f end
+	o.sample = a.sample
+	o.ring_size = a.ring_size
+	o.cgroup = a.cgroup
+	if a.dev then o.dev = split_list(a.dev) end
+	return o
+end
+
+-- Open, turning mistakes in command-line values into exit 2 and environment
+-- failures into exit 1.
+local function open_session(o, usage, from_cli)
+	local ok, s, msg = pcall(tcpinspect.open, o)
+	if not ok then
+		local err = tostring(s)
+		local name, rest = err:match("tcpinspect: option '([%w_.]+)': (.*)$")
+		if name and OPTNAME[name] and (from_cli == nil or from_cli[OPTNAME[name]]) then
+			script.fail(2, string.format("argument '%s': %s", OPTNAME[name], rest), usage)
+		end
+		error(s, 0)
+	end
+	if not s then script.fail(1, "tcpinspect: " .. tostring(msg)) end
+	return s
+end
+
+--- Check the command line's open() options without loading anything, so a
+-- script with a lazy session still gets exit 2 for a bad --dport at start.
+local function check_options(o, usage, given)
+	local ok, err = pcall(tcpinspect.check_options, o)
+	if ok then return end
+	local name, rest = tostring(err):match("tcpinspect: option '([%w_.]+)': (.*)$")
+	if name and OPTNAME[name] and given[OPTNAME[name]] then
+		script.fail(2, string.format("argument '%s': %s", OPTNAME[name], rest), usage)
+	end
+	error(err, 0)
+end
+
+local function probes_text(s)
+	local names = {}
+	for name in pairs(s.probes or {}) do names[#names + 1] = name end
+	table.sort(names)
+	return table.concat(names, ", ")
+end
+
+-- ---- the loop -----------------------------------------------------------------
+
+--- Run a session until --duration, Ctrl-C, SIGTERM or stop(); flush stdout
+-- after every poll.
+-- @treturn string why: "duration", "stopped", "interrupted"
+function M.drive(s, run_opts)
+	-- SIGINT and SIGTERM interrupt the poll wait; run() returns "signal"
+	tcpinspect.trap_signals { "INT", "TERM" }
+	local user_stop = run_opts.should_stop
+	run_opts.should_stop = function()
+		io.stdout:flush()
+		return user_stop ~= nil and user_stop() or false
+	end
+	local ok, n, why = pcall(s.run, s, run_opts)
+	io.stdout:flush()
+	if not ok then
+		if script.is_interrupt(n) then return "interrupted" end
+		error(n, 0)
+	end
+	if n == nil then script.fail(1, "tcpinspect: " .. tostring(why)) end
+	if why == "signal" then return "interrupted" end
+	return why
+end
+
+-- ---- terminal -------------------------------------------------------------------
+
+--- Is stdout a terminal?  luaposix when it is there, then lua-term, then test(1).
+function M.isatty()
+	local ok, unistd = pcall(require, "posix.unistd")
+	if ok and unistd.isatty then return unistd.isatty(1) == 1 end
+	local okt, term = pcall(require, "term.core")
+	if okt and term.isatty then return term.isatty(io.stdout) end
+	return os.execute("test -t 1") == true
+end
+
+local function stats_line(st, elapsed, rates)
+	local parts = { string.format("%s elapsed=%.1f", os.date("%H:%M:%S"), elapsed) }
+	for _, k in ipairs(STATS) do parts[#parts + 1] = k .. "=" .. st[k] end
+	if rates then parts[#parts + 1] = "seen/s=" .. fmt._short(rates) end
+	return table.concat(parts, " ")
+end
+
+local function stats_summary(st)
+	local parts = {}
+	for _, k in ipairs(STATS) do parts[#parts + 1] = k .. " " .. st[k] end
+	return table.concat(parts, ", ")
+end
+
+-- ---- watch -------------------------------------------------------------------------
+
+local function cmd_watch(a, s, say)
+	local out, packet = io.stdout, fmt.packet
+	local count, printed = a.count, 0
+	if a.json then packet = json.packet end
+	s:on_packet(function(p)
+		if count and printed >= count then return end
+		printed = printed + 1
+		out:write(packet(p), "\n")
+		if count and printed >= count then s:stop() end
+	end)
+	say(string.format("watch: %s mode (%s); Ctrl-C to stop", s.mode, probes_text(s)))
+	local t0 = tcpinspect.monotonic()
+	local why = M.drive(s, { duration = a.duration, interval = a.interval or 1 })
+	say(string.format("%d packets printed in %s (%s); %s", printed,
+		fmt.duration(tcpinspect.monotonic() - t0), why, stats_summary(s:stats())))
+	return 0
+end
+
+-- ---- stats -------------------------------------------------------------------------
+
+local function cmd_stats(a, s, say)
+	local prev_seen, prev_t = 0, 0
+	local function report(_, elapsed, final)
+		local st = s:stats()
+		local rate = (st.seen - prev_seen) / math.max(elapsed - prev_t, 1e-9)
+		prev_seen, prev_t = st.seen, elapsed
+		if a.json then
+			local t = { elapsed = elapsed, time = os.time(), final = final or false, seen_per_s = rate }
+			for _, k in ipairs(STATS) do t[k] = st[k] end
+			io.write(json.encode(t), "\n")
+		else
+			io.write(final and "final " or "", stats_line(st, elapsed, rate), "\n")
+		end
+	end
+	say(string.format("stats: %s mode (%s); Ctrl-C to stop", s.mode, probes_text(s)))
+	local t0 = tcpinspect.monotonic()
+	local why = M.drive(s, { duration = a.duration, interval = a.interval or 1,
+		on_interval = function(sess, elapsed) report(sess, elapsed) end })
+	report(s, tcpinspect.monotonic() - t0, true)
+	say("stats: " .. why)
+	return 0
+end
+
+-- ---- top ---------------------------------------------------------------------------
+
+local function flow_label(k)
+	return string.format("%s.%d > %s.%d", k.saddr, k.sport, k.daddr, k.dport)
+end
+
+--- Read the maps into tables with rates against the previous read.
+-- @return table {flows=, ports=, sources=} lists best first
+function M.top_snapshot(s, prev, dt, rows, sort)
+	local by = sort == "packets" and { "packets", "bytes" } or { "bytes", "packets" }
+	local snap = { flows = {}, ports = {}, sources = {} }
+	local function read(mapname, label_of, extra)
+		local cur = {}
+		local old = prev[mapname] or {}
+		for k, v in s:map(mapname):pairs() do
+			local label = label_of(k)
+			local o = old[label]
+			local e = { label = label, packets = v.packets, bytes = v.bytes,
+				pps = (v.packets - (o and o.packets or 0)) / dt,
+				bps = (v.bytes - (o and o.bytes or 0)) / dt }
+			if extra then extra(e, k, v) end
+			cur[label] = e
+		end
+		prev[mapname] = cur
+		local list = {}
+		for _, e in ipairs(topk.top(cur, rows, by)) do list[#list + 1] = e.value end
+		snap[mapname] = list
+	end
+	read("flows", flow_label, function(e, k, v)
+		e.family, e.saddr, e.sport, e.daddr, e.dport = k.family, k.saddr, k.sport, k.daddr, k.dport
+		e.flags = fmt.flags(v.flags_seen)
+	end)
+	read("ports", function(k) return tostring(k.dport) end, function(e, k) e.dport = k.dport end)
+	read("sources", function(k) return k.saddr end, function(e, k, v)
+		e.saddr, e.family, e.syns = k.saddr, k.family, v.syns
+	end)
+	return snap
+end
+
+--- The text of one `top` block.
+function M.top_text(snap, head)
+	local out = { head, "" }
+	local function line(...) out[#out + 1] = table.concat({ ... }, " ") end
+	local P = fmt.pad
+	line(P("FLOW", 47), P("PACKETS", -9), P("BYTES", -10), P("PKT/S", -8), P("BYTES/S", -12), "FLAGS")
+	for _, e in ipairs(snap.flows) do
+		line(P(e.label, 47), P(e.packets, -9), P(fmt.bytes(e.bytes), -10), P(fmt.rate(e.pps), -8),
+			P(fmt.byterate(e.bps), -12), e.flags)
+	end
+	out[#out + 1] = ""
+	line(P("DPORT", 7), P("PACKETS", -9), P("BYTES", -10), P("PKT/S", -8), P("BYTES/S", -12))
+	for _, e in ipairs(snap.ports) do
+		line(P(e.dport, 7), P(e.packets, -9), P(fmt.bytes(e.bytes), -10), P(fmt.rate(e.pps), -8),
+			P(fmt.byterate(e.bps), -12))
+	end
+	out[#out + 1] = ""
+	line(P("SOURCE", 39), P("PACKETS", -9), P("BYTES", -10), P("PKT/S", -8), P("SYNS", -8))
+	for _, e in ipairs(snap.sources) do
+		line(P(e.saddr, 39), P(e.packets, -9), P(fmt.bytes(e.bytes), -10), P(fmt.rate(e.pps), -8),
+			P(e.syns, -8))
+	end
+	return table.concat(out, "\n") .. "\n"
+end
+
+local function cmd_top(a, s, say)
+	local rows, tty = a.top or 10, not a.json and M.isatty()
+	local prev, last = {}, 0
+	local t0 = tcpinspect.monotonic()
+	local function report(elapsed, final)
+		-- the final block's rates are averages over the whole run
+		if final then prev, last = {}, 0 end
+		local snap = M.top_snapshot(s, prev, math.max(elapsed - last, 1e-9), rows, a.sort)
+		last = elapsed
+		local st = s:stats()
+		if a.json then
+			io.write(json.encode { type = "top", final = final or false, elapsed = elapsed, time = os.time(),
+				flows = snap.flows, ports = snap.ports, sources = snap.sources, stats = st }, "\n")
+			return
+		end
+		local head = string.format("tcpinspect top%s  %s  %s mode  elapsed %s  seen %d  matched %d  flows %d",
+			final and " (final)" or "", os.date("%H:%M:%S"), s.mode, fmt.duration(elapsed),
+			st.seen, st.matched, s:map("flows"):count())
+		if tty then io.write("\27[H\27[2J") end
+		io.write(M.top_text(snap, head), tty and "" or "\n")
+	end
+	say(string.format("top: %s mode (%s); Ctrl-C to stop", s.mode, probes_text(s)))
+	local why = M.drive(s, { duration = a.duration, interval = a.interval or 1,
+		on_interval = function(_, elapsed) report(elapsed) end })
+	report(tcpinspect.monotonic() - t0, true)
+	say("top: " .. why)
+	return 0
+end
+
+-- ---- scripts ------------------------------------------------------------------------
+
+local function cmd_run(a, rest, usage, say, given)
+	if not a.e and not a.script then
+		script.fail(2, "give a command (watch, top, stats), a script, or -e CODE", true)
+	end
+	if a.e and a.script then
+		-- with -e, what looked like a script name is the code's first argument
+		table.insert(rest, 1, a.script)
+		a.script = nil
+	end
+	check_options(M.open_options(a), usage, given)
+	local rt = script.new {
+		options = M.open_options(a),
+		cli = a,
+		args = rest,
+		name = a.script or "-e",
+		open = function(o)
+			local s = open_session(o, usage, given)
+			say(string.format("%s: %s mode (%s); Ctrl-C to stop", a.script or "-e", s.mode, probes_text(s)))
+			return s
+		end,
+		drive = M.drive,
+	}
+	local chunk = rt:load(a.e and { code = a.e } or { file = a.script })
+	local code = rt:execute(chunk)
+	return code
+end
+
+-- ---- main -------------------------------------------------------------------------
+
+local function print_err(msg)
+	io.stderr:write(msg, "\n")
+end
+
+--- Run the command.
+-- @tparam table argv the arguments (like `arg`)
+-- @treturn integer exit status
+function M.main(argv)
+	argv = argv or {}
+	local list = {}
+	-- The launcher runs `lua5.4 -e '...main(arg)' -- "$@"`: lua.c then takes
+	-- the first user argument as a script name, so it lands in arg[0].
+	if argv[-1] == "--" and type(argv[-2]) == "string" and argv[-2]:find("tcpinspect.cli", 1, true)
+		and argv[0] ~= nil then
+		list[1] = argv[0]
+	end
+	for i = 1, #argv do list[#list + 1] = argv[i] end
+	local P = parsers()
+	local cmd, own, rest, stray = M.split(list, VALUE_OPTS)
+	local p = P[cmd]
+	local usage = p:get_usage()
+	local ok, a = p:pparse(own)
+	if ok and stray then
+		ok, a = false, string.format("unexpected argument '%s' ('%s' takes options only)", stray, cmd)
+	end
+	if not ok then
+		io.stderr:write(usage, "\n\ntcpinspect: error: ", a, "\n")
+		return 2
+	end
+	if a.help then
+		io.stdout:write(p:get_help(), "\n")
+		return 0
+	end
+	-- which command-line options were given (to blame the right one)
+	local given = {}
+	for _, t in ipairs(own) do given[t:match("^(%-%-[^=]+)") or t] = true end
+	local say = a.quiet and function() end or function(msg) print_err("tcpinspect: " .. msg) end
+
+	local session
+	local run_ok, code = pcall(function()
+		if cmd == "run" then
+			return cmd_run(a, rest, usage, say, given)
+		end
+		local o = M.open_options(a)
+		if cmd == "top" or (cmd == "stats" and not a.events) then o.events = false end
+		session = open_session(o, usage, given)
+		if cmd == "watch" then return cmd_watch(a, session, say) end
+		if cmd == "top" then return cmd_top(a, session, say) end
+		return cmd_stats(a, session, say)
+	end)
+	if session then session:close() end
+	io.stdout:flush()
+	if run_ok then return code end
+	if script.is_exit(code) then
+		if code.usage then
+			io.stderr:write(usage, "\n\ntcpinspect: error: ", code.msg, "\n")
+		elseif code.msg then
+			print_err(code.msg)
+		end
+		return code.code
+	end
+	if script.is_interrupt(code) then return 0 end
+	print_err("tcpinspect: " .. tostring(code))
+	return 1
+end
+
+
+return M

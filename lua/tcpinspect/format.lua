@@ -1,0 +1,195 @@
+--- tcpinspect.format: text for packets, byte counts, rates and durations.
+--
+--     local fmt = require "tcpinspect.format"
+--     s:on_packet(function(p) print(fmt.packet(p)) end)
+--     -- 15:04:05.123456 IP 127.0.0.1.41234 > 127.0.0.1.22: Flags [S.], seq 123, ack 456, win 65483, length 0
+--     fmt.bytes(1536)          --> "1.5 KiB"
+--     fmt.rate(12345, "pps")   --> "12.3 kpps"
+--     fmt.duration(3723)       --> "1h02m03s"
+--
+-- Everything here reads fields by name, so it works on a packet view (inside
+-- a callback), on `p:copy()`, on `p:totable()` and on plain tables.
+-- @module tcpinspect.format
+local M = {}
+
+local floor, sformat, osdate = math.floor, string.format, os.date
+
+-- tcpdump's flag letters, for when a plain table has `flags` but no `flagstr`
+local FLAG_ORDER = { { 2, "S" }, { 1, "F" }, { 4, "R" }, { 8, "P" }, { 32, "U" },
+	{ 64, "E" }, { 128, "W" }, { 16, "." } }
+
+--- tcpdump's text for a flags byte ("S", "S.", "P.", "F.", "R", "none").
+-- @tparam integer flags
+-- @treturn string
+function M.flags(flags)
+	local out = {}
+	for _, f in ipairs(FLAG_ORDER) do
+		if flags & f[1] ~= 0 then out[#out + 1] = f[2] end
+	end
+	return #out > 0 and table.concat(out) or "none"
+end
+
+-- os.date is the slow part of a timestamp: cache the text of the last second
+local last_sec, last_hms = nil, nil
+
+--- Wall-clock time of day as tcpdump prints it: "15:04:05.123456" (local time).
+-- @tparam number t seconds since the epoch (a float, like `p.time`)
+-- @treturn string
+function M.clock(t)
+	local sec = floor(t)
+	local usec = floor((t - sec) * 1e6 + 0.5)
+	if usec >= 1000000 then sec, usec = sec + 1, usec - 1000000 end
+	if sec ~= last_sec then
+		last_sec, last_hms = sec, osdate("%H:%M:%S", sec)
+	end
+	return sformat("%s.%06d", last_hms, usec)
+end
+
+--- An address and a port as tcpdump joins them: "10.0.0.1.22", "::1.22".
+-- @tparam string addr
+-- @tparam integer port
+-- @treturn string
+function M.endpoint(addr, port)
+	return sformat("%s.%d", addr, port)
+end
+
+--- One packet as a tcpdump line (like `tcpdump -S -n`: absolute sequence
+-- numbers, a "seq A:B" range when there is payload, "ack" only with ACK).
+--
+--     15:04:05.123456 IP 127.0.0.1.41234 > 127.0.0.1.22: Flags [S.], seq 123, ack 456, win 65483, length 0
+--
+-- Reads the fields of the view directly: no table is made per packet.
+-- @param p a packet (view, copy or table with the packet fields)
+-- @treturn string the line, without a newline
+function M.packet(p)
+	local flags, seq, len = p.flags, p.seq, p.len
+	local seqtext
+	if len > 0 then
+		seqtext = sformat("%d:%d", seq, (seq + len) & 0xffffffff)
+	else
+		seqtext = seq
+	end
+	if flags & 16 ~= 0 then
+		return sformat("%s %s %s.%d > %s.%d: Flags [%s], seq %s, ack %d, win %d, length %d",
+			M.clock(p.time), p.family == 6 and "IP6" or "IP", p.saddr, p.sport, p.daddr, p.dport,
+			p.flagstr or M.flags(flags), seqtext, p.ack, p.window, len)
+	end
+	return sformat("%s %s %s.%d > %s.%d: Flags [%s], seq %s, win %d, length %d",
+		M.clock(p.time), p.family == 6 and "IP6" or "IP", p.saddr, p.sport, p.daddr, p.dport,
+		p.flagstr or M.flags(flags), seqtext, p.window, len)
+end
+
+--- Parse a line made by `format.packet` back into a table (for tests and
+-- tools reading `tcpinspect watch` output).
+-- @tparam string line
+-- @treturn table|nil clock, family, saddr, sport, daddr, dport, flagstr, seq,
+--   seq_end (with payload), ack (with ACK), window, len
+function M.parse_packet(line)
+	local clock, ip, src, dst, flagstr, rest =
+		line:match("^(%d%d:%d%d:%d%d%.%d+) (IP6?) (%S+) > (%S+): Flags %[([^%]]*)%], (.*)$")
+	if not clock then return nil end
+	local saddr, sport = src:match("^(.*)%.(%d+)$")
+	local daddr, dport = dst:match("^(.*)%.(%d+)$")
+	local t = { clock = clock, family = ip == "IP6" and 6 or 4, saddr = saddr, sport = tonumber(sport),
+		daddr = daddr, dport = tonumber(dport), flagstr = flagstr }
+	local seq, seq_end = rest:match("^seq (%d+):(%d+)")
+	if not seq then seq = rest:match("^seq (%d+)") end
+	t.seq, t.seq_end = tonumber(seq), tonumber(seq_end)
+	t.ack = tonumber(rest:match(", ack (%d+)"))
+	t.window = tonumber(rest:match(", win (%d+)"))
+	t.len = tonumber(rest:match(", length (%d+)$"))
+	return t
+end
+
+-- A number with about 3 significant digits: "1.5", "12.3", "123", "7".
+local function short(v)
+	if v == floor(v) and math.abs(v) < 2^53 then return sformat("%d", v) end
+	local a = math.abs(v)
+	local s = sformat(a >= 100 and "%.0f" or a >= 10 and "%.1f" or "%.2f", v)
+	if s:find(".", 1, true) then s = s:gsub("0+$", ""):gsub("%.$", "") end
+	return s
+end
+M._short = short
+
+local BIN = { "KiB", "MiB", "GiB", "TiB", "PiB" }
+
+--- A byte count in binary units: "512 B", "1.5 KiB", "12.3 MiB".
+-- @tparam number n bytes
+-- @treturn string
+function M.bytes(n)
+	if math.abs(n) < 1024 then
+		return sformat("%d B", floor(n + 0.0))
+	end
+	local i = 0
+	repeat
+		n, i = n / 1024, i + 1
+	until math.abs(n) < 1024 or i == #BIN
+	return sformat("%s %s", short(n), BIN[i])
+end
+
+local SI = { "k", "M", "G", "T", "P" }
+
+--- A quantity in SI units with a unit name: rate(12345, "pps") -> "12.3 kpps",
+-- rate(950, "pps") -> "950 pps", rate(2.5e6, "B/s") -> "2.5 MB/s".
+-- @tparam number v
+-- @tparam[opt=""] string unit
+-- @treturn string
+function M.rate(v, unit)
+	unit = unit or ""
+	local i = 0
+	while math.abs(v) >= 1000 and i < #SI do
+		v, i = v / 1000, i + 1
+	end
+	local prefix = i > 0 and SI[i] or ""
+	if unit == "" then return short(v) .. prefix end
+	return sformat("%s %s%s", short(v), prefix, unit)
+end
+
+--- Bytes per second in binary units: "1.5 KiB/s".
+-- @tparam number bps
+-- @treturn string
+function M.byterate(bps)
+	return M.bytes(bps) .. "/s"
+end
+
+--- A count with an SI suffix and no unit: count(1234) -> "1.23k", count(12) -> "12".
+-- @tparam number n
+-- @treturn string
+function M.count(n)
+	local i = 0
+	while math.abs(n) >= 1000 and i < #SI do
+		n, i = n / 1000, i + 1
+	end
+	return short(n) .. (i > 0 and SI[i] or "")
+end
+
+--- A duration in seconds as text: "1h02m03s", "2m05s", "2.5s", "150ms", "12us", "0s".
+-- @tparam number s seconds
+-- @treturn string
+function M.duration(s)
+	if s < 0 then return "-" .. M.duration(-s) end
+	if s == 0 then return "0s" end
+	if s < 1e-3 then return sformat("%dus", floor(s * 1e6 + 0.5)) end
+	if s < 1 then return sformat("%dms", floor(s * 1e3 + 0.5)) end
+	if s < 60 then return short(s) .. "s" end
+	local total = floor(s + 0.5)
+	local h, m, sec = total // 3600, total % 3600 // 60, total % 60
+	if h > 0 then return sformat("%dh%02dm%02ds", h, m, sec) end
+	return sformat("%dm%02ds", m, sec)
+end
+
+--- Pad or cut a string to a width (left aligned; right aligned if width < 0).
+-- @tparam string s
+-- @tparam integer width
+-- @treturn string
+function M.pad(s, width)
+	s = tostring(s)
+	local w = math.abs(width)
+	if #s > w then
+		return w > 1 and s:sub(1, w - 1) .. "~" or s:sub(1, w)
+	end
+	if width < 0 then return string.rep(" ", w - #s) .. s end
+	return s .. string.rep(" ", w - #s)
+end
+
+return M

@@ -1,0 +1,353 @@
+--- tcpinspect.script: the environment a `tcpinspect SCRIPT` or
+-- `tcpinspect -e CODE` runs in (the "prelude"), and its event loop.
+--
+-- A script is a Lua chunk run with its own global table, which falls back
+-- to Lua's globals and adds the prelude names (see doc/cli.md):
+--
+--     session   the session opened from the command-line options (lazily)
+--     open(t)   open it now with extra options, merged under the command line's
+--     options   the open() options the command line asked for (a copy)
+--     cli       the parsed command line (duration, interval, json, ...)
+--     args      the script's arguments (also `arg` and `...`)
+--     getopt(defaults) parse "--name value" script arguments
+--     on_packet(fn)  every(s, fn)  after(s, fn)  on_exit(fn)  stop()  elapsed()
+--     map(name)  stats()  printf(fmt, ...)  flagstr(n)
+--     SYN ACK FIN RST PSH URG ECE CWR
+--     tcpinspect  fmt  hist  topk  json  timer
+--
+-- Lazy session: nothing is loaded into the kernel until the script reads
+-- `session` (or calls open, map, stats), or its main chunk returns having
+-- registered a handler (on_packet, every, after, on_exit).  So a script may
+-- call `open{...}` first with its own options (say, an in-kernel filter) and
+-- a script that only does its own thing with `tcpinspect.open` gets no
+-- extra session.  When the chunk returns and the prelude session exists,
+-- the runtime runs the loop (for `--duration`, or until `stop()`, Ctrl-C or
+-- SIGTERM), then calls the on_exit functions and closes the session.
+-- @module tcpinspect.script
+local tcpinspect = require "tcpinspect"
+local timer = require "tcpinspect.timer"
+
+local M = {}
+
+-- ---- exits ------------------------------------------------------------------
+-- An error object that ends the command with an exit status and a message;
+-- tables pass through pcall and error() unchanged.
+local Exit = {}
+Exit.__index = Exit
+Exit.__tostring = function(e) return e.msg or ("exit " .. e.code) end
+
+--- Raise an error that ends the command with `code`, printing `msg`.
+-- `usage = true` adds the usage text (for bad arguments, code 2).
+function M.fail(code, msg, usage)
+	error(setmetatable({ code = code, msg = msg, usage = usage }, Exit), 0)
+end
+
+--- Is err an exit made by `fail`?
+function M.is_exit(err)
+	return getmetatable(err) == Exit
+end
+
+--- Is err Lua's Ctrl-C error ("interrupted!", raised by the lua5.4
+-- interpreter's SIGINT handler)?
+function M.is_interrupt(err)
+	return type(err) == "string" and err:find("interrupted!", 1, true) ~= nil
+end
+
+-- ---- options ----------------------------------------------------------------
+
+local function copy(t)
+	if type(t) ~= "table" then return t end
+	local c = {}
+	for k, v in pairs(t) do c[k] = copy(v) end
+	return c
+end
+M.copy = copy
+
+--- Merge the script's open() options under the command line's: a key the
+-- command line gave wins; filter keys merge one by one.
+-- @tparam table base the command line's options
+-- @tparam[opt] table extra the script's
+-- @treturn table
+function M.merge(base, extra)
+	local o = copy(base or {})
+	for k, v in pairs(extra or {}) do
+		if k == "filter" and type(v) == "table" and type(o.filter) == "table" then
+			for fk, fv in pairs(v) do
+				if o.filter[fk] == nil then o.filter[fk] = copy(fv) end
+			end
+		elseif o[k] == nil then
+			o[k] = copy(v)
+		end
+	end
+	return o
+end
+
+--- Parse a script's "--name value" / "--name=value" / "--flag" arguments
+-- against a table of defaults; values take the type of the default.
+-- Positional arguments are returned in the list part.  A mistake raises an
+-- exit with status 2 naming the argument.
+-- @tparam table args
+-- @tparam table defaults name -> default (number, string or boolean)
+-- @treturn table
+function M.getopt(args, defaults)
+	local out = {}
+	for k, v in pairs(defaults) do out[k] = v end
+	local i = 1
+	while i <= #args do
+		local a = args[i]
+		local name, value = a:match("^%-%-([%w_-]+)=(.*)$")
+		if not name then name = a:match("^%-%-([%w_-]+)$") end
+		if name then
+			local key = name:gsub("-", "_")
+			local def = defaults[key]
+			if def == nil then
+				M.fail(2, string.format("unknown script argument '--%s' (known: %s)", name,
+					(function()
+						local ks = {}
+						for k in pairs(defaults) do ks[#ks + 1] = "--" .. k:gsub("_", "-") end
+						table.sort(ks)
+						return table.concat(ks, ", ")
+					end)()))
+			end
+			if type(def) == "boolean" and value == nil then
+				out[key] = true
+			else
+				if value == nil then
+					i = i + 1
+					value = args[i]
+					if value == nil then M.fail(2, string.format("script argument '--%s' needs a value", name)) end
+				end
+				if type(def) == "number" then
+					local n = tonumber(value)
+					if not n then
+						M.fail(2, string.format("script argument '--%s': expected a number, got '%s'", name, value))
+					end
+					out[key] = n
+				elseif type(def) == "boolean" then
+					out[key] = value == "true" or value == "1" or value == "yes"
+				else
+					out[key] = value
+				end
+			end
+		else
+			out[#out + 1] = a
+		end
+		i = i + 1
+	end
+	return out
+end
+
+-- ---- the runtime ------------------------------------------------------------
+
+local Runtime = {}
+Runtime.__index = Runtime
+
+--- A script runtime.
+-- @tparam table cfg
+--   options: open() options from the command line;
+--   cli: the parsed command line (duration, interval, ...);
+--   args: the script's arguments; name: the script's name (arg[0]);
+--   open: function(options) -> session (raises exits on failure);
+--   drive: function(session, run_options) -> why ("duration", "stopped", "interrupted")
+-- @treturn runtime
+function M.new(cfg)
+	local self = setmetatable({ cfg = cfg, packet_fns = {}, exit_fns = {}, wants_loop = false,
+		sched = timer.new() }, Runtime)
+	self.env = self:_make_env()
+	return self
+end
+
+function Runtime:_dispatch()
+	local fns = self.packet_fns
+	if #fns == 1 then return fns[1] end
+	return function(p)
+		for i = 1, #fns do fns[i](p) end
+	end
+end
+
+--- Open the prelude session (once).
+-- @tparam[opt] table extra the script's options, merged under the command line's
+function Runtime:open(extra)
+	if self.session then
+		error("tcpinspect: the prelude session is already open; call open{} before using 'session'", 3)
+	end
+	local o = M.merge(self.cfg.options, extra)
+	local s = self.cfg.open(o, extra)
+	self.session = s
+	self.events = o.events ~= false
+	if #self.packet_fns > 0 then
+		s:on_packet(self:_dispatch())
+	end
+	return s
+end
+
+function Runtime:get_session()
+	self.wants_loop = true
+	return self.session or self:open()
+end
+
+function Runtime:_make_env()
+	local rt = self
+	local cfg = self.cfg
+	local args = cfg.args or {}
+	local P = {}
+	P.tcpinspect = tcpinspect
+	P.fmt = require "tcpinspect.format"
+	P.hist = require "tcpinspect.hist"
+	P.topk = require "tcpinspect.topk"
+	P.json = require "tcpinspect.json"
+	P.timer = timer
+	for _, f in ipairs { "FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR" } do
+		P[f] = tcpinspect[f]
+	end
+	P.flagstr = tcpinspect.flagstr
+	P.options = copy(cfg.options or {})
+	P.cli = copy(cfg.cli or {})
+	P.args = args
+	P.arg = { [0] = cfg.name }
+	for i, a in ipairs(args) do P.arg[i] = a end
+
+	function P.open(extra)
+		if extra ~= nil and type(extra) ~= "table" then
+			error("open: expected an options table, got " .. type(extra), 2)
+		end
+		rt.wants_loop = true
+		return rt:open(extra)
+	end
+	function P.on_packet(fn)
+		if type(fn) ~= "function" then error("on_packet: expected a function, got " .. type(fn), 2) end
+		rt.wants_loop = true
+		rt.packet_fns[#rt.packet_fns + 1] = fn
+		if rt.session then
+			if not rt.events then
+				error("on_packet: the session was opened with events = false; no packet will come", 2)
+			end
+			rt.session:on_packet(rt:_dispatch())
+		end
+	end
+	function P.every(seconds, fn)
+		rt.wants_loop = true
+		return rt.sched:every(seconds, fn)
+	end
+	function P.after(seconds, fn)
+		rt.wants_loop = true
+		return rt.sched:after(seconds, fn)
+	end
+	function P.on_exit(fn)
+		if type(fn) ~= "function" then error("on_exit: expected a function, got " .. type(fn), 2) end
+		rt.wants_loop = true
+		rt.exit_fns[#rt.exit_fns + 1] = fn
+	end
+	function P.stop()
+		rt.stopping = true
+		if rt.session then rt.session:stop() end
+	end
+	function P.elapsed()
+		return rt.sched:elapsed()
+	end
+	function P.map(name)
+		return rt:get_session():map(name)
+	end
+	function P.stats()
+		return rt:get_session():stats()
+	end
+	function P.printf(f, ...)
+		io.write(string.format(f, ...), "\n")
+	end
+	function P.getopt(defaults)
+		return M.getopt(args, defaults)
+	end
+
+	return setmetatable({}, {
+		__index = function(_, k)
+			if k == "session" then return rt:get_session() end
+			local v = P[k]
+			if v ~= nil then return v end
+			return _G[k]
+		end,
+	}), P
+end
+
+--- The prelude's names (for docs and tests).
+function M.prelude_names()
+	local rt = M.new { options = {}, cli = {}, args = {}, open = function() end }
+	local _, P = rt:_make_env()
+	local names = { "session" }
+	for k in pairs(P) do names[#names + 1] = k end
+	table.sort(names)
+	return names
+end
+
+--- Load a script file or a code string in the runtime's environment.
+-- @tparam table what {file=path} or {code=string}
+-- @treturn function the chunk
+function Runtime:load(what)
+	local chunk, err
+	if what.code then
+		chunk, err = load(what.code, "=(command line)", "t", self.env)
+	else
+		chunk, err = loadfile(what.file, "t", self.env)
+	end
+	if not chunk then M.fail(1, err) end
+	return chunk
+end
+
+--- Run a loaded chunk with the script's arguments, then (when the prelude
+-- session is wanted) the loop, the on_exit functions and the close.
+-- Interruptions (Ctrl-C) end the loop or the chunk cleanly.
+-- @treturn integer exit status
+-- @treturn string why the loop ended, or nil without a loop
+function Runtime:execute(chunk)
+	local res = table.pack(pcall(chunk, table.unpack(self.cfg.args or {})))
+	local why
+	if not res[1] then
+		if M.is_interrupt(res[2]) then
+			why = "interrupted"
+		else
+			self:close()
+			error(res[2], 0)
+		end
+	end
+	if not why and self.wants_loop then
+		if not self.session then
+			-- opened at the end of the chunk: without on_packet, no events
+			local extra
+			if #self.packet_fns == 0 and (self.cfg.options or {}).events == nil then
+				extra = { events = false }
+			end
+			self:open(extra)
+		end
+		if self.stopping then
+			why = "stopped"
+		else
+			self.sched:restart()
+			why = self.cfg.drive(self.session, self.sched:run_options {
+				duration = self.cfg.cli and self.cfg.cli.duration,
+			})
+		end
+	end
+	if why or self.session then
+		for _, fn in ipairs(self.exit_fns) do
+			local ok, err = pcall(fn, self.sched:elapsed(), why)
+			if not ok and not M.is_interrupt(err) then
+				self:close()
+				error(err, 0)
+			end
+		end
+	end
+	io.stdout:flush()
+	self:close()
+	if not why and res[1] and math.type(res[2]) == "integer" then
+		return res[2], nil
+	end
+	return 0, why
+end
+
+--- Close the prelude session (detaching its probes).
+function Runtime:close()
+	if self.session then
+		self.session:close()
+	end
+end
+
+return M

@@ -1,0 +1,151 @@
+-- Unit specs: decoding ring records into packets (core.decode_record), the
+-- same code the ring callback uses.  No root, no kernel, no maps.
+local core = require "tcpinspect.core"
+local tcpinspect = require "tcpinspect"
+
+-- struct ti_event (bpf/tcpinspect.h), little-endian x86_64 layout
+local FMT = "<I8c16c16I4I4I4I4I4I2I2I2I2I2BBBBI2"
+
+local function v4(a, b, c, d)
+	return string.char(a, b, c, d) .. ("\0"):rep(12)
+end
+
+local function v6(...)
+	local bytes = { ... }
+	local s = {}
+	for i = 1, 16 do s[i] = string.char(bytes[i] or 0) end
+	return table.concat(s)
+end
+
+local function record(t)
+	local raw = string.pack(FMT, t.ts or 0, t.saddr or v4(0, 0, 0, 0), t.daddr or v4(0, 0, 0, 0),
+		t.seq or 0, t.ack or 0, t.ifindex or 0, t.netns or 0, t.cpu or 0,
+		t.sport or 0, t.dport or 0, t.window or 0, t.len or 0, t.iplen or 0,
+		t.flags or 0, t.family or 4, t.ttl or 0, t.probe or 0, 0)
+	return raw .. ("\0"):rep(core.record_size - #raw)
+end
+
+local LOOPBACK6 = v6(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1)
+
+describe("packet decoding", function()
+	it("has the record size of struct ti_event", function()
+		assert.are.equal(80, core.record_size)
+		assert.is_true(#string.pack(FMT, 0, ("\0"):rep(16), ("\0"):rep(16), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0) <= core.record_size)
+	end)
+
+	it("decodes an IPv4 segment field by field", function()
+		local p = core.decode_record(record{
+			ts = 1234567890123, saddr = v4(192, 0, 2, 1), daddr = v4(198, 51, 100, 7),
+			seq = 0xfffffffe, ack = 42, ifindex = 1, netns = 4026531840, cpu = 3,
+			sport = 51000, dport = 443, window = 65535, len = 1448, iplen = 1500,
+			flags = 0x18, family = 4, ttl = 64, probe = 1,
+		}, 1000.5)
+		assert.are.equal(1234567890123, p.ts)
+		assert.are.equal(4, p.family)
+		assert.are.equal("192.0.2.1", p.saddr)
+		assert.are.equal("198.51.100.7", p.daddr)
+		assert.are.equal(51000, p.sport)
+		assert.are.equal(443, p.dport)
+		assert.are.equal(4294967294, p.seq)
+		assert.are.equal(42, p.ack)
+		assert.are.equal(65535, p.window)
+		assert.are.equal(0x18, p.flags)
+		assert.are.equal("P.", p.flagstr)
+		assert.are.equal(1448, p.len)
+		assert.are.equal(1500, p.iplen)
+		assert.are.equal(64, p.ttl)
+		assert.are.equal(1, p.ifindex)
+		assert.are.equal(4026531840, p.netns)
+		assert.are.equal("tcp_v4_rcv", p.probe)
+		assert.are.equal(3, p.cpu)
+		assert.is_true(math.abs(p.time - (1234.567890123 + 1000.5)) < 1e-6)
+	end)
+
+	it("decodes an IPv6 segment", function()
+		local p = core.decode_record(record{
+			saddr = v6(0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10),
+			daddr = LOOPBACK6, family = 6, sport = 1, dport = 65535, flags = 0x12, ttl = 255, probe = 2,
+		})
+		assert.are.equal(6, p.family)
+		assert.are.equal("2001:db8::10", p.saddr)
+		assert.are.equal("::1", p.daddr)
+		assert.are.equal(65535, p.dport)
+		assert.are.equal("S.", p.flagstr)
+		assert.are.equal(255, p.ttl)
+		assert.are.equal("tcp_v6_rcv", p.probe)
+	end)
+
+	it("names every probe", function()
+		assert.are.equal("cgroup_skb/ingress", core.decode_record(record{ probe = 3 }).probe)
+		assert.are.equal("tc/ingress", core.decode_record(record{ probe = 4, ifindex = 0x7ffffff0 }).probe)
+		assert.are.equal("tc/ingress:lo", core.decode_record(record{ probe = 4, ifindex = 1 }).probe)
+		assert.are.equal("unknown", core.decode_record(record{ probe = 0 }).probe)
+		assert.are.equal("unknown", core.decode_record(record{ probe = 200 }).probe)
+	end)
+
+	it("writes flags as tcpdump does", function()
+		local cases = {
+			[0x02] = "S", [0x12] = "S.", [0x10] = ".", [0x11] = "F.", [0x04] = "R", [0x14] = "R.",
+			[0x18] = "P.", [0x19] = "FP.", [0x00] = "none", [0xc2] = "SEW", [0xff] = "SFRPUEW.",
+		}
+		for flags, want in pairs(cases) do
+			assert.are.equal(want, core.decode_record(record{ flags = flags }).flagstr)
+			assert.are.equal(want, tcpinspect.flagstr(flags))
+		end
+	end)
+
+	it("totable has every field of packet_fields, equal to the fields", function()
+		local p = core.decode_record(record{ saddr = v4(10, 0, 0, 1), daddr = v4(10, 0, 0, 2), sport = 5, dport = 6,
+			flags = 0x11, len = 3, probe = 3, ts = 5e9 })
+		local t = p:totable()
+		local names = tcpinspect.packet_fields()
+		assert.are.equal(19, #names)
+		for _, name in ipairs(names) do
+			assert.is_not_nil(t[name], name)
+			assert.are.equal(p[name], t[name], name)
+		end
+		local n = 0
+		for _ in pairs(t) do n = n + 1 end
+		assert.are.equal(#names, n)
+	end)
+
+	it("a copy is independent and equal", function()
+		local p = core.decode_record(record{ saddr = v4(10, 0, 0, 1), sport = 7, flags = 2 })
+		local c = p:copy()
+		assert.are_not.equal(p, c)
+		assert.are.same(p:totable(), c:totable())
+	end)
+
+	it("tostring reads like tcpdump", function()
+		local p = core.decode_record(record{ saddr = v4(127, 0, 0, 1), daddr = v4(127, 0, 0, 2), sport = 1000,
+			dport = 80, flags = 0x02, len = 0 })
+		assert.are.equal("tcpinspect.packet 127.0.0.1.1000 > 127.0.0.2.80 [S] len 0", tostring(p))
+	end)
+
+	it("rejects records of the wrong size and unknown fields", function()
+		assert.has_error(function() core.decode_record("short") end,
+			("record is 5 bytes, expected %d"):format(core.record_size))
+		assert.has_error(function() core.decode_record(record{} .. "x") end)
+		assert.has_error(function() core.decode_record("") end)
+		local p = core.decode_record(record{})
+		assert.has_error(function() return p.nosuch end, "packet has no field 'nosuch'")
+		assert.has_error(function() return p[""] end)
+	end)
+
+	it("never fails on random records: every field readable", function()
+		math.randomseed(12345)
+		for _ = 1, 2000 do
+			local b = {}
+			for i = 1, core.record_size do b[i] = string.char(math.random(0, 255)) end
+			local p = core.decode_record(table.concat(b))
+			for _, name in ipairs(tcpinspect.packet_fields()) do
+				local v = p[name]
+				assert.is_not_nil(v, name)
+			end
+			assert.is_string(p.saddr)
+			assert.is_true(p.sport >= 0 and p.sport <= 65535)
+			assert.is_true(p.flags >= 0 and p.flags <= 255)
+			assert.is_string(tostring(p))
+		end
+	end)
+end)

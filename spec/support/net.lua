@@ -1,0 +1,780 @@
+--- spec/support/net.lua: shared helpers for the kernel specs (and the CLI and
+-- example specs).  Real traffic, real captures, real namespaces; no mocks.
+--
+--     local net = require "support.net"
+--
+-- Environment
+--   net.ROOT                  absolute path of the checkout
+--   net.LUA                   the Lua interpreter to run children with ("lua5.4")
+--   net.IN_VM                 TCPINSPECT_IN_VM (kernel id) or nil
+--   net.modes()               modes that must work here: TCPINSPECT_EXPECT_MODES,
+--                             else what tcpinspect.features() reports
+--   net.scale(seconds)        a timeout, multiplied by 10 inside a (TCG) guest
+--   net.open(opts)            tcpinspect.open, but raises (fails the spec) with the
+--                             message when an expected mode cannot open
+--   net.ncpus()               number of possible CPUs
+--   net.say(fmt, ...)         print one "measured" line to stderr (for the lead)
+--
+-- Processes and shell (lua-posix is not available for 5.4: all through sh)
+--   net.sh(cmd)               -> ok, output (stdout+stderr), exit code
+--   net.must(cmd)             -> output; raises with the output on failure
+--   net.q(s)                  shell-quote a string
+--   net.spawn(cmd, [outfile]) -> pid; cmd runs in the background, output to outfile
+--   net.alive(pid)            -> boolean
+--   net.kill(pid, [sig])      sig defaults to "TERM"
+--   net.wait_exit(pid, [timeout]) -> true once the process is gone
+--   net.wait_until(fn, [timeout], [step]) -> fn's first truthy value, or nil
+--   net.lua_cmd(script_path, args...) -> "lua5.4 ..." command line with the
+--                             checkout's package.path/cpath
+--   net.tmpfile([suffix]) / net.read_file(path) / net.write_file(path, s)
+--   net.getpid()              pid of this Lua process
+--
+-- Traffic (lua-socket, blocking, bounded by timeouts)
+--   net.port([n])             a fresh TCP port free on 127.0.0.1 and ::1; with n, the
+--                             first of n consecutive free ports
+--   net.addr4()               a fresh 127.X.Y.Z address (X >= 1): foreign traffic on a
+--                             shared machine hits 127.0.0.1, never these
+--   net.server(host, port)    -> listening lua-socket object (backlog 512)
+--   net.conversation(srv, host, port, opts) -> info
+--                             one complete connection: connect (optionally from
+--                             opts.bind), send opts.data (string) and read the echo,
+--                             then an orderly close (client shutdown, server close)
+--                             that keeps every segment on a full socket, so hooks
+--                             that only see socketed segments (cgroup) see them all.
+--                             info = {sport=, dport=, saddr=, daddr=}
+--   net.conversations(srv, host, port, n, opts) -> list of info
+--   net.connect_closed(host, port) -> true when refused (RST)
+--   net.serve_loop(srv, should_stop) echo server pump for a child process
+--
+-- Captures
+--   net.tcpdump(opts)         -> capture; opts.iface ("lo"), opts.filter (pcap
+--                             expression), opts.netns; starts tcpdump -Q in -U
+--                             --immediate-mode -w and waits until it listens
+--   capture:stop()            -> list of packets {saddr, sport, daddr, dport, flags
+--                             (bitmask), flagstr (tcpdump's), len, family}
+--   net.count(pkts, pred)     -> number of packets for which pred(p) is true
+--   net.by_flow(pkts)         -> {[flow_key] = packets}
+--   net.flow_key(saddr, sport, daddr, dport)
+--   net.snmp(ns)              -> table of "Tcp:" counters (InSegs, ...) of a netns
+--
+-- Sessions
+--   net.drain(s, [quiet])     poll until a poll that waited `quiet` seconds found nothing
+--   net.map_flows(s, pred)    -> {[flow_key] = value} from the flows map
+--   net.stats(s)             -> s:stats() read until two reads agree (a consistent
+--                             snapshot while other traffic is counted)
+--   net.identity(stats_or_session, events) asserts seen == filtered + matched and, with
+--                             events on, matched == sampled_out + delivered + dropped
+--
+-- Namespaces
+--   net.netns_pair()          -> pair; two fresh namespaces joined by a veth,
+--                             pair.server / pair.client (ns names),
+--                             pair.server4/client4 (10.x addresses), server6/client6
+--                             (fd00:: addresses), pair.sdev / pair.cdev (veth names),
+--                             pair:exec(ns, cmd) -> ok, out; pair:destroy() (idempotent)
+--   net.netns(name_hint)      -> one fresh namespace with lo up: ns.name, ns:exec(cmd),
+--                             ns:destroy()
+--
+-- Child sessions (spec/support/session_child.lua)
+--   net.session_child(cfg, [opts]) -> child; cfg = {open=opts, listen={host,port},
+--                             listen6={host,port}}; opts.netns, opts.env
+--   child:ready()             -> mode, probes (raises with the output if it failed)
+--   child:stop()              -> result {stats, flows, events, syns, syn_events,
+--                             netns, probes, mode}
+--   child:kill()              SIGKILL and wait
+--   child.pid
+--   net.serialize(v)          Lua source for a value
+--
+-- BPF objects
+--   net.bpf_ids(pid)          -> {progs = {id,...}, links = {id,...}} held by a process
+--   net.prog_exists(id), net.link_exists(id)
+--   net.tc_filters(dev, [ns]) -> text of `tc filter show dev DEV ingress`
+local socket = require "socket"
+
+local net = {}
+
+-- ---- environment ------------------------------------------------------------
+
+local function script_dir()
+	local src = debug.getinfo(1, "S").source:gsub("^@", "")
+	return src:match("^(.*)/[^/]*$") or "."
+end
+
+do
+	local f = io.popen("cd " .. ("'" .. script_dir():gsub("'", "'\\''") .. "'") .. "/../.. && pwd -P")
+	net.ROOT = f:read("l")
+	f:close()
+end
+net.LUA = os.getenv("TCPINSPECT_LUA") or "lua5.4"
+net.IN_VM = os.getenv("TCPINSPECT_IN_VM")
+if net.IN_VM == "" then net.IN_VM = nil end
+
+package.path = net.ROOT .. "/lua/?.lua;" .. net.ROOT .. "/lua/?/init.lua;" .. package.path
+package.cpath = net.ROOT .. "/build/?.so;" .. package.cpath
+
+local tcpinspect = require "tcpinspect"
+net.tcpinspect = tcpinspect
+
+function net.scale(seconds)
+	return net.IN_VM and seconds * 10 or seconds
+end
+
+local modes_cache
+function net.modes()
+	if modes_cache then return modes_cache end
+	local env = os.getenv("TCPINSPECT_EXPECT_MODES")
+	local list = {}
+	if env and env ~= "" then
+		for m in env:gmatch("[^,%s]+") do list[#list + 1] = m end
+	else
+		local f = tcpinspect.features()
+		for _, m in ipairs{ "fentry", "kprobe", "tc", "cgroup" } do
+			if f[m] then list[#list + 1] = m end
+		end
+	end
+	modes_cache = list
+	return list
+end
+
+--- Number of possible CPUs (the size of per-CPU maps).
+function net.ncpus()
+	local s = net.read_file("/sys/devices/system/cpu/possible") or "0"
+	local n = 0
+	for a, b in s:gmatch("(%d+)%-?(%d*)") do
+		n = n + (b ~= "" and tonumber(b) - tonumber(a) + 1 or 1)
+	end
+	return n
+end
+
+function net.has_mode(m)
+	for _, x in ipairs(net.modes()) do if x == m then return true end end
+	return false
+end
+
+function net.open(opts)
+	local s, err, errno = tcpinspect.open(opts)
+	if not s then
+		error(("tcpinspect.open{mode=%s} failed (errno %s): %s"):format(
+			tostring(opts and opts.mode), tostring(errno), tostring(err)), 2)
+	end
+	return s
+end
+
+function net.say(fmt, ...)
+	io.stderr:write(fmt:format(...), "\n")
+	io.stderr:flush()
+end
+
+-- ---- shell and processes ------------------------------------------------------
+
+function net.q(s)
+	return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+function net.sh(cmd)
+	local f = io.popen("(" .. cmd .. ") 2>&1", "r")
+	local out = f:read("a")
+	local ok, _, code = f:close()
+	return ok == true, out, code
+end
+
+function net.must(cmd)
+	local ok, out, code = net.sh(cmd)
+	if not ok then
+		error(("command failed (exit %s): %s\n%s"):format(tostring(code), cmd, out), 2)
+	end
+	return out
+end
+
+function net.getpid()
+	local f = assert(io.open("/proc/self/stat"))
+	local pid = tonumber(f:read("l"):match("^(%d+)"))
+	f:close()
+	return pid
+end
+
+local tmpdir
+local tmpseq = 0
+function net.tmpfile(suffix)
+	if not tmpdir then
+		tmpdir = ("/tmp/tcpinspect-spec-%d-%d"):format(net.getpid(), math.random(1e6))
+		net.must("mkdir -p " .. tmpdir)
+	end
+	tmpseq = tmpseq + 1
+	return ("%s/f%d%s"):format(tmpdir, tmpseq, suffix or "")
+end
+
+function net.read_file(path)
+	local f = io.open(path, "rb")
+	if not f then return nil end
+	local s = f:read("a")
+	f:close()
+	return s
+end
+
+function net.write_file(path, s)
+	local f = assert(io.open(path, "wb"))
+	f:write(s)
+	f:close()
+end
+
+function net.spawn(cmd, outfile)
+	outfile = outfile or "/dev/null"
+	local f = io.popen(("exec 3>&1; (%s) </dev/null >%s 2>&1 & echo $!"):format(cmd, net.q(outfile)))
+	local pid = tonumber(f:read("l"))
+	f:close()
+	assert(pid, "spawn failed: " .. cmd)
+	return pid
+end
+
+function net.alive(pid)
+	-- a zombie is not alive: read the state from /proc
+	local s = net.read_file("/proc/" .. pid .. "/stat")
+	if not s then return false end
+	local state = s:match("^%d+ %b() (%a)")
+	return state ~= "Z" and state ~= "X"
+end
+
+function net.kill(pid, sig)
+	net.sh(("kill -%s %d"):format(sig or "TERM", pid))
+end
+
+function net.sleep(s)
+	socket.sleep(s)
+end
+
+function net.wait_until(fn, timeout, step)
+	local deadline = socket.gettime() + net.scale(timeout or 5)
+	step = step or 0.02
+	while true do
+		local v = fn()
+		if v then return v end
+		if socket.gettime() > deadline then return nil end
+		socket.sleep(step)
+	end
+end
+
+function net.wait_exit(pid, timeout)
+	return net.wait_until(function() return not net.alive(pid) end, timeout or 5) or false
+end
+
+--- "lua5.4 -e '<paths>' SCRIPT ARGS..." for a child process.
+function net.lua_cmd(script, ...)
+	local pre = ("package.path=%q..package.path package.cpath=%q..package.cpath"):format(
+		net.ROOT .. "/lua/?.lua;" .. net.ROOT .. "/lua/?/init.lua;" .. net.ROOT .. "/spec/?.lua;",
+		net.ROOT .. "/build/?.so;")
+	local parts = { net.LUA, "-e", net.q(pre), net.q(script) }
+	for _, a in ipairs{ ... } do parts[#parts + 1] = net.q(a) end
+	return table.concat(parts, " ")
+end
+
+-- ---- traffic ---------------------------------------------------------------------
+
+local function tcp_for(host)
+	return host:find(":", 1, true) and socket.tcp6() or socket.tcp4()
+end
+
+local function free_on(host, port)
+	local s = tcp_for(host)
+	s:setoption("reuseaddr", true)
+	local ok = s:bind(host, port)
+	s:close()
+	return ok ~= nil
+end
+
+local used = {}
+function net.port(n)
+	n = n or 1
+	for _ = 1, 2000 do
+		local p = math.random(20000, 32000 - n)
+		local ok = true
+		for i = 0, n - 1 do
+			if used[p + i] or not free_on("127.0.0.1", p + i) or not free_on("::1", p + i) then
+				ok = false
+				break
+			end
+		end
+		if ok then
+			for i = 0, n - 1 do used[p + i] = true end
+			return p
+		end
+	end
+	error("no free port found")
+end
+
+--- A fresh IPv4 loopback address (127.X.Y.Z, X >= 1): lo answers all of
+-- 127/8, and no other test on a shared machine talks to it, unlike 127.0.0.1.
+local used_addr = {}
+function net.addr4()
+	while true do
+		local a = ("127.%d.%d.%d"):format(math.random(1, 254), math.random(0, 255), math.random(1, 254))
+		if not used_addr[a] then
+			used_addr[a] = true
+			return a
+		end
+	end
+end
+
+function net.server(host, port)
+	local s = tcp_for(host)
+	assert(s:setoption("reuseaddr", true))
+	assert(s:bind(host, port))
+	assert(s:listen(512))
+	s:settimeout(net.scale(5))
+	return s
+end
+
+local function recv_n(c, n)
+	local got = {}
+	local have = 0
+	while have < n do
+		local data, err, partial = c:receive(n - have)
+		data = data or partial
+		if data and #data > 0 then
+			got[#got + 1] = data
+			have = have + #data
+		end
+		if err then return nil, err end
+	end
+	return table.concat(got)
+end
+
+--- One complete connection through srv (a listening socket of this process).
+function net.conversation(srv, host, port, opts)
+	opts = opts or {}
+	local c = tcp_for(host)
+	c:settimeout(net.scale(5))
+	if opts.bind then assert(c:bind(opts.bind, 0)) end
+	assert(c:connect(host, port))
+	local conn = assert(srv:accept())
+	conn:settimeout(net.scale(5))
+	local data = opts.data or ""
+	if #data > 0 then
+		assert(c:send(data))
+		local got = assert(recv_n(conn, #data))
+		assert(conn:send(got))
+		assert(recv_n(c, #data) == data)
+	end
+	-- orderly close: the client half-closes (its socket is not orphaned, so
+	-- it stays a full socket), the server sees EOF and closes, the client
+	-- reads EOF, then closes in TIME_WAIT.
+	c:shutdown("send")
+	local _, err = conn:receive(1)
+	assert(err == "closed", "server expected EOF, got " .. tostring(err))
+	conn:close()
+	_, err = c:receive(1)
+	assert(err == "closed", "client expected EOF, got " .. tostring(err))
+	local saddr, sport = c:getsockname()
+	c:close()
+	return { saddr = saddr, sport = tonumber(sport), daddr = host, dport = port }
+end
+
+function net.conversations(srv, host, port, n, opts)
+	local list = {}
+	for i = 1, n do list[i] = net.conversation(srv, host, port, opts) end
+	return list
+end
+
+--- A connect to a port nobody listens on: SYN, then RST from the kernel.
+function net.connect_closed(host, port)
+	local c = tcp_for(host)
+	c:settimeout(net.scale(5))
+	local ok, err = c:connect(host, port)
+	c:close()
+	assert(not ok, "port " .. port .. " unexpectedly open")
+	return err == "connection refused"
+end
+
+--- Echo server pump for a child process: accepts, echoes, closes on EOF,
+-- until should_stop() returns true.
+function net.serve_loop(srv, should_stop, on_idle)
+	srv:settimeout(0)
+	local conns = {}
+	while not should_stop() do
+		local rd = { srv }
+		for c in pairs(conns) do rd[#rd + 1] = c end
+		local ready = socket.select(rd, nil, 0.05)
+		for _, s in ipairs(ready) do
+			if s == srv then
+				local c = srv:accept()
+				if c then
+					c:settimeout(0)
+					conns[c] = true
+				end
+			else
+				local data, err, partial = s:receive(65536)
+				data = data or partial
+				if data and #data > 0 then
+					s:settimeout(net.scale(5))
+					s:send(data)
+					s:settimeout(0)
+				end
+				if err == "closed" then
+					s:close()
+					conns[s] = nil
+				end
+			end
+		end
+		if on_idle then on_idle() end
+	end
+	for c in pairs(conns) do c:close() end
+end
+
+-- ---- captures --------------------------------------------------------------------
+
+local FLAGCH = { F = 0x01, S = 0x02, R = 0x04, P = 0x08, ["."] = 0x10, U = 0x20, E = 0x40, W = 0x80 }
+
+function net.flow_key(saddr, sport, daddr, dport)
+	return ("%s.%d > %s.%d"):format(saddr, sport, daddr, dport)
+end
+
+local capture = {}
+capture.__index = capture
+
+function net.tcpdump(opts)
+	opts = opts or {}
+	local c = setmetatable({
+		file = net.tmpfile(".pcap"),
+		log = net.tmpfile(".log"),
+		netns = opts.netns,
+	}, capture)
+	local pre = opts.netns and ("ip netns exec " .. net.q(opts.netns) .. " ") or ""
+	local cmd = ("exec %stcpdump -Q in -i %s -n -U --immediate-mode -s 128 -w %s %s"):format(
+		pre, net.q(opts.iface or "lo"), net.q(c.file), net.q(opts.filter or "tcp"))
+	c.pid = net.spawn(cmd, c.log)
+	local ok = net.wait_until(function()
+		local l = net.read_file(c.log) or ""
+		return l:find("listening on", 1, true) or not net.alive(c.pid)
+	end, 10)
+	if not ok or not net.alive(c.pid) then
+		error("tcpdump did not start: " .. (net.read_file(c.log) or "?"))
+	end
+	return c
+end
+
+local function file_size(path)
+	local f = io.open(path, "rb")
+	if not f then return -1 end
+	local n = f:seek("end")
+	f:close()
+	return n
+end
+
+function capture:stop()
+	-- let the last packets reach the file (-U writes each packet as it
+	-- comes): wait until the file has not grown for a while
+	local stable_for = net.IN_VM and 0.6 or 0.2
+	local last, since = -1, socket.gettime()
+	net.wait_until(function()
+		local n = file_size(self.file)
+		if n ~= last then last, since = n, socket.gettime() end
+		return socket.gettime() - since >= stable_for
+	end, 5, 0.05)
+	net.kill(self.pid, "INT")
+	if not net.wait_exit(self.pid, 5) then net.kill(self.pid, "KILL") end
+	local _, out = net.sh("tcpdump -r " .. net.q(self.file) .. " -n 2>/dev/null")
+	local pkts = {}
+	for line in out:gmatch("[^\n]+") do
+		local fam, sa, sp, da, dp, fl = line:match("(IP6?) (%S+)%.(%d+) > (%S+)%.(%d+): Flags %[([^%]]*)%]")
+		if fam then
+			local bits = 0
+			for ch in fl:gmatch(".") do bits = bits | (FLAGCH[ch] or 0) end
+			pkts[#pkts + 1] = {
+				family = fam == "IP6" and 6 or 4,
+				saddr = sa, sport = tonumber(sp), daddr = da, dport = tonumber(dp),
+				flags = bits, flagstr = fl,
+				len = tonumber(line:match("length (%d+)") or 0),
+			}
+		end
+	end
+	self.packets = pkts
+	return pkts
+end
+
+function net.count(pkts, pred)
+	local n = 0
+	for _, p in ipairs(pkts) do if not pred or pred(p) then n = n + 1 end end
+	return n
+end
+
+function net.by_flow(pkts, pred)
+	local t = {}
+	for _, p in ipairs(pkts) do
+		if not pred or pred(p) then
+			local k = net.flow_key(p.saddr, p.sport, p.daddr, p.dport)
+			t[k] = (t[k] or 0) + 1
+		end
+	end
+	return t
+end
+
+function net.snmp(ns)
+	local cmd = ns and ("ip netns exec " .. net.q(ns) .. " cat /proc/net/snmp") or "cat /proc/net/snmp"
+	local out = net.must(cmd)
+	local names, vals
+	for line in out:gmatch("[^\n]+") do
+		if line:match("^Tcp: %a") then names = line
+		elseif line:match("^Tcp: [%d-]") then vals = line end
+	end
+	local t, nl, vl = {}, {}, {}
+	for w in names:gmatch("%S+") do nl[#nl + 1] = w end
+	for w in vals:gmatch("%S+") do vl[#vl + 1] = w end
+	for i = 2, #nl do t[nl[i]] = tonumber(vl[i]) end
+	return t
+end
+
+-- ---- sessions --------------------------------------------------------------------
+
+--- Deliver everything pending.  Callers drain after the traffic is over
+-- (after capture:stop(), when the hooks have long run), so this polls until
+-- a poll that waited `quiet` seconds found nothing more.
+function net.drain(s, quiet)
+	quiet = quiet or (net.IN_VM and 0.3 or 0.05)
+	local total = 0
+	local deadline = socket.gettime() + net.scale(10)
+	while socket.gettime() < deadline do
+		local n = s:poll(0)
+		total = total + n
+		if n == 0 then
+			n = s:poll(math.floor(quiet * 1000))
+			total = total + n
+			if n == 0 then break end
+		end
+	end
+	return total
+end
+
+function net.map_flows(s, pred)
+	local t = {}
+	for k, v in s:map("flows"):pairs() do
+		if not pred or pred(k, v) then
+			t[net.flow_key(k.saddr, k.sport, k.daddr, k.dport)] = v
+		end
+	end
+	return t
+end
+
+local function same_stats(a, b)
+	for k, v in pairs(a) do if b[k] ~= v then return false end end
+	return true
+end
+
+--- A consistent snapshot of s:stats(): counters are read one at a time while
+-- the machine's other traffic keeps counting (seen/filtered), so read until
+-- two reads in a row agree.
+function net.stats(s)
+	local a = s:stats()
+	for _ = 1, 2000 do
+		local b = s:stats()
+		if same_stats(a, b) then return b end
+		a = b
+	end
+	return a
+end
+
+function net.identity(st, events)
+	if type(st) ~= "table" then st = net.stats(st) end
+	assert(st.seen == st.filtered + st.matched,
+		("identity broken: seen %d ~= filtered %d + matched %d"):format(st.seen, st.filtered, st.matched))
+	if events ~= false then
+		assert(st.matched == st.sampled_out + st.delivered + st.dropped,
+			("identity broken: matched %d ~= sampled_out %d + delivered %d + dropped %d"):format(
+				st.matched, st.sampled_out, st.delivered, st.dropped))
+	end
+	return true
+end
+
+-- ---- namespaces ------------------------------------------------------------------
+
+local nsseq = 0
+local function ns_name(hint)
+	nsseq = nsseq + 1
+	return ("ti%s%d%d%d"):format(hint or "", net.getpid() % 100000, nsseq, math.random(999))
+end
+
+local nsobj = {}
+nsobj.__index = nsobj
+
+function net.netns(hint)
+	local name = ns_name(hint)
+	net.must("ip netns add " .. name)
+	local ns = setmetatable({ name = name }, nsobj)
+	local ok, err = pcall(net.must, "ip -n " .. name .. " link set lo up")
+	if not ok then ns:destroy() error(err) end
+	return ns
+end
+
+function nsobj:exec(cmd)
+	return net.sh("ip netns exec " .. self.name .. " " .. cmd)
+end
+
+function nsobj:destroy()
+	if self.name and not self.destroyed then
+		self.destroyed = true
+		net.sh("ip netns pids " .. self.name .. " | xargs -r kill -9")
+		net.sh("ip netns del " .. self.name)
+	end
+end
+
+local pair = {}
+pair.__index = pair
+
+function net.netns_pair()
+	local id = math.random(2, 250)
+	local p = setmetatable({
+		server = ns_name("s"), client = ns_name("c"),
+		sdev = ("tis%d"):format(math.random(1e6)), cdev = ("tic%d"):format(math.random(1e6)),
+	}, pair)
+	p.server4, p.client4 = ("10.%d.%d.1"):format(id, math.random(0, 255)), nil
+	p.client4 = p.server4:gsub("%.1$", ".2")
+	p.server6 = ("fd00:%x:%x::1"):format(id, math.random(0, 65535))
+	p.client6 = p.server6:gsub("::1$", "::2")
+	local ok, err = pcall(function()
+		net.must("ip netns add " .. p.server)
+		net.must("ip netns add " .. p.client)
+		net.must(("ip link add %s netns %s type veth peer name %s netns %s"):format(
+			p.sdev, p.server, p.cdev, p.client))
+		for _, x in ipairs{ { p.server, p.sdev, p.server4, p.server6 }, { p.client, p.cdev, p.client4, p.client6 } } do
+			local ns, dev, a4, a6 = x[1], x[2], x[3], x[4]
+			net.must(("ip -n %s link set lo up"):format(ns))
+			net.must(("ip -n %s addr add %s/24 dev %s"):format(ns, a4, dev))
+			net.must(("ip -n %s addr add %s/64 dev %s nodad"):format(ns, a6, dev))
+			net.must(("ip -n %s link set %s up"):format(ns, dev))
+		end
+	end)
+	if not ok then
+		p:destroy()
+		error(err)
+	end
+	-- wait for the link and IPv6 addresses to be usable
+	net.wait_until(function()
+		local _, out = net.sh(("ip -n %s -6 addr show dev %s tentative"):format(p.server, p.sdev))
+		local _, out2 = net.sh(("ip -n %s -6 addr show dev %s tentative"):format(p.client, p.cdev))
+		return not out:find("inet6") and not out2:find("inet6")
+	end, 5)
+	return p
+end
+
+function pair:exec(ns, cmd)
+	return net.sh("ip netns exec " .. ns .. " " .. cmd)
+end
+
+function pair:destroy()
+	if self.destroyed then return end
+	self.destroyed = true
+	for _, ns in ipairs{ self.server, self.client } do
+		net.sh("ip netns pids " .. ns .. " | xargs -r kill -9")
+		net.sh("ip netns del " .. ns)
+	end
+end
+
+-- ---- child sessions ---------------------------------------------------------------
+
+--- Lua source for a value (tables, strings, numbers, booleans).
+function net.serialize(v)
+	if type(v) == "table" then
+		local parts = {}
+		for k, x in pairs(v) do
+			parts[#parts + 1] = ("[%s]=%s"):format(net.serialize(k), net.serialize(x))
+		end
+		return "{" .. table.concat(parts, ",") .. "}"
+	elseif type(v) == "string" then
+		return ("%q"):format(v)
+	else
+		return tostring(v)
+	end
+end
+
+local child = {}
+child.__index = child
+
+--- Start spec/support/session_child.lua with cfg (see that file) in the
+-- background; opts.netns runs it in a namespace, opts.env is prefixed as
+-- "env VAR=x ...".  The returned handle has :ready(), :stop(), :kill().
+function net.session_child(cfg, opts)
+	opts = opts or {}
+	local c = setmetatable({ out = net.tmpfile(".out"), stopfile = net.tmpfile(".stop") }, child)
+	cfg.stop = c.stopfile
+	local pre = ""
+	if opts.netns then pre = "ip netns exec " .. opts.netns .. " " end
+	if opts.env then pre = pre .. "env " .. opts.env .. " " end
+	c.cmd = "exec " .. pre .. net.lua_cmd(net.ROOT .. "/spec/support/session_child.lua", net.serialize(cfg))
+	c.pid = net.spawn(c.cmd, c.out)
+	return c
+end
+
+function child:output()
+	return net.read_file(self.out) or ""
+end
+
+--- Wait until the child attached; raises with its output if it failed.
+-- Returns its mode and its probes table.
+function child:ready(timeout)
+	local state = net.wait_until(function()
+		local o = self:output()
+		if o:find("\nREADY ") or o:find("^READY ") then return "ready" end
+		if o:find("FAIL ") or not net.alive(self.pid) then return "failed" end
+	end, timeout or 20)
+	local o = self:output()
+	if state ~= "ready" then
+		self:kill()
+		error(("child session did not start (%s):\n%s\n%s"):format(tostring(state), self.cmd, o), 2)
+	end
+	local probes = {}
+	for name, status in o:gmatch("PROBE (%S+) ([^\n]*)") do probes[name] = status end
+	return o:match("READY (%S+)"), probes
+end
+
+--- Ask the child to stop, wait for it, return its RESULT table.
+function child:stop(timeout)
+	net.write_file(self.stopfile, "stop\n")
+	if not net.wait_exit(self.pid, timeout or 20) then
+		self:kill()
+		error("child session did not stop:\n" .. self:output(), 2)
+	end
+	local r = self:output():match("RESULT ([^\n]*)")
+	if not r then error("child session gave no result:\n" .. self:output(), 2) end
+	return assert(load("return " .. r))()
+end
+
+function child:kill()
+	if net.alive(self.pid) then
+		net.kill(self.pid, "KILL")
+		net.wait_exit(self.pid, 10)
+	end
+end
+
+-- ---- BPF objects -----------------------------------------------------------------
+
+function net.bpf_ids(pid)
+	local ids = { progs = {}, links = {} }
+	local _, out = net.sh("ls -l /proc/" .. pid .. "/fd")
+	for fd, what in out:gmatch(" (%d+) %-> anon_inode:(%S+)") do
+		local info = net.read_file(("/proc/%d/fdinfo/%s"):format(pid, fd)) or ""
+		if what:find("bpf%-prog") or what:find("bpf_prog") then
+			local id = info:match("prog_id:%s*(%d+)")
+			if id then ids.progs[#ids.progs + 1] = tonumber(id) end
+		elseif what:find("bpf_link") or what:find("bpf%-link") then
+			local id = info:match("link_id:%s*(%d+)")
+			if id then ids.links[#ids.links + 1] = tonumber(id) end
+		end
+	end
+	return ids
+end
+
+function net.prog_exists(id)
+	return (net.sh("bpftool prog show id " .. id))
+end
+
+function net.link_exists(id)
+	return (net.sh("bpftool link show id " .. id))
+end
+
+function net.tc_filters(dev, ns)
+	local pre = ns and ("ip netns exec " .. ns .. " ") or ""
+	local _, out = net.sh(pre .. "tc filter show dev " .. dev .. " ingress")
+	return out
+end
+
+math.randomseed(os.time() ~ net.getpid())
+
+return net
