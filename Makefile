@@ -57,11 +57,15 @@ clean:
 	rm -rf $(B)
 
 # ---- the command-line runner ------------------------------------------------
-# lua/tcpinspect/cli.lua holds the code; this is the launcher, made with the
-# paths of the checkout (for make run/demo) or of the install.
+# lua/tcpinspect/cli.lua holds the code; the launchers are three-line Lua
+# scripts: this one with the checkout's paths (make run/demo, specs), the
+# installed one with none (LuaRocks wraps it with the tree's paths).
+LUA_PATH_ABS := $(shell command -v $(LUA) 2>/dev/null || echo /usr/bin/$(LUA))
+
 $(B)/bin/tcpinspect: Makefile
 	@mkdir -p $(dir $@)
-	printf '#!/bin/sh\n# tcpinspect command (checkout launcher)\nexec $(LUA) -e '"'"'package.path="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;"..package.path package.cpath="$(CURDIR)/$(B)/?.so;"..package.cpath'"'"' -e '"'"'os.exit(require("tcpinspect.cli").main(arg))'"'"' -- "$$@"\n' > $@
+	printf '#!%s\n-- tcpinspect command, run from the checkout\npackage.path = "%s/lua/?.lua;%s/lua/?/init.lua;" .. package.path\npackage.cpath = "%s/$(B)/?.so;" .. package.cpath\nos.exit(require("tcpinspect.cli").main(arg))\n' \
+		'$(LUA_PATH_ABS)' '$(CURDIR)' '$(CURDIR)' '$(CURDIR)' > $@
 	chmod +x $@
 
 all: $(B)/bin/tcpinspect
@@ -91,7 +95,7 @@ install: all
 	install -m 755 $(CORE_SO) $(DESTDIR)$(INST_LIBDIR)/tcpinspect/core.so
 	install -m 644 lua/tcpinspect.lua $(DESTDIR)$(INST_LUADIR)/tcpinspect.lua
 	install -m 644 lua/tcpinspect/*.lua $(DESTDIR)$(INST_LUADIR)/tcpinspect/
-	printf '#!/bin/sh\nexec $(LUA) -e '"'"'os.exit(require("tcpinspect.cli").main(arg))'"'"' -- "$$@"\n' \
+	printf '#!%s\n-- tcpinspect command\nos.exit(require("tcpinspect.cli").main(arg))\n' '$(LUA_PATH_ABS)' \
 		> $(DESTDIR)$(INST_BINDIR)/tcpinspect
 	chmod 755 $(DESTDIR)$(INST_BINDIR)/tcpinspect
 

@@ -516,12 +516,6 @@ end
 function M.main(argv)
 	argv = argv or {}
 	local list = {}
-	-- The launcher runs `lua5.4 -e '...main(arg)' -- "$@"`: lua.c then takes
-	-- the first user argument as a script name, so it lands in arg[0].
-	if argv[-1] == "--" and type(argv[-2]) == "string" and argv[-2]:find("tcpinspect.cli", 1, true)
-		and argv[0] ~= nil then
-		list[1] = argv[0]
-	end
 	for i = 1, #argv do list[#list + 1] = argv[i] end
 	local P = parsers()
 	local cmd, own, rest, stray = M.split(list, VALUE_OPTS)
