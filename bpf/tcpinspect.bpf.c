@@ -250,6 +250,7 @@ static __always_inline void ti_aggregate(const struct ti_event *e)
 	struct ti_flow_val *fv;
 	struct ti_port_val *pv;
 	struct ti_source_val *sv;
+	__u16 dport = e->dport;
 	__u32 slot;
 	__u64 *h;
 
@@ -269,12 +270,13 @@ static __always_inline void ti_aggregate(const struct ti_event *e)
 		fv->last_ts = e->ts;
 	}
 
-	pv = bpf_map_lookup_elem(&ports, &e->dport);
+	/* map keys must live on the stack (6.1 refuses a pointer argument) */
+	pv = bpf_map_lookup_elem(&ports, &dport);
 	if (!pv) {
 		struct ti_port_val init = {};
 
-		bpf_map_update_elem(&ports, &e->dport, &init, BPF_NOEXIST);
-		pv = bpf_map_lookup_elem(&ports, &e->dport);
+		bpf_map_update_elem(&ports, &dport, &init, BPF_NOEXIST);
+		pv = bpf_map_lookup_elem(&ports, &dport);
 	}
 	if (pv) {
 		__sync_fetch_and_add(&pv->packets, 1);
