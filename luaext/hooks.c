@@ -104,16 +104,12 @@ int ti_check_privileges(enum ti_mode mode, char *why, size_t whylen)
 	return -EPERM;
 }
 
-static bool kernel_btf_has_func(const char *name)
+/* Does the kernel's BTF (loaded once per open, it is megabytes) have it? */
+static bool kernel_btf_has_func(struct btf **btf, const char *name)
 {
-	struct btf *btf = btf__load_vmlinux_btf();
-	bool found;
-
-	if (!btf)
-		return false;
-	found = btf__find_by_name_kind(btf, name, BTF_KIND_FUNC) >= 0;
-	btf__free(btf);
-	return found;
+	if (!*btf)
+		*btf = btf__load_vmlinux_btf();
+	return *btf && btf__find_by_name_kind(*btf, name, BTF_KIND_FUNC) >= 0;
 }
 
 static bool kallsyms_has(const char *name)
@@ -497,6 +493,7 @@ static int select_programs(struct ti_session *s, const struct ti_options *o, enu
 	static const char *const fn[2] = { "tcp_v4_rcv", "tcp_v6_rcv" };
 	struct bpf_program *const fe[2] = { k->progs.ti_fentry_v4, k->progs.ti_fentry_v6 };
 	struct bpf_program *const kp[2] = { k->progs.ti_kprobe_v4, k->progs.ti_kprobe_v6 };
+	struct btf *btf = NULL;
 	int n = 0;
 
 	bpf_object__for_each_program(prog, k->obj)
@@ -514,7 +511,8 @@ static int select_programs(struct ti_session *s, const struct ti_options *o, enu
 	for (int i = 0; i < 2; i++) {
 		bool want = o->family == 0 || o->family == (i ? 6 : 4);
 		bool have = !hidden_for_test(fn[i]) &&
-			    (mode == TI_MODE_FENTRY ? kernel_btf_has_func(fn[i]) : kallsyms_has(fn[i]));
+			    (mode == TI_MODE_FENTRY ? kernel_btf_has_func(&btf, fn[i])
+						    : kallsyms_has(fn[i]));
 
 		if (!want)
 			snprintf(s->probe_status[i], sizeof(s->probe_status[i]), "not requested (family)");
@@ -527,6 +525,7 @@ static int select_programs(struct ti_session *s, const struct ti_options *o, enu
 			n++;
 		}
 	}
+	btf__free(btf);
 	if (!n) {
 		snprintf(why, whylen, "%s: no probe target: %s; %s", ti_mode_name(mode),
 			 o->family == 6 ? s->probe_status[1] : s->probe_status[0],
