@@ -243,26 +243,32 @@ static __always_inline __u32 ti_log2_slot(__u32 v)
 	return v ? r + 1 : 0;
 }
 
+/* The value under key, created from init if the key is new. */
+static __always_inline void *ti_lookup_or_init(void *map, const void *key, const void *init)
+{
+	void *v = bpf_map_lookup_elem(map, key);
+
+	if (v)
+		return v;
+	bpf_map_update_elem(map, key, init, BPF_NOEXIST);
+	return bpf_map_lookup_elem(map, key);
+}
+
 static __always_inline void ti_aggregate(const struct ti_event *e)
 {
 	struct ti_flow_key fk = { .family = e->family, .sport = e->sport, .dport = e->dport };
 	struct ti_addr_key ak = { .family = e->family };
-	struct ti_flow_val *fv;
-	struct ti_port_val *pv;
-	struct ti_source_val *sv;
+	struct ti_flow_val *fv, finit = {};
+	struct ti_port_val *pv, pinit = {};
+	struct ti_source_val *sv, sinit = {};
 	__u16 dport = e->dport;
 	__u32 slot;
 	__u64 *h;
 
 	__builtin_memcpy(fk.saddr, e->saddr, 16);
 	__builtin_memcpy(fk.daddr, e->daddr, 16);
-	fv = bpf_map_lookup_elem(&flows, &fk);
-	if (!fv) {
-		struct ti_flow_val init = { .first_ts = e->ts };
-
-		bpf_map_update_elem(&flows, &fk, &init, BPF_NOEXIST);
-		fv = bpf_map_lookup_elem(&flows, &fk);
-	}
+	finit.first_ts = e->ts;
+	fv = ti_lookup_or_init(&flows, &fk, &finit);
 	if (fv) {
 		__sync_fetch_and_add(&fv->packets, 1);
 		__sync_fetch_and_add(&fv->bytes, e->len);
@@ -271,26 +277,14 @@ static __always_inline void ti_aggregate(const struct ti_event *e)
 	}
 
 	/* map keys must live on the stack (6.1 refuses a pointer argument) */
-	pv = bpf_map_lookup_elem(&ports, &dport);
-	if (!pv) {
-		struct ti_port_val init = {};
-
-		bpf_map_update_elem(&ports, &dport, &init, BPF_NOEXIST);
-		pv = bpf_map_lookup_elem(&ports, &dport);
-	}
+	pv = ti_lookup_or_init(&ports, &dport, &pinit);
 	if (pv) {
 		__sync_fetch_and_add(&pv->packets, 1);
 		__sync_fetch_and_add(&pv->bytes, e->len);
 	}
 
 	__builtin_memcpy(ak.addr, e->saddr, 16);
-	sv = bpf_map_lookup_elem(&sources, &ak);
-	if (!sv) {
-		struct ti_source_val init = {};
-
-		bpf_map_update_elem(&sources, &ak, &init, BPF_NOEXIST);
-		sv = bpf_map_lookup_elem(&sources, &ak);
-	}
+	sv = ti_lookup_or_init(&sources, &ak, &sinit);
 	if (sv) {
 		__sync_fetch_and_add(&sv->packets, 1);
 		__sync_fetch_and_add(&sv->bytes, e->len);
