@@ -133,6 +133,19 @@ static bool have_kprobes(void)
 	       access("/sys/kernel/debug/tracing/kprobe_events", F_OK) == 0;
 }
 
+static int perf_paranoid(void)
+{
+	FILE *f = fopen("/proc/sys/kernel/perf_event_paranoid", "r");
+	int v = 2;
+
+	if (f) {
+		if (fscanf(f, "%d", &v) != 1)
+			v = 2;
+		fclose(f);
+	}
+	return v;
+}
+
 int ti_cgroup_root(char *buf, size_t len)
 {
 	FILE *f = fopen("/proc/self/mounts", "r");
@@ -172,7 +185,9 @@ static int explain(int err, char *why, size_t whylen, enum ti_mode mode, const c
 			hint = "fentry is refused on this kernel (a security policy, or no BPF trampoline support); try mode='kprobe', 'tc' or 'cgroup'";
 		break;
 	case TI_MODE_KPROBE:
-		if (!have_kprobes())
+		if ((err == -EACCES || err == -EPERM) && perf_paranoid() > 2 && !has_cap(CAP_SYS_ADMIN))
+			hint = "kernel.perf_event_paranoid is 3 (a Debian setting): perf events, kprobes included, need CAP_SYS_ADMIN; run as root, or sysctl kernel.perf_event_paranoid=2, or use mode='fentry'";
+		else if (!have_kprobes())
 			hint = "this kernel has no kprobes (CONFIG_KPROBES/CONFIG_KPROBE_EVENTS off); try mode='tc' or 'cgroup'";
 		else if (err == -ENOENT || err == -EINVAL)
 			hint = "the function cannot be probed (inlined, renamed or blacklisted); try mode='tc' or 'cgroup'";

@@ -73,7 +73,7 @@ local function tcpdump_seq(pkts)
 	return t
 end
 
-describe("cli #kernel", function()
+describe("command #kernel #cli", function()
 	it("watch: lines parse back to the segments sent, as tcpdump saw them", function()
 		local addr, port, srv, caddr = loop_server()
 		local cap = net.tcpdump { iface = "lo", filter = ("host %s and tcp port %d"):format(addr, port) }

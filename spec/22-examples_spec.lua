@@ -59,11 +59,13 @@ local function summary(out, what)
 	return l, cli.kv(l)
 end
 
-describe("examples #kernel", function()
+describe("examples #kernel #examples", function()
 	it("syn_flood.lua alerts for the flooding source only", function()
 		local defer = cleanups()
 		local pair = scene(defer)
-		local p = example("syn_flood.lua", { "--duration", "4", "--threshold", "100", "--window", "1" }, pair.server)
+		-- threshold 30 SYN/s: the normal client's 5 + 3 connections stay far
+		-- below it, the flood far above, also under qemu's emulation (slow)
+		local p = example("syn_flood.lua", { "--duration", "10", "--threshold", "30", "--window", "1" }, pair.server)
 		defer(function() p:kill() end)
 		normal_client(pair, pair.client4b, 5)
 		-- 400 SYNs at about 1 ms intervals from client4
@@ -77,7 +79,7 @@ describe("examples #kernel", function()
 		for _, l in ipairs(alerts) do
 			local kv = cli.kv(l)
 			assert.are.equal(pair.client4, kv.src, l)
-			assert.is_true(tonumber(kv.rate:match("%d+")) >= 100, l)
+			assert.is_true(tonumber(kv.rate:match("%d+")) >= 30, l)
 			total = total + kv.syns
 		end
 		assert.is_true(total >= 300, r.out) -- most of the 400 fell in alerting windows
