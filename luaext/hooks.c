@@ -469,7 +469,7 @@ static int attach_cgroup(struct ti_session *s, const struct ti_options *o, char 
 	if (o->cgroup[0])
 		snprintf(s->cgroup_path, sizeof(s->cgroup_path), "%s", o->cgroup);
 	else if ((err = ti_cgroup_root(s->cgroup_path, sizeof(s->cgroup_path)))) {
-		snprintf(why, whylen, "cgroup: no cgroup v2 hierarchy is mounted; mount -t cgroup2 none /sys/fs/cgroup");
+		snprintf(why, whylen, "cgroup: no cgroup v2 hierarchy is mounted in this mount namespace (`ip netns exec` remounts /sys); give cgroup=PATH, or mount -t cgroup2 none /sys/fs/cgroup");
 		return err;
 	}
 	fd = open(s->cgroup_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);

@@ -401,8 +401,11 @@ static int session_stats(lua_State *L)
 	int fd = bpf_map__fd(s->skel->maps.stats);
 	uint64_t *vals = lua_newuserdatauv(L, sizeof(uint64_t) * (size_t)s->ncpus, 0);
 
+	/* Read downstream counters first: the kernel counts seen, then filtered
+	 * or matched, then the rest, so under live traffic this order keeps
+	 * seen >= filtered + matched >= ... instead of the reverse. */
 	lua_createtable(L, 0, TI_STAT_MAX);
-	for (uint32_t i = 0; i < TI_STAT_MAX; i++) {
+	for (uint32_t i = TI_STAT_MAX; i-- > 0;) {
 		uint64_t sum = 0;
 
 		if (bpf_map_lookup_elem(fd, &i, vals))
