@@ -9,12 +9,6 @@
 -- only tcp_v4_rcv in the function-probe modes.
 local net = require "support.net"
 
-local function count_keys(t)
-	local n = 0
-	for _ in pairs(t) do n = n + 1 end
-	return n
-end
-
 -- Traffic: server A, clients C and B (fresh 127.X.Y.Z addresses, that no other
 -- test on a shared machine talks to) and ::1.
 local function traffic(ports, A, B, C)

@@ -21,7 +21,7 @@ local out = assert(io.open("/dev/null", "w"))
 
 local outputs = {
 	empty = function() end,
-	fields = function(p) local _ = p.saddr, p.sport, p.daddr, p.dport, p.flagstr, p.seq, p.len end,
+	fields = function(p) local _, _, _, _, _, _, _ = p.saddr, p.sport, p.daddr, p.dport, p.flagstr, p.seq, p.len end,
 	watch = function(p) out:write(fmt.packet(p), "\n") end,
 	json = function(p) out:write(json.packet(p), "\n") end,
 	totable = function(p) local _ = p:totable() end,

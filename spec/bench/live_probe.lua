@@ -22,7 +22,7 @@ if not s then
 	io.stderr:write("live_probe: open failed: ", tostring(err), "\n")
 	os.exit(2)
 end
-local sink, n = 0, 0
+local sink, n = 0, 0 -- luacheck: ignore 231
 if kind ~= "agg" then
 	s:on_packet(function(p)
 		sink = p.sport + p.len + p.flags

@@ -28,11 +28,11 @@ local WAKEUP_NEVER = 1 << 20 -- capped by the core at ring_size/2: no forced wak
 math.randomseed(os.time())
 
 local FRAME = C.frame()
-local sink = 0
+local sink = 0 -- luacheck: ignore 231 (written by the callbacks so field reads are not optimised away)
 
 local callbacks = {
 	read3 = function(p) sink = p.sport + p.len + p.flags end,
-	empty = function(p) end,
+	empty = function(_) end,
 	none = false,
 	table6 = function(p)
 		sink = { saddr = p.saddr, daddr = p.daddr, sport = p.sport, dport = p.dport,

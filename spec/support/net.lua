@@ -422,8 +422,6 @@ end
 
 -- ---- captures --------------------------------------------------------------------
 
-local FLAGCH = { F = 0x01, S = 0x02, R = 0x04, P = 0x08, ["."] = 0x10, U = 0x20, E = 0x40, W = 0x80 }
-
 function net.flow_key(saddr, sport, daddr, dport)
 	return ("%s.%d > %s.%d"):format(saddr, sport, daddr, dport)
 end
@@ -818,7 +816,7 @@ function net.netns_pair()
 	return p
 end
 
-function pair:exec(ns, cmd)
+function pair.exec(_, ns, cmd)
 	return net.sh("ip netns exec " .. ns .. " " .. cmd)
 end
 

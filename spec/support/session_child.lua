@@ -106,16 +106,5 @@ local result = { stats = net.stats(s), flows = flows, events = events, syns = sy
 s:close()
 
 local ser = net.serialize
-local function _unused(v)
-	if type(v) == "table" then
-		local parts = {}
-		for k, x in pairs(v) do parts[#parts + 1] = ("[%q]=%s"):format(k, ser(x)) end
-		return "{" .. table.concat(parts, ",") .. "}"
-	elseif type(v) == "string" then
-		return ("%q"):format(v)
-	else
-		return tostring(v)
-	end
-end
 io.write("RESULT ", ser(result), "\n")
 io.stdout:flush()
