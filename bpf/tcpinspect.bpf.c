@@ -103,16 +103,6 @@ struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 } host_lpm SEC(".maps");
 
-static __always_inline void ti_count(__u32 stat)
-{
-	__u64 *v = bpf_map_lookup_elem(&stats, &stat);
-
-	if (v)
-		*v += 1;
-}
-
-/* ---- parse: raw IP and TCP header bytes -> struct ti_event ---------------- */
-
 struct ti_tcphdr {
 	__be16 source;
 	__be16 dest;
@@ -124,6 +114,44 @@ struct ti_tcphdr {
 	__sum16 check;
 	__be16 urg_ptr;
 };
+
+/* Per-CPU scratch space: the segment, its headers, map keys and initial
+ * values.  Built on the stack they trip Linux 6.1's verifier without
+ * CAP_PERFMON ("attempt to corrupt spilled pointer on stack": clang reuses
+ * the slots of spilled pointers for them); in a map value they are plain
+ * memory.  Hooks run with migration disabled and do not nest on a CPU. */
+struct ti_scratch {
+	struct ti_event ev;   /* the segment being handled */
+	__u8 ip[40];          /* its IP header bytes */
+	struct ti_tcphdr th;  /* its TCP header */
+	/* keys and initial values, zeroed per segment by ti_aggregate */
+	struct ti_flow_key fk;
+	struct ti_addr_key ak;
+	struct ti_lpm_key lk;
+	struct ti_flow_val finit;
+	struct ti_port_val pinit;
+	struct ti_source_val sinit;
+	__u16 dport;
+	__u16 pad[3];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ti_scratch);
+} scratch SEC(".maps");
+
+static __always_inline void ti_count(__u32 stat)
+{
+	__u64 *v = bpf_map_lookup_elem(&stats, &stat);
+
+	if (v)
+		*v += 1;
+}
+
+/* ---- parse: raw IP and TCP header bytes -> struct ti_event ---------------- */
+
 
 /* Fill e from an IP header (ip points at 40 bytes, enough for either family)
  * and a TCP header.  l4_off is the TCP header's offset from the IP header.
@@ -172,20 +200,17 @@ static __always_inline int ti_port_in(const __u8 *bits, __u16 port)
 }
 
 static __always_inline int ti_addr_in(void *trie, __u32 slot, const struct ti_event *e,
-				      const __u8 *addr)
+				      const __u8 *addr, struct ti_scratch *x)
 {
-	struct ti_lpm_key k = {
-		.prefixlen = 16 + (e->family == 4 ? 32 : 128),
-		.slot = slot,
-		.family = e->family,
-	};
-
-	__builtin_memcpy(k.addr, addr, 16);
-	return bpf_map_lookup_elem(trie, &k) != NULL;
+	x->lk.prefixlen = 16 + (e->family == 4 ? 32 : 128);
+	x->lk.slot = slot;
+	x->lk.family = e->family;
+	__builtin_memcpy(x->lk.addr, addr, 16);
+	return bpf_map_lookup_elem(trie, &x->lk) != NULL;
 }
 
 static __always_inline int ti_filter(const struct ti_config *c, __u32 slot,
-				     const struct ti_event *e)
+				     const struct ti_event *e, struct ti_scratch *x)
 {
 	__u32 m = c->match;
 
@@ -206,12 +231,12 @@ static __always_inline int ti_filter(const struct ti_config *c, __u32 slot,
 		return 0;
 	if ((m & TI_M_IFINDEX) && e->ifindex != c->ifindex)
 		return 0;
-	if ((m & TI_M_SADDR) && !ti_addr_in(&saddr_lpm, slot, e, e->saddr))
+	if ((m & TI_M_SADDR) && !ti_addr_in(&saddr_lpm, slot, e, e->saddr, x))
 		return 0;
-	if ((m & TI_M_DADDR) && !ti_addr_in(&daddr_lpm, slot, e, e->daddr))
+	if ((m & TI_M_DADDR) && !ti_addr_in(&daddr_lpm, slot, e, e->daddr, x))
 		return 0;
-	if ((m & TI_M_HOST) && !ti_addr_in(&host_lpm, slot, e, e->saddr) &&
-	    !ti_addr_in(&host_lpm, slot, e, e->daddr))
+	if ((m & TI_M_HOST) && !ti_addr_in(&host_lpm, slot, e, e->saddr, x) &&
+	    !ti_addr_in(&host_lpm, slot, e, e->daddr, x))
 		return 0;
 	return 1;
 }
@@ -254,21 +279,22 @@ static __always_inline void *ti_lookup_or_init(void *map, const void *key, const
 	return bpf_map_lookup_elem(map, key);
 }
 
-static __always_inline void ti_aggregate(const struct ti_event *e)
+static __always_inline void ti_aggregate(const struct ti_event *e, struct ti_scratch *x)
 {
-	struct ti_flow_key fk = { .family = e->family, .sport = e->sport, .dport = e->dport };
-	struct ti_addr_key ak = { .family = e->family };
-	struct ti_flow_val *fv, finit = {};
-	struct ti_port_val *pv, pinit = {};
-	struct ti_source_val *sv, sinit = {};
-	__u16 dport = e->dport;
+	struct ti_flow_val *fv;
+	struct ti_port_val *pv;
+	struct ti_source_val *sv;
 	__u32 slot;
 	__u64 *h;
 
-	__builtin_memcpy(fk.saddr, e->saddr, 16);
-	__builtin_memcpy(fk.daddr, e->daddr, 16);
-	finit.first_ts = e->ts;
-	fv = ti_lookup_or_init(&flows, &fk, &finit);
+	__builtin_memset(&x->fk, 0, sizeof(*x) - offsetof(struct ti_scratch, fk));
+	x->fk.family = e->family;
+	x->fk.sport = e->sport;
+	x->fk.dport = e->dport;
+	__builtin_memcpy(x->fk.saddr, e->saddr, 16);
+	__builtin_memcpy(x->fk.daddr, e->daddr, 16);
+	x->finit.first_ts = e->ts;
+	fv = ti_lookup_or_init(&flows, &x->fk, &x->finit);
 	if (fv) {
 		__sync_fetch_and_add(&fv->packets, 1);
 		__sync_fetch_and_add(&fv->bytes, e->len);
@@ -276,15 +302,16 @@ static __always_inline void ti_aggregate(const struct ti_event *e)
 		fv->last_ts = e->ts;
 	}
 
-	/* map keys must live on the stack (6.1 refuses a pointer argument) */
-	pv = ti_lookup_or_init(&ports, &dport, &pinit);
+	x->dport = e->dport;
+	pv = ti_lookup_or_init(&ports, &x->dport, &x->pinit);
 	if (pv) {
 		__sync_fetch_and_add(&pv->packets, 1);
 		__sync_fetch_and_add(&pv->bytes, e->len);
 	}
 
-	__builtin_memcpy(ak.addr, e->saddr, 16);
-	sv = ti_lookup_or_init(&sources, &ak, &sinit);
+	x->ak.family = e->family;
+	__builtin_memcpy(x->ak.addr, e->saddr, 16);
+	sv = ti_lookup_or_init(&sources, &x->ak, &x->sinit);
 	if (sv) {
 		__sync_fetch_and_add(&sv->packets, 1);
 		__sync_fetch_and_add(&sv->bytes, e->len);
@@ -345,26 +372,44 @@ static __always_inline void ti_emit(const struct ti_config *c, const struct ti_e
 /* A global (non-inlined) function: the verifier checks it once, on its
  * own, instead of once per hook and per path into it.  This keeps the
  * programs verifiable without CAP_PERFMON, where speculative-execution
- * checks multiply the states explored. */
-__attribute__((noinline)) int ti_handle(struct ti_event *e)
+ * checks multiply the states explored.  The hook has parsed the segment
+ * into this CPU's scratch (ev); it is looked up again here rather than
+ * passed, so that the verifier knows it as a map value (a key for maps). */
+__attribute__((noinline)) int ti_handle(void)
 {
-	__u32 slot = ti_cfg_slot & 1;
+	__u32 slot = ti_cfg_slot & 1, zero = 0;
 	const struct ti_config *c = &ti_cfg[slot];
+	struct ti_scratch *x = bpf_map_lookup_elem(&scratch, &zero);
+	const struct ti_event *e;
 
-	if (!e) /* the verifier checks a global function for any argument */
+	if (!x)
 		return 0;
-
+	e = &x->ev;
 	ti_count(TI_STAT_SEEN);
-	if (!ti_filter(c, slot, e)) {
+	if (!ti_filter(c, slot, e, x)) {
 		ti_count(TI_STAT_FILTERED);
 		return 0;
 	}
 	ti_count(TI_STAT_MATCHED);
 	if (c->aggregates)
-		ti_aggregate(e);
+		ti_aggregate(e, x);
 	if (c->events)
 		ti_emit(c, e);
 	return 0;
+}
+
+static __always_inline struct ti_scratch *ti_scratch_get(__u8 probe)
+{
+	__u32 zero = 0;
+	struct ti_scratch *x = bpf_map_lookup_elem(&scratch, &zero);
+
+	if (x) {
+		__builtin_memset(&x->ev, 0, sizeof(x->ev) + sizeof(x->ip) + sizeof(x->th));
+		x->ev.probe = probe;
+		x->ev.ts = bpf_ktime_get_ns();
+		x->ev.cpu = bpf_get_smp_processor_id();
+	}
+	return x;
 }
 
 /* ---- entries: function probes on tcp_v4_rcv / tcp_v6_rcv -------------------- */
@@ -373,27 +418,24 @@ __attribute__((noinline)) int ti_handle(struct ti_event *e)
  * set and both headers are in the linear area. */
 static __always_inline int ti_from_kernel_skb(struct sk_buff *skb, __u8 probe)
 {
-	struct ti_event e = { .probe = probe };
-	struct ti_tcphdr th = {};
-	__u8 ip[40] = {};
+	struct ti_scratch *x = ti_scratch_get(probe);
 	unsigned char *head = BPF_CORE_READ(skb, head);
 	__u16 nh = BPF_CORE_READ(skb, network_header);
 	__u16 tp = BPF_CORE_READ(skb, transport_header);
 
-	e.ts = bpf_ktime_get_ns();
-	e.cpu = bpf_get_smp_processor_id();
-	e.ifindex = BPF_CORE_READ(skb, dev, ifindex);
-	e.netns = BPF_CORE_READ(skb, dev, nd_net.net, ns.inum);
-	if (bpf_probe_read_kernel(ip, sizeof(ip), head + nh) ||
-	    bpf_probe_read_kernel(&th, sizeof(th), head + tp) ||
-	    ti_parse(&e, ip, (__u16)(tp - nh), &th)) {
+	if (!x)
+		return 0;
+	x->ev.ifindex = BPF_CORE_READ(skb, dev, ifindex);
+	x->ev.netns = BPF_CORE_READ(skb, dev, nd_net.net, ns.inum);
+	if (bpf_probe_read_kernel(x->ip, sizeof(x->ip), head + nh) ||
+	    bpf_probe_read_kernel(&x->th, sizeof(x->th), head + tp) ||
+	    ti_parse(&x->ev, x->ip, (__u16)(tp - nh), &x->th)) {
 		ti_count(TI_STAT_ERRORS);
 		return 0;
 	}
-	ti_handle(&e);
+	ti_handle();
 	return 0;
 }
-
 SEC("fentry/tcp_v4_rcv")
 int BPF_PROG(ti_fentry_v4, struct sk_buff *skb)
 {
@@ -425,32 +467,32 @@ int BPF_KPROBE(ti_kprobe_v6, struct sk_buff *skb)
 static __always_inline void ti_from_sk_buff(struct __sk_buff *skb, __u32 off, __u8 probe)
 {
 	const struct ti_config *c = &ti_cfg[ti_cfg_slot & 1];
-	struct ti_event e = { .probe = probe };
-	struct ti_tcphdr th = {};
-	__u8 ip[40] = {};
+	struct ti_scratch *x;
 	__u32 l4_off;
 
+	if (skb->protocol != bpf_htons(ETH_P_IP) && skb->protocol != bpf_htons(ETH_P_IPV6))
+		return;
+	x = ti_scratch_get(probe);
+	if (!x)
+		return;
 	if (skb->protocol == bpf_htons(ETH_P_IP)) {
-		if (bpf_skb_load_bytes(skb, off, ip, 20) || ip[9] != IPPROTO_TCP_)
+		if (bpf_skb_load_bytes(skb, off, x->ip, 20) || x->ip[9] != IPPROTO_TCP_)
 			return;
-		l4_off = (ip[0] & 0xf) * 4;
-	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
-		if (bpf_skb_load_bytes(skb, off, ip, 40) || ip[6] != IPPROTO_TCP_)
+		l4_off = (x->ip[0] & 0xf) * 4;
+	} else {
+		if (bpf_skb_load_bytes(skb, off, x->ip, 40) || x->ip[6] != IPPROTO_TCP_)
 			return;
 		l4_off = 40;
-	} else {
-		return;
 	}
-	e.ts = bpf_ktime_get_ns();
-	e.cpu = bpf_get_smp_processor_id();
-	e.ifindex = skb->ifindex;
-	e.netns = c->netns;
-	if (l4_off < 20 || l4_off > 60 || bpf_skb_load_bytes(skb, off + l4_off, &th, sizeof(th)) ||
-	    ti_parse(&e, ip, l4_off, &th)) {
+	x->ev.ifindex = skb->ifindex;
+	x->ev.netns = c->netns;
+	if (l4_off < 20 || l4_off > 60 ||
+	    bpf_skb_load_bytes(skb, off + l4_off, &x->th, sizeof(x->th)) ||
+	    ti_parse(&x->ev, x->ip, l4_off, &x->th)) {
 		ti_count(TI_STAT_ERRORS);
 		return;
 	}
-	ti_handle(&e);
+	ti_handle();
 }
 
 SEC("cgroup_skb/ingress")
