@@ -268,15 +268,16 @@ static __always_inline __u32 ti_log2_slot(__u32 v)
 	return v ? r + 1 : 0;
 }
 
-/* The value under key, created from init if the key is new. */
-static __always_inline void *ti_lookup_or_init(void *map, const void *key, const void *init)
+/* The value under key to add this segment to, or NULL when the key was new
+ * and init (already holding this segment's contribution) was inserted:
+ * a new flow costs one lookup and one insert. */
+static __always_inline void *ti_existing_or_insert(void *map, const void *key, const void *init)
 {
 	void *v = bpf_map_lookup_elem(map, key);
 
-	if (v)
+	if (v || !bpf_map_update_elem(map, key, init, BPF_NOEXIST))
 		return v;
-	bpf_map_update_elem(map, key, init, BPF_NOEXIST);
-	return bpf_map_lookup_elem(map, key);
+	return bpf_map_lookup_elem(map, key); /* another CPU inserted it first */
 }
 
 static __always_inline void ti_aggregate(const struct ti_event *e, struct ti_scratch *x)
@@ -293,8 +294,11 @@ static __always_inline void ti_aggregate(const struct ti_event *e, struct ti_scr
 	x->fk.dport = e->dport;
 	__builtin_memcpy(x->fk.saddr, e->saddr, 16);
 	__builtin_memcpy(x->fk.daddr, e->daddr, 16);
-	x->finit.first_ts = e->ts;
-	fv = ti_lookup_or_init(&flows, &x->fk, &x->finit);
+	x->finit.packets = 1;
+	x->finit.bytes = e->len;
+	x->finit.first_ts = x->finit.last_ts = e->ts;
+	x->finit.flags_seen = e->flags;
+	fv = ti_existing_or_insert(&flows, &x->fk, &x->finit);
 	if (fv) {
 		__sync_fetch_and_add(&fv->packets, 1);
 		__sync_fetch_and_add(&fv->bytes, e->len);
@@ -303,7 +307,9 @@ static __always_inline void ti_aggregate(const struct ti_event *e, struct ti_scr
 	}
 
 	x->dport = e->dport;
-	pv = ti_lookup_or_init(&ports, &x->dport, &x->pinit);
+	x->pinit.packets = 1;
+	x->pinit.bytes = e->len;
+	pv = ti_existing_or_insert(&ports, &x->dport, &x->pinit);
 	if (pv) {
 		__sync_fetch_and_add(&pv->packets, 1);
 		__sync_fetch_and_add(&pv->bytes, e->len);
@@ -311,7 +317,10 @@ static __always_inline void ti_aggregate(const struct ti_event *e, struct ti_scr
 
 	x->ak.family = e->family;
 	__builtin_memcpy(x->ak.addr, e->saddr, 16);
-	sv = ti_lookup_or_init(&sources, &x->ak, &x->sinit);
+	x->sinit.packets = 1;
+	x->sinit.bytes = e->len;
+	x->sinit.syns = (e->flags & (TI_SYN | TI_ACK)) == TI_SYN;
+	sv = ti_existing_or_insert(&sources, &x->ak, &x->sinit);
 	if (sv) {
 		__sync_fetch_and_add(&sv->packets, 1);
 		__sync_fetch_and_add(&sv->bytes, e->len);

@@ -4,6 +4,8 @@
 --
 --   lua5.4 spec/bench/live_probe.lua MODE KIND PORT READY STOP OUT
 --   MODE: tc | cgroup     KIND: agg (events=false) | lua | lua-w1 (wakeup=1)
+--                              | bare (events=false, aggregates=false: hook,
+--                                parse, filter and counters only)
 package.path = "lua/?.lua;lua/?/init.lua;spec/bench/?.lua;" .. package.path
 package.cpath = (os.getenv("TI_CPATH") or "build/?.so;") .. package.cpath
 
@@ -15,7 +17,9 @@ port = assert(tonumber(port))
 
 local opts = { mode = mode, filter = { port = port } }
 if mode == "tc" then opts.dev = "lo" end
-if kind == "agg" then opts.events = false end
+if kind == "agg" or kind == "bare" then opts.events = false end
+if kind == "bare" then opts.aggregates = false end
+opts.max_flows = tonumber(os.getenv("BENCH_MAX_FLOWS")) -- nil: the default
 if kind == "lua-w1" then opts.wakeup = 1 end
 local s, err = ti.open(opts)
 if not s then
@@ -23,7 +27,7 @@ if not s then
 	os.exit(2)
 end
 local sink, n = 0, 0 -- luacheck: ignore 231
-if kind ~= "agg" then
+if kind ~= "agg" and kind ~= "bare" then
 	s:on_packet(function(p)
 		sink = p.sport + p.len + p.flags
 		n = n + 1
