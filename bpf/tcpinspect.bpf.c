@@ -445,6 +445,7 @@ static __always_inline int ti_from_kernel_skb(struct sk_buff *skb, __u8 probe)
 	ti_handle();
 	return 0;
 }
+
 SEC("fentry/tcp_v4_rcv")
 int BPF_PROG(ti_fentry_v4, struct sk_buff *skb)
 {

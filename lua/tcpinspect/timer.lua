@@ -104,24 +104,25 @@ function Scheduler:restart()
 	for _, t in ipairs(self.timers) do t.due = now + t.period end
 end
 
+-- The smallest value of field over the timers (nil without timers).
+local function least(timers, field)
+	local best
+	for _, t in ipairs(timers) do
+		if not best or t[field] < best then best = t[field] end
+	end
+	return best
+end
+
 --- When the next timer is due (clock seconds), or nil without timers.
 -- @treturn number|nil
 function Scheduler:next_due()
-	local best
-	for _, t in ipairs(self.timers) do
-		if not best or t.due < best then best = t.due end
-	end
-	return best
+	return least(self.timers, "due")
 end
 
 --- The shortest period of the timers (nil without timers).
 -- @treturn number|nil
 function Scheduler:shortest()
-	local best
-	for _, t in ipairs(self.timers) do
-		if not best or t.period < best then best = t.period end
-	end
-	return best
+	return least(self.timers, "period")
 end
 
 --- Run every timer that is due, earliest first (in creation order when due
