@@ -44,7 +44,8 @@
 --                             info = {sport=, dport=, saddr=, daddr=}
 --   net.conversations(srv, host, port, n, opts) -> list of info
 --   net.connect_closed(host, port) -> true when refused (RST)
---   net.serve_loop(srv, should_stop) echo server pump for a child process
+--   net.serve_loop(srvs, should_stop, [on_idle]) echo server pump (one server or a
+--                             list) for a child process; on_idle runs every loop
 --
 -- Captures
 --   net.tcpdump(opts)         -> capture; opts.iface ("lo"), opts.filter (pcap
@@ -387,16 +388,22 @@ end
 
 --- Echo server pump for a child process: accepts, echoes, closes on EOF,
 -- until should_stop() returns true.
-function net.serve_loop(srv, should_stop, on_idle)
-	srv:settimeout(0)
+function net.serve_loop(srvs, should_stop, on_idle)
+	if type(srvs) ~= "table" or srvs.accept then srvs = { srvs } end
+	local listening = {}
+	for _, srv in ipairs(srvs) do
+		srv:settimeout(0)
+		listening[srv] = true
+	end
 	local conns = {}
 	while not should_stop() do
-		local rd = { srv }
+		local rd = {}
+		for _, srv in ipairs(srvs) do rd[#rd + 1] = srv end
 		for c in pairs(conns) do rd[#rd + 1] = c end
 		local ready = socket.select(rd, nil, 0.05)
 		for _, s in ipairs(ready) do
-			if s == srv then
-				local c = srv:accept()
+			if listening[s] then
+				local c = s:accept()
 				if c then
 					c:settimeout(0)
 					conns[c] = true

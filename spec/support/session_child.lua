@@ -54,39 +54,7 @@ end
 if #servers == 0 then
 	while not stop_requested() do s:poll(50) end
 else
-	-- one pump for all servers: serve_loop on the first, the rest by select
-	local socket = require "socket"
-	local conns = {}
-	for _, srv in ipairs(servers) do srv:settimeout(0) end
-	while not stop_requested() do
-		local rd = {}
-		for _, srv in ipairs(servers) do rd[#rd + 1] = srv end
-		for c in pairs(conns) do rd[#rd + 1] = c end
-		local ready = socket.select(rd, nil, 0.05)
-		for _, x in ipairs(ready) do
-			if conns[x] then
-				local data, e, partial = x:receive(65536)
-				data = data or partial
-				if data and #data > 0 then
-					x:settimeout(5)
-					x:send(data)
-					x:settimeout(0)
-				end
-				if e == "closed" then
-					x:close()
-					conns[x] = nil
-				end
-			else
-				local c = x:accept()
-				if c then
-					c:settimeout(0)
-					conns[c] = true
-				end
-			end
-		end
-		s:poll(0)
-	end
-	for c in pairs(conns) do c:close() end
+	net.serve_loop(servers, stop_requested, function() s:poll(0) end)
 	for _, srv in ipairs(servers) do srv:close() end
 end
 
