@@ -66,8 +66,6 @@ static bool probe_mode(lua_State *L, enum ti_mode mode, bool *tcx)
 	if (!err && tcx)
 		*tcx = s->ntc > 0 && s->tc[0].link_fd >= 0;
 	ti_hooks_detach(s);
-	for (int i = 0; i < 2; i++)
-		free(s->slot_filter[i]);
 	free(s);
 	if (err) {
 		lua_pushstring(L, why);

@@ -637,4 +637,9 @@ void ti_hooks_detach(struct ti_session *s)
 		tcpinspect_bpf__destroy(s->skel);
 		s->skel = NULL;
 	}
+	/* the copies describe the destroyed tries' entries: they go with them */
+	for (int i = 0; i < 2; i++) {
+		free(s->slot_filter[i]);
+		s->slot_filter[i] = NULL;
+	}
 }

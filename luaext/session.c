@@ -231,10 +231,6 @@ int ti_session_open(lua_State *L)
 	s->filter = NULL; /* the userdata f dies with this frame */
 	if (err) {
 		s->state = TI_CLOSED;
-		for (int i = 0; i < 2; i++) {
-			free(s->slot_filter[i]);
-			s->slot_filter[i] = NULL;
-		}
 		return ti_fail(L, err, "%s", lua_tostring(L, 4));
 	}
 	if (o.events) {
@@ -243,10 +239,6 @@ int ti_session_open(lua_State *L)
 			err = -errno;
 			ti_hooks_detach(s);
 			s->state = TI_CLOSED;
-			for (int i = 0; i < 2; i++) {
-				free(s->slot_filter[i]);
-				s->slot_filter[i] = NULL;
-			}
 			return ti_fail(L, err, "creating the ring buffer reader failed: %s", strerror(-err));
 		}
 	}
@@ -274,10 +266,6 @@ static int session_close(lua_State *L)
 		s->rb = NULL;
 	}
 	ti_hooks_detach(s);
-	for (int i = 0; i < 2; i++) {
-		free(s->slot_filter[i]);
-		s->slot_filter[i] = NULL;
-	}
 	return 0;
 }
 
