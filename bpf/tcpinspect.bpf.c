@@ -26,8 +26,12 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
-/* Two configuration slots and the selector; written by user space through
- * the mmap-ed .bss (see luaext/session.c). */
+/* Load-time options (sample, events, aggregates, wakeup, netns, family):
+ * set by user space before load (luaext/kernel.c), constants to the verifier. */
+const volatile struct ti_load_config ti_load = {};
+
+/* The filter's two slots and the selector; written by user space through the
+ * mmap-ed .bss (ti_kernel_set_filter in luaext/kernel.c). */
 struct ti_config ti_cfg[2];
 volatile __u32 ti_cfg_slot;
 
@@ -214,6 +218,8 @@ static __always_inline int ti_filter(const struct ti_config *c, __u32 slot,
 {
 	__u32 m = c->match;
 
+	if (ti_load.family && e->family != ti_load.family)
+		return 0;
 	if (!m)
 		return 1;
 	if ((m & TI_M_FAMILY) && e->family != c->family)
@@ -336,25 +342,25 @@ static __always_inline void ti_aggregate(const struct ti_event *e, struct ti_scr
 
 /* ---- emit ----------------------------------------------------------------- */
 
-static __always_inline int ti_sampled_out(const struct ti_config *c, const struct ti_event *e)
+static __always_inline int ti_sampled_out(const struct ti_event *e)
 {
 	__u32 zero = 0;
 	__u64 *n;
 
-	if (c->sample <= 1 || (e->flags & (TI_SYN | TI_FIN | TI_RST)))
+	if (ti_load.sample <= 1 || (e->flags & (TI_SYN | TI_FIN | TI_RST)))
 		return 0;
 	n = bpf_map_lookup_elem(&sample_ctr, &zero);
 	if (!n)
 		return 0;
-	return (*n)++ % c->sample != 0;
+	return (*n)++ % ti_load.sample != 0;
 }
 
-static __always_inline void ti_emit(const struct ti_config *c, const struct ti_event *e)
+static __always_inline void ti_emit(const struct ti_event *e)
 {
 	struct ti_event *r;
 	__u64 flags, avail;
 
-	if (ti_sampled_out(c, e)) {
+	if (ti_sampled_out(e)) {
 		ti_count(TI_STAT_SAMPLED_OUT);
 		return;
 	}
@@ -370,7 +376,7 @@ static __always_inline void ti_emit(const struct ti_config *c, const struct ti_e
 	 * `make bench`; the reader drains everything once woken, and its poll
 	 * timeout bounds the latency of records below the mark. */
 	avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
-	flags = avail >= c->wakeup_bytes && avail < c->wakeup_bytes + TI_RING_REC ?
+	flags = avail >= ti_load.wakeup_bytes && avail < ti_load.wakeup_bytes + TI_RING_REC ?
 			BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
 	bpf_ringbuf_submit(r, flags);
 	ti_count(TI_STAT_DELIVERED);
@@ -400,10 +406,10 @@ __attribute__((noinline)) int ti_handle(void)
 		return 0;
 	}
 	ti_count(TI_STAT_MATCHED);
-	if (c->aggregates)
+	if (ti_load.aggregates)
 		ti_aggregate(e, x);
-	if (c->events)
-		ti_emit(c, e);
+	if (ti_load.events)
+		ti_emit(e);
 	return 0;
 }
 
@@ -476,7 +482,6 @@ int BPF_KPROBE(ti_kprobe_v6, struct sk_buff *skb)
  * packets with extension headers before TCP are not segments for us. */
 static __always_inline void ti_from_sk_buff(struct __sk_buff *skb, __u32 off, __u8 probe)
 {
-	const struct ti_config *c = &ti_cfg[ti_cfg_slot & 1];
 	struct ti_scratch *x;
 	__u32 l4_off;
 
@@ -495,7 +500,7 @@ static __always_inline void ti_from_sk_buff(struct __sk_buff *skb, __u32 off, __
 		l4_off = 40;
 	}
 	x->ev.ifindex = skb->ifindex;
-	x->ev.netns = c->netns;
+	x->ev.netns = ti_load.netns;
 	if (l4_off < 20 || l4_off > 60 ||
 	    bpf_skb_load_bytes(skb, off + l4_off, &x->th, sizeof(x->th)) ||
 	    ti_parse(&x->ev, x->ip, l4_off, &x->th)) {

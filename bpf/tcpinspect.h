@@ -12,23 +12,36 @@
 #include <linux/types.h>
 #endif
 
-/* TCP flag bits, as in the TCP header's 8-bit flags byte. */
-#define TI_FIN 0x01
-#define TI_SYN 0x02
-#define TI_RST 0x04
-#define TI_PSH 0x08
-#define TI_ACK 0x10
-#define TI_URG 0x20
-#define TI_ECE 0x40
-#define TI_CWR 0x80
+/* Name tables.  Each is defined once, here, as an X-macro: the BPF program
+ * takes the values, the C module takes the values and the names (and hands
+ * the names to Lua: tcpinspect.core.flag_names, stat_names, probe_names).
+ *
+ * TCP flag bits, as in the TCP header's 8-bit flags byte, in bit order, which
+ * is also the order tcpdump prints their letters in ("S.", "F.", ".U"):
+ *	X(ID, bit, name, letter) */
+#define TI_TCP_FLAGS(X)                                                                  \
+	X(FIN, 0x01, "fin", 'F') X(SYN, 0x02, "syn", 'S') X(RST, 0x04, "rst", 'R')      \
+	X(PSH, 0x08, "psh", 'P') X(ACK, 0x10, "ack", '.') X(URG, 0x20, "urg", 'U')      \
+	X(ECE, 0x40, "ece", 'E') X(CWR, 0x80, "cwr", 'W')
 
-/* Which hook produced a record (struct ti_event.probe). */
+enum ti_tcp_flag {
+#define TI_X(id, bit, name, letter) TI_##id = bit,
+	TI_TCP_FLAGS(TI_X)
+#undef TI_X
+};
+
+/* Which hook produced a record (struct ti_event.probe), and its name as
+ * p.probe reports it.  The function probes' names are the probed functions.
+ *	X(ID, name) in value order, from 0 */
+#define TI_PROBES(X)                                                                     \
+	X(NONE, "unknown") X(TCP_V4_RCV, "tcp_v4_rcv") X(TCP_V6_RCV, "tcp_v6_rcv")      \
+	X(CGROUP, "cgroup_skb/ingress") X(TC, "tc/ingress")
+
 enum ti_probe {
-	TI_PROBE_NONE = 0,
-	TI_PROBE_TCP_V4_RCV = 1,
-	TI_PROBE_TCP_V6_RCV = 2,
-	TI_PROBE_CGROUP = 3,
-	TI_PROBE_TC = 4,
+#define TI_X(id, name) TI_PROBE_##id,
+	TI_PROBES(TI_X)
+#undef TI_X
+	TI_PROBE_COUNT,
 };
 
 /* One incoming TCP segment: the ring-buffer record. */
@@ -96,24 +109,39 @@ struct ti_source_val {
  * empty payloads, slot k (k >= 1) payloads of 2^(k-1) .. 2^k - 1 bytes. */
 #define TI_HIST_SLOTS 18
 
-/* Per-CPU counters ("stats" map).  The identities
+/* Per-CPU counters ("stats" map), X(ID, name) in index order.  The identities
  *   seen == filtered + matched
  *   matched == sampled_out + delivered + dropped   (events on)
- * hold exactly, since every segment takes exactly one branch. */
+ * hold exactly, since every segment takes exactly one branch.  errors counts
+ * TCP segments whose headers could not be read (not in seen). */
+#define TI_STATS(X)                                                                      \
+	X(SEEN, "seen") X(FILTERED, "filtered") X(MATCHED, "matched")                     \
+	X(SAMPLED_OUT, "sampled_out") X(DELIVERED, "delivered") X(DROPPED, "dropped")     \
+	X(ERRORS, "errors")
+
 enum ti_stat {
-	TI_STAT_SEEN = 0,
-	TI_STAT_FILTERED,
-	TI_STAT_MATCHED,
-	TI_STAT_SAMPLED_OUT,
-	TI_STAT_DELIVERED,
-	TI_STAT_DROPPED,
-	TI_STAT_ERRORS, /* TCP segments whose headers could not be read */
+#define TI_X(id, name) TI_STAT_##id,
+	TI_STATS(TI_X)
+#undef TI_X
 	TI_STAT_MAX,
 };
 
-/* Filter and output configuration.  Two copies live in the program's .bss;
- * user space writes the idle one and then flips ti_cfg_slot, so a filter
- * change never shows a half-written configuration to the kernel. */
+/* Load-time configuration: the program's `const volatile` rodata, set by user
+ * space between open and load and frozen by the load, so the verifier knows
+ * the values and prunes what they turn off (events = 0: no ring code;
+ * aggregates = 0: no map updates; sample <= 1: no sampling counter). */
+struct ti_load_config {
+	__u32 sample;       /* deliver 1 in N (0 or 1: all) */
+	__u32 events;       /* 0: aggregates only, no ring traffic */
+	__u32 aggregates;   /* 0: skip the flows/ports/sources/len_hist maps */
+	__u32 wakeup_bytes; /* wake the reader once this much is pending */
+	__u32 netns;        /* reported in events by hooks that cannot read it */
+	__u32 family;       /* the open() family: 0 any, 4 or 6 */
+};
+
+/* The filter: what set_filter changes.  Two copies live in the program's
+ * .bss; user space writes the idle one and then flips ti_cfg_slot, so a
+ * filter change never shows a half-written configuration to the kernel. */
 enum ti_match {
 	TI_M_SPORT = 1 << 0,
 	TI_M_DPORT = 1 << 1,
@@ -134,12 +162,6 @@ struct ti_config {
 	__u32 len_max;
 	__u32 ifindex;      /* TI_M_IFINDEX */
 	__u32 family;       /* TI_M_FAMILY: 4 or 6 */
-	__u32 sample;       /* deliver 1 in N (0 or 1: all) */
-	__u32 events;       /* 0: aggregates only, no ring traffic */
-	__u32 aggregates;   /* 0: skip the flows/ports/sources/len_hist maps */
-	__u32 wakeup_bytes; /* wake the reader once this much is pending */
-	__u32 netns;        /* reported in events by hooks that cannot read it */
-	__u32 pad;
 	__u8 sport_bits[8192]; /* one bit per port */
 	__u8 dport_bits[8192];
 	__u8 port_bits[8192];

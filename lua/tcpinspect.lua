@@ -67,6 +67,11 @@ M.trap_signals = core.trap_signals
 -- @treturn string|nil
 M.signaled = core.signaled
 
+--- The name of an errno, as fail tuples give it ("EMFILE", "ENOTSUPP").
+-- @tparam integer errno
+-- @treturn string
+M.errname = core.errname
+
 --- The names of the packet fields, in the order of the reference docs.
 -- @treturn {string,...}
 M.packet_fields = core.packet_fields

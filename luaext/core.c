@@ -8,7 +8,6 @@
 #include <time.h>
 #include <unistd.h>
 #include <sys/utsname.h>
-#include <bpf/btf.h>
 #include "ti.h"
 
 double ti_now_monotonic(void)
@@ -38,74 +37,42 @@ static int core_sleep(lua_State *L)
 	return 0;
 }
 
-/* Try one mode for real: load and attach, then undo.  Pushes true, or
- * false and the reason into the reasons table at the top. */
-static bool probe_mode(lua_State *L, enum ti_mode mode, bool *tcx)
+/* tcpinspect.features() -> table of booleans, with .reasons and .kernel.
+ * Each mode is tried for real by the kernel layer: load and attach, undo. */
+static int core_features(lua_State *L)
 {
-	struct ti_session *s = calloc(1, sizeof(*s));
-	struct ti_options o;
-	char why[1024];
-	int err;
-
-	if (!s)
-		return false;
-	memset(&o, 0, sizeof(o));
-	o.mode = mode;
-	o.ring_size = 4096 * 4;
-	o.max_flows = 16;
-	o.wakeup = 1;
-	if (mode == TI_MODE_TC) {
-		o.ndevs = 1;
-		strcpy(o.devs[0], "lo");
-	}
-	for (int i = 0; i < TI_MAX_DEVS; i++)
-		s->tc[i].link_fd = -1;
-	s->ncpus = libbpf_num_possible_cpus();
-	ti_base_config(&s->base, &o);
-	err = ti_hooks_attach(s, &o, mode, why, sizeof(why));
-	if (!err && tcx)
-		*tcx = s->ntc > 0 && s->tc[0].link_fd >= 0;
-	ti_hooks_detach(s);
-	free(s);
-	if (err) {
-		lua_pushstring(L, why);
-		lua_setfield(L, -2, ti_mode_name(mode));
-	}
-	return !err;
-}
-
-/* tcpinspect.features() -> table of booleans, with .reasons and .kernel */
-int ti_features(lua_State *L)
-{
-	struct btf *btf = btf__load_vmlinux_btf();
+	static const struct { enum ti_mode mode; const char *name; } modes[] = {
+		{ TI_MODE_FENTRY, "fentry" }, { TI_MODE_KPROBE, "kprobe" },
+		{ TI_MODE_TC, "tc" }, { TI_MODE_CGROUP, "cgroup" },
+	};
+	bool btf = ti_kernel_btf_loads();
 	struct utsname u;
-	bool tcx = false, ok;
+	char why[1024];
+	bool tcx = false;
 
 	lua_newtable(L);
 	lua_newtable(L); /* reasons */
-	lua_pushboolean(L, btf != NULL);
+	lua_pushboolean(L, btf);
 	lua_setfield(L, -3, "btf");
 	if (!btf) {
 		lua_pushliteral(L, "no kernel BTF (/sys/kernel/btf/vmlinux): needs CONFIG_DEBUG_INFO_BTF=y");
 		lua_setfield(L, -2, "btf");
 	}
-	btf__free(btf);
-	lua_pushboolean(L, libbpf_probe_bpf_map_type(BPF_MAP_TYPE_RINGBUF, NULL) == 1);
+	lua_pushboolean(L, ti_kernel_has_ringbuf());
 	lua_setfield(L, -3, "ringbuf");
-	ok = probe_mode(L, TI_MODE_FENTRY, NULL);
-	lua_pushboolean(L, ok);
-	lua_setfield(L, -3, "fentry");
-	ok = probe_mode(L, TI_MODE_KPROBE, NULL);
-	lua_pushboolean(L, ok);
-	lua_setfield(L, -3, "kprobe");
-	ok = probe_mode(L, TI_MODE_TC, &tcx);
-	lua_pushboolean(L, ok);
-	lua_setfield(L, -3, "tc");
+	for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+		bool ok = !ti_kernel_probe_mode(modes[i].mode, modes[i].mode == TI_MODE_TC ? &tcx : NULL,
+						 why, sizeof(why));
+
+		if (!ok) {
+			lua_pushstring(L, why);
+			lua_setfield(L, -2, modes[i].name);
+		}
+		lua_pushboolean(L, ok);
+		lua_setfield(L, -3, modes[i].name);
+	}
 	lua_pushboolean(L, tcx);
 	lua_setfield(L, -3, "tcx");
-	ok = probe_mode(L, TI_MODE_CGROUP, NULL);
-	lua_pushboolean(L, ok);
-	lua_setfield(L, -3, "cgroup");
 	lua_setfield(L, -2, "reasons");
 	if (uname(&u) == 0) {
 		lua_pushstring(L, u.release);
@@ -123,7 +90,7 @@ static int core_flagstr(lua_State *L)
 	return 1;
 }
 
-static void push_names(lua_State *L, const char *const names[], const char *field)
+void ti_push_names(lua_State *L, const char *const names[], const char *field)
 {
 	lua_newtable(L);
 	for (int i = 0; names[i]; i++) {
@@ -138,7 +105,7 @@ static void push_names(lua_State *L, const char *const names[], const char *fiel
  * validate early and open late). */
 static int core_check_options(lua_State *L)
 {
-	struct ti_options o;
+	struct ti_load_opts o;
 	struct ti_filter *f;
 
 	lua_settop(L, 1);
@@ -184,8 +151,8 @@ static int core_trap_signals(lua_State *L)
 			if (!strcmp(name, signals[k].name))
 				break;
 		if (k == sizeof(signals) / sizeof(signals[0]))
-			return luaL_error(L, "tcpinspect: trap_signals: unknown signal '%s' (INT, TERM, HUP, QUIT, USR1, USR2)",
-					  name);
+			return ti_usage_error(L, NULL, "trap_signals: unknown signal '%s' (INT, TERM, HUP, QUIT, USR1, USR2)",
+					      name);
 		sigaction(signals[k].signo, &sa, NULL);
 		lua_pop(L, 1);
 	}
@@ -216,40 +183,51 @@ static void push_session_methods(lua_State *L)
 	lua_remove(L, -2);
 }
 
+/* errname(errno) -> "EMFILE": the name of an errno, as fail tuples give it. */
+static int core_errname(lua_State *L)
+{
+	lua_Integer e = luaL_checkinteger(L, 1);
+
+	luaL_argcheck(L, e > 0 && e < 4096, 1, "not an errno");
+	lua_pushstring(L, ti_errname((int)e));
+	return 1;
+}
+
 int luaopen_tcpinspect_core(lua_State *L)
 {
 	static const luaL_Reg funcs[] = {
 		{ "open", ti_session_open },
-		{ "features", ti_features },
+		{ "features", core_features },
 		{ "monotonic", core_monotonic },
 		{ "sleep", core_sleep },
 		{ "flagstr", core_flagstr },
 		{ "check_options", core_check_options },
 		{ "trap_signals", core_trap_signals },
 		{ "signaled", core_signaled },
+		{ "errname", core_errname },
 		{ NULL, NULL },
 	};
-	static const struct { const char *name; int value; } flags[] = {
-		{ "FIN", TI_FIN }, { "SYN", TI_SYN }, { "RST", TI_RST }, { "PSH", TI_PSH },
-		{ "ACK", TI_ACK }, { "URG", TI_URG }, { "ECE", TI_ECE }, { "CWR", TI_CWR },
-	};
 
-	ti_libbpf_log_init();
+	ti_kernel_log_init();
+	ti_error_register(L);
 	ti_session_register(L);
 	ti_map_register(L);
 	luaL_newlib(L, funcs);
 	ti_packet_register(L);
-	for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++) {
-		lua_pushinteger(L, flags[i].value);
-		lua_setfield(L, -2, flags[i].name);
-	}
+	/* TCP flag bits: FIN = 1, SYN = 2, ... */
+#define TI_X(id, bit, name, letter) (lua_pushinteger(L, bit), lua_setfield(L, -2, #id));
+	TI_TCP_FLAGS(TI_X)
+#undef TI_X
 	push_session_methods(L);
 	lua_setfield(L, -2, "session_methods");
-	push_names(L, ti_option_keys, "option_names");
-	push_names(L, ti_filter_keys, "filter_keys");
-	push_names(L, ti_stat_names, "stat_names");
-	push_names(L, ti_map_names, "map_names");
-	push_names(L, ti_session_fields, "session_fields");
+	ti_push_names(L, ti_option_keys, "option_names");
+	ti_push_names(L, ti_filter_keys, "filter_keys");
+	ti_push_names(L, ti_stat_names, "stat_names");
+	ti_push_names(L, ti_map_names, "map_names");
+	ti_push_names(L, ti_session_fields, "session_fields");
+	ti_push_names(L, ti_flag_names, "flag_names");
+	ti_push_names(L, ti_probe_names, "probe_names");
+	ti_push_names(L, ti_mode_names, "mode_names");
 	lua_pushinteger(L, TI_HIST_SLOTS);
 	lua_setfield(L, -2, "hist_slots");
 	return 1;

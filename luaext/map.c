@@ -6,33 +6,36 @@
  *   len_hist  {slot, low, high}                    -> {count}   (per-CPU, summed)
  *
  * A map keeps its session alive through its user value and checks on every
- * call that the session is still open.
+ * call that the session is still open.  A syscall failure returns
+ * nil, "ENAME: ...", errno; a missing key is nil alone.
  */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <string.h>
+#include <bpf/bpf.h>
 #include "ti.h"
-#include "tcpinspect.skel.h"
-
-enum map_kind { MAP_FLOWS, MAP_PORTS, MAP_SOURCES, MAP_LEN_HIST, MAP_KINDS };
 
 struct map_desc {
-	const char *name;
 	size_t key_size, val_size;
 	bool percpu;
 };
 
-static const struct map_desc descs[MAP_KINDS] = {
-	[MAP_FLOWS] = { "flows", sizeof(struct ti_flow_key), sizeof(struct ti_flow_val), false },
-	[MAP_PORTS] = { "ports", sizeof(uint16_t), sizeof(struct ti_port_val), false },
-	[MAP_SOURCES] = { "sources", sizeof(struct ti_addr_key), sizeof(struct ti_source_val), false },
-	[MAP_LEN_HIST] = { "len_hist", sizeof(uint32_t), sizeof(uint64_t), true },
+static const struct map_desc descs[TI_MAP_COUNT] = {
+	[TI_MAP_FLOWS] = { sizeof(struct ti_flow_key), sizeof(struct ti_flow_val), false },
+	[TI_MAP_PORTS] = { sizeof(uint16_t), sizeof(struct ti_port_val), false },
+	[TI_MAP_SOURCES] = { sizeof(struct ti_addr_key), sizeof(struct ti_source_val), false },
+	[TI_MAP_LEN_HIST] = { sizeof(uint32_t), sizeof(uint64_t), true },
 };
 
-const char *const ti_map_names[MAP_KINDS + 1] = { "flows", "ports", "sources", "len_hist", NULL };
+const char *const ti_map_names[TI_MAP_COUNT + 1] = {
+#define TI_X(id, name) name,
+	TI_MAPS(TI_X)
+#undef TI_X
+	NULL,
+};
 
 struct ti_map {
-	enum map_kind kind;
+	enum ti_map_id kind;
 };
 
 /* Largest key and value, per-CPU values included, for stack buffers. */
@@ -48,13 +51,8 @@ static struct ti_session *map_session(lua_State *L, int idx, struct ti_map **m, 
 	s = lua_touserdata(L, -1);
 	lua_pop(L, 1);
 	if (!s || s->state != TI_OPEN)
-		luaL_error(L, "attempt to use a closed session (map '%s')", descs[(*m)->kind].name);
-	switch ((*m)->kind) {
-	case MAP_FLOWS: *fd = bpf_map__fd(s->skel->maps.flows); break;
-	case MAP_PORTS: *fd = bpf_map__fd(s->skel->maps.ports); break;
-	case MAP_SOURCES: *fd = bpf_map__fd(s->skel->maps.sources); break;
-	default: *fd = bpf_map__fd(s->skel->maps.len_hist); break;
-	}
+		luaL_error(L, "attempt to use a closed session (map '%s')", ti_map_names[(*m)->kind]);
+	*fd = ti_kernel_map_fd(&s->k, (*m)->kind);
 	return s;
 }
 
@@ -66,11 +64,11 @@ static void set_int(lua_State *L, const char *k, uint64_t v)
 	lua_setfield(L, -2, k);
 }
 
-static void push_key(lua_State *L, enum map_kind kind, const void *key)
+static void push_key(lua_State *L, enum ti_map_id kind, const void *key)
 {
 	lua_createtable(L, 0, 5);
 	switch (kind) {
-	case MAP_FLOWS: {
+	case TI_MAP_FLOWS: {
 		const struct ti_flow_key *k = key;
 
 		set_int(L, "family", k->family);
@@ -82,10 +80,10 @@ static void push_key(lua_State *L, enum map_kind kind, const void *key)
 		set_int(L, "dport", k->dport);
 		break;
 	}
-	case MAP_PORTS:
+	case TI_MAP_PORTS:
 		set_int(L, "dport", *(const uint16_t *)key);
 		break;
-	case MAP_SOURCES: {
+	case TI_MAP_SOURCES: {
 		const struct ti_addr_key *k = key;
 
 		set_int(L, "family", k->family);
@@ -93,7 +91,7 @@ static void push_key(lua_State *L, enum map_kind kind, const void *key)
 		lua_setfield(L, -2, "saddr");
 		break;
 	}
-	case MAP_LEN_HIST: {
+	case TI_MAP_LEN_HIST: {
 		uint32_t slot = *(const uint32_t *)key;
 
 		set_int(L, "slot", slot);
@@ -106,11 +104,11 @@ static void push_key(lua_State *L, enum map_kind kind, const void *key)
 	}
 }
 
-static void push_value(lua_State *L, enum map_kind kind, const void *val, int ncpus)
+static void push_value(lua_State *L, enum ti_map_id kind, const void *val, int ncpus)
 {
 	lua_createtable(L, 0, 5);
 	switch (kind) {
-	case MAP_FLOWS: {
+	case TI_MAP_FLOWS: {
 		const struct ti_flow_val *v = val;
 
 		set_int(L, "packets", v->packets);
@@ -120,14 +118,14 @@ static void push_value(lua_State *L, enum map_kind kind, const void *val, int nc
 		set_int(L, "flags_seen", v->flags_seen);
 		break;
 	}
-	case MAP_PORTS: {
+	case TI_MAP_PORTS: {
 		const struct ti_port_val *v = val;
 
 		set_int(L, "packets", v->packets);
 		set_int(L, "bytes", v->bytes);
 		break;
 	}
-	case MAP_SOURCES: {
+	case TI_MAP_SOURCES: {
 		const struct ti_source_val *v = val;
 
 		set_int(L, "packets", v->packets);
@@ -135,7 +133,7 @@ static void push_value(lua_State *L, enum map_kind kind, const void *val, int nc
 		set_int(L, "syns", v->syns);
 		break;
 	}
-	case MAP_LEN_HIST: {
+	case TI_MAP_LEN_HIST: {
 		const uint64_t *v = val;
 		uint64_t sum = 0;
 
@@ -183,12 +181,12 @@ static lua_Integer check_key_int(lua_State *L, int t, const char *field, lua_Int
 	return v;
 }
 
-static void check_key(lua_State *L, int t, enum map_kind kind, void *key)
+static void check_key(lua_State *L, int t, enum ti_map_id kind, void *key)
 {
 	memset(key, 0, MAX_KEY);
 	t = lua_absindex(L, t);
 	switch (kind) {
-	case MAP_FLOWS: {
+	case TI_MAP_FLOWS: {
 		struct ti_flow_key *k = key;
 
 		luaL_checktype(L, t, LUA_TTABLE);
@@ -198,10 +196,10 @@ static void check_key(lua_State *L, int t, enum map_kind kind, void *key)
 		k->dport = (uint16_t)check_key_int(L, t, "dport", 65535);
 		break;
 	}
-	case MAP_PORTS:
+	case TI_MAP_PORTS:
 		*(uint16_t *)key = (uint16_t)check_key_int(L, t, "dport", 65535);
 		break;
-	case MAP_SOURCES: {
+	case TI_MAP_SOURCES: {
 		struct ti_addr_key *k = key;
 
 		if (lua_type(L, t) == LUA_TSTRING) {
@@ -214,7 +212,7 @@ static void check_key(lua_State *L, int t, enum map_kind kind, void *key)
 		check_addr_field(L, t, "saddr", &k->family, k->addr);
 		break;
 	}
-	case MAP_LEN_HIST:
+	case TI_MAP_LEN_HIST:
 		*(uint32_t *)key = (uint32_t)check_key_int(L, t, "slot", TI_HIST_SLOTS - 1);
 		break;
 	default:
@@ -224,11 +222,28 @@ static void check_key(lua_State *L, int t, enum map_kind kind, void *key)
 
 /* ---- methods ---------------------------------------------------------------- */
 
-static size_t value_bytes(const struct ti_session *s, enum map_kind kind)
+static size_t value_bytes(const struct ti_session *s, enum ti_map_id kind)
 {
 	const struct map_desc *d = &descs[kind];
 
-	return d->percpu ? ((d->val_size + 7) & ~(size_t)7) * (size_t)s->ncpus : d->val_size;
+	return d->percpu ? ((d->val_size + 7) & ~(size_t)7) * (size_t)s->k.ncpus : d->val_size;
+}
+
+/* A syscall failure inside an iterator cannot be returned (nil ends the
+ * loop): it is raised, with the errno's name. */
+static int raise_errno(lua_State *L, const struct ti_map *m, const char *what)
+{
+	int err = errno;
+
+	return luaL_error(L, "%s: %s map '%s' failed: %s", ti_errname(err), what,
+			  ti_map_names[m->kind], strerror(err));
+}
+
+static int fail_errno(lua_State *L, const struct ti_map *m, const char *what)
+{
+	int err = errno;
+
+	return ti_fail(L, err, "%s map '%s' failed: %s", what, ti_map_names[m->kind], strerror(err));
 }
 
 static int pairs_next(lua_State *L)
@@ -242,16 +257,21 @@ static int pairs_next(lua_State *L)
 	size_t ks = descs[m->kind].key_size;
 
 	for (;;) {
-		if (bpf_map_get_next_key(fd, prev[0] ? prev + 8 : NULL, next))
-			return 0; /* ENOENT: done */
+		if (bpf_map_get_next_key(fd, prev[0] ? prev + 8 : NULL, next)) {
+			if (errno == ENOENT)
+				return 0; /* done */
+			return raise_errno(L, m, "iterating");
+		}
 		memcpy(prev + 8, next, ks);
 		prev[0] = 1;
 		if (!bpf_map_lookup_elem(fd, next, val))
 			break;
+		if (errno != ENOENT)
+			return raise_errno(L, m, "reading");
 		/* deleted between the two calls: go on */
 	}
 	push_key(L, m->kind, next);
-	push_value(L, m->kind, val, s->ncpus);
+	push_value(L, m->kind, val, s->k.ncpus);
 	return 2;
 }
 
@@ -279,9 +299,13 @@ static int map_lookup(lua_State *L)
 	void *val = lua_newuserdatauv(L, value_bytes(s, m->kind), 0);
 
 	check_key(L, 2, m->kind, key);
-	if (bpf_map_lookup_elem(fd, key, val))
-		return 0;
-	push_value(L, m->kind, val, s->ncpus);
+	if (bpf_map_lookup_elem(fd, key, val)) {
+		if (errno != ENOENT)
+			return fail_errno(L, m, "looking up in");
+		lua_pushnil(L); /* no such key */
+		return 1;
+	}
+	push_value(L, m->kind, val, s->k.ncpus);
 	return 1;
 }
 
@@ -294,8 +318,14 @@ static int map_delete(lua_State *L)
 	map_session(L, 1, &m, &fd);
 	check_key(L, 2, m->kind, key);
 	if (descs[m->kind].percpu)
-		return luaL_error(L, "tcpinspect: map '%s' is an array: use clear()", descs[m->kind].name);
-	lua_pushboolean(L, bpf_map_delete_elem(fd, key) == 0);
+		return luaL_error(L, "tcpinspect: map '%s' is an array: use clear()", ti_map_names[m->kind]);
+	if (bpf_map_delete_elem(fd, key)) {
+		if (errno != ENOENT)
+			return fail_errno(L, m, "deleting from");
+		lua_pushboolean(L, 0); /* no such key */
+		return 1;
+	}
+	lua_pushboolean(L, 1);
 	return 1;
 }
 
@@ -311,13 +341,18 @@ static int map_clear(lua_State *L)
 
 		memset(zero, 0, value_bytes(s, m->kind));
 		for (uint32_t i = 0; i < TI_HIST_SLOTS; i++)
-			bpf_map_update_elem(fd, &i, zero, BPF_ANY);
-		return 0;
+			if (bpf_map_update_elem(fd, &i, zero, BPF_ANY))
+				return fail_errno(L, m, "clearing");
+		lua_pushboolean(L, 1);
+		return 1;
 	}
 	while (!bpf_map_get_next_key(fd, NULL, key))
-		if (bpf_map_delete_elem(fd, key))
-			break;
-	return 0;
+		if (bpf_map_delete_elem(fd, key) && errno != ENOENT)
+			return fail_errno(L, m, "clearing");
+	if (errno != ENOENT)
+		return fail_errno(L, m, "clearing");
+	lua_pushboolean(L, 1);
+	return 1;
 }
 
 static int map_count(lua_State *L)
@@ -334,6 +369,8 @@ static int map_count(lua_State *L)
 		first = false;
 		n++;
 	}
+	if (errno != ENOENT)
+		return fail_errno(L, m, "counting");
 	lua_pushinteger(L, n);
 	return 1;
 }
@@ -342,7 +379,7 @@ static int map_tostring(lua_State *L)
 {
 	struct ti_map *m = luaL_checkudata(L, 1, TI_MAP_MT);
 
-	lua_pushfstring(L, "tcpinspect.map (%s)", descs[m->kind].name);
+	lua_pushfstring(L, "tcpinspect.map (%s)", ti_map_names[m->kind]);
 	return 1;
 }
 
@@ -351,14 +388,14 @@ int ti_map_new(lua_State *L, int session_idx, const char *name)
 	struct ti_map *m;
 	int kind;
 
-	for (kind = 0; kind < MAP_KINDS && strcmp(descs[kind].name, name); kind++)
+	for (kind = 0; kind < TI_MAP_COUNT && strcmp(ti_map_names[kind], name); kind++)
 		;
-	if (kind == MAP_KINDS)
-		return luaL_error(L, "tcpinspect: unknown map '%s' (known: flows, ports, sources, len_hist)",
-				  name);
+	if (kind == TI_MAP_COUNT)
+		return ti_usage_error(L, NULL, "unknown map '%s' (known: %s)", name,
+				      ti_push_list(L, ti_map_names));
 	session_idx = lua_absindex(L, session_idx);
 	m = lua_newuserdatauv(L, sizeof(*m), 1);
-	m->kind = (enum map_kind)kind;
+	m->kind = (enum ti_map_id)kind;
 	luaL_setmetatable(L, TI_MAP_MT);
 	lua_pushvalue(L, session_idx);
 	lua_setiuservalue(L, -2, 1);

@@ -15,15 +15,7 @@
 #include <unistd.h>
 #include "ti.h"
 
-#define OPT_ERR(L, name, ...) \
-	luaL_error(L, "tcpinspect: option '%s': %s", name, lua_pushfstring(L, __VA_ARGS__))
-
-const char *ti_mode_name(enum ti_mode m)
-{
-	static const char *const names[] = { "fentry", "kprobe", "tc", "cgroup", "auto" };
-
-	return names[m];
-}
+#define OPT_ERR ti_option_error
 
 /* ---- ports ------------------------------------------------------------- */
 
@@ -192,9 +184,11 @@ static void check_cidrs(lua_State *L, int idx, const char *name, struct ti_cidr 
 
 /* ---- flags ---------------------------------------------------------------- */
 
-static const struct { const char *name; unsigned bit; } flag_names[] = {
-	{ "fin", TI_FIN }, { "syn", TI_SYN }, { "rst", TI_RST }, { "psh", TI_PSH },
-	{ "ack", TI_ACK }, { "urg", TI_URG }, { "ece", TI_ECE }, { "cwr", TI_CWR },
+const char *const ti_flag_names[] = {
+#define TI_X(id, bit, name, letter) name,
+	TI_TCP_FLAGS(TI_X)
+#undef TI_X
+	NULL,
 };
 
 static unsigned flag_bit(const char *s)
@@ -207,9 +201,9 @@ static unsigned flag_bit(const char *s)
 	low[i] = '\0';
 	if (s[i])
 		return 0;
-	for (i = 0; i < sizeof(flag_names) / sizeof(flag_names[0]); i++)
-		if (!strcmp(low, flag_names[i].name))
-			return flag_names[i].bit;
+	for (i = 0; ti_flag_names[i]; i++)
+		if (!strcmp(low, ti_flag_names[i]))
+			return 1u << i; /* the table is in bit order */
 	return 0;
 }
 
@@ -309,22 +303,20 @@ static void check_keys(lua_State *L, int idx, const char *ctx, const char *const
 
 		lua_pop(L, 1);
 		if (lua_type(L, -1) != LUA_TSTRING)
-			luaL_error(L, "tcpinspect: %s: keys must be option names, got a %s key", ctx,
-				   luaL_typename(L, -1));
+			ti_usage_error(L, NULL, "%s: keys must be option names, got a %s key", ctx,
+				       luaL_typename(L, -1));
 		k = lua_tostring(L, -1);
 		for (int i = 0; allowed[i]; i++)
 			ok |= !strcmp(k, allowed[i]);
 		if (!ok) {
-			luaL_Buffer b;
+			/* the key's path: "bogus", "filter.dprot", "filter.len.maximum" */
+			const char *sp = strstr(ctx, " key");
+			const char *path = sp ? lua_pushfstring(L, "%s.%s",
+								lua_pushlstring(L, ctx, (size_t)(sp - ctx)), k)
+					      : k;
 
-			luaL_buffinit(L, &b);
-			for (int i = 0; allowed[i]; i++) {
-				luaL_addstring(&b, i ? ", " : "");
-				luaL_addstring(&b, allowed[i]);
-			}
-			luaL_pushresult(&b);
-			luaL_error(L, "tcpinspect: unknown %s '%s' (known: %s)", ctx, k,
-				   lua_tostring(L, -1));
+			ti_usage_error(L, path, "unknown %s '%s' (known: %s)", ctx, k,
+				       ti_push_list(L, allowed));
 		}
 	}
 }
@@ -346,8 +338,7 @@ void ti_check_filter(lua_State *L, int idx, struct ti_filter *f, const char *ctx
 	if (lua_isnoneornil(L, idx))
 		return;
 	if (!lua_istable(L, idx))
-		luaL_error(L, "tcpinspect: option '%s': expected a table, got %s", ctx,
-			   luaL_typename(L, idx));
+		OPT_ERR(L, ctx, "expected a table, got %s", luaL_typename(L, idx));
 	snprintf(name, sizeof(name), "%s key", ctx);
 	check_keys(L, idx, name, ti_filter_keys);
 
@@ -461,7 +452,7 @@ static bool check_bool(lua_State *L, int idx, const char *name)
 	return lua_toboolean(L, idx);
 }
 
-void ti_check_options(lua_State *L, int idx, struct ti_options *o)
+void ti_check_options(lua_State *L, int idx, struct ti_load_opts *o)
 {
 	long page = sysconf(_SC_PAGESIZE);
 
@@ -477,12 +468,11 @@ void ti_check_options(lua_State *L, int idx, struct ti_options *o)
 	if (lua_isnoneornil(L, idx))
 		return;
 	if (!lua_istable(L, idx))
-		luaL_error(L, "tcpinspect.open: expected an options table, got %s",
-			   luaL_typename(L, idx));
+		ti_usage_error(L, NULL, "open: expected an options table, got %s", luaL_typename(L, idx));
 	check_keys(L, idx, "option", ti_option_keys);
 
 	if (lua_getfield(L, idx, "mode") != LUA_TNIL) {
-		static const char *const modes[] = { "fentry", "kprobe", "tc", "cgroup", "auto", NULL };
+		const char *const *modes = ti_mode_names;
 		const char *m;
 		int i;
 

@@ -18,21 +18,53 @@ struct ti_packet {
 	double rt_offset;
 };
 
-static const char *const fields[] = {
-	"ts", "time", "family", "saddr", "daddr", "sport", "dport", "seq", "ack",
-	"window", "flags", "flagstr", "len", "iplen", "ttl", "ifindex", "netns",
-	"probe", "cpu", NULL,
+/* The fields of a packet, X(name, how to push it), in the order of the
+ * reference docs (tcpinspect.packet_fields()).  In scope: L, p, e. */
+#define PACKET_FIELDS(X)                                                   \
+	X(ts, lua_pushinteger(L, (lua_Integer)e->ts))                      \
+	X(time, lua_pushnumber(L, (double)e->ts / 1e9 + p->rt_offset))    \
+	X(family, lua_pushinteger(L, e->family))                           \
+	X(saddr, ti_push_addr(L, e->family, e->saddr))                     \
+	X(daddr, ti_push_addr(L, e->family, e->daddr))                     \
+	X(sport, lua_pushinteger(L, e->sport))                             \
+	X(dport, lua_pushinteger(L, e->dport))                             \
+	X(seq, lua_pushinteger(L, e->seq))                                 \
+	X(ack, lua_pushinteger(L, e->ack))                                 \
+	X(window, lua_pushinteger(L, e->window))                           \
+	X(flags, lua_pushinteger(L, e->flags))                             \
+	X(flagstr, ti_push_flagstr(L, e->flags))                           \
+	X(len, lua_pushinteger(L, e->len))                                 \
+	X(iplen, lua_pushinteger(L, e->iplen))                             \
+	X(ttl, lua_pushinteger(L, e->ttl))                                 \
+	X(ifindex, lua_pushinteger(L, e->ifindex))                         \
+	X(netns, lua_pushinteger(L, e->netns))                             \
+	X(probe, push_probe(L, e))                                         \
+	X(cpu, lua_pushinteger(L, e->cpu))
+
+enum packet_field {
+#define TI_X(name, push) F_##name,
+	PACKET_FIELDS(TI_X)
+#undef TI_X
+	F_COUNT,
 };
 
-const char *ti_probe_name(int probe)
+static const char *const fields[F_COUNT + 1] = {
+#define TI_X(name, push) #name,
+	PACKET_FIELDS(TI_X)
+#undef TI_X
+	NULL,
+};
+
+const char *const ti_probe_names[TI_PROBE_COUNT + 1] = {
+#define TI_X(id, name) name,
+	TI_PROBES(TI_X)
+#undef TI_X
+	NULL,
+};
+
+static const char *probe_name(unsigned probe)
 {
-	switch (probe) {
-	case TI_PROBE_TCP_V4_RCV: return "tcp_v4_rcv";
-	case TI_PROBE_TCP_V6_RCV: return "tcp_v6_rcv";
-	case TI_PROBE_CGROUP: return "cgroup_skb/ingress";
-	case TI_PROBE_TC: return "tc/ingress";
-	default: return "unknown";
-	}
+	return ti_probe_names[probe < TI_PROBE_COUNT ? probe : TI_PROBE_NONE];
 }
 
 void ti_push_addr(lua_State *L, int family, const uint8_t *addr)
@@ -44,19 +76,21 @@ void ti_push_addr(lua_State *L, int family, const uint8_t *addr)
 	lua_pushstring(L, buf);
 }
 
-/* tcpdump's flag letters: S F R P U E W, then "." for ACK; "none" if empty. */
+/* tcpdump's flag letters in tcpdump's order (bit order: "S.", "F.", "P.",
+ * ".U"); "none" if empty. */
 void ti_push_flagstr(lua_State *L, unsigned flags)
 {
-	static const struct { unsigned bit; char c; } order[] = {
-		{ TI_SYN, 'S' }, { TI_FIN, 'F' }, { TI_RST, 'R' }, { TI_PSH, 'P' },
-		{ TI_URG, 'U' }, { TI_ECE, 'E' }, { TI_CWR, 'W' }, { TI_ACK, '.' },
+	static const struct { unsigned bit; char c; } letters[] = {
+#define TI_X(id, bit, name, letter) { bit, letter },
+		TI_TCP_FLAGS(TI_X)
+#undef TI_X
 	};
 	char buf[16];
 	size_t n = 0;
 
-	for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++)
-		if (flags & order[i].bit)
-			buf[n++] = order[i].c;
+	for (size_t i = 0; i < sizeof(letters) / sizeof(letters[0]); i++)
+		if (flags & letters[i].bit)
+			buf[n++] = letters[i].c;
 	if (n == 0) {
 		lua_pushliteral(L, "none");
 		return;
@@ -73,98 +107,36 @@ static void push_probe(lua_State *L, const struct ti_event *e)
 	double now;
 
 	if (e->probe != TI_PROBE_TC) {
-		lua_pushstring(L, ti_probe_name(e->probe));
+		lua_pushstring(L, probe_name(e->probe));
 		return;
 	}
 	now = ti_now_monotonic();
 	if (cache[slot].ifindex != e->ifindex || now - cache[slot].at > 1.0) {
 		if (!if_indextoname(e->ifindex, cache[slot].name)) {
-			lua_pushstring(L, ti_probe_name(e->probe));
+			lua_pushstring(L, probe_name(e->probe));
 			return;
 		}
 		cache[slot].ifindex = e->ifindex;
 		cache[slot].at = now;
 	}
-	lua_pushfstring(L, "tc/ingress:%s", cache[slot].name);
+	lua_pushfstring(L, "%s:%s", ti_probe_names[TI_PROBE_TC], cache[slot].name);
 }
 
-/* Push field number i of e; the order is that of fields[]. */
+/* Push field i (enum packet_field) of p. */
 static void push_field(lua_State *L, const struct ti_packet *p, int i)
 {
 	const struct ti_event *e = &p->e;
 
 	switch (i) {
-	case 0: lua_pushinteger(L, (lua_Integer)e->ts); break;
-	case 1: lua_pushnumber(L, (double)e->ts / 1e9 + p->rt_offset); break;
-	case 2: lua_pushinteger(L, e->family); break;
-	case 3: ti_push_addr(L, e->family, e->saddr); break;
-	case 4: ti_push_addr(L, e->family, e->daddr); break;
-	case 5: lua_pushinteger(L, e->sport); break;
-	case 6: lua_pushinteger(L, e->dport); break;
-	case 7: lua_pushinteger(L, e->seq); break;
-	case 8: lua_pushinteger(L, e->ack); break;
-	case 9: lua_pushinteger(L, e->window); break;
-	case 10: lua_pushinteger(L, e->flags); break;
-	case 11: ti_push_flagstr(L, e->flags); break;
-	case 12: lua_pushinteger(L, e->len); break;
-	case 13: lua_pushinteger(L, e->iplen); break;
-	case 14: lua_pushinteger(L, e->ttl); break;
-	case 15: lua_pushinteger(L, e->ifindex); break;
-	case 16: lua_pushinteger(L, e->netns); break;
-	case 17: push_probe(L, e); break;
-	case 18: lua_pushinteger(L, e->cpu); break;
-	default: lua_pushnil(L);
+#define TI_X(name, push) \
+	case F_##name:   \
+		push;    \
+		break;
+		PACKET_FIELDS(TI_X)
+#undef TI_X
+	default:
+		lua_pushnil(L);
 	}
-}
-
-/* Field name -> index, by length and first letter before strcmp: the
- * callback path reads fields for every event, so keep this cheap. */
-static int field_index(const char *k, size_t n)
-{
-	switch (k[0]) {
-	case 't':
-		if (n == 2 && k[1] == 's') return 0;
-		if (n == 4 && !strcmp(k, "time")) return 1;
-		if (n == 3 && !strcmp(k, "ttl")) return 14;
-		break;
-	case 'f':
-		if (n == 6 && !strcmp(k, "family")) return 2;
-		if (n == 5 && !strcmp(k, "flags")) return 10;
-		if (n == 7 && !strcmp(k, "flagstr")) return 11;
-		break;
-	case 's':
-		if (n == 5 && !strcmp(k, "saddr")) return 3;
-		if (n == 5 && !strcmp(k, "sport")) return 5;
-		if (n == 3 && !strcmp(k, "seq")) return 7;
-		break;
-	case 'd':
-		if (n == 5 && !strcmp(k, "daddr")) return 4;
-		if (n == 5 && !strcmp(k, "dport")) return 6;
-		break;
-	case 'a':
-		if (n == 3 && !strcmp(k, "ack")) return 8;
-		break;
-	case 'w':
-		if (n == 6 && !strcmp(k, "window")) return 9;
-		break;
-	case 'l':
-		if (n == 3 && !strcmp(k, "len")) return 12;
-		break;
-	case 'i':
-		if (n == 5 && !strcmp(k, "iplen")) return 13;
-		if (n == 7 && !strcmp(k, "ifindex")) return 15;
-		break;
-	case 'n':
-		if (n == 5 && !strcmp(k, "netns")) return 16;
-		break;
-	case 'p':
-		if (n == 5 && !strcmp(k, "probe")) return 17;
-		break;
-	case 'c':
-		if (n == 3 && !strcmp(k, "cpu")) return 18;
-		break;
-	}
-	return -1;
 }
 
 static struct ti_packet *check_packet(lua_State *L, int idx)
@@ -176,24 +148,23 @@ static struct ti_packet *check_packet(lua_State *L, int idx)
 	return p;
 }
 
+/* p.NAME: upvalue 1 maps field names to their index and method names to
+ * the methods (one table lookup: callbacks read fields for every event). */
 static int packet_index(lua_State *L)
 {
 	struct ti_packet *p = check_packet(L, 1);
-	size_t n;
-	const char *k = luaL_checklstring(L, 2, &n);
-	int i = n ? field_index(k, n) : -1;
 
-	if (i >= 0) {
-		push_field(L, p, i);
+	lua_settop(L, 2);
+	lua_pushvalue(L, 2);
+	switch (lua_rawget(L, lua_upvalueindex(1))) {
+	case LUA_TNUMBER:
+		push_field(L, p, (int)lua_tointeger(L, 3));
 		return 1;
+	case LUA_TFUNCTION:
+		return 1;
+	default:
+		return luaL_error(L, "packet has no field '%s'", luaL_tolstring(L, 2, NULL));
 	}
-	/* methods */
-	lua_getmetatable(L, 1);
-	lua_getfield(L, -1, "__methods");
-	lua_getfield(L, -1, k);
-	if (lua_isnil(L, -1))
-		return luaL_error(L, "packet has no field '%s'", k);
-	return 1;
 }
 
 static int packet_copy(lua_State *L)
@@ -207,7 +178,7 @@ static int packet_totable(lua_State *L)
 {
 	struct ti_packet *p = check_packet(L, 1);
 
-	lua_createtable(L, 0, sizeof(fields) / sizeof(fields[0]) - 1);
+	lua_createtable(L, 0, F_COUNT);
 	for (int i = 0; fields[i]; i++) {
 		push_field(L, p, i);
 		lua_setfield(L, -2, fields[i]);
@@ -223,9 +194,9 @@ static int packet_tostring(lua_State *L)
 		lua_pushliteral(L, "tcpinspect.packet (expired view)");
 		return 1;
 	}
-	push_field(L, p, 3);
-	push_field(L, p, 4);
-	push_field(L, p, 11);
+	push_field(L, p, F_saddr);
+	push_field(L, p, F_daddr);
+	push_field(L, p, F_flagstr);
 	lua_pushfstring(L, "tcpinspect.packet %s.%d > %s.%d [%s] len %d", lua_tostring(L, -3),
 			(int)p->e.sport, lua_tostring(L, -2), (int)p->e.dport, lua_tostring(L, -1),
 			(int)p->e.len);
@@ -234,7 +205,7 @@ static int packet_tostring(lua_State *L)
 
 static int packet_fields(lua_State *L)
 {
-	lua_newtable(L);
+	lua_createtable(L, F_COUNT, 0);
 	for (int i = 0; fields[i]; i++) {
 		lua_pushstring(L, fields[i]);
 		lua_rawseti(L, -2, i + 1);
@@ -294,7 +265,6 @@ int ti_packet_push_copy(lua_State *L, const struct ti_event *e, double rt_offset
 void ti_packet_register(lua_State *L)
 {
 	static const luaL_Reg meta[] = {
-		{ "__index", packet_index },
 		{ "__tostring", packet_tostring },
 		{ NULL, NULL },
 	};
@@ -311,8 +281,13 @@ void ti_packet_register(lua_State *L)
 
 	luaL_newmetatable(L, TI_PACKET_MT);
 	luaL_setfuncs(L, meta, 0);
-	luaL_newlib(L, methods);
-	lua_setfield(L, -2, "__methods");
+	luaL_newlib(L, methods); /* name -> method, then name -> field index */
+	for (int i = 0; fields[i]; i++) {
+		lua_pushinteger(L, i);
+		lua_setfield(L, -2, fields[i]);
+	}
+	lua_pushcclosure(L, packet_index, 1);
+	lua_setfield(L, -2, "__index");
 	lua_pop(L, 1);
 	luaL_setfuncs(L, funcs, 0); /* into the module table at the top */
 	lua_pushinteger(L, sizeof(struct ti_event));

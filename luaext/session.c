@@ -1,31 +1,41 @@
 /* session.c: the tcpinspect.session class.
  *
- * open() checks every option (raising on mistakes), then tries the modes in
- * order (auto: fentry, kprobe, tc, cgroup) until one loads and attaches; an
- * environment failure returns nil, message, errno.  The session's user
- * values hold the callback (1), the reused packet view (2) and the info
- * table behind session.mode/.probes/.fallback_reason (3).
+ * open() checks every option (raising on mistakes) and hands them to the
+ * kernel layer (kernel.h), which loads and attaches, trying the modes of
+ * auto in turn; an environment failure returns nil, message, errno.  This
+ * file holds only Lua state: the session's user values hold the callback
+ * (1), the reused packet view (2), the info table behind
+ * session.mode/.probes/.fallback_reason (3), the message handler (4) and the
+ * traceback of the last callback error (5).
  *
  * Events: the ring callback copies each record into the view and calls the
- * Lua function under lua_pcall with a traceback handler.  An error stops the
+ * Lua function under lua_pcall with a message handler.  An error stops the
  * ring consumer with a negative return (libbpf has already moved past that
  * record, so nothing is redelivered) and is raised again once the consumer
- * has returned, from a safe frame.
+ * has returned, from a safe frame, as the same value: a string gets the
+ * traceback appended, any other value is raised unchanged and its
+ * traceback is kept for session:traceback().
  */
 #include <errno.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <bpf/libbpf.h>
 #include "ti.h"
-#include "tcpinspect.skel.h"
 
 #define UV_CALLBACK 1
 #define UV_VIEW 2
 #define UV_INFO 3
+#define UV_MSGH 4
+#define UV_TRACEBACK 5
+#define NUV 5
 
 const char *const ti_stat_names[TI_STAT_MAX + 1] = {
-	"seen", "filtered", "matched", "sampled_out", "delivered", "dropped", "errors", NULL,
+#define TI_X(id, name) name,
+	TI_STATS(TI_X)
+#undef TI_X
+	NULL,
 };
 
 /* The fields of session.X besides the methods (push_info, session_index). */
@@ -42,85 +52,6 @@ static struct ti_session *check_session(lua_State *L, int idx)
 	return s;
 }
 
-/* ---- configuration -------------------------------------------------------- */
-
-void ti_base_config(struct ti_config *c, const struct ti_options *o)
-{
-	memset(c, 0, sizeof(*c));
-	c->sample = o->sample;
-	c->events = o->events;
-	c->aggregates = o->aggregates;
-	c->wakeup_bytes = o->wakeup * (sizeof(struct ti_event) + 8 /* ring header */);
-	if (c->wakeup_bytes > o->ring_size / 2)
-		c->wakeup_bytes = o->ring_size / 2;
-	if (o->family) {
-		c->match = TI_M_FAMILY;
-		c->family = (uint32_t)o->family;
-	}
-}
-
-static int lpm_write(int fd, uint8_t slot, const struct ti_cidr *c, int n, bool del)
-{
-	uint8_t one = 1;
-
-	for (int i = 0; i < n; i++) {
-		struct ti_lpm_key k = { .prefixlen = 16u + c[i].plen, .slot = slot, .family = c[i].family };
-
-		memcpy(k.addr, c[i].addr, 16);
-		if (del)
-			bpf_map_delete_elem(fd, &k);
-		else if (bpf_map_update_elem(fd, &k, &one, BPF_ANY))
-			return -errno;
-	}
-	return 0;
-}
-
-/* Write f (NULL: match everything) into the idle slot, then make it the
- * active one.  The kernel sees either the old or the new filter, whole. */
-int ti_write_filter(struct ti_session *s, const struct ti_filter *f)
-{
-	struct tcpinspect_bpf *k = s->skel;
-	uint8_t slot = (uint8_t)(s->slot ^ 1);
-	struct ti_filter *old = s->slot_filter[slot], *copy;
-	struct ti_config *c = &k->bss->ti_cfg[slot];
-	int sfd = bpf_map__fd(k->maps.saddr_lpm), dfd = bpf_map__fd(k->maps.daddr_lpm);
-	int hfd = bpf_map__fd(k->maps.host_lpm);
-	int err;
-
-	copy = calloc(1, sizeof(*copy));
-	if (!copy)
-		return -ENOMEM;
-	if (f)
-		*copy = *f;
-	if (old) {
-		lpm_write(sfd, slot, old->saddr, old->nsaddr, true);
-		lpm_write(dfd, slot, old->daddr, old->ndaddr, true);
-		lpm_write(hfd, slot, old->host, old->nhost, true);
-	}
-	if ((err = lpm_write(sfd, slot, copy->saddr, copy->nsaddr, false)) ||
-	    (err = lpm_write(dfd, slot, copy->daddr, copy->ndaddr, false)) ||
-	    (err = lpm_write(hfd, slot, copy->host, copy->nhost, false))) {
-		free(copy);
-		return err;
-	}
-	*c = copy->cfg;
-	c->match |= s->base.match;
-	if (!(copy->cfg.match & TI_M_FAMILY))
-		c->family = s->base.family;
-	c->sample = s->base.sample;
-	c->events = s->base.events;
-	c->aggregates = s->base.aggregates;
-	c->wakeup_bytes = s->base.wakeup_bytes;
-	c->netns = s->base.netns;
-	__sync_synchronize();
-	k->bss->ti_cfg_slot = slot;
-	__sync_synchronize();
-	s->slot = slot;
-	free(old);
-	s->slot_filter[slot] = copy;
-	return 0;
-}
-
 static int on_sample(void *ctx, void *data, size_t size);
 
 /* ---- open ----------------------------------------------------------------- */
@@ -134,33 +65,33 @@ static double realtime_offset(void)
 	return (double)(rt.tv_sec - mono.tv_sec) + (double)(rt.tv_nsec - mono.tv_nsec) / 1e9;
 }
 
-static void push_info(lua_State *L, struct ti_session *s, const struct ti_options *o,
+static void push_info(lua_State *L, struct ti_session *s, const struct ti_load_opts *o,
 		      const char *fallback)
 {
-	static const char *const fn[2] = { "tcp_v4_rcv", "tcp_v6_rcv" };
+	const struct ti_kernel *k = &s->k;
 
 	lua_createtable(L, 0, 6);
-	lua_pushstring(L, ti_mode_name(s->mode));
+	lua_pushstring(L, ti_mode_names[k->mode]);
 	lua_setfield(L, -2, "mode");
 	lua_pushstring(L, fallback);
 	lua_setfield(L, -2, "fallback_reason");
 	lua_newtable(L);
-	switch (s->mode) {
+	switch (k->mode) {
 	case TI_MODE_FENTRY:
 	case TI_MODE_KPROBE:
 		for (int i = 0; i < 2; i++) {
-			lua_pushstring(L, s->probe_status[i][0] ? s->probe_status[i] : "not requested");
-			lua_setfield(L, -2, fn[i]);
+			lua_pushstring(L, k->probe_status[i][0] ? k->probe_status[i] : "not requested");
+			lua_setfield(L, -2, ti_probe_names[i ? TI_PROBE_TCP_V6_RCV : TI_PROBE_TCP_V4_RCV]);
 		}
 		break;
 	case TI_MODE_CGROUP:
-		lua_pushfstring(L, "attached to %s", s->cgroup_path);
-		lua_setfield(L, -2, "cgroup_skb/ingress");
+		lua_pushfstring(L, "attached to %s", k->cgroup_path);
+		lua_setfield(L, -2, ti_probe_names[TI_PROBE_CGROUP]);
 		break;
 	case TI_MODE_TC:
-		for (int i = 0; i < s->ntc; i++) {
-			lua_pushfstring(L, "tc/ingress:%s", s->tc[i].name);
-			lua_pushstring(L, s->tc[i].link_fd >= 0 ? "attached (tcx link)"
+		for (int i = 0; i < k->ntc; i++) {
+			lua_pushfstring(L, "%s:%s", ti_probe_names[TI_PROBE_TC], k->tc[i].name);
+			lua_pushstring(L, k->tc[i].link_fd >= 0 ? "attached (tcx link)"
 								: "attached (clsact filter)");
 			lua_settable(L, -3);
 		}
@@ -177,15 +108,15 @@ static void push_info(lua_State *L, struct ti_session *s, const struct ti_option
 	lua_setfield(L, -2, "sample");
 }
 
+static int msgh(lua_State *L);
+
 int ti_session_open(lua_State *L)
 {
-	struct ti_options o;
+	struct ti_load_opts o;
 	struct ti_filter *f;
 	struct ti_session *s;
-	enum ti_mode order[4];
-	int norder = 0, err = 0;
-	luaL_Buffer reasons;
-	char why[1024];
+	char why[2048];
+	int err;
 
 	lua_settop(L, 1);
 	ti_check_options(L, 1, &o);
@@ -195,56 +126,33 @@ int ti_session_open(lua_State *L)
 	ti_check_filter(L, -1, f, "filter");
 	lua_pop(L, 1);
 
-	s = lua_newuserdatauv(L, sizeof(*s), 3); /* 3 */
+	/* the userdata that owns the kernel objects exists before they do */
+	s = lua_newuserdatauv(L, sizeof(*s), NUV); /* 3 */
 	memset(s, 0, sizeof(*s));
+	ti_kernel_init(&s->k);
+	s->state = TI_CLOSED; /* until everything below worked */
 	luaL_setmetatable(L, TI_SESSION_MT);
-	s->state = TI_OPEN; /* until the first failure below */
-	s->ncpus = libbpf_num_possible_cpus();
 	s->realtime_offset = realtime_offset();
-	for (int i = 0; i < TI_MAX_DEVS; i++)
-		s->tc[i].link_fd = -1;
-	s->filter = f;
-	ti_base_config(&s->base, &o);
+	s->view_rec = ti_packet_new_view(L);
+	lua_setiuservalue(L, 3, UV_VIEW);
+	lua_pushvalue(L, 3);
+	lua_pushcclosure(L, msgh, 1);
+	lua_setiuservalue(L, 3, UV_MSGH);
 
-	if (o.mode == TI_MODE_AUTO) {
-		order[norder++] = TI_MODE_FENTRY;
-		order[norder++] = TI_MODE_KPROBE;
-		order[norder++] = TI_MODE_TC;
-		order[norder++] = TI_MODE_CGROUP;
-	} else {
-		order[norder++] = o.mode;
-	}
-	if (o.mode == TI_MODE_AUTO || o.mode == TI_MODE_TC)
-		ti_sweep_stale_tc();
-
-	luaL_buffinit(L, &reasons);
-	for (int i = 0; i < norder; i++) {
-		memset(s->probe_status, 0, sizeof(s->probe_status));
-		err = ti_hooks_attach(s, &o, order[i], why, sizeof(why));
-		if (!err)
-			break;
-		if (i)
-			luaL_addstring(&reasons, "\n");
-		luaL_addstring(&reasons, why);
-	}
-	luaL_pushresult(&reasons); /* 4 */
-	s->filter = NULL; /* the userdata f dies with this frame */
-	if (err) {
-		s->state = TI_CLOSED;
-		return ti_fail(L, err, "%s", lua_tostring(L, 4));
-	}
+	err = ti_kernel_open(&s->k, &o, f, why, sizeof(why));
+	if (err)
+		return ti_fail(L, err, "%s", why);
+	s->state = TI_OPEN;
 	if (o.events) {
-		s->rb = ring_buffer__new(bpf_map__fd(s->skel->maps.events), on_sample, s, NULL);
+		s->rb = ring_buffer__new(ti_kernel_ring_fd(&s->k), on_sample, s, NULL);
 		if (!s->rb) {
 			err = -errno;
-			ti_hooks_detach(s);
+			ti_kernel_close(&s->k);
 			s->state = TI_CLOSED;
 			return ti_fail(L, err, "creating the ring buffer reader failed: %s", strerror(-err));
 		}
 	}
-	s->view_rec = ti_packet_new_view(L);
-	lua_setiuservalue(L, 3, UV_VIEW);
-	push_info(L, s, &o, lua_tostring(L, 4));
+	push_info(L, s, &o, why);
 	lua_setiuservalue(L, 3, UV_INFO);
 	lua_pushvalue(L, 3);
 	return 1;
@@ -265,23 +173,32 @@ static int session_close(lua_State *L)
 		ring_buffer__free(s->rb);
 		s->rb = NULL;
 	}
-	ti_hooks_detach(s);
+	ti_kernel_close(&s->k);
 	return 0;
 }
 
 /* ---- events --------------------------------------------------------------- */
 
-static int traceback(lua_State *L)
+/* The message handler of callbacks (upvalue 1: the session).  Keeps the
+ * traceback in the session; a string error gets it appended (as lua.c
+ * shows errors), any other error value is returned unchanged. */
+static int msgh(lua_State *L)
 {
-	const char *msg = lua_tostring(L, 1);
-
-	if (!msg)
-		msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
-	luaL_traceback(L, L, msg, 1);
+	luaL_traceback(L, L, NULL, 1);
+	lua_pushvalue(L, -1);
+	lua_setiuservalue(L, lua_upvalueindex(1), UV_TRACEBACK);
+	if (lua_type(L, 1) == LUA_TSTRING) {
+		lua_pushvalue(L, 1);
+		lua_pushliteral(L, "\n");
+		lua_rotate(L, -3, -1); /* msg, "\n", traceback */
+		lua_concat(L, 3);
+		return 1;
+	}
+	lua_settop(L, 1);
 	return 1;
 }
 
-/* Stack during a poll: [base+1] traceback, [base+2] callback, [base+3] view. */
+/* Stack during a poll: [base+1] message handler, [base+2] callback, [base+3] view. */
 static int on_sample(void *ctx, void *data, size_t size)
 {
 	struct ti_session *s = ctx;
@@ -327,7 +244,7 @@ static int session_poll(lua_State *L)
 		return 1;
 	}
 	lua_settop(L, 1);
-	lua_pushcfunction(L, traceback);
+	lua_getiuservalue(L, 1, UV_MSGH);
 	lua_getiuservalue(L, 1, UV_CALLBACK);
 	lua_getiuservalue(L, 1, UV_VIEW);
 	top = lua_gettop(L);
@@ -377,7 +294,7 @@ static int session_set_filter(lua_State *L)
 	int err;
 
 	ti_check_filter(L, 2, f, "filter");
-	if ((err = ti_write_filter(s, f)))
+	if ((err = ti_kernel_set_filter(&s->k, f)))
 		return ti_fail(L, err, "writing the filter failed: %s", strerror(-err));
 	lua_settop(L, 1);
 	return 1;
@@ -386,23 +303,25 @@ static int session_set_filter(lua_State *L)
 static int session_stats(lua_State *L)
 {
 	struct ti_session *s = check_session(L, 1);
-	int fd = bpf_map__fd(s->skel->maps.stats);
-	uint64_t *vals = lua_newuserdatauv(L, sizeof(uint64_t) * (size_t)s->ncpus, 0);
+	uint64_t v[TI_STAT_MAX];
+	int err = ti_kernel_stats(&s->k, v);
 
-	/* Read downstream counters first: the kernel counts seen, then filtered
-	 * or matched, then the rest, so under live traffic this order keeps
-	 * seen >= filtered + matched >= ... instead of the reverse. */
+	if (err)
+		return ti_fail(L, err, "reading stats failed: %s", strerror(-err));
 	lua_createtable(L, 0, TI_STAT_MAX);
-	for (uint32_t i = TI_STAT_MAX; i-- > 0;) {
-		uint64_t sum = 0;
-
-		if (bpf_map_lookup_elem(fd, &i, vals))
-			return ti_fail(L, errno, "reading stats failed: %s", strerror(errno));
-		for (int c = 0; c < s->ncpus; c++)
-			sum += vals[c];
-		lua_pushinteger(L, (lua_Integer)sum);
+	for (int i = 0; i < TI_STAT_MAX; i++) {
+		lua_pushinteger(L, (lua_Integer)v[i]);
 		lua_setfield(L, -2, ti_stat_names[i]);
 	}
+	return 1;
+}
+
+/* session:traceback() -> the traceback of the last error raised in a
+ * callback of this session, or nil. */
+static int session_traceback(lua_State *L)
+{
+	luaL_checkudata(L, 1, TI_SESSION_MT);
+	lua_getiuservalue(L, 1, UV_TRACEBACK);
 	return 1;
 }
 
@@ -422,23 +341,19 @@ static int session_test_run(lua_State *L)
 	size_t n;
 	const char *frame = luaL_checklstring(L, 2, &n);
 	lua_Integer repeat = luaL_optinteger(L, 3, 1);
-	struct bpf_program *prog;
-	DECLARE_LIBBPF_OPTS(bpf_test_run_opts, t, .data_in = frame, .data_size_in = (__u32)n);
+	int retval, err;
+	uint32_t ns;
 
 	if (repeat < 1 || repeat > 0x7fffffff)
 		return luaL_error(L, "tcpinspect: test_run: repeat %I out of range", repeat);
-	if (s->mode == TI_MODE_TC)
-		prog = s->skel->progs.ti_tc_ingress;
-	else if (s->mode == TI_MODE_CGROUP)
-		prog = s->skel->progs.ti_cgroup_ingress;
-	else
+	err = ti_kernel_test_run(&s->k, frame, n, (int)repeat, &retval, &ns);
+	if (err == -EOPNOTSUPP)
 		return luaL_error(L, "tcpinspect: test_run needs a session in tc or cgroup mode, not %s",
-				  ti_mode_name(s->mode));
-	t.repeat = (int)repeat;
-	if (bpf_prog_test_run_opts(bpf_program__fd(prog), &t))
-		return ti_fail(L, errno, "BPF_PROG_TEST_RUN failed: %s", strerror(errno));
-	lua_pushinteger(L, (int)t.retval);
-	lua_pushinteger(L, t.duration);
+				  ti_mode_names[s->k.mode]);
+	if (err)
+		return ti_fail(L, err, "BPF_PROG_TEST_RUN failed: %s", strerror(-err));
+	lua_pushinteger(L, retval);
+	lua_pushinteger(L, ns);
 	return 2;
 }
 
@@ -472,7 +387,7 @@ static int session_tostring(lua_State *L)
 	if (s->state != TI_OPEN)
 		lua_pushliteral(L, "tcpinspect.session (closed)");
 	else
-		lua_pushfstring(L, "tcpinspect.session (%s)", ti_mode_name(s->mode));
+		lua_pushfstring(L, "tcpinspect.session (%s)", ti_mode_names[s->k.mode]);
 	return 1;
 }
 
@@ -494,6 +409,7 @@ void ti_session_register(lua_State *L)
 		{ "stats", session_stats },
 		{ "map", session_map },
 		{ "test_run", session_test_run },
+		{ "traceback", session_traceback },
 		{ NULL, NULL },
 	};
 

@@ -103,9 +103,18 @@ describe("#kernel events", function()
 			end
 			assert.are.equal(#order, net.stats(s).delivered)
 
-			-- a callback that always raises: each poll consumes exactly one event
+			assert.matches("boom on event 3", s:traceback() and err)
+			assert.matches("^stack traceback:.*in function", s:traceback())
+
+			-- a callback that always raises a table: each poll consumes exactly one
+			-- event, and poll raises the very table the callback raised
 			local calls = 0
-			s:on_packet(function() calls = calls + 1 error({ code = calls }) end)
+			local raised = {}
+			s:on_packet(function()
+				calls = calls + 1
+				raised[calls] = { code = calls }
+				error(raised[calls])
+			end)
 			local pkts2 = run_traffic(A, port, 1, "abc")
 			assert(wait_delivered(s, #pkts + #pkts2))
 			local errors = 0
@@ -116,7 +125,9 @@ describe("#kernel events", function()
 					break
 				end
 				errors = errors + 1
-				assert.matches("error object is a table value", perr)
+				assert.are.equal(raised[errors], perr) -- the same table, not a copy or a string
+				assert.are.equal(errors, perr.code)
+				assert.matches("^stack traceback:", s:traceback())
 			end
 			assert.are.equal(#pkts2, errors)
 			assert.are.equal(#pkts2, calls)

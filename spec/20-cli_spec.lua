@@ -263,7 +263,7 @@ describe("command #kernel #cli", function()
 			local row = final:match(flow:gsub("%p", "%%%0") .. "[^\n]*")
 			assert.is_string(row, final)
 			assert.matches("2.93 KiB", row) -- 3000 payload bytes
-			assert.matches("SFP%.", row)
+			assert.matches("FSP%.", row) -- tcpdump's order: FIN SYN RST PSH ACK
 			assert.matches("\n" .. port .. " +%d+ +2.93 KiB", final)
 			assert.matches("\n" .. addr:gsub("%p", "%%%0") .. " +%d+ +2.93 KiB", final)
 			assert.matches("\n" .. caddr:gsub("%p", "%%%0") .. " +%d+ +2.93 KiB +%S+ +1\n", final)

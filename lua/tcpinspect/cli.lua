@@ -19,7 +19,7 @@ local script = require "tcpinspect.script"
 
 local M = {}
 
-local STATS = { "seen", "filtered", "matched", "sampled_out", "delivered", "dropped", "errors" }
+local STATS = require("tcpinspect.core").stat_names
 M.STATS = STATS
 
 local COMMANDS = { watch = true, top = true, stats = true, run = true }
@@ -65,7 +65,7 @@ local function nonempty(name)
 	end
 end
 
--- open() option name (as its errors say it) -> the command-line option
+-- open() option name (an error's `option` field) -> the command-line option
 local OPTNAME = {
 	mode = "--mode", family = "--family", sample = "--sample", ring_size = "--ring-size",
 	dev = "--dev", cgroup = "--cgroup", ["filter.sport"] = "--sport", ["filter.dport"] = "--dport",
@@ -254,15 +254,20 @@ function M.open_options(a)
 	return o
 end
 
+-- The command-line option an error of the core is about (its `option`
+-- field, see doc/reference.md "Errors"), or nil.
+local function cli_option(err)
+	return type(err) == "table" and err.option and OPTNAME[err.option] or nil
+end
+
 -- Open, turning mistakes in command-line values into exit 2 and environment
 -- failures into exit 1.
 local function open_session(o, usage, from_cli)
 	local ok, s, msg = pcall(tcpinspect.open, o)
 	if not ok then
-		local err = tostring(s)
-		local name, rest = err:match("tcpinspect: option '([%w_.]+)': (.*)$")
-		if name and OPTNAME[name] and (from_cli == nil or from_cli[OPTNAME[name]]) then
-			script.fail(2, string.format("argument '%s': %s", OPTNAME[name], rest), usage)
+		local flag = cli_option(s)
+		if flag and (from_cli == nil or from_cli[flag]) then
+			script.fail(2, string.format("argument '%s': %s", flag, s.reason), usage)
 		end
 		error(s, 0)
 	end
@@ -275,9 +280,9 @@ end
 local function check_options(o, usage, given)
 	local ok, err = pcall(tcpinspect.check_options, o)
 	if ok then return end
-	local name, rest = tostring(err):match("tcpinspect: option '([%w_.]+)': (.*)$")
-	if name and OPTNAME[name] and given[OPTNAME[name]] then
-		script.fail(2, string.format("argument '%s': %s", OPTNAME[name], rest), usage)
+	local flag = cli_option(err)
+	if flag and given[flag] then
+		script.fail(2, string.format("argument '%s': %s", flag, err.reason), usage)
 	end
 	error(err, 0)
 end

@@ -14,20 +14,12 @@ local M = {}
 
 local floor, sformat, osdate = math.floor, string.format, os.date
 
--- tcpdump's flag letters, for when a plain table has `flags` but no `flagstr`
-local FLAG_ORDER = { { 2, "S" }, { 1, "F" }, { 4, "R" }, { 8, "P" }, { 32, "U" },
-	{ 64, "E" }, { 128, "W" }, { 16, "." } }
-
---- tcpdump's text for a flags byte ("S", "S.", "P.", "F.", "R", "none").
+--- tcpdump's text for a flags byte ("S", "S.", "P.", "F.", "R", "none"),
+-- for when a plain table has `flags` but no `flagstr`: the core's
+-- `tcpinspect.flagstr`, so both spell flags the same way.
 -- @tparam integer flags
 -- @treturn string
-function M.flags(flags)
-	local out = {}
-	for _, f in ipairs(FLAG_ORDER) do
-		if flags & f[1] ~= 0 then out[#out + 1] = f[2] end
-	end
-	return #out > 0 and table.concat(out) or "none"
-end
+M.flags = require("tcpinspect.core").flagstr
 
 -- os.date is the slow part of a timestamp: cache the text of the last second
 local last_sec, last_hms = nil, nil

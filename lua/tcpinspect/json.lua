@@ -14,13 +14,8 @@ local dkjson = require "dkjson"
 
 local M = {}
 
--- The documented order; taken from the core when it loads, else this copy.
-local FIELDS = { "ts", "time", "family", "saddr", "daddr", "sport", "dport", "seq", "ack",
-	"window", "flags", "flagstr", "len", "iplen", "ttl", "ifindex", "netns", "probe", "cpu" }
-do
-	local ok, ti = pcall(require, "tcpinspect")
-	if ok and ti.packet_fields then FIELDS = ti.packet_fields() end
-end
+-- The documented order, from the core (tcpinspect.packet_fields()).
+local FIELDS = require("tcpinspect.core").packet_fields()
 M.fields = FIELDS
 
 -- Packets take a fast path: the documented fields are known to be numbers

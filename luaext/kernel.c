@@ -1,0 +1,464 @@
+/* kernel.c: the kernel layer's API (kernel.h): load, filter, attach, read,
+ * close.  One skeleton holds every program; before loading, only those of
+ * the chosen mode are marked for autoload, and the load-time options go into
+ * its rodata.
+ *
+ *   fentry, kprobe   tcp_v4_rcv / tcp_v6_rcv (a missing one is reported, not fatal)
+ *   tc               kernel_tc.c
+ *   cgroup           cgroup_skb/ingress link on a cgroup v2 directory
+ *
+ * Every failure leaves nothing behind and fills `why` with one line that
+ * says what went wrong and what to do (kernel_env.c).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <bpf/bpf.h>
+#include <bpf/btf.h>
+#include <bpf/libbpf.h>
+#include "kernel_int.h"
+#include "tcpinspect.skel.h"
+
+const char *const ti_mode_names[TI_MODE_COUNT + 1] = {
+#define TI_X(id, name) name,
+	TI_MODES(TI_X)
+#undef TI_X
+	NULL,
+};
+
+static const char *probe_fn(int i) /* 0: tcp_v4_rcv, 1: tcp_v6_rcv */
+{
+	static const char *const names[] = {
+#define TI_X(id, name) name,
+		TI_PROBES(TI_X)
+#undef TI_X
+	};
+
+	return names[i ? TI_PROBE_TCP_V6_RCV : TI_PROBE_TCP_V4_RCV];
+}
+
+void ti_kernel_init(struct ti_kernel *k)
+{
+	memset(k, 0, sizeof(*k));
+	for (int i = 0; i < TI_MAX_DEVS; i++)
+		k->tc[i].link_fd = -1;
+}
+
+/* ---- load ------------------------------------------------------------------------- */
+
+/* TCPINSPECT_HIDE_FUNCS="tcp_v6_rcv": act as if the kernel lacked these
+ * functions.  A test hook: it lets the specs prove the gap report on kernels
+ * that have both. */
+static bool hidden_for_test(const char *name)
+{
+	const char *h = getenv("TCPINSPECT_HIDE_FUNCS");
+
+	return h && strstr(h, name);
+}
+
+/* Choose which programs load: only those of the mode, and of the probed
+ * functions the kernel has.  Returns 0 or -ENOENT with why filled. */
+static int select_programs(struct ti_kernel *k, const struct ti_load_opts *o, enum ti_mode mode,
+			   char *why, size_t whylen)
+{
+	struct tcpinspect_bpf *sk = k->skel;
+	struct bpf_program *prog;
+	struct bpf_program *const fe[2] = { sk->progs.ti_fentry_v4, sk->progs.ti_fentry_v6 };
+	struct bpf_program *const kp[2] = { sk->progs.ti_kprobe_v4, sk->progs.ti_kprobe_v6 };
+	struct btf *btf = NULL;
+	int n = 0;
+
+	bpf_object__for_each_program(prog, sk->obj)
+		bpf_program__set_autoload(prog, false);
+	switch (mode) {
+	case TI_MODE_TC:
+		bpf_program__set_autoload(sk->progs.ti_tc_ingress, true);
+		return 0;
+	case TI_MODE_CGROUP:
+		bpf_program__set_autoload(sk->progs.ti_cgroup_ingress, true);
+		return 0;
+	default:
+		break;
+	}
+	for (int i = 0; i < 2; i++) {
+		bool want = o->family == 0 || o->family == (i ? 6 : 4);
+		bool have = !hidden_for_test(probe_fn(i)) &&
+			    (mode == TI_MODE_FENTRY ? ti_kernel_btf_has_func(&btf, probe_fn(i))
+						    : ti_kallsyms_has(probe_fn(i)));
+
+		if (!want)
+			snprintf(k->probe_status[i], sizeof(k->probe_status[i]), "not requested (family)");
+		else if (!have)
+			snprintf(k->probe_status[i], sizeof(k->probe_status[i]),
+				 "missing: %s is not in this kernel%s", probe_fn(i),
+				 i ? " (IPv6 disabled or ipv6 module not loaded?)" : "");
+		if (want && have) {
+			bpf_program__set_autoload(mode == TI_MODE_FENTRY ? fe[i] : kp[i], true);
+			n++;
+		}
+	}
+	btf__free(btf);
+	if (!n) {
+		snprintf(why, whylen, "%s: no probe target: %s; %s", ti_mode_names[mode],
+			 o->family == 6 ? k->probe_status[1] : k->probe_status[0],
+			 "try mode='tc' or 'cgroup'");
+		return -ENOENT;
+	}
+	return 0;
+}
+
+static void set_load_config(struct ti_load_config *c, const struct ti_load_opts *o,
+			    enum ti_mode mode)
+{
+	memset(c, 0, sizeof(*c));
+	c->sample = o->sample;
+	c->events = o->events;
+	c->aggregates = o->aggregates;
+	c->wakeup_bytes = o->wakeup * (sizeof(struct ti_event) + 8 /* ring header */);
+	if (c->wakeup_bytes > o->ring_size / 2)
+		c->wakeup_bytes = o->ring_size / 2;
+	c->family = (uint32_t)o->family;
+	/* the function probes read the netns from the skb; cgroup cannot tell */
+	c->netns = mode == TI_MODE_TC ? ti_netns_inode() : 0;
+}
+
+int ti_kernel_load(struct ti_kernel *k, const struct ti_load_opts *o, enum ti_mode mode, char *why,
+		   size_t whylen)
+{
+	struct tcpinspect_bpf *sk;
+	int err;
+
+	ti_libbpf_log_clear();
+	memset(k->probe_status, 0, sizeof(k->probe_status));
+	if ((err = ti_check_privileges(mode, why, whylen)))
+		return err;
+	if (mode == TI_MODE_KPROBE && !ti_have_kprobes()) {
+		snprintf(why, whylen, "kprobe: this kernel has no kprobes (CONFIG_KPROBES/CONFIG_KPROBE_EVENTS off); try mode='tc' or 'cgroup'");
+		return -EOPNOTSUPP;
+	}
+	if (!k->ncpus) {
+		k->ncpus = libbpf_num_possible_cpus();
+		if (k->ncpus <= 0) {
+			err = k->ncpus ? k->ncpus : -EINVAL;
+			k->ncpus = 0;
+			snprintf(why, whylen, "%s: cannot read the number of possible CPUs (/sys/devices/system/cpu/possible): %s",
+				 ti_mode_names[mode], strerror(-err));
+			return err;
+		}
+	}
+	sk = k->skel = tcpinspect_bpf__open();
+	if (!sk)
+		return ti_explain(-errno, why, whylen, mode, "opening the BPF object");
+	k->mode = mode;
+	bpf_map__set_max_entries(sk->maps.events, o->ring_size);
+	bpf_map__set_max_entries(sk->maps.flows, o->max_flows);
+	bpf_map__set_max_entries(sk->maps.sources, o->max_flows);
+	set_load_config((struct ti_load_config *)&sk->rodata->ti_load, o, mode);
+	if ((err = select_programs(k, o, mode, why, whylen)))
+		goto fail;
+	if ((err = tcpinspect_bpf__load(sk))) {
+		ti_explain(err, why, whylen, mode, "loading the BPF programs");
+		goto fail;
+	}
+	return 0;
+fail:
+	ti_kernel_close(k);
+	return err;
+}
+
+/* ---- the filter -------------------------------------------------------------------- */
+
+/* Add (or, with del, remove) n CIDRs of one slot in an LPM trie.  Adding
+ * stops at the first failure and returns -errno. */
+static int lpm_write(int fd, uint8_t slot, const struct ti_cidr *c, int n, bool del)
+{
+	uint8_t one = 1;
+
+	for (int i = 0; i < n; i++) {
+		struct ti_lpm_key key = { .prefixlen = 16u + c[i].plen, .slot = slot, .family = c[i].family };
+
+		memcpy(key.addr, c[i].addr, 16);
+		if (del)
+			bpf_map_delete_elem(fd, &key);
+		else if (bpf_map_update_elem(fd, &key, &one, BPF_ANY))
+			return -errno;
+	}
+	return 0;
+}
+
+int ti_kernel_set_filter(struct ti_kernel *k, const struct ti_filter *f)
+{
+	struct tcpinspect_bpf *sk = k->skel;
+	uint8_t slot = (uint8_t)(k->slot ^ 1);
+	struct ti_filter *old = k->slot_filter[slot], *copy;
+	int sfd, dfd, hfd, err;
+
+	if (!sk)
+		return -EBADF;
+	sfd = bpf_map__fd(sk->maps.saddr_lpm);
+	dfd = bpf_map__fd(sk->maps.daddr_lpm);
+	hfd = bpf_map__fd(sk->maps.host_lpm);
+	copy = calloc(1, sizeof(*copy));
+	if (!copy)
+		return -ENOMEM;
+	if (f)
+		*copy = *f;
+	if (old) {
+		lpm_write(sfd, slot, old->saddr, old->nsaddr, true);
+		lpm_write(dfd, slot, old->daddr, old->ndaddr, true);
+		lpm_write(hfd, slot, old->host, old->nhost, true);
+	}
+	if ((err = lpm_write(sfd, slot, copy->saddr, copy->nsaddr, false)) ||
+	    (err = lpm_write(dfd, slot, copy->daddr, copy->ndaddr, false)) ||
+	    (err = lpm_write(hfd, slot, copy->host, copy->nhost, false))) {
+		free(copy);
+		return err;
+	}
+	sk->bss->ti_cfg[slot] = copy->cfg;
+	__sync_synchronize();
+	sk->bss->ti_cfg_slot = slot;
+	__sync_synchronize();
+	k->slot = slot;
+	free(old);
+	k->slot_filter[slot] = copy;
+	return 0;
+}
+
+/* ---- attach ----------------------------------------------------------------------- */
+
+static int attach_probes(struct ti_kernel *k, bool fentry, struct bpf_program *const progs[2],
+			 char *why, size_t whylen)
+{
+	for (int i = 0; i < 2; i++) {
+		struct bpf_link *l;
+
+		if (!bpf_program__autoload(progs[i]))
+			continue;
+		l = fentry ? bpf_program__attach_trace(progs[i])
+			   : bpf_program__attach_kprobe(progs[i], false, probe_fn(i));
+		if (!l)
+			return ti_explain(-errno, why, whylen, fentry ? TI_MODE_FENTRY : TI_MODE_KPROBE,
+					  probe_fn(i));
+		k->links[k->nlinks++] = l;
+		snprintf(k->probe_status[i], sizeof(k->probe_status[i]), "attached");
+	}
+	return 0;
+}
+
+static int attach_cgroup(struct ti_kernel *k, const struct ti_load_opts *o, char *why, size_t whylen)
+{
+	struct bpf_link *l;
+	int fd, err;
+
+	if (o->cgroup[0])
+		snprintf(k->cgroup_path, sizeof(k->cgroup_path), "%s", o->cgroup);
+	else if ((err = ti_cgroup_root(k->cgroup_path, sizeof(k->cgroup_path)))) {
+		snprintf(why, whylen, "cgroup: no cgroup v2 hierarchy is mounted in this mount namespace (`ip netns exec` remounts /sys); give cgroup=PATH, or mount -t cgroup2 none /sys/fs/cgroup");
+		return err;
+	}
+	fd = open(k->cgroup_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0) {
+		err = -errno;
+		snprintf(why, whylen, "cgroup: cannot open '%s': %s; give cgroup= a cgroup v2 directory",
+			 k->cgroup_path, strerror(errno));
+		return err;
+	}
+	l = bpf_program__attach_cgroup(k->skel->progs.ti_cgroup_ingress, fd);
+	err = -errno;
+	close(fd);
+	if (!l)
+		return ti_explain(err, why, whylen, TI_MODE_CGROUP, "attaching to the cgroup");
+	k->links[k->nlinks++] = l;
+	return 0;
+}
+
+int ti_kernel_attach(struct ti_kernel *k, const struct ti_load_opts *o, char *why, size_t whylen)
+{
+	struct tcpinspect_bpf *sk = k->skel;
+	int err;
+
+	if (!sk)
+		return -EBADF;
+	switch (k->mode) {
+	case TI_MODE_FENTRY: {
+		struct bpf_program *const p[2] = { sk->progs.ti_fentry_v4, sk->progs.ti_fentry_v6 };
+
+		err = attach_probes(k, true, p, why, whylen);
+		break;
+	}
+	case TI_MODE_KPROBE: {
+		struct bpf_program *const p[2] = { sk->progs.ti_kprobe_v4, sk->progs.ti_kprobe_v6 };
+
+		err = attach_probes(k, false, p, why, whylen);
+		break;
+	}
+	case TI_MODE_TC:
+		err = ti_tc_attach(k, o, bpf_program__fd(sk->progs.ti_tc_ingress), why, whylen);
+		break;
+	case TI_MODE_CGROUP:
+		err = attach_cgroup(k, o, why, whylen);
+		break;
+	default:
+		err = -EINVAL;
+	}
+	if (err)
+		ti_kernel_close(k);
+	return err;
+}
+
+/* ---- open: the three steps, in one mode or each of auto's ------------------------- */
+
+static int open_mode(struct ti_kernel *k, const struct ti_load_opts *o, enum ti_mode mode,
+		     const struct ti_filter *f, char *why, size_t whylen)
+{
+	int err;
+
+	if ((err = ti_kernel_load(k, o, mode, why, whylen)))
+		return err;
+	if ((err = ti_kernel_set_filter(k, f))) {
+		ti_explain(err, why, whylen, mode, "writing the filter");
+		ti_kernel_close(k);
+		return err;
+	}
+	return ti_kernel_attach(k, o, why, whylen);
+}
+
+int ti_kernel_open(struct ti_kernel *k, const struct ti_load_opts *o, const struct ti_filter *f,
+		   char *why, size_t whylen)
+{
+	enum ti_mode first = o->mode == TI_MODE_AUTO ? TI_MODE_FENTRY : o->mode;
+	enum ti_mode last = o->mode == TI_MODE_AUTO ? TI_MODE_CGROUP : o->mode;
+	size_t used = 0;
+	char one[1024];
+	int err = -EINVAL;
+
+	if (o->mode == TI_MODE_AUTO || o->mode == TI_MODE_TC)
+		ti_tc_sweep_stale();
+	why[0] = '\0';
+	for (int m = first; m <= (int)last; m++) {
+		err = open_mode(k, o, (enum ti_mode)m, f, one, sizeof(one));
+		if (!err)
+			return 0;
+		if (used < whylen)
+			used += (size_t)snprintf(why + used, whylen - used, "%s%s", used ? "\n" : "", one);
+	}
+	return err;
+}
+
+/* ---- reading ----------------------------------------------------------------------- */
+
+int ti_kernel_stats(const struct ti_kernel *k, uint64_t out[TI_STAT_MAX])
+{
+	uint64_t vals[k->ncpus > 0 ? k->ncpus : 1];
+	int fd;
+
+	if (!k->skel)
+		return -EBADF;
+	fd = bpf_map__fd(k->skel->maps.stats);
+	/* Read downstream counters first: the kernel counts seen, then filtered
+	 * or matched, then the rest, so under live traffic this order keeps
+	 * seen >= filtered + matched >= ... instead of the reverse. */
+	for (uint32_t i = TI_STAT_MAX; i-- > 0;) {
+		out[i] = 0;
+		if (bpf_map_lookup_elem(fd, &i, vals))
+			return -errno;
+		for (int c = 0; c < k->ncpus; c++)
+			out[i] += vals[c];
+	}
+	return 0;
+}
+
+int ti_kernel_map_fd(const struct ti_kernel *k, enum ti_map_id map)
+{
+	const struct tcpinspect_bpf *sk = k->skel;
+
+	if (!sk)
+		return -EBADF;
+	switch (map) {
+	case TI_MAP_FLOWS: return bpf_map__fd(sk->maps.flows);
+	case TI_MAP_PORTS: return bpf_map__fd(sk->maps.ports);
+	case TI_MAP_SOURCES: return bpf_map__fd(sk->maps.sources);
+	case TI_MAP_LEN_HIST: return bpf_map__fd(sk->maps.len_hist);
+	default: return -EINVAL;
+	}
+}
+
+int ti_kernel_ring_fd(const struct ti_kernel *k)
+{
+	return k->skel ? bpf_map__fd(k->skel->maps.events) : -EBADF;
+}
+
+int ti_kernel_test_run(const struct ti_kernel *k, const void *frame, size_t len, int repeat,
+		       int *retval, uint32_t *ns)
+{
+	DECLARE_LIBBPF_OPTS(bpf_test_run_opts, t, .data_in = frame, .data_size_in = (__u32)len,
+			    .repeat = repeat);
+	struct bpf_program *prog;
+
+	if (!k->skel)
+		return -EBADF;
+	if (k->mode == TI_MODE_TC)
+		prog = k->skel->progs.ti_tc_ingress;
+	else if (k->mode == TI_MODE_CGROUP)
+		prog = k->skel->progs.ti_cgroup_ingress;
+	else
+		return -EOPNOTSUPP;
+	if (bpf_prog_test_run_opts(bpf_program__fd(prog), &t))
+		return -errno;
+	*retval = (int)t.retval;
+	*ns = t.duration;
+	return 0;
+}
+
+/* ---- close ------------------------------------------------------------------------- */
+
+void ti_kernel_close(struct ti_kernel *k)
+{
+	for (int i = 0; i < k->nlinks; i++)
+		bpf_link__destroy(k->links[i]);
+	k->nlinks = 0;
+	ti_tc_detach(k);
+	if (k->skel) {
+		tcpinspect_bpf__destroy(k->skel);
+		k->skel = NULL;
+	}
+	/* the copies describe the destroyed tries' entries: they go with them */
+	for (int i = 0; i < 2; i++) {
+		free(k->slot_filter[i]);
+		k->slot_filter[i] = NULL;
+	}
+	k->slot = 0;
+}
+
+/* ---- features() -------------------------------------------------------------------- */
+
+int ti_kernel_probe_mode(enum ti_mode mode, bool *tcx, char *why, size_t whylen)
+{
+	struct ti_kernel *k = malloc(sizeof(*k));
+	struct ti_load_opts o;
+	int err;
+
+	if (!k) {
+		snprintf(why, whylen, "%s: out of memory", ti_mode_names[mode]);
+		return -ENOMEM;
+	}
+	ti_kernel_init(k);
+	memset(&o, 0, sizeof(o));
+	o.mode = mode;
+	o.ring_size = 4096 * 4;
+	o.max_flows = 16;
+	o.wakeup = 1;
+	if (mode == TI_MODE_TC) {
+		o.ndevs = 1;
+		strcpy(o.devs[0], "lo");
+	}
+	err = open_mode(k, &o, mode, NULL, why, whylen);
+	if (!err && tcx)
+		*tcx = k->ntc > 0 && k->tc[0].link_fd >= 0;
+	ti_kernel_close(k);
+	free(k);
+	return err;
+}

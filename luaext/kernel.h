@@ -1,0 +1,157 @@
+/* kernel.h: the kernel layer of tcpinspect.core.  No Lua in it.
+ *
+ * A struct ti_kernel owns everything one session holds in the kernel: the
+ * BPF skeleton (programs, maps, the rodata load options and the .bss filter
+ * slots), the links, the tc attachments, and the copies of what each filter
+ * slot holds.  Its life:
+ *
+ *	ti_kernel_init(k)
+ *	ti_kernel_open(k, opts, filter, why)   load + write filter + attach,
+ *	                                       trying the modes of opts->mode
+ *	ti_kernel_set_filter(k, filter)        any number of times
+ *	ti_kernel_stats(k, counters)           any number of times
+ *	ti_kernel_close(k)                     idempotent
+ *
+ * ti_kernel_open is ti_kernel_load, ti_kernel_set_filter and
+ * ti_kernel_attach in a row, for one mode or each mode of auto in turn.
+ *
+ * Files: kernel.c (this API), kernel_tc.c (tc ingress attachments and the
+ * sweep of dead owners' filters), kernel_env.c (privileges, kernel facts,
+ * libbpf's log, and the one-line explanation of a failure).  Lua bindings
+ * (session.c, map.c, core.c) call this API; nothing here calls them.
+ */
+#ifndef TI_KERNEL_H
+#define TI_KERNEL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <linux/types.h>
+#include "tcpinspect.h"
+
+/* The modes, X(ID, name), in auto's order of preference; auto last. */
+#define TI_MODES(X) X(FENTRY, "fentry") X(KPROBE, "kprobe") X(TC, "tc") X(CGROUP, "cgroup") X(AUTO, "auto")
+
+enum ti_mode {
+#define TI_X(id, name) TI_MODE_##id,
+	TI_MODES(TI_X)
+#undef TI_X
+	TI_MODE_COUNT,
+};
+
+extern const char *const ti_mode_names[TI_MODE_COUNT + 1]; /* NULL-terminated */
+
+/* The aggregate maps user space reads, X(ID, name). */
+#define TI_MAPS(X) X(FLOWS, "flows") X(PORTS, "ports") X(SOURCES, "sources") X(LEN_HIST, "len_hist")
+
+enum ti_map_id {
+#define TI_X(id, name) TI_MAP_##id,
+	TI_MAPS(TI_X)
+#undef TI_X
+	TI_MAP_COUNT,
+};
+
+#define TI_MAX_DEVS 32
+#define TI_MAX_CIDRS 256
+
+/* A parsed CIDR, in the byte order the LPM trie wants. */
+struct ti_cidr {
+	uint8_t family; /* 4 or 6 */
+	uint8_t plen;
+	uint8_t addr[16];
+};
+
+/* Everything a filter says, ready to be written to the kernel. */
+struct ti_filter {
+	struct ti_config cfg; /* match bits, ports, flags, len, ifindex, family */
+	struct ti_cidr saddr[TI_MAX_CIDRS];
+	struct ti_cidr daddr[TI_MAX_CIDRS];
+	struct ti_cidr host[TI_MAX_CIDRS];
+	int nsaddr, ndaddr, nhost;
+};
+
+/* The load-time options: fixed for the life of a session. */
+struct ti_load_opts {
+	enum ti_mode mode;
+	int family; /* 0 any, 4, 6 */
+	uint32_t sample;
+	bool events;
+	bool aggregates;
+	uint32_t ring_size;
+	uint32_t max_flows;
+	uint32_t wakeup;  /* records per wakeup */
+	char cgroup[512]; /* empty: the cgroup v2 root */
+	int ndevs;        /* tc: 0 means every interface that is up */
+	char devs[TI_MAX_DEVS][32];
+};
+
+/* One tc ingress attachment (kernel_tc.c). */
+struct ti_tc_hook {
+	int ifindex;
+	uint32_t handle; /* netlink filter handle; 0 when a tcx link is used */
+	int link_fd;     /* tcx link, or -1 */
+	char name[32];
+};
+
+struct tcpinspect_bpf;
+struct bpf_link;
+
+struct ti_kernel {
+	struct tcpinspect_bpf *skel;
+	enum ti_mode mode;                /* the mode loaded */
+	struct bpf_link *links[4];
+	int nlinks;
+	struct ti_tc_hook tc[TI_MAX_DEVS];
+	int ntc;
+	char probe_status[2][192];        /* tcp_v4_rcv, tcp_v6_rcv: "attached" or why not */
+	char cgroup_path[512];
+	uint32_t slot;                    /* the active filter slot */
+	struct ti_filter *slot_filter[2]; /* what each slot holds (for deletes) */
+	int ncpus;
+};
+
+void ti_kernel_init(struct ti_kernel *k);
+
+/* Load and attach in o->mode (auto: each mode in turn until one works).
+ * 0: attached; why holds the reasons the modes tried before failed (empty
+ * if none).  <0: -errno, nothing is left behind, why says what to do. */
+int ti_kernel_open(struct ti_kernel *k, const struct ti_load_opts *o, const struct ti_filter *f,
+		   char *why, size_t whylen);
+
+/* The steps of ti_kernel_open, for one mode (not auto).  On failure each
+ * undoes the whole kernel object (ti_kernel_close). */
+int ti_kernel_load(struct ti_kernel *k, const struct ti_load_opts *o, enum ti_mode mode, char *why,
+		   size_t whylen);
+int ti_kernel_attach(struct ti_kernel *k, const struct ti_load_opts *o, char *why, size_t whylen);
+
+/* Write f (NULL: match everything) into the idle slot, then make it the
+ * active one: the kernel sees the old or the new filter, whole.  0 or
+ * -errno; on failure the active slot is untouched. */
+int ti_kernel_set_filter(struct ti_kernel *k, const struct ti_filter *f);
+
+/* Sum the per-CPU counters.  0 or -errno. */
+int ti_kernel_stats(const struct ti_kernel *k, uint64_t out[TI_STAT_MAX]);
+
+int ti_kernel_map_fd(const struct ti_kernel *k, enum ti_map_id map);
+int ti_kernel_ring_fd(const struct ti_kernel *k);
+
+/* BPF_PROG_TEST_RUN of the tc or cgroup program on a frame.  0 or -errno;
+ * -EOPNOTSUPP in the other modes. */
+int ti_kernel_test_run(const struct ti_kernel *k, const void *frame, size_t len, int repeat,
+		       int *retval, uint32_t *ns);
+
+/* Detach and unload everything; idempotent. */
+void ti_kernel_close(struct ti_kernel *k);
+
+/* Load and attach one mode for real, then undo (features()).  0, or -errno
+ * with why filled.  *tcx: tc mode used a tcx link. */
+int ti_kernel_probe_mode(enum ti_mode mode, bool *tcx, char *why, size_t whylen);
+
+/* kernel_env.c */
+void ti_kernel_log_init(void); /* route libbpf's messages (once per process) */
+bool ti_kernel_has_btf(void);     /* /sys/kernel/btf/vmlinux is there */
+bool ti_kernel_btf_loads(void);   /* ... and libbpf can parse it */
+bool ti_kernel_has_ringbuf(void);
+int ti_cgroup_root(char *buf, size_t len);
+
+#endif /* TI_KERNEL_H */
