@@ -24,8 +24,13 @@ KERNELS     ?= 6.1 6.12
 B := build
 ARCH := $(shell uname -m | sed 's/x86_64/x86/;s/aarch64/arm64/')
 
+# The kernel's types come from a checked-in vmlinux.h per architecture (as in
+# libbpf-tools), so the build needs no kernel BTF: see "vmlinux.h" below.
+VMLINUX_DIR := bpf/vmlinux/$(ARCH)
+VMLINUX_H   := $(VMLINUX_DIR)/vmlinux.h
+
 BPF_CFLAGS := -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_$(ARCH) \
-	-I$(B) -Ibpf -I$(LIBBPF_INCDIR) -Wall -Wno-unused-function
+	-I$(VMLINUX_DIR) -Ibpf -I$(LIBBPF_INCDIR) -Wall -Wno-unused-function
 EXT_CFLAGS := $(CFLAGS) -std=gnu11 -Wall -Wextra -Wno-unused-parameter \
 	-I$(B) -Ibpf -Iluaext -I$(LUA_INCDIR) -I$(LIBBPF_INCDIR)
 EXT_LIBS   := -L$(LIBBPF_LIBDIR) -lbpf -lelf -lz
@@ -35,15 +40,18 @@ EXT_HDRS := $(wildcard luaext/*.h) bpf/tcpinspect.h $(B)/tcpinspect.skel.h
 CORE_SO  := $(B)/tcpinspect/core.so
 
 .PHONY: all clean test test-unit test-host test-vm vm-selftest bench fuzz deps \
-	install lint docs-check run demo
+	install lint docs-check run demo vmlinux-h vmlinux-h-vm
 
 all: $(CORE_SO)
 
-$(B)/vmlinux.h:
-	@mkdir -p $(B)
-	$(BPFTOOL) btf dump file $(VMLINUX_BTF) format c > $@.tmp && mv $@.tmp $@
+# Checked in, never made by the build: only "make vmlinux-h" writes it.
+$(VMLINUX_H):
+	@echo "tcpinspect: no vmlinux.h for architecture '$(ARCH)' (uname -m: $(shell uname -m)):" \
+		"$@ is not in the source tree. Generate it on a $(ARCH) machine with kernel BTF:" \
+		"make vmlinux-h (doc/HACKING.md)" >&2; exit 1
 
-$(B)/tcpinspect.bpf.o: bpf/tcpinspect.bpf.c bpf/tcpinspect.h $(B)/vmlinux.h
+$(B)/tcpinspect.bpf.o: bpf/tcpinspect.bpf.c bpf/tcpinspect.h $(VMLINUX_H)
+	@mkdir -p $(B)
 	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
 
 $(B)/tcpinspect.skel.h: $(B)/tcpinspect.bpf.o
@@ -55,6 +63,39 @@ $(CORE_SO): $(EXT_SRCS) $(EXT_HDRS)
 
 clean:
 	rm -rf $(B)
+
+# ---- vmlinux.h: generated, checked in, refreshed by hand ---------------------
+# The CO-RE programs relocate against the running kernel's BTF at load time,
+# so the header only has to declare the types they use.  It is dumped from the
+# oldest supported kernel (Debian 12's 6.1), so nothing newer slips in.
+#   make vmlinux-h                      from VMLINUX_BTF (default: this kernel)
+#   make vmlinux-h VMLINUX_BTF=FILE VMLINUX_KERNEL='what FILE is'
+#   make vmlinux-h-vm [KERNEL=6.1]      from a Debian kernel booted by spec/vm/run
+VMLINUX_KERNEL ?= $(if $(filter /sys/kernel/btf/vmlinux,$(VMLINUX_BTF)),$(shell cat /proc/version),unknown (set VMLINUX_KERNEL))
+VMLINUX_FROM   ?= $(VMLINUX_BTF) on $(shell uname -n)
+sq = '$(subst ','\'',$(1))'
+
+vmlinux-h:
+	@test -r '$(VMLINUX_BTF)' || { echo "vmlinux-h: cannot read '$(VMLINUX_BTF)': set VMLINUX_BTF to a kernel BTF file" >&2; exit 1; }
+	@mkdir -p $(VMLINUX_DIR)
+	{ printf '/* Generated, do not edit: the kernel types for bpf/tcpinspect.bpf.c ($(ARCH)).\n *\n'; \
+	  printf ' * Kernel:  %s\n' $(call sq,$(VMLINUX_KERNEL)); \
+	  printf ' * BTF:     %s\n' $(call sq,$(VMLINUX_FROM)); \
+	  printf ' * Command: bpftool btf dump file %s format c (%s)\n' $(call sq,$(VMLINUX_BTF)) "$$($(BPFTOOL) version | head -1)"; \
+	  printf ' * Refresh: make vmlinux-h-vm, or make vmlinux-h (doc/HACKING.md)\n */\n'; \
+	  $(BPFTOOL) btf dump file $(call sq,$(VMLINUX_BTF)) format c; } > $(VMLINUX_H).tmp
+	mv $(VMLINUX_H).tmp $(VMLINUX_H)
+	@echo "wrote $(VMLINUX_H): $$(wc -c < $(VMLINUX_H)) bytes from $(VMLINUX_BTF)"
+
+# The guest prints its /proc/version and its BTF (gzip, base64) on stdout.
+vmlinux-h-vm:
+	@[ '$(ARCH)' = x86 ] || { echo "vmlinux-h-vm: the qemu guests are x86_64, this is $(ARCH)" >&2; exit 1; }
+	@mkdir -p $(B)
+	spec/vm/run $(or $(KERNEL),6.1) -- sh -c 'echo "$$TCPINSPECT_VM_KERNEL_PKG: $$(cat /proc/version)" && gzip -c /sys/kernel/btf/vmlinux | base64' \
+		> $(B)/vm-btf.txt
+	tail -n +2 $(B)/vm-btf.txt | base64 -d | gunzip > $(B)/vm-vmlinux.btf
+	$(MAKE) vmlinux-h VMLINUX_BTF=$(B)/vm-vmlinux.btf VMLINUX_KERNEL="$$(head -1 $(B)/vm-btf.txt)" \
+		VMLINUX_FROM="its /sys/kernel/btf/vmlinux, copied out of a spec/vm/run $(or $(KERNEL),6.1) guest"
 
 # ---- the command-line runner ------------------------------------------------
 # lua/tcpinspect/cli.lua holds the code; the launchers are three-line Lua
