@@ -112,18 +112,24 @@ $(B)/bin/tcpinspect: Makefile
 all: $(B)/bin/tcpinspect
 
 # ---- tests --------------------------------------------------------------------
+# Test helpers built from spec/support: the bpf() failure-injection shim.
+FAILINJ_SO := $(B)/failinj.so
+$(FAILINJ_SO): spec/support/failinj.c
+	@mkdir -p $(B)
+	$(CC) -O2 -fPIC -shared -Wall -Wextra -o $@ $< -ldl
+
 # make test: unit specs, kernel specs on this machine's kernel, then the
 # kernel specs inside the qemu guests (KERNELS).  Ends with "N passed, N failed".
-test: all
+test: all $(FAILINJ_SO)
 	spec/run all $(KERNELS)
 
-test-host: all
+test-host: all $(FAILINJ_SO)
 	spec/run host
 
-test-unit: all
+test-unit: all $(FAILINJ_SO)
 	spec/run unit
 
-test-vm: all
+test-vm: all $(FAILINJ_SO)
 	spec/run vm $(or $(KERNEL),6.12)
 
 vm-selftest:

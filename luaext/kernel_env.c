@@ -200,6 +200,10 @@ int ti_explain(int err, char *why, size_t whylen, enum ti_mode mode, const char 
 			 mname);
 		return err;
 	}
+	if (err == -EMFILE || err == -ENFILE) {
+		hint = "out of file descriptors (a session holds about 20): raise the limit (ulimit -n) or close other sessions";
+		goto out;
+	}
 	switch (mode) {
 	case TI_MODE_FENTRY:
 		if (err == -EPERM || err == -524 || err == -EOPNOTSUPP || err == -EACCES)
@@ -225,6 +229,7 @@ int ti_explain(int err, char *why, size_t whylen, enum ti_mode mode, const char 
 	default:
 		break;
 	}
+out:
 	if (err == -EPERM && !*hint)
 		hint = "permission denied: run as root (needs CAP_BPF plus CAP_PERFMON or CAP_NET_ADMIN)";
 	snprintf(why, whylen, "%s: %s failed: %s%s%s%s%s%s", mname, step, strerror(-err), *hint ? "; " : "",

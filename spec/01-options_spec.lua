@@ -58,7 +58,40 @@ describe("open() options", function()
     assert.matches("option 'dev': no interface named 'nosuch0'", err_of{ dev = "nosuch0" })
     assert.matches("option 'filter.dev': no interface named 'nosuch0'", err_of{ filter = { dev = "nosuch0" } })
   end)
+  it("raises an error object that names the option, for programs to read", function()
+    local err = err_of{ filter = { dport = 70000 } }
+    assert.are.equal("table", type(err))
+    assert.are.equal("filter.dport", err.option)
+    assert.are.equal("port 70000 out of range 0-65535", err.reason)
+    assert.are.equal("tcpinspect: option 'filter.dport': port 70000 out of range 0-65535", err.message)
+    assert.are.equal(err.message, tostring(err))
+    err = err_of{ filter = { len = { min = 10, max = 5 } } }
+    assert.are.same({ "filter.len.max", "min 10 is greater than max 5" }, { err.option, err.reason })
+    -- an unknown key: the key's path
+    assert.are.equal("filter.dprot", err_of{ filter = { dprot = 22 } }.option)
+    assert.are.equal("bogus", err_of{ bogus = 1 }.option)
+    assert.are.equal("filter.len.maximum", err_of{ filter = { len = { maximum = 5 } } }.option)
+    -- check_options raises the same object
+    local ok, cerr = pcall(tcpinspect.check_options, { ring_size = 1000 })
+    assert.is_false(ok)
+    assert.are.same({ "ring_size", "1000 is not a power of two multiple of the page size (4096)" },
+      { cerr.option, cerr.reason })
+  end)
   it("rejects a non-table", function()
     assert.matches("expected an options table, got string", err_of("fentry"))
+  end)
+end)
+
+describe("errno names", function()
+  it("are the real names, as fail tuples give them", function()
+    local want = { [1] = "EPERM", [2] = "ENOENT", [9] = "EBADF", [12] = "ENOMEM", [13] = "EACCES",
+      [16] = "EBUSY", [22] = "EINVAL", [24] = "EMFILE", [23] = "ENFILE", [28] = "ENOSPC",
+      [95] = "EOPNOTSUPP", [7] = "E2BIG", [110] = "ETIMEDOUT", [524] = "ENOTSUPP" }
+    for errno, name in pairs(want) do
+      assert.are.equal(name, tcpinspect.errname(errno))
+    end
+    -- a number no libc names still gets a name that says what it is
+    assert.are.equal("E4000", tcpinspect.errname(4000))
+    assert.has_error(function() tcpinspect.errname(0) end)
   end)
 end)
