@@ -126,15 +126,18 @@ local e = require(name)
 		end)
 
 		it("sees the CLI's argparse and the JSON module's dkjson in lua/", function()
-			local hard = {}
+			local hard = {} -- module -> { file = true, ... }
 			for _, f in ipairs(lua_files()) do
 				for _, r in ipairs(requires(read(f))) do
-					if r.module and not r.optional then hard[r.module] = f end
+					if r.module and not r.optional then
+						hard[r.module] = hard[r.module] or {}
+						hard[r.module][f] = true
+					end
 				end
 			end
-			assert.are.equal("lua/tcpinspect/cli.lua", hard.argparse)
-			assert.are.equal("lua/tcpinspect/json.lua", hard.dkjson)
-			assert.are.equal("lua/tcpinspect.lua", hard["tcpinspect.core"])
+			assert.is_true(hard.argparse["lua/tcpinspect/cli.lua"])
+			assert.is_true(hard.dkjson["lua/tcpinspect/json.lua"])
+			assert.is_true(hard["tcpinspect.core"]["lua/tcpinspect.lua"])
 		end)
 	end)
 
