@@ -159,40 +159,101 @@ local function rate_section()
 		C.si(results["3-field, no forced wakeup"].rate)))
 end
 
-local function bpf_section()
-	print("== 1b. BPF cost per packet (BPF_PROG_TEST_RUN duration / repeat; batches of 1024, ring drained between)")
-	local configs = {
-		{ name = "filter miss (dport=1)", opts = { filter = { dport = 1 } } },
-		{ name = "no aggregates, no events", opts = { events = false, aggregates = false } },
-		{ name = "aggregates only (events=false)", opts = { events = false } },
-		{ name = "events on, default wakeup=64", opts = {} },
-		{ name = "events on, wakeup=1", opts = { wakeup = 1 } },
-		{ name = "events on, no forced wakeup", opts = { wakeup = WAKEUP_NEVER } },
-		{ name = "events only, no forced wakeup", opts = { wakeup = WAKEUP_NEVER, aggregates = false } },
-	}
-	for _, c in ipairs(configs) do
-		c.s = open(c.opts)
-		c.ns = {}
+local BPF_CONFIGS = {
+	{ name = "filter miss (dport=1)", opts = { filter = { dport = 1 } } },
+	{ name = "no aggregates, no events", opts = { events = false, aggregates = false } },
+	{ name = "aggregates only (events=false)", opts = { events = false } },
+	{ name = "events on, default wakeup=64", opts = {} },
+	{ name = "events on, wakeup=1", opts = { wakeup = 1 } },
+	{ name = "events on, no forced wakeup", opts = { wakeup = WAKEUP_NEVER } },
+	{ name = "events only, no forced wakeup", opts = { wakeup = WAKEUP_NEVER, aggregates = false } },
+}
+
+-- One round of section 1b in this process: each configuration's ns/run for
+-- `reps` shuffled batches of 1024, as { [i] = {ns, ...} }.
+local function bpf_round(reps)
+	local runs = {}
+	for i, c in ipairs(BPF_CONFIGS) do
+		local o = {}
+		for k, v in pairs(c.opts) do o[k] = v end
+		runs[i] = { i = i, s = open(o), ns = {} }
 	end
-	for _ = 1, ROUNDS * 5 do
+	for _ = 1, reps do
 		local order = {}
-		for i, c in ipairs(configs) do order[i] = c end
-		for _, c in ipairs(C.shuffle(order)) do
-			local _, ns = c.s:test_run(FRAME, 1024)
-			c.ns[#c.ns + 1] = ns
-			c.s:poll(0)
+		for i, r in ipairs(runs) do order[i] = r end
+		for _, r in ipairs(C.shuffle(order)) do
+			local _, ns = r.s:test_run(FRAME, 1024)
+			r.ns[#r.ns + 1] = ns
+			r.s:poll(0)
 		end
 	end
-	local rows = {}
-	local miss
-	for _, c in ipairs(configs) do
-		local m = C.median(c.ns)
-		miss = miss or m
-		rows[#rows + 1] = { name = c.name, ns = m, ratio = m / miss }
-		results["bpf " .. c.name] = m
-		c.s:close()
+	local out = {}
+	for i, r in ipairs(runs) do
+		out[i] = r.ns
+		r.s:close()
 	end
-	C.table({ { "name", "config" }, { "ns", "ns/run", "%.0f" }, { "ratio", "x filter miss", "%.1f" } }, rows)
+	return out
+end
+
+-- `bpf-round REPS`: one round, printed as "i ns" lines, for bpf_section's
+-- children (a second build cannot load into the same Lua state: both
+-- register the same metatables).
+local function bpf_round_child(reps)
+	for i, list in ipairs(bpf_round(reps)) do
+		for _, ns in ipairs(list) do print(i, ns) end
+	end
+end
+
+-- Run one round in a child process with the core.so of dir (nil: this build).
+local function bpf_round_in(dir, reps, into)
+	local cpath = dir and ("TI_CPATH='" .. dir .. "/?.so;' ") or ""
+	local p = assert(io.popen(cpath .. "lua5.4 spec/bench/synthetic.lua bpf-round " .. reps))
+	for line in p:lines() do
+		local i, ns = line:match("^(%d+)\t(%d+)$")
+		if i then
+			into[tonumber(i)] = into[tonumber(i)] or {}
+			table.insert(into[tonumber(i)], tonumber(ns))
+		end
+	end
+	assert(p:close(), "bench: a bpf-round child failed")
+end
+
+-- BENCH_BASELINE_CORE=path/to/tcpinspect/core.so (spec/bench/run sets it
+-- from BENCH_BASELINE=<git revision>): every configuration is measured with
+-- that build too, round by round in alternation, for before/after figures
+-- from one run.
+local function bpf_section()
+	print("== 1b. BPF cost per packet (BPF_PROG_TEST_RUN duration / repeat; batches of 1024, ring drained between)")
+	local base_core = os.getenv("BENCH_BASELINE_CORE")
+	if base_core == "" then base_core = nil end
+	local base_dir = base_core and base_core:match("^(.*)/tcpinspect/core%.so$")
+	if base_core then
+		print(("  baseline: %s, build %s; each round runs both builds, in random order")
+			:format(os.getenv("BENCH_BASELINE") or "?", base_core))
+	end
+	local this, base = {}, {}
+	for _ = 1, ROUNDS * 2 do
+		local order = { { nil, this } }
+		if base_dir then order[2] = { base_dir, base } end
+		for _, b in ipairs(C.shuffle(order)) do bpf_round_in(b[1], 5, b[2]) end
+	end
+	local rows, miss = {}, nil
+	for i, c in ipairs(BPF_CONFIGS) do
+		local m = C.median(this[i])
+		miss = miss or m
+		rows[i] = { name = c.name, ns = m, ratio = m / miss }
+		results["bpf " .. c.name] = m
+		if base_dir then
+			rows[i].base = C.median(base[i])
+			rows[i].change = m / rows[i].base
+		end
+	end
+	local cols = { { "name", "config" }, { "ns", "ns/run", "%.0f" }, { "ratio", "x filter miss", "%.1f" } }
+	if base_dir then
+		cols[#cols + 1] = { "base", "baseline ns/run", "%.0f" }
+		cols[#cols + 1] = { "change", "this / baseline", "%.2f" }
+	end
+	C.table(cols, rows)
 	print("  (ns/run includes the test_run harness itself: skb setup per run, eth_type_trans.)")
 	print()
 	print(("SUMMARY bpf: ns/packet miss %.0f, aggregates only %.0f, events (wakeup 64) %.0f, "
@@ -240,6 +301,10 @@ local function memory_section()
 		last.heapgc, first.at, last.at, stt.dropped))
 end
 
+if what == "bpf-round" then
+	bpf_round_child(tonumber(arg[2]) or 5)
+	return
+end
 sanity()
 if what == "rate" or what == "all" then rate_section() end
 if what == "bpf" or what == "all" then bpf_section() end
