@@ -10,14 +10,6 @@
 #include <sys/utsname.h>
 #include "ti.h"
 
-double ti_now_monotonic(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static int core_monotonic(lua_State *L)
 {
 	lua_pushnumber(L, ti_now_monotonic());

@@ -22,13 +22,6 @@
 #include "kernel_int.h"
 #include "tcpinspect.skel.h"
 
-const char *const ti_mode_names[TI_MODE_COUNT + 1] = {
-#define TI_X(id, name) name,
-	TI_MODES(TI_X)
-#undef TI_X
-	NULL,
-};
-
 static const char *probe_fn(int i) /* 0: tcp_v4_rcv, 1: tcp_v6_rcv */
 {
 	static const char *const names[] = {

@@ -1,6 +1,7 @@
 /* kernel_env.c: what the kernel layer needs to know about its environment,
  * and how it says what went wrong.
  *
+ *   mode names     ti_mode_names (kernel.h)
  *   privileges     the capabilities each mode needs, checked up front
  *   kernel facts   BTF, kallsyms, kprobes, perf_event_paranoid, cgroup2 mount
  *   libbpf's log   kept for error reports, printed with TCPINSPECT_DEBUG
@@ -18,6 +19,13 @@
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include "kernel_int.h"
+
+const char *const ti_mode_names[TI_MODE_COUNT + 1] = {
+#define TI_X(id, name) name,
+	TI_MODES(TI_X)
+#undef TI_X
+	NULL,
+};
 
 /* ---- libbpf's messages ------------------------------------------------------ */
 

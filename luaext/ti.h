@@ -12,6 +12,7 @@
 
 #include <stdint.h>
 #include <stdbool.h>
+#include <time.h>
 #include <lua.h>
 #include <lauxlib.h>
 #include "kernel.h"
@@ -75,8 +76,16 @@ void ti_packet_set_valid(lua_State *L, int idx, bool valid, double rt_offset);
 void ti_push_addr(lua_State *L, int family, const uint8_t *addr);
 void ti_push_flagstr(lua_State *L, unsigned flags);
 
+/* CLOCK_MONOTONIC in seconds, the clock of p.ts */
+static inline double ti_now_monotonic(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 /* core.c */
-double ti_now_monotonic(void);
 void ti_push_names(lua_State *L, const char *const names[], const char *field);
 
 #endif /* TI_H */
