@@ -8,7 +8,7 @@
 -- and only it: a foreign filter and the clsact qdisc stay.
 local net = require "support.net"
 
-local TI_PREF = 29001 -- 0x7149, tcpinspect's tc priority (luaext/hooks.c)
+local TI_PREF = 29001 -- 0x7149, tcpinspect's tc priority (luaext/kernel_tc.c)
 
 local function gone(ids)
 	return net.wait_until(function()
