@@ -189,8 +189,8 @@ int ti_kernel_set_filter(struct ti_kernel *k, const struct ti_filter *f)
 	struct ti_filter *old = k->slot_filter[slot], *copy;
 	int sfd, dfd, hfd, err;
 
-	if (!sk)
-		return -EBADF;
+	if (!sk || !sk->bss)
+		return -EBADF; /* not loaded, or its .bss was not mapped */
 	sfd = bpf_map__fd(sk->maps.saddr_lpm);
 	dfd = bpf_map__fd(sk->maps.daddr_lpm);
 	hfd = bpf_map__fd(sk->maps.host_lpm);

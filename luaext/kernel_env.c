@@ -200,6 +200,8 @@ int ti_explain(int err, char *why, size_t whylen, enum ti_mode mode, const char 
 {
 	const char *hint = "";
 	const char *mname = ti_mode_names[mode];
+	bool attaching = strstr(step, "attach") || strstr(step, "creating");
+	bool loading = strstr(step, "loading") || strstr(step, "opening");
 
 	if (err > 0)
 		err = -err;
@@ -226,18 +228,23 @@ int ti_explain(int err, char *why, size_t whylen, enum ti_mode mode, const char 
 			hint = "the function cannot be probed (inlined, renamed or blacklisted); try mode='tc' or 'cgroup'";
 		break;
 	case TI_MODE_TC:
+		if (!attaching)
+			break;
 		if (err == -EEXIST)
 			hint = "a filter with tcpinspect's handle already exists on the device";
 		else
 			hint = "tc ingress attach failed; check CONFIG_NET_CLS_BPF/CONFIG_NET_SCH_INGRESS, or try mode='cgroup'";
 		break;
 	case TI_MODE_CGROUP:
-		hint = "check that the cgroup v2 path exists and CONFIG_CGROUP_BPF=y";
+		if (attaching)
+			hint = "check that the cgroup v2 path exists and CONFIG_CGROUP_BPF=y";
 		break;
 	default:
 		break;
 	}
 out:
+	if (!*hint && loading)
+		hint = "the kernel refused the BPF object; TCPINSPECT_DEBUG=1 prints libbpf's log";
 	if (err == -EPERM && !*hint)
 		hint = "permission denied: run as root (needs CAP_BPF plus CAP_PERFMON or CAP_NET_ADMIN)";
 	snprintf(why, whylen, "%s: %s failed: %s%s%s%s%s%s", mname, step, strerror(-err), *hint ? "; " : "",

@@ -1,0 +1,354 @@
+/* spec/fuzz/kernel_harness.c: drives the kernel layer (luaext/kernel*.c)
+ * without Lua: open -> set_filter -> stats -> test_run -> close, in each
+ * mode given, built with ASan/LSan/UBSan by spec/fuzz/run (asan, failinj).
+ *
+ *   kernel_harness all     [MODES]   cycle, then failinj
+ *   kernel_harness cycle   [MODES]   one cycle per mode (default "tc,cgroup"),
+ *                                     with exact counts checked
+ *   kernel_harness failinj [MODES]   for k = 1, 2, ...: a child runs one cycle
+ *                                     with the k-th bpf() call failing (the
+ *                                     shim, spec/support/failinj.c, is linked
+ *                                     in), until a cycle makes fewer than k
+ *                                     calls.  After each child: no ti_ BPF
+ *                                     program, no tc filter of ours, no state
+ *                                     file of the child is left; the child
+ *                                     itself checks that a failing step
+ *                                     returned -errno and that what it
+ *                                     reports matches what it did.
+ *
+ * Ends with "N passed, N failed" (checks); exits 0 when every check held.
+ * Root; tc mode on lo.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include "kernel.h"
+#include "tcpinspect.skel.h"
+
+extern long ti_failinj_calls, ti_failinj_failed; /* spec/support/failinj.c */
+extern int ti_failinj_paused;
+
+static int checks, failures;
+
+#define CHECK(cond, ...)                                                        \
+	do {                                                                    \
+		checks++;                                                       \
+		if (!(cond)) {                                                  \
+			failures++;                                             \
+			fprintf(stderr, "kernel_harness: %s:%d: ", __FILE__, __LINE__); \
+			fprintf(stderr, __VA_ARGS__);                           \
+			fputc('\n', stderr);                                    \
+		}                                                               \
+	} while (0)
+
+/* An Ethernet + IPv4 + TCP SYN frame to lo (dst MAC 0: PACKET_HOST there),
+ * 127.0.0.1:40000 -> 127.0.0.1:9, as spec/bench/common.lua builds it. */
+static size_t frame(unsigned char *f, unsigned dport)
+{
+	static const unsigned char ip[20] = { 0x45, 0, 0, 40, 0, 1, 0, 0, 64, 6, 0, 0,
+					      127, 0, 0, 1, 127, 0, 0, 1 };
+	unsigned char *t = f + 14 + 20;
+
+	memset(f, 0, 14 + 40);
+	f[12] = 0x08;
+	memcpy(f + 14, ip, sizeof(ip));
+	t[0] = 40000 >> 8, t[1] = 40000 & 0xff;
+	t[2] = (unsigned char)(dport >> 8), t[3] = dport & 0xff;
+	t[7] = 1;     /* seq 1 */
+	t[12] = 0x50; /* data offset 5 words */
+	t[13] = 0x02; /* SYN */
+	t[14] = 0xff, t[15] = 0xff;
+	return 14 + 40;
+}
+
+/* The IDs of the programs a kernel object has loaded, into ids[8]. */
+static int prog_ids(const struct ti_kernel *k, __u32 *ids)
+{
+	struct bpf_program *p;
+	int n = 0;
+
+	ti_failinj_paused++; /* the harness's own calls */
+
+	bpf_object__for_each_program(p, k->skel->obj) {
+		struct bpf_prog_info info = {};
+		__u32 len = sizeof(info);
+		int fd = bpf_program__fd(p);
+
+		if (fd >= 0 && n < 8 && !bpf_obj_get_info_by_fd(fd, &info, &len))
+			ids[n++] = info.id;
+	}
+	ti_failinj_paused--;
+	return n;
+}
+
+/* Is program id still loaded, a second after?  The kernel frees a program
+ * after an RCU grace period once its last reference goes. */
+static bool prog_exists(__u32 id)
+{
+	bool exists = true;
+
+	ti_failinj_paused++;
+	for (int i = 0; i < 100 && exists; i++) {
+		int fd = bpf_prog_get_fd_by_id(id);
+
+		exists = fd >= 0;
+		if (exists) {
+			close(fd);
+			usleep(10000);
+		}
+	}
+	ti_failinj_paused--;
+	return exists;
+}
+
+/* A netlink tc filter of process pid still on lo's ingress?  Its handles are
+ * pid << 8 | seq (luaext/kernel_tc.c), seq from 1 in a fresh process. */
+static bool tc_filter_of(pid_t pid)
+{
+	bool found = false;
+
+	ti_failinj_paused++;
+	for (unsigned seq = 1; seq <= 4 && !found; seq++) {
+		DECLARE_LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = 1, .attach_point = BPF_TC_INGRESS);
+		DECLARE_LIBBPF_OPTS(bpf_tc_opts, q, .handle = ((uint32_t)pid << 8) | seq, .priority = 0x7149);
+
+		found = !bpf_tc_query(&hook, &q);
+	}
+	ti_failinj_paused--;
+	return found;
+}
+
+static int open_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *de;
+	int n = 0;
+
+	while (d && (de = readdir(d)))
+		n += de->d_name[0] != '.';
+	if (d)
+		closedir(d);
+	return n - 1; /* the directory's own fd */
+}
+
+static bool state_files_of(pid_t pid)
+{
+	char prefix[32];
+	DIR *d = opendir("/run/tcpinspect");
+	struct dirent *de;
+	bool found = false;
+
+	snprintf(prefix, sizeof(prefix), "tc-%d-", (int)pid);
+	while (d && (de = readdir(d)))
+		found |= !strncmp(de->d_name, prefix, strlen(prefix));
+	if (d)
+		closedir(d);
+	return found;
+}
+
+static enum ti_mode mode_of(const char *name)
+{
+	for (int m = 0; m < TI_MODE_COUNT; m++)
+		if (!strcmp(ti_mode_names[m], name))
+			return (enum ti_mode)m;
+	fprintf(stderr, "kernel_harness: unknown mode '%s'\n", name);
+	exit(2);
+}
+
+/* One cycle.  Returns 0 when it ran to the end, 1 when a step failed as
+ * failure injection may make it (the step returned -errno, nothing
+ * half-done was reported); counts checks on the way. */
+static int cycle(enum ti_mode mode, bool verbose)
+{
+	struct ti_kernel *k = malloc(sizeof(*k));
+	struct ti_filter *f = calloc(1, sizeof(*f));
+	struct ti_load_opts o = { .mode = mode, .sample = 1, .events = true, .aggregates = true,
+				  .ring_size = 1 << 16, .max_flows = 64, .wakeup = 1 };
+	uint64_t st[TI_STAT_MAX];
+	unsigned char fr[64];
+	size_t n;
+	char why[2048];
+	int err, retval, rc = 0;
+	uint32_t ns;
+	__u32 ids[8];
+	int nids = 0;
+
+	if (!k || !f)
+		return 1;
+	ti_kernel_init(k);
+	if (mode == TI_MODE_TC) {
+		o.ndevs = 1;
+		strcpy(o.devs[0], "lo");
+	}
+	/* filter: dport 9, saddr 127.0.0.0/8 (the LPM trie is written too) */
+	f->cfg.match = TI_M_DPORT | TI_M_SADDR;
+	f->cfg.dport_bits[9 >> 3] |= 1u << (9 & 7);
+	f->saddr[0] = (struct ti_cidr){ .family = 4, .plen = 8, .addr = { 127 } };
+	f->nsaddr = 1;
+
+	err = ti_kernel_open(k, &o, f, why, sizeof(why));
+	if (err) {
+		CHECK(err < 0 && why[0], "open failed without -errno and a reason: %d '%s'", err, why);
+		CHECK(!k->skel && !k->nlinks && !k->ntc, "a failed open left kernel objects");
+		if (verbose)
+			fprintf(stderr, "  open: %s\n", why);
+		rc = 1;
+		goto out;
+	}
+	nids = prog_ids(k, ids);
+	CHECK(nids >= 1, "%s: no program loaded", ti_mode_names[mode]);
+	n = frame(fr, 9);
+	if ((err = ti_kernel_test_run(k, fr, n, 10, &retval, &ns))) {
+		rc = 1;
+		goto close;
+	}
+	n = frame(fr, 10); /* filtered out */
+	if ((err = ti_kernel_test_run(k, fr, n, 5, &retval, &ns))) {
+		rc = 1;
+		goto close;
+	}
+	if ((err = ti_kernel_stats(k, st))) {
+		rc = 1;
+		goto close;
+	}
+	CHECK(st[TI_STAT_SEEN] == 15 && st[TI_STAT_MATCHED] == 10 && st[TI_STAT_FILTERED] == 5,
+	      "%s: seen %llu matched %llu filtered %llu, expected 15 10 5", ti_mode_names[mode],
+	      (unsigned long long)st[TI_STAT_SEEN], (unsigned long long)st[TI_STAT_MATCHED],
+	      (unsigned long long)st[TI_STAT_FILTERED]);
+	/* a new filter: dport 10 only; then everything (NULL) */
+	memset(f, 0, sizeof(*f));
+	f->cfg.match = TI_M_DPORT;
+	f->cfg.dport_bits[10 >> 3] |= 1u << (10 & 7);
+	if ((err = ti_kernel_set_filter(k, f))) {
+		CHECK(err < 0, "set_filter failed without -errno: %d", err);
+		rc = 1;
+		goto close;
+	}
+	if ((err = ti_kernel_test_run(k, fr, n, 3, &retval, &ns)) || (err = ti_kernel_stats(k, st))) {
+		rc = 1;
+		goto close;
+	}
+	CHECK(st[TI_STAT_MATCHED] == 13, "after set_filter: matched %llu, expected 13",
+	      (unsigned long long)st[TI_STAT_MATCHED]);
+	if ((err = ti_kernel_set_filter(k, NULL))) {
+		rc = 1;
+		goto close;
+	}
+close:
+	ti_kernel_close(k);
+	ti_kernel_close(k); /* idempotent */
+	CHECK(!k->skel && !k->nlinks && !k->ntc && !k->slot_filter[0] && !k->slot_filter[1],
+	      "close left state behind");
+	for (int i = 0; i < nids; i++)
+		CHECK(!prog_exists(ids[i]), "%s: program %u still loaded after close",
+		      ti_mode_names[mode], ids[i]);
+	CHECK(!tc_filter_of(getpid()), "%s: a tc filter of ours is left after close",
+	      ti_mode_names[mode]);
+out:
+	free(f);
+	free(k);
+	return rc;
+}
+
+static int run_cycle(char *modes)
+{
+	int fds = open_fds();
+
+	for (char *m = strtok(modes, ","); m; m = strtok(NULL, ",")) {
+		int rc = cycle(mode_of(m), true);
+
+		CHECK(rc == 0, "%s: the cycle failed without failure injection", m);
+		CHECK(open_fds() == fds, "%s: %d fds before, %d after", m, fds, open_fds());
+		printf("kernel_harness: cycle %s: %s\n", m, rc ? "FAILED" : "ok");
+	}
+	return failures;
+}
+
+/* One child per k: the k-th bpf() call fails with ENOMEM (and, for every
+ * third k, EPERM, so both kinds of error path run). */
+static int run_failinj(char *modes)
+{
+	ti_kernel_log_init(); /* libbpf's messages: kept, not printed */
+	for (char *m = strtok(modes, ","); m; m = strtok(NULL, ",")) {
+		enum ti_mode mode = mode_of(m);
+		int k, completed = 0, failed_steps = 0;
+
+		for (k = 1; k < 100000; k++) {
+			int status, fd[2];
+			long injected = 0;
+			pid_t pid;
+
+			if (pipe(fd))
+				return 2;
+			pid = fork();
+			if (pid == 0) {
+				char buf[16];
+				int rc;
+
+				close(fd[0]);
+				/* the parent's calls and checks are not this child's */
+				ti_failinj_calls = ti_failinj_failed = 0;
+				checks = failures = 0;
+				snprintf(buf, sizeof(buf), "%d", k);
+				setenv("TI_FAILINJ_NTH", buf, 1);
+				setenv("TI_FAILINJ_ERRNO", k % 3 ? "12" : "1", 1);
+				rc = cycle(mode, false);
+				if (write(fd[1], &ti_failinj_failed, sizeof(long)) < 0)
+					_exit(3);
+				_exit(failures ? 4 : rc);
+			}
+			close(fd[1]);
+			if (read(fd[0], &injected, sizeof(long)) != sizeof(long))
+				injected = -1;
+			close(fd[0]);
+			waitpid(pid, &status, 0);
+			CHECK(WIFEXITED(status) && WEXITSTATUS(status) <= 1,
+			      "%s, bpf call %d failing: child ended with status 0x%x", m, k, status);
+			CHECK(!tc_filter_of(pid), "%s, bpf call %d failing: a tc filter is left", m, k);
+			CHECK(!state_files_of(pid), "%s, bpf call %d failing: a tc state file is left", m, k);
+			if (WIFEXITED(status) && WEXITSTATUS(status) == 1)
+				failed_steps++;
+			else
+				completed++;
+			if (injected == 0)
+				break; /* the cycle made fewer than k calls: all done */
+		}
+		printf("kernel_harness: failinj %s: %d bpf() calls failed one by one, %d cycles stopped at the failing step, %d completed (a failure libbpf tolerates)\n",
+		       m, k - 1, failed_steps, completed - 1);
+	}
+	return failures;
+}
+
+int main(int argc, char **argv)
+{
+	char modes[64];
+	const char *cmd = argc > 1 ? argv[1] : "";
+
+	if (argc > 3 && !strcmp(cmd, "one")) { /* one MODE K: a single cycle, the K-th call failing */
+		setenv("TI_FAILINJ_NTH", argv[3], 1);
+		printf("rc %d\n", cycle(mode_of(argv[2]), true));
+		printf("kernel_harness: %d checks, %d failed; %ld bpf calls\n", checks, failures, ti_failinj_calls);
+		return failures ? 1 : 0;
+	}
+	if (strcmp(cmd, "cycle") && strcmp(cmd, "failinj") && strcmp(cmd, "all")) {
+		fprintf(stderr, "usage: kernel_harness cycle|failinj|all [MODES] | one MODE K\n");
+		return 2;
+	}
+	if (!strcmp(cmd, "cycle") || !strcmp(cmd, "all")) {
+		snprintf(modes, sizeof(modes), "%s", argc > 2 ? argv[2] : "tc,cgroup");
+		run_cycle(modes);
+	}
+	if (!strcmp(cmd, "failinj") || !strcmp(cmd, "all")) {
+		snprintf(modes, sizeof(modes), "%s", argc > 2 ? argv[2] : "tc,cgroup");
+		run_failinj(modes);
+	}
+	/* the closing line spec/run counts */
+	printf("%d passed, %d failed\n", checks - failures, failures);
+	return failures ? 1 : 0;
+}
