@@ -19,7 +19,9 @@ local script = require "tcpinspect.script"
 
 local M = {}
 
-local STATS = require("tcpinspect.core").stat_names
+local core = require "tcpinspect.core"
+
+local STATS = core.stat_names
 M.STATS = STATS
 
 local COMMANDS = { watch = true, top = true, stats = true, run = true }
@@ -88,7 +90,7 @@ local function common(p)
 		return o
 	end
 	opt("--mode", "Hook: auto (default: fentry, kprobe, tc, cgroup in turn), fentry, kprobe, tc, cgroup.")
-		:choices { "auto", "fentry", "kprobe", "tc", "cgroup" }
+		:choices(core.mode_names)
 		:argname "<mode>"
 	opt("--family", "Only IPv4 (4, ipv4) or IPv6 (6, ipv6) segments; 'any' (default).")
 		:argname "<family>"
@@ -98,7 +100,8 @@ local function common(p)
 	opt("--saddr", "Source addresses or CIDRs, comma separated.", nonempty "--saddr"):argname "<cidrs>"
 	opt("--daddr", "Destination addresses or CIDRs, comma separated.", nonempty "--daddr"):argname "<cidrs>"
 	opt("--host", "Either address in these CIDRs, comma separated.", nonempty "--host"):argname "<cidrs>"
-	opt("--flags", "Segments with any of these flags: syn,ack,fin,rst,psh,urg,ece,cwr.", nonempty "--flags")
+	opt("--flags", "Segments with any of these flags: " .. table.concat(core.flag_names, ",") .. ".",
+		nonempty "--flags")
 		:argname "<flags>"
 	opt("--len", "Payload length: N, MIN-MAX, MIN- or -MAX bytes.", nonempty "--len"):argname "<bytes>"
 	opt("--dev", "Interfaces for tc mode (default: every interface that is up), comma separated.",
