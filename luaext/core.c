@@ -2,7 +2,6 @@
  * lua/tcpinspect.lua.  Holds what belongs to no class: features(), clocks,
  * and the constants.
  */
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -109,64 +108,6 @@ static int core_check_options(lua_State *L)
 	return 1;
 }
 
-/* ---- signals: a trapped signal interrupts poll (EINTR) and is reported by
- * signaled(); session:run stops on it.  No Lua runs in the handler. ---- */
-
-static volatile sig_atomic_t pending_signal;
-
-static const struct { const char *name; int signo; } signals[] = {
-	{ "INT", SIGINT }, { "TERM", SIGTERM }, { "HUP", SIGHUP }, { "QUIT", SIGQUIT },
-	{ "USR1", SIGUSR1 }, { "USR2", SIGUSR2 },
-};
-
-static void on_signal(int signo)
-{
-	pending_signal = signo;
-}
-
-/* trap_signals{"INT", "TERM", ...}: install the handlers, clear the flag. */
-static int core_trap_signals(lua_State *L)
-{
-	struct sigaction sa;
-
-	luaL_checktype(L, 1, LUA_TTABLE);
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal; /* no SA_RESTART: waits return EINTR */
-	sigemptyset(&sa.sa_mask);
-	for (lua_Integer i = 1; i <= luaL_len(L, 1); i++) {
-		const char *name;
-		size_t k;
-
-		lua_geti(L, 1, i);
-		name = luaL_checkstring(L, -1);
-		for (k = 0; k < sizeof(signals) / sizeof(signals[0]); k++)
-			if (!strcmp(name, signals[k].name))
-				break;
-		if (k == sizeof(signals) / sizeof(signals[0]))
-			return ti_usage_error(L, NULL, "trap_signals: unknown signal '%s' (INT, TERM, HUP, QUIT, USR1, USR2)",
-					      name);
-		sigaction(signals[k].signo, &sa, NULL);
-		lua_pop(L, 1);
-	}
-	pending_signal = 0;
-	return 0;
-}
-
-/* signaled() -> "INT" | "TERM" | ... | nil: the last trapped signal. */
-static int core_signaled(lua_State *L)
-{
-	int signo = pending_signal;
-
-	for (size_t k = 0; k < sizeof(signals) / sizeof(signals[0]); k++) {
-		if (signals[k].signo == signo) {
-			lua_pushstring(L, signals[k].name);
-			return 1;
-		}
-	}
-	lua_pushnil(L);
-	return 1;
-}
-
 /* Expose the session methods table so the Lua wrapper can add run() etc. */
 static void push_session_methods(lua_State *L)
 {
@@ -194,8 +135,6 @@ int luaopen_tcpinspect_core(lua_State *L)
 		{ "sleep", core_sleep },
 		{ "flagstr", core_flagstr },
 		{ "check_options", core_check_options },
-		{ "trap_signals", core_trap_signals },
-		{ "signaled", core_signaled },
 		{ "errname", core_errname },
 		{ NULL, NULL },
 	};
@@ -206,6 +145,7 @@ int luaopen_tcpinspect_core(lua_State *L)
 	ti_map_register(L);
 	luaL_newlib(L, funcs);
 	ti_packet_register(L);
+	ti_signals_register(L);
 	/* TCP flag bits: FIN = 1, SYN = 2, ... */
 #define TI_X(id, bit, name, letter) (lua_pushinteger(L, bit), lua_setfield(L, -2, #id));
 	TI_TCP_FLAGS(TI_X)

@@ -103,16 +103,24 @@ static int select_programs(struct ti_kernel *k, const struct ti_load_opts *o, en
 	return 0;
 }
 
+/* bytes one record takes in the ring: an 8-byte header, the length rounded to 8 */
+#define TI_RING_REC (8 + ((sizeof(struct ti_event) + 7) & ~(size_t)7))
+
 static void set_load_config(struct ti_load_config *c, const struct ti_load_opts *o,
-			    enum ti_mode mode)
+			    enum ti_mode mode, int ncpus)
 {
+	uint32_t max_wait = (uint32_t)(o->ring_size / 2 / TI_RING_REC / (size_t)ncpus);
+
 	memset(c, 0, sizeof(*c));
 	c->sample = o->sample;
 	c->events = o->events;
 	c->aggregates = o->aggregates;
-	c->wakeup_bytes = o->wakeup * (sizeof(struct ti_event) + 8 /* ring header */);
-	if (c->wakeup_bytes > o->ring_size / 2)
-		c->wakeup_bytes = o->ring_size / 2;
+	/* at most half the ring waits for a wakeup, all CPUs together */
+	c->wakeup = o->wakeup;
+	if (c->wakeup > max_wait)
+		c->wakeup = max_wait;
+	if (c->wakeup < 1)
+		c->wakeup = 1;
 	c->family = (uint32_t)o->family;
 	/* the function probes read the netns from the skb; cgroup cannot tell */
 	c->netns = mode == TI_MODE_TC ? ti_netns_inode() : 0;
@@ -149,7 +157,7 @@ int ti_kernel_load(struct ti_kernel *k, const struct ti_load_opts *o, enum ti_mo
 	bpf_map__set_max_entries(sk->maps.events, o->ring_size);
 	bpf_map__set_max_entries(sk->maps.flows, o->max_flows);
 	bpf_map__set_max_entries(sk->maps.sources, o->max_flows);
-	set_load_config((struct ti_load_config *)&sk->rodata->ti_load, o, mode);
+	set_load_config((struct ti_load_config *)&sk->rodata->ti_load, o, mode, k->ncpus);
 	if ((err = select_programs(k, o, mode, why, whylen)))
 		goto fail;
 	if ((err = tcpinspect_bpf__load(sk))) {

@@ -18,6 +18,7 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <sys/epoll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -198,6 +199,20 @@ static int msgh(lua_State *L)
 	return 1;
 }
 
+/* A poll delivers records until the ring is empty, its deadline passes or
+ * a trapped signal arrives; what is left stays in the ring for the next.
+ * CLOCK_MONOTONIC_COARSE costs a few ns a record (vDSO, no syscall); its
+ * tick (1-4 ms) is nothing beside the poll's bound. */
+static bool poll_should_stop(const struct ti_session *s)
+{
+	struct timespec ts;
+
+	if (ti_signal_count != s->signals)
+		return true;
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9 >= s->deadline;
+}
+
 /* Stack during a poll: [base+1] message handler, [base+2] callback, [base+3] view. */
 static int on_sample(void *ctx, void *data, size_t size)
 {
@@ -210,7 +225,7 @@ static int on_sample(void *ctx, void *data, size_t size)
 	memcpy(s->view_rec, data, sizeof(struct ti_event));
 	s->delivered++;
 	if (lua_isnil(L, base + 2))
-		return 0;
+		return poll_should_stop(s) ? -ETIME : 0;
 	lua_pushvalue(L, base + 2);
 	lua_pushvalue(L, base + 3);
 	ti_packet_set_valid(L, base + 3, true, s->realtime_offset);
@@ -220,16 +235,24 @@ static int on_sample(void *ctx, void *data, size_t size)
 		return -ECANCELED; /* error message stays on the stack */
 	}
 	ti_packet_set_valid(L, base + 3, false, 0);
-	return 0;
+	return poll_should_stop(s) ? -ETIME : 0;
 }
 
+/* Delivery in a poll with no timeout of its own (0 or -1) stops after this
+ * long, so that a flood cannot keep poll from returning. */
+#define TI_POLL_SLICE 0.05
+
 /* session:poll([timeout_ms]) -> number of events delivered.
- * Waits up to timeout_ms (default 0) for a wakeup, then drains everything
- * pending, including records committed without a wakeup (batched). */
+ * Waits up to timeout_ms (default 0; -1 forever) for a wakeup, then delivers
+ * what is pending, including records committed without a wakeup (batched),
+ * until the ring is empty, timeout_ms have passed since the call (50 ms
+ * for 0 and -1) or a trapped signal arrives.  So it returns within about its
+ * timeout plus one callback however fast records come. */
 static int session_poll(lua_State *L)
 {
 	struct ti_session *s = check_session(L, 1);
 	lua_Integer timeout = luaL_optinteger(L, 2, 0);
+	struct epoll_event ev;
 	int n, top;
 
 	if (timeout < -1 || timeout > 0x7fffffff)
@@ -251,9 +274,15 @@ static int session_poll(lua_State *L)
 	s->L = L;
 	s->cb_error = 0;
 	s->delivered = 0;
-	n = ring_buffer__poll(s->rb, (int)timeout);
-	if (n >= 0 || n == -EINTR)
+	s->signals = ti_signal_count;
+	s->deadline = ti_now_monotonic() + (timeout > 0 ? (double)timeout / 1000 : TI_POLL_SLICE);
+	n = 0;
+	if (timeout != 0 && epoll_wait(ring_buffer__epoll_fd(s->rb), &ev, 1, (int)timeout) < 0)
+		n = -errno;
+	if (n == 0 || n == -EINTR)
 		n = ring_buffer__consume(s->rb);
+	if (n == -ETIME)
+		n = 0; /* the deadline or a signal: the rest waits in the ring */
 	s->L = NULL;
 	if (s->cb_error) {
 		/* re-raise from here: the consumer has returned and moved past it */

@@ -10,6 +10,7 @@
 #ifndef TI_H
 #define TI_H
 
+#include <signal.h>
 #include <stdint.h>
 #include <stdbool.h>
 #include <time.h>
@@ -33,6 +34,8 @@ struct ti_session {
 	lua_State *L;       /* valid only inside poll */
 	int cb_error;       /* a callback raised: its error object is on the stack */
 	int delivered;      /* callbacks run in this poll */
+	double deadline;    /* CLOCK_MONOTONIC: stop delivering after this */
+	sig_atomic_t signals; /* ti_signal_count when this poll began */
 	struct ti_event *view_rec;
 	double realtime_offset; /* wall clock minus CLOCK_MONOTONIC, seconds */
 };
@@ -75,6 +78,11 @@ int ti_packet_push_copy(lua_State *L, const struct ti_event *e, double rt_offset
 void ti_packet_set_valid(lua_State *L, int idx, bool valid, double rt_offset);
 void ti_push_addr(lua_State *L, int family, const uint8_t *addr);
 void ti_push_flagstr(lua_State *L, unsigned flags);
+
+/* signals.c */
+extern volatile sig_atomic_t ti_pending_signal; /* the last trapped signal, 0: none */
+extern volatile sig_atomic_t ti_signal_count;   /* trapped signals so far */
+void ti_signals_register(lua_State *L);
 
 /* CLOCK_MONOTONIC in seconds, the clock of p.ts */
 static inline double ti_now_monotonic(void)
