@@ -31,7 +31,7 @@ for _, mode in ipairs(net.modes()) do
 		it("poll(100) with a callback that burns 1 ms per event returns within 300 ms", function()
 			local addr, port = net.addr4(), net.port()
 			local srv = net.server(addr, port)
-			local _srv <close> = closing(srv)
+			local _ <close> = closing(srv)
 			local s <close> = net.open { mode = mode, dev = mode == "tc" and "lo" or nil,
 				filter = { daddr = addr, dport = port }, wakeup = 1 }
 			local calls = 0
@@ -76,9 +76,9 @@ for _, mode in ipairs(net.modes()) do
 			-- to one port each count the other's replies too
 			local addr, port = net.addr4(), net.port(2)
 			local srv1 = net.server(addr, port)
-			local _srv1 <close> = closing(srv1)
+			local _ <close> = closing(srv1)
 			local srv2 = net.server(addr, port + 1)
-			local _srv2 <close> = closing(srv2)
+			local _ <close> = closing(srv2)
 			local N = 3000
 			-- the reader is a child blocked in poll(-1), bounded by timeout(1)
 			local out = net.tmpfile(".out")
@@ -117,7 +117,7 @@ io.stdout:write(("GOT %%d CPUS %%d MATCHED %%d DELIVERED %%d DROPPED %%d\n"):for
 		local function sigint_under_flood(args, what)
 			local addr, port = net.addr4(), net.port()
 			local srv = net.server(addr, port)
-			local _srv <close> = closing(srv)
+			local _ <close> = closing(srv)
 			for _, a in ipairs{ "--mode", mode, "--daddr", addr, "--dport", tostring(port) } do
 				args[#args + 1] = a
 			end
