@@ -277,8 +277,10 @@ function M.kernel_metrics(s, reg)
 	local hist = reg:histogram(p .. "payload_bytes", nil, { buckets = les,
 		help = "TCP payload length of matched segments, in bytes (the kernel's log2 len_hist; " ..
 			"_sum is the sum of the per-port byte totals)." })
-	local info = reg:gauge(p .. "info", { "mode", "version" }, "The hook mode in use (value 1).")
-	local probe = reg:gauge(p .. "probe_info", { "probe", "status" }, "Each probe and its state (value 1).")
+	local info = reg:gauge(p .. "info", { "mode", "version" },
+		{ help = "The hook mode in use (value 1).", uncapped = true })
+	local probe = reg:gauge(p .. "probe_info", { "probe", "status" },
+		{ help = "Each probe and its state (value 1).", uncapped = true })
 	local version = require("tcpinspect")._VERSION:match("(%d[%w%.%-]*)") or "0"
 	info:set({ s.mode, version }, 1)
 	for name, status in pairs(s.probes or {}) do probe:set({ name, status }, 1) end

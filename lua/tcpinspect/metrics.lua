@@ -478,12 +478,13 @@ function Registry:_family(kind, name, labels, opts, level)
 		names[i] = l
 	end
 	local max = opts.max_series or self.max_series
+	if opts.uncapped then max = math.maxinteger end
 	if math.type(max) ~= "integer" or max < 1 then
 		error(("metrics: %s: max_series: expected an integer >= 1, got %s"):format(name, tostring(max)), level)
 	end
 	fam = setmetatable({ reg = self, name = name, type = kind, help = opts.help or name,
 		labelnames = names, nolabels = #names == 0, max = max, kept = {}, nkept = 0, info = {},
-		last = {}, present = {}, leader = opts.follow }, Family)
+		last = {}, present = {}, leader = opts.follow, uncapped = opts.uncapped }, Family)
 	local ov = {}
 	for i = 1, #names do ov[i] = M.OTHER end
 	fam.otherkey = table.concat(ov, "\0")
@@ -505,7 +506,8 @@ end
 --- A counter family (a name without `_total` gets it).
 -- @tparam string name
 -- @tparam[opt] {string,...} labels label names
--- @param[opt] opts a help string, or {help=, max_series=, follow=family}
+-- @param[opt] opts a help string, or {help=, max_series=, follow=family,
+--   uncapped=true (for a family whose values are known to be few: info)}
 function Registry:counter(name, labels, opts) return self:_family("counter", name, labels, opts) end
 
 --- A gauge family (folded values are summed).
@@ -536,7 +538,7 @@ function Registry:render()
 	local labelled = {}
 	for _, fam in ipairs(self.families) do
 		fam:_render(out)
-		if not fam.nolabels then labelled[#labelled + 1] = fam end
+		if not fam.nolabels and not fam.uncapped then labelled[#labelled + 1] = fam end
 	end
 	if #labelled > 0 then
 		local name = self.prefix .. "folded_values"
