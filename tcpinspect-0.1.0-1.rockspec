@@ -15,6 +15,7 @@ segments to Lua: filters, sampling and aggregates run in the kernel.
 }
 dependencies = {
    "lua >= 5.4",
+   "luasocket", -- tcpinspect export and --listen (Debian: lua-socket)
 }
 external_dependencies = {
    LIBBPF = { header = "bpf/libbpf.h", library = "bpf" },
