@@ -505,8 +505,7 @@ local function cmd_export(a, s, say)
 	exporter.kernel_metrics(s, reg)
 	local srv, err = exporter.server { listen = a.listen, registry = reg }
 	if not srv then script.fail(1, "tcpinspect: export: " .. err) end
-	say(string.format("export: %s mode (%s); serving http://%s/metrics; Ctrl-C to stop", s.mode,
-		probes_text(s), a.listen or exporter.DEFAULT_LISTEN))
+	say(string.format("export: %s mode (%s); serving %s; Ctrl-C to stop", s.mode, probes_text(s), srv.url))
 	local ok, why = pcall(exporter.serve, srv, { duration = a.duration })
 	srv:close()
 	if not ok then error(why, 0) end

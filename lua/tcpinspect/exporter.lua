@@ -41,7 +41,7 @@ local REASON = {
 }
 
 --- Split "ADDR:PORT" ("127.0.0.1:9464", "[::1]:9464", "0.0.0.0:9464",
--- "localhost:9464").
+-- "localhost:9464"; port 0 picks a free one).
 -- @treturn[1] string host
 -- @treturn[1] integer port
 -- @treturn[2] nil
@@ -54,8 +54,8 @@ function M.parse_listen(s)
 		return nil, ("expected ADDR:PORT (127.0.0.1:9464, [::1]:9464, 0.0.0.0:9464), got '%s'"):format(s)
 	end
 	port = math.tointeger(tonumber(port))
-	if not port or port < 1 or port > 65535 then
-		return nil, ("port out of range 1-65535 in '%s'"):format(s)
+	if not port or port > 65535 then
+		return nil, ("port out of range 0-65535 in '%s'"):format(s)
 	end
 	return host, port
 end
@@ -93,6 +93,9 @@ function M.server(opts)
 	local self = setmetatable({ srv = srv, clients = {}, nclients = 0, registry = opts.registry,
 		handler = opts.handler, listen = opts.listen or M.DEFAULT_LISTEN, served = 0, now = socket.gettime }, Server)
 	self.addr, self.port = srv:getsockname()
+	self.port = tonumber(self.port)
+	self.url = ("http://%s:%d/metrics"):format(self.addr:find(":", 1, true) and "[" .. self.addr .. "]"
+		or self.addr, self.port)
 	return self
 end
 
