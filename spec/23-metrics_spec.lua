@@ -8,6 +8,7 @@ local script = require "tcpinspect.script"
 local socket = require "socket"
 local net = require "support.net"
 local prom = require "support.prometheus"
+local cli = require "support.cli"
 
 local function promtool_ok(text)
 	local f = net.tmpfile(".prom")
@@ -310,5 +311,24 @@ describe("tcpinspect.exporter (HTTP)", function()
 		a:close()
 		assert.is_nil(b)
 		assert.matches("cannot listen on 127.0.0.1:%d+: address already in use", err)
+	end)
+end)
+
+describe("export arguments", function()
+	it("exits 2 for a bad --listen or --max-series, before loading anything", function()
+		for _, case in ipairs {
+			{ { "export", "--listen", "nope" }, "argument '%-%-listen': expected ADDR:PORT" },
+			{ { "export", "--listen", "127.0.0.1:99999" }, "port out of range" },
+			{ { "export", "--max-series", "0" }, "argument '%-%-max%-series': expected an integer >= 1" },
+			{ { "-e", "print(1)", "--listen", "x:y" }, "argument '%-%-listen'" },
+			{ { "export", "extra" }, "unexpected argument 'extra'" },
+		} do
+			local r = cli.run(case[1])
+			assert.are.equal(2, r.code, table.concat(case[1], " ") .. "\n" .. r.err)
+			assert.matches(case[2], r.err)
+		end
+		local r = cli.run { "export", "--help" }
+		assert.are.equal(0, r.code)
+		assert.matches("%-%-max%-series", r.out)
 	end)
 end)

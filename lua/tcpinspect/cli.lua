@@ -150,8 +150,8 @@ local function parsers()
 
 	-- serving Prometheus metrics: the export command, and scripts
 	local function serving(p, what)
-		p:option("--listen", "Serve Prometheus metrics on ADDR:PORT (default 127.0.0.1:9464" .. what .. "; " ..
-			"0.0.0.0:9464 for every interface).", nil, listen_addr):argname "<addr:port>"
+		p:option("--listen", what .. " (0.0.0.0:9464: every interface).", nil, listen_addr)
+			:argname "<addr:port>"
 		p:option("--max-series", "At most N label values per metric family; the rest fold into 'other' " ..
 			"(default 100).", nil, posint "--max-series"):argname "<n>"
 		VALUE_OPTS["--listen"], VALUE_OPTS["--max-series"] = true, true
@@ -159,7 +159,7 @@ local function parsers()
 	P.export = new_parser("tcpinspect export",
 		"Serve the counters, per-port and per-source maps and the payload histogram as Prometheus " ..
 		"metrics on http://ADDR:PORT/metrics.  See doc/cli.md.")
-	serving(P.export, "")
+	serving(P.export, "Serve the metrics on ADDR:PORT, default 127.0.0.1:9464")
 	P.run = new_parser("tcpinspect",
 		"Watch incoming TCP segments from the kernel, in Lua.\n\n" ..
 		"Commands:\n" ..
@@ -175,7 +175,7 @@ local function parsers()
 	P.run:option("-e", "Lua code to run, with the prelude (see doc/cli.md).", nil, nonempty "-e")
 		:argname "<code>"
 	P.run:argument("script", "A Lua script to run, with the prelude."):args "?"
-	serving(P.run, " when given: the script's `metrics`")
+	serving(P.run, "Serve the script's `metrics` (Prometheus) on ADDR:PORT")
 	VALUE_OPTS["-e"] = true
 	for _, o in ipairs(P.run._options) do
 		for _, name in ipairs(o._aliases) do
