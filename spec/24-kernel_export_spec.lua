@@ -277,4 +277,34 @@ end)
 		net.say("[%s] stalled + slow scrapers: %d SYN events counted, a second scrape took %.3f s (export %.3f s)",
 			MODE, M, secs, esecs)
 	end)
+
+	it(("[%s] examples/syn_flood.lua --listen: Prometheus text with one alert per ALERT line #hostonly"):format(MODE),
+		function()
+		local defer = cleanups()
+		local ns = net.netns("sf")
+		defer(function() ns:destroy() end)
+		local listen = "127.0.0.1:19466"
+		local args = { net.ROOT .. "/examples/syn_flood.lua", "--mode", MODE, "--duration", "20",
+			"--threshold", "30", "--window", "1", "--listen", listen }
+		if MODE == "tc" then args[#args + 1] = "--dev" args[#args + 1] = "lo" end
+		local sp = cli.start(args, { netns = ns.name })
+		defer(function() sp:kill() end)
+		sp:ready()
+		hping(ns.name, SYN_SRC, SYN_PORT, 300)
+		-- wait until a window passed with no new alert, then compare
+		local alerts
+		net.wait_until(function()
+			local n = #cli.grep(sp:stdout(), "ALERT syn-flood")
+			if n > 0 and n == alerts then return true end
+			alerts = n
+			net.sleep(1.2)
+		end, 15)
+		assert.is_true(alerts >= 1, sp:stdout())
+		local text = metrics_text(ns.name, listen)
+		promtool_ok(text)
+		assert.matches(('syn_flood_alerts_total{src="%s"} %d\n'):format(SYN_SRC, alerts), text, 1, true)
+		sp:interrupt()
+		assert.are.equal(0, sp:wait().code)
+		net.say("[%s] syn_flood.lua --listen: %d ALERT lines = syn_flood_alerts_total", MODE, alerts)
+	end)
 end)
