@@ -127,7 +127,6 @@ describe("export #kernel #cli #export", function()
 		assert.are.equal(N, syns)
 		assert.are.equal(N * DATALEN, bytes)
 
-		local q = function(e) return p:await(e[1], e[2]) end
 		local checks = {
 			{ ('tcpinspect_port_segments_total{dport="%d"}'):format(CONN_PORT), to_port },
 			{ ('tcpinspect_port_bytes_total{dport="%d"}'):format(CONN_PORT), N * DATALEN },
@@ -139,8 +138,9 @@ describe("export #kernel #cli #export", function()
 			{ "tcpinspect_payload_bytes_sum", N * DATALEN },
 			{ 'tcpinspect_payload_bytes_bucket{le="0"}', to_port + M - N },
 		}
+		local got = p:await_all(checks)
 		for _, e in ipairs(checks) do
-			assert.are.equal(e[2], q(e), e[1])
+			assert.are.equal(e[2], got[e[1]], e[1])
 		end
 		-- the exposition itself passes promtool
 		promtool_ok((metrics_text(ns.name, listen)))

@@ -6,6 +6,7 @@
 --     local p = prom.start(ns, config_yaml, "127.0.0.1:19090")  -- waits until ready
 --     p:value('tcpinspect_port_segments_total{dport="19101"}')  -- number or nil
 --     p:vector("tcpinspect_source_syns_total")  -- { {metric = {...}, value = n}, ... }
+--     p:await_all{ { 'x_total{a="1"}', 5 }, { "y_total", 2 } }  -- one query per try
 --     p:stop()
 --
 -- Builds on spec/support/net.lua.
@@ -81,6 +82,46 @@ function Prom:await(expr, want, timeout)
 		return last == want
 	end, timeout or 15, 0.25)
 	return last
+end
+
+--- The series of a result vector as "name{k="v",...}" (labels sorted, job
+-- and instance left out) -> value.
+function M.series(vector)
+	local t = {}
+	for _, e in ipairs(vector) do
+		local names = {}
+		for k in pairs(e.metric) do
+			if k ~= "__name__" and k ~= "job" and k ~= "instance" then names[#names + 1] = k end
+		end
+		table.sort(names)
+		local parts = {}
+		for _, k in ipairs(names) do parts[#parts + 1] = ('%s="%s"'):format(k, e.metric[k]) end
+		local key = (e.metric.__name__ or "") .. (#parts > 0 and "{" .. table.concat(parts, ",") .. "}" or "")
+		t[key] = e.value
+	end
+	return t
+end
+
+--- Wait until every {series, want} of checks has its value, with one
+-- query per try (every series of the metric names named); returns series ->
+-- last value.  Series are written as M.series writes them:
+-- name{a="x",b="y"}, labels sorted.
+function Prom:await_all(checks, timeout)
+	local names, seen = {}, {}
+	for _, c in ipairs(checks) do
+		local n = c[1]:match("^[%w_:]+")
+		if not seen[n] then seen[n], names[#names + 1] = true, n end
+	end
+	local expr = '{__name__=~"' .. table.concat(names, "|") .. '"}'
+	local got
+	net.wait_until(function()
+		got = M.series(self:vector(expr))
+		for _, c in ipairs(checks) do
+			if got[c[1]] ~= c[2] then return false end
+		end
+		return true
+	end, timeout or 15, 0.25)
+	return got
 end
 
 function Prom:stop()
