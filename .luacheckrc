@@ -6,7 +6,7 @@ exclude_files = { "build" }
 files["examples"] = {
   read_globals = {
     "ACK", "CWR", "ECE", "FIN", "PSH", "RST", "SYN", "URG", "after", "args", "cli",
-    "elapsed", "every", "flagstr", "fmt", "getopt", "hist", "json", "map", "on_exit",
+    "elapsed", "every", "flagstr", "fmt", "getopt", "hist", "json", "map", "metrics", "on_exit",
     "on_packet", "open", "options", "printf", "session", "stats", "stop", "tcpinspect",
     "timer", "topk",
   },

@@ -150,7 +150,7 @@ install: all
 # Debian 12 packages: build, run, test (qemu guests), compare (peers).
 DEB_PACKAGES := make gcc clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool \
 	lua5.4 liblua5.4-dev luarocks lua-busted lua-dkjson lua-argparse lua-socket \
-	lua-posix lua-check lua-cqueues qemu-system-x86 busybox-static cpio kmod xz-utils \
+	lua-posix lua-check lua-cqueues prometheus qemu-system-x86 busybox-static cpio kmod xz-utils \
 	iproute2 tcpdump hping3 bpftrace netcat-openbsd libcap2-bin procps
 
 deps:

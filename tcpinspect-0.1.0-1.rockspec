@@ -14,11 +14,13 @@ segments to Lua: filters, sampling and aggregates run in the kernel.
    license = "GPL-2.0-only",
 }
 -- What lua/ requires (spec/04-packaging_spec.lua checks it). Debian's
--- packages provide the same modules: lua-argparse, lua-dkjson (make deps).
+-- packages provide the same modules: lua-argparse, lua-dkjson, lua-socket
+-- (make deps).
 dependencies = {
    "lua >= 5.4",
    "argparse",
    "dkjson",
+   "luasocket", -- tcpinspect export and --listen (Debian: lua-socket)
 }
 external_dependencies = {
    LIBBPF = { header = "bpf/libbpf.h", library = "bpf" },

@@ -9,7 +9,11 @@
 --   ALERT port-scan src=10.0.0.1 ports=100 window=2s
 -- and at exit:
 --   SUMMARY port-scan alerts=N
+-- With --listen ADDR:PORT, Prometheus can scrape port_scan_alerts_total{src}
+-- (one per alert line) from http://ADDR:PORT/metrics.
 local o = getopt { threshold = 20, window = 2 }
+local alert_metric = metrics.counter("port_scan_alerts_total", { "src" },
+	"Windows in which a source tried more than --threshold ports.")
 
 open { filter = { flags = "syn" } }
 local ports, count, alerts = {}, {}, 0
@@ -18,6 +22,7 @@ local function check()
 	for src, n in pairs(count) do
 		if n >= o.threshold then
 			alerts = alerts + 1
+			alert_metric:inc(src)
 			printf("ALERT port-scan src=%s ports=%d window=%gs", src, n, o.window)
 		end
 	end

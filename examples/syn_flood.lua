@@ -11,7 +11,11 @@
 --   ALERT syn-flood src=10.0.0.1 rate=950/s syns=950 window=1s
 -- and at exit:
 --   SUMMARY syn-flood alerts=N sources=M
+-- With --listen ADDR:PORT, Prometheus can scrape syn_flood_alerts_total{src}
+-- (one per alert line) from http://ADDR:PORT/metrics.
 local o = getopt { threshold = 100, window = 1 }
+local alert_metric = metrics.counter("syn_flood_alerts_total", { "src" },
+	"Windows in which a source sent SYNs faster than --threshold.")
 
 open { events = false, filter = { flags = "syn" } }
 local last, alerted, alerts = {}, {}, 0
@@ -24,6 +28,7 @@ local function check()
 		if rate >= o.threshold then
 			alerts = alerts + 1
 			alerted[k.saddr] = true
+			alert_metric:inc(k.saddr)
 			printf("ALERT syn-flood src=%s rate=%d/s syns=%d window=%gs", k.saddr, math.floor(rate + 0.5),
 				new, o.window)
 		end

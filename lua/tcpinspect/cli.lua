@@ -3,6 +3,7 @@
 --     tcpinspect watch [options]             one tcpdump-style line per segment
 --     tcpinspect top [options]               top flows, ports and sources, live
 --     tcpinspect stats [options]             the counters, every interval
+--     tcpinspect export [options]            Prometheus metrics on --listen
 --     tcpinspect [options] SCRIPT [ARGS...]  run a Lua script with the prelude
 --     tcpinspect [options] -e CODE           run a one-liner with the prelude
 --
@@ -16,15 +17,22 @@ local fmt = require "tcpinspect.format"
 local json = require "tcpinspect.json"
 local topk = require "tcpinspect.topk"
 local script = require "tcpinspect.script"
+local metrics = require "tcpinspect.metrics"
+local exporter = require "tcpinspect.exporter"
 
 local M = {}
 
 local core = require "tcpinspect.core"
 
 local STATS = core.stat_names
+-- the core's modes, "auto" (the default) first
+local MODES = { "auto" }
+for _, m in ipairs(core.mode_names) do
+	if m ~= "auto" then MODES[#MODES + 1] = m end
+end
 M.STATS = STATS
 
-local COMMANDS = { watch = true, top = true, stats = true, run = true }
+local COMMANDS = { watch = true, top = true, stats = true, export = true, run = true }
 
 -- ---- option converters ------------------------------------------------------
 
@@ -60,6 +68,12 @@ local function size(name)
 	end
 end
 
+local function listen_addr(s)
+	local host, err = exporter.parse_listen(s)
+	if not host then return nil, "argument '--listen': " .. err end
+	return s
+end
+
 local function nonempty(name)
 	return function(s)
 		if s == "" then return nil, string.format("argument '%s': empty value", name) end
@@ -90,7 +104,7 @@ local function common(p)
 		return o
 	end
 	opt("--mode", "Hook: auto (default: fentry, kprobe, tc, cgroup in turn), fentry, kprobe, tc, cgroup.")
-		:choices(core.mode_names)
+		:choices(MODES)
 		:argname "<mode>"
 	opt("--family", "Only IPv4 (4, ipv4) or IPv6 (6, ipv6) segments; 'any' (default).")
 		:argname "<family>"
@@ -142,12 +156,25 @@ local function parsers()
 	P.stats = new_parser("tcpinspect stats", "The session's counters, every interval.")
 	P.stats:flag("--events", "Deliver events through the ring too (counts delivered/dropped).")
 
+	-- serving Prometheus metrics: the export command, and scripts
+	local function serving(p, what)
+		p:option("--listen", what .. " (0.0.0.0:9464: every interface).", nil, listen_addr)
+			:argname "<addr:port>"
+		p:option("--max-series", "At most N label values per metric family; the rest fold into 'other' " ..
+			"(default 100).", nil, posint "--max-series"):argname "<n>"
+		VALUE_OPTS["--listen"], VALUE_OPTS["--max-series"] = true, true
+	end
+	P.export = new_parser("tcpinspect export",
+		"Serve the counters, per-port and per-source maps and the payload histogram as Prometheus " ..
+		"metrics on http://ADDR:PORT/metrics.  See doc/cli.md.")
+	serving(P.export, "Serve the metrics on ADDR:PORT, default 127.0.0.1:9464")
 	P.run = new_parser("tcpinspect",
 		"Watch incoming TCP segments from the kernel, in Lua.\n\n" ..
 		"Commands:\n" ..
 		"   tcpinspect watch [options]             one tcpdump-style line per segment\n" ..
 		"   tcpinspect top [options]               top flows, ports and sources\n" ..
 		"   tcpinspect stats [options]             counters every interval\n" ..
+		"   tcpinspect export [options]            Prometheus metrics on --listen\n" ..
 		"   tcpinspect [options] SCRIPT [ARGS...]  run a Lua script (with the prelude)\n" ..
 		"   tcpinspect [options] -e CODE           run a one-liner (with the prelude)",
 		"Options may come before or after the command or script.  Arguments after the script\n" ..
@@ -156,6 +183,7 @@ local function parsers()
 	P.run:option("-e", "Lua code to run, with the prelude (see doc/cli.md).", nil, nonempty "-e")
 		:argname "<code>"
 	P.run:argument("script", "A Lua script to run, with the prelude."):args "?"
+	serving(P.run, "Serve the script's `metrics` (Prometheus) on ADDR:PORT")
 	VALUE_OPTS["-e"] = true
 	for _, o in ipairs(P.run._options) do
 		for _, name in ipairs(o._aliases) do
@@ -483,6 +511,21 @@ local function cmd_top(a, s, say)
 	return 0
 end
 
+-- ---- export ------------------------------------------------------------------------
+
+local function cmd_export(a, s, say)
+	local reg = metrics.registry { max_series = a.max_series }
+	exporter.kernel_metrics(s, reg)
+	local srv, err = exporter.server { listen = a.listen, registry = reg }
+	if not srv then script.fail(1, "tcpinspect: export: " .. err) end
+	say(string.format("export: %s mode (%s); serving %s; Ctrl-C to stop", s.mode, probes_text(s), srv.url))
+	local ok, why = pcall(exporter.serve, srv, { duration = a.duration })
+	srv:close()
+	if not ok then error(why, 0) end
+	say(string.format("export: %s; %d scrapes served; %s", why, srv.served, stats_summary(s:stats())))
+	return 0
+end
+
 -- ---- scripts ------------------------------------------------------------------------
 
 local function cmd_run(a, rest, usage, say, given)
@@ -506,6 +549,8 @@ local function cmd_run(a, rest, usage, say, given)
 			return s
 		end,
 		drive = M.drive,
+		listen = a.listen,
+		max_series = a.max_series,
 	}
 	local chunk = rt:load(a.e and { code = a.e } or { file = a.script })
 	local code = rt:execute(chunk)
@@ -552,10 +597,11 @@ function M.main(argv)
 			return cmd_run(a, rest, usage, say, given)
 		end
 		local o = M.open_options(a)
-		if cmd == "top" or (cmd == "stats" and not a.events) then o.events = false end
+		if cmd == "top" or cmd == "export" or (cmd == "stats" and not a.events) then o.events = false end
 		session = open_session(o, usage, given)
 		if cmd == "watch" then return cmd_watch(a, session, say) end
 		if cmd == "top" then return cmd_top(a, session, say) end
+		if cmd == "export" then return cmd_export(a, session, say) end
 		return cmd_stats(a, session, say)
 	end)
 	if session then session:close() end

@@ -14,6 +14,8 @@
 --     map(name)  stats()  printf(fmt, ...)  flagstr(n)
 --     SYN ACK FIN RST PSH URG ECE CWR
 --     tcpinspect  fmt  hist  topk  json  timer
+--     metrics   counter/gauge/histogram families (tcpinspect.metrics), served
+--               on --listen while the loop runs
 --
 -- Lazy session: nothing is loaded into the kernel until the script reads
 -- `session` (or calls open, map, stats), or its main chunk returns having
@@ -26,6 +28,7 @@
 -- @module tcpinspect.script
 local tcpinspect = require "tcpinspect"
 local timer = require "tcpinspect.timer"
+local metrics = require "tcpinspect.metrics"
 
 local M = {}
 
@@ -148,11 +151,13 @@ Runtime.__index = Runtime
 --   cli: the parsed command line (duration, interval, ...);
 --   args: the script's arguments; name: the script's name (arg[0]);
 --   open: function(options) -> session (raises exits on failure);
---   drive: function(session, run_options) -> why ("duration", "stopped", "interrupted")
+--   drive: function(session, run_options) -> why ("duration", "stopped", "interrupted");
+--   listen: "ADDR:PORT" to serve the script's metrics on (optional);
+--   max_series: the metrics' cap (default 100)
 -- @treturn runtime
 function M.new(cfg)
 	local self = setmetatable({ cfg = cfg, packet_fns = {}, exit_fns = {}, wants_loop = false,
-		sched = timer.new() }, Runtime)
+		sched = timer.new(), registry = metrics.registry { max_series = cfg.max_series } }, Runtime)
 	self.env = self:_make_env()
 	return self
 end
@@ -197,6 +202,14 @@ function Runtime:_make_env()
 	P.topk = require "tcpinspect.topk"
 	P.json = require "tcpinspect.json"
 	P.timer = timer
+	local reg = self.registry
+	P.metrics = {
+		counter = function(name, labels, o) return reg:_family("counter", name, labels, o, 2) end,
+		gauge = function(name, labels, o) return reg:_family("gauge", name, labels, o, 2) end,
+		histogram = function(name, labels, o) return reg:_family("histogram", name, labels, o, 2) end,
+		render = function() return reg:render() end,
+		registry = reg,
+	}
 	for _, f in ipairs { "FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR" } do
 		P[f] = tcpinspect[f]
 	end
@@ -298,6 +311,15 @@ end
 -- @treturn integer exit status
 -- @treturn string why the loop ended, or nil without a loop
 function Runtime:execute(chunk)
+	if self.cfg.listen then
+		-- listen before the script runs (and before the ready line): a
+		-- scraper may connect as soon as the session is attached
+		local exporter = require "tcpinspect.exporter"
+		local srv, err = exporter.server { listen = self.cfg.listen, registry = self.registry }
+		if not srv then M.fail(1, "tcpinspect: " .. err) end
+		self.server = srv
+		self.wants_loop = true
+	end
 	local res = table.pack(pcall(chunk, table.unpack(self.cfg.args or {})))
 	local why
 	if not res[1] then
@@ -321,8 +343,11 @@ function Runtime:execute(chunk)
 			why = "stopped"
 		else
 			self.sched:restart()
+			local srv = self.server
 			why = self.cfg.drive(self.session, self.sched:run_options {
 				duration = self.cfg.cli and self.cfg.cli.duration,
+				-- serve between polls, never waiting (poll_ms bounds the latency)
+				should_stop = srv and function() srv:step(0) return false end,
 			})
 		end
 	end
@@ -345,6 +370,10 @@ end
 
 --- Close the prelude session (detaching its probes).
 function Runtime:close()
+	if self.server then
+		self.server:close()
+		self.server = nil
+	end
 	if self.session then
 		self.session:close()
 	end
