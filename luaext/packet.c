@@ -149,10 +149,15 @@ static struct ti_packet *check_packet(lua_State *L, int idx)
 }
 
 /* p.NAME: upvalue 1 maps field names to their index and method names to
- * the methods (one table lookup: callbacks read fields for every event). */
+ * the methods (one table lookup: callbacks read fields for every event).
+ * Only Lua's own __index dispatch calls it (the metatable is hidden behind
+ * __metatable), so argument 1 is a packet: no luaL_checkudata per read. */
 static int packet_index(lua_State *L)
 {
-	struct ti_packet *p = check_packet(L, 1);
+	struct ti_packet *p = lua_touserdata(L, 1);
+
+	if (!p->valid)
+		return luaL_error(L, "packet view used outside its callback: keep p:copy() or p:totable() instead");
 
 	lua_settop(L, 2);
 	lua_pushvalue(L, 2);
@@ -236,20 +241,37 @@ static struct ti_packet *new_packet(lua_State *L)
 	return p;
 }
 
-struct ti_event *ti_packet_new_view(lua_State *L)
+struct ti_packet *ti_packet_new_view(lua_State *L)
 {
 	struct ti_packet *p = new_packet(L);
 
 	p->view = true;
+	return p;
+}
+
+struct ti_event *ti_packet_event(struct ti_packet *p)
+{
 	return &p->e;
 }
 
-void ti_packet_set_valid(lua_State *L, int idx, bool valid, double rt_offset)
+void ti_packet_set_valid(struct ti_packet *p, bool valid, double rt_offset)
 {
-	struct ti_packet *p = lua_touserdata(L, idx);
-
 	p->valid = valid;
 	p->rt_offset = rt_offset;
+}
+
+void ti_packet_push_field(lua_State *L, const struct ti_packet *p, int field)
+{
+	push_field(L, p, field);
+}
+
+/* The index of a packet field, or -1. */
+int ti_packet_field_index(const char *name)
+{
+	for (int i = 0; fields[i]; i++)
+		if (!strcmp(fields[i], name))
+			return i;
+	return -1;
 }
 
 int ti_packet_push_copy(lua_State *L, const struct ti_event *e, double rt_offset)
@@ -281,6 +303,8 @@ void ti_packet_register(lua_State *L)
 
 	luaL_newmetatable(L, TI_PACKET_MT);
 	luaL_setfuncs(L, meta, 0);
+	lua_pushliteral(L, TI_PACKET_MT); /* getmetatable(p): the name, not the table */
+	lua_setfield(L, -2, "__metatable");
 	luaL_newlib(L, methods); /* name -> method, then name -> field index */
 	for (int i = 0; fields[i]; i++) {
 		lua_pushinteger(L, i);

@@ -134,7 +134,7 @@ int ti_session_open(lua_State *L)
 	s->state = TI_CLOSED; /* until everything below worked */
 	luaL_setmetatable(L, TI_SESSION_MT);
 	s->realtime_offset = realtime_offset();
-	s->view_rec = ti_packet_new_view(L);
+	s->view = ti_packet_new_view(L);
 	lua_setiuservalue(L, 3, UV_VIEW);
 	lua_pushvalue(L, 3);
 	lua_pushcclosure(L, msgh, 1);
@@ -222,19 +222,25 @@ static int on_sample(void *ctx, void *data, size_t size)
 
 	if (size < sizeof(struct ti_event))
 		return 0; /* not one of ours: skip it */
-	memcpy(s->view_rec, data, sizeof(struct ti_event));
+	memcpy(ti_packet_event(s->view), data, sizeof(struct ti_event));
 	s->delivered++;
 	if (lua_isnil(L, base + 2))
 		return poll_should_stop(s) ? -ETIME : 0;
 	lua_pushvalue(L, base + 2);
-	lua_pushvalue(L, base + 3);
-	ti_packet_set_valid(L, base + 3, true, s->realtime_offset);
-	if (lua_pcall(L, 1, 0, base + 1) != LUA_OK) {
-		ti_packet_set_valid(L, base + 3, false, 0);
+	ti_packet_set_valid(s->view, true, s->realtime_offset);
+	if (s->nargs) {
+		/* on_packet(fn, fields): the values, no view and no field lookups */
+		for (int i = 0; i < s->nargs; i++)
+			ti_packet_push_field(L, s->view, s->args[i]);
+	} else {
+		lua_pushvalue(L, base + 3);
+	}
+	if (lua_pcall(L, s->nargs ? s->nargs : 1, 0, base + 1) != LUA_OK) {
+		ti_packet_set_valid(s->view, false, 0);
 		s->cb_error = 1;
 		return -ECANCELED; /* error message stays on the stack */
 	}
-	ti_packet_set_valid(L, base + 3, false, 0);
+	ti_packet_set_valid(s->view, false, 0);
 	return poll_should_stop(s) ? -ETIME : 0;
 }
 
@@ -295,11 +301,40 @@ static int session_poll(lua_State *L)
 	return 1;
 }
 
+/* session:on_packet(fn | nil [, fields]) -> session.  With a list of field
+ * names, fn receives those fields' values as its arguments instead of the
+ * packet view: fn(sport, len, flags) for {"sport", "len", "flags"}. */
 static int session_on_packet(lua_State *L)
 {
-	check_session(L, 1);
+	struct ti_session *s = check_session(L, 1);
+	uint8_t args[TI_MAX_ARGS];
+	int nargs = 0;
+
 	if (!lua_isnoneornil(L, 2))
 		luaL_checktype(L, 2, LUA_TFUNCTION);
+	if (!lua_isnoneornil(L, 3)) {
+		lua_Integer n;
+
+		if (!lua_istable(L, 3))
+			ti_option_error(L, "fields", "expected a list of packet field names, got %s",
+					luaL_typename(L, 3));
+		n = luaL_len(L, 3);
+		if (n < 1 || n > TI_MAX_ARGS)
+			ti_option_error(L, "fields", "%I fields: give 1 to %d", n, TI_MAX_ARGS);
+		for (lua_Integer i = 1; i <= n; i++) {
+			int f;
+
+			lua_geti(L, 3, i);
+			f = lua_type(L, -1) == LUA_TSTRING ? ti_packet_field_index(lua_tostring(L, -1)) : -1;
+			if (f < 0)
+				ti_option_error(L, "fields", "'%s' is not a packet field (see tcpinspect.packet_fields())",
+						luaL_tolstring(L, -1, NULL));
+			args[nargs++] = (uint8_t)f;
+			lua_pop(L, 1);
+		}
+	}
+	memcpy(s->args, args, sizeof(args));
+	s->nargs = nargs;
 	lua_settop(L, 2);
 	lua_setiuservalue(L, 1, UV_CALLBACK);
 	lua_settop(L, 1);

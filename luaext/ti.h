@@ -24,6 +24,9 @@
 #define TI_ERROR_MT "tcpinspect.error"
 
 struct ring_buffer;
+struct ti_packet;
+
+#define TI_MAX_ARGS 16 /* fields on_packet can pass as arguments */
 
 /* The userdata behind a tcpinspect.session. */
 struct ti_session {
@@ -36,7 +39,9 @@ struct ti_session {
 	int delivered;      /* callbacks run in this poll */
 	double deadline;    /* CLOCK_MONOTONIC: stop delivering after this */
 	sig_atomic_t signals; /* ti_signal_count when this poll began */
-	struct ti_event *view_rec;
+	struct ti_packet *view; /* the reused packet view (user value 2) */
+	uint8_t args[TI_MAX_ARGS]; /* on_packet(fn, fields): the fields passed */
+	int nargs;
 	double realtime_offset; /* wall clock minus CLOCK_MONOTONIC, seconds */
 };
 
@@ -73,9 +78,13 @@ int ti_map_new(lua_State *L, int session_idx, const char *name);
 /* packet.c */
 extern const char *const ti_probe_names[];
 void ti_packet_register(lua_State *L);
-struct ti_event *ti_packet_new_view(lua_State *L);
+struct ti_packet;
+struct ti_packet *ti_packet_new_view(lua_State *L);
+struct ti_event *ti_packet_event(struct ti_packet *p);
+void ti_packet_set_valid(struct ti_packet *p, bool valid, double rt_offset);
+void ti_packet_push_field(lua_State *L, const struct ti_packet *p, int field);
+int ti_packet_field_index(const char *name);
 int ti_packet_push_copy(lua_State *L, const struct ti_event *e, double rt_offset);
-void ti_packet_set_valid(lua_State *L, int idx, bool valid, double rt_offset);
 void ti_push_addr(lua_State *L, int family, const uint8_t *addr);
 void ti_push_flagstr(lua_State *L, unsigned flags);
 
