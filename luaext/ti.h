@@ -32,6 +32,7 @@ struct ti_session {
 	lua_State *L;       /* valid only inside poll */
 	int cb_error;       /* a callback raised: its error object is on the stack */
 	int delivered;      /* callbacks run in this poll */
+	bool stop;          /* stop() was called: end delivery after this callback */
 	struct ti_event *view_rec;
 	double realtime_offset; /* wall clock minus CLOCK_MONOTONIC, seconds */
 };
@@ -45,6 +46,8 @@ int ti_option_error(lua_State *L, const char *option, const char *fmt, ...);
 int ti_usage_error(lua_State *L, const char *option, const char *fmt, ...);
 void ti_error_register(lua_State *L);
 const char *ti_push_list(lua_State *L, const char *const names[]);
+const char *ti_suggest(const char *name, const char *const names[]);
+const char *ti_push_suggestion(lua_State *L, const char *name, const char *const names[]);
 
 /* options.c */
 extern const char *const ti_option_keys[];
