@@ -183,7 +183,7 @@ end
 local Pollable = {}
 Pollable.__index = Pollable
 function Pollable:pollfd() return self.session:fd() end
-function Pollable:events() return "r" end
+function Pollable.events() return "r" end
 function Pollable:timeout() return self.session:timeout() end
 
 --- An object for the cqueues protocol (`:pollfd()`, `:events()`,

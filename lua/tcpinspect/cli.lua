@@ -19,8 +19,8 @@ local script = require "tcpinspect.script"
 
 local M = {}
 
-local core = require "tcpinspect.core"
-local STATS = core.stat_names
+local STATS = require("tcpinspect.core").stat_names
+local resolve = require("tcpinspect.core").resolve
 M.STATS = STATS
 
 local COMMANDS = { watch = true, top = true, stats = true, run = true }
@@ -316,7 +316,7 @@ function M.resolve_list(s, flag)
 	local out = {}
 	for item in s:gmatch("[^,%s]+") do
 		if is_hostname(item) then
-			local addrs, err = core.resolve(item)
+			local addrs, err = resolve(item)
 			if not addrs then
 				script.fail(2, string.format("argument '%s': %s", flag, err), true)
 			end
