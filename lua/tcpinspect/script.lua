@@ -357,6 +357,8 @@ end
 -- @treturn function the chunk
 function Runtime:load(what)
 	local chunk, err
+	-- the source as tracebacks name it, to keep only the script's frames
+	self.source = what.code and "(command line)" or what.file
 	if what.code then
 		chunk, err = load(what.code, "=(command line)", "t", self.env)
 	else
@@ -379,12 +381,12 @@ function Runtime:_fail(err)
 	for _, fn in ipairs(self.exit_fns) do
 		local ok, e2 = xpcall(fn, M.traceback, self.sched:elapsed(), "error")
 		if not ok and not M.is_interrupt(e2) and not M.is_exit(e2) then
-			io.stderr:write("tcpinspect: on_exit: ", tostring(M.short_traceback(e2, self.cfg.name)), "\n")
+			io.stderr:write("tcpinspect: on_exit: ", tostring(M.short_traceback(e2, self.source)), "\n")
 		end
 	end
 	io.stdout:flush()
 	self:close()
-	error(M.short_traceback(err, self.cfg.name), 0)
+	error(M.short_traceback(err, self.source), 0)
 end
 
 function Runtime:execute(chunk)
@@ -435,7 +437,7 @@ function Runtime:execute(chunk)
 			local ok, err = xpcall(fn, M.traceback, self.sched:elapsed(), why)
 			if not ok and not M.is_interrupt(err) then
 				self:close()
-				error(M.short_traceback(err, self.cfg.name), 0)
+				error(M.short_traceback(err, self.source), 0)
 			end
 		end
 	end
