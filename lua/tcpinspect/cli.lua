@@ -5,6 +5,7 @@
 --     tcpinspect stats [options]             the counters, every interval
 --     tcpinspect [options] SCRIPT [ARGS...]  run a Lua script with the prelude
 --     tcpinspect [options] -e CODE           run a one-liner with the prelude
+--     tcpinspect --version                   tcpinspect's, libbpf's and the kernel's versions
 --
 -- `main(argv)` returns the exit status: 0 (also after Ctrl-C or SIGTERM),
 -- 1 when the environment fails (no privilege, no usable hook) or a script
@@ -165,9 +166,9 @@ local function common(p)
 	opt("--sport", "Source ports: 22, 8000-8100, or a comma list.", nonempty "--sport"):argname "<ports>"
 	opt("--dport", "Destination ports: 22, 8000-8100, or a comma list.", nonempty "--dport"):argname "<ports>"
 	opt("--port", "Either port: 22, 8000-8100, or a comma list.", nonempty "--port"):argname "<ports>"
-	opt("--saddr", "Source addresses or CIDRs, comma separated.", nonempty "--saddr"):argname "<cidrs>"
-	opt("--daddr", "Destination addresses or CIDRs, comma separated.", nonempty "--daddr"):argname "<cidrs>"
-	opt("--host", "Either address in these CIDRs, comma separated.", nonempty "--host"):argname "<cidrs>"
+	opt("--saddr", "Source addresses, CIDRs or host names, comma separated.", nonempty "--saddr"):argname "<cidrs>"
+	opt("--daddr", "Destination addresses, CIDRs or host names, comma separated.", nonempty "--daddr"):argname "<cidrs>"
+	opt("--host", "Either address: addresses, CIDRs or host names, comma separated.", nonempty "--host"):argname "<cidrs>"
 	opt("--flags", "Segments with any of these flags: syn,ack,fin,rst,psh,urg,ece,cwr.", nonempty "--flags")
 		:argname "<flags>"
 	opt("--len", "Payload length: N, MIN-MAX, MIN- or -MAX bytes.", nonempty "--len"):argname "<bytes>"
@@ -217,7 +218,8 @@ local function parsers()
 		"   tcpinspect top [options]               top flows, ports and sources\n" ..
 		"   tcpinspect stats [options]             counters every interval\n" ..
 		"   tcpinspect [options] SCRIPT [ARGS...]  run a Lua script (with the prelude)\n" ..
-		"   tcpinspect [options] -e CODE           run a one-liner (with the prelude)",
+		"   tcpinspect [options] -e CODE           run a one-liner (with the prelude)\n" ..
+		"   tcpinspect --version                   the versions of tcpinspect, libbpf and the kernel",
 		"Options may come before or after the command or script.  Arguments after the script\n" ..
 		"that are not tcpinspect options, and everything after '--', go to the script.\n" ..
 		"'tcpinspect COMMAND --help' shows a command's options.  See doc/cli.md.")
