@@ -2,8 +2,9 @@
 --
 -- This file is the public API.  It wraps the private C core
 -- (`tcpinspect.core`) and adds the loop helpers: `session:run`,
--- `session:stop`, and the `:pollfd()`/`:events()`/`:timeout()` protocol that
--- lets luv, cqueues or a host's own loop drive a session.
+-- `session:stop`, and `session:pollable()`, an object of the
+-- `:pollfd()`/`:events()`/`:timeout()` protocol that lets cqueues (or a
+-- host's own loop, or luv with `session:fd()`) drive a session.
 --
 --     local tcpinspect = require "tcpinspect"
 --     local s <close> = assert(tcpinspect.open{ filter = { dport = 22 } })
@@ -27,9 +28,9 @@ local M = {
 -- @treturn[2] nil
 -- @treturn[2] string message saying what failed and what to do
 -- @treturn[2] integer errno
-function M.open(opts)
-	return core.open(opts)
-end
+-- (the C function itself, so that a mistake in opts is reported at the
+-- caller's line, with no frame of this file in between)
+M.open = core.open
 
 --- What this kernel offers, probed for real by loading and attaching.
 -- @treturn table btf, fentry, kprobe, ringbuf, tc, tcx, cgroup (booleans),
@@ -72,6 +73,15 @@ M.signaled = core.signaled
 -- @treturn string
 M.errname = core.errname
 
+--- The versions behind this module: `tcpinspect` (this library), `libbpf`
+-- (the libbpf it runs with, "1.1") and `kernel` (the running kernel's release).
+-- @treturn table
+function M.versions()
+	local v = core.versions()
+	v.tcpinspect = M._VERSION:match("%S+$")
+	return v
+end
+
 --- The names of the packet fields, in the order of the reference docs.
 -- @treturn {string,...}
 M.packet_fields = core.packet_fields
@@ -79,10 +89,14 @@ M.packet_fields = core.packet_fields
 local methods = core.session_methods
 local stopping = setmetatable({}, { __mode = "k" })
 
---- Ask a running `session:run` to return after the current poll.
--- Safe to call from a callback or a signal handler.
+local core_stop = methods.stop
+
+--- Ask a running `session:run` to return after the current poll.  From
+-- inside a callback, delivery also ends after that callback: the records
+-- after it stay in the ring for the next poll.
 function methods.stop(self)
 	stopping[self] = true
+	core_stop(self)
 end
 
 --- Poll in a loop until `duration` seconds pass or `stop()` is called.
@@ -153,23 +167,31 @@ function methods.run(self, opts)
 	end
 end
 
---- The file descriptor to wait on for readability (cqueues protocol).
+--- The file descriptor to wait on for readability.
 -- @treturn integer fd, or -1 when events are off
 function methods.pollfd(self)
 	return self:fd()
 end
 
---- cqueues protocol: wait for readability.
--- @treturn string "r"
-function methods.events()
-	return "r"
-end
-
---- cqueues protocol: the longest wait before calling poll(0) anyway, in
--- seconds.  Records committed without a wakeup (batched) are picked up then.
+--- The longest wait before calling poll(0) anyway, in seconds.  Records
+-- committed without a wakeup (batched) are picked up then.
 -- @treturn number
 function methods.timeout()
 	return 0.1
+end
+
+local Pollable = {}
+Pollable.__index = Pollable
+function Pollable:pollfd() return self.session:fd() end
+function Pollable.events() return "r" end
+function Pollable:timeout() return self.session:timeout() end
+
+--- An object for the cqueues protocol (`:pollfd()`, `:events()`,
+-- `:timeout()`), since `session.events` is the boolean field:
+-- `cqueues.poll(s:pollable(), ...)`, then `s:poll(0)`.
+-- @treturn table with `session`, and the three methods
+function methods.pollable(self)
+	return setmetatable({ session = self }, Pollable)
 end
 
 return M

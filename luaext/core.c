@@ -6,7 +6,11 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <netdb.h>
+#include <arpa/inet.h>
+#include <sys/socket.h>
 #include <sys/utsname.h>
+#include <bpf/libbpf.h>
 #include "ti.h"
 
 static int core_monotonic(lua_State *L)
@@ -108,6 +112,64 @@ static int core_check_options(lua_State *L)
 	return 1;
 }
 
+/* versions() -> {libbpf = "1.1", kernel = "6.1.0-..."}: the libbpf this
+ * module runs with and the running kernel's release (for --version). */
+static int core_versions(lua_State *L)
+{
+	struct utsname u;
+
+	lua_createtable(L, 0, 2);
+	lua_pushfstring(L, "%d.%d", (int)libbpf_major_version(), (int)libbpf_minor_version());
+	lua_setfield(L, -2, "libbpf");
+	lua_pushstring(L, uname(&u) == 0 ? u.release : "unknown");
+	lua_setfield(L, -2, "kernel");
+	return 1;
+}
+
+/* resolve(name) -> {address, ...} | nil, message: every IPv4 and IPv6
+ * address of a host name (getaddrinfo), in its order, without repeats. */
+static int core_resolve(lua_State *L)
+{
+	const char *name = luaL_checkstring(L, 1);
+	struct addrinfo hints, *res, *ai;
+	int rc, n = 0;
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	rc = getaddrinfo(name, NULL, &hints, &res);
+	if (rc) {
+		lua_pushnil(L);
+		lua_pushfstring(L, "cannot resolve '%s': %s", name, gai_strerror(rc));
+		return 2;
+	}
+	lua_newtable(L); /* the list */
+	lua_newtable(L); /* seen */
+	for (ai = res; ai; ai = ai->ai_next) {
+		char buf[INET6_ADDRSTRLEN];
+		const void *a;
+
+		if (ai->ai_family == AF_INET)
+			a = &((struct sockaddr_in *)ai->ai_addr)->sin_addr;
+		else if (ai->ai_family == AF_INET6)
+			a = &((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr;
+		else
+			continue;
+		if (!inet_ntop(ai->ai_family, a, buf, sizeof(buf)))
+			continue;
+		if (lua_getfield(L, -1, buf) == LUA_TNIL) {
+			lua_pushstring(L, buf);
+			lua_rawseti(L, -4, ++n);
+			lua_pushboolean(L, 1);
+			lua_setfield(L, -3, buf);
+		}
+		lua_pop(L, 1);
+	}
+	freeaddrinfo(res);
+	lua_pop(L, 1);
+	return 1;
+}
+
 /* Expose the session methods table so the Lua wrapper can add run() etc. */
 static void push_session_methods(lua_State *L)
 {
@@ -136,6 +198,8 @@ int luaopen_tcpinspect_core(lua_State *L)
 		{ "flagstr", core_flagstr },
 		{ "check_options", core_check_options },
 		{ "errname", core_errname },
+		{ "versions", core_versions },
+		{ "resolve", core_resolve },
 		{ NULL, NULL },
 	};
 

@@ -58,6 +58,69 @@ static struct ti_session *map_session(lua_State *L, int idx, struct ti_map **m, 
 
 /* ---- decoding ---------------------------------------------------------------- */
 
+/* The fields of each map's keys and values (doc/reference.md "Maps").  Key
+ * and value tables carry a metatable whose __index raises on any other
+ * name, with a suggestion: a typo (v.byte) is an error at the caller's
+ * line instead of a nil that fails further on. */
+static const char *const key_fields[TI_MAP_COUNT][6] = {
+	[TI_MAP_FLOWS] = { "family", "saddr", "daddr", "sport", "dport", NULL },
+	[TI_MAP_PORTS] = { "dport", NULL },
+	[TI_MAP_SOURCES] = { "family", "saddr", NULL },
+	[TI_MAP_LEN_HIST] = { "slot", "low", "high", NULL },
+};
+static const char *const value_fields[TI_MAP_COUNT][6] = {
+	[TI_MAP_FLOWS] = { "packets", "bytes", "first_ts", "last_ts", "flags_seen", NULL },
+	[TI_MAP_PORTS] = { "packets", "bytes", NULL },
+	[TI_MAP_SOURCES] = { "packets", "bytes", "syns", NULL },
+	[TI_MAP_LEN_HIST] = { "count", NULL },
+};
+
+#define ENTRY_MT "tcpinspect.map.%s.%s"
+
+/* __index of key and value tables (upvalues: map name, "key"/"value", the
+ * kind, 0 for keys or 1 for values). */
+static int entry_index(lua_State *L)
+{
+	int kind = (int)lua_tointeger(L, lua_upvalueindex(3));
+	const char *const *names = lua_tointeger(L, lua_upvalueindex(4)) ? value_fields[kind]
+									  : key_fields[kind];
+
+	if (lua_type(L, 2) != LUA_TSTRING)
+		return luaL_error(L, "tcpinspect: map '%s' %s fields are names, got a %s key",
+				  lua_tostring(L, lua_upvalueindex(1)), lua_tostring(L, lua_upvalueindex(2)),
+				  luaL_typename(L, 2));
+	return luaL_error(L, "tcpinspect: map '%s' %s has no field '%s'%s (fields: %s)",
+			  lua_tostring(L, lua_upvalueindex(1)), lua_tostring(L, lua_upvalueindex(2)),
+			  lua_tostring(L, 2), ti_push_suggestion(L, lua_tostring(L, 2), names),
+			  ti_push_list(L, names));
+}
+
+static void register_entry_mts(lua_State *L)
+{
+	for (int kind = 0; kind < TI_MAP_COUNT; kind++) {
+		for (int part = 0; part < 2; part++) {
+			const char *what = part ? "value" : "key";
+
+			lua_pushfstring(L, ENTRY_MT, ti_map_names[kind], what);
+			luaL_newmetatable(L, lua_tostring(L, -1));
+			lua_pushstring(L, ti_map_names[kind]);
+			lua_pushstring(L, what);
+			lua_pushinteger(L, kind);
+			lua_pushinteger(L, part);
+			lua_pushcclosure(L, entry_index, 4);
+			lua_setfield(L, -2, "__index");
+			lua_pop(L, 2);
+		}
+	}
+}
+
+static void set_entry_mt(lua_State *L, enum ti_map_id kind, const char *what)
+{
+	luaL_getmetatable(L, lua_pushfstring(L, ENTRY_MT, ti_map_names[kind], what));
+	lua_remove(L, -2);
+	lua_setmetatable(L, -2);
+}
+
 static void set_int(lua_State *L, const char *k, uint64_t v)
 {
 	lua_pushinteger(L, (lua_Integer)v);
@@ -102,6 +165,7 @@ static void push_key(lua_State *L, enum ti_map_id kind, const void *key)
 	default:
 		break;
 	}
+	set_entry_mt(L, kind, "key");
 }
 
 static void push_value(lua_State *L, enum ti_map_id kind, const void *val, int ncpus)
@@ -145,6 +209,7 @@ static void push_value(lua_State *L, enum ti_map_id kind, const void *val, int n
 	default:
 		break;
 	}
+	set_entry_mt(L, kind, "value");
 }
 
 /* ---- encoding keys from Lua ------------------------------------------------ */
@@ -417,6 +482,7 @@ void ti_map_register(lua_State *L)
 		{ NULL, NULL },
 	};
 
+	register_entry_mts(L);
 	luaL_newmetatable(L, TI_MAP_MT);
 	luaL_setfuncs(L, meta, 0);
 	luaL_newlib(L, methods);

@@ -315,7 +315,9 @@ static void check_keys(lua_State *L, int idx, const char *ctx, const char *const
 								lua_pushlstring(L, ctx, (size_t)(sp - ctx)), k)
 					      : k;
 
-			ti_usage_error(L, path, "unknown %s '%s' (known: %s)", ctx, k,
+			const char *hint = ti_push_suggestion(L, k, allowed);
+
+			ti_usage_error(L, path, "unknown %s '%s'%s (known: %s)", ctx, k, hint,
 				       ti_push_list(L, allowed));
 		}
 	}

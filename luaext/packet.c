@@ -55,6 +55,14 @@ static const char *const fields[F_COUNT + 1] = {
 	NULL,
 };
 
+/* what p.NAME can be: the fields, then the methods (for suggestions) */
+static const char *const field_and_method_names[F_COUNT + 3] = {
+#define TI_X(name, push) #name,
+	PACKET_FIELDS(TI_X)
+#undef TI_X
+	"copy", "totable", NULL,
+};
+
 const char *const ti_probe_names[TI_PROBE_COUNT + 1] = {
 #define TI_X(id, name) name,
 	TI_PROBES(TI_X)
@@ -168,7 +176,10 @@ static int packet_index(lua_State *L)
 	case LUA_TFUNCTION:
 		return 1;
 	default:
-		return luaL_error(L, "packet has no field '%s'", luaL_tolstring(L, 2, NULL));
+		if (lua_type(L, 2) == LUA_TSTRING)
+			return luaL_error(L, "tcpinspect: packet has no field '%s'%s", lua_tostring(L, 2),
+					  ti_push_suggestion(L, lua_tostring(L, 2), field_and_method_names));
+		return luaL_error(L, "tcpinspect: packet has no field '%s'", luaL_tolstring(L, 2, NULL));
 	}
 }
 

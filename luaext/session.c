@@ -241,7 +241,9 @@ static int on_sample(void *ctx, void *data, size_t size)
 		return -ECANCELED; /* error message stays on the stack */
 	}
 	ti_packet_set_valid(s->view, false, 0);
-	return poll_should_stop(s) ? -ETIME : 0;
+	/* stop() from the callback, the deadline or a signal: libbpf has moved
+	 * past this record and stops here; the rest stays in the ring */
+	return s->stop || poll_should_stop(s) ? -ETIME : 0;
 }
 
 /* Delivery in a poll with no timeout of its own (0 or -1) stops after this
@@ -280,6 +282,7 @@ static int session_poll(lua_State *L)
 	s->L = L;
 	s->cb_error = 0;
 	s->delivered = 0;
+	s->stop = false;
 	s->signals = ti_signal_count;
 	s->deadline = ti_now_monotonic() + (timeout > 0 ? (double)timeout / 1000 : TI_POLL_SLICE);
 	n = 0;
@@ -288,8 +291,9 @@ static int session_poll(lua_State *L)
 	if (n == 0 || n == -EINTR)
 		n = ring_buffer__consume(s->rb);
 	if (n == -ETIME)
-		n = 0; /* the deadline or a signal: the rest waits in the ring */
+		n = 0; /* stop(), the deadline or a signal: the rest waits in the ring */
 	s->L = NULL;
+	s->stop = false;
 	if (s->cb_error) {
 		/* re-raise from here: the consumer has returned and moved past it */
 		return lua_error(L);
@@ -310,8 +314,12 @@ static int session_on_packet(lua_State *L)
 	uint8_t args[TI_MAX_ARGS];
 	int nargs = 0;
 
-	if (!lua_isnoneornil(L, 2))
+	if (!lua_isnoneornil(L, 2)) {
 		luaL_checktype(L, 2, LUA_TFUNCTION);
+		if (!s->rb)
+			return luaL_error(L, "tcpinspect: on_packet: this session was opened with events = false, "
+					     "so no packet will be delivered; open it with events = true");
+	}
 	if (!lua_isnoneornil(L, 3)) {
 		lua_Integer n;
 
@@ -339,6 +347,17 @@ static int session_on_packet(lua_State *L)
 	lua_setiuservalue(L, 1, UV_CALLBACK);
 	lua_settop(L, 1);
 	return 1;
+}
+
+/* session:stop() (the C half; lua/tcpinspect.lua adds the run loop's):
+ * inside a callback, delivery ends after that callback. */
+static int session_stop(lua_State *L)
+{
+	struct ti_session *s = luaL_checkudata(L, 1, TI_SESSION_MT);
+
+	if (s->L)
+		s->stop = true;
+	return 0;
 }
 
 static int session_fd(lua_State *L)
@@ -424,7 +443,24 @@ static int session_test_run(lua_State *L)
 static int session_index(lua_State *L)
 {
 	luaL_checkudata(L, 1, TI_SESSION_MT);
-	/* methods first, then the info fields */
+	/* the documented fields (session.events is the boolean), then methods */
+	if (lua_type(L, 2) == LUA_TSTRING) {
+		const char *k = lua_tostring(L, 2);
+
+		for (int i = 0; ti_session_fields[i]; i++) {
+			if (strcmp(k, ti_session_fields[i]))
+				continue;
+			if (!strcmp(k, "closed")) {
+				lua_pushboolean(L, ((struct ti_session *)lua_touserdata(L, 1))->state != TI_OPEN);
+				return 1;
+			}
+			lua_getiuservalue(L, 1, UV_INFO);
+			if (!lua_istable(L, -1))
+				return 0;
+			lua_getfield(L, -1, k);
+			return 1;
+		}
+	}
 	lua_getmetatable(L, 1);
 	lua_getfield(L, -1, "__methods");
 	lua_pushvalue(L, 2);
@@ -474,6 +510,7 @@ void ti_session_register(lua_State *L)
 		{ "map", session_map },
 		{ "test_run", session_test_run },
 		{ "traceback", session_traceback },
+		{ "stop", session_stop },
 		{ NULL, NULL },
 	};
 

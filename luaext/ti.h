@@ -39,6 +39,7 @@ struct ti_session {
 	int delivered;      /* callbacks run in this poll */
 	double deadline;    /* CLOCK_MONOTONIC: stop delivering after this */
 	sig_atomic_t signals; /* ti_signal_count when this poll began */
+	bool stop;          /* stop() was called: end delivery after this callback */
 	struct ti_packet *view; /* the reused packet view (user value 2) */
 	uint8_t args[TI_MAX_ARGS]; /* on_packet(fn, fields): the fields passed */
 	int nargs;
@@ -54,6 +55,8 @@ int ti_option_error(lua_State *L, const char *option, const char *fmt, ...);
 int ti_usage_error(lua_State *L, const char *option, const char *fmt, ...);
 void ti_error_register(lua_State *L);
 const char *ti_push_list(lua_State *L, const char *const names[]);
+const char *ti_suggest(const char *name, const char *const names[]);
+const char *ti_push_suggestion(lua_State *L, const char *name, const char *const names[]);
 
 /* options.c */
 extern const char *const ti_option_keys[];

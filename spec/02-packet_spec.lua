@@ -131,7 +131,7 @@ describe("packet decoding", function()
 		assert.has_error(function() core.decode_record(record{} .. "x") end)
 		assert.has_error(function() core.decode_record("") end)
 		local p = core.decode_record(record{})
-		assert.has_error(function() return p.nosuch end, "packet has no field 'nosuch'")
+		assert.has_error(function() return p.nosuch end, "tcpinspect: packet has no field 'nosuch'")
 		assert.has_error(function() return p[""] end)
 	end)
 

@@ -72,3 +72,58 @@ describe("doc/reference.md", function()
     end
   end)
 end)
+
+-- The type column of the field tables: the reference says what a field
+-- holds, and the code must hold that (issue 11: s.events was a method).
+local TYPES = { string = true, integer = true, float = true, boolean = true, table = true }
+
+local function typed_rows(section)
+  local body = assert(ref:match("\n## " .. section .. "\n(.-)\n#"), "no section " .. section)
+  local t = {}
+  for name, ty in body:gmatch("\n| `([%w_]+)` | (%w+) |") do t[name] = ty end
+  return t
+end
+
+local function type_of(v)
+  return math.type(v) or type(v)
+end
+
+describe("doc/reference.md field types", function()
+  it("gives every session and packet field a Lua type", function()
+    for section, names in pairs{ ["Session fields"] = core.session_fields,
+                                 ["Packet fields"] = core.packet_fields() } do
+      local rows = typed_rows(section)
+      for _, k in ipairs(names) do
+        assert(TYPES[rows[k]], section .. ": no type for " .. k .. " (got " .. tostring(rows[k]) .. ")")
+      end
+    end
+  end)
+  it("packet fields have the documented types", function()
+    local rows = typed_rows("Packet fields")
+    local p = core.decode_record(string.rep("\0", core.record_size), 1.5)
+    for _, k in ipairs(core.packet_fields()) do
+      assert.are.equal(rows[k], type_of(p[k]), "packet field " .. k)
+    end
+  end)
+end)
+
+describe("doc/reference.md session field types #kernel", function()
+  local net = require "support.net"
+  it("a tc session's fields have the documented types and values", function()
+    local rows = typed_rows("Session fields")
+    for _, events in ipairs{ true, false } do
+      local s = net.open{ mode = "tc", events = events, sample = 3, ring_size = 262144,
+        filter = { port = net.port(), host = net.addr4() } }
+      for _, k in ipairs(core.session_fields) do
+        assert.are.equal(rows[k], type_of(s[k]), "session field " .. k)
+      end
+      assert.are.equal(events, s.events)
+      assert.are.equal("tc", s.mode)
+      assert.are.equal(3, s.sample)
+      assert.are.equal(262144, s.ring_size)
+      assert.is_false(s.closed)
+      s:close()
+      assert.is_true(s.closed)
+    end
+  end)
+end)

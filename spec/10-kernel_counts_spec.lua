@@ -87,7 +87,11 @@ describe("#kernel counts", function()
 			local host = net.addr4()
 			local s <close> = net.open{ mode = mode, events = false, filter = { port = port, host = host } }
 			local called = 0
-			s:on_packet(function() called = called + 1 end)
+			-- no packet would ever come: the library says so (issue 11)
+			assert.has_error(function() s:on_packet(function() called = called + 1 end) end,
+				"tcpinspect: on_packet: this session was opened with events = false, so no packet will be delivered; " ..
+				"open it with events = true")
+			assert.is_false(s.events)
 			assert.are.equal(-1, s:fd())
 			local client = net.addr4()
 			local cap = net.tcpdump{ filter = ("tcp port %d and host %s"):format(port, host) }

@@ -1,6 +1,6 @@
 -- Embedding in an event loop: a cqueues controller drives a session through
--- the pollfd()/events()/timeout() protocol (the same one luv or a host loop
--- can use with session:fd()).  Every segment tcpdump saw reaches the
+-- the pollfd()/events()/timeout() protocol of session:pollable() (luv or a
+-- host loop can use session:fd()).  Every segment tcpdump saw reaches the
 -- callback; with wakeup=1 the loop is woken by the ring's fd, and with the
 -- default batching the records below the mark arrive by timeout().
 local net = require "support.net"
@@ -14,10 +14,11 @@ local function drive(s, want, secs)
   local cq = cqueues.new()
   local got, by_fd = 0, 0
   s:on_packet(function() got = got + 1 end)
+  local ev = s:pollable()
   cq:wrap(function()
     local deadline = cqueues.monotime() + secs
     while got < want and cqueues.monotime() < deadline do
-      if cqueues.poll(s, s:timeout()) == s then by_fd = by_fd + 1 end
+      if cqueues.poll(ev, s:timeout()) == ev then by_fd = by_fd + 1 end
       s:poll(0)
     end
   end)
@@ -31,8 +32,9 @@ describe("event loop embedding #kernel", function()
       it(("%s: cqueues drives the session (wakeup=%d)"):format(mode, wakeup), function()
         local host, port = net.addr4(), net.port()
         local s <close> = net.open{ mode = mode, wakeup = wakeup, filter = { port = port, host = host } }
-        assert.equals("r", s:events())
-        assert.is_true(s:pollfd() >= 0)
+        assert.equals("r", s:pollable():events())
+        assert.is_true(s.events)
+        assert.is_true(s:pollable():pollfd() >= 0)
         local cap = net.tcpdump{ filter = ("tcp port %d and host %s"):format(port, host) }
         local srv = net.server(host, port)
         local ok, err = pcall(net.conversations, srv, host, port, N, { data = "ping" })

@@ -6,6 +6,7 @@
 --     tcpinspect export [options]            Prometheus metrics on --listen
 --     tcpinspect [options] SCRIPT [ARGS...]  run a Lua script with the prelude
 --     tcpinspect [options] -e CODE           run a one-liner with the prelude
+--     tcpinspect --version                   tcpinspect's, libbpf's and the kernel's versions
 --
 -- `main(argv)` returns the exit status: 0 (also after Ctrl-C or SIGTERM),
 -- 1 when the environment fails (no privilege, no usable hook) or a script
@@ -25,6 +26,7 @@ local M = {}
 local core = require "tcpinspect.core"
 
 local STATS = core.stat_names
+local resolve = core.resolve
 -- the core's modes, "auto" (the default) first
 local MODES = { "auto" }
 for _, m in ipairs(core.mode_names) do
@@ -90,6 +92,75 @@ local OPTNAME = {
 	["filter.len.min"] = "--len", ["filter.len.max"] = "--len",
 }
 
+-- ---- suggestions ------------------------------------------------------------------
+
+-- Optimal string alignment distance: Levenshtein plus adjacent swaps.
+local function distance(a, b)
+	local d = {}
+	for i = 0, #a do d[i] = { [0] = i } end
+	for j = 0, #b do d[0][j] = j end
+	for i = 1, #a do
+		for j = 1, #b do
+			local cost = a:byte(i) == b:byte(j) and 0 or 1
+			local v = math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost)
+			if i > 1 and j > 1 and a:byte(i) == b:byte(j - 1) and a:byte(i - 1) == b:byte(j) then
+				v = math.min(v, d[i - 2][j - 2] + 1)
+			end
+			d[i][j] = v
+		end
+	end
+	return d[#a][#b]
+end
+M.distance = distance
+
+--- The name of `names` closest to `name` if it is close enough to be a typo
+-- (1 edit for up to 4 characters, else 2; the same rule as the C core's), or nil.
+function M.suggest(name, names)
+	local core_name = name:gsub("^%-+", "")
+	local best, found = (#core_name <= 4 and 1 or 2) + 1, nil
+	for _, n in ipairs(names) do
+		local dist = distance(name, n)
+		if dist < best and dist < #core_name then best, found = dist, n end
+	end
+	return found
+end
+
+-- tcpdump's options that a tcpdump user reaches for first: what tcpinspect has.
+local TCPDUMP = {
+	["-i"] = { "--dev", "tcpdump's -i is --dev here: tc mode, comma separated interfaces" },
+	["--interface"] = { "--dev", "tcpdump's --interface is --dev here" },
+	["-w"] = { nil, "tcpdump's -w writes a pcap file: tcpinspect has no pcap output; --json writes JSON lines" },
+	["-r"] = { nil, "tcpdump's -r reads a pcap file: tcpinspect sees live traffic only" },
+}
+
+-- The message for an unknown option of command `cmd`, with what to use instead.
+local function unknown_option(opt, cmd, P)
+	local name = opt:match("^(%-%-?[^=]+)") or opt
+	local msg = string.format("unknown option '%s'", name)
+	local t = TCPDUMP[name]
+	if t then
+		if t[1] then return string.format("%s; did you mean '%s'? (%s)", msg, t[1], t[2]) end
+		return string.format("%s (%s)", msg, t[2])
+	end
+	local names, owners = {}, {}
+	for c, p in pairs(P) do
+		for _, o in ipairs(p._options) do
+			for _, alias in ipairs(o._aliases) do
+				if c == cmd then names[#names + 1] = alias else owners[alias] = owners[alias] or c end
+			end
+		end
+	end
+	table.sort(names)
+	if owners[name] and cmd ~= "run" then
+		return string.format("%s: '%s' is an option of 'tcpinspect %s'", msg, name, owners[name])
+	end
+	local long = {}
+	for _, n in ipairs(names) do if n:sub(1, 2) == "--" then long[#long + 1] = n end end
+	local hint = name:sub(1, 2) == "--" and M.suggest(name, long)
+	if hint then return string.format("%s; did you mean '%s'?", msg, hint) end
+	return msg
+end
+
 -- ---- parsers --------------------------------------------------------------------
 
 -- The options every command takes; value-taking ones are listed for the
@@ -111,9 +182,9 @@ local function common(p)
 	opt("--sport", "Source ports: 22, 8000-8100, or a comma list.", nonempty "--sport"):argname "<ports>"
 	opt("--dport", "Destination ports: 22, 8000-8100, or a comma list.", nonempty "--dport"):argname "<ports>"
 	opt("--port", "Either port: 22, 8000-8100, or a comma list.", nonempty "--port"):argname "<ports>"
-	opt("--saddr", "Source addresses or CIDRs, comma separated.", nonempty "--saddr"):argname "<cidrs>"
-	opt("--daddr", "Destination addresses or CIDRs, comma separated.", nonempty "--daddr"):argname "<cidrs>"
-	opt("--host", "Either address in these CIDRs, comma separated.", nonempty "--host"):argname "<cidrs>"
+	opt("--saddr", "Source addresses, CIDRs or host names, comma separated.", nonempty "--saddr"):argname "<cidrs>"
+	opt("--daddr", "Destination addresses, CIDRs or host names, comma separated.", nonempty "--daddr"):argname "<cidrs>"
+	opt("--host", "Either address: addresses, CIDRs or host names, comma separated.", nonempty "--host"):argname "<cidrs>"
 	opt("--flags", "Segments with any of these flags: " .. table.concat(core.flag_names, ",") .. ".",
 		nonempty "--flags")
 		:argname "<flags>"
@@ -131,6 +202,7 @@ local function common(p)
 	p:flag("--json", "JSON lines instead of text.")
 	p:flag("-q --quiet", "No 'ready' and summary lines on stderr.")
 	p:flag("-h --help", "Show this help and exit.")
+	p:flag("-V --version", "Print the versions of tcpinspect, libbpf and the kernel, and exit.")
 end
 
 local function new_parser(name, desc, epilog)
@@ -176,7 +248,8 @@ local function parsers()
 		"   tcpinspect stats [options]             counters every interval\n" ..
 		"   tcpinspect export [options]            Prometheus metrics on --listen\n" ..
 		"   tcpinspect [options] SCRIPT [ARGS...]  run a Lua script (with the prelude)\n" ..
-		"   tcpinspect [options] -e CODE           run a one-liner (with the prelude)",
+		"   tcpinspect [options] -e CODE           run a one-liner (with the prelude)\n" ..
+		"   tcpinspect --version                   the versions of tcpinspect, libbpf and the kernel",
 		"Options may come before or after the command or script.  Arguments after the script\n" ..
 		"that are not tcpinspect options, and everything after '--', go to the script.\n" ..
 		"'tcpinspect COMMAND --help' shows a command's options.  See doc/cli.md.")
@@ -219,8 +292,14 @@ function M.split(argv, value_opts)
 			local takes = (have_script and RUN_VALUE_OPTS or value_opts)[a]
 			local known = (have_script and RUN_VALUE_OPTS or value_opts)[name] or name == "--json"
 				or name == "-q" or name == "--quiet" or name == "-h" or name == "--help"
+				or name == "-V" or name == "--version"
 			if have_script and not known then
 				rest[#rest + 1] = a
+			elseif takes and i < n and argv[i + 1]:sub(1, 1) == "-" and #argv[i + 1] > 1 then
+				-- a value that looks like an option ("--duration -1", "--len -100")
+				-- is still the value, as getopt takes it: "--duration=-1", "-e-1"
+				i = i + 1
+				own[#own + 1] = a .. (a:sub(1, 2) == "--" and "=" or "") .. argv[i]
 			else
 				own[#own + 1] = a
 				if takes and i < n then
@@ -255,13 +334,41 @@ local function split_list(s)
 	return #t == 1 and t[1] or t
 end
 
+-- A host name, as opposed to an address or a CIDR (which open() checks).
+local function is_hostname(item)
+	return not item:find("/", 1, true) and not item:find(":", 1, true)
+		and item:find("%a") ~= nil and item:match("^[%w%.%-]+$") ~= nil
+		and not item:match("^[%x%.]+$")
+end
+
+--- Split a comma list of addresses, CIDRs and host names; a name becomes
+-- every address it resolves to (v4 and v6).  A name that does not resolve
+-- is a bad argument (exit 2).
+-- @treturn string|table
+function M.resolve_list(s, flag)
+	local out = {}
+	for item in s:gmatch("[^,%s]+") do
+		if is_hostname(item) then
+			local addrs, err = resolve(item)
+			if not addrs then
+				script.fail(2, string.format("argument '%s': %s", flag, err), true)
+			end
+			for _, addr in ipairs(addrs) do out[#out + 1] = addr end
+		else
+			out[#out + 1] = item
+		end
+	end
+	return #out == 1 and out[1] or out
+end
+
 local function parse_len(s)
-	local n = math.tointeger(tonumber(s))
-	if n then return n end
+	-- "-100" is "at most 100" (doc/cli.md: --len=-MAX), not a negative length
 	local lo, hi = s:match("^(%d*)%-(%d*)$")
 	if lo and (lo ~= "" or hi ~= "") then
 		return { min = math.tointeger(tonumber(lo)), max = math.tointeger(tonumber(hi)) }
 	end
+	local n = math.tointeger(tonumber(s))
+	if n then return n end
 	return s -- open() names the mistake
 end
 
@@ -274,7 +381,7 @@ function M.open_options(a)
 	o.family = a.family
 	for _, k in ipairs { "sport", "dport", "port", "flags" } do f[k] = a[k] end
 	for _, k in ipairs { "saddr", "daddr", "host" } do
-		if a[k] then f[k] = split_list(a[k]) end
+		if a[k] then f[k] = M.resolve_list(a[k], "--" .. k) end
 	end
 	if a.len then f.len = parse_len(a.len) end
 	if next(f) then o.filter = f end
@@ -373,6 +480,18 @@ local function stats_summary(st)
 	return table.concat(parts, ", ")
 end
 
+--- The end-of-run line every command prints on stderr (unless -q):
+-- "8 packets printed in 1.5s (duration); seen 8, filtered 0, ...".
+-- @tparam string what "8 packets printed", "3 reports printed", ...
+function M.summary(what, elapsed, why, st)
+	return string.format("%s in %s (%s); %s", what, fmt.duration(elapsed), why, stats_summary(st))
+end
+
+--- The line printed once the probes are attached ("ready").
+function M.ready_line(who, s)
+	return string.format("%s: incoming TCP segments, %s mode (%s); Ctrl-C to stop", who, s.mode, probes_text(s))
+end
+
 -- ---- watch -------------------------------------------------------------------------
 
 local function cmd_watch(a, s, say)
@@ -385,19 +504,19 @@ local function cmd_watch(a, s, say)
 		out:write(packet(p), "\n")
 		if count and printed >= count then s:stop() end
 	end)
-	say(string.format("watch: %s mode (%s); Ctrl-C to stop", s.mode, probes_text(s)))
+	say(M.ready_line("watch", s))
 	local t0 = tcpinspect.monotonic()
 	local why = M.drive(s, { duration = a.duration, interval = a.interval or 1 })
-	say(string.format("%d packets printed in %s (%s); %s", printed,
-		fmt.duration(tcpinspect.monotonic() - t0), why, stats_summary(s:stats())))
+	say(M.summary(printed .. " packets printed", tcpinspect.monotonic() - t0, why, s:stats()))
 	return 0
 end
 
 -- ---- stats -------------------------------------------------------------------------
 
 local function cmd_stats(a, s, say)
-	local prev_seen, prev_t = 0, 0
+	local prev_seen, prev_t, reports = 0, 0, 0
 	local function report(_, elapsed, final)
+		reports = reports + 1
 		local st = s:stats()
 		local rate = (st.seen - prev_seen) / math.max(elapsed - prev_t, 1e-9)
 		prev_seen, prev_t = st.seen, elapsed
@@ -409,12 +528,13 @@ local function cmd_stats(a, s, say)
 			io.write(final and "final " or "", stats_line(st, elapsed, rate), "\n")
 		end
 	end
-	say(string.format("stats: %s mode (%s); Ctrl-C to stop", s.mode, probes_text(s)))
+	say(M.ready_line("stats", s))
 	local t0 = tcpinspect.monotonic()
 	local why = M.drive(s, { duration = a.duration, interval = a.interval or 1,
 		on_interval = function(sess, elapsed) report(sess, elapsed) end })
-	report(s, tcpinspect.monotonic() - t0, true)
-	say("stats: " .. why)
+	local elapsed = tcpinspect.monotonic() - t0
+	report(s, elapsed, true)
+	say(M.summary(reports .. " reports printed", elapsed, why, s:stats()))
 	return 0
 end
 
@@ -484,9 +604,10 @@ end
 
 local function cmd_top(a, s, say)
 	local rows, tty = a.top or 10, not a.json and M.isatty()
-	local prev, last = {}, 0
+	local prev, last, reports = {}, 0, 0
 	local t0 = tcpinspect.monotonic()
 	local function report(elapsed, final)
+		reports = reports + 1
 		-- the final block's rates are averages over the whole run
 		if final then prev, last = {}, 0 end
 		local snap = M.top_snapshot(s, prev, math.max(elapsed - last, 1e-9), rows, a.sort)
@@ -497,17 +618,18 @@ local function cmd_top(a, s, say)
 				flows = snap.flows, ports = snap.ports, sources = snap.sources, stats = st }, "\n")
 			return
 		end
-		local head = string.format("tcpinspect top%s  %s  %s mode  elapsed %s  seen %d  matched %d  flows %d",
+		local head = string.format("tcpinspect top%s  %s  incoming TCP, %s mode  elapsed %s  seen %d  matched %d  flows %d",
 			final and " (final)" or "", os.date("%H:%M:%S"), s.mode, fmt.duration(elapsed),
 			st.seen, st.matched, s:map("flows"):count())
 		if tty then io.write("\27[H\27[2J") end
 		io.write(M.top_text(snap, head), tty and "" or "\n")
 	end
-	say(string.format("top: %s mode (%s); Ctrl-C to stop", s.mode, probes_text(s)))
+	say(M.ready_line("top", s))
 	local why = M.drive(s, { duration = a.duration, interval = a.interval or 1,
 		on_interval = function(_, elapsed) report(elapsed) end })
-	report(tcpinspect.monotonic() - t0, true)
-	say("top: " .. why)
+	local elapsed = tcpinspect.monotonic() - t0
+	report(elapsed, true)
+	say(M.summary(reports .. " reports printed", elapsed, why, s:stats()))
 	return 0
 end
 
@@ -537,6 +659,17 @@ local function cmd_run(a, rest, usage, say, given)
 		table.insert(rest, 1, a.script)
 		a.script = nil
 	end
+	if a.script and not a.e and not io.open(a.script, "r") then
+		-- neither a script file nor a command: a typo of a command?
+		local hint = M.suggest(a.script, { "watch", "top", "stats" })
+		if hint then
+			script.fail(2, string.format("unknown command '%s'; did you mean '%s'? (commands: watch, top, stats; " ..
+				"or a script file)", a.script, hint), true)
+		elseif not a.script:find("[/.]") then
+			script.fail(2, string.format("'%s' is neither a command (watch, top, stats) nor a script file",
+				a.script), true)
+		end
+	end
 	check_options(M.open_options(a), usage, given)
 	local rt = script.new {
 		options = M.open_options(a),
@@ -545,12 +678,15 @@ local function cmd_run(a, rest, usage, say, given)
 		name = a.script or "-e",
 		open = function(o)
 			local s = open_session(o, usage, given)
-			say(string.format("%s: %s mode (%s); Ctrl-C to stop", a.script or "-e", s.mode, probes_text(s)))
+			say(M.ready_line(a.script or "-e", s))
 			return s
 		end,
 		drive = M.drive,
 		listen = a.listen,
 		max_series = a.max_series,
+		summary = function(s, elapsed, why)
+			say(M.summary((a.script or "-e") .. " ran", elapsed, why, s:stats()))
+		end,
 	}
 	local chunk = rt:load(a.e and { code = a.e } or { file = a.script })
 	local code = rt:execute(chunk)
@@ -576,14 +712,23 @@ function M.main(argv)
 	local usage = p:get_usage()
 	local ok, a = p:pparse(own)
 	if ok and stray then
-		ok, a = false, string.format("unexpected argument '%s' ('%s' takes options only)", stray, cmd)
+		local hint = M.suggest(stray, { "watch", "top", "stats" })
+		ok, a = false, string.format("unexpected argument '%s' ('%s' takes options only)%s", stray, cmd,
+			hint and string.format("; did you mean the command '%s'?", hint) or "")
 	end
 	if not ok then
+		local bad = a:match("^unknown option '([^']+)'")
+		if bad then a = unknown_option(bad, cmd, P) end
 		io.stderr:write(usage, "\n\ntcpinspect: error: ", a, "\n")
 		return 2
 	end
 	if a.help then
 		io.stdout:write(p:get_help(), "\n")
+		return 0
+	end
+	if a.version then
+		local v = tcpinspect.versions()
+		io.stdout:write("tcpinspect ", v.tcpinspect, "\nlibbpf ", v.libbpf, "\nkernel ", v.kernel, "\n")
 		return 0
 	end
 	-- which command-line options were given (to blame the right one)
@@ -616,7 +761,14 @@ function M.main(argv)
 		return code.code
 	end
 	if script.is_interrupt(code) then return 0 end
-	print_err("tcpinspect: " .. tostring(code))
+	-- one "tcpinspect: " prefix: library messages have it already (after
+	-- the position of the script line that made the mistake)
+	local msg = tostring(code)
+	local first = msg:match("^[^\n]*")
+	if not (first:match("^tcpinspect: ") or first:match("^[^\n]-:%d+: tcpinspect: ")) then
+		msg = "tcpinspect: " .. msg
+	end
+	print_err(msg)
 	return 1
 end
 

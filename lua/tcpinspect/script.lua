@@ -56,6 +56,58 @@ function M.is_interrupt(err)
 	return type(err) == "string" and err:find("interrupted!", 1, true) ~= nil
 end
 
+-- ---- errors -----------------------------------------------------------------
+
+--- Give an error the position of the caller `level` levels above the
+-- function calling this (as `error(msg, level)` would), when it has none:
+-- an error object of the library (a "tcpinspect.error" table: a copy with
+-- the position in its message) or a "tcpinspect: ..." string.  Anything
+-- else is returned unchanged.
+function M.at_caller(err, level)
+	local info = debug.getinfo(level + 2, "Sl")
+	if not info or info.currentline < 0 then return err end
+	local where = info.short_src .. ":" .. info.currentline .. ": "
+	local mt = getmetatable(err)
+	if type(err) == "table" and mt and type(err.message) == "string"
+		and err.message:sub(1, 12) == "tcpinspect: " then
+		local c = {}
+		for k, v in pairs(err) do c[k] = v end
+		c.message = where .. err.message
+		return setmetatable(c, mt)
+	elseif type(err) == "string" and err:sub(1, 12) == "tcpinspect: " then
+		return where .. err
+	end
+	return err
+end
+
+--- A message handler for xpcall: a string error gets a traceback (unless
+-- it has one already, from a session callback); other values pass unchanged.
+function M.traceback(err)
+	if type(err) == "string" and not err:find("\nstack traceback:\n", 1, true) then
+		return debug.traceback(err, 2)
+	end
+	return err
+end
+
+--- Keep only the frames of the script `name` (its file name, or
+-- "(command line)" for -e) in a message's traceback: the others are the
+-- runtime's and the library's own.  Messages without a traceback, or whose
+-- traceback has no frame of the script, are returned unchanged.
+function M.short_traceback(msg, name)
+	if type(msg) ~= "string" or not name then return msg end
+	local head, tb = msg:match("^(.-\n)stack traceback:\n(.*)$")
+	if not head then return msg end
+	-- traceback lines name a file by its short_src, which keeps the tail of
+	-- a long path: match on the tail
+	local tail = #name > 40 and name:sub(-40) or name
+	local lines = {}
+	for line in tb:gmatch("[^\n]+") do
+		if line:find(tail .. ":", 1, true) then lines[#lines + 1] = line end
+	end
+	if #lines == 0 then return msg end
+	return head .. "stack traceback:\n" .. table.concat(lines, "\n")
+end
+
 -- ---- options ----------------------------------------------------------------
 
 local function copy(t)
@@ -162,8 +214,14 @@ function M.new(cfg)
 	return self
 end
 
-function Runtime:_dispatch()
+-- The session callback: the on_packet functions in order (with `extra`,
+-- one about to be added).
+function Runtime:_dispatch(extra)
 	local fns = self.packet_fns
+	if extra then
+		fns = { table.unpack(fns) }
+		fns[#fns + 1] = extra
+	end
 	if #fns == 1 then return fns[1] end
 	return function(p)
 		for i = 1, #fns do fns[i](p) end
@@ -174,21 +232,18 @@ end
 -- @tparam[opt] table extra the script's options, merged under the command line's
 function Runtime:open(extra)
 	if self.session then
-		error("tcpinspect: the prelude session is already open; call open{} before using 'session'", 3)
+		error("tcpinspect: the prelude session is already open; call open{} before using 'session'", 0)
 	end
 	local o = M.merge(self.cfg.options, extra)
+	if #self.packet_fns > 0 and o.events == false then
+		error("tcpinspect: open: events = false, but on_packet was called: no packet would come", 0)
+	end
 	local s = self.cfg.open(o, extra)
 	self.session = s
-	self.events = o.events ~= false
 	if #self.packet_fns > 0 then
 		s:on_packet(self:_dispatch())
 	end
 	return s
-end
-
-function Runtime:get_session()
-	self.wants_loop = true
-	return self.session or self:open()
 end
 
 function Runtime:_make_env()
@@ -220,23 +275,38 @@ function Runtime:_make_env()
 	P.arg = { [0] = cfg.name }
 	for i, a in ipairs(args) do P.arg[i] = a end
 
+	-- open the session for a prelude function called from the script; a
+	-- mistake is reported at the script's line
+	local function open_here(extra, level)
+		local ok, s = pcall(rt.open, rt, extra)
+		if not ok then error(M.at_caller(s, level + 1), 0) end
+		return s
+	end
+	local function session_here(level)
+		rt.wants_loop = true
+		return rt.session or open_here(nil, level + 1)
+	end
 	function P.open(extra)
 		if extra ~= nil and type(extra) ~= "table" then
-			error("open: expected an options table, got " .. type(extra), 2)
+			error("tcpinspect: open: expected an options table, got " .. type(extra), 2)
+		end
+		if rt.session then
+			error("tcpinspect: the prelude session is already open; call open{} before using 'session'", 2)
 		end
 		rt.wants_loop = true
-		return rt:open(extra)
+		local s = open_here(extra, 1) -- not a tail call: the level counts this frame
+		return s
 	end
 	function P.on_packet(fn)
-		if type(fn) ~= "function" then error("on_packet: expected a function, got " .. type(fn), 2) end
+		if type(fn) ~= "function" then error("tcpinspect: on_packet: expected a function, got " .. type(fn), 2) end
+		if rt.session then
+			-- the library refuses a session opened with events = false
+			local ok, err = pcall(rt.session.on_packet, rt.session,
+				rt:_dispatch(fn))
+			if not ok then error((err:gsub("^[^\n]-:%d+: tcpinspect: ", "tcpinspect: ")), 2) end
+		end
 		rt.wants_loop = true
 		rt.packet_fns[#rt.packet_fns + 1] = fn
-		if rt.session then
-			if not rt.events then
-				error("on_packet: the session was opened with events = false; no packet will come", 2)
-			end
-			rt.session:on_packet(rt:_dispatch())
-		end
 	end
 	function P.every(seconds, fn)
 		rt.wants_loop = true
@@ -247,7 +317,7 @@ function Runtime:_make_env()
 		return rt.sched:after(seconds, fn)
 	end
 	function P.on_exit(fn)
-		if type(fn) ~= "function" then error("on_exit: expected a function, got " .. type(fn), 2) end
+		if type(fn) ~= "function" then error("tcpinspect: on_exit: expected a function, got " .. type(fn), 2) end
 		rt.wants_loop = true
 		rt.exit_fns[#rt.exit_fns + 1] = fn
 	end
@@ -259,13 +329,17 @@ function Runtime:_make_env()
 		return rt.sched:elapsed()
 	end
 	function P.map(name)
-		return rt:get_session():map(name)
+		return session_here(1):map(name)
 	end
 	function P.stats()
-		return rt:get_session():stats()
+		return session_here(1):stats()
 	end
 	function P.printf(f, ...)
-		io.write(string.format(f, ...), "\n")
+		local ok, line = pcall(string.format, f, ...)
+		if not ok then
+			error((line:gsub("^bad argument #(%d+) to '[%w%.]*format'", "bad argument #%1 to 'printf'")), 2)
+		end
+		io.write(line, "\n")
 	end
 	function P.getopt(defaults)
 		return M.getopt(args, defaults)
@@ -273,7 +347,7 @@ function Runtime:_make_env()
 
 	return setmetatable({}, {
 		__index = function(_, k)
-			if k == "session" then return rt:get_session() end
+			if k == "session" then return session_here(1) end
 			local v = P[k]
 			if v ~= nil then return v end
 			return _G[k]
@@ -296,6 +370,8 @@ end
 -- @treturn function the chunk
 function Runtime:load(what)
 	local chunk, err
+	-- the source as tracebacks name it, to keep only the script's frames
+	self.source = what.code and "(command line)" or what.file
 	if what.code then
 		chunk, err = load(what.code, "=(command line)", "t", self.env)
 	else
@@ -310,6 +386,22 @@ end
 -- Interruptions (Ctrl-C) end the loop or the chunk cleanly.
 -- @treturn integer exit status
 -- @treturn string why the loop ended, or nil without a loop
+-- A script error: run the on_exit functions (why "error"), close the
+-- session, and raise the error again with its traceback cut after the
+-- script's own frames.  An on_exit function that raises too is reported
+-- on stderr; the first error is the one raised.
+function Runtime:_fail(err)
+	for _, fn in ipairs(self.exit_fns) do
+		local ok, e2 = xpcall(fn, M.traceback, self.sched:elapsed(), "error")
+		if not ok and not M.is_interrupt(e2) and not M.is_exit(e2) then
+			io.stderr:write("tcpinspect: on_exit: ", tostring(M.short_traceback(e2, self.source)), "\n")
+		end
+	end
+	io.stdout:flush()
+	self:close()
+	error(M.short_traceback(err, self.source), 0)
+end
+
 function Runtime:execute(chunk)
 	if self.cfg.listen then
 		-- listen before the script runs (and before the ready line): a
@@ -320,14 +412,16 @@ function Runtime:execute(chunk)
 		self.server = srv
 		self.wants_loop = true
 	end
-	local res = table.pack(pcall(chunk, table.unpack(self.cfg.args or {})))
+	local res = table.pack(xpcall(chunk, M.traceback, table.unpack(self.cfg.args or {})))
 	local why
 	if not res[1] then
 		if M.is_interrupt(res[2]) then
 			why = "interrupted"
-		else
+		elseif M.is_exit(res[2]) then
 			self:close()
 			error(res[2], 0)
+		else
+			self:_fail(res[2])
 		end
 	end
 	if not why and self.wants_loop then
@@ -337,30 +431,45 @@ function Runtime:execute(chunk)
 			if #self.packet_fns == 0 and (self.cfg.options or {}).events == nil then
 				extra = { events = false }
 			end
-			self:open(extra)
+			local ok, err = pcall(self.open, self, extra)
+			if not ok then
+				if M.is_exit(err) then error(err, 0) end
+				self:_fail(err)
+			end
 		end
 		if self.stopping then
 			why = "stopped"
 		else
 			self.sched:restart()
 			local srv = self.server
-			why = self.cfg.drive(self.session, self.sched:run_options {
+			local ok, w = xpcall(self.cfg.drive, M.traceback, self.session, self.sched:run_options {
 				duration = self.cfg.cli and self.cfg.cli.duration,
 				-- serve between polls, never waiting (poll_ms bounds the latency)
 				should_stop = srv and function() srv:step(0) return false end,
 			})
+			if not ok then
+				if M.is_exit(w) then
+					self:close()
+					error(w, 0)
+				end
+				self:_fail(w)
+			end
+			why = w
 		end
 	end
 	if why or self.session then
 		for _, fn in ipairs(self.exit_fns) do
-			local ok, err = pcall(fn, self.sched:elapsed(), why)
+			local ok, err = xpcall(fn, M.traceback, self.sched:elapsed(), why)
 			if not ok and not M.is_interrupt(err) then
 				self:close()
-				error(err, 0)
+				error(M.short_traceback(err, self.source), 0)
 			end
 		end
 	end
 	io.stdout:flush()
+	if why and self.session and self.cfg.summary then
+		self.cfg.summary(self.session, self.sched:elapsed(), why)
+	end
 	self:close()
 	if not why and res[1] and math.type(res[2]) == "integer" then
 		return res[2], nil
