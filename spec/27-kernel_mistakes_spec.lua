@@ -7,7 +7,7 @@ local net = require "support.net"
 local cli = require "support.cli"
 local dkjson = require "dkjson"
 
-local THIS = "spec/23-kernel_mistakes_spec.lua"
+local THIS = "spec/27-kernel_mistakes_spec.lua"
 
 local function line()
 	return debug.getinfo(2, "l").currentline
