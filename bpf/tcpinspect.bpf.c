@@ -15,6 +15,7 @@
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_endian.h>
 #include "tcpinspect.h"
+#include "ti_table.h"
 
 #define ETH_HLEN 14
 #define ETH_P_IP 0x0800
@@ -53,25 +54,29 @@ struct {
 	__type(value, __u64);
 } sample_ctr SEC(".maps");
 
+/* The aggregates: per-CPU arrays, so a segment costs the same whether its
+ * flow, port or source is new or known (no insert, no eviction search, no
+ * atomics).  flows and sources are set-associative tables (ti_table.h),
+ * ports is indexed by the port itself. */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384); /* resized by user space: max_flows */
-	__type(key, struct ti_flow_key);
-	__type(value, struct ti_flow_val);
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 4096); /* buckets, resized by user space from max_flows */
+	__type(key, __u32);
+	__type(value, struct ti_flow_bucket);
 } flows SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 65536);
-	__type(key, __u16);
+	__type(key, __u32);
 	__type(value, struct ti_port_val);
 } ports SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384); /* resized with max_flows */
-	__type(key, struct ti_addr_key);
-	__type(value, struct ti_source_val);
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 4096); /* buckets, resized with flows */
+	__type(key, __u32);
+	__type(value, struct ti_source_bucket);
 } sources SEC(".maps");
 
 struct {
@@ -128,15 +133,10 @@ struct ti_scratch {
 	struct ti_tcphdr th;  /* its TCP header */
 	__u32 ring_count;     /* records this CPU put in the ring (ti_emit) */
 	__u32 pad0;
-	/* keys and initial values, zeroed per segment by ti_aggregate */
+	/* keys, zeroed per segment by ti_aggregate */
 	struct ti_flow_key fk;
 	struct ti_addr_key ak;
 	struct ti_lpm_key lk;
-	struct ti_flow_val finit;
-	struct ti_port_val pinit;
-	struct ti_source_val sinit;
-	__u16 dport;
-	__u16 pad[3];
 };
 
 struct {
@@ -274,65 +274,122 @@ static __always_inline __u32 ti_log2_slot(__u32 v)
 	return v ? r + 1 : 0;
 }
 
-/* The value under key to add this segment to, or NULL when the key was new
- * and init (already holding this segment's contribution) was inserted:
- * a new flow costs one lookup and one insert. */
-static __always_inline void *ti_existing_or_insert(void *map, const void *key, const void *init)
+static __always_inline int ti_words_eq(const __u64 *a, const __u64 *b, int n)
 {
-	void *v = bpf_map_lookup_elem(map, key);
+	int eq = 1;
 
-	if (v || !bpf_map_update_elem(map, key, init, BPF_NOEXIST))
-		return v;
-	return bpf_map_lookup_elem(map, key); /* another CPU inserted it first */
+#pragma unroll
+	for (int i = 0; i < n; i++)
+		eq &= a[i] == b[i];
+	return eq;
+}
+
+/* Add e to its flow's entry in this CPU's flows table: the matching entry
+ * of its bucket, else a free one, else the one with the fewest packets
+ * (evicted, and counted).  Keeping the heavy entries means a flood of
+ * one-segment flows churns among itself while the flows that matter stay. */
+static __always_inline void ti_count_flow(const struct ti_event *e, const struct ti_flow_key *k)
+{
+	__u32 idx = ti_table_hash((const __u32 *)k, TI_FLOW_KEY_WORDS) & ti_load.table_mask;
+	struct ti_flow_bucket *b = bpf_map_lookup_elem(&flows, &idx);
+	__u64 fewest = ~0ULL;
+	int free = -1, victim = 0;
+	struct ti_flow_entry *en;
+
+	if (!b)
+		return;
+#pragma unroll
+	for (int w = 0; w < TI_TABLE_WAYS; w++) {
+		en = &b->e[w];
+		if (!en->val.packets) {
+			if (free < 0)
+				free = w;
+			continue;
+		}
+		if (ti_words_eq((const __u64 *)&en->key, (const __u64 *)k, sizeof(*k) / 8)) {
+			en->val.packets++;
+			en->val.bytes += e->len;
+			en->val.last_ts = e->ts;
+			en->val.flags_seen |= e->flags;
+			return;
+		}
+		if (en->val.packets < fewest) {
+			fewest = en->val.packets;
+			victim = w;
+		}
+	}
+	if (free < 0)
+		ti_count(TI_STAT_EVICTED_FLOWS);
+	en = &b->e[(free < 0 ? victim : free) & (TI_TABLE_WAYS - 1)];
+	en->key = *k;
+	en->val.packets = 1;
+	en->val.bytes = e->len;
+	en->val.first_ts = en->val.last_ts = e->ts;
+	en->val.flags_seen = e->flags;
+}
+
+/* The same for the segment's source address in the sources table. */
+static __always_inline void ti_count_source(const struct ti_event *e, const struct ti_addr_key *k)
+{
+	__u32 idx = ti_table_hash((const __u32 *)k, TI_ADDR_KEY_WORDS) & ti_load.table_mask;
+	struct ti_source_bucket *b = bpf_map_lookup_elem(&sources, &idx);
+	__u64 syn = (e->flags & (TI_SYN | TI_ACK)) == TI_SYN, fewest = ~0ULL;
+	int free = -1, victim = 0;
+	struct ti_source_entry *en;
+
+	if (!b)
+		return;
+#pragma unroll
+	for (int w = 0; w < TI_TABLE_WAYS; w++) {
+		en = &b->e[w];
+		if (!en->val.packets) {
+			if (free < 0)
+				free = w;
+			continue;
+		}
+		if (ti_words_eq((const __u64 *)&en->key, (const __u64 *)k, sizeof(*k) / 8)) {
+			en->val.packets++;
+			en->val.bytes += e->len;
+			en->val.syns += syn;
+			return;
+		}
+		if (en->val.packets < fewest) {
+			fewest = en->val.packets;
+			victim = w;
+		}
+	}
+	if (free < 0)
+		ti_count(TI_STAT_EVICTED_SOURCES);
+	en = &b->e[(free < 0 ? victim : free) & (TI_TABLE_WAYS - 1)];
+	en->key = *k;
+	en->val.packets = 1;
+	en->val.bytes = e->len;
+	en->val.syns = syn;
 }
 
 static __always_inline void ti_aggregate(const struct ti_event *e, struct ti_scratch *x)
 {
-	struct ti_flow_val *fv;
 	struct ti_port_val *pv;
-	struct ti_source_val *sv;
-	__u32 slot;
+	__u32 slot, port = e->dport;
 	__u64 *h;
 
-	__builtin_memset(&x->fk, 0, sizeof(*x) - offsetof(struct ti_scratch, fk));
+	__builtin_memset(&x->fk, 0, sizeof(x->fk) + sizeof(x->ak));
 	x->fk.family = e->family;
 	x->fk.sport = e->sport;
 	x->fk.dport = e->dport;
 	__builtin_memcpy(x->fk.saddr, e->saddr, 16);
 	__builtin_memcpy(x->fk.daddr, e->daddr, 16);
-	x->finit.packets = 1;
-	x->finit.bytes = e->len;
-	x->finit.first_ts = x->finit.last_ts = e->ts;
-	x->finit.flags_seen = e->flags;
-	fv = ti_existing_or_insert(&flows, &x->fk, &x->finit);
-	if (fv) {
-		__sync_fetch_and_add(&fv->packets, 1);
-		__sync_fetch_and_add(&fv->bytes, e->len);
-		__sync_fetch_and_or(&fv->flags_seen, (__u32)e->flags);
-		fv->last_ts = e->ts;
-	}
+	ti_count_flow(e, &x->fk);
 
-	x->dport = e->dport;
-	x->pinit.packets = 1;
-	x->pinit.bytes = e->len;
-	pv = ti_existing_or_insert(&ports, &x->dport, &x->pinit);
+	pv = bpf_map_lookup_elem(&ports, &port);
 	if (pv) {
-		__sync_fetch_and_add(&pv->packets, 1);
-		__sync_fetch_and_add(&pv->bytes, e->len);
+		pv->packets++;
+		pv->bytes += e->len;
 	}
 
 	x->ak.family = e->family;
 	__builtin_memcpy(x->ak.addr, e->saddr, 16);
-	x->sinit.packets = 1;
-	x->sinit.bytes = e->len;
-	x->sinit.syns = (e->flags & (TI_SYN | TI_ACK)) == TI_SYN;
-	sv = ti_existing_or_insert(&sources, &x->ak, &x->sinit);
-	if (sv) {
-		__sync_fetch_and_add(&sv->packets, 1);
-		__sync_fetch_and_add(&sv->bytes, e->len);
-		if ((e->flags & (TI_SYN | TI_ACK)) == TI_SYN)
-			__sync_fetch_and_add(&sv->syns, 1);
-	}
+	ti_count_source(e, &x->ak);
 
 	slot = ti_log2_slot(e->len);
 	h = bpf_map_lookup_elem(&len_hist, &slot);

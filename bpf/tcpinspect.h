@@ -66,7 +66,8 @@ struct ti_event {
 	__u16 pad;
 };
 
-/* Key of the "flows" map. */
+/* Key of the "flows" map.  8-aligned, so that keys compare and hash as
+ * words (bpf/ti_table.h); padding is always zero. */
 struct ti_flow_key {
 	__u8 family;
 	__u8 pad[3];
@@ -74,7 +75,7 @@ struct ti_flow_key {
 	__u8 daddr[16];
 	__u16 sport;
 	__u16 dport;
-};
+} __attribute__((aligned(8)));
 
 /* Value of the "flows" map. */
 struct ti_flow_val {
@@ -86,7 +87,7 @@ struct ti_flow_val {
 	__u32 pad;
 };
 
-/* Value of the "ports" map; its key is the destination port (__u16). */
+/* Value of the "ports" map, a per-CPU array indexed by destination port. */
 struct ti_port_val {
 	__u64 packets;
 	__u64 bytes;
@@ -97,7 +98,8 @@ struct ti_addr_key {
 	__u8 family;
 	__u8 pad[3];
 	__u8 addr[16];
-};
+	__u32 pad2; /* to 24 bytes, 8-aligned like ti_flow_key */
+} __attribute__((aligned(8)));
 
 struct ti_source_val {
 	__u64 packets;
@@ -113,11 +115,15 @@ struct ti_source_val {
  *   seen == filtered + matched
  *   matched == sampled_out + delivered + dropped   (events on)
  * hold exactly, since every segment takes exactly one branch.  errors counts
- * TCP segments whose headers could not be read (not in seen). */
+ * TCP segments whose headers could not be read (not in seen).
+ * evicted_flows / evicted_sources count entries of the full "flows" /
+ * "sources" tables replaced by a new key (bpf/ti_table.h): their counts are
+ * no longer in the map. */
 #define TI_STATS(X)                                                                      \
 	X(SEEN, "seen") X(FILTERED, "filtered") X(MATCHED, "matched")                     \
 	X(SAMPLED_OUT, "sampled_out") X(DELIVERED, "delivered") X(DROPPED, "dropped")     \
-	X(ERRORS, "errors")
+	X(ERRORS, "errors") X(EVICTED_FLOWS, "evicted_flows")                             \
+	X(EVICTED_SOURCES, "evicted_sources")
 
 enum ti_stat {
 #define TI_X(id, name) TI_STAT_##id,
@@ -137,6 +143,7 @@ struct ti_load_config {
 	__u32 wakeup;       /* wake the reader every this many records of a CPU */
 	__u32 netns;        /* reported in events by hooks that cannot read it */
 	__u32 family;       /* the open() family: 0 any, 4 or 6 */
+	__u32 table_mask;   /* buckets - 1 of the flows and sources tables */
 };
 
 /* The filter: what set_filter changes.  Two copies live in the program's

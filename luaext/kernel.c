@@ -20,6 +20,7 @@
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include "kernel_int.h"
+#include "ti_table.h"
 #include "tcpinspect.skel.h"
 
 static const char *probe_fn(int i) /* 0: tcp_v4_rcv, 1: tcp_v6_rcv */
@@ -122,6 +123,7 @@ static void set_load_config(struct ti_load_config *c, const struct ti_load_opts 
 	if (c->wakeup < 1)
 		c->wakeup = 1;
 	c->family = (uint32_t)o->family;
+	c->table_mask = ti_table_buckets(o->max_flows) - 1;
 	/* the function probes read the netns from the skb; cgroup cannot tell */
 	c->netns = mode == TI_MODE_TC ? ti_netns_inode() : 0;
 }
@@ -155,8 +157,8 @@ int ti_kernel_load(struct ti_kernel *k, const struct ti_load_opts *o, enum ti_mo
 		return ti_explain(-errno, why, whylen, mode, "opening the BPF object");
 	k->mode = mode;
 	bpf_map__set_max_entries(sk->maps.events, o->ring_size);
-	bpf_map__set_max_entries(sk->maps.flows, o->max_flows);
-	bpf_map__set_max_entries(sk->maps.sources, o->max_flows);
+	bpf_map__set_max_entries(sk->maps.flows, ti_table_buckets(o->max_flows));
+	bpf_map__set_max_entries(sk->maps.sources, ti_table_buckets(o->max_flows));
 	set_load_config((struct ti_load_config *)&sk->rodata->ti_load, o, mode, k->ncpus);
 	if ((err = select_programs(k, o, mode, why, whylen)))
 		goto fail;

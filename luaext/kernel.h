@@ -15,8 +15,9 @@
  * ti_kernel_open is ti_kernel_load, ti_kernel_set_filter and
  * ti_kernel_attach in a row, for one mode or each mode of auto in turn.
  *
- * Files: kernel.c (this API), kernel_tc.c (tc ingress attachments and the
- * sweep of dead owners' filters), kernel_env.c (privileges, kernel facts,
+ * Files: kernel.c (this API), kernel_maps.c (the aggregate maps, merged
+ * across CPUs), kernel_tc.c (tc ingress attachments and the sweep of dead
+ * owners' filters), kernel_env.c (privileges, kernel facts,
  * libbpf's log, and the one-line explanation of a failure).  Lua bindings
  * (session.c, map.c, core.c) call this API; nothing here calls them.
  */
@@ -139,6 +140,27 @@ int ti_kernel_ring_fd(const struct ti_kernel *k);
  * -EOPNOTSUPP in the other modes. */
 int ti_kernel_test_run(const struct ti_kernel *k, const void *frame, size_t len, int repeat,
 		       int *retval, uint32_t *ns);
+
+/* The aggregate maps, merged across CPUs (kernel_maps.c).  An entry is
+ * the key (ti_map_key_size: struct ti_flow_key, struct ti_addr_key, or the
+ * port / histogram slot as a uint64_t) followed by the value
+ * (ti_map_val_size: struct ti_flow_val, ti_port_val, ti_source_val, or a
+ * uint64_t count).  All return 0 or -errno; -ENOENT: no such key. */
+struct ti_snapshot {
+	enum ti_map_id map;
+	size_t n, cap;     /* entries */
+	size_t ksize;      /* the value starts at this offset of an entry */
+	size_t esize;      /* bytes per entry */
+	uint8_t *e;
+};
+
+size_t ti_map_key_size(enum ti_map_id m);
+size_t ti_map_val_size(enum ti_map_id m);
+int ti_kernel_map_snapshot(const struct ti_kernel *k, enum ti_map_id m, struct ti_snapshot *s);
+void ti_snapshot_free(struct ti_snapshot *s);
+int ti_kernel_map_lookup(const struct ti_kernel *k, enum ti_map_id m, const void *key, void *val);
+int ti_kernel_map_delete(const struct ti_kernel *k, enum ti_map_id m, const void *key);
+int ti_kernel_map_clear(const struct ti_kernel *k, enum ti_map_id m);
 
 /* Detach and unload everything; idempotent. */
 void ti_kernel_close(struct ti_kernel *k);

@@ -5,27 +5,17 @@
  *   sources   {family, saddr}                      -> {packets, bytes, syns}
  *   len_hist  {slot, low, high}                    -> {count}   (per-CPU, summed)
  *
- * A map keeps its session alive through its user value and checks on every
- * call that the session is still open.  A syscall failure returns
- * nil, "ENAME: ...", errno; a missing key is nil alone.
+ * The kernel layer (kernel_maps.c) reads the maps and merges the CPUs'
+ * entries; this file converts keys and values.  pairs() iterates over a
+ * snapshot taken when it is called.  A map keeps its session alive through
+ * its user value and checks on every call that the session is still open.
+ * A syscall failure returns nil, "ENAME: ...", errno; a missing key is nil
+ * alone.
  */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <string.h>
-#include <bpf/bpf.h>
 #include "ti.h"
-
-struct map_desc {
-	size_t key_size, val_size;
-	bool percpu;
-};
-
-static const struct map_desc descs[TI_MAP_COUNT] = {
-	[TI_MAP_FLOWS] = { sizeof(struct ti_flow_key), sizeof(struct ti_flow_val), false },
-	[TI_MAP_PORTS] = { sizeof(uint16_t), sizeof(struct ti_port_val), false },
-	[TI_MAP_SOURCES] = { sizeof(struct ti_addr_key), sizeof(struct ti_source_val), false },
-	[TI_MAP_LEN_HIST] = { sizeof(uint32_t), sizeof(uint64_t), true },
-};
 
 const char *const ti_map_names[TI_MAP_COUNT + 1] = {
 #define TI_X(id, name) name,
@@ -38,11 +28,11 @@ struct ti_map {
 	enum ti_map_id kind;
 };
 
-/* Largest key and value, per-CPU values included, for stack buffers. */
+/* Largest key and value, for stack buffers. */
 #define MAX_KEY 64
-#define MAX_CPUS_VAL (sizeof(uint64_t) * 1024)
+#define MAX_VAL 64
 
-static struct ti_session *map_session(lua_State *L, int idx, struct ti_map **m, int *fd)
+static struct ti_session *map_session(lua_State *L, int idx, struct ti_map **m)
 {
 	struct ti_session *s;
 
@@ -52,7 +42,6 @@ static struct ti_session *map_session(lua_State *L, int idx, struct ti_map **m, 
 	lua_pop(L, 1);
 	if (!s || s->state != TI_OPEN)
 		luaL_error(L, "attempt to use a closed session (map '%s')", ti_map_names[(*m)->kind]);
-	*fd = ti_kernel_map_fd(&s->k, (*m)->kind);
 	return s;
 }
 
@@ -144,7 +133,7 @@ static void push_key(lua_State *L, enum ti_map_id kind, const void *key)
 		break;
 	}
 	case TI_MAP_PORTS:
-		set_int(L, "dport", *(const uint16_t *)key);
+		set_int(L, "dport", *(const uint64_t *)key);
 		break;
 	case TI_MAP_SOURCES: {
 		const struct ti_addr_key *k = key;
@@ -155,7 +144,7 @@ static void push_key(lua_State *L, enum ti_map_id kind, const void *key)
 		break;
 	}
 	case TI_MAP_LEN_HIST: {
-		uint32_t slot = *(const uint32_t *)key;
+		uint32_t slot = (uint32_t)*(const uint64_t *)key;
 
 		set_int(L, "slot", slot);
 		set_int(L, "low", slot ? 1u << (slot - 1) : 0);
@@ -168,7 +157,7 @@ static void push_key(lua_State *L, enum ti_map_id kind, const void *key)
 	set_entry_mt(L, kind, "key");
 }
 
-static void push_value(lua_State *L, enum ti_map_id kind, const void *val, int ncpus)
+static void push_value(lua_State *L, enum ti_map_id kind, const void *val)
 {
 	lua_createtable(L, 0, 5);
 	switch (kind) {
@@ -197,15 +186,9 @@ static void push_value(lua_State *L, enum ti_map_id kind, const void *val, int n
 		set_int(L, "syns", v->syns);
 		break;
 	}
-	case TI_MAP_LEN_HIST: {
-		const uint64_t *v = val;
-		uint64_t sum = 0;
-
-		for (int c = 0; c < ncpus; c++)
-			sum += v[c];
-		set_int(L, "count", sum);
+	case TI_MAP_LEN_HIST:
+		set_int(L, "count", *(const uint64_t *)val);
 		break;
-	}
 	default:
 		break;
 	}
@@ -262,7 +245,7 @@ static void check_key(lua_State *L, int t, enum ti_map_id kind, void *key)
 		break;
 	}
 	case TI_MAP_PORTS:
-		*(uint16_t *)key = (uint16_t)check_key_int(L, t, "dport", 65535);
+		*(uint64_t *)key = (uint64_t)check_key_int(L, t, "dport", 65535);
 		break;
 	case TI_MAP_SOURCES: {
 		struct ti_addr_key *k = key;
@@ -278,7 +261,7 @@ static void check_key(lua_State *L, int t, enum ti_map_id kind, void *key)
 		break;
 	}
 	case TI_MAP_LEN_HIST:
-		*(uint32_t *)key = (uint32_t)check_key_int(L, t, "slot", TI_HIST_SLOTS - 1);
+		*(uint64_t *)key = (uint64_t)check_key_int(L, t, "slot", TI_HIST_SLOTS - 1);
 		break;
 	default:
 		break;
@@ -287,70 +270,62 @@ static void check_key(lua_State *L, int t, enum ti_map_id kind, void *key)
 
 /* ---- methods ---------------------------------------------------------------- */
 
-static size_t value_bytes(const struct ti_session *s, enum ti_map_id kind)
+static int fail(lua_State *L, const struct ti_map *m, int err, const char *what)
 {
-	const struct map_desc *d = &descs[kind];
-
-	return d->percpu ? ((d->val_size + 7) & ~(size_t)7) * (size_t)s->k.ncpus : d->val_size;
+	return ti_fail(L, err, "%s map '%s' failed: %s", what, ti_map_names[m->kind], strerror(-err));
 }
 
-/* A syscall failure inside an iterator cannot be returned (nil ends the
- * loop): it is raised, with the errno's name. */
-static int raise_errno(lua_State *L, const struct ti_map *m, const char *what)
+/* The snapshot behind a pairs() loop: a userdata, freed by its __gc. */
+static int snapshot_gc(lua_State *L)
 {
-	int err = errno;
-
-	return luaL_error(L, "%s: %s map '%s' failed: %s", ti_errname(err), what,
-			  ti_map_names[m->kind], strerror(err));
+	ti_snapshot_free(lua_touserdata(L, 1));
+	return 0;
 }
 
-static int fail_errno(lua_State *L, const struct ti_map *m, const char *what)
+static struct ti_snapshot *new_snapshot(lua_State *L)
 {
-	int err = errno;
+	struct ti_snapshot *snap = lua_newuserdatauv(L, sizeof(*snap), 0);
 
-	return ti_fail(L, err, "%s map '%s' failed: %s", what, ti_map_names[m->kind], strerror(err));
+	memset(snap, 0, sizeof(*snap));
+	if (luaL_newmetatable(L, "tcpinspect.map.snapshot")) {
+		lua_pushcfunction(L, snapshot_gc);
+		lua_setfield(L, -2, "__gc");
+	}
+	lua_setmetatable(L, -2);
+	return snap;
 }
 
+/* upvalues: the snapshot, the next entry's index */
 static int pairs_next(lua_State *L)
 {
-	struct ti_map *m;
-	int fd;
-	struct ti_session *s = map_session(L, lua_upvalueindex(1), &m, &fd);
-	uint8_t *prev = lua_touserdata(L, lua_upvalueindex(2)); /* [0] = has a previous key */
-	uint8_t next[MAX_KEY];
-	void *val = lua_newuserdatauv(L, value_bytes(s, m->kind), 0);
-	size_t ks = descs[m->kind].key_size;
+	struct ti_snapshot *snap = lua_touserdata(L, lua_upvalueindex(1));
+	lua_Integer i = lua_tointeger(L, lua_upvalueindex(2));
+	const uint8_t *e;
 
-	for (;;) {
-		if (bpf_map_get_next_key(fd, prev[0] ? prev + 8 : NULL, next)) {
-			if (errno == ENOENT)
-				return 0; /* done */
-			return raise_errno(L, m, "iterating");
-		}
-		memcpy(prev + 8, next, ks);
-		prev[0] = 1;
-		if (!bpf_map_lookup_elem(fd, next, val))
-			break;
-		if (errno != ENOENT)
-			return raise_errno(L, m, "reading");
-		/* deleted between the two calls: go on */
-	}
-	push_key(L, m->kind, next);
-	push_value(L, m->kind, val, s->k.ncpus);
+	if ((size_t)i >= snap->n)
+		return 0;
+	lua_pushinteger(L, i + 1);
+	lua_replace(L, lua_upvalueindex(2));
+	e = snap->e + (size_t)i * snap->esize;
+	push_key(L, snap->map, e);
+	push_value(L, snap->map, e + snap->ksize);
 	return 2;
 }
 
-/* map:pairs() -> iterator over key, value tables */
+/* map:pairs() -> iterator over key, value tables, of a snapshot taken now
+ * (the CPUs' entries merged); a failure to read the map is raised, since a
+ * for loop cannot be handed a fail tuple. */
 static int map_pairs(lua_State *L)
 {
 	struct ti_map *m;
-	int fd;
-	uint8_t *prev;
+	struct ti_session *s = map_session(L, 1, &m);
+	struct ti_snapshot *snap = new_snapshot(L);
+	int err = ti_kernel_map_snapshot(&s->k, m->kind, snap);
 
-	map_session(L, 1, &m, &fd);
-	lua_pushvalue(L, 1);
-	prev = lua_newuserdatauv(L, 8 + MAX_KEY, 0);
-	prev[0] = 0;
+	if (err)
+		return luaL_error(L, "%s: iterating map '%s' failed: %s", ti_errname(err),
+				  ti_map_names[m->kind], strerror(-err));
+	lua_pushinteger(L, 0);
 	lua_pushcclosure(L, pairs_next, 2);
 	return 1;
 }
@@ -358,64 +333,48 @@ static int map_pairs(lua_State *L)
 static int map_lookup(lua_State *L)
 {
 	struct ti_map *m;
-	int fd;
-	struct ti_session *s = map_session(L, 1, &m, &fd);
+	struct ti_session *s = map_session(L, 1, &m);
 	uint8_t key[MAX_KEY];
-	void *val = lua_newuserdatauv(L, value_bytes(s, m->kind), 0);
+	uint64_t val[MAX_VAL / 8];
+	int err;
 
 	check_key(L, 2, m->kind, key);
-	if (bpf_map_lookup_elem(fd, key, val)) {
-		if (errno != ENOENT)
-			return fail_errno(L, m, "looking up in");
+	err = ti_kernel_map_lookup(&s->k, m->kind, key, val);
+	if (err == -ENOENT) {
 		lua_pushnil(L); /* no such key */
 		return 1;
 	}
-	push_value(L, m->kind, val, s->k.ncpus);
+	if (err)
+		return fail(L, m, err, "looking up in");
+	push_value(L, m->kind, val);
 	return 1;
 }
 
 static int map_delete(lua_State *L)
 {
 	struct ti_map *m;
-	int fd;
+	struct ti_session *s = map_session(L, 1, &m);
 	uint8_t key[MAX_KEY];
+	int err;
 
-	map_session(L, 1, &m, &fd);
 	check_key(L, 2, m->kind, key);
-	if (descs[m->kind].percpu)
+	if (m->kind == TI_MAP_LEN_HIST)
 		return luaL_error(L, "tcpinspect: map '%s' is an array: use clear()", ti_map_names[m->kind]);
-	if (bpf_map_delete_elem(fd, key)) {
-		if (errno != ENOENT)
-			return fail_errno(L, m, "deleting from");
-		lua_pushboolean(L, 0); /* no such key */
-		return 1;
-	}
-	lua_pushboolean(L, 1);
+	err = ti_kernel_map_delete(&s->k, m->kind, key);
+	if (err && err != -ENOENT)
+		return fail(L, m, err, "deleting from");
+	lua_pushboolean(L, err == 0); /* false: no such key */
 	return 1;
 }
 
 static int map_clear(lua_State *L)
 {
 	struct ti_map *m;
-	int fd;
-	struct ti_session *s = map_session(L, 1, &m, &fd);
-	uint8_t key[MAX_KEY];
+	struct ti_session *s = map_session(L, 1, &m);
+	int err = ti_kernel_map_clear(&s->k, m->kind);
 
-	if (descs[m->kind].percpu) {
-		void *zero = lua_newuserdatauv(L, value_bytes(s, m->kind), 0);
-
-		memset(zero, 0, value_bytes(s, m->kind));
-		for (uint32_t i = 0; i < TI_HIST_SLOTS; i++)
-			if (bpf_map_update_elem(fd, &i, zero, BPF_ANY))
-				return fail_errno(L, m, "clearing");
-		lua_pushboolean(L, 1);
-		return 1;
-	}
-	while (!bpf_map_get_next_key(fd, NULL, key))
-		if (bpf_map_delete_elem(fd, key) && errno != ENOENT)
-			return fail_errno(L, m, "clearing");
-	if (errno != ENOENT)
-		return fail_errno(L, m, "clearing");
+	if (err)
+		return fail(L, m, err, "clearing");
 	lua_pushboolean(L, 1);
 	return 1;
 }
@@ -423,20 +382,14 @@ static int map_clear(lua_State *L)
 static int map_count(lua_State *L)
 {
 	struct ti_map *m;
-	int fd;
-	uint8_t key[MAX_KEY], next[MAX_KEY];
-	lua_Integer n = 0;
-	bool first = true;
+	struct ti_session *s = map_session(L, 1, &m);
+	struct ti_snapshot *snap = new_snapshot(L);
+	int err = ti_kernel_map_snapshot(&s->k, m->kind, snap);
 
-	map_session(L, 1, &m, &fd);
-	while (!bpf_map_get_next_key(fd, first ? NULL : key, next)) {
-		memcpy(key, next, sizeof(key));
-		first = false;
-		n++;
-	}
-	if (errno != ENOENT)
-		return fail_errno(L, m, "counting");
-	lua_pushinteger(L, n);
+	if (err)
+		return fail(L, m, err, "counting");
+	lua_pushinteger(L, (lua_Integer)snap->n);
+	ti_snapshot_free(snap);
 	return 1;
 }
 

@@ -6,7 +6,9 @@
 local modes = {}
 for m in (os.getenv("TCPINSPECT_EXPECT_MODES") or ""):gmatch("[^,]+") do modes[#modes + 1] = m end
 
-local BPF_MAP_LOOKUP_ELEM, BPF_MAP_DELETE_ELEM, BPF_MAP_GET_NEXT_KEY = 1, 3, 4
+-- bpf(2) commands: a lookup or delete reads the key's element; count and
+-- pairs read the whole map in batches; clear writes it in one batch
+local BPF_MAP_LOOKUP_ELEM, BPF_MAP_LOOKUP_BATCH, BPF_MAP_UPDATE_BATCH = 1, 24, 26
 local EPERM, EBADF, EFAULT = 1, 9, 14
 
 local CHILD = [[
@@ -32,11 +34,12 @@ show("DELMISSING", flows:delete(key))
 fail(BPF_MAP_LOOKUP_ELEM, EBADF)
 show("LOOKUP", flows:lookup(key))
 show("PORTS", s:map("ports"):lookup(47013))
-fail(BPF_MAP_GET_NEXT_KEY, EFAULT)
+fail(BPF_MAP_LOOKUP_BATCH, EFAULT)
 show("COUNT", flows:count())
-show("CLEAR", flows:clear())
 show("PAIRS", pcall(function() for _ in flows:pairs() do end end))
-fail(BPF_MAP_DELETE_ELEM, EPERM)
+fail(BPF_MAP_UPDATE_BATCH, EFAULT)
+show("CLEAR", flows:clear())
+fail(BPF_MAP_LOOKUP_ELEM, EPERM)
 show("DELETE", flows:delete(key))
 os.remove(ctl)
 show("AFTER", flows:lookup(key), flows:count())
@@ -49,8 +52,8 @@ local function run_child(mode, fdlimit)
   local path, ctl = os.tmpname(), os.tmpname()
   os.remove(ctl)
   local f = assert(io.open(path, "w"))
-  f:write(("local BPF_MAP_LOOKUP_ELEM, BPF_MAP_DELETE_ELEM, BPF_MAP_GET_NEXT_KEY = %d, %d, %d\n")
-    :format(BPF_MAP_LOOKUP_ELEM, BPF_MAP_DELETE_ELEM, BPF_MAP_GET_NEXT_KEY))
+  f:write(("local BPF_MAP_LOOKUP_ELEM, BPF_MAP_LOOKUP_BATCH, BPF_MAP_UPDATE_BATCH = %d, %d, %d\n")
+    :format(BPF_MAP_LOOKUP_ELEM, BPF_MAP_LOOKUP_BATCH, BPF_MAP_UPDATE_BATCH))
   f:write(("local EPERM, EBADF, EFAULT = %d, %d, %d\n"):format(EPERM, EBADF, EFAULT))
   f:write(CHILD)
   f:close()

@@ -1,0 +1,414 @@
+/* kernel_maps.c: reading the aggregate maps, merged across CPUs (no Lua).
+ *
+ *   flows, sources   per-CPU set-associative tables (bpf/ti_table.h): the
+ *                    entries of a key on every CPU are merged into one
+ *   ports            per-CPU array indexed by port: ports with packets
+ *   len_hist         per-CPU array of slots: every slot
+ *
+ * A snapshot reads a whole map with BPF_MAP_LOOKUP_BATCH (one call for
+ * tens of thousands of entries); lookup and delete read and write only the
+ * key's bucket.  Every function returns 0 or -errno; -ENOENT is "no such
+ * key".  Entries are laid out as the key (ti_map_key_size) followed by the
+ * value (ti_map_val_size).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include "kernel_int.h"
+#include "ti_table.h"
+#include "tcpinspect.skel.h"
+
+size_t ti_map_key_size(enum ti_map_id m)
+{
+	switch (m) {
+	case TI_MAP_FLOWS: return sizeof(struct ti_flow_key);
+	case TI_MAP_SOURCES: return sizeof(struct ti_addr_key);
+	default: return sizeof(uint64_t); /* ports: the port, len_hist: the slot (as u64) */
+	}
+}
+
+size_t ti_map_val_size(enum ti_map_id m)
+{
+	switch (m) {
+	case TI_MAP_FLOWS: return sizeof(struct ti_flow_val);
+	case TI_MAP_PORTS: return sizeof(struct ti_port_val);
+	case TI_MAP_SOURCES: return sizeof(struct ti_source_val);
+	default: return sizeof(uint64_t);
+	}
+}
+
+/* The kernel's value size of one CPU's element, and the stride of the
+ * per-CPU copies a lookup returns. */
+static size_t elem_size(enum ti_map_id m)
+{
+	switch (m) {
+	case TI_MAP_FLOWS: return sizeof(struct ti_flow_bucket);
+	case TI_MAP_SOURCES: return sizeof(struct ti_source_bucket);
+	default: return ti_map_val_size(m);
+	}
+}
+
+static size_t stride(enum ti_map_id m)
+{
+	return (elem_size(m) + 7) & ~(size_t)7;
+}
+
+static uint32_t nkeys(const struct ti_kernel *k, enum ti_map_id m)
+{
+	switch (m) {
+	case TI_MAP_FLOWS: return bpf_map__max_entries(k->skel->maps.flows);
+	case TI_MAP_SOURCES: return bpf_map__max_entries(k->skel->maps.sources);
+	case TI_MAP_PORTS: return bpf_map__max_entries(k->skel->maps.ports);
+	default: return TI_HIST_SLOTS;
+	}
+}
+
+/* Read every element of a per-CPU array: vals gets n * ncpus strides. */
+static int read_all(int fd, uint32_t n, size_t vstride, int ncpus, void *vals)
+{
+	uint32_t *keys = malloc(n * sizeof(*keys)), in = 0, out = 0, done = 0;
+	int err = 0;
+
+	if (!keys)
+		return -ENOMEM;
+	while (done < n) {
+		uint32_t count = n - done;
+
+		if (bpf_map_lookup_batch(fd, done ? &in : NULL, &out, keys + done,
+					 (uint8_t *)vals + (size_t)done * vstride * (size_t)ncpus, &count, NULL)) {
+			err = -errno;
+			done += count;
+			if (err == -ENOENT) { /* the end, with the last elements read */
+				err = 0;
+				break;
+			}
+			if (err == -EINVAL || err == -EOPNOTSUPP || err == -524) {
+				/* no batch operations: one lookup per element */
+				err = 0;
+				for (uint32_t i = done; i < n && !err; i++)
+					if (bpf_map_lookup_elem(fd, &i, (uint8_t *)vals + (size_t)i * vstride * (size_t)ncpus))
+						err = -errno;
+				done = n;
+			}
+			break;
+		}
+		done += count;
+		in = out;
+	}
+	free(keys);
+	return err;
+}
+
+/* ---- merging a key's entries of every CPU -------------------------------------- */
+
+static void merge(enum ti_map_id m, void *into, const void *from, bool first)
+{
+	if (first) {
+		memcpy(into, from, ti_map_val_size(m));
+		return;
+	}
+	if (m == TI_MAP_FLOWS) {
+		struct ti_flow_val *a = into;
+		const struct ti_flow_val *b = from;
+
+		a->packets += b->packets;
+		a->bytes += b->bytes;
+		a->flags_seen |= b->flags_seen;
+		if (b->first_ts < a->first_ts)
+			a->first_ts = b->first_ts;
+		if (b->last_ts > a->last_ts)
+			a->last_ts = b->last_ts;
+	} else if (m == TI_MAP_SOURCES) {
+		struct ti_source_val *a = into;
+		const struct ti_source_val *b = from;
+
+		a->packets += b->packets;
+		a->bytes += b->bytes;
+		a->syns += b->syns;
+	} else if (m == TI_MAP_PORTS) {
+		struct ti_port_val *a = into;
+		const struct ti_port_val *b = from;
+
+		a->packets += b->packets;
+		a->bytes += b->bytes;
+	} else {
+		*(uint64_t *)into += *(const uint64_t *)from;
+	}
+}
+
+/* The table entries of one CPU's bucket: key, value and "in use". */
+static void bucket_entry(enum ti_map_id m, const void *bucket, int w, const void **key,
+			 const void **val, bool *used)
+{
+	if (m == TI_MAP_FLOWS) {
+		const struct ti_flow_entry *e = &((const struct ti_flow_bucket *)bucket)->e[w];
+
+		*key = &e->key, *val = &e->val, *used = e->val.packets != 0;
+	} else {
+		const struct ti_source_entry *e = &((const struct ti_source_bucket *)bucket)->e[w];
+
+		*key = &e->key, *val = &e->val, *used = e->val.packets != 0;
+	}
+}
+
+static bool is_table(enum ti_map_id m)
+{
+	return m == TI_MAP_FLOWS || m == TI_MAP_SOURCES;
+}
+
+static int append(struct ti_snapshot *s, const void *key, size_t ksize)
+{
+	if (s->n == s->cap) {
+		size_t cap = s->cap ? s->cap * 2 : 256;
+		uint8_t *e = realloc(s->e, cap * s->esize);
+
+		if (!e)
+			return -ENOMEM;
+		s->e = e;
+		s->cap = cap;
+	}
+	memset(s->e + s->n * s->esize, 0, s->esize);
+	memcpy(s->e + s->n * s->esize, key, ksize);
+	return (int)s->n++;
+}
+
+int ti_kernel_map_snapshot(const struct ti_kernel *k, enum ti_map_id m, struct ti_snapshot *s)
+{
+	uint32_t n;
+	size_t st = stride(m), ks = ti_map_key_size(m);
+	uint8_t *vals;
+	uint32_t *index = NULL, mask = 0;
+	int fd = ti_kernel_map_fd(k, m), err;
+
+	memset(s, 0, sizeof(*s));
+	if (fd < 0)
+		return fd;
+	s->map = m;
+	s->ksize = ks;
+	s->esize = ks + ti_map_val_size(m);
+	n = nkeys(k, m);
+	vals = malloc((size_t)n * st * (size_t)k->ncpus);
+	if (!vals)
+		return -ENOMEM;
+	if ((err = read_all(fd, n, st, k->ncpus, vals)))
+		goto out;
+	if (is_table(m)) {
+		/* open addressing over the merged entries, by key */
+		uint32_t cap = ti_table_buckets(n * TI_TABLE_WAYS * (uint32_t)k->ncpus * 2) * TI_TABLE_WAYS;
+
+		mask = cap - 1;
+		index = calloc(cap, sizeof(*index));
+		if (!index) {
+			err = -ENOMEM;
+			goto out;
+		}
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		if (!is_table(m)) {
+			/* an array: the sum over CPUs, for every slot, for ports with packets */
+			union { struct ti_port_val port; uint64_t count; } sum;
+			uint64_t key = i;
+			int at;
+
+			for (int c = 0; c < k->ncpus; c++)
+				merge(m, &sum, vals + ((size_t)i * (size_t)k->ncpus + (size_t)c) * st, c == 0);
+			if (m == TI_MAP_PORTS && !sum.port.packets)
+				continue;
+			if ((at = append(s, &key, ks)) < 0) {
+				err = at;
+				goto out;
+			}
+			memcpy(s->e + (size_t)at * s->esize + ks, &sum, ti_map_val_size(m));
+			continue;
+		}
+		for (int c = 0; c < k->ncpus; c++) {
+			const uint8_t *v = vals + ((size_t)i * (size_t)k->ncpus + (size_t)c) * st;
+
+			for (int w = 0; w < TI_TABLE_WAYS; w++) {
+				const void *key, *val;
+				bool used;
+				uint32_t h;
+
+				bucket_entry(m, v, w, &key, &val, &used);
+				if (!used)
+					continue;
+				h = ti_table_hash(key, (int)(ks / 4));
+				for (;; h++) {
+					uint32_t *slot = &index[h & mask];
+
+					if (!*slot) {
+						int at = append(s, key, ks);
+
+						if (at < 0) {
+							err = at;
+							goto out;
+						}
+						*slot = (uint32_t)at + 1;
+						merge(m, s->e + (size_t)at * s->esize + ks, val, true);
+						break;
+					}
+					if (!memcmp(s->e + (size_t)(*slot - 1) * s->esize, key, ks)) {
+						merge(m, s->e + (size_t)(*slot - 1) * s->esize + ks, val, false);
+						break;
+					}
+				}
+			}
+		}
+	}
+out:
+	free(index);
+	free(vals);
+	if (err)
+		ti_snapshot_free(s);
+	return err;
+}
+
+void ti_snapshot_free(struct ti_snapshot *s)
+{
+	free(s->e);
+	s->e = NULL;
+	s->n = s->cap = 0;
+}
+
+/* ---- one key ------------------------------------------------------------------------ */
+
+/* The element a key lives in: its bucket (tables) or its index (arrays). */
+static uint32_t elem_of(enum ti_map_id m, const void *key, uint32_t buckets)
+{
+	if (is_table(m))
+		return ti_table_hash(key, (int)(ti_map_key_size(m) / 4)) & (buckets - 1);
+	return (uint32_t)*(const uint64_t *)key;
+}
+
+/* Read the element of key (all CPUs) into buf; -ENOENT past the end. */
+static int read_elem(const struct ti_kernel *k, enum ti_map_id m, const void *key, void *buf,
+		     uint32_t *idx)
+{
+	int fd = ti_kernel_map_fd(k, m);
+
+	if (fd < 0)
+		return fd;
+	*idx = elem_of(m, key, nkeys(k, m));
+	if (*idx >= nkeys(k, m))
+		return -ENOENT;
+	return bpf_map_lookup_elem(fd, idx, buf) ? -errno : 0;
+}
+
+int ti_kernel_map_lookup(const struct ti_kernel *k, enum ti_map_id m, const void *key, void *val)
+{
+	size_t st = stride(m), ks = ti_map_key_size(m);
+	uint8_t *buf = malloc(st * (size_t)k->ncpus);
+	bool found = false;
+	uint32_t idx;
+	int err;
+
+	if (!buf)
+		return -ENOMEM;
+	if ((err = read_elem(k, m, key, buf, &idx)))
+		goto out;
+	for (int c = 0; c < k->ncpus; c++) {
+		const uint8_t *v = buf + (size_t)c * st;
+
+		if (!is_table(m)) {
+			merge(m, val, v, c == 0);
+			continue;
+		}
+		for (int w = 0; w < TI_TABLE_WAYS; w++) {
+			const void *ekey, *eval;
+			bool used;
+
+			bucket_entry(m, v, w, &ekey, &eval, &used);
+			if (used && !memcmp(ekey, key, ks)) {
+				merge(m, val, eval, !found);
+				found = true;
+			}
+		}
+	}
+	if (m == TI_MAP_PORTS)
+		found = ((struct ti_port_val *)val)->packets != 0;
+	else if (m == TI_MAP_LEN_HIST)
+		found = true;
+	err = found ? 0 : -ENOENT;
+out:
+	free(buf);
+	return err;
+}
+
+int ti_kernel_map_delete(const struct ti_kernel *k, enum ti_map_id m, const void *key)
+{
+	size_t st = stride(m), ks = ti_map_key_size(m);
+	uint8_t *buf = malloc(st * (size_t)k->ncpus);
+	bool found = false;
+	uint32_t idx;
+	int err;
+
+	if (!buf)
+		return -ENOMEM;
+	if ((err = read_elem(k, m, key, buf, &idx)))
+		goto out;
+	for (int c = 0; c < k->ncpus; c++) {
+		uint8_t *v = buf + (size_t)c * st;
+
+		if (!is_table(m)) {
+			found |= ((struct ti_port_val *)v)->packets != 0;
+			memset(v, 0, elem_size(m));
+			continue;
+		}
+		for (int w = 0; w < TI_TABLE_WAYS; w++) {
+			const void *ekey, *eval;
+			bool used;
+
+			bucket_entry(m, v, w, &ekey, &eval, &used);
+			if (used && !memcmp(ekey, key, ks)) {
+				/* the entry and its key: a free entry is all zeroes */
+				memset((void *)ekey, 0, (size_t)((const uint8_t *)eval - (const uint8_t *)ekey) +
+								ti_map_val_size(m));
+				found = true;
+			}
+		}
+	}
+	if (!found)
+		err = -ENOENT;
+	else if (bpf_map_update_elem(ti_kernel_map_fd(k, m), &idx, buf, BPF_EXIST))
+		err = -errno;
+out:
+	free(buf);
+	return err;
+}
+
+/* Zero every element: one BPF_MAP_UPDATE_BATCH (65536 ports in one call),
+ * or one update per element where the kernel has no batch operations. */
+int ti_kernel_map_clear(const struct ti_kernel *k, enum ti_map_id m)
+{
+	uint32_t n = nkeys(k, m), count = n;
+	size_t bytes = stride(m) * (size_t)k->ncpus;
+	uint8_t *zero = calloc(n, bytes);
+	uint32_t *keys = malloc(n * sizeof(*keys));
+	int fd = ti_kernel_map_fd(k, m), err = 0;
+
+	if (!zero || !keys) {
+		err = -ENOMEM;
+		goto out;
+	}
+	if (fd < 0) {
+		err = fd;
+		goto out;
+	}
+	for (uint32_t i = 0; i < n; i++)
+		keys[i] = i;
+	if (!bpf_map_update_batch(fd, keys, zero, &count, NULL))
+		goto out;
+	err = -errno;
+	if (err != -EINVAL && err != -EOPNOTSUPP && err != -524)
+		goto out;
+	err = 0;
+	for (uint32_t i = 0; i < n && !err; i++)
+		if (bpf_map_update_elem(fd, &i, zero, BPF_EXIST))
+			err = -errno;
+out:
+	free(keys);
+	free(zero);
+	return err;
+}
