@@ -243,7 +243,8 @@ end
 
 -- ---- the kernel's metrics -------------------------------------------------------------
 
-M.STATS = { "seen", "filtered", "matched", "sampled_out", "delivered", "dropped", "errors" }
+-- the core's counters (doc/reference.md "Counters"), in its order
+M.STATS = require("tcpinspect.core").stat_names
 M.STAT_HELP = {
 	seen = "TCP segments the hook saw.",
 	filtered = "Segments that did not match the filter.",
@@ -252,6 +253,8 @@ M.STAT_HELP = {
 	delivered = "Records committed to the ring buffer.",
 	dropped = "Records lost because the ring buffer was full.",
 	errors = "Segments whose headers could not be read.",
+	evicted_flows = "Flow table entries replaced by a new flow (their counts left the table).",
+	evicted_sources = "Source table entries replaced by a new source (their counts left the table).",
 }
 
 --- Register the session's counters, per-port and per-source maps, payload
@@ -262,7 +265,7 @@ function M.kernel_metrics(s, reg)
 	local p = reg.prefix
 	local stats = {}
 	for _, k in ipairs(M.STATS) do
-		stats[k] = reg:counter(p .. k .. "_total", nil, M.STAT_HELP[k])
+		stats[k] = reg:counter(p .. k .. "_total", nil, M.STAT_HELP[k] or ("The session's " .. k .. " counter."))
 	end
 	local segs = reg:counter(p .. "port_segments_total", { "dport" },
 		"Matched TCP segments per destination port.")
