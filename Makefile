@@ -39,7 +39,7 @@ EXT_SRCS := $(wildcard luaext/*.c)
 EXT_HDRS := $(wildcard luaext/*.h) bpf/tcpinspect.h bpf/ti_table.h $(B)/tcpinspect.skel.h
 CORE_SO  := $(B)/tcpinspect/core.so
 
-.PHONY: all clean test test-unit test-host test-vm vm-selftest bench fuzz deps \
+.PHONY: all clean test test-unit test-host test-vm vm-selftest bench bench-vm fuzz deps \
 	install lint docs-check run demo vmlinux-h vmlinux-h-vm
 
 all: $(CORE_SO)
@@ -171,6 +171,11 @@ demo: all
 
 bench: all
 	spec/bench/run
+
+# In the qemu guests: fentry against kprobe, by the kernel's own accounting of
+# the programs' run time (absolute times mean nothing under emulation).
+bench-vm: all
+	for k in $(KERNELS); do spec/vm/run $$k -- lua5.4 spec/bench/probe_cost.lua fentry,kprobe 5 2 || exit 1; done
 
 fuzz: all
 	spec/fuzz/run

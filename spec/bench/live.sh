@@ -8,13 +8,21 @@
 # configuration's rate is divided by the no-probe baseline of the same round
 # and traffic kind; the median of those ratios is reported.
 #
-#   closed port (SYN -> RST):   base, ti-tc-agg, ti-tc-lua, ti-tc-lua-w1, bpftrace, tcpdump
+#   closed port (SYN -> RST):   base, ti-tc-bare, ti-tc-agg, ti-tc-lua, ti-tc-args,
+#                               ti-tc-lua-w1, bpftrace, tcpdump
 #   open port (listener, SYN flood; cgroup_skb only sees segments that reach a
 #   socket, so SYNs to a closed port are invisible to it):
 #                               base-open, ti-cg-agg, ti-cg-lua
+#   established flows (spec/bench/est_load.py: 16 connections on lo, 64-byte
+#   writes with TCP_NODELAY, as fast as one Python sender goes):
+#                               base-est, ti-tc-bare-est, ti-tc-agg-est, bpftrace-est,
+#                               tcpdump-est
+#   bare: hook, parse, filter and counters only; agg: plus the aggregates;
+#   lua: plus a per-event callback reading 3 fields of the view; args: the
+#   same 3 fields passed as arguments (on_packet(fn, fields)).
 #
 # Env: BENCH_ROUNDS (7), BENCH_SECS (3), BENCH_PORT (47999), BENCH_OPEN_PORT (47998),
-# BENCH_CONFIGS (space-separated subset).
+# BENCH_EST_PORT (47997), BENCH_CONFIGS (space-separated subset).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -22,7 +30,8 @@ ROUNDS=${BENCH_ROUNDS:-7}
 SECS=${BENCH_SECS:-3}
 PORT=${BENCH_PORT:-47999}
 OPEN_PORT=${BENCH_OPEN_PORT:-47998}
-CONFIGS=${BENCH_CONFIGS:-"base ti-tc-agg ti-tc-lua ti-tc-lua-w1 bpftrace tcpdump base-open ti-cg-agg ti-cg-lua"}
+EST_PORT=${BENCH_EST_PORT:-47997}
+CONFIGS=${BENCH_CONFIGS:-"base ti-tc-bare ti-tc-agg ti-tc-lua ti-tc-args ti-tc-lua-w1 bpftrace tcpdump base-open ti-cg-agg ti-cg-lua base-est ti-tc-bare-est ti-tc-agg-est bpftrace-est tcpdump-est"}
 LUA=${LUA:-lua5.4}
 TMP=$(mktemp -d /tmp/ti-bench.XXXXXX)
 RES=$TMP/results # lines: round config rate sent extra...
@@ -76,24 +85,26 @@ stop_pid() { # stop_pid PID: SIGINT (bpftrace, tcpdump print their counts), agai
 }
 
 trial() { # trial ROUND CONFIG
-	local round=$1 cfg=$2 port=$PORT pid= extra="" a b t0 t1 sent
+	local round=$1 cfg=$2 port=$PORT pid= extra="" a b t0 t1 sent est=
 	case $cfg in base-open | ti-cg-*) port=$OPEN_PORT ;; esac
+	case $cfg in *-est) port=$EST_PORT est=1 ;; esac
 	rm -f "$TMP"/ready "$TMP"/stop "$TMP"/probe.out
 	case $cfg in
 	ti-tc-* | ti-cg-*)
 		local mode=tc kind=${cfg#ti-tc-}
 		[[ $cfg == ti-cg-* ]] && mode=cgroup kind=${cfg#ti-cg-}
+		kind=${kind%-est}
 		$LUA spec/bench/live_probe.lua $mode "$kind" "$port" "$TMP/ready" "$TMP/stop" "$TMP/probe.out" &
 		pid=$!
 		wait_for test -e "$TMP/ready" || { echo "live.sh: $cfg did not start" >&2; kill $pid; return 1; }
 		;;
-	bpftrace)
+	bpftrace*)
 		ulimit -l unlimited 2>/dev/null
 		bpftrace -e 'tracepoint:net:netif_receive_skb { @n = count(); }' >"$TMP/bt.out" 2>&1 &
 		pid=$!
 		wait_for grep -q Attaching "$TMP/bt.out" || { echo "live.sh: bpftrace did not start:" >&2; cat "$TMP/bt.out" >&2; kill $pid; return 1; }
 		;;
-	tcpdump)
+	tcpdump*)
 		tcpdump -Q in -i lo -n -w /dev/null "tcp port $port" 2>"$TMP/td.err" &
 		pid=$!
 		wait_for grep -q listening "$TMP/td.err" || { echo "live.sh: tcpdump did not start" >&2; kill $pid; return 1; }
@@ -102,21 +113,26 @@ trial() { # trial ROUND CONFIG
 	sleep 0.3
 	a=$(insegs)
 	t0=$(now)
-	timeout -s INT "$SECS" hping3 --flood -S -p "$port" 127.0.0.1 >"$TMP/hping.out" 2>&1
+	if [ -n "$est" ]; then
+		python3 spec/bench/est_load.py "$port" "$SECS" 16 >"$TMP/hping.out" 2>&1
+	else
+		timeout -s INT "$SECS" hping3 --flood -S -p "$port" 127.0.0.1 >"$TMP/hping.out" 2>&1
+	fi
 	t1=$(now)
 	b=$(insegs)
 	sent=$(awk '/packets transmitted/ { print $1 }' "$TMP/hping.out")
+	[ -n "$est" ] && sent=$(sed -n 's/^sent=//p' "$TMP/hping.out")
 	case $cfg in
 	ti-*)
 		touch "$TMP/stop"
 		wait $pid
 		extra=$(cat "$TMP/probe.out" 2>/dev/null)
 		;;
-	bpftrace)
+	bpftrace*)
 		stop_pid $pid
 		extra="count=$(awk -F': ' '/@n:/ { print $2 }' "$TMP/bt.out")"
 		;;
-	tcpdump)
+	tcpdump*)
 		stop_pid $pid
 		extra="captured=$(awk '/packets captured/ { print $1 }' "$TMP/td.err") kdrop=$(awk '/dropped by kernel/ { print $1 }' "$TMP/td.err")"
 		;;
@@ -153,7 +169,7 @@ END {
 	printf "  %-13s %12s %14s %10s %10s %12s %12s %10s %10s %9s\n", "config", "median seg/s", "ratio to base", "min-max", "InSegs", "tool seen", "delivered", "lost", "ctxsw/1k", "cpu ms/1k"
 	printf "  %-13s %12s %14s %10s %10s %12s %12s %10s %10s %9s\n", "------", "------------", "-------------", "-------", "------", "---------", "---------", "----", "--------", "---------"
 	for (c = 1; c <= ncfg; c++) {
-		cfg = order[c]; base = (cfg ~ /^(base-open|ti-cg-)/) ? "base-open" : "base"
+		cfg = order[c]; base = (cfg ~ /-est$/) ? "base-est" : ((cfg ~ /^(base-open|ti-cg-)/) ? "base-open" : "base")
 		n = 0; nr = 0; ins = 0; matched = 0; lo = 1e9; hi = 0; seen = 0; deliv = 0; lost = 0; csw = 0; cpu = 0; ev = 0; tool = ""
 		for (r = 1; r <= nround; r++) {
 			if (!((r, cfg) in rate)) continue
@@ -166,21 +182,21 @@ END {
 			if (cfg ~ /^ti-/) {
 				seen += kv(l, "seen"); matched += kv(l, "matched"); deliv += kv(l, "delivered"); lost += kv(l, "dropped")
 				csw += kv(l, "csw"); cpu += kv(l, "cpu_ticks") * 10; ev += kv(l, "delivered")
-			} else if (cfg == "bpftrace") { seen += kv(l, "count") }
-			else if (cfg == "tcpdump") { seen += kv(l, "captured"); lost += kv(l, "kdrop") }
+			} else if (cfg ~ /^bpftrace/) { seen += kv(l, "count") }
+			else if (cfg ~ /^tcpdump/) { seen += kv(l, "captured"); lost += kv(l, "kdrop") }
 		}
 		mr = median(rates, n); rt = nr ? median(ratios, nr) : 0
 		ratio_s = sprintf("%.3f", rt); mm = nr ? sprintf("%.2f-%.2f", lo, hi) : "-"
 		seen_s = (cfg ~ /^base/) ? "-" : seen
-		deliv_s = (cfg ~ /^ti-/ && cfg !~ /agg/) ? deliv : "-"
+		deliv_s = (cfg ~ /^ti-/ && cfg !~ /agg|bare/) ? deliv : "-"
 		lost_s = (cfg ~ /^(ti-|tcpdump)/) ? lost : "-"
-		csw_s = (cfg ~ /^ti-/ && cfg !~ /agg/ && ev > 0) ? sprintf("%.2f", csw * 1000 / ev) : "-"
-		cpu_s = (cfg ~ /^ti-/ && cfg !~ /agg/ && ev > 0) ? sprintf("%.3f", cpu * 1000 / ev) : "-"
+		csw_s = (cfg ~ /^ti-/ && cfg !~ /agg|bare/ && ev > 0) ? sprintf("%.2f", csw * 1000 / ev) : "-"
+		cpu_s = (cfg ~ /^ti-/ && cfg !~ /agg|bare/ && ev > 0) ? sprintf("%.3f", cpu * 1000 / ev) : "-"
 		printf "  %-13s %12d %14s %10s %10d %12s %12s %10s %10s %9s\n", cfg, mr, (cfg ~ /^base/) ? "1 (baseline)" : ratio_s, (cfg ~ /^base/) ? "-" : mm, ins, seen_s, deliv_s, lost_s, csw_s, cpu_s
 		summ[cfg] = ratio_s
-		if (cfg ~ /^ti-/ && cfg !~ /agg/) lossline = lossline sprintf(" %s delivered %d of %d matched (seen %d), lost %d;", cfg, deliv, matched, seen, lost)
+		if (cfg ~ /^ti-/ && cfg !~ /agg|bare/) lossline = lossline sprintf(" %s delivered %d of %d matched (seen %d), lost %d;", cfg, deliv, matched, seen, lost)
 	}
-	print "  ratio = this config'"'"'s InSegs rate / the no-probe rate of the same round (closed or open port)."
+	print "  ratio = this config'"'"'s InSegs rate / the no-probe rate of the same round and traffic (closed port, open port, established)."
 	print "  InSegs = Tcp InSegs during the hping3 windows, all rounds (SYNs plus the RSTs/handshake segments they cause)."
 	print "  tool seen = segments counted by the tool over all rounds (tcpinspect: stats.seen, port filter;"
 	print "  bpftrace: netif_receive_skb events on every interface; tcpdump: packets captured)."

@@ -4,6 +4,7 @@
 --
 --   lua5.4 spec/bench/live_probe.lua MODE KIND PORT READY STOP OUT
 --   MODE: tc | cgroup     KIND: agg (events=false) | lua | lua-w1 (wakeup=1)
+--                              | args (the 3 fields as callback arguments)
 --                              | bare (events=false, aggregates=false: hook,
 --                                parse, filter and counters only)
 package.path = "lua/?.lua;lua/?/init.lua;spec/bench/?.lua;" .. package.path
@@ -27,7 +28,12 @@ if not s then
 	os.exit(2)
 end
 local sink, n = 0, 0 -- luacheck: ignore 231
-if kind ~= "agg" and kind ~= "bare" then
+if kind == "args" then
+	s:on_packet(function(sport, len, flags)
+		sink = sport + len + flags
+		n = n + 1
+	end, { "sport", "len", "flags" })
+elseif kind ~= "agg" and kind ~= "bare" then
 	s:on_packet(function(p)
 		sink = p.sport + p.len + p.flags
 		n = n + 1
