@@ -60,9 +60,9 @@ struct {
  * ports is indexed by the port itself. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 4096); /* buckets, resized by user space from max_flows */
+	__uint(max_entries, 16384); /* entries, resized by user space from max_flows */
 	__type(key, __u32);
-	__type(value, struct ti_flow_bucket);
+	__type(value, struct ti_flow_entry);
 } flows SEC(".maps");
 
 struct {
@@ -74,9 +74,9 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 4096); /* buckets, resized with flows */
+	__uint(max_entries, 16384); /* entries, resized with flows */
 	__type(key, __u32);
-	__type(value, struct ti_source_bucket);
+	__type(value, struct ti_source_entry);
 } sources SEC(".maps");
 
 struct {
@@ -133,6 +133,8 @@ struct ti_scratch {
 	struct ti_tcphdr th;  /* its TCP header */
 	__u32 ring_count;     /* records this CPU put in the ring (ti_emit) */
 	__u32 pad0;
+	__u32 entry;          /* the table entry being looked up (ti_count_*) */
+	__u32 pad1;
 	/* keys, zeroed per segment by ti_aggregate */
 	struct ti_flow_key fk;
 	struct ti_addr_key ak;
@@ -146,9 +148,14 @@ struct {
 	__type(value, struct ti_scratch);
 } scratch SEC(".maps");
 
+/* Map keys on the stack are 64-bit, though the maps read only 4 bytes of
+ * them (little-endian BPF): a 4-byte store into a stack slot that held a
+ * spilled pointer is refused by 6.1 without CAP_PERFMON ("attempt to
+ * corrupt spilled pointer on stack"), and clang reuses stack slots. */
 static __always_inline void ti_count(__u32 stat)
 {
-	__u64 *v = bpf_map_lookup_elem(&stats, &stat);
+	__u64 key = stat;
+	__u64 *v = bpf_map_lookup_elem(&stats, &key);
 
 	if (v)
 		*v += 1;
@@ -274,39 +281,40 @@ static __always_inline __u32 ti_log2_slot(__u32 v)
 	return v ? r + 1 : 0;
 }
 
-static __always_inline int ti_words_eq(const __u64 *a, const __u64 *b, int n)
-{
-	int eq = 1;
-
-#pragma unroll
-	for (int i = 0; i < n; i++)
-		eq &= a[i] == b[i];
-	return eq;
-}
-
 /* Add e to its flow's entry in this CPU's flows table: the matching entry
  * of its bucket, else a free one, else the one with the fewest packets
  * (evicted, and counted).  Keeping the heavy entries means a flood of
- * one-segment flows churns among itself while the flows that matter stay. */
-static __always_inline void ti_count_flow(const struct ti_event *e, const struct ti_flow_key *k)
+ * one-segment flows churns among itself while the flows that matter stay.
+ *
+ * Every entry is a map element of its own, looked up by index, and only
+ * indexes are carried from one step to the next, never pointers into a
+ * bucket: without CAP_PERFMON the verifiers of 6.1 and later refuse the
+ * pointer arithmetic clang makes of an entry chosen among four ("pointer
+ * arithmetic with it prohibited for !root", "invalid mem access
+ * 'scalar'").  Array lookups are inlined by the verifier: a few
+ * instructions each.  The indexes are 64-bit: 6.1 without CAP_PERFMON
+ * refuses a 4-byte store into a stack slot that held a spilled pointer
+ * ("attempt to corrupt spilled pointer on stack"), and clang reuses slots. */
+static __always_inline void ti_count_flow(const struct ti_event *e, const struct ti_flow_key *k,
+					  struct ti_scratch *x)
 {
-	__u32 idx = ti_table_hash((const __u32 *)k, TI_FLOW_KEY_WORDS) & ti_load.table_mask;
-	struct ti_flow_bucket *b = bpf_map_lookup_elem(&flows, &idx);
-	__u64 fewest = ~0ULL;
-	int free = -1, victim = 0;
+	__u32 base = (ti_flow_hash(k) & ti_load.table_mask) * TI_TABLE_WAYS;
 	struct ti_flow_entry *en;
+	__u64 fewest = ~0ULL;
+	__s64 slot = -1, victim = 0; /* 64-bit: a spill of them overwrites whole stack slots */
 
-	if (!b)
-		return;
 #pragma unroll
 	for (int w = 0; w < TI_TABLE_WAYS; w++) {
-		en = &b->e[w];
+		x->entry = base + w;
+		en = bpf_map_lookup_elem(&flows, &x->entry);
+		if (!en)
+			return;
 		if (!en->val.packets) {
-			if (free < 0)
-				free = w;
+			if (slot < 0)
+				slot = w;
 			continue;
 		}
-		if (ti_words_eq((const __u64 *)&en->key, (const __u64 *)k, sizeof(*k) / 8)) {
+		if (ti_flow_key_eq(&en->key, k)) {
 			en->val.packets++;
 			en->val.bytes += e->len;
 			en->val.last_ts = e->ts;
@@ -318,9 +326,14 @@ static __always_inline void ti_count_flow(const struct ti_event *e, const struct
 			victim = w;
 		}
 	}
-	if (free < 0)
+	if (slot < 0) {
 		ti_count(TI_STAT_EVICTED_FLOWS);
-	en = &b->e[(free < 0 ? victim : free) & (TI_TABLE_WAYS - 1)];
+		slot = victim;
+	}
+	x->entry = base + (slot & (TI_TABLE_WAYS - 1));
+	en = bpf_map_lookup_elem(&flows, &x->entry);
+	if (!en)
+		return;
 	en->key = *k;
 	en->val.packets = 1;
 	en->val.bytes = e->len;
@@ -329,25 +342,26 @@ static __always_inline void ti_count_flow(const struct ti_event *e, const struct
 }
 
 /* The same for the segment's source address in the sources table. */
-static __always_inline void ti_count_source(const struct ti_event *e, const struct ti_addr_key *k)
+static __always_inline void ti_count_source(const struct ti_event *e, const struct ti_addr_key *k,
+					    struct ti_scratch *x)
 {
-	__u32 idx = ti_table_hash((const __u32 *)k, TI_ADDR_KEY_WORDS) & ti_load.table_mask;
-	struct ti_source_bucket *b = bpf_map_lookup_elem(&sources, &idx);
+	__u32 base = (ti_addr_hash(k) & ti_load.table_mask) * TI_TABLE_WAYS;
 	__u64 syn = (e->flags & (TI_SYN | TI_ACK)) == TI_SYN, fewest = ~0ULL;
-	int free = -1, victim = 0;
 	struct ti_source_entry *en;
+	__s64 slot = -1, victim = 0; /* 64-bit: a spill of them overwrites whole stack slots */
 
-	if (!b)
-		return;
 #pragma unroll
 	for (int w = 0; w < TI_TABLE_WAYS; w++) {
-		en = &b->e[w];
+		x->entry = base + w;
+		en = bpf_map_lookup_elem(&sources, &x->entry);
+		if (!en)
+			return;
 		if (!en->val.packets) {
-			if (free < 0)
-				free = w;
+			if (slot < 0)
+				slot = w;
 			continue;
 		}
-		if (ti_words_eq((const __u64 *)&en->key, (const __u64 *)k, sizeof(*k) / 8)) {
+		if (ti_addr_key_eq(&en->key, k)) {
 			en->val.packets++;
 			en->val.bytes += e->len;
 			en->val.syns += syn;
@@ -358,9 +372,14 @@ static __always_inline void ti_count_source(const struct ti_event *e, const stru
 			victim = w;
 		}
 	}
-	if (free < 0)
+	if (slot < 0) {
 		ti_count(TI_STAT_EVICTED_SOURCES);
-	en = &b->e[(free < 0 ? victim : free) & (TI_TABLE_WAYS - 1)];
+		slot = victim;
+	}
+	x->entry = base + (slot & (TI_TABLE_WAYS - 1));
+	en = bpf_map_lookup_elem(&sources, &x->entry);
+	if (!en)
+		return;
 	en->key = *k;
 	en->val.packets = 1;
 	en->val.bytes = e->len;
@@ -370,7 +389,7 @@ static __always_inline void ti_count_source(const struct ti_event *e, const stru
 static __always_inline void ti_aggregate(const struct ti_event *e, struct ti_scratch *x)
 {
 	struct ti_port_val *pv;
-	__u32 slot, port = e->dport;
+	__u64 slot, port = e->dport; /* 64-bit keys: see ti_count */
 	__u64 *h;
 
 	__builtin_memset(&x->fk, 0, sizeof(x->fk) + sizeof(x->ak));
@@ -379,7 +398,7 @@ static __always_inline void ti_aggregate(const struct ti_event *e, struct ti_scr
 	x->fk.dport = e->dport;
 	__builtin_memcpy(x->fk.saddr, e->saddr, 16);
 	__builtin_memcpy(x->fk.daddr, e->daddr, 16);
-	ti_count_flow(e, &x->fk);
+	ti_count_flow(e, &x->fk, x);
 
 	pv = bpf_map_lookup_elem(&ports, &port);
 	if (pv) {
@@ -389,7 +408,7 @@ static __always_inline void ti_aggregate(const struct ti_event *e, struct ti_scr
 
 	x->ak.family = e->family;
 	__builtin_memcpy(x->ak.addr, e->saddr, 16);
-	ti_count_source(e, &x->ak);
+	ti_count_source(e, &x->ak, x);
 
 	slot = ti_log2_slot(e->len);
 	h = bpf_map_lookup_elem(&len_hist, &slot);
@@ -401,7 +420,7 @@ static __always_inline void ti_aggregate(const struct ti_event *e, struct ti_scr
 
 static __always_inline int ti_sampled_out(const struct ti_event *e)
 {
-	__u32 zero = 0;
+	__u64 zero = 0;
 	__u64 *n;
 
 	if (ti_load.sample <= 1 || (e->flags & (TI_SYN | TI_FIN | TI_RST)))
@@ -452,7 +471,8 @@ static __always_inline void ti_emit(const struct ti_event *e, struct ti_scratch 
  * passed, so that the verifier knows it as a map value (a key for maps). */
 __attribute__((noinline)) int ti_handle(void)
 {
-	__u32 slot = ti_cfg_slot & 1, zero = 0;
+	__u32 slot = ti_cfg_slot & 1;
+	__u64 zero = 0;
 	const struct ti_config *c = &ti_cfg[slot];
 	struct ti_scratch *x = bpf_map_lookup_elem(&scratch, &zero);
 	const struct ti_event *e;
@@ -475,7 +495,7 @@ __attribute__((noinline)) int ti_handle(void)
 
 static __always_inline struct ti_scratch *ti_scratch_get(__u8 probe)
 {
-	__u32 zero = 0;
+	__u64 zero = 0;
 	struct ti_scratch *x = bpf_map_lookup_elem(&scratch, &zero);
 
 	if (x) {

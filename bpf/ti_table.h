@@ -3,8 +3,9 @@
  * user space (luaext/kernel_maps.c) finds them with the very same code.
  *
  * "flows" and "sources" are per-CPU, set-associative tables: a per-CPU
- * array of buckets, TI_TABLE_WAYS entries each.  A key lives in bucket
- * ti_table_hash(key) % buckets of the CPU that saw the segment; a new key
+ * array of entries, in buckets of TI_TABLE_WAYS consecutive entries.  A key
+ * lives in bucket hash(key) % buckets of the CPU that saw the segment (its
+ * entries bucket * TI_TABLE_WAYS + 0..3); a new key
  * takes a free entry of its bucket, or replaces the entry with the fewest
  * packets (counted in stats as evicted_flows / evicted_sources).  No
  * insert, no lock, no atomic: the cost per segment is the same for a new
@@ -23,42 +24,64 @@ struct ti_flow_entry {
 	struct ti_flow_val val; /* val.packets == 0: a free entry */
 };
 
-struct ti_flow_bucket {
-	struct ti_flow_entry e[TI_TABLE_WAYS];
-};
-
 struct ti_source_entry {
 	struct ti_addr_key key;
 	struct ti_source_val val;
 };
 
-struct ti_source_bucket {
-	struct ti_source_entry e[TI_TABLE_WAYS];
-};
+/* The 32-bit hash of a key: multiply-xorshift per 32-bit word, then a final
+ * avalanche (murmur3's fmix32).  Written out word by word, without a loop:
+ * the verifier refuses a variable offset into a map value from a loop
+ * without CAP_PERFMON, and loop-free code is the same in both targets. */
+#define TI_HASH_STEP(h, x) ((h) ^= (x), (h) *= 0x85ebca6bu, (h) ^= (h) >> 13)
 
-/* A 32-bit hash of n 32-bit words (a key's bytes; keys are multiples of 4
- * bytes with zeroed padding).  Multiply-xorshift per word, then a final
- * avalanche (murmur3's fmix32): cheap in BPF, spreads sequential ports. */
-static inline __u32 ti_table_hash(const __u32 *w, int n)
+static inline __u32 ti_hash_final(__u32 h)
 {
-	__u32 h = 0x9e3779b9u;
-
-#ifdef __bpf__
-#pragma unroll
-#endif
-	for (int i = 0; i < n; i++) {
-		h ^= w[i];
-		h *= 0x85ebca6bu;
-		h ^= h >> 13;
-	}
 	h ^= h >> 16;
 	h *= 0xc2b2ae35u;
 	h ^= h >> 16;
 	return h;
 }
 
-#define TI_FLOW_KEY_WORDS (sizeof(struct ti_flow_key) / 4)
-#define TI_ADDR_KEY_WORDS (sizeof(struct ti_addr_key) / 4)
+static inline __u32 ti_flow_hash(const struct ti_flow_key *k)
+{
+	const __u32 *w = (const __u32 *)k; /* 10 words */
+	__u32 h = 0x9e3779b9u;
+
+	TI_HASH_STEP(h, w[0]), TI_HASH_STEP(h, w[1]), TI_HASH_STEP(h, w[2]);
+	TI_HASH_STEP(h, w[3]), TI_HASH_STEP(h, w[4]), TI_HASH_STEP(h, w[5]);
+	TI_HASH_STEP(h, w[6]), TI_HASH_STEP(h, w[7]), TI_HASH_STEP(h, w[8]);
+	TI_HASH_STEP(h, w[9]);
+	return ti_hash_final(h);
+}
+
+static inline __u32 ti_addr_hash(const struct ti_addr_key *k)
+{
+	const __u32 *w = (const __u32 *)k; /* 6 words */
+	__u32 h = 0x9e3779b9u;
+
+	TI_HASH_STEP(h, w[0]), TI_HASH_STEP(h, w[1]), TI_HASH_STEP(h, w[2]);
+	TI_HASH_STEP(h, w[3]), TI_HASH_STEP(h, w[4]), TI_HASH_STEP(h, w[5]);
+	return ti_hash_final(h);
+}
+
+/* Keys are equal: compared as 64-bit words, written out (see above). */
+static inline int ti_flow_key_eq(const struct ti_flow_key *a, const struct ti_flow_key *b)
+{
+	const __u64 *x = (const __u64 *)a, *y = (const __u64 *)b; /* 5 words */
+
+	return x[0] == y[0] && x[1] == y[1] && x[2] == y[2] && x[3] == y[3] && x[4] == y[4];
+}
+
+static inline int ti_addr_key_eq(const struct ti_addr_key *a, const struct ti_addr_key *b)
+{
+	const __u64 *x = (const __u64 *)a, *y = (const __u64 *)b; /* 3 words */
+
+	return x[0] == y[0] && x[1] == y[1] && x[2] == y[2];
+}
+
+_Static_assert(sizeof(struct ti_flow_key) == 40, "ti_flow_hash reads 10 words");
+_Static_assert(sizeof(struct ti_addr_key) == 24, "ti_addr_hash reads 6 words");
 
 /* Buckets for max entries: a power of two, at least one. */
 static inline __u32 ti_table_buckets(__u32 max_entries)

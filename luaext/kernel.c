@@ -157,8 +157,8 @@ int ti_kernel_load(struct ti_kernel *k, const struct ti_load_opts *o, enum ti_mo
 		return ti_explain(-errno, why, whylen, mode, "opening the BPF object");
 	k->mode = mode;
 	bpf_map__set_max_entries(sk->maps.events, o->ring_size);
-	bpf_map__set_max_entries(sk->maps.flows, ti_table_buckets(o->max_flows));
-	bpf_map__set_max_entries(sk->maps.sources, ti_table_buckets(o->max_flows));
+	bpf_map__set_max_entries(sk->maps.flows, ti_table_buckets(o->max_flows) * TI_TABLE_WAYS);
+	bpf_map__set_max_entries(sk->maps.sources, ti_table_buckets(o->max_flows) * TI_TABLE_WAYS);
 	set_load_config((struct ti_load_config *)&sk->rodata->ti_load, o, mode, k->ncpus);
 	if ((err = select_programs(k, o, mode, why, whylen)))
 		goto fail;

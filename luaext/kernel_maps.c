@@ -1,7 +1,8 @@
 /* kernel_maps.c: reading the aggregate maps, merged across CPUs (no Lua).
  *
  *   flows, sources   per-CPU set-associative tables (bpf/ti_table.h): the
- *                    entries of a key on every CPU are merged into one
+ *                    entries of a key on every CPU are merged into one;
+ *                    a key's bucket is 4 consecutive elements
  *   ports            per-CPU array indexed by port: ports with packets
  *   len_hist         per-CPU array of slots: every slot
  *
@@ -44,8 +45,8 @@ size_t ti_map_val_size(enum ti_map_id m)
 static size_t elem_size(enum ti_map_id m)
 {
 	switch (m) {
-	case TI_MAP_FLOWS: return sizeof(struct ti_flow_bucket);
-	case TI_MAP_SOURCES: return sizeof(struct ti_source_bucket);
+	case TI_MAP_FLOWS: return sizeof(struct ti_flow_entry);
+	case TI_MAP_SOURCES: return sizeof(struct ti_source_entry);
 	default: return ti_map_val_size(m);
 	}
 }
@@ -138,16 +139,16 @@ static void merge(enum ti_map_id m, void *into, const void *from, bool first)
 	}
 }
 
-/* The table entries of one CPU's bucket: key, value and "in use". */
-static void bucket_entry(enum ti_map_id m, const void *bucket, int w, const void **key,
-			 const void **val, bool *used)
+/* A table entry (one CPU's copy of an element): key, value and "in use". */
+static void table_entry(enum ti_map_id m, const void *elem, const void **key, const void **val,
+			bool *used)
 {
 	if (m == TI_MAP_FLOWS) {
-		const struct ti_flow_entry *e = &((const struct ti_flow_bucket *)bucket)->e[w];
+		const struct ti_flow_entry *e = elem;
 
 		*key = &e->key, *val = &e->val, *used = e->val.packets != 0;
 	} else {
-		const struct ti_source_entry *e = &((const struct ti_source_bucket *)bucket)->e[w];
+		const struct ti_source_entry *e = elem;
 
 		*key = &e->key, *val = &e->val, *used = e->val.packets != 0;
 	}
@@ -156,6 +157,12 @@ static void bucket_entry(enum ti_map_id m, const void *bucket, int w, const void
 static bool is_table(enum ti_map_id m)
 {
 	return m == TI_MAP_FLOWS || m == TI_MAP_SOURCES;
+}
+
+/* The hash the BPF program places a key with (bpf/ti_table.h). */
+static uint32_t key_hash(enum ti_map_id m, const void *key)
+{
+	return m == TI_MAP_FLOWS ? ti_flow_hash(key) : ti_addr_hash(key);
 }
 
 static int append(struct ti_snapshot *s, const void *key, size_t ksize)
@@ -196,7 +203,7 @@ int ti_kernel_map_snapshot(const struct ti_kernel *k, enum ti_map_id m, struct t
 		goto out;
 	if (is_table(m)) {
 		/* open addressing over the merged entries, by key */
-		uint32_t cap = ti_table_buckets(n * TI_TABLE_WAYS * (uint32_t)k->ncpus * 2) * TI_TABLE_WAYS;
+		uint32_t cap = ti_table_buckets(n * (uint32_t)k->ncpus * 2) * TI_TABLE_WAYS;
 
 		mask = cap - 1;
 		index = calloc(cap, sizeof(*index));
@@ -224,35 +231,31 @@ int ti_kernel_map_snapshot(const struct ti_kernel *k, enum ti_map_id m, struct t
 			continue;
 		}
 		for (int c = 0; c < k->ncpus; c++) {
-			const uint8_t *v = vals + ((size_t)i * (size_t)k->ncpus + (size_t)c) * st;
+			const void *key, *val;
+			bool used;
+			uint32_t h;
 
-			for (int w = 0; w < TI_TABLE_WAYS; w++) {
-				const void *key, *val;
-				bool used;
-				uint32_t h;
+			table_entry(m, vals + ((size_t)i * (size_t)k->ncpus + (size_t)c) * st, &key, &val, &used);
+			if (!used)
+				continue;
+			h = key_hash(m, key);
+			for (;; h++) {
+				uint32_t *slot = &index[h & mask];
 
-				bucket_entry(m, v, w, &key, &val, &used);
-				if (!used)
-					continue;
-				h = ti_table_hash(key, (int)(ks / 4));
-				for (;; h++) {
-					uint32_t *slot = &index[h & mask];
+				if (!*slot) {
+					int at = append(s, key, ks);
 
-					if (!*slot) {
-						int at = append(s, key, ks);
-
-						if (at < 0) {
-							err = at;
-							goto out;
-						}
-						*slot = (uint32_t)at + 1;
-						merge(m, s->e + (size_t)at * s->esize + ks, val, true);
-						break;
+					if (at < 0) {
+						err = at;
+						goto out;
 					}
-					if (!memcmp(s->e + (size_t)(*slot - 1) * s->esize, key, ks)) {
-						merge(m, s->e + (size_t)(*slot - 1) * s->esize + ks, val, false);
-						break;
-					}
+					*slot = (uint32_t)at + 1;
+					merge(m, s->e + (size_t)at * s->esize + ks, val, true);
+					break;
+				}
+				if (!memcmp(s->e + (size_t)(*slot - 1) * s->esize, key, ks)) {
+					merge(m, s->e + (size_t)(*slot - 1) * s->esize + ks, val, false);
+					break;
 				}
 			}
 		}
@@ -274,108 +277,85 @@ void ti_snapshot_free(struct ti_snapshot *s)
 
 /* ---- one key ------------------------------------------------------------------------ */
 
-/* The element a key lives in: its bucket (tables) or its index (arrays). */
-static uint32_t elem_of(enum ti_map_id m, const void *key, uint32_t buckets)
+/* The elements a key can be in: its bucket's (tables), or its index (arrays). */
+static int elems_of(const struct ti_kernel *k, enum ti_map_id m, const void *key, uint32_t *first)
 {
-	if (is_table(m))
-		return ti_table_hash(key, (int)(ti_map_key_size(m) / 4)) & (buckets - 1);
-	return (uint32_t)*(const uint64_t *)key;
+	uint32_t n = nkeys(k, m);
+
+	if (is_table(m)) {
+		*first = (key_hash(m, key) & (n / TI_TABLE_WAYS - 1)) * TI_TABLE_WAYS;
+		return TI_TABLE_WAYS;
+	}
+	*first = (uint32_t)*(const uint64_t *)key;
+	return *first < n ? 1 : 0;
 }
 
-/* Read the element of key (all CPUs) into buf; -ENOENT past the end. */
-static int read_elem(const struct ti_kernel *k, enum ti_map_id m, const void *key, void *buf,
-		     uint32_t *idx)
+/* Look key up (val: the merged value) and, with del, remove it from every
+ * CPU.  0 or -ENOENT or -errno. */
+static int find(const struct ti_kernel *k, enum ti_map_id m, const void *key, void *val, bool del)
 {
-	int fd = ti_kernel_map_fd(k, m);
+	size_t st = stride(m), ks = ti_map_key_size(m);
+	uint8_t *buf = malloc(st * (size_t)k->ncpus), tmp[64];
+	int fd = ti_kernel_map_fd(k, m), n, err = 0;
+	bool found = false;
+	uint32_t first;
 
-	if (fd < 0)
-		return fd;
-	*idx = elem_of(m, key, nkeys(k, m));
-	if (*idx >= nkeys(k, m))
-		return -ENOENT;
-	return bpf_map_lookup_elem(fd, idx, buf) ? -errno : 0;
+	if (!buf)
+		return -ENOMEM;
+	if (fd < 0) {
+		err = fd;
+		goto out;
+	}
+	n = elems_of(k, m, key, &first);
+	for (uint32_t i = first; i < first + (uint32_t)n && !err; i++) {
+		bool here = false;
+
+		if (bpf_map_lookup_elem(fd, &i, buf)) {
+			err = -errno;
+			break;
+		}
+		for (int c = 0; c < k->ncpus; c++) {
+			uint8_t *v = buf + (size_t)c * st;
+
+			if (!is_table(m)) {
+				merge(m, val ? val : tmp, v, c == 0);
+				here |= m == TI_MAP_LEN_HIST || ((struct ti_port_val *)v)->packets != 0;
+				if (del)
+					memset(v, 0, elem_size(m));
+				continue;
+			}
+			{
+				const void *ekey, *eval;
+				bool used;
+
+				table_entry(m, v, &ekey, &eval, &used);
+				if (!used || memcmp(ekey, key, ks))
+					continue;
+				merge(m, val ? val : tmp, eval, !found && !here);
+				here = true;
+				if (del)
+					memset(v, 0, elem_size(m)); /* a free entry is all zeroes */
+			}
+		}
+		found |= here;
+		if (del && here && bpf_map_update_elem(fd, &i, buf, BPF_EXIST))
+			err = -errno;
+	}
+	if (!err && !found)
+		err = -ENOENT;
+out:
+	free(buf);
+	return err;
 }
 
 int ti_kernel_map_lookup(const struct ti_kernel *k, enum ti_map_id m, const void *key, void *val)
 {
-	size_t st = stride(m), ks = ti_map_key_size(m);
-	uint8_t *buf = malloc(st * (size_t)k->ncpus);
-	bool found = false;
-	uint32_t idx;
-	int err;
-
-	if (!buf)
-		return -ENOMEM;
-	if ((err = read_elem(k, m, key, buf, &idx)))
-		goto out;
-	for (int c = 0; c < k->ncpus; c++) {
-		const uint8_t *v = buf + (size_t)c * st;
-
-		if (!is_table(m)) {
-			merge(m, val, v, c == 0);
-			continue;
-		}
-		for (int w = 0; w < TI_TABLE_WAYS; w++) {
-			const void *ekey, *eval;
-			bool used;
-
-			bucket_entry(m, v, w, &ekey, &eval, &used);
-			if (used && !memcmp(ekey, key, ks)) {
-				merge(m, val, eval, !found);
-				found = true;
-			}
-		}
-	}
-	if (m == TI_MAP_PORTS)
-		found = ((struct ti_port_val *)val)->packets != 0;
-	else if (m == TI_MAP_LEN_HIST)
-		found = true;
-	err = found ? 0 : -ENOENT;
-out:
-	free(buf);
-	return err;
+	return find(k, m, key, val, false);
 }
 
 int ti_kernel_map_delete(const struct ti_kernel *k, enum ti_map_id m, const void *key)
 {
-	size_t st = stride(m), ks = ti_map_key_size(m);
-	uint8_t *buf = malloc(st * (size_t)k->ncpus);
-	bool found = false;
-	uint32_t idx;
-	int err;
-
-	if (!buf)
-		return -ENOMEM;
-	if ((err = read_elem(k, m, key, buf, &idx)))
-		goto out;
-	for (int c = 0; c < k->ncpus; c++) {
-		uint8_t *v = buf + (size_t)c * st;
-
-		if (!is_table(m)) {
-			found |= ((struct ti_port_val *)v)->packets != 0;
-			memset(v, 0, elem_size(m));
-			continue;
-		}
-		for (int w = 0; w < TI_TABLE_WAYS; w++) {
-			const void *ekey, *eval;
-			bool used;
-
-			bucket_entry(m, v, w, &ekey, &eval, &used);
-			if (used && !memcmp(ekey, key, ks)) {
-				/* the entry and its key: a free entry is all zeroes */
-				memset((void *)ekey, 0, (size_t)((const uint8_t *)eval - (const uint8_t *)ekey) +
-								ti_map_val_size(m));
-				found = true;
-			}
-		}
-	}
-	if (!found)
-		err = -ENOENT;
-	else if (bpf_map_update_elem(ti_kernel_map_fd(k, m), &idx, buf, BPF_EXIST))
-		err = -errno;
-out:
-	free(buf);
-	return err;
+	return find(k, m, key, NULL, true);
 }
 
 /* Zero every element: one BPF_MAP_UPDATE_BATCH (65536 ports in one call),
