@@ -217,8 +217,11 @@ static int cycle(enum ti_mode mode, bool verbose)
 		rc = 1;
 		goto close;
 	}
-	CHECK(st[TI_STAT_SEEN] == 15 && st[TI_STAT_MATCHED] == 10 && st[TI_STAT_FILTERED] == 5,
-	      "%s: seen %llu matched %llu filtered %llu, expected 15 10 5", ti_mode_names[mode],
+	/* exact for our frames; other traffic on lo (another test, a benchmark)
+	 * can only add to filtered, and the identity holds for all of it */
+	CHECK(st[TI_STAT_MATCHED] == 10 && st[TI_STAT_FILTERED] >= 5 &&
+		      st[TI_STAT_SEEN] == st[TI_STAT_FILTERED] + st[TI_STAT_MATCHED],
+	      "%s: seen %llu matched %llu filtered %llu, expected 10 matched of 15+", ti_mode_names[mode],
 	      (unsigned long long)st[TI_STAT_SEEN], (unsigned long long)st[TI_STAT_MATCHED],
 	      (unsigned long long)st[TI_STAT_FILTERED]);
 	/* a new filter: dport 10 only; then everything (NULL) */
