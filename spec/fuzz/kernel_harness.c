@@ -218,9 +218,9 @@ static int cycle(enum ti_mode mode, bool verbose)
 		goto close;
 	}
 	/* exact for our frames; other traffic on lo (another test, a benchmark)
-	 * can only add to filtered, and the identity holds for all of it */
+	 * can only add to filtered (and seen, read last, may be ahead) */
 	CHECK(st[TI_STAT_MATCHED] == 10 && st[TI_STAT_FILTERED] >= 5 &&
-		      st[TI_STAT_SEEN] == st[TI_STAT_FILTERED] + st[TI_STAT_MATCHED],
+		      st[TI_STAT_SEEN] >= st[TI_STAT_FILTERED] + st[TI_STAT_MATCHED],
 	      "%s: seen %llu matched %llu filtered %llu, expected 10 matched of 15+", ti_mode_names[mode],
 	      (unsigned long long)st[TI_STAT_SEEN], (unsigned long long)st[TI_STAT_MATCHED],
 	      (unsigned long long)st[TI_STAT_FILTERED]);
