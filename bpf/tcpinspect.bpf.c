@@ -131,8 +131,6 @@ struct ti_scratch {
 	struct ti_event ev;   /* the segment being handled */
 	__u8 ip[40];          /* its IP header bytes */
 	struct ti_tcphdr th;  /* its TCP header */
-	__u32 ring_count;     /* records this CPU put in the ring (ti_emit) */
-	__u32 pad0;
 	__u32 entry;          /* the table entry being looked up (ti_count_*) */
 	__u32 pad1;
 	/* keys, zeroed per segment by ti_aggregate */
@@ -431,10 +429,14 @@ static __always_inline int ti_sampled_out(const struct ti_event *e)
 	return (*n)++ % ti_load.sample != 0;
 }
 
-static __always_inline void ti_emit(const struct ti_event *e, struct ti_scratch *x)
+/* 1 + the consumer position of the ring when a wakeup was last forced (0:
+ * never), shared by all CPUs; see ti_emit. */
+__u64 ti_woken_cons;
+
+static __always_inline void ti_emit(const struct ti_event *e)
 {
 	struct ti_event *r;
-	__u64 flags;
+	__u64 flags = BPF_RB_NO_WAKEUP, cons;
 
 	if (ti_sampled_out(e)) {
 		ti_count(TI_STAT_SAMPLED_OUT);
@@ -446,17 +448,24 @@ static __always_inline void ti_emit(const struct ti_event *e, struct ti_scratch 
 		return;
 	}
 	__builtin_memcpy(r, e, sizeof(*r));
-	/* Batched wakeups: every CPU wakes the reader on every `wakeup`-th
-	 * record it submits, counted in its own scratch.  A count cannot be
-	 * jumped over, so no wakeup is lost however many CPUs submit at once
-	 * (a window on the pending bytes could be: two CPUs reserving together
-	 * skipped it).  The reader drains everything once woken, and its poll
-	 * timeout bounds the latency of the records in between; user space
-	 * caps `wakeup` so that all CPUs together leave at most half the ring
-	 * waiting.  Waking on every record while the reader is behind cost
-	 * ~5 us per record in `make bench`. */
-	x->ring_count++;
-	flags = x->ring_count % ti_load.wakeup == 0 ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+	/* Batched wakeups: once `wakeup` records are pending, wake the reader
+	 * once per position of its consumer: the first record at or past the
+	 * mark forces a wakeup, and the next forced one waits until the reader
+	 * has consumed something.  Nothing can be jumped over (a window on the
+	 * pending bytes was: two CPUs reserving together skipped it, and a
+	 * reader in poll(-1) slept while the ring filled), and a reader that is
+	 * behind is not woken again and again (waking on every record above the
+	 * mark cost ~5 us per record in `make bench`).  A wakeup marks the
+	 * ring's epoll item ready, level-triggered, until the ring is empty, so
+	 * one per consumer position is enough.  Two CPUs may both force one:
+	 * harmless. */
+	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= ti_load.wakeup_bytes) {
+		cons = bpf_ringbuf_query(&events, BPF_RB_CONS_POS) + 1;
+		if (cons != ti_woken_cons) {
+			ti_woken_cons = cons;
+			flags = BPF_RB_FORCE_WAKEUP;
+		}
+	}
 	bpf_ringbuf_submit(r, flags);
 	ti_count(TI_STAT_DELIVERED);
 }
@@ -489,7 +498,7 @@ __attribute__((noinline)) int ti_handle(void)
 	if (ti_load.aggregates)
 		ti_aggregate(e, x);
 	if (ti_load.events)
-		ti_emit(e, x);
+		ti_emit(e);
 	return 0;
 }
 

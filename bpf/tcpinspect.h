@@ -140,7 +140,7 @@ struct ti_load_config {
 	__u32 sample;       /* deliver 1 in N (0 or 1: all) */
 	__u32 events;       /* 0: aggregates only, no ring traffic */
 	__u32 aggregates;   /* 0: skip the flows/ports/sources/len_hist maps */
-	__u32 wakeup;       /* wake the reader every this many records of a CPU */
+	__u32 wakeup_bytes; /* wake the reader once this much is pending */
 	__u32 netns;        /* reported in events by hooks that cannot read it */
 	__u32 family;       /* the open() family: 0 any, 4 or 6 */
 	__u32 table_mask;   /* buckets - 1 of the flows and sources tables */

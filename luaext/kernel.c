@@ -108,20 +108,15 @@ static int select_programs(struct ti_kernel *k, const struct ti_load_opts *o, en
 #define TI_RING_REC (8 + ((sizeof(struct ti_event) + 7) & ~(size_t)7))
 
 static void set_load_config(struct ti_load_config *c, const struct ti_load_opts *o,
-			    enum ti_mode mode, int ncpus)
+			    enum ti_mode mode)
 {
-	uint32_t max_wait = (uint32_t)(o->ring_size / 2 / TI_RING_REC / (size_t)ncpus);
-
 	memset(c, 0, sizeof(*c));
 	c->sample = o->sample;
 	c->events = o->events;
 	c->aggregates = o->aggregates;
-	/* at most half the ring waits for a wakeup, all CPUs together */
-	c->wakeup = o->wakeup;
-	if (c->wakeup > max_wait)
-		c->wakeup = max_wait;
-	if (c->wakeup < 1)
-		c->wakeup = 1;
+	c->wakeup_bytes = o->wakeup * TI_RING_REC; /* at most half the ring waits */
+	if (c->wakeup_bytes > o->ring_size / 2)
+		c->wakeup_bytes = o->ring_size / 2;
 	c->family = (uint32_t)o->family;
 	c->table_mask = ti_table_buckets(o->max_flows) - 1;
 	/* the function probes read the netns from the skb; cgroup cannot tell */
@@ -159,7 +154,7 @@ int ti_kernel_load(struct ti_kernel *k, const struct ti_load_opts *o, enum ti_mo
 	bpf_map__set_max_entries(sk->maps.events, o->ring_size);
 	bpf_map__set_max_entries(sk->maps.flows, ti_table_buckets(o->max_flows) * TI_TABLE_WAYS);
 	bpf_map__set_max_entries(sk->maps.sources, ti_table_buckets(o->max_flows) * TI_TABLE_WAYS);
-	set_load_config((struct ti_load_config *)&sk->rodata->ti_load, o, mode, k->ncpus);
+	set_load_config((struct ti_load_config *)&sk->rodata->ti_load, o, mode);
 	if ((err = select_programs(k, o, mode, why, whylen)))
 		goto fail;
 	if ((err = tcpinspect_bpf__load(sk))) {

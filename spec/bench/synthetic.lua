@@ -28,6 +28,7 @@ local WAKEUP_NEVER = 1 << 20 -- capped by the core at ring_size/2: no forced wak
 math.randomseed(os.time())
 
 local FRAME = C.frame()
+local NEWPORT = 0 -- the next new flow's source port
 local sink = 0 -- luacheck: ignore 231 (written by the callbacks so field reads are not optimised away)
 
 local callbacks = {
@@ -166,6 +167,7 @@ local BPF_CONFIGS = {
 	{ name = "filter miss (dport=1)", opts = { filter = { dport = 1 } } },
 	{ name = "no aggregates, no events", opts = { events = false, aggregates = false } },
 	{ name = "aggregates only (events=false)", opts = { events = false } },
+	{ name = "aggregates only, a new flow per packet", opts = { events = false }, newflows = true },
 	{ name = "events on, default wakeup=64", opts = {} },
 	{ name = "events on, wakeup=1", opts = { wakeup = 1 } },
 	{ name = "events on, no forced wakeup", opts = { wakeup = WAKEUP_NEVER } },
@@ -179,14 +181,26 @@ local function bpf_round(reps)
 	for i, c in ipairs(BPF_CONFIGS) do
 		local o = {}
 		for k, v in pairs(c.opts) do o[k] = v end
-		runs[i] = { i = i, s = open(o), ns = {} }
+		runs[i] = { i = i, s = open(o), ns = {}, newflows = c.newflows }
 	end
 	for _ = 1, reps do
 		local order = {}
 		for i, r in ipairs(runs) do order[i] = r end
 		for _, r in ipairs(C.shuffle(order)) do
-			local _, ns = r.s:test_run(FRAME, 1024)
-			r.ns[#r.ns + 1] = ns
+			if r.newflows then
+				-- 256 packets, each of a flow not seen before (source port), one
+				-- test_run each: what a SYN flood from random ports costs
+				local total = 0
+				for _ = 1, 256 do
+					NEWPORT = NEWPORT % 60000 + 1
+					local _, ns = r.s:test_run(C.frame { sport = NEWPORT + 1024 }, 1)
+					total = total + ns
+				end
+				r.ns[#r.ns + 1] = total / 256
+			else
+				local _, ns = r.s:test_run(FRAME, 1024)
+				r.ns[#r.ns + 1] = ns
+			end
 			r.s:poll(0)
 		end
 	end
@@ -212,7 +226,7 @@ local function bpf_round_in(dir, reps, into)
 	local cpath = dir and ("TI_CPATH='" .. dir .. "/?.so;' ") or ""
 	local p = assert(io.popen(cpath .. "lua5.4 spec/bench/synthetic.lua bpf-round " .. reps))
 	for line in p:lines() do
-		local i, ns = line:match("^(%d+)\t(%d+)$")
+		local i, ns = line:match("^(%d+)\t([%d.]+)$")
 		if i then
 			into[tonumber(i)] = into[tonumber(i)] or {}
 			table.insert(into[tonumber(i)], tonumber(ns))
