@@ -136,7 +136,11 @@ io.stdout:write(("GOT %%d CPUS %%d MATCHED %%d DELIVERED %%d DROPPED %%d\n"):for
 				net.say("[%s] %s under a flood: exited %d, %.2f s after SIGINT; %s", mode, what, r.code, took,
 					r.err:match("[^\n]*interrupted[^\n]*") or "?")
 				assert.are.equal(0, r.code)
-				assert.is_true(took < 2, ("exit took %.2f s"):format(took))
+				-- 2 s on the host; under emulation (the qemu guests, where closing
+				-- the links and the skeleton alone takes most of a second, and
+				-- absolute times are not comparable: kernels.md) 3 times that
+				local bound = net.IN_VM and 6 or 2
+				assert.is_true(took < bound, ("exit took %.2f s"):format(took))
 				if what == "watch" then
 					assert.matches("packets printed in [^\n]*%(interrupted%); seen %d+", r.err)
 				end
