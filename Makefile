@@ -105,7 +105,7 @@ LUA_PATH_ABS := $(shell command -v $(LUA) 2>/dev/null || echo /usr/bin/$(LUA))
 
 $(B)/bin/tcpinspect: Makefile
 	@mkdir -p $(dir $@)
-	printf '#!%s\n-- tcpinspect command, run from the checkout\npackage.path = "%s/lua/?.lua;%s/lua/?/init.lua;" .. package.path\npackage.cpath = "%s/$(B)/?.so;" .. package.cpath\nos.exit(require("tcpinspect.cli").main(arg))\n' \
+	printf '#!%s\n-- tcpinspect command, run from the checkout\npackage.path = "%s/lua/?.lua;%s/lua/?/init.lua;" .. package.path\npackage.cpath = "%s/$(B)/?.so;" .. package.cpath\nos.exit(require("tcpinspect.cli").main(arg), true)\n' \
 		'$(LUA_PATH_ABS)' '$(CURDIR)' '$(CURDIR)' '$(CURDIR)' > $@
 	chmod +x $@
 
@@ -142,7 +142,7 @@ install: all
 	install -m 755 $(CORE_SO) $(DESTDIR)$(INST_LIBDIR)/tcpinspect/core.so
 	install -m 644 lua/tcpinspect.lua $(DESTDIR)$(INST_LUADIR)/tcpinspect.lua
 	install -m 644 lua/tcpinspect/*.lua $(DESTDIR)$(INST_LUADIR)/tcpinspect/
-	printf '#!%s\n-- tcpinspect command\nos.exit(require("tcpinspect.cli").main(arg))\n' '$(LUA_PATH_ABS)' \
+	printf '#!%s\n-- tcpinspect command\nos.exit(require("tcpinspect.cli").main(arg), true)\n' '$(LUA_PATH_ABS)' \
 		> $(DESTDIR)$(INST_BINDIR)/tcpinspect
 	chmod 755 $(DESTDIR)$(INST_BINDIR)/tcpinspect
 
