@@ -53,6 +53,12 @@ enum ti_map_id {
 
 #define TI_MAX_DEVS 32
 #define TI_MAX_CIDRS 256
+/* max_flows' ceiling: flows and sources are preallocated LRU hashes, about
+ * 240 bytes of kernel memory per flow for the two together, so 2^20 flows
+ * take about 250 MB up front.  More is a mistake rather than a wish (Linux's
+ * own conntrack table defaults to 262144 entries on a 16 GB machine), and
+ * 2^24 preallocated gigabytes before failing. */
+#define TI_MAX_FLOWS (1 << 20)
 
 /* A parsed CIDR, in the byte order the LPM trie wants. */
 struct ti_cidr {
