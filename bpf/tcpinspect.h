@@ -113,7 +113,9 @@ struct ti_source_val {
  *   seen == filtered + matched
  *   matched == sampled_out + delivered + dropped   (events on)
  * hold exactly, since every segment takes exactly one branch.  errors counts
- * TCP segments whose headers could not be read (not in seen). */
+ * frames that carry TCP but are not one whole readable segment: headers that
+ * could not be read, IP fragments, lengths larger than the frame (not in
+ * seen; doc/modes.md, "Odd frames"). */
 #define TI_STATS(X)                                                                      \
 	X(SEEN, "seen") X(FILTERED, "filtered") X(MATCHED, "matched")                     \
 	X(SAMPLED_OUT, "sampled_out") X(DELIVERED, "delivered") X(DROPPED, "dropped")     \
