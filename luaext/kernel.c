@@ -37,7 +37,8 @@ void ti_kernel_init(struct ti_kernel *k)
 {
 	memset(k, 0, sizeof(*k));
 	for (int i = 0; i < TI_MAX_DEVS; i++)
-		k->tc[i].link_fd = -1;
+		k->tc[i].link_fd = k->tc[i].state_fd = -1;
+	k->tc_monitor_fd = -1;
 }
 
 /* ---- load ------------------------------------------------------------------------- */
