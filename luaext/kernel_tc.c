@@ -172,8 +172,8 @@ static int link_refused(const struct ti_link *l, const struct ti_link *all, int 
 	if (l->master) {
 		const struct ti_link *m = link_by_index(all, n, l->master);
 
-		snprintf(why, whylen, "a port of %s '%s': its segments reach the IP stack on '%s' and are counted there",
-			 m && m->kind[0] ? m->kind : "device", m ? m->name : "?", m ? m->name : "its master");
+		snprintf(why, whylen, "a port of %s '%s': its segments reach the IP stack on '%s' and are counted there (dev='%s')",
+			 m && m->kind[0] ? m->kind : "device", m ? m->name : "?", m ? m->name : "its master", m ? m->name : "?");
 		return -EOPNOTSUPP;
 	}
 	return 0;
