@@ -262,6 +262,20 @@ end
 		end)
 	end
 
+	for _, mode in ipairs(net.modes()) do
+		it(("[%s] without kernel BTF: the message names CONFIG_DEBUG_INFO_BTF and advises no other mode"):format(mode), function()
+			-- a mount namespace where /sys/kernel/btf is an empty tmpfs
+			local out = lua_child(([[
+local s, err = require("tcpinspect").open{ mode = %q, dev = %s }
+print("OPEN", s, err)
+]]):format(mode, mode == "tc" and '"lo"' or "nil"),
+				{ wrap = function(cmd) return "unshare -m sh -c " .. net.q("mount -t tmpfs none /sys/kernel/btf && " .. cmd) end })
+			assert.matches("OPEN\tnil\t[^\n]*" .. mode .. ": this kernel has no BTF", out)
+			assert.matches("CONFIG_DEBUG_INFO_BTF=y", out, 1, true)
+			assert.not_matches("mode='", out)
+		end)
+	end
+
 	if net.has_mode("cgroup") then
 		it("[auto] after tc fails, cgroup mode's events do not carry tc's netns", function()
 			-- unshare -n: a namespace with lo down (tc finds no interface),
