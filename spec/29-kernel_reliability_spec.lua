@@ -276,6 +276,31 @@ print("OPEN", s, err)
 		end)
 	end
 
+	if net.has_mode("tc") then
+		it("[tc] a trapped signal ends one run(), not every later one", function()
+			local ns = net.netns("sg")
+			local ok, err = pcall(function()
+				local out = lua_child([[
+local tcpinspect = require "tcpinspect"
+local s = assert(tcpinspect.open{ mode = "tc", dev = "lo", events = false })
+tcpinspect.trap_signals{ "USR1" }
+local pid = io.open("/proc/self/stat"):read("n")
+os.execute("kill -USR1 " .. pid)
+print("RUN1", select(2, s:run{ duration = 5 }), tcpinspect.signaled())
+print("RUN2", select(2, s:run{ duration = 0.3 }))
+os.execute("kill -USR1 " .. pid)
+print("RUN3", select(2, s:run{ duration = 5 }))
+s:close()
+]], { netns = ns.name })
+				assert.matches("RUN1\tsignal\tUSR1\n", out, 1, true)
+				assert.matches("RUN2\tduration\n", out, 1, true)
+				assert.matches("RUN3\tsignal\n", out, 1, true)
+			end)
+			ns:destroy()
+			assert(ok, err)
+		end)
+	end
+
 	if net.has_mode("cgroup") then
 		it("[auto] after tc fails, cgroup mode's events do not carry tc's netns", function()
 			-- unshare -n: a namespace with lo down (tc finds no interface),
