@@ -131,11 +131,11 @@ function methods.run(self, opts)
 		end
 	end
 	local duration, interval = opts.duration, opts.interval or 1
-	-- NaN compares false with everything: `not (x >= 0)` refuses it too
-	if duration ~= nil and (type(duration) ~= "number" or not (duration >= 0)) then
+	-- NaN compares false with everything (x ~= x): refused too
+	if duration ~= nil and (type(duration) ~= "number" or duration ~= duration or duration < 0) then
 		error("tcpinspect: run option 'duration': expected seconds >= 0, got " .. tostring(duration), 2)
 	end
-	if type(interval) ~= "number" or not (interval > 0) then
+	if type(interval) ~= "number" or interval ~= interval or interval <= 0 then
 		error("tcpinspect: run option 'interval': expected seconds > 0, got " .. tostring(interval), 2)
 	end
 	local poll_ms = opts.poll_ms or 100

@@ -19,9 +19,7 @@ local B6 = "\253\0" .. string.rep("\0", 13) .. "\2"
 
 local function tcp(o)
 	o = o or {}
-	local doff = o.doff or 5
-	local opts = string.rep("\1", math.max(0, (doff - 5) * 4)) -- NOPs
-	if o.short then doff = 5 end
+	local opts = string.rep("\1", math.max(0, ((o.doff or 5) - 5) * 4)) -- NOPs
 	local h = string.pack(">I2I2I4I4BBI2I2I2", o.sport or 40000, o.dport or 80, 1, 0,
 		(o.doff or 5) << 4, o.flags or 0x02, 65535, 0, 0)
 	if o.short then return h:sub(1, o.short) end
@@ -43,7 +41,7 @@ end
 -- its body after the 2-byte (next, length) prefix
 local function ipv6(l4, o)
 	o = o or {}
-	local exts, first = o.exts or {}, nil
+	local exts = o.exts or {}
 	local chain = ""
 	for i = #exts, 1, -1 do
 		local e = exts[i]
@@ -57,7 +55,7 @@ local function ipv6(l4, o)
 		end
 		chain = hdr .. chain
 	end
-	first = #exts > 0 and exts[1][1] or (o.proto or 6)
+	local first = #exts > 0 and exts[1][1] or (o.proto or 6)
 	local plen = o.plen or (#chain + #l4)
 	return ETH .. "\134\221" .. string.pack(">I4I2BB", 0x60000000, plen, first, 64) .. A6 .. B6 .. chain .. l4
 end
