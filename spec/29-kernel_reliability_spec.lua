@@ -301,6 +301,67 @@ s:close()
 		end)
 	end
 
+	-- a VLAN on a veth, and a bond over a veth: the IP stack receives on the
+	-- upper device; tc counts each SYN once.  This machine's kernel has
+	-- neither 8021q nor bonding: the guests load them (spec/vm/run EXTRA_MODULES).
+	if net.has_mode("tc") then
+		for _, kind in ipairs{ "vlan", "bond" } do
+			it(("[tc] %s over a veth: each SYN counted once, as tcpdump sees it on the %s device"):format(kind, kind), function()
+				local ns1, ns2 = net.netns("st"), net.netns("sc")
+				local ch, cap, skip
+				local ok, err = pcall(function()
+					local port = net.port()
+					local up = kind == "vlan" and "tivl0" or "tibd0"
+					net.must(("ip -n %s link add tisv0 type veth peer name tisv1 netns %s"):format(ns1.name, ns2.name))
+					local made, why
+					if kind == "vlan" then
+						made, why = net.sh(("ip -n %s link add link tisv0 name tivl0 type vlan id 7 && ip -n %s link add link tisv1 name tivl1 type vlan id 7")
+							:format(ns1.name, ns2.name))
+					else
+						made, why = net.sh(("ip -n %s link add tibd0 type bond mode active-backup && " ..
+							"ip -n %s link set tisv0 master tibd0 && ip -n %s link add tibd1 type bond mode active-backup && " ..
+							"ip -n %s link set tisv1 master tibd1"):format(ns1.name, ns1.name, ns2.name, ns2.name))
+					end
+					if not made then
+						assert(not net.IN_VM, kind .. " is missing in the guest (spec/vm/run EXTRA_MODULES): " .. why)
+						skip = kind .. ": this kernel has no " .. (kind == "vlan" and "8021q" or "bonding") .. " module"
+						return
+					end
+					local peer = kind == "vlan" and "tivl1" or "tibd1"
+					net.must(("ip -n %s link set tisv0 up && ip -n %s link set %s up && ip -n %s addr add 10.205.0.1/24 dev %s")
+						:format(ns1.name, ns1.name, up, ns1.name, up))
+					net.must(("ip -n %s link set tisv1 up && ip -n %s link set %s up && ip -n %s addr add 10.205.0.2/24 dev %s")
+						:format(ns2.name, ns2.name, peer, ns2.name, peer))
+					ch = net.session_child({ open = { mode = "tc", filter = { dport = port } } }, { netns = ns1.name })
+					local _, probes = ch:ready()
+					assert.matches("^attached", probes["tc/ingress:" .. up])
+					if kind == "bond" then
+						assert.matches("^skipped: a port of bond 'tibd0'", probes["tc/ingress:tisv0"])
+					else
+						assert.matches("^attached", probes["tc/ingress:tisv0"])
+					end
+					cap = net.tcpdump { iface = up, netns = ns1.name, filter = "tcp dst port " .. port }
+					net.sh(net.IN_VM and "sleep 3" or "sleep 1") -- the bond's carrier, ARP
+					syns(ns2.name, "10.205.0.1", port, 6)
+					local pkts = cap:stop()
+					cap = nil
+					local dumped = net.count(pkts, function(p) return p.flagstr == "S" end)
+					local r = ch:stop()
+					ch = nil
+					assert.is_true(dumped >= 6, "tcpdump saw " .. dumped .. " SYNs")
+					assert.are.equal(dumped, r.syn_events)
+					assert.are.equal(#pkts, r.stats.matched)
+					net.say("[tc] %s over veth: %d SYNs counted, tcpdump on %s saw %d", kind, r.syn_events, up, dumped)
+				end)
+				if ch then ch:kill() end
+				ns1:destroy()
+				ns2:destroy()
+				assert(ok, err)
+				if skip then pending(skip) end
+			end)
+		end
+	end
+
 	if net.has_mode("cgroup") then
 		it("[auto] after tc fails, cgroup mode's events do not carry tc's netns", function()
 			-- unshare -n: a namespace with lo down (tc finds no interface),
