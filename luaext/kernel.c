@@ -77,6 +77,9 @@ static int select_programs(struct ti_kernel *k, const struct ti_load_opts *o, en
 	default:
 		break;
 	}
+	/* fentry finds its targets in the kernel's BTF: without it, say that */
+	if (mode == TI_MODE_FENTRY && !ti_kernel_has_btf())
+		return ti_explain(-ENOENT, why, whylen, mode, "finding the probe targets");
 	for (int i = 0; i < 2; i++) {
 		bool want = o->family == 0 || o->family == (i ? 6 : 4);
 		bool have = !hidden_for_test(probe_fn(i)) &&
