@@ -567,36 +567,96 @@ int BPF_KPROBE(ti_kprobe_v6, struct sk_buff *skb)
 
 /* ---- entries: __sk_buff hooks (cgroup_skb, tc) ------------------------------ */
 
-/* off: where the IP header starts in the packet.  Non-TCP packets and IPv6
- * packets with extension headers before TCP are not segments for us. */
+#define IPPROTO_HOPOPTS_ 0
+#define IPPROTO_ROUTING_ 43
+#define IPPROTO_FRAGMENT_ 44
+#define IPPROTO_AH_ 51
+#define IPPROTO_DSTOPTS_ 60
+#define TI_V6_EXT_MAX 6 /* extension headers walked before TCP */
+
+/* The headers of a frame the kernel has not validated yet (tc runs before
+ * ip_rcv; cgroup_skb after it, where the same checks all pass).  off: where
+ * the IP header starts.  Returns 1 for one whole TCP segment, parsed into
+ * x->ev; 0 for a frame that is not TCP (counted nowhere: not ours); -1 for
+ * a frame that carries TCP but is not one whole readable segment, counted
+ * in `errors` (doc/modes.md, "Odd frames"):
+ *   an IPv4 fragment, first or not (MF set or a fragment offset): tc sees
+ *   fragments, never the reassembled segment; an IPv6 Fragment header
+ *   before TCP; an IPv4 header with IHL < 5 or version != 4; a total length
+ *   (IPv6: 40 + payload length) larger than the frame or too small for the
+ *   IP and TCP headers; a TCP data offset < 5 or past the total length;
+ *   more than TI_V6_EXT_MAX IPv6 extension headers.
+ * A total length smaller than the frame is Ethernet padding: the segment
+ * ends at the total length.  IPv6 hop-by-hop, routing, destination-options
+ * and AH headers are walked; the segment after them counts as usual. */
+static __always_inline int ti_sk_buff_segment(struct __sk_buff *skb, __u32 off,
+					      struct ti_scratch *x)
+{
+	__u32 l4_off, iplen, avail;
+	__u8 h[2];
+
+	if (skb->len <= off)
+		return 0;
+	avail = skb->len - off; /* IP bytes in the frame */
+	if (skb->protocol == bpf_htons(ETH_P_IP)) {
+		if (bpf_skb_load_bytes(skb, off, x->ip, 20) || x->ip[9] != IPPROTO_TCP_)
+			return 0;
+		l4_off = (x->ip[0] & 0xf) * 4;
+		if ((x->ip[0] >> 4) != 4 || l4_off < 20)
+			return -1;
+		if ((x->ip[6] & 0x3f) || x->ip[7]) /* MF, or a fragment offset */
+			return -1;
+		iplen = ((__u32)x->ip[2] << 8) | x->ip[3];
+	} else {
+		__u8 nh;
+
+		if (bpf_skb_load_bytes(skb, off, x->ip, 40))
+			return 0;
+		nh = x->ip[6];
+		if ((x->ip[0] >> 4) != 6)
+			return nh == IPPROTO_TCP_ ? -1 : 0;
+		l4_off = 40;
+		for (int i = 0; i < TI_V6_EXT_MAX; i++) {
+			if (nh == IPPROTO_TCP_)
+				break;
+			if (nh != IPPROTO_HOPOPTS_ && nh != IPPROTO_ROUTING_ && nh != IPPROTO_DSTOPTS_ &&
+			    nh != IPPROTO_AH_ && nh != IPPROTO_FRAGMENT_)
+				return 0; /* UDP, ICMPv6, no next header, ...: not TCP */
+			if (bpf_skb_load_bytes(skb, off + l4_off, h, 2))
+				return -1;
+			if (nh == IPPROTO_FRAGMENT_) /* a fragment: of TCP? */
+				return h[0] == IPPROTO_TCP_ ? -1 : 0;
+			l4_off += nh == IPPROTO_AH_ ? ((__u32)h[1] + 2) * 4 : ((__u32)h[1] + 1) * 8;
+			nh = h[0];
+		}
+		if (nh != IPPROTO_TCP_)
+			return -1; /* too many extension headers to tell */
+		iplen = 40 + (((__u32)x->ip[4] << 8) | x->ip[5]);
+	}
+	if (iplen > avail || l4_off + sizeof(x->th) > iplen)
+		return -1;
+	if (bpf_skb_load_bytes(skb, off + l4_off, &x->th, sizeof(x->th)))
+		return -1;
+	return ti_parse(&x->ev, x->ip, l4_off, &x->th) ? -1 : 1;
+}
+
 static __always_inline void ti_from_sk_buff(struct __sk_buff *skb, __u32 off, __u8 probe)
 {
 	struct ti_scratch *x;
-	__u32 l4_off;
+	int r;
 
 	if (skb->protocol != bpf_htons(ETH_P_IP) && skb->protocol != bpf_htons(ETH_P_IPV6))
 		return;
 	x = ti_scratch_get(probe);
 	if (!x)
 		return;
-	if (skb->protocol == bpf_htons(ETH_P_IP)) {
-		if (bpf_skb_load_bytes(skb, off, x->ip, 20) || x->ip[9] != IPPROTO_TCP_)
-			return;
-		l4_off = (x->ip[0] & 0xf) * 4;
-	} else {
-		if (bpf_skb_load_bytes(skb, off, x->ip, 40) || x->ip[6] != IPPROTO_TCP_)
-			return;
-		l4_off = 40;
-	}
 	x->ev.ifindex = skb->ifindex;
 	x->ev.netns = ti_load.netns;
-	if (l4_off < 20 || l4_off > 60 ||
-	    bpf_skb_load_bytes(skb, off + l4_off, &x->th, sizeof(x->th)) ||
-	    ti_parse(&x->ev, x->ip, l4_off, &x->th)) {
+	r = ti_sk_buff_segment(skb, off, x);
+	if (r < 0)
 		ti_count(TI_STAT_ERRORS);
-		return;
-	}
-	ti_handle();
+	else if (r > 0)
+		ti_handle();
 }
 
 SEC("cgroup_skb/ingress")
@@ -609,8 +669,11 @@ int ti_cgroup_ingress(struct __sk_buff *skb)
 SEC("tc")
 int ti_tc_ingress(struct __sk_buff *skb)
 {
-	/* Only frames addressed to this host, as tcp_v4_rcv would see them. */
-	if (skb->pkt_type == PACKET_HOST_)
+	/* Only frames addressed to this host, as tcp_v4_rcv would see them,
+	 * and only where the IP stack receives them: a frame whose VLAN tag
+	 * the device took off (vlan_present) goes on to the VLAN device, and
+	 * is counted there (doc/modes.md, "Stacked devices"). */
+	if (skb->pkt_type == PACKET_HOST_ && !skb->vlan_present)
 		ti_from_sk_buff(skb, ETH_HLEN, TI_PROBE_TC);
 	return -1; /* TC_ACT_UNSPEC: continue as if we were not here */
 }

@@ -115,7 +115,9 @@ struct ti_source_val {
  *   seen == filtered + matched
  *   matched == sampled_out + delivered + dropped   (events on)
  * hold exactly, since every segment takes exactly one branch.  errors counts
- * TCP segments whose headers could not be read (not in seen).
+ * frames that carry TCP but are not one whole readable segment: headers that
+ * could not be read, IP fragments, lengths larger than the frame (not in
+ * seen; doc/modes.md, "Odd frames").
  * evicted_flows / evicted_sources count entries of the full "flows" /
  * "sources" tables replaced by a new key (bpf/ti_table.h): their counts are
  * no longer in the map. */

@@ -58,11 +58,20 @@ M.sleep = core.sleep
 -- @treturn true
 M.check_options = core.check_options
 
+-- session:run reports each trapped signal once: `signals_reported` is the
+-- core's signal count when run last returned "signal" (or signals were
+-- trapped), so a later run does not return "signal" for the same one.
+local signals_reported = 0
+
 --- Trap signals ("INT", "TERM", "HUP", "QUIT", "USR1", "USR2"): a trapped
 -- signal interrupts `poll`'s wait, `session:run` returns with reason
--- "signal", and `signaled()` names it.  Clears any earlier one.
+-- "signal" (once per signal), and `signaled()` names it.  Clears any
+-- earlier one.
 -- @tparam {string,...} names
-M.trap_signals = core.trap_signals
+function M.trap_signals(names)
+	core.trap_signals(names)
+	signals_reported = core.signal_count()
+end
 
 --- The last trapped signal's name, or nil.
 -- @treturn string|nil
@@ -122,10 +131,11 @@ function methods.run(self, opts)
 		end
 	end
 	local duration, interval = opts.duration, opts.interval or 1
-	if duration ~= nil and (type(duration) ~= "number" or duration < 0) then
+	-- NaN compares false with everything (x ~= x): refused too
+	if duration ~= nil and (type(duration) ~= "number" or duration ~= duration or duration < 0) then
 		error("tcpinspect: run option 'duration': expected seconds >= 0, got " .. tostring(duration), 2)
 	end
-	if type(interval) ~= "number" or interval <= 0 then
+	if type(interval) ~= "number" or interval ~= interval or interval <= 0 then
 		error("tcpinspect: run option 'interval': expected seconds > 0, got " .. tostring(interval), 2)
 	end
 	local poll_ms = opts.poll_ms or 100
@@ -152,7 +162,8 @@ function methods.run(self, opts)
 		if now >= next_tick then
 			next_tick = next_tick + interval * (math.floor((now - next_tick) / interval) + 1)
 		end
-		if core.signaled() then
+		if core.signal_count() ~= signals_reported then
+			signals_reported = core.signal_count()
 			return total, "signal"
 		end
 		if stopping[self] or (should_stop and should_stop()) then

@@ -38,7 +38,8 @@ void ti_kernel_init(struct ti_kernel *k)
 {
 	memset(k, 0, sizeof(*k));
 	for (int i = 0; i < TI_MAX_DEVS; i++)
-		k->tc[i].link_fd = -1;
+		k->tc[i].link_fd = k->tc[i].state_fd = -1;
+	k->tc_monitor_fd = -1;
 }
 
 /* ---- load ------------------------------------------------------------------------- */
@@ -77,6 +78,9 @@ static int select_programs(struct ti_kernel *k, const struct ti_load_opts *o, en
 	default:
 		break;
 	}
+	/* fentry finds its targets in the kernel's BTF: without it, say that */
+	if (mode == TI_MODE_FENTRY && !ti_kernel_has_btf())
+		return ti_explain(-ENOENT, why, whylen, mode, "finding the probe targets");
 	for (int i = 0; i < 2; i++) {
 		bool want = o->family == 0 || o->family == (i ? 6 : 4);
 		bool have = !hidden_for_test(probe_fn(i)) &&
@@ -170,49 +174,77 @@ fail:
 /* ---- the filter -------------------------------------------------------------------- */
 
 /* Add (or, with del, remove) n CIDRs of one slot in an LPM trie.  Adding
- * stops at the first failure and returns -errno. */
+ * stops at the first failure and returns -errno.  Removing goes through all
+ * of them and returns the last -errno other than ENOENT (an entry that is
+ * not there is removed already), or 0. */
 static int lpm_write(int fd, uint8_t slot, const struct ti_cidr *c, int n, bool del)
 {
 	uint8_t one = 1;
+	int err = 0;
 
 	for (int i = 0; i < n; i++) {
 		struct ti_lpm_key key = { .prefixlen = 16u + c[i].plen, .slot = slot, .family = c[i].family };
 
 		memcpy(key.addr, c[i].addr, 16);
-		if (del)
-			bpf_map_delete_elem(fd, &key);
-		else if (bpf_map_update_elem(fd, &key, &one, BPF_ANY))
+		if (del) {
+			if (bpf_map_delete_elem(fd, &key) && errno != ENOENT)
+				err = -errno;
+		} else if (bpf_map_update_elem(fd, &key, &one, BPF_ANY)) {
 			return -errno;
+		}
 	}
-	return 0;
+	return err;
 }
 
+/* Remove every entry f describes from the idle slot's tries: 0 or -errno. */
+static int lpm_delete_all(const int fds[3], uint8_t slot, const struct ti_filter *f)
+{
+	int e1 = lpm_write(fds[0], slot, f->saddr, f->nsaddr, true);
+	int e2 = lpm_write(fds[1], slot, f->daddr, f->ndaddr, true);
+	int e3 = lpm_write(fds[2], slot, f->host, f->nhost, true);
+
+	return e1 ? e1 : e2 ? e2 : e3;
+}
+
+/* Transactional: the active slot is never touched before the flip, and
+ * k->slot_filter[idle] always lists a superset of the entries the idle
+ * slot's tries hold, so that the next call can empty it.  A failure leaves
+ * the active filter in force and the idle slot empty (or, when even the
+ * rollback's deletes fail, described by the attempted filter, whose
+ * entries the next call deletes first). */
 int ti_kernel_set_filter(struct ti_kernel *k, const struct ti_filter *f)
 {
 	struct tcpinspect_bpf *sk = k->skel;
 	uint8_t slot = (uint8_t)(k->slot ^ 1);
 	struct ti_filter *old = k->slot_filter[slot], *copy;
-	int sfd, dfd, hfd, err;
+	int fds[3], err;
 
 	if (!sk || !sk->bss)
 		return -EBADF; /* not loaded, or its .bss was not mapped */
-	sfd = bpf_map__fd(sk->maps.saddr_lpm);
-	dfd = bpf_map__fd(sk->maps.daddr_lpm);
-	hfd = bpf_map__fd(sk->maps.host_lpm);
+	fds[0] = bpf_map__fd(sk->maps.saddr_lpm);
+	fds[1] = bpf_map__fd(sk->maps.daddr_lpm);
+	fds[2] = bpf_map__fd(sk->maps.host_lpm);
 	copy = calloc(1, sizeof(*copy));
 	if (!copy)
 		return -ENOMEM;
 	if (f)
 		*copy = *f;
-	if (old) {
-		lpm_write(sfd, slot, old->saddr, old->nsaddr, true);
-		lpm_write(dfd, slot, old->daddr, old->ndaddr, true);
-		lpm_write(hfd, slot, old->host, old->nhost, true);
-	}
-	if ((err = lpm_write(sfd, slot, copy->saddr, copy->nsaddr, false)) ||
-	    (err = lpm_write(dfd, slot, copy->daddr, copy->ndaddr, false)) ||
-	    (err = lpm_write(hfd, slot, copy->host, copy->nhost, false))) {
+	/* empty the idle slot; if that fails, `old` still describes it */
+	if (old && (err = lpm_delete_all(fds, slot, old))) {
 		free(copy);
+		return err;
+	}
+	free(old);
+	k->slot_filter[slot] = NULL; /* the idle slot is empty */
+	if ((err = lpm_write(fds[0], slot, copy->saddr, copy->nsaddr, false)) ||
+	    (err = lpm_write(fds[1], slot, copy->daddr, copy->ndaddr, false)) ||
+	    (err = lpm_write(fds[2], slot, copy->host, copy->nhost, false))) {
+		/* roll back what was written; an entry that cannot be deleted
+		 * stays listed in the copy, for the next call to delete */
+		if (lpm_delete_all(fds, slot, copy))
+			k->slot_filter[slot] = copy;
+		else
+			free(copy);
 		return err;
 	}
 	sk->bss->ti_cfg[slot] = copy->cfg;
@@ -220,7 +252,6 @@ int ti_kernel_set_filter(struct ti_kernel *k, const struct ti_filter *f)
 	sk->bss->ti_cfg_slot = slot;
 	__sync_synchronize();
 	k->slot = slot;
-	free(old);
 	k->slot_filter[slot] = copy;
 	return 0;
 }

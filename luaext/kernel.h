@@ -54,6 +54,12 @@ enum ti_map_id {
 
 #define TI_MAX_DEVS 32
 #define TI_MAX_CIDRS 256
+/* max_flows' ceiling: flows and sources are preallocated LRU hashes, about
+ * 240 bytes of kernel memory per flow for the two together, so 2^20 flows
+ * take about 250 MB up front.  More is a mistake rather than a wish (Linux's
+ * own conntrack table defaults to 262144 entries on a 16 GB machine), and
+ * 2^24 preallocated gigabytes before failing. */
+#define TI_MAX_FLOWS (1 << 20)
 
 /* A parsed CIDR, in the byte order the LPM trie wants. */
 struct ti_cidr {
@@ -91,8 +97,16 @@ struct ti_tc_hook {
 	int ifindex;
 	uint32_t handle; /* netlink filter handle; 0 when a tcx link is used */
 	int link_fd;     /* tcx link, or -1 */
+	int state_fd;    /* the netlink filter's state file, flock-ed while we live, or -1 */
 	char name[32];
 };
+
+/* An interface tc mode did not attach to, and why (session.probes). */
+struct ti_tc_skip {
+	char name[32];
+	char why[192];
+};
+#define TI_MAX_SKIPPED 16
 
 struct tcpinspect_bpf;
 struct bpf_link;
@@ -104,6 +118,10 @@ struct ti_kernel {
 	int nlinks;
 	struct ti_tc_hook tc[TI_MAX_DEVS];
 	int ntc;
+	struct ti_tc_skip tc_skipped[TI_MAX_SKIPPED]; /* tc, every interface: not attached */
+	int ntc_skipped;
+	int tc_monitor_fd;                /* netlink RTMGRP_LINK socket (tc, every interface), or -1 */
+	int tc_prog_fd;                   /* what the monitor attaches to new interfaces */
 	char probe_status[2][192];        /* tcp_v4_rcv, tcp_v6_rcv: "attached" or why not */
 	char cgroup_path[512];
 	uint32_t slot;                    /* the active filter slot */
@@ -161,6 +179,13 @@ void ti_snapshot_free(struct ti_snapshot *s);
 int ti_kernel_map_lookup(const struct ti_kernel *k, enum ti_map_id m, const void *key, void *val);
 int ti_kernel_map_delete(const struct ti_kernel *k, enum ti_map_id m, const void *key);
 int ti_kernel_map_clear(const struct ti_kernel *k, enum ti_map_id m);
+
+/* tc mode on every interface: attach to interfaces that appeared (or came
+ * up) since the last call, and let go of those that went away, as the link
+ * monitor reports them.  Cheap when nothing changed (one non-blocking
+ * recv); the session calls it at each poll.  >0: the attachments changed,
+ * 0: they did not, <0: -errno (the attachments stay as they were). */
+int ti_kernel_tc_refresh(struct ti_kernel *k);
 
 /* Detach and unload everything; idempotent. */
 void ti_kernel_close(struct ti_kernel *k);

@@ -205,8 +205,10 @@ int ti_explain(int err, char *why, size_t whylen, enum ti_mode mode, const char 
 
 	if (err > 0)
 		err = -err;
-	if (!ti_kernel_has_btf() && (mode == TI_MODE_FENTRY || mode == TI_MODE_KPROBE)) {
-		snprintf(why, whylen, "%s: this kernel has no BTF (/sys/kernel/btf/vmlinux is missing); it needs CONFIG_DEBUG_INFO_BTF=y, or use mode='tc'",
+	/* every mode's programs are CO-RE (relocated against the kernel's BTF
+	 * at load time): without BTF no mode loads, so no other mode is advised */
+	if (!ti_kernel_has_btf() && (mode == TI_MODE_FENTRY || mode == TI_MODE_KPROBE || loading)) {
+		snprintf(why, whylen, "%s: this kernel has no BTF (/sys/kernel/btf/vmlinux is missing); tcpinspect's programs are CO-RE in every mode and need a kernel built with CONFIG_DEBUG_INFO_BTF=y",
 			 mname);
 		return err;
 	}

@@ -1,24 +1,39 @@
-/* kernel_tc.c: tc ingress attachments of one kernel object, and the sweep of
- * the filters that dead tcpinspect processes left behind.
+/* kernel_tc.c: tc ingress attachments of one kernel object, the link
+ * monitor that follows interfaces appearing and going, and the sweep of the
+ * filters that dead tcpinspect processes left behind.
  *
  * A tcx link where the kernel has tcx (Linux 6.6+: the kernel removes it when
- * the last fd closes); otherwise clsact + a netlink cls_bpf filter with a
- * per-process handle, recorded in /run/tcpinspect/tc-PID-HANDLE so that the
- * next tc/auto start can remove it if its owner died without detaching.  The
- * qdisc is created if missing and never deleted (other tools' filters may
- * hang off it), and no foreign filter is ever touched.
+ * the last fd closes); otherwise clsact + a netlink cls_bpf filter, recorded
+ * in /run/tcpinspect/tc-PID-HANDLE.  The owner holds an flock on that file
+ * for as long as the filter is its own, so liveness is proved by a lock
+ * that dies with its holder, not by a PID (PIDs are reused, and PID
+ * namespaces that share /run repeat them): the next tc/auto start removes
+ * a filter whose file nobody holds.  Handles are chosen so they cannot
+ * collide: a handle in use on the device (EEXIST) or a state file that
+ * exists already makes us take another.  The qdisc is created if missing
+ * and never deleted (other tools' filters may hang off it), and no foreign
+ * filter is ever touched.
+ *
+ * Interfaces are read over rtnetlink in the current network namespace
+ * (type, flags, master), never from /sys/class/net, which shows the
+ * namespace sysfs was mounted in.
  */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <net/if.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
+#include <sys/file.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
+#include <linux/if_arp.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include "kernel_int.h"
@@ -26,6 +41,154 @@
 #define TI_TC_PRIO 0x7149 /* our filters' tc priority */
 #define TI_TC_STATE_DIR "/run/tcpinspect"
 #define TI_BPF_TCX_INGRESS 46 /* enum bpf_attach_type, Linux 6.6+ */
+
+/* ---- interfaces, over rtnetlink -------------------------------------------------- */
+
+struct ti_link {
+	int ifindex;
+	int master;         /* IFLA_MASTER: a bridge port's bridge, a bond slave's bond */
+	unsigned type;      /* ARPHRD_* */
+	unsigned flags;     /* IFF_* */
+	char name[IFNAMSIZ];
+	char kind[16];      /* IFLA_INFO_KIND: "bridge", "bond", "veth", ... */
+};
+
+static void parse_link(struct nlmsghdr *h, struct ti_link *l)
+{
+	struct ifinfomsg *ifi = NLMSG_DATA(h);
+	int len = (int)h->nlmsg_len - (int)NLMSG_LENGTH(sizeof(*ifi));
+	struct rtattr *a;
+
+	memset(l, 0, sizeof(*l));
+	l->ifindex = ifi->ifi_index;
+	l->type = ifi->ifi_type;
+	l->flags = ifi->ifi_flags;
+	for (a = IFLA_RTA(ifi); RTA_OK(a, len); a = RTA_NEXT(a, len)) {
+		if (a->rta_type == IFLA_IFNAME)
+			snprintf(l->name, sizeof(l->name), "%.*s", (int)RTA_PAYLOAD(a), (char *)RTA_DATA(a));
+		else if (a->rta_type == IFLA_MASTER && RTA_PAYLOAD(a) >= 4)
+			memcpy(&l->master, RTA_DATA(a), 4);
+		else if (a->rta_type == IFLA_LINKINFO) {
+			int ilen = (int)RTA_PAYLOAD(a);
+
+			for (struct rtattr *b = RTA_DATA(a); RTA_OK(b, ilen); b = RTA_NEXT(b, ilen))
+				if (b->rta_type == IFLA_INFO_KIND)
+					snprintf(l->kind, sizeof(l->kind), "%.*s", (int)RTA_PAYLOAD(b),
+						 (char *)RTA_DATA(b));
+		}
+	}
+}
+
+/* Every interface of the current network namespace: 0 and *out (free it),
+ * or -errno. */
+static int links_dump(struct ti_link **out, int *n)
+{
+	struct {
+		struct nlmsghdr h;
+		struct ifinfomsg i;
+	} req = { .h = { .nlmsg_len = sizeof(req), .nlmsg_type = RTM_GETLINK,
+			 .nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP, .nlmsg_seq = 1 },
+		  .i = { .ifi_family = AF_UNSPEC } };
+	static char buf[32768];
+	struct ti_link *v = NULL;
+	int fd, cap = 0, cnt = 0, err = 0;
+	bool done = false;
+
+	fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+	if (fd < 0)
+		return -errno;
+	if (send(fd, &req, sizeof(req), 0) < 0) {
+		err = -errno;
+		goto out;
+	}
+	while (!done) {
+		ssize_t r = recv(fd, buf, sizeof(buf), 0);
+		int len = (int)r;
+
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			err = -errno;
+			goto out;
+		}
+		for (struct nlmsghdr *h = (void *)buf; NLMSG_OK(h, len); h = NLMSG_NEXT(h, len)) {
+			if (h->nlmsg_type == NLMSG_DONE) {
+				done = true;
+				break;
+			}
+			if (h->nlmsg_type == NLMSG_ERROR) {
+				struct nlmsgerr *e = NLMSG_DATA(h);
+
+				err = e->error ? e->error : -EPROTO;
+				goto out;
+			}
+			if (h->nlmsg_type != RTM_NEWLINK)
+				continue;
+			if (cnt == cap) {
+				struct ti_link *nv = realloc(v, (size_t)(cap = cap ? cap * 2 : 16) * sizeof(*v));
+
+				if (!nv) {
+					err = -ENOMEM;
+					goto out;
+				}
+				v = nv;
+			}
+			parse_link(h, &v[cnt++]);
+		}
+	}
+out:
+	close(fd);
+	if (err) {
+		free(v);
+		return err;
+	}
+	*out = v;
+	*n = cnt;
+	return 0;
+}
+
+static const struct ti_link *link_by_index(const struct ti_link *v, int n, int ifindex)
+{
+	for (int i = 0; i < n; i++)
+		if (v[i].ifindex == ifindex)
+			return &v[i];
+	return NULL;
+}
+
+/* Can tc mode attach to l?  0, or fill why (for session.probes or the
+ * error) and return -EOPNOTSUPP. */
+static int link_refused(const struct ti_link *l, const struct ti_link *all, int n, char *why,
+			size_t whylen)
+{
+	if (l->type != ARPHRD_ETHER && l->type != ARPHRD_LOOPBACK) {
+		if (l->type == ARPHRD_NONE)
+			snprintf(why, whylen, "an L3 device (%s: IP without an Ethernet header); tc mode reads Ethernet frames: use mode='fentry', 'kprobe' or 'cgroup'",
+				 l->kind[0] ? l->kind : "tun, wireguard");
+		else
+			snprintf(why, whylen, "not Ethernet or loopback (link type %u%s%s); tc mode reads Ethernet frames",
+				 l->type, l->kind[0] ? ", " : "", l->kind);
+		return -EOPNOTSUPP;
+	}
+	if (l->master) {
+		const struct ti_link *m = link_by_index(all, n, l->master);
+
+		snprintf(why, whylen, "a port of %s '%s': its segments reach the IP stack on '%s' and are counted there (dev='%s')",
+			 m && m->kind[0] ? m->kind : "device", m ? m->name : "?", m ? m->name : "its master", m ? m->name : "?");
+		return -EOPNOTSUPP;
+	}
+	return 0;
+}
+
+static void add_skipped(struct ti_kernel *k, const char *name, const char *why)
+{
+	if (k->ntc_skipped >= TI_MAX_SKIPPED)
+		return;
+	snprintf(k->tc_skipped[k->ntc_skipped].name, sizeof(k->tc_skipped[0].name), "%s", name);
+	snprintf(k->tc_skipped[k->ntc_skipped].why, sizeof(k->tc_skipped[0].why), "%s", why);
+	k->ntc_skipped++;
+}
+
+/* ---- state files and the sweep ---------------------------------------------------- */
 
 static void tc_state_path(char *buf, size_t len, pid_t pid, uint32_t handle)
 {
@@ -51,29 +214,6 @@ static bool ours(int ifindex, uint32_t handle)
 	return match;
 }
 
-/* Is the process that wrote a state file still running?  A zombie is not:
- * it has already closed its fds, and kill(pid, 0) still succeeds on it
- * until its parent reaps it, which kept a SIGKILLed owner's filter from
- * being swept by a start that came right after the kill. */
-static bool owner_alive(int pid)
-{
-	char path[64], buf[256], *rp;
-	FILE *f;
-	size_t n;
-
-	if (kill(pid, 0) && errno == ESRCH)
-		return false;
-	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-	f = fopen(path, "r");
-	if (!f)
-		return true; /* cannot tell: leave it alone */
-	n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	rp = strrchr(buf, ')'); /* "pid (comm) S ...": comm may hold spaces */
-	return !(rp && rp[1] == ' ' && (rp[2] == 'Z' || rp[2] == 'X'));
-}
-
 static void tc_detach_one(int ifindex, uint32_t handle)
 {
 	DECLARE_LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = BPF_TC_INGRESS);
@@ -83,8 +223,9 @@ static void tc_detach_one(int ifindex, uint32_t handle)
 }
 
 /* Remove the netlink tc filters of tcpinspect processes that died without
- * detaching (SIGKILL).  Only filters recorded in our state files, still
- * running our program, in our network namespace, are touched. */
+ * detaching (SIGKILL).  A state file whose flock we can take has no living
+ * owner.  Only filters recorded in such files, still running our program,
+ * in our network namespace, are touched. */
 void ti_tc_sweep_stale(void)
 {
 	DIR *d = opendir(TI_TC_STATE_DIR);
@@ -95,76 +236,121 @@ void ti_tc_sweep_stale(void)
 		return;
 	while ((de = readdir(d))) {
 		char path[512];
-		int pid, ifindex;
+		int pid, ifindex, fd;
 		unsigned handle, fns;
+		struct stat st;
 		FILE *f;
 
 		if (sscanf(de->d_name, "tc-%d-%u", &pid, &handle) != 2)
 			continue;
-		if (owner_alive(pid))
-			continue; /* its owner is alive */
 		snprintf(path, sizeof(path), TI_TC_STATE_DIR "/%s", de->d_name);
-		f = fopen(path, "r");
-		if (!f)
+		fd = open(path, O_RDWR | O_CLOEXEC);
+		if (fd < 0)
 			continue;
-		if (fscanf(f, "%u %d %u", &fns, &ifindex, &handle) == 3 && fns == ns) {
-			if (ours(ifindex, handle))
-				tc_detach_one(ifindex, handle);
-			fclose(f);
-			unlink(path);
-		} else {
-			fclose(f);
+		if (flock(fd, LOCK_EX | LOCK_NB) || fstat(fd, &st) || st.st_nlink == 0) {
+			close(fd); /* its owner holds it, or another sweep removed it */
+			continue;
 		}
+		f = fdopen(fd, "r");
+		if (!f) {
+			close(fd);
+			continue;
+		}
+		if (fscanf(f, "%u %d %u", &fns, &ifindex, &handle) == 3) {
+			if (fns == ns) {
+				if (ours(ifindex, handle))
+					tc_detach_one(ifindex, handle);
+				unlink(path);
+			}
+		} else if (st.st_mtime < time(NULL) - 60) {
+			unlink(path); /* an owner that died between creating and writing it */
+		}
+		fclose(f); /* and the lock with it */
 	}
 	closedir(d);
 }
 
-static int if_ok_for_tc(const char *name, bool explicit_dev)
-{
-	char path[128];
-	FILE *f;
-	int type = -1;
-	struct ifreq ifr = {};
-	int sk;
-
-	snprintf(path, sizeof(path), "/sys/class/net/%s/type", name);
-	f = fopen(path, "r");
-	if (f) {
-		if (fscanf(f, "%d", &type) != 1)
-			type = -1;
-		fclose(f);
-	}
-	if (type != 1 && type != 772) /* ARPHRD_ETHER, ARPHRD_LOOPBACK */
-		return -EOPNOTSUPP;
-	if (explicit_dev)
-		return 0;
-	sk = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	if (sk < 0)
-		return -errno;
-	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", name);
-	if (ioctl(sk, SIOCGIFFLAGS, &ifr) || !(ifr.ifr_flags & IFF_UP)) {
-		close(sk);
-		return -ENETDOWN;
-	}
-	close(sk);
-	return 0;
-}
-
-static int tc_attach_dev(struct ti_kernel *k, int prog_fd, const char *dev, char *why,
-			 size_t whylen)
+/* A handle for pid's next filter: pid<<8|seq first, random ones when that
+ * is taken. */
+static uint32_t next_handle(int attempt)
 {
 	static unsigned seq;
-	struct ti_tc_hook *t = &k->tc[k->ntc];
-	int ifindex = if_nametoindex(dev);
+	uint32_t h = 0;
+
+	if (attempt == 0)
+		return ((uint32_t)getpid() << 8) | (++seq & 0xff);
+	if (getrandom(&h, sizeof(h), 0) != sizeof(h))
+		h = (uint32_t)rand();
+	return h ? h : 1;
+}
+
+/* ---- attach and detach ------------------------------------------------------------ */
+
+static int tc_attach_netlink(struct ti_tc_hook *t, int prog_fd, char *why, size_t whylen)
+{
+	DECLARE_LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = t->ifindex, .attach_point = BPF_TC_INGRESS);
 	char path[256];
-	FILE *f;
+	int err = 0;
+
+	err = bpf_tc_hook_create(&hook);
+	if (err && err != -EEXIST)
+		return ti_explain(err, why, whylen, TI_MODE_TC, "creating the clsact qdisc");
+	mkdir(TI_TC_STATE_DIR, 0700);
+	for (int attempt = 0; attempt < 16; attempt++) {
+		DECLARE_LIBBPF_OPTS(bpf_tc_opts, o, .prog_fd = prog_fd, .priority = TI_TC_PRIO);
+		uint32_t h = next_handle(attempt);
+		int fd;
+
+		/* the state file first, locked: from the moment the filter
+		 * exists a sweep can see that its owner is alive */
+		tc_state_path(path, sizeof(path), getpid(), h);
+		fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (fd < 0 && errno == EEXIST)
+			continue;
+		if (fd >= 0 && flock(fd, LOCK_EX)) {
+			close(fd);
+			unlink(path);
+			fd = -1;
+		}
+		o.handle = h;
+		err = bpf_tc_attach(&hook, &o);
+		if (err) {
+			if (fd >= 0) {
+				unlink(path);
+				close(fd);
+			}
+			if (err == -EEXIST)
+				continue; /* a handle in use on this device: another one */
+			return ti_explain(err, why, whylen, TI_MODE_TC, "attaching the tc filter");
+		}
+		if (fd >= 0) {
+			char line[64];
+			int n = snprintf(line, sizeof(line), "%u %d %u\n", ti_netns_inode(), t->ifindex, h);
+
+			if (write(fd, line, (size_t)n) != n) {
+				/* a file a sweep cannot read protects nothing */
+				unlink(path);
+				close(fd);
+				fd = -1;
+			}
+		}
+		t->handle = h;
+		t->state_fd = fd;
+		return 0;
+	}
+	return ti_explain(-EEXIST, why, whylen, TI_MODE_TC, "choosing a free tc filter handle");
+}
+
+static int tc_attach_dev(struct ti_kernel *k, int prog_fd, const char *dev, int ifindex, char *why,
+			 size_t whylen)
+{
+	struct ti_tc_hook *t = &k->tc[k->ntc];
 	int err;
 
-	if (!ifindex)
-		return ti_explain(-ENODEV, why, whylen, TI_MODE_TC, dev);
 	snprintf(t->name, sizeof(t->name), "%s", dev);
 	t->ifindex = ifindex;
 	t->handle = 0;
+	t->state_fd = -1;
 	/* tcx: a link the kernel removes when the last fd closes.
 	 * TCPINSPECT_TC_NO_TCX=1 (for the specs, undocumented to users) skips
 	 * it, to test the clsact + netlink path on kernels that have tcx. */
@@ -172,92 +358,187 @@ static int tc_attach_dev(struct ti_kernel *k, int prog_fd, const char *dev, char
 		t->link_fd = -1;
 	else
 		t->link_fd = bpf_link_create(prog_fd, ifindex, TI_BPF_TCX_INGRESS, NULL);
-	if (t->link_fd >= 0) {
-		k->ntc++;
-		return 0;
-	}
-	{
-		DECLARE_LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex,
-				    .attach_point = BPF_TC_INGRESS);
-		DECLARE_LIBBPF_OPTS(bpf_tc_opts, o, .prog_fd = prog_fd, .priority = TI_TC_PRIO);
-
-		err = bpf_tc_hook_create(&hook);
-		if (err && err != -EEXIST)
-			return ti_explain(err, why, whylen, TI_MODE_TC, "creating the clsact qdisc");
-		o.handle = ((uint32_t)getpid() << 8) | (++seq & 0xff);
-		err = bpf_tc_attach(&hook, &o);
-		if (err)
-			return ti_explain(err, why, whylen, TI_MODE_TC, "attaching the tc filter");
-		t->handle = o.handle;
-	}
-	mkdir(TI_TC_STATE_DIR, 0700);
-	tc_state_path(path, sizeof(path), getpid(), t->handle);
-	f = fopen(path, "w");
-	if (f) {
-		fprintf(f, "%u %d %u\n", ti_netns_inode(), ifindex, t->handle);
-		fclose(f);
-	}
+	if (t->link_fd < 0 && (err = tc_attach_netlink(t, prog_fd, why, whylen)))
+		return err;
 	k->ntc++;
 	return 0;
 }
 
-/* Attach prog_fd at the ingress of o->devs, or of every Ethernet/loopback
- * interface that is up.  On failure the caller detaches what was made. */
-int ti_tc_attach(struct ti_kernel *k, const struct ti_load_opts *o, int prog_fd, char *why,
-		 size_t whylen)
+static void tc_detach_hook(struct ti_tc_hook *t)
 {
+	if (t->link_fd >= 0) {
+		close(t->link_fd);
+	} else if (t->handle) {
+		char path[256];
+
+		tc_detach_one(t->ifindex, t->handle);
+		tc_state_path(path, sizeof(path), getpid(), t->handle);
+		if (t->state_fd >= 0)
+			unlink(path);
+	}
+	if (t->state_fd >= 0)
+		close(t->state_fd);
+	t->link_fd = t->state_fd = -1;
+	t->handle = 0;
+}
+
+static bool hooked(const struct ti_kernel *k, int ifindex)
+{
+	for (int i = 0; i < k->ntc; i++)
+		if (k->tc[i].ifindex == ifindex)
+			return true;
+	return false;
+}
+
+/* Every interface: attach to each eligible one that is up and not attached
+ * yet, up to TI_MAX_DEVS, and list the others with the reason. */
+static int attach_all(struct ti_kernel *k, const struct ti_link *v, int n, char *why, size_t whylen)
+{
+	char reason[192];
 	int err;
 
-	if (o->ndevs) {
-		for (int i = 0; i < o->ndevs; i++) {
-			if (if_ok_for_tc(o->devs[i], true)) {
-				snprintf(why, whylen, "tc: interface '%s' is not Ethernet or loopback; tc mode reads Ethernet frames",
-					 o->devs[i]);
-				return -EOPNOTSUPP;
-			}
-			if ((err = tc_attach_dev(k, prog_fd, o->devs[i], why, whylen)))
-				return err;
-		}
-		return 0;
-	}
-	{
-		struct if_nameindex *ifs = if_nameindex(), *i;
+	k->ntc_skipped = 0;
+	for (int i = 0; i < n; i++) {
+		const struct ti_link *l = &v[i];
 
-		if (!ifs)
-			return ti_explain(-errno, why, whylen, TI_MODE_TC, "listing interfaces");
-		for (i = ifs; i->if_index && k->ntc < TI_MAX_DEVS; i++) {
-			if (if_ok_for_tc(i->if_name, false))
-				continue;
-			if ((err = tc_attach_dev(k, prog_fd, i->if_name, why, whylen))) {
-				if_freenameindex(ifs);
-				return err;
-			}
+		if (hooked(k, l->ifindex) || !(l->flags & IFF_UP))
+			continue;
+		if (link_refused(l, v, n, reason, sizeof(reason))) {
+			add_skipped(k, l->name, reason);
+			continue;
 		}
-		if_freenameindex(ifs);
-	}
-	if (!k->ntc) {
-		snprintf(why, whylen, "tc: no interface is up; give dev={...}");
-		return -ENODEV;
+		if (k->ntc >= TI_MAX_DEVS) {
+			snprintf(reason, sizeof(reason), "not attached: tc mode attaches at most %d interfaces; give dev={...}",
+				 TI_MAX_DEVS);
+			add_skipped(k, l->name, reason);
+			continue;
+		}
+		if ((err = tc_attach_dev(k, k->tc_prog_fd, l->name, l->ifindex, why, whylen)))
+			return err;
 	}
 	return 0;
 }
 
+static int monitor_open(void)
+{
+	struct sockaddr_nl sa = { .nl_family = AF_NETLINK, .nl_groups = RTMGRP_LINK };
+	int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_ROUTE);
+
+	if (fd < 0)
+		return -errno;
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa))) {
+		int err = -errno;
+
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
+/* Attach prog_fd at the ingress of o->devs, or of every Ethernet/loopback
+ * interface that is up (and, through the link monitor, of those that come
+ * up later).  On failure the caller detaches what was made. */
+int ti_tc_attach(struct ti_kernel *k, const struct ti_load_opts *o, int prog_fd, char *why,
+		 size_t whylen)
+{
+	struct ti_link *v = NULL;
+	int n = 0, err;
+
+	k->tc_prog_fd = prog_fd;
+	if (!o->ndevs) {
+		/* subscribe before the dump: no interface falls in between */
+		k->tc_monitor_fd = monitor_open();
+		if (k->tc_monitor_fd < 0)
+			return ti_explain(k->tc_monitor_fd, why, whylen, TI_MODE_TC,
+					  "opening the netlink link monitor");
+	}
+	if ((err = links_dump(&v, &n)))
+		return ti_explain(err, why, whylen, TI_MODE_TC, "listing interfaces");
+	if (o->ndevs) {
+		for (int i = 0; i < o->ndevs && !err; i++) {
+			int ifindex = (int)if_nametoindex(o->devs[i]);
+			const struct ti_link *l = link_by_index(v, n, ifindex);
+			char reason[192];
+
+			if (!l) {
+				err = ti_explain(-ENODEV, why, whylen, TI_MODE_TC, o->devs[i]);
+			} else if (link_refused(l, v, n, reason, sizeof(reason))) {
+				snprintf(why, whylen, "tc: interface '%s' is %s", o->devs[i], reason);
+				err = -EOPNOTSUPP;
+			} else {
+				err = tc_attach_dev(k, prog_fd, o->devs[i], ifindex, why, whylen);
+			}
+		}
+	} else {
+		err = attach_all(k, v, n, why, whylen);
+		if (!err && !k->ntc) {
+			snprintf(why, whylen, "tc: no Ethernet or loopback interface is up; give dev={...}");
+			err = -ENODEV;
+		}
+	}
+	free(v);
+	return err;
+}
+
+int ti_kernel_tc_refresh(struct ti_kernel *k)
+{
+	char buf[8192], why[512];
+	struct ti_link *v;
+	bool news = false;
+	int n, err, changed = 0;
+
+	if (k->tc_monitor_fd < 0 || k->mode != TI_MODE_TC)
+		return 0;
+	for (;;) {
+		ssize_t r = recv(k->tc_monitor_fd, buf, sizeof(buf), MSG_DONTWAIT);
+
+		if (r > 0) {
+			news = true;
+			continue;
+		}
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0 && errno == ENOBUFS) {
+			news = true; /* messages were lost: the dump below is the truth */
+			continue;
+		}
+		break;
+	}
+	if (!news)
+		return 0;
+	if ((err = links_dump(&v, &n)))
+		return err;
+	/* let go of interfaces that went away or joined a master */
+	for (int i = 0; i < k->ntc;) {
+		const struct ti_link *l = link_by_index(v, n, k->tc[i].ifindex);
+
+		if (!l || l->master) {
+			tc_detach_hook(&k->tc[i]);
+			k->tc[i] = k->tc[--k->ntc];
+			k->tc[k->ntc].link_fd = k->tc[k->ntc].state_fd = -1;
+			changed = 1;
+		} else {
+			i++;
+		}
+	}
+	{
+		int before = k->ntc;
+
+		err = attach_all(k, v, n, why, sizeof(why));
+		if (k->ntc != before)
+			changed = 1;
+	}
+	free(v);
+	return err ? err : changed;
+}
+
 void ti_tc_detach(struct ti_kernel *k)
 {
-	for (int i = 0; i < k->ntc; i++) {
-		struct ti_tc_hook *t = &k->tc[i];
-
-		if (t->link_fd >= 0) {
-			close(t->link_fd);
-		} else if (t->handle) {
-			char path[256];
-
-			tc_detach_one(t->ifindex, t->handle);
-			tc_state_path(path, sizeof(path), getpid(), t->handle);
-			unlink(path);
-		}
-		t->link_fd = -1;
-		t->handle = 0;
-	}
+	for (int i = 0; i < k->ntc; i++)
+		tc_detach_hook(&k->tc[i]);
 	k->ntc = 0;
+	k->ntc_skipped = 0;
+	if (k->tc_monitor_fd >= 0)
+		close(k->tc_monitor_fd);
+	k->tc_monitor_fd = -1;
 }

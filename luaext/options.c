@@ -17,6 +17,18 @@
 
 #define OPT_ERR ti_option_error
 
+/* The string at idx, refused when it holds a NUL byte: C would see only
+ * what comes before it ("80\0junk" is not port 80). */
+static const char *check_cstr(lua_State *L, int idx, const char *name)
+{
+	size_t len;
+	const char *s = lua_tolstring(L, idx, &len);
+
+	if (s && strlen(s) != len)
+		OPT_ERR(L, name, "the string holds a NUL byte (at byte %d)", (int)strlen(s) + 1);
+	return s;
+}
+
 /* ---- ports ------------------------------------------------------------- */
 
 static int parse_port_num(const char **p, long *out)
@@ -89,10 +101,10 @@ static void check_ports(lua_State *L, int idx, const char *name, uint8_t *bits)
 			OPT_ERR(L, name, "%s is not an integer port", lua_tostring(L, idx));
 		v = lua_tointeger(L, idx);
 		if (v < 0 || v > 65535)
-			OPT_ERR(L, name, "port %d out of range 0-65535", (int)v);
+			OPT_ERR(L, name, "port %I out of range 0-65535", v);
 		bits[v >> 3] |= 1u << (v & 7);
 	} else if (lua_type(L, idx) == LUA_TSTRING) {
-		if (ti_parse_ports(lua_tostring(L, idx), bits, err, sizeof(err)))
+		if (ti_parse_ports(check_cstr(L, idx, name), bits, err, sizeof(err)))
 			OPT_ERR(L, name, "%s", err);
 	} else if (lua_type(L, idx) == LUA_TTABLE) {
 		lua_Integer n = luaL_len(L, idx);
@@ -159,7 +171,7 @@ static void check_cidrs(lua_State *L, int idx, const char *name, struct ti_cidr 
 	if (lua_type(L, idx) == LUA_TSTRING) {
 		if (*n >= TI_MAX_CIDRS)
 			OPT_ERR(L, name, "more than %d addresses", TI_MAX_CIDRS);
-		if (ti_parse_cidr(lua_tostring(L, idx), &out[*n]))
+		if (ti_parse_cidr(check_cstr(L, idx, name), &out[*n]))
 			OPT_ERR(L, name, "'%s' is not an IPv4/IPv6 address or CIDR",
 				lua_tostring(L, idx));
 		(*n)++;
@@ -216,14 +228,19 @@ static unsigned check_flags(lua_State *L, int idx, const char *name)
 		lua_Integer v = lua_tointeger(L, idx);
 
 		if (v <= 0 || v > 255)
-			OPT_ERR(L, name, "flag mask %d out of range 1-255", (int)v);
+			OPT_ERR(L, name, "flag mask %I out of range 1-255", v);
 		return (unsigned)v;
 	}
 	if (lua_type(L, idx) == LUA_TSTRING) {
 		/* "syn", or several separated by commas or '|' */
 		char buf[128], *tok, *save;
 
-		snprintf(buf, sizeof(buf), "%s", lua_tostring(L, idx));
+		const char *str = check_cstr(L, idx, name);
+
+		if (strlen(str) >= sizeof(buf))
+			OPT_ERR(L, name, "flag list too long (%d bytes, at most %d)", (int)strlen(str),
+				(int)sizeof(buf) - 1);
+		memcpy(buf, str, strlen(str) + 1);
 		for (tok = strtok_r(buf, ",| ", &save); tok; tok = strtok_r(NULL, ",| ", &save)) {
 			unsigned b = flag_bit(tok);
 
@@ -276,7 +293,7 @@ static lua_Integer check_int(lua_State *L, int idx, const char *name, lua_Intege
 static int check_family(lua_State *L, int idx, const char *name)
 {
 	if (lua_type(L, idx) == LUA_TSTRING) {
-		const char *s = lua_tostring(L, idx);
+		const char *s = check_cstr(L, idx, name);
 
 		if (!strcmp(s, "any"))
 			return 0;
@@ -419,7 +436,7 @@ void ti_check_filter(lua_State *L, int idx, struct ti_filter *f, const char *ctx
 
 		if (lua_type(L, -1) != LUA_TSTRING)
 			OPT_ERR(L, name, "expected an interface name, got %s", luaL_typename(L, -1));
-		dev = lua_tostring(L, -1);
+		dev = check_cstr(L, -1, name);
 		if (c->match & TI_M_IFINDEX)
 			OPT_ERR(L, name, "give either dev or ifindex, not both");
 		c->ifindex = if_nametoindex(dev);
@@ -480,7 +497,7 @@ void ti_check_options(lua_State *L, int idx, struct ti_load_opts *o)
 
 		if (lua_type(L, -1) != LUA_TSTRING)
 			OPT_ERR(L, "mode", "expected a string, got %s", luaL_typename(L, -1));
-		m = lua_tostring(L, -1);
+		m = check_cstr(L, -1, "mode");
 		for (i = 0; modes[i] && strcmp(modes[i], m); i++)
 			;
 		if (!modes[i])
@@ -510,7 +527,7 @@ void ti_check_options(lua_State *L, int idx, struct ti_load_opts *o)
 	}
 	lua_pop(L, 1);
 	if (lua_getfield(L, idx, "max_flows") != LUA_TNIL)
-		o->max_flows = (uint32_t)check_int(L, -1, "max_flows", 1, 1 << 24);
+		o->max_flows = (uint32_t)check_int(L, -1, "max_flows", 1, TI_MAX_FLOWS);
 	lua_pop(L, 1);
 	if (lua_getfield(L, idx, "wakeup") != LUA_TNIL)
 		o->wakeup = (uint32_t)check_int(L, -1, "wakeup", 1, 1 << 20);
@@ -519,6 +536,7 @@ void ti_check_options(lua_State *L, int idx, struct ti_load_opts *o)
 		if (lua_type(L, -1) != LUA_TSTRING)
 			OPT_ERR(L, "cgroup", "expected a cgroup v2 directory path, got %s",
 				luaL_typename(L, -1));
+		check_cstr(L, -1, "cgroup");
 		if (lua_rawlen(L, -1) >= sizeof(o->cgroup))
 			OPT_ERR(L, "cgroup", "path too long");
 		strcpy(o->cgroup, lua_tostring(L, -1));
@@ -543,6 +561,7 @@ void ti_check_options(lua_State *L, int idx, struct ti_load_opts *o)
 					(int)i, luaL_typename(L, -1));
 			if (o->ndevs >= TI_MAX_DEVS)
 				OPT_ERR(L, "dev", "more than %d interfaces", TI_MAX_DEVS);
+			check_cstr(L, -1, "dev");
 			if (lua_rawlen(L, -1) >= sizeof(o->devs[0]) || !if_nametoindex(lua_tostring(L, -1)))
 				OPT_ERR(L, "dev", "no interface named '%s' in this network namespace",
 					lua_tostring(L, -1));

@@ -66,16 +66,10 @@ static double realtime_offset(void)
 	return (double)(rt.tv_sec - mono.tv_sec) + (double)(rt.tv_nsec - mono.tv_nsec) / 1e9;
 }
 
-static void push_info(lua_State *L, struct ti_session *s, const struct ti_load_opts *o,
-		      const char *fallback)
+/* session.probes: each hook's status.  In tc mode it follows the link
+ * monitor (interfaces attached later, or let go), so it is built when read. */
+static void push_probes(lua_State *L, const struct ti_kernel *k)
 {
-	const struct ti_kernel *k = &s->k;
-
-	lua_createtable(L, 0, 6);
-	lua_pushstring(L, ti_mode_names[k->mode]);
-	lua_setfield(L, -2, "mode");
-	lua_pushstring(L, fallback);
-	lua_setfield(L, -2, "fallback_reason");
 	lua_newtable(L);
 	switch (k->mode) {
 	case TI_MODE_FENTRY:
@@ -96,10 +90,28 @@ static void push_info(lua_State *L, struct ti_session *s, const struct ti_load_o
 								: "attached (clsact filter)");
 			lua_settable(L, -3);
 		}
+		for (int i = 0; i < k->ntc_skipped; i++) {
+			lua_pushfstring(L, "%s:%s", ti_probe_names[TI_PROBE_TC], k->tc_skipped[i].name);
+			lua_pushfstring(L, "skipped: %s", k->tc_skipped[i].why);
+			lua_settable(L, -3);
+		}
 		break;
 	default:
 		break;
 	}
+}
+
+static void push_info(lua_State *L, struct ti_session *s, const struct ti_load_opts *o,
+		      const char *fallback)
+{
+	const struct ti_kernel *k = &s->k;
+
+	lua_createtable(L, 0, 6);
+	lua_pushstring(L, ti_mode_names[k->mode]);
+	lua_setfield(L, -2, "mode");
+	lua_pushstring(L, fallback);
+	lua_setfield(L, -2, "fallback_reason");
+	push_probes(L, k);
 	lua_setfield(L, -2, "probes");
 	lua_pushinteger(L, o->ring_size);
 	lua_setfield(L, -2, "ring_size");
@@ -267,6 +279,9 @@ static int session_poll(lua_State *L)
 		return luaL_error(L, "tcpinspect: poll: timeout %I ms out of range", timeout);
 	if (s->L)
 		return luaL_error(L, "poll called from inside a callback of the same session");
+	/* tc on every interface: attach to interfaces that appeared */
+	if (s->state == TI_OPEN && ti_kernel_tc_refresh(&s->k) > 0)
+		s->probes_changed = true;
 	if (!s->rb) {
 		/* events = false: nothing to deliver, just wait */
 		if (timeout > 0)
@@ -457,6 +472,14 @@ static int session_index(lua_State *L)
 			lua_getiuservalue(L, 1, UV_INFO);
 			if (!lua_istable(L, -1))
 				return 0;
+			if (!strcmp(k, "probes") && ((struct ti_session *)lua_touserdata(L, 1))->probes_changed) {
+				struct ti_session *s = lua_touserdata(L, 1);
+
+				/* the link monitor changed the tc attachments */
+				push_probes(L, &s->k);
+				lua_setfield(L, -2, "probes");
+				s->probes_changed = false;
+			}
 			lua_getfield(L, -1, k);
 			return 1;
 		}

@@ -48,6 +48,14 @@ static int signals_trap(lua_State *L)
 	return 0;
 }
 
+/* signal_count() -> how many trapped signals arrived so far (never reset):
+ * session:run returns "signal" only for one it has not reported yet. */
+static int signals_count(lua_State *L)
+{
+	lua_pushinteger(L, (lua_Integer)ti_signal_count);
+	return 1;
+}
+
 /* signaled() -> "INT" | "TERM" | ... | nil: the last trapped signal. */
 static int signals_signaled(lua_State *L)
 {
@@ -68,6 +76,7 @@ void ti_signals_register(lua_State *L)
 	static const luaL_Reg funcs[] = {
 		{ "trap_signals", signals_trap },
 		{ "signaled", signals_signaled },
+		{ "signal_count", signals_count },
 		{ NULL, NULL },
 	};
 

@@ -39,6 +39,7 @@ struct ti_session {
 	int delivered;      /* callbacks run in this poll */
 	double deadline;    /* CLOCK_MONOTONIC: stop delivering after this */
 	sig_atomic_t signals; /* ti_signal_count when this poll began */
+	bool probes_changed;  /* the tc link monitor changed what session.probes shows */
 	bool stop;          /* stop() was called: end delivery after this callback */
 	struct ti_packet *view; /* the reused packet view (user value 2) */
 	uint8_t args[TI_MAX_ARGS]; /* on_packet(fn, fields): the fields passed */

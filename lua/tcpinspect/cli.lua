@@ -66,6 +66,9 @@ local function size(name)
 			return nil, string.format("argument '%s': expected bytes like 262144, 256K or 4M, got '%s'", name, s)
 		end
 		local mult = ({ [""] = 1, k = 1024, m = 1024 * 1024, g = 1024 * 1024 * 1024 })[unit:lower()]
+		if n > math.maxinteger // mult then -- n * mult would wrap around
+			return nil, string.format("argument '%s': '%s' is too large", name, s)
+		end
 		return n * mult
 	end
 end
@@ -365,7 +368,10 @@ local function parse_len(s)
 	-- "-100" is "at most 100" (doc/cli.md: --len=-MAX), not a negative length
 	local lo, hi = s:match("^(%d*)%-(%d*)$")
 	if lo and (lo ~= "" or hi ~= "") then
-		return { min = math.tointeger(tonumber(lo)), max = math.tointeger(tonumber(hi)) }
+		local min, max = math.tointeger(tonumber(lo)), math.tointeger(tonumber(hi))
+		-- a bound too large for an integer is not dropped: open() names it
+		if (lo ~= "" and not min) or (hi ~= "" and not max) then return s end
+		return { min = min, max = max }
 	end
 	local n = math.tointeger(tonumber(s))
 	if n then return n end

@@ -16,10 +16,11 @@ local M = {}
 M.BIN = net.ROOT .. "/build/bin/tcpinspect"
 
 --- The shell command line for `tcpinspect ARGS...` (optionally in a netns).
-function M.cmdline(args, netns)
+function M.cmdline(args, netns, env)
 	local parts = { net.q(M.BIN) }
 	for _, a in ipairs(args) do parts[#parts + 1] = net.q(a) end
 	local cmd = table.concat(parts, " ")
+	if env then cmd = "env " .. env .. " " .. cmd end
 	if netns then cmd = "ip netns exec " .. net.q(netns) .. " " .. cmd end
 	return cmd
 end
@@ -28,12 +29,13 @@ local Proc = {}
 Proc.__index = Proc
 
 --- Start `tcpinspect ARGS...` in the background; stdout and stderr go to
--- files, the exit status to a third.  opts.netns runs it in a namespace.
+-- files, the exit status to a third.  opts.netns runs it in a namespace,
+-- opts.env ("VAR=x ...") sets environment variables.
 function M.start(args, opts)
 	opts = opts or {}
 	local p = setmetatable({ outf = net.tmpfile(".out"), errf = net.tmpfile(".err"),
 		rcf = net.tmpfile(".rc"), pidf = net.tmpfile(".pid"), args = args }, Proc)
-	p.cmd = M.cmdline(args, opts.netns)
+	p.cmd = M.cmdline(args, opts.netns, opts.env)
 	-- `exec` everywhere: the pid is the lua5.4 process itself (ip netns exec
 	-- and the launcher exec too), so signals reach it directly.
 	local sh = ("(%s) </dev/null >%s 2>%s & echo $! >%s; wait $!; echo $? >%s"):format(

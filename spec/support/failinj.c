@@ -8,6 +8,9 @@
  *                          every bpf() call with command CMD fails with ERRNO
  *                          (CMD -1: every command).  Lets a Lua spec open a
  *                          session, then make, say, map lookups fail.
+ *                          "CMD ERRNO SKIP": the first SKIP matching calls
+ *                          after PATH appeared succeed, the rest fail (a
+ *                          failure partway through a sequence of updates).
  *   TI_FAILINJ_NTH=K       the K-th bpf() call of the process (from 1) fails,
  *                          with TI_FAILINJ_ERRNO (default ENOMEM).
  *
@@ -34,16 +37,21 @@ int ti_failinj_paused;
 
 static bool file_says_fail(long cmd, int *err)
 {
+	static long matched; /* matching calls since PATH appeared */
 	const char *path = getenv("TI_FAILINJ_FILE");
 	FILE *f;
-	long want;
+	long want, skip = 0;
 	int e, n;
 
-	if (!path || !(f = fopen(path, "re")))
+	if (!path || !(f = fopen(path, "re"))) {
+		matched = 0;
 		return false;
-	n = fscanf(f, "%ld %d", &want, &e);
+	}
+	n = fscanf(f, "%ld %d %ld", &want, &e, &skip);
 	fclose(f);
-	if (n != 2 || (want != -1 && want != cmd))
+	if (n < 2 || (want != -1 && want != cmd))
+		return false;
+	if (++matched <= skip)
 		return false;
 	*err = e;
 	return true;
