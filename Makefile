@@ -29,7 +29,7 @@ ARCH := $(shell uname -m | sed 's/x86_64/x86/;s/aarch64/arm64/')
 VMLINUX_DIR := bpf/vmlinux/$(ARCH)
 VMLINUX_H   := $(VMLINUX_DIR)/vmlinux.h
 
-BPF_CFLAGS := -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_$(ARCH) \
+BPF_CFLAGS := -g -O2 -target bpf -mcpu=v2 -D__TARGET_ARCH_$(ARCH) \
 	-I$(VMLINUX_DIR) -Ibpf -I$(LIBBPF_INCDIR) -Wall -Wno-unused-function
 EXT_CFLAGS := $(CFLAGS) -std=gnu11 -Wall -Wextra -Wno-unused-parameter \
 	-I$(B) -Ibpf -Iluaext -I$(LUA_INCDIR) -I$(LIBBPF_INCDIR)

@@ -131,6 +131,8 @@ struct ti_scratch {
 	struct ti_event ev;   /* the segment being handled */
 	__u8 ip[40];          /* its IP header bytes */
 	struct ti_tcphdr th;  /* its TCP header */
+	__u8 ext[8];          /* an IPv6 extension header's first bytes */
+	__u32 nh, l4;         /* the IPv6 header walk: next header, its offset */
 	__u32 entry;          /* the table entry being looked up (ti_count_*) */
 	__u32 pad1;
 	/* keys, zeroed per segment by ti_aggregate */
@@ -589,11 +591,11 @@ int BPF_KPROBE(ti_kprobe_v6, struct sk_buff *skb)
  * A total length smaller than the frame is Ethernet padding: the segment
  * ends at the total length.  IPv6 hop-by-hop, routing, destination-options
  * and AH headers are walked; the segment after them counts as usual. */
-static __always_inline int ti_sk_buff_segment(struct __sk_buff *skb, __u32 off,
-					      struct ti_scratch *x)
+static __always_inline __s64 ti_sk_buff_segment(struct __sk_buff *skb, __u64 off,
+						struct ti_scratch *x)
 {
-	__u32 l4_off, iplen, avail;
-	__u8 h[2];
+	/* 64-bit locals and no byte buffer on the stack: see ti_count */
+	__u64 l4_off, iplen, avail;
 
 	if (skb->len <= off)
 		return 0;
@@ -608,29 +610,35 @@ static __always_inline int ti_sk_buff_segment(struct __sk_buff *skb, __u32 off,
 			return -1;
 		iplen = ((__u32)x->ip[2] << 8) | x->ip[3];
 	} else {
-		__u8 nh;
-
 		if (bpf_skb_load_bytes(skb, off, x->ip, 40))
 			return 0;
-		nh = x->ip[6];
+		x->nh = x->ip[6];
 		if ((x->ip[0] >> 4) != 6)
-			return nh == IPPROTO_TCP_ ? -1 : 0;
-		l4_off = 40;
-		for (int i = 0; i < TI_V6_EXT_MAX; i++) {
-			if (nh == IPPROTO_TCP_)
-				break;
-			if (nh != IPPROTO_HOPOPTS_ && nh != IPPROTO_ROUTING_ && nh != IPPROTO_DSTOPTS_ &&
-			    nh != IPPROTO_AH_ && nh != IPPROTO_FRAGMENT_)
-				return 0; /* UDP, ICMPv6, no next header, ...: not TCP */
-			if (bpf_skb_load_bytes(skb, off + l4_off, h, 2))
-				return -1;
-			if (nh == IPPROTO_FRAGMENT_) /* a fragment: of TCP? */
-				return h[0] == IPPROTO_TCP_ ? -1 : 0;
-			l4_off += nh == IPPROTO_AH_ ? ((__u32)h[1] + 2) * 4 : ((__u32)h[1] + 1) * 8;
-			nh = h[0];
-		}
-		if (nh != IPPROTO_TCP_)
+			return x->nh == IPPROTO_TCP_ ? -1 : 0;
+		x->l4 = 40;
+		/* The extension headers, TI_V6_EXT_MAX of them at most, written out:
+		 * clang does not unroll this walk (it has exits), and a loop
+		 * counter or walk state on the stack trips 6.1 without
+		 * CAP_PERFMON (see ti_count); the state lives in the scratch. */
+#define TI_V6_EXT_STEP()                                                                  \
+	if (x->nh != IPPROTO_TCP_) {                                                      \
+		if (x->nh != IPPROTO_HOPOPTS_ && x->nh != IPPROTO_ROUTING_ &&               \
+		    x->nh != IPPROTO_DSTOPTS_ && x->nh != IPPROTO_AH_ &&                    \
+		    x->nh != IPPROTO_FRAGMENT_)                                             \
+			return 0; /* UDP, ICMPv6, no next header, ...: not TCP */            \
+		if (bpf_skb_load_bytes(skb, off + x->l4, x->ext, 2))                        \
+			return -1;                                                          \
+		if (x->nh == IPPROTO_FRAGMENT_) /* a fragment: of TCP? */                  \
+			return x->ext[0] == IPPROTO_TCP_ ? -1 : 0;                          \
+		x->l4 += x->nh == IPPROTO_AH_ ? ((__u32)x->ext[1] + 2) * 4 : ((__u32)x->ext[1] + 1) * 8; \
+		x->nh = x->ext[0];                                                          \
+	}
+		TI_V6_EXT_STEP() TI_V6_EXT_STEP() TI_V6_EXT_STEP()
+		TI_V6_EXT_STEP() TI_V6_EXT_STEP() TI_V6_EXT_STEP()
+#undef TI_V6_EXT_STEP
+		if (x->nh != IPPROTO_TCP_)
 			return -1; /* too many extension headers to tell */
+		l4_off = x->l4;
 		iplen = 40 + (((__u32)x->ip[4] << 8) | x->ip[5]);
 	}
 	if (iplen > avail || l4_off + sizeof(x->th) > iplen)
@@ -640,10 +648,10 @@ static __always_inline int ti_sk_buff_segment(struct __sk_buff *skb, __u32 off,
 	return ti_parse(&x->ev, x->ip, l4_off, &x->th) ? -1 : 1;
 }
 
-static __always_inline void ti_from_sk_buff(struct __sk_buff *skb, __u32 off, __u8 probe)
+static __always_inline void ti_from_sk_buff(struct __sk_buff *skb, __u64 off, __u8 probe)
 {
 	struct ti_scratch *x;
-	int r;
+	__s64 r; /* 64-bit: see ti_count */
 
 	if (skb->protocol != bpf_htons(ETH_P_IP) && skb->protocol != bpf_htons(ETH_P_IPV6))
 		return;
