@@ -214,12 +214,20 @@ static bool ours(int ifindex, uint32_t handle)
 	return match;
 }
 
-static void tc_detach_one(int ifindex, uint32_t handle)
+/* Remove one of our netlink filters: 0 when it is gone (or was already),
+ * else -errno after a second try (netlink can fail for want of memory). */
+static int tc_detach_one(int ifindex, uint32_t handle)
 {
 	DECLARE_LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = BPF_TC_INGRESS);
 	DECLARE_LIBBPF_OPTS(bpf_tc_opts, o, .handle = handle, .priority = TI_TC_PRIO);
+	int err = 0;
 
-	bpf_tc_detach(&hook, &o);
+	for (int try = 0; try < 2; try++) {
+		err = bpf_tc_detach(&hook, &o);
+		if (!err || err == -ENOENT || err == -ENODEV)
+			return 0;
+	}
+	return err;
 }
 
 /* Remove the netlink tc filters of tcpinspect processes that died without
@@ -257,11 +265,9 @@ void ti_tc_sweep_stale(void)
 			continue;
 		}
 		if (fscanf(f, "%u %d %u", &fns, &ifindex, &handle) == 3) {
-			if (fns == ns) {
-				if (ours(ifindex, handle))
-					tc_detach_one(ifindex, handle);
+			/* a filter that cannot be removed now keeps its file */
+			if (fns == ns && (!ours(ifindex, handle) || !tc_detach_one(ifindex, handle)))
 				unlink(path);
-			}
 		} else if (st.st_mtime < time(NULL) - 60) {
 			unlink(path); /* an owner that died between creating and writing it */
 		}
@@ -371,9 +377,10 @@ static void tc_detach_hook(struct ti_tc_hook *t)
 	} else if (t->handle) {
 		char path[256];
 
-		tc_detach_one(t->ifindex, t->handle);
+		/* a filter the kernel would not remove keeps its state file: once
+		 * this process is gone, the next tc start sweeps it */
 		tc_state_path(path, sizeof(path), getpid(), t->handle);
-		if (t->state_fd >= 0)
+		if (!tc_detach_one(t->ifindex, t->handle) && t->state_fd >= 0)
 			unlink(path);
 	}
 	if (t->state_fd >= 0)

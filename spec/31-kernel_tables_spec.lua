@@ -33,6 +33,19 @@ print(("MATCHED %d EVICTED_FLOWS %d EVICTED_SOURCES %d HEAVY %d/%d SRC %d FLOWS 
 	:format(st.matched, st.evicted_flows, st.evicted_sources, heavy and heavy.packets or -1,
 		heavy and heavy.bytes or -1, hsrc and hsrc.packets or -1, nflows, pk, nsrc,
 		port.packets, port.bytes))
+-- pairs under churn: 20 new flows arrive between the steps of the loop (each
+-- evicting an entry); a loop walks the map as it was when it began: every
+-- key once, at most the table's 16 entries (with an LRU map and
+-- get_next_key, an evicted previous key restarted the walk: duplicates)
+local keys, dup, steps = {}, 0, 0
+for k in s:map("flows"):pairs() do
+	local id = k.saddr .. ":" .. k.sport
+	if keys[id] then dup = dup + 1 end
+	keys[id] = true
+	steps = steps + 1
+	for j = 1, 20 do s:test_run(frame(3000 + steps * 20 + j, 30000 + steps * 20 + j, 9)) end
+end
+print(("CHURN %d DUP %d"):format(steps, dup))
 -- clear empties them; ports is a 65536-entry array cleared in one call
 assert(s:map("flows"):clear() and s:map("sources"):clear() and s:map("ports"):clear())
 print(("CLEARED %d %d %s"):format(s:map("flows"):count(), s:map("sources"):count(),
@@ -60,6 +73,7 @@ describe("aggregate tables #kernel", function()
 				assert.matches("HEAVY 50/500 SRC 50 ", out) -- never the entry with the fewest packets
 				assert.are.equal(50 + (m.FLOWS - 1), m.PKTS, out) -- the rest hold one segment each
 				assert.matches("PORT 250/500", out) -- ports is an array: exact for every port
+				assert.matches("CHURN 16 DUP 0", out)
 				assert.matches("CLEARED 0 0 nil", out)
 			end)
 		end

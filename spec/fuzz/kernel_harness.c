@@ -5,7 +5,8 @@
  *   kernel_harness all     [MODES]   cycle, then failinj
  *   kernel_harness cycle   [MODES]   one cycle per mode (default "tc,cgroup"),
  *                                     with exact counts checked
- *   kernel_harness failinj [MODES]   for k = 1, 2, ...: a child runs one cycle
+ *   kernel_harness failinj [MODES]   (with tc: also the netlink pass below)
+ *                                     for k = 1, 2, ...: a child runs one cycle
  *                                     with the k-th bpf() call failing (the
  *                                     shim, spec/support/failinj.c, is linked
  *                                     in), until a cycle makes fewer than k
@@ -26,13 +27,19 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <net/if.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
-#include "kernel.h"
+#include "kernel_int.h" /* the layer's API, and ti_tc_sweep_stale */
 #include "tcpinspect.skel.h"
 
 extern long ti_failinj_calls, ti_failinj_failed; /* spec/support/failinj.c */
+extern long ti_failinj_nl_calls, ti_failinj_nl_failed;
 extern int ti_failinj_paused;
+
+/* tc on a second interface too (the netlink pass: a veth pair it creates) */
+#define EXTRA_DEV "ti-fh0"
+static bool extra_dev;
 
 static int checks, failures;
 
@@ -111,14 +118,19 @@ static bool prog_exists(__u32 id)
  * pid << 8 | seq (luaext/kernel_tc.c), seq from 1 in a fresh process. */
 static bool tc_filter_of(pid_t pid)
 {
+	int ifindexes[2] = { 1, extra_dev ? (int)if_nametoindex(EXTRA_DEV) : 0 };
 	bool found = false;
 
 	ti_failinj_paused++;
-	for (unsigned seq = 1; seq <= 4 && !found; seq++) {
-		DECLARE_LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = 1, .attach_point = BPF_TC_INGRESS);
-		DECLARE_LIBBPF_OPTS(bpf_tc_opts, q, .handle = ((uint32_t)pid << 8) | seq, .priority = 0x7149);
+	for (int i = 0; i < 2 && !found; i++) {
+		for (unsigned seq = 1; ifindexes[i] && seq <= 8 && !found; seq++) {
+			DECLARE_LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindexes[i],
+					    .attach_point = BPF_TC_INGRESS);
+			DECLARE_LIBBPF_OPTS(bpf_tc_opts, q, .handle = ((uint32_t)pid << 8) | seq,
+					    .priority = 0x7149);
 
-		found = !bpf_tc_query(&hook, &q);
+			found = !bpf_tc_query(&hook, &q);
+		}
 	}
 	ti_failinj_paused--;
 	return found;
@@ -185,6 +197,8 @@ static int cycle(enum ti_mode mode, bool verbose)
 	if (mode == TI_MODE_TC) {
 		o.ndevs = 1;
 		strcpy(o.devs[0], "lo");
+		if (extra_dev)
+			strcpy(o.devs[o.ndevs++], EXTRA_DEV);
 	}
 	/* filter: dport 9, saddr 127.0.0.0/8 (the LPM trie is written too) */
 	f->cfg.match = TI_M_DPORT | TI_M_SADDR;
@@ -248,11 +262,17 @@ close:
 	ti_kernel_close(k); /* idempotent */
 	CHECK(!k->skel && !k->nlinks && !k->ntc && !k->slot_filter[0] && !k->slot_filter[1],
 	      "close left state behind");
-	for (int i = 0; i < nids; i++)
-		CHECK(!prog_exists(ids[i]), "%s: program %u still loaded after close",
-		      ti_mode_names[mode], ids[i]);
-	CHECK(!tc_filter_of(getpid()), "%s: a tc filter of ours is left after close",
-	      ti_mode_names[mode]);
+	if (tc_filter_of(getpid())) {
+		/* only when the kernel refused to remove it (netlink failures
+		 * injected): then its state file stays, for the next start's sweep
+		 * (the parent checks that the sweep removes it) */
+		CHECK(ti_failinj_nl_failed && state_files_of(getpid()),
+		      "%s: a tc filter of ours is left after close, without a state file", ti_mode_names[mode]);
+	} else {
+		for (int i = 0; i < nids; i++)
+			CHECK(!prog_exists(ids[i]), "%s: program %u still loaded after close",
+			      ti_mode_names[mode], ids[i]);
+	}
 out:
 	free(f);
 	free(k);
@@ -328,6 +348,71 @@ static int run_failinj(char *modes)
 	return failures;
 }
 
+/* The same over netlink: the clsact + netlink filter path
+ * (TCPINSPECT_TC_NO_TCX=1) on lo and a veth, with the k-th netlink
+ * operation (socket, send) failing: every filter attached before the
+ * failure must be detached, on both interfaces. */
+static int run_failinj_netlink(void)
+{
+	int k, completed = 0, failed_steps = 0;
+
+	if (system("ip link add " EXTRA_DEV " type veth peer name ti-fh1 && ip link set " EXTRA_DEV
+		   " up && ip link set ti-fh1 up")) {
+		CHECK(false, "cannot create the veth pair " EXTRA_DEV);
+		return failures;
+	}
+	extra_dev = true;
+	setenv("TCPINSPECT_TC_NO_TCX", "1", 1);
+	ti_kernel_log_init();
+	for (k = 1; k < 10000; k++) {
+		int status, fd[2];
+		long injected = 0;
+		pid_t pid;
+
+		if (pipe(fd))
+			return 2;
+		pid = fork();
+		if (pid == 0) {
+			char buf[16];
+			int rc;
+
+			close(fd[0]);
+			ti_failinj_calls = ti_failinj_failed = ti_failinj_nl_calls = ti_failinj_nl_failed = 0;
+			checks = failures = 0;
+			snprintf(buf, sizeof(buf), "%d", k);
+			setenv("TI_FAILINJ_NL_NTH", buf, 1);
+			setenv("TI_FAILINJ_ERRNO", k % 2 ? "105" : "1", 1); /* ENOBUFS, EPERM */
+			rc = cycle(TI_MODE_TC, false);
+			if (write(fd[1], &ti_failinj_nl_failed, sizeof(long)) < 0)
+				_exit(3);
+			_exit(failures ? 4 : rc);
+		}
+		close(fd[1]);
+		if (read(fd[0], &injected, sizeof(long)) != sizeof(long))
+			injected = -1;
+		close(fd[0]);
+		waitpid(pid, &status, 0);
+		CHECK(WIFEXITED(status) && WEXITSTATUS(status) <= 1,
+		      "tc over netlink, netlink call %d failing: child ended with status 0x%x", k, status);
+		ti_tc_sweep_stale(); /* what the next tc start does */
+		CHECK(!tc_filter_of(pid), "tc over netlink, netlink call %d failing: a tc filter is left", k);
+		CHECK(!state_files_of(pid), "tc over netlink, netlink call %d failing: a tc state file is left", k);
+		if (WIFEXITED(status) && WEXITSTATUS(status) == 1)
+			failed_steps++;
+		else
+			completed++;
+		if (injected == 0)
+			break;
+	}
+	if (system("ip link del " EXTRA_DEV))
+		CHECK(false, "cannot delete the veth pair " EXTRA_DEV);
+	extra_dev = false;
+	unsetenv("TCPINSPECT_TC_NO_TCX");
+	printf("kernel_harness: failinj netlink (tc on lo and a veth, clsact + netlink): %d netlink calls failed one by one, %d cycles stopped at the failing step, %d completed\n",
+	       k - 1, failed_steps, completed - 1);
+	return failures;
+}
+
 int main(int argc, char **argv)
 {
 	char modes[64];
@@ -350,6 +435,8 @@ int main(int argc, char **argv)
 	if (!strcmp(cmd, "failinj") || !strcmp(cmd, "all")) {
 		snprintf(modes, sizeof(modes), "%s", argc > 2 ? argv[2] : "tc,cgroup");
 		run_failinj(modes);
+		if (strstr(modes, "tc"))
+			run_failinj_netlink();
 	}
 	/* the closing line spec/run counts */
 	printf("%d passed, %d failed\n", checks - failures, failures);

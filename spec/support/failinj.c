@@ -13,6 +13,11 @@
  *                          failure partway through a sequence of updates).
  *   TI_FAILINJ_NTH=K       the K-th bpf() call of the process (from 1) fails,
  *                          with TI_FAILINJ_ERRNO (default ENOMEM).
+ *   TI_FAILINJ_NL_NTH=K    the K-th netlink operation fails with
+ *                          TI_FAILINJ_ERRNO (default ENOBUFS): opening an
+ *                          AF_NETLINK socket, or sending on one (libbpf's tc
+ *                          calls and tcpinspect's own link queries both go
+ *                          through socket() and send()/sendto()/sendmsg()).
  *
  * Each failure injected is counted; TI_FAILINJ_REPORT=1 prints the count
  * at exit ("failinj: N bpf calls, M failed").
@@ -24,6 +29,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -34,6 +40,8 @@ typedef long (*syscall_fn)(long, ...);
 long ti_failinj_calls, ti_failinj_failed;
 /* nonzero: calls are neither counted nor failed (a harness's own checks) */
 int ti_failinj_paused;
+/* netlink operations seen and failed */
+long ti_failinj_nl_calls, ti_failinj_nl_failed;
 
 static bool file_says_fail(long cmd, int *err)
 {
@@ -99,4 +107,106 @@ __attribute__((no_sanitize_address)) long syscall(long nr, ...)
 		}
 	}
 	return real(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+}
+
+/* ---- netlink ----------------------------------------------------------------------- */
+
+#define NL_FDS 4096
+static unsigned char nl_fd[NL_FDS]; /* fds that are AF_NETLINK sockets */
+
+static void *real_fn(const char *name)
+{
+	return dlsym(RTLD_NEXT, name);
+}
+
+/* Count a netlink operation; true when it is the one to fail. */
+static bool nl_fails(int *err)
+{
+	const char *k = getenv("TI_FAILINJ_NL_NTH"), *e = getenv("TI_FAILINJ_ERRNO");
+
+	if (ti_failinj_paused)
+		return false;
+	ti_failinj_nl_calls++;
+	if (!k || atol(k) != ti_failinj_nl_calls)
+		return false;
+	*err = e ? atoi(e) : ENOBUFS;
+	ti_failinj_nl_failed++;
+	return true;
+}
+
+static bool is_nl(int fd)
+{
+	return fd >= 0 && fd < NL_FDS && nl_fd[fd];
+}
+
+int socket(int domain, int type, int protocol)
+{
+	static int (*real)(int, int, int);
+	int fd, err;
+
+	if (!real)
+		real = (int (*)(int, int, int))real_fn("socket");
+	if (domain == AF_NETLINK && nl_fails(&err)) {
+		errno = err;
+		return -1;
+	}
+	fd = real(domain, type, protocol);
+	if (fd >= 0 && fd < NL_FDS)
+		nl_fd[fd] = domain == AF_NETLINK;
+	return fd;
+}
+
+int close(int fd)
+{
+	static int (*real)(int);
+
+	if (!real)
+		real = (int (*)(int))real_fn("close");
+	if (fd >= 0 && fd < NL_FDS)
+		nl_fd[fd] = 0;
+	return real(fd);
+}
+
+ssize_t send(int fd, const void *buf, size_t len, int flags)
+{
+	static ssize_t (*real)(int, const void *, size_t, int);
+	int err;
+
+	if (!real)
+		real = (ssize_t (*)(int, const void *, size_t, int))real_fn("send");
+	if (is_nl(fd) && nl_fails(&err)) {
+		errno = err;
+		return -1;
+	}
+	return real(fd, buf, len, flags);
+}
+
+ssize_t sendto(int fd, const void *buf, size_t len, int flags, const struct sockaddr *to,
+	       socklen_t tolen)
+{
+	static ssize_t (*real)(int, const void *, size_t, int, const struct sockaddr *, socklen_t);
+	int err;
+
+	if (!real)
+		real = (ssize_t (*)(int, const void *, size_t, int, const struct sockaddr *,
+				    socklen_t))real_fn("sendto");
+	if (is_nl(fd) && nl_fails(&err)) {
+		errno = err;
+		return -1;
+	}
+	return real(fd, buf, len, flags, to, tolen);
+}
+
+ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
+{
+	static ssize_t (*real)(int, const struct msghdr *, int);
+	int err;
+
+	if (!real)
+		real = (ssize_t (*)(int, const struct msghdr *, int))real_fn("sendmsg");
+	if (is_nl(fd) && nl_fails(&err)) {
+		errno = err;
+		return -1;
+	}
+	return real(fd, msg, flags);
 }
