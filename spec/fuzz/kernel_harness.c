@@ -5,7 +5,14 @@
  *   kernel_harness all     [MODES]   cycle, then failinj
  *   kernel_harness cycle   [MODES]   one cycle per mode (default "tc,cgroup"),
  *                                     with exact counts checked
- *   kernel_harness failinj [MODES]   (with tc: also the netlink pass below)
+ *   kernel_harness failinj [MODES]   then, in tc mode over clsact + netlink on lo
+ *                                     and a veth it creates, each netlink
+ *                                     operation failing in turn, and in each
+ *                                     mode each allocation of the kernel layer
+ *                                     (-Wl,--wrap) failing in turn; a filter
+ *                                     the kernel would not remove must keep its
+ *                                     state file, and the next start's sweep
+ *                                     must remove it
  *                                     for k = 1, 2, ...: a child runs one cycle
  *                                     with the k-th bpf() call failing (the
  *                                     shim, spec/support/failinj.c, is linked
@@ -36,6 +43,41 @@
 extern long ti_failinj_calls, ti_failinj_failed; /* spec/support/failinj.c */
 extern long ti_failinj_nl_calls, ti_failinj_nl_failed;
 extern int ti_failinj_paused;
+
+/* Allocation failures in the kernel layer's own code: the harness is linked
+ * with -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc (spec/fuzz/run), so
+ * these see every allocation of kernel*.c (not libbpf's, a shared library).
+ * alloc_fail_at = K: the K-th one fails. */
+static long alloc_calls, alloc_failed, alloc_fail_at;
+void *__real_malloc(size_t n);
+void *__real_calloc(size_t n, size_t size);
+void *__real_realloc(void *p, size_t n);
+
+static bool alloc_fails(void)
+{
+	if (!alloc_fail_at || ti_failinj_paused)
+		return false;
+	if (++alloc_calls != alloc_fail_at)
+		return false;
+	alloc_failed++;
+	errno = ENOMEM;
+	return true;
+}
+
+void *__wrap_malloc(size_t n)
+{
+	return alloc_fails() ? NULL : __real_malloc(n);
+}
+
+void *__wrap_calloc(size_t n, size_t size)
+{
+	return alloc_fails() ? NULL : __real_calloc(n, size);
+}
+
+void *__wrap_realloc(void *p, size_t n)
+{
+	return alloc_fails() ? NULL : __real_realloc(p, n);
+}
 
 /* tc on a second interface too (the netlink pass: a veth pair it creates) */
 #define EXTRA_DEV "ti-fh0"
@@ -178,8 +220,8 @@ static enum ti_mode mode_of(const char *name)
  * half-done was reported); counts checks on the way. */
 static int cycle(enum ti_mode mode, bool verbose)
 {
-	struct ti_kernel *k = malloc(sizeof(*k));
-	struct ti_filter *f = calloc(1, sizeof(*f));
+	struct ti_kernel *k;
+	struct ti_filter *f;
 	struct ti_load_opts o = { .mode = mode, .sample = 1, .events = true, .aggregates = true,
 				  .ring_size = 1 << 16, .max_flows = 64, .wakeup = 1 };
 	uint64_t st[TI_STAT_MAX];
@@ -191,6 +233,10 @@ static int cycle(enum ti_mode mode, bool verbose)
 	__u32 ids[8];
 	int nids = 0;
 
+	ti_failinj_paused++; /* the harness's own allocations */
+	k = malloc(sizeof(*k));
+	f = calloc(1, sizeof(*f));
+	ti_failinj_paused--;
 	if (!k || !f)
 		return 1;
 	ti_kernel_init(k);
@@ -238,6 +284,39 @@ static int cycle(enum ti_mode mode, bool verbose)
 	      "%s: seen %llu matched %llu filtered %llu, expected 10 matched of 15+", ti_mode_names[mode],
 	      (unsigned long long)st[TI_STAT_SEEN], (unsigned long long)st[TI_STAT_MATCHED],
 	      (unsigned long long)st[TI_STAT_FILTERED]);
+	/* the maps: the one flow of our 10 segments, read, looked up, deleted */
+	{
+		struct ti_snapshot snap;
+		struct ti_flow_key key = { .family = 4, .saddr = { 127, 0, 0, 1 }, .daddr = { 127, 0, 0, 1 },
+					   .sport = 40000, .dport = 9 };
+		struct ti_flow_val v;
+
+		if ((err = ti_kernel_map_snapshot(k, TI_MAP_FLOWS, &snap))) {
+			rc = 1;
+			goto close;
+		}
+		CHECK(snap.n == 1 && ((struct ti_flow_val *)(snap.e + snap.ksize))->packets == 10,
+		      "%s: flows snapshot: %zu entries", ti_mode_names[mode], snap.n);
+		ti_snapshot_free(&snap);
+		if ((err = ti_kernel_map_lookup(k, TI_MAP_FLOWS, &key, &v))) {
+			CHECK(err != -ENOENT, "%s: our flow is missing", ti_mode_names[mode]);
+			rc = 1;
+			goto close;
+		}
+		CHECK(v.packets == 10 && v.flags_seen == TI_SYN, "%s: our flow: %llu packets",
+		      ti_mode_names[mode], (unsigned long long)v.packets);
+		if ((err = ti_kernel_map_delete(k, TI_MAP_FLOWS, &key)) ||
+		    (err = ti_kernel_map_clear(k, TI_MAP_PORTS))) {
+			rc = 1;
+			goto close;
+		}
+		err = ti_kernel_map_lookup(k, TI_MAP_FLOWS, &key, &v);
+		if (err && err != -ENOENT) { /* the lookup itself failed (injected) */
+			rc = 1;
+			goto close;
+		}
+		CHECK(err == -ENOENT, "%s: deleted flow still there", ti_mode_names[mode]);
+	}
 	/* a new filter: dport 10 only; then everything (NULL) */
 	memset(f, 0, sizeof(*f));
 	f->cfg.match = TI_M_DPORT;
@@ -348,6 +427,8 @@ static int run_failinj(char *modes)
 	return failures;
 }
 
+static int run_failinj_alloc(const char *m);
+
 /* The same over netlink: the clsact + netlink filter path
  * (TCPINSPECT_TC_NO_TCX=1) on lo and a veth, with the k-th netlink
  * operation (socket, send) failing: every filter attached before the
@@ -404,12 +485,63 @@ static int run_failinj_netlink(void)
 		if (injected == 0)
 			break;
 	}
+	printf("kernel_harness: failinj netlink (tc on lo and a veth, clsact + netlink): %d netlink calls failed one by one, %d cycles stopped at the failing step, %d completed\n",
+	       k - 1, failed_steps, completed - 1);
+	/* and each allocation of the kernel layer failing, on the same path */
+	run_failinj_alloc("tc");
 	if (system("ip link del " EXTRA_DEV))
 		CHECK(false, "cannot delete the veth pair " EXTRA_DEV);
 	extra_dev = false;
 	unsetenv("TCPINSPECT_TC_NO_TCX");
-	printf("kernel_harness: failinj netlink (tc on lo and a veth, clsact + netlink): %d netlink calls failed one by one, %d cycles stopped at the failing step, %d completed\n",
-	       k - 1, failed_steps, completed - 1);
+	return failures;
+}
+
+/* Each allocation of the kernel layer failing in turn, over one cycle (tc
+ * over clsact+netlink on lo and a veth, and cgroup). */
+static int run_failinj_alloc(const char *m)
+{
+	enum ti_mode mode = mode_of(m);
+	int k, completed = 0, failed_steps = 0;
+
+	for (k = 1; k < 10000; k++) {
+		int status, fd[2];
+		long injected = 0;
+		pid_t pid;
+
+		if (pipe(fd))
+			return 2;
+		pid = fork();
+		if (pid == 0) {
+			int rc;
+
+			close(fd[0]);
+			checks = failures = 0;
+			alloc_calls = alloc_failed = 0;
+			alloc_fail_at = k;
+			rc = cycle(mode, false);
+			if (write(fd[1], &alloc_failed, sizeof(long)) < 0)
+				_exit(3);
+			_exit(failures ? 4 : rc);
+		}
+		close(fd[1]);
+		if (read(fd[0], &injected, sizeof(long)) != sizeof(long))
+			injected = -1;
+		close(fd[0]);
+		waitpid(pid, &status, 0);
+		CHECK(WIFEXITED(status) && WEXITSTATUS(status) <= 1,
+		      "%s, allocation %d failing: child ended with status 0x%x", m, k, status);
+		ti_tc_sweep_stale();
+		CHECK(!tc_filter_of(pid), "%s, allocation %d failing: a tc filter is left", m, k);
+		CHECK(!state_files_of(pid), "%s, allocation %d failing: a tc state file is left", m, k);
+		if (WIFEXITED(status) && WEXITSTATUS(status) == 1)
+			failed_steps++;
+		else
+			completed++;
+		if (injected == 0)
+			break;
+	}
+	printf("kernel_harness: failinj alloc %s: %d allocations failed one by one, %d cycles stopped at the failing step, %d completed\n",
+	       m, k - 1, failed_steps, completed - 1);
 	return failures;
 }
 
@@ -434,9 +566,12 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(cmd, "failinj") || !strcmp(cmd, "all")) {
 		snprintf(modes, sizeof(modes), "%s", argc > 2 ? argv[2] : "tc,cgroup");
-		run_failinj(modes);
+		run_failinj(modes); /* strtok: modes is cut up after this */
+		snprintf(modes, sizeof(modes), "%s", argc > 2 ? argv[2] : "tc,cgroup");
 		if (strstr(modes, "tc"))
-			run_failinj_netlink();
+			run_failinj_netlink(); /* with the allocation pass in tc mode */
+		if (strstr(modes, "cgroup"))
+			run_failinj_alloc("cgroup");
 	}
 	/* the closing line spec/run counts */
 	printf("%d passed, %d failed\n", checks - failures, failures);
