@@ -374,69 +374,111 @@ static int run_cycle(char *modes)
 
 /* One child per k: the k-th bpf() call fails with ENOMEM (and, for every
  * third k, EPERM, so both kinds of error path run). */
-static int run_failinj(char *modes)
+/* The kinds of failure injected, each armed in a child before its cycle:
+ * the k-th bpf() call, the k-th netlink operation, or the k-th allocation
+ * of the kernel layer, failing. */
+enum inject { INJECT_BPF, INJECT_NETLINK, INJECT_ALLOC };
+
+static const char *const inject_what[] = { "bpf() calls", "netlink operations", "allocations" };
+
+static void arm(enum inject what, int k)
 {
-	ti_kernel_log_init(); /* libbpf's messages: kept, not printed */
-	for (char *m = strtok(modes, ","); m; m = strtok(NULL, ",")) {
-		enum ti_mode mode = mode_of(m);
-		int k, completed = 0, failed_steps = 0;
+	char buf[16];
 
-		for (k = 1; k < 100000; k++) {
-			int status, fd[2];
-			long injected = 0;
-			pid_t pid;
-
-			if (pipe(fd))
-				return 2;
-			pid = fork();
-			if (pid == 0) {
-				char buf[16];
-				int rc;
-
-				close(fd[0]);
-				/* the parent's calls and checks are not this child's */
-				ti_failinj_calls = ti_failinj_failed = 0;
-				checks = failures = 0;
-				snprintf(buf, sizeof(buf), "%d", k);
-				setenv("TI_FAILINJ_NTH", buf, 1);
-				setenv("TI_FAILINJ_ERRNO", k % 3 ? "12" : "1", 1);
-				rc = cycle(mode, false);
-				if (write(fd[1], &ti_failinj_failed, sizeof(long)) < 0)
-					_exit(3);
-				_exit(failures ? 4 : rc);
-			}
-			close(fd[1]);
-			if (read(fd[0], &injected, sizeof(long)) != sizeof(long))
-				injected = -1;
-			close(fd[0]);
-			waitpid(pid, &status, 0);
-			CHECK(WIFEXITED(status) && WEXITSTATUS(status) <= 1,
-			      "%s, bpf call %d failing: child ended with status 0x%x", m, k, status);
-			CHECK(!tc_filter_of(pid), "%s, bpf call %d failing: a tc filter is left", m, k);
-			CHECK(!state_files_of(pid), "%s, bpf call %d failing: a tc state file is left", m, k);
-			if (WIFEXITED(status) && WEXITSTATUS(status) == 1)
-				failed_steps++;
-			else
-				completed++;
-			if (injected == 0)
-				break; /* the cycle made fewer than k calls: all done */
-		}
-		printf("kernel_harness: failinj %s: %d bpf() calls failed one by one, %d cycles stopped at the failing step, %d completed (a failure libbpf tolerates)\n",
-		       m, k - 1, failed_steps, completed - 1);
+	/* the parent's calls and checks are not this child's */
+	ti_failinj_calls = ti_failinj_failed = ti_failinj_nl_calls = ti_failinj_nl_failed = 0;
+	alloc_calls = alloc_failed = 0;
+	checks = failures = 0;
+	snprintf(buf, sizeof(buf), "%d", k);
+	switch (what) {
+	case INJECT_BPF:
+		setenv("TI_FAILINJ_NTH", buf, 1);
+		setenv("TI_FAILINJ_ERRNO", k % 3 ? "12" : "1", 1); /* ENOMEM, EPERM */
+		break;
+	case INJECT_NETLINK:
+		setenv("TI_FAILINJ_NL_NTH", buf, 1);
+		setenv("TI_FAILINJ_ERRNO", k % 2 ? "105" : "1", 1); /* ENOBUFS, EPERM */
+		break;
+	case INJECT_ALLOC:
+		alloc_fail_at = k;
+		break;
 	}
-	return failures;
 }
 
-static int run_failinj_alloc(const char *m);
+static long injected(enum inject what)
+{
+	return what == INJECT_BPF ? ti_failinj_failed : what == INJECT_NETLINK ? ti_failinj_nl_failed
+									      : alloc_failed;
+}
 
-/* The same over netlink: the clsact + netlink filter path
- * (TCPINSPECT_TC_NO_TCX=1) on lo and a veth, with the k-th netlink
- * operation (socket, send) failing: every filter attached before the
- * failure must be detached, on both interfaces. */
-static int run_failinj_netlink(void)
+/* For k = 1, 2, ...: a child arms the k-th failure of one kind and runs one
+ * cycle, until a cycle makes fewer than k such calls.  After each child: it
+ * ended as a cycle may (done, or stopped at the failing step with -errno),
+ * and once the next start's sweep has run, no tc filter or state file of it
+ * is left (programs and links go with its fds). */
+static void inject_each(enum inject what, enum ti_mode mode, const char *label)
 {
 	int k, completed = 0, failed_steps = 0;
 
+	ti_kernel_log_init(); /* libbpf's messages: kept, not printed */
+	for (k = 1; k < 100000; k++) {
+		int status, fd[2];
+		long n = 0;
+		pid_t pid;
+
+		if (pipe(fd))
+			exit(2);
+		pid = fork();
+		if (pid == 0) {
+			int rc;
+
+			close(fd[0]);
+			arm(what, k);
+			rc = cycle(mode, false);
+			n = injected(what);
+			if (write(fd[1], &n, sizeof(n)) < 0)
+				_exit(3);
+			_exit(failures ? 4 : rc);
+		}
+		close(fd[1]);
+		if (read(fd[0], &n, sizeof(n)) != sizeof(n))
+			n = -1;
+		close(fd[0]);
+		waitpid(pid, &status, 0);
+		CHECK(WIFEXITED(status) && WEXITSTATUS(status) <= 1,
+		      "%s, %s %d failing: child ended with status 0x%x", label, inject_what[what], k, status);
+		ti_tc_sweep_stale(); /* what the next tc start does */
+		CHECK(!tc_filter_of(pid), "%s, %s %d failing: a tc filter is left", label, inject_what[what], k);
+		CHECK(!state_files_of(pid), "%s, %s %d failing: a tc state file is left", label,
+		      inject_what[what], k);
+		if (WIFEXITED(status) && WEXITSTATUS(status) == 1)
+			failed_steps++;
+		else
+			completed++;
+		if (n == 0)
+			break; /* the cycle made fewer than k: all done */
+	}
+	printf("kernel_harness: failinj %s: %d %s failed one by one, %d cycles stopped at the failing step, %d completed (a failure tolerated)\n",
+	       label, k - 1, inject_what[what], failed_steps, completed - 1);
+}
+
+/* Every bpf() and allocation failure in each mode; in tc mode also over
+ * the clsact + netlink path (TCPINSPECT_TC_NO_TCX=1) on lo and a veth,
+ * with every netlink operation and allocation failing: every filter
+ * attached before a failure must be gone, on both interfaces. */
+static int run_failinj(char *modes)
+{
+	bool tc = false;
+
+	for (char *m = strtok(modes, ","); m; m = strtok(NULL, ",")) {
+		inject_each(INJECT_BPF, mode_of(m), m);
+		if (mode_of(m) == TI_MODE_TC)
+			tc = true;
+		else
+			inject_each(INJECT_ALLOC, mode_of(m), m);
+	}
+	if (!tc)
+		return failures;
 	if (system("ip link add " EXTRA_DEV " type veth peer name ti-fh1 && ip link set " EXTRA_DEV
 		   " up && ip link set ti-fh1 up")) {
 		CHECK(false, "cannot create the veth pair " EXTRA_DEV);
@@ -444,104 +486,12 @@ static int run_failinj_netlink(void)
 	}
 	extra_dev = true;
 	setenv("TCPINSPECT_TC_NO_TCX", "1", 1);
-	ti_kernel_log_init();
-	for (k = 1; k < 10000; k++) {
-		int status, fd[2];
-		long injected = 0;
-		pid_t pid;
-
-		if (pipe(fd))
-			return 2;
-		pid = fork();
-		if (pid == 0) {
-			char buf[16];
-			int rc;
-
-			close(fd[0]);
-			ti_failinj_calls = ti_failinj_failed = ti_failinj_nl_calls = ti_failinj_nl_failed = 0;
-			checks = failures = 0;
-			snprintf(buf, sizeof(buf), "%d", k);
-			setenv("TI_FAILINJ_NL_NTH", buf, 1);
-			setenv("TI_FAILINJ_ERRNO", k % 2 ? "105" : "1", 1); /* ENOBUFS, EPERM */
-			rc = cycle(TI_MODE_TC, false);
-			if (write(fd[1], &ti_failinj_nl_failed, sizeof(long)) < 0)
-				_exit(3);
-			_exit(failures ? 4 : rc);
-		}
-		close(fd[1]);
-		if (read(fd[0], &injected, sizeof(long)) != sizeof(long))
-			injected = -1;
-		close(fd[0]);
-		waitpid(pid, &status, 0);
-		CHECK(WIFEXITED(status) && WEXITSTATUS(status) <= 1,
-		      "tc over netlink, netlink call %d failing: child ended with status 0x%x", k, status);
-		ti_tc_sweep_stale(); /* what the next tc start does */
-		CHECK(!tc_filter_of(pid), "tc over netlink, netlink call %d failing: a tc filter is left", k);
-		CHECK(!state_files_of(pid), "tc over netlink, netlink call %d failing: a tc state file is left", k);
-		if (WIFEXITED(status) && WEXITSTATUS(status) == 1)
-			failed_steps++;
-		else
-			completed++;
-		if (injected == 0)
-			break;
-	}
-	printf("kernel_harness: failinj netlink (tc on lo and a veth, clsact + netlink): %d netlink calls failed one by one, %d cycles stopped at the failing step, %d completed\n",
-	       k - 1, failed_steps, completed - 1);
-	/* and each allocation of the kernel layer failing, on the same path */
-	run_failinj_alloc("tc");
+	inject_each(INJECT_NETLINK, TI_MODE_TC, "tc (clsact + netlink, lo and a veth)");
+	inject_each(INJECT_ALLOC, TI_MODE_TC, "tc (clsact + netlink, lo and a veth)");
+	unsetenv("TCPINSPECT_TC_NO_TCX");
+	extra_dev = false;
 	if (system("ip link del " EXTRA_DEV))
 		CHECK(false, "cannot delete the veth pair " EXTRA_DEV);
-	extra_dev = false;
-	unsetenv("TCPINSPECT_TC_NO_TCX");
-	return failures;
-}
-
-/* Each allocation of the kernel layer failing in turn, over one cycle (tc
- * over clsact+netlink on lo and a veth, and cgroup). */
-static int run_failinj_alloc(const char *m)
-{
-	enum ti_mode mode = mode_of(m);
-	int k, completed = 0, failed_steps = 0;
-
-	for (k = 1; k < 10000; k++) {
-		int status, fd[2];
-		long injected = 0;
-		pid_t pid;
-
-		if (pipe(fd))
-			return 2;
-		pid = fork();
-		if (pid == 0) {
-			int rc;
-
-			close(fd[0]);
-			checks = failures = 0;
-			alloc_calls = alloc_failed = 0;
-			alloc_fail_at = k;
-			rc = cycle(mode, false);
-			if (write(fd[1], &alloc_failed, sizeof(long)) < 0)
-				_exit(3);
-			_exit(failures ? 4 : rc);
-		}
-		close(fd[1]);
-		if (read(fd[0], &injected, sizeof(long)) != sizeof(long))
-			injected = -1;
-		close(fd[0]);
-		waitpid(pid, &status, 0);
-		CHECK(WIFEXITED(status) && WEXITSTATUS(status) <= 1,
-		      "%s, allocation %d failing: child ended with status 0x%x", m, k, status);
-		ti_tc_sweep_stale();
-		CHECK(!tc_filter_of(pid), "%s, allocation %d failing: a tc filter is left", m, k);
-		CHECK(!state_files_of(pid), "%s, allocation %d failing: a tc state file is left", m, k);
-		if (WIFEXITED(status) && WEXITSTATUS(status) == 1)
-			failed_steps++;
-		else
-			completed++;
-		if (injected == 0)
-			break;
-	}
-	printf("kernel_harness: failinj alloc %s: %d allocations failed one by one, %d cycles stopped at the failing step, %d completed\n",
-	       m, k - 1, failed_steps, completed - 1);
 	return failures;
 }
 
@@ -566,12 +516,7 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(cmd, "failinj") || !strcmp(cmd, "all")) {
 		snprintf(modes, sizeof(modes), "%s", argc > 2 ? argv[2] : "tc,cgroup");
-		run_failinj(modes); /* strtok: modes is cut up after this */
-		snprintf(modes, sizeof(modes), "%s", argc > 2 ? argv[2] : "tc,cgroup");
-		if (strstr(modes, "tc"))
-			run_failinj_netlink(); /* with the allocation pass in tc mode */
-		if (strstr(modes, "cgroup"))
-			run_failinj_alloc("cgroup");
+		run_failinj(modes);
 	}
 	/* the closing line spec/run counts */
 	printf("%d passed, %d failed\n", checks - failures, failures);
