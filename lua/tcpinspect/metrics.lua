@@ -435,11 +435,7 @@ Registry.__index = Registry
 -- @treturn registry
 function M.registry(opts)
 	opts = opts or {}
-	local clock = opts.clock
-	if not clock then
-		local ok, ti = pcall(require, "tcpinspect")
-		clock = ok and ti.monotonic or os.clock
-	end
+	local clock = opts.clock or require("tcpinspect.timer").default_clock()
 	local max = opts.max_series or M.DEFAULT_MAX_SERIES
 	if math.type(max) ~= "integer" or max < 1 then
 		error("metrics: max_series: expected an integer >= 1, got " .. tostring(max), 2)

@@ -38,17 +38,21 @@ local function check_period(name, seconds)
 	end
 end
 
+--- The clock schedulers and metric rates use by default: tcpinspect.monotonic,
+-- or os.clock where the core cannot be loaded.
+-- @treturn function seconds
+function M.default_clock()
+	local ok, ti = pcall(require, "tcpinspect")
+	return ok and ti.monotonic or os.clock
+end
+
 --- A new scheduler.
 -- @tparam[opt] table opts clock: a function returning seconds (default
 --   tcpinspect.monotonic, or os.clock without the core)
 -- @treturn scheduler
 function M.new(opts)
 	opts = opts or {}
-	local clock = opts.clock
-	if not clock then
-		local ok, ti = pcall(require, "tcpinspect")
-		clock = ok and ti.monotonic or os.clock
-	end
+	local clock = opts.clock or M.default_clock()
 	local self = setmetatable({ clock = clock, timers = {}, seq = 0 }, Scheduler)
 	self.start = clock()
 	return self
