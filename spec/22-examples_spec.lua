@@ -18,15 +18,7 @@ local function example(name, args, netns)
 	return cli.start(a, { netns = netns }):ready()
 end
 
--- busted keeps one `finally` per test: collect the cleanups and run them
--- all (last first) from it.
-local function cleanups()
-	local fns = {}
-	finally(function()
-		for i = #fns, 1, -1 do pcall(fns[i]) end
-	end)
-	return function(fn) fns[#fns + 1] = fn end
-end
+local function cleanups() return net.cleanups(finally) end
 
 -- A veth pair with a second client address and a listener on the server's
 -- port 8080; defer(fn) registers the pair's destruction.

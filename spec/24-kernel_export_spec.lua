@@ -23,15 +23,7 @@ local CONN_PORT, SYN_PORT = 19101, 19102
 local SYN_SRC = "127.0.0.9"
 local N, M, DATALEN = 6, 40, 200
 
--- busted keeps one `finally` per test: collect the cleanups and run them
--- all (last first) from it.
-local function cleanups()
-	local fns = {}
-	finally(function()
-		for i = #fns, 1, -1 do pcall(fns[i]) end
-	end)
-	return function(fn) fns[#fns + 1] = fn end
-end
+local function cleanups() return net.cleanups(finally) end
 
 -- The unit's command line, as words, without the binary.
 local function unit_args()

@@ -244,6 +244,18 @@ function net.sleep(s)
 	socket.sleep(s)
 end
 
+--- busted keeps one `finally` per test: collect a test's cleanups and run
+-- them all (last first) from it.  Call inside a test with busted's
+-- `finally` (a spec file's own global, not this module's); returns
+-- `defer(fn)`.
+function net.cleanups(finally)
+	local fns = {}
+	finally(function()
+		for i = #fns, 1, -1 do pcall(fns[i]) end
+	end)
+	return function(fn) fns[#fns + 1] = fn end
+end
+
 function net.wait_until(fn, timeout, step)
 	local deadline = socket.gettime() + net.scale(timeout or 5)
 	step = step or 0.02
