@@ -32,6 +32,19 @@ local M = {
 -- caller's line, with no frame of this file in between)
 M.open = core.open
 
+--- Replay a capture without root: a session with the same methods and
+-- fields as `open`'s, fed by a pcap file instead of the kernel.  Every
+-- frame goes through the BPF program's own parse, filter, aggregate and
+-- sampling code, built for user space; time is the capture's (`run`'s
+-- duration and intervals, `session:now()`, `p.ts`).  See doc/reference.md.
+-- @tparam table opts file (required), snaplen, filter, family, sample,
+--   events, aggregates, max_flows (the hooks' own options are ignored)
+-- @treturn[1] session
+-- @treturn[2] nil
+-- @treturn[2] string message
+-- @treturn[2] integer errno
+M.replay = core.replay
+
 --- What this kernel offers, probed for real by loading and attaching.
 -- @treturn table btf, fentry, kprobe, ringbuf, tc, tcx, cgroup (booleans),
 --   reasons (mode -> why not), kernel (release string)
