@@ -163,7 +163,7 @@ function methods.run(self, opts)
 	end
 	local on_interval, should_stop = opts.on_interval, opts.should_stop
 	-- a replay's clock moves only as far as poll asks: round its waits up
-	local replay = self.file ~= nil
+	local replay = self.mode == "replay"
 	local round = replay and math.ceil or math.floor
 	local start = self:now()
 	local next_tick = start + interval

@@ -126,6 +126,8 @@ static void push_info(lua_State *L, struct ti_session *s, const struct ti_load_o
 	lua_setfield(L, -2, "events");
 	lua_pushinteger(L, o->sample);
 	lua_setfield(L, -2, "sample");
+	lua_pushliteral(L, ""); /* a replay's file name, set by ti_session_open_replay */
+	lua_setfield(L, -2, "file");
 }
 
 static int msgh(lua_State *L);

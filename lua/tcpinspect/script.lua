@@ -216,7 +216,7 @@ function M.new(cfg)
 	local default, last = timer.default_clock(), nil
 	self.sched = timer.new { clock = function()
 		local s = self.session
-		if s and not s.closed then last = s:now() end
+		if s and not s.closed and s.now then last = s:now() end
 		return last or default()
 	end }
 	self.env = self:_make_env()
