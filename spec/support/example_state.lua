@@ -1,5 +1,4 @@
 -- spec/support/example_state.lua: run an example script, then print its
--- luacheck: read globals on_exit session
 -- session's maps and counters, so a spec can compare a live run with a
 -- replay of the same traffic through the CLI, as a user runs them.
 --
@@ -14,6 +13,7 @@
 -- Fields are "name=value" in name order.  The flows map's first_ts/last_ts
 -- are left out: a live session's are CLOCK_MONOTONIC, a replay's are the
 -- capture's (both are checked elsewhere).
+-- luacheck: read globals on_exit session
 local path = assert(os.getenv("TCPINSPECT_SPEC_EXAMPLE"), "TCPINSPECT_SPEC_EXAMPLE is not set")
 local chunk = assert(loadfile(path, "t", _ENV))
 chunk(...)
