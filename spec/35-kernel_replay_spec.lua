@@ -67,14 +67,36 @@ local function replay(file, ex)
 	return out
 end
 
+-- tshark's fields of every TCP segment of a pcap file, one line each,
+-- sorted (the ring's order across CPUs may differ from tcpdump's), read
+-- as nobody: addresses, ports, raw seq and ack, flags, payload length
+local TSHARK_FIELDS = { "ip.src", "ipv6.src", "ip.dst", "ipv6.dst", "tcp.srcport", "tcp.dstport",
+	"tcp.seq_raw", "tcp.ack_raw", "tcp.flags", "tcp.len" }
+local function tshark_cmd(file)
+	return ("tshark -r %s -n -Y tcp -T fields -E separator=/s -e %s"):format(file, table.concat(TSHARK_FIELDS, " -e "))
+end
+local function fields_of(text)
+	local t = {}
+	for l in text:gmatch("[^\n]+") do t[#t + 1] = l end
+	table.sort(t)
+	return t
+end
+local function tshark(file)
+	local errf = net.tmpfile(".err")
+	local ok, out = net.sh(UNPRIV .. "env HOME=/nonexistent " .. tshark_cmd(net.q(file)) .. " 2>" .. net.q(errf))
+	assert(ok, "tshark -r " .. file .. ": " .. (net.read_file(errf) or ""))
+	return fields_of(out)
+end
+
 -- The traffic, watched live at the same time by the five examples in each
--- mode and by tcpdump.  Returns the live outputs by mode and example name,
--- the capture's file and its packets.  (One scene for every mode: under
+-- mode, by `watch -w` in each mode and by tcpdump.  Returns {outs = the
+-- live outputs by mode and example name, file = tcpdump's file, pkts = its
+-- packets, wfiles = the -w file by mode, pipe = {mode, fields}}.  (One scene for every mode: under
 -- emulation each start of the CLI takes seconds.)
 local function live(modes)
 	local fns = {}
 	local function defer(fn) fns[#fns + 1] = fn end
-	local ok, a, b, c = pcall(function()
+	local ok, a = pcall(function()
 		local ns = net.netns("rp")
 		defer(function() ns:destroy() end)
 		local cg
@@ -105,8 +127,32 @@ local function live(modes)
 				procs[mode][ex.name] = p
 			end
 		end
+		-- and `watch -w FILE` in each mode; `watch -w - | tshark -r -` in the
+		-- first mode that sees every segment (it ends after -c 120: the mix)
+		local wfiles, watchers, pipe = {}, {}, nil
+		for _, mode in ipairs(modes) do
+			wfiles[mode] = net.tmpfile(".pcap")
+			local args = { "watch", "--mode", mode, "-w", wfiles[mode] }
+			if mode == "cgroup" then args[#args + 1] = "--cgroup" args[#args + 1] = cg end
+			local p = cli.start(args, { netns = mode ~= "cgroup" and ns.name or nil })
+			defer(function() p:kill() end)
+			watchers[mode] = p
+			if not pipe and mode ~= "cgroup" then
+				pipe = { mode = mode, out = net.tmpfile(".txt"), err = net.tmpfile(".err"), rc = net.tmpfile(".rc") }
+				local sh = ("%s watch --mode %s -w - -c 120 2>%s | %s >%s 2>/dev/null; echo $? >%s"):format(
+					net.q(cli.BIN), mode, net.q(pipe.err), tshark_cmd("-"), net.q(pipe.out), net.q(pipe.rc))
+				pipe.pid = net.spawn("exec ip netns exec " .. ns.name .. " sh -c " .. net.q(sh))
+				defer(function() if net.alive(pipe.pid) then net.kill(pipe.pid, "KILL") end end)
+			end
+		end
 		for _, mode in ipairs(modes) do
 			for _, ex in ipairs(EXAMPLES) do procs[mode][ex.name]:ready(60) end
+			watchers[mode]:ready(60)
+		end
+		if pipe then
+			assert(net.wait_until(function()
+				return (net.read_file(pipe.err) or ""):find("Ctrl-C to stop", 1, true) or net.read_file(pipe.rc)
+			end, 60), "watch -w - | tshark did not start")
 		end
 		-- the traffic, from inside the namespace (and the cgroup)
 		local cmd = "exec ip netns exec " .. ns.name .. " " .. net.lua_cmd(net.ROOT .. "/spec/support/traffic_child.lua")
@@ -121,6 +167,7 @@ local function live(modes)
 		local outs = {}
 		for _, mode in ipairs(modes) do
 			for _, ex in ipairs(EXAMPLES) do procs[mode][ex.name]:interrupt() end
+			watchers[mode]:interrupt()
 		end
 		for _, mode in ipairs(modes) do
 			outs[mode] = {}
@@ -129,12 +176,21 @@ local function live(modes)
 				assert(r.code == 0, ("[%s] %s: exit %d: %s"):format(mode, ex.name, r.code, r.err))
 				outs[mode][ex.name] = r.out
 			end
+			local r = watchers[mode]:wait(60)
+			assert(r.code == 0 and r.out == "", ("[%s] watch -w: exit %d: %s%s"):format(mode, r.code, r.out, r.err))
 		end
-		return outs, cap.file, pkts
+		if pipe then
+			-- the count ends watch, the end of the pipe ends tshark
+			assert(net.wait_until(function() return net.read_file(pipe.rc) end, 30),
+				"watch -w - -c 120 | tshark did not end: " .. (net.read_file(pipe.err) or ""))
+			assert(net.read_file(pipe.rc) == "0\n", "watch -w - | tshark: " .. (net.read_file(pipe.err) or ""))
+			pipe.fields = fields_of(net.read_file(pipe.out))
+		end
+		return { outs = outs, file = cap.file, pkts = pkts, wfiles = wfiles, pipe = pipe }
 	end)
 	for i = #fns, 1, -1 do pcall(fns[i]) end
 	if not ok then error(a, 0) end
-	return a, b, c
+	return a
 end
 
 describe("#kernel replay equals live", function()
@@ -148,14 +204,14 @@ describe("#kernel replay equals live", function()
 	end)
 
 	-- the live scene, once for every mode (its error fails each mode's test)
-	local scene
+	local scene, scene_err
 	local function get_scene()
-		if not scene then
-			local ok, outs, file, pkts = pcall(live, net.modes())
-			scene = { ok = ok, outs = outs, file = file, pkts = pkts }
+		if not scene and not scene_err then
+			local ok, r = pcall(live, net.modes())
+			if ok then scene = r else scene_err = r end
 		end
-		assert(scene.ok, scene.outs)
-		return scene.outs, scene.file, scene.pkts
+		assert(scene, scene_err)
+		return scene
 	end
 	-- replays by file and example (the same file for every mode but cgroup)
 	local replays = {}
@@ -169,8 +225,8 @@ describe("#kernel replay equals live", function()
 	for _, mode in ipairs(net.modes()) do
 		it(("[%s] five examples: the same output, maps and counters from the live run and the replay"):format(mode),
 			function()
-				local all, file, pkts = get_scene()
-				local outs = all[mode]
+				local sc = get_scene()
+				local outs, file, pkts = sc.outs[mode], sc.file, sc.pkts
 				-- the capture holds the mix: 3 + 1 + 2 conversations and 30 scan SYNs
 				local syns = net.count(pkts, function(p) return p.flags & 0x12 == 0x02 end)
 				assert.are.equal(36, syns)
@@ -185,7 +241,18 @@ describe("#kernel replay equals live", function()
 					end
 					want_file, left_out = socket_file, 30
 				end
+				-- tcpinspect's own -w file: what tshark reads in it is, segment for
+				-- segment, what it reads in tcpdump's capture (less the socketless)
+				local want_fields = tshark(want_file)
+				assert.are.equal(#pkts - left_out, #want_fields)
+				assert.are.same(want_fields, tshark(sc.wfiles[mode]), mode .. ": -w file vs tcpdump")
+				if sc.pipe and sc.pipe.mode == mode then
+					assert.are.same(want_fields, sc.pipe.fields, mode .. ": watch -w - | tshark -r - vs tcpdump")
+				end
 				for _, ex in ipairs(EXAMPLES) do
+					-- and the replay of the -w file is the live session too
+					assert.are.equal(normalize(outs[ex.name]), normalize(replay_once(sc.wfiles[mode], ex)),
+						("[%s] %s: live (first) vs replay of watch -w's file"):format(mode, ex.name))
 					local l, r = outs[ex.name], replay_once(want_file, ex)
 					assert.are.equal(normalize(l), normalize(r), ("[%s] %s: live (first) vs replay"):format(mode, ex.name))
 					-- what the live session counted is what the capture holds
@@ -209,8 +276,10 @@ describe("#kernel replay equals live", function()
 				end
 				assert.matches("TOP rank=1 src=127.0.0.1 bytes=", outs.top_talkers, 1, true)
 				assert.matches("\n%[4K, 8K%) +2 |", outs.payload_hist)
-				net.say("[%s] %d segments captured; 5 examples: live == replay (as nobody)%s", mode, #pkts,
-					left_out > 0 and (", less the %d socketless SYNs"):format(left_out) or "")
+				net.say("[%s] %d segments captured; 5 examples: live == replay of tcpdump's and of -w's file " ..
+					"(as nobody)%s; tshark: -w file == tcpdump's%s", mode, #pkts,
+					left_out > 0 and (", less the %d socketless SYNs"):format(left_out) or "",
+					sc.pipe and sc.pipe.mode == mode and ", and watch -w - | tshark -r -" or "")
 			end)
 	end
 end)
