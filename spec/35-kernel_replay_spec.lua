@@ -54,17 +54,34 @@ local function state(out)
 	return st
 end
 
--- `tcpinspect -r FILE` running an example under example_state.lua, as nobody
-local function replay(file, ex)
-	local args = { "-q", "-r", file, STATE }
-	for _, a in ipairs(ex.args or {}) do args[#args + 1] = a end
-	local cmd = UNPRIV .. cli.cmdline(args, nil, "TCPINSPECT_SPEC_EXAMPLE=" .. net.ROOT .. "/examples/" ..
-		ex.name .. ".lua")
-	local errf = net.tmpfile(".err")
-	local ok, out, code = net.sh(cmd .. " 2>" .. net.q(errf))
-	assert(ok, ("replay of %s failed (exit %s): %s\n%s"):format(ex.name, tostring(code), out,
-		net.read_file(errf) or ""))
-	return out
+-- `tcpinspect -r FILE` running an example under example_state.lua, as
+-- nobody: every (file, example) pair at once, in the background (the
+-- guests have two CPUs).  Returns the outputs by file and example name.
+local function replay_all(files)
+	local runs = {}
+	for _, file in ipairs(files) do
+		for _, ex in ipairs(EXAMPLES) do
+			local args = { "-q", "-r", file, STATE }
+			for _, a in ipairs(ex.args or {}) do args[#args + 1] = a end
+			local r = { file = file, ex = ex, out = net.tmpfile(".out"), err = net.tmpfile(".err"),
+				rc = net.tmpfile(".rc") }
+			r.cmd = UNPRIV .. cli.cmdline(args, nil, "TCPINSPECT_SPEC_EXAMPLE=" .. net.ROOT .. "/examples/" ..
+				ex.name .. ".lua")
+			r.pid = net.spawn(("sh -c %s"):format(net.q(("%s >%s 2>%s; echo $? >%s"):format(r.cmd, net.q(r.out),
+				net.q(r.err), net.q(r.rc)))))
+			runs[#runs + 1] = r
+		end
+	end
+	local res = {}
+	for _, r in ipairs(runs) do
+		local rc = net.wait_until(function() return net.read_file(r.rc) end, 120)
+		if not rc then net.kill(r.pid, "KILL") end
+		assert(rc == "0\n", ("replay of %s on %s failed (exit %s): %s\n%s"):format(r.ex.name, r.file,
+			tostring(rc), net.read_file(r.out) or "", net.read_file(r.err) or ""))
+		res[r.file] = res[r.file] or {}
+		res[r.file][r.ex.name] = net.read_file(r.out)
+	end
+	return res
 end
 
 -- tshark's fields of every TCP segment (addresses, ports, raw seq and ack,
@@ -224,8 +241,8 @@ describe("#kernel replay equals live", function()
 	end)
 
 	-- the live scene, once for every mode (its error fails each mode's test)
-	-- (then the capture without the socketless segments, for cgroup, and
-	-- tshark's fields of every file)
+	-- (then the capture without the socketless segments, for cgroup,
+	-- tshark's fields of every file and the replays of every file)
 	local scene, scene_err
 	local function get_scene()
 		if not scene and not scene_err then
@@ -238,19 +255,13 @@ describe("#kernel replay equals live", function()
 				files[#files + 1] = sc.socket_file
 				for _, mode in ipairs(net.modes()) do files[#files + 1] = sc.wfiles[mode] end
 				sc.fields = tshark_files(files)
+				sc.replays = replay_all(files)
 				return sc
 			end)
 			if ok then scene = r else scene_err = r end
 		end
 		assert(scene, scene_err)
 		return scene
-	end
-	-- replays by file and example (the same file for every mode but cgroup)
-	local replays = {}
-	local function replay_once(file, ex)
-		local k = file .. " " .. ex.name
-		replays[k] = replays[k] or replay(file, ex)
-		return replays[k]
 	end
 
 	for _, mode in ipairs(net.modes()) do
@@ -275,9 +286,9 @@ describe("#kernel replay equals live", function()
 				end
 				for _, ex in ipairs(EXAMPLES) do
 					-- and the replay of the -w file is the live session too
-					assert.are.equal(normalize(outs[ex.name]), normalize(replay_once(sc.wfiles[mode], ex)),
+					assert.are.equal(normalize(outs[ex.name]), normalize(sc.replays[sc.wfiles[mode]][ex.name]),
 						("[%s] %s: live (first) vs replay of watch -w's file"):format(mode, ex.name))
-					local l, r = outs[ex.name], replay_once(want_file, ex)
+					local l, r = outs[ex.name], sc.replays[want_file][ex.name]
 					assert.are.equal(normalize(l), normalize(r), ("[%s] %s: live (first) vs replay"):format(mode, ex.name))
 					-- what the live session counted is what the capture holds
 					local st = state(l)
@@ -285,7 +296,7 @@ describe("#kernel replay equals live", function()
 					assert.are.equal(0, st.dropped, ex.name)
 					if left_out > 0 then
 						-- the whole capture: exactly the socketless segments more
-						local full = state(replay_once(file, ex))
+						local full = state(sc.replays[file][ex.name])
 						assert.are.equal(st.seen + left_out, full.seen, ex.name .. ": seen, whole capture")
 					end
 				end
