@@ -54,6 +54,13 @@ local function state(out)
 	return st
 end
 
+-- The exit status a background shell wrote into a file ("N\n"), or nil
+-- (not yet, or not all of it yet)
+local function exited(rcfile)
+	local s = net.read_file(rcfile)
+	return s and s:match("^%d+\n$")
+end
+
 -- `tcpinspect -r FILE` running an example under example_state.lua, as
 -- nobody: every (file, example) pair at once, in the background (the
 -- guests have two CPUs).  Returns the outputs by file and example name.
@@ -74,7 +81,7 @@ local function replay_all(files)
 	end
 	local res = {}
 	for _, r in ipairs(runs) do
-		local rc = net.wait_until(function() return net.read_file(r.rc) end, 120)
+		local rc = net.wait_until(function() return exited(r.rc) end, 120)
 		if not rc then net.kill(r.pid, "KILL") end
 		assert(rc == "0\n", ("replay of %s on %s failed (exit %s): %s\n%s"):format(r.ex.name, r.file,
 			tostring(rc), net.read_file(r.out) or "", net.read_file(r.err) or ""))
@@ -85,9 +92,11 @@ local function replay_all(files)
 end
 
 -- tshark's fields of every TCP segment (addresses, ports, raw seq and ack,
--- flags, payload length), one line each
+-- flags, payload length; and the IP lengths, TTL/hop limit, window and
+-- checksum, read from the captured bytes), one line each
 local TSHARK_FIELDS = { "ip.src", "ipv6.src", "ip.dst", "ipv6.dst", "tcp.srcport", "tcp.dstport",
-	"tcp.seq_raw", "tcp.ack_raw", "tcp.flags", "tcp.len" }
+	"tcp.seq_raw", "tcp.ack_raw", "tcp.flags", "tcp.len", "ip.len", "ipv6.plen", "ip.ttl", "ipv6.hlim",
+	"tcp.window_size_value", "tcp.checksum" }
 local function tshark_cmd(file, first)
 	return ("tshark -r %s -n -Y tcp -T fields -E separator=/s -e %s%s"):format(file, first and (first .. " -e ") or "",
 		table.concat(TSHARK_FIELDS, " -e "))
@@ -147,33 +156,38 @@ local function live(modes)
 		end
 		local cap = net.tcpdump { netns = ns.name, snaplen = 0 }
 		defer(function() if net.alive(cap.pid) then net.kill(cap.pid, "KILL") end end)
-		local procs = {}
+		-- per mode, the five examples and `watch -w FILE`, and in the first
+		-- mode that sees every segment `watch -w - | tshark -r -` (ended by
+		-- -c 120: the mix) on the host (under emulation tshark takes minutes
+		-- to start); a mode's processes are ready before the next mode's
+		-- start (two emulated CPUs starve a crowd of BPF loads)
+		local procs, wfiles, watchers, pipe = {}, {}, {}, nil
+		local function start(mode, args)
+			-- after the command or the script: "--mode M" (and "--cgroup DIR");
+			-- cgroup runs outside the namespace (ip netns exec mounts its own
+			-- /sys, without the cgroup): the traffic's sockets are in the cgroup
+			table.insert(args, 2, mode)
+			table.insert(args, 2, "--mode")
+			if mode == "cgroup" then
+				table.insert(args, 4, cg)
+				table.insert(args, 4, "--cgroup")
+			end
+			local example = args.example
+			args.example = nil
+			local p = cli.start(args, { netns = mode ~= "cgroup" and ns.name or nil,
+				env = example and "TCPINSPECT_SPEC_EXAMPLE=" .. net.ROOT .. "/examples/" .. example .. ".lua" })
+			defer(function() p:kill() end)
+			return p
+		end
 		for _, mode in ipairs(modes) do
 			procs[mode] = {}
 			for _, ex in ipairs(EXAMPLES) do
-				-- cgroup: outside the namespace (ip netns exec mounts its own
-				-- /sys, without the cgroup); the traffic's sockets are in the cgroup
-				local args = { "--mode", mode }
-				if mode == "cgroup" then args[#args + 1] = "--cgroup" args[#args + 1] = cg end
-				args[#args + 1] = STATE
+				local args = { STATE, example = ex.name }
 				for _, x in ipairs(ex.args or {}) do args[#args + 1] = x end
-				local p = cli.start(args, { netns = mode ~= "cgroup" and ns.name or nil,
-					env = "TCPINSPECT_SPEC_EXAMPLE=" .. net.ROOT .. "/examples/" .. ex.name .. ".lua" })
-				defer(function() p:kill() end)
-				procs[mode][ex.name] = p
+				procs[mode][ex.name] = start(mode, args)
 			end
-		end
-		-- and `watch -w FILE` in each mode; `watch -w - | tshark -r -` in the
-		-- first mode that sees every segment (it ends after -c 120: the mix),
-		-- on the host (under emulation tshark takes minutes to start)
-		local wfiles, watchers, pipe = {}, {}, nil
-		for _, mode in ipairs(modes) do
 			wfiles[mode] = net.tmpfile(".pcap")
-			local args = { "watch", "--mode", mode, "-w", wfiles[mode] }
-			if mode == "cgroup" then args[#args + 1] = "--cgroup" args[#args + 1] = cg end
-			local p = cli.start(args, { netns = mode ~= "cgroup" and ns.name or nil })
-			defer(function() p:kill() end)
-			watchers[mode] = p
+			watchers[mode] = start(mode, { "watch", "-w", wfiles[mode] })
 			if not pipe and mode ~= "cgroup" and not net.IN_VM then
 				pipe = { mode = mode, out = net.tmpfile(".txt"), err = net.tmpfile(".err"), rc = net.tmpfile(".rc") }
 				local sh = ("%s watch --mode %s -w - -c 120 2>%s | HOME=/nonexistent %s >%s 2>/dev/null; echo $? >%s"):format(
@@ -181,14 +195,12 @@ local function live(modes)
 				pipe.pid = net.spawn("exec ip netns exec " .. ns.name .. " sh -c " .. net.q(sh))
 				defer(function() if net.alive(pipe.pid) then net.kill(pipe.pid, "KILL") end end)
 			end
-		end
-		for _, mode in ipairs(modes) do
 			for _, ex in ipairs(EXAMPLES) do procs[mode][ex.name]:ready(60) end
 			watchers[mode]:ready(60)
 		end
 		if pipe then
 			assert(net.wait_until(function()
-				return (net.read_file(pipe.err) or ""):find("Ctrl-C to stop", 1, true) or net.read_file(pipe.rc)
+				return (net.read_file(pipe.err) or ""):find("Ctrl-C to stop", 1, true) or exited(pipe.rc)
 			end, 60), "watch -w - | tshark did not start")
 		end
 		-- the traffic, from inside the namespace (and the cgroup)
@@ -218,7 +230,7 @@ local function live(modes)
 		end
 		if pipe then
 			-- the count ends watch, the end of the pipe ends tshark
-			assert(net.wait_until(function() return net.read_file(pipe.rc) end, 30),
+			assert(net.wait_until(function() return exited(pipe.rc) end, 30),
 				"watch -w - -c 120 | tshark did not end: " .. (net.read_file(pipe.err) or ""))
 			assert(net.read_file(pipe.rc) == "0\n", "watch -w - | tshark: " .. (net.read_file(pipe.err) or ""))
 			pipe.fields = fields_of(net.read_file(pipe.out))
