@@ -17,10 +17,14 @@
 #include "tcpinspect.h"
 #include "ti_table.h"
 
+/* The frame walk loads from the __sk_buff (bpf/ti_parse.h). */
+#define TI_PARSE_CTX struct __sk_buff *
+#define TI_PARSE_LOAD(skb, off, dst, n) bpf_skb_load_bytes(skb, off, dst, n)
+#include "ti_parse.h"
+
 #define ETH_HLEN 14
 #define ETH_P_IP 0x0800
 #define ETH_P_IPV6 0x86DD
-#define IPPROTO_TCP_ 6
 #define PACKET_HOST_ 0
 
 char LICENSE[] SEC("license") = "GPL";
@@ -110,18 +114,6 @@ struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 } host_lpm SEC(".maps");
 
-struct ti_tcphdr {
-	__be16 source;
-	__be16 dest;
-	__be32 seq;
-	__be32 ack_seq;
-	__u8 doff_res; /* data offset in the high nibble */
-	__u8 flags;
-	__be16 window;
-	__sum16 check;
-	__be16 urg_ptr;
-};
-
 /* Per-CPU scratch space: the segment, its headers, map keys and initial
  * values.  Built on the stack they trip Linux 6.1's verifier without
  * CAP_PERFMON ("attempt to corrupt spilled pointer on stack": clang reuses
@@ -129,10 +121,7 @@ struct ti_tcphdr {
  * memory.  Hooks run with migration disabled and do not nest on a CPU. */
 struct ti_scratch {
 	struct ti_event ev;   /* the segment being handled */
-	__u8 ip[40];          /* its IP header bytes */
-	struct ti_tcphdr th;  /* its TCP header */
-	__u8 ext[8];          /* an IPv6 extension header's first bytes */
-	__u32 nh, l4;         /* the IPv6 header walk: next header, its offset */
+	struct ti_walk w;     /* its headers (bpf/ti_parse.h) */
 	__u32 entry;          /* the table entry being looked up (ti_count_*) */
 	__u32 pad1;
 	/* keys, zeroed per segment by ti_aggregate */
@@ -161,47 +150,7 @@ static __always_inline void ti_count(__u32 stat)
 		*v += 1;
 }
 
-/* ---- parse: raw IP and TCP header bytes -> struct ti_event ---------------- */
-
-
-/* Fill e from an IP header (ip points at 40 bytes, enough for either family)
- * and a TCP header.  l4_off is the TCP header's offset from the IP header.
- * Returns 0, or -1 for a segment too short to be real. */
-static __always_inline int ti_parse(struct ti_event *e, const __u8 *ip, __u32 l4_off,
-				    const struct ti_tcphdr *th)
-{
-	__u32 l4len, hdrlen = (th->doff_res >> 4) * 4;
-
-	if ((ip[0] >> 4) == 4) {
-		const struct iphdr *h = (const void *)ip;
-
-		e->family = 4;
-		__builtin_memcpy(e->saddr, &h->saddr, 4);
-		__builtin_memcpy(e->daddr, &h->daddr, 4);
-		e->ttl = h->ttl;
-		e->iplen = bpf_ntohs(h->tot_len);
-		l4len = e->iplen - l4_off;
-	} else {
-		const struct ipv6hdr *h = (const void *)ip;
-
-		e->family = 6;
-		__builtin_memcpy(e->saddr, &h->saddr, 16);
-		__builtin_memcpy(e->daddr, &h->daddr, 16);
-		e->ttl = h->hop_limit;
-		e->iplen = bpf_ntohs(h->payload_len);
-		l4len = e->iplen + 40 - l4_off;
-	}
-	if (hdrlen < 20 || l4len < hdrlen || l4len > 0xffff)
-		return -1;
-	e->len = l4len - hdrlen;
-	e->sport = bpf_ntohs(th->source);
-	e->dport = bpf_ntohs(th->dest);
-	e->seq = bpf_ntohl(th->seq);
-	e->ack = bpf_ntohl(th->ack_seq);
-	e->window = bpf_ntohs(th->window);
-	e->flags = th->flags;
-	return 0;
-}
+/* ---- parse: bpf/ti_parse.h (ti_parse, ti_frame_segment) ---------------- */
 
 /* ---- filter --------------------------------------------------------------- */
 
@@ -510,7 +459,7 @@ static __always_inline struct ti_scratch *ti_scratch_get(__u8 probe)
 	struct ti_scratch *x = bpf_map_lookup_elem(&scratch, &zero);
 
 	if (x) {
-		__builtin_memset(&x->ev, 0, sizeof(x->ev) + sizeof(x->ip) + sizeof(x->th));
+		__builtin_memset(&x->ev, 0, sizeof(x->ev) + sizeof(x->w.ip) + sizeof(x->w.th));
 		x->ev.probe = probe;
 		x->ev.ts = bpf_ktime_get_ns();
 		x->ev.cpu = bpf_get_smp_processor_id();
@@ -533,9 +482,9 @@ static __always_inline int ti_from_kernel_skb(struct sk_buff *skb, __u8 probe)
 		return 0;
 	x->ev.ifindex = BPF_CORE_READ(skb, dev, ifindex);
 	x->ev.netns = BPF_CORE_READ(skb, dev, nd_net.net, ns.inum);
-	if (bpf_probe_read_kernel(x->ip, sizeof(x->ip), head + nh) ||
-	    bpf_probe_read_kernel(&x->th, sizeof(x->th), head + tp) ||
-	    ti_parse(&x->ev, x->ip, (__u16)(tp - nh), &x->th)) {
+	if (bpf_probe_read_kernel(x->w.ip, sizeof(x->w.ip), head + nh) ||
+	    bpf_probe_read_kernel(&x->w.th, sizeof(x->w.th), head + tp) ||
+	    ti_parse(&x->ev, x->w.ip, (__u16)(tp - nh), &x->w.th)) {
 		ti_count(TI_STAT_ERRORS);
 		return 0;
 	}
@@ -569,84 +518,8 @@ int BPF_KPROBE(ti_kprobe_v6, struct sk_buff *skb)
 
 /* ---- entries: __sk_buff hooks (cgroup_skb, tc) ------------------------------ */
 
-#define IPPROTO_HOPOPTS_ 0
-#define IPPROTO_ROUTING_ 43
-#define IPPROTO_FRAGMENT_ 44
-#define IPPROTO_AH_ 51
-#define IPPROTO_DSTOPTS_ 60
-#define TI_V6_EXT_MAX 6 /* extension headers walked before TCP */
-
-/* The headers of a frame the kernel has not validated yet (tc runs before
- * ip_rcv; cgroup_skb after it, where the same checks all pass).  off: where
- * the IP header starts.  Returns 1 for one whole TCP segment, parsed into
- * x->ev; 0 for a frame that is not TCP (counted nowhere: not ours); -1 for
- * a frame that carries TCP but is not one whole readable segment, counted
- * in `errors` (doc/modes.md, "Odd frames"):
- *   an IPv4 fragment, first or not (MF set or a fragment offset): tc sees
- *   fragments, never the reassembled segment; an IPv6 Fragment header
- *   before TCP; an IPv4 header with IHL < 5 or version != 4; a total length
- *   (IPv6: 40 + payload length) larger than the frame or too small for the
- *   IP and TCP headers; a TCP data offset < 5 or past the total length;
- *   more than TI_V6_EXT_MAX IPv6 extension headers.
- * A total length smaller than the frame is Ethernet padding: the segment
- * ends at the total length.  IPv6 hop-by-hop, routing, destination-options
- * and AH headers are walked; the segment after them counts as usual. */
-static __always_inline __s64 ti_sk_buff_segment(struct __sk_buff *skb, __u64 off,
-						struct ti_scratch *x)
-{
-	/* 64-bit locals and no byte buffer on the stack: see ti_count */
-	__u64 l4_off, iplen, avail;
-
-	if (skb->len <= off)
-		return 0;
-	avail = skb->len - off; /* IP bytes in the frame */
-	if (skb->protocol == bpf_htons(ETH_P_IP)) {
-		if (bpf_skb_load_bytes(skb, off, x->ip, 20) || x->ip[9] != IPPROTO_TCP_)
-			return 0;
-		l4_off = (x->ip[0] & 0xf) * 4;
-		if ((x->ip[0] >> 4) != 4 || l4_off < 20)
-			return -1;
-		if ((x->ip[6] & 0x3f) || x->ip[7]) /* MF, or a fragment offset */
-			return -1;
-		iplen = ((__u32)x->ip[2] << 8) | x->ip[3];
-	} else {
-		if (bpf_skb_load_bytes(skb, off, x->ip, 40))
-			return 0;
-		x->nh = x->ip[6];
-		if ((x->ip[0] >> 4) != 6)
-			return x->nh == IPPROTO_TCP_ ? -1 : 0;
-		x->l4 = 40;
-		/* The extension headers, TI_V6_EXT_MAX of them at most, written out:
-		 * clang does not unroll this walk (it has exits), and a loop
-		 * counter or walk state on the stack trips 6.1 without
-		 * CAP_PERFMON (see ti_count); the state lives in the scratch. */
-#define TI_V6_EXT_STEP()                                                                  \
-	if (x->nh != IPPROTO_TCP_) {                                                      \
-		if (x->nh != IPPROTO_HOPOPTS_ && x->nh != IPPROTO_ROUTING_ &&               \
-		    x->nh != IPPROTO_DSTOPTS_ && x->nh != IPPROTO_AH_ &&                    \
-		    x->nh != IPPROTO_FRAGMENT_)                                             \
-			return 0; /* UDP, ICMPv6, no next header, ...: not TCP */            \
-		if (bpf_skb_load_bytes(skb, off + x->l4, x->ext, 2))                        \
-			return -1;                                                          \
-		if (x->nh == IPPROTO_FRAGMENT_) /* a fragment: of TCP? */                  \
-			return x->ext[0] == IPPROTO_TCP_ ? -1 : 0;                          \
-		x->l4 += x->nh == IPPROTO_AH_ ? ((__u32)x->ext[1] + 2) * 4 : ((__u32)x->ext[1] + 1) * 8; \
-		x->nh = x->ext[0];                                                          \
-	}
-		TI_V6_EXT_STEP() TI_V6_EXT_STEP() TI_V6_EXT_STEP()
-		TI_V6_EXT_STEP() TI_V6_EXT_STEP() TI_V6_EXT_STEP()
-#undef TI_V6_EXT_STEP
-		if (x->nh != IPPROTO_TCP_)
-			return -1; /* too many extension headers to tell */
-		l4_off = x->l4;
-		iplen = 40 + (((__u32)x->ip[4] << 8) | x->ip[5]);
-	}
-	if (iplen > avail || l4_off + sizeof(x->th) > iplen)
-		return -1;
-	if (bpf_skb_load_bytes(skb, off + l4_off, &x->th, sizeof(x->th)))
-		return -1;
-	return ti_parse(&x->ev, x->ip, l4_off, &x->th) ? -1 : 1;
-}
+/* The frame walk and what it counts as an error: ti_frame_segment in
+ * bpf/ti_parse.h (the pcap replay walks captured frames with it too). */
 
 static __always_inline void ti_from_sk_buff(struct __sk_buff *skb, __u64 off, __u8 probe)
 {
@@ -660,7 +533,8 @@ static __always_inline void ti_from_sk_buff(struct __sk_buff *skb, __u64 off, __
 		return;
 	x->ev.ifindex = skb->ifindex;
 	x->ev.netns = ti_load.netns;
-	r = ti_sk_buff_segment(skb, off, x);
+	r = ti_frame_segment(skb, off, skb->len, skb->protocol == bpf_htons(ETH_P_IP), &x->ev,
+			     &x->w);
 	if (r < 0)
 		ti_count(TI_STAT_ERRORS);
 	else if (r > 0)
