@@ -118,21 +118,45 @@ struct {
  * values.  Built on the stack they trip Linux 6.1's verifier without
  * CAP_PERFMON ("attempt to corrupt spilled pointer on stack": clang reuses
  * the slots of spilled pointers for them); in a map value they are plain
- * memory.  Hooks run with migration disabled and do not nest on a CPU. */
+ * memory.
+ *
+ * Hooks run with migration disabled, but not always with preemption
+ * disabled: on PREEMPT_RT, softirqs run in preemptible task context, and
+ * once the per-CPU BH lock is gone (CONFIG_PREEMPT_RT_NEEDS_BH_LOCK unset,
+ * mainline since 2025) a second invocation can start on a CPU while a first
+ * one is preempted there, in any order.  So each CPU has TI_SCRATCH_SLOTS
+ * slots, and an invocation owns the one whose `busy` it swapped from 0 to 1
+ * (an atomic exchange: nothing on the CPU can come between the read and the
+ * write) until it is done.  A segment that finds every slot of its CPU
+ * taken is counted in `busy` and not inspected (doc/reference.md).  Debian's
+ * 6.1 and 6.12 RT kernels still serialize softirqs per CPU (the BH lock):
+ * spec/32 checks records there under load from several CPUs. */
+#define TI_SCRATCH_SLOTS 4
+
 struct ti_scratch {
 	struct ti_event ev;   /* the segment being handled */
 	struct ti_walk w;     /* its headers (bpf/ti_parse.h) */
 	__u32 entry;          /* the table entry being looked up (ti_count_*) */
 	__u32 pad1;
+	__u64 busy;           /* 1 while an invocation owns this slot */
+	__u64 slot;           /* this slot's index, for ti_handle */
 	/* keys, zeroed per segment by ti_aggregate */
 	struct ti_flow_key fk;
 	struct ti_addr_key ak;
 	struct ti_lpm_key lk;
 };
 
+/* TI_TEST_CLOBBER (make clobber-check only, never a real build): one
+ * scratch for all CPUs, no claim, and a delay before the record is copied
+ * out, so that concurrent segments overwrite each other's scratch: spec/32
+ * must fail with it. */
 struct {
+#ifdef TI_TEST_CLOBBER
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+#else
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
+#endif
+	__uint(max_entries, TI_SCRATCH_SLOTS);
 	__type(key, __u32);
 	__type(value, struct ti_scratch);
 } scratch SEC(".maps");
@@ -427,14 +451,21 @@ static __always_inline void ti_emit(const struct ti_event *e)
  * own, instead of once per hook and per path into it.  This keeps the
  * programs verifiable without CAP_PERFMON, where speculative-execution
  * checks multiply the states explored.  The hook has parsed the segment
- * into this CPU's scratch (ev); it is looked up again here rather than
- * passed, so that the verifier knows it as a map value (a key for maps). */
-__attribute__((noinline)) int ti_handle(void)
+ * into the scratch slot it owns (ev); it is looked up again here rather
+ * than passed, so that the verifier knows it as a map value (a key for
+ * maps). */
+#ifdef TI_TEST_CLOBBER
+static long ti_test_spin(__u32 i, void *ctx)
+{
+	return 0;
+}
+#endif
+
+__attribute__((noinline)) int ti_handle(__u64 sslot)
 {
 	__u32 slot = ti_cfg_slot & 1;
-	__u64 zero = 0;
 	const struct ti_config *c = &ti_cfg[slot];
-	struct ti_scratch *x = bpf_map_lookup_elem(&scratch, &zero);
+	struct ti_scratch *x = bpf_map_lookup_elem(&scratch, &sslot);
 	const struct ti_event *e;
 
 	if (!x)
@@ -448,23 +479,60 @@ __attribute__((noinline)) int ti_handle(void)
 	ti_count(TI_STAT_MATCHED);
 	if (ti_load.aggregates)
 		ti_aggregate(e, x);
+#ifdef TI_TEST_CLOBBER
+	bpf_loop(20000, ti_test_spin, 0, 0);
+#endif
 	if (ti_load.events)
 		ti_emit(e);
 	return 0;
 }
 
+/* Claim scratch slot k of this CPU: the one atomic exchange, so nothing
+ * that runs on this CPU in between can claim it too. */
+static __always_inline struct ti_scratch *ti_scratch_try(__u64 k)
+{
+	struct ti_scratch *x = bpf_map_lookup_elem(&scratch, &k);
+
+#ifdef TI_TEST_CLOBBER
+	if (x && k == 0) {
+#else
+	if (x && __sync_lock_test_and_set(&x->busy, 1) == 0) {
+#endif
+		x->slot = k;
+		return x;
+	}
+	return 0;
+}
+
+/* A free scratch slot of this CPU, cleared for a new segment, or NULL
+ * (counted in `busy`).  Give it back with ti_scratch_put. */
 static __always_inline struct ti_scratch *ti_scratch_get(__u8 probe)
 {
-	__u64 zero = 0;
-	struct ti_scratch *x = bpf_map_lookup_elem(&scratch, &zero);
+	struct ti_scratch *x = ti_scratch_try(0);
 
-	if (x) {
-		__builtin_memset(&x->ev, 0, sizeof(x->ev) + sizeof(x->w.ip) + sizeof(x->w.th));
-		x->ev.probe = probe;
-		x->ev.ts = bpf_ktime_get_ns();
-		x->ev.cpu = bpf_get_smp_processor_id();
+	if (!x)
+		x = ti_scratch_try(1);
+	if (!x)
+		x = ti_scratch_try(2);
+	if (!x)
+		x = ti_scratch_try(3);
+	if (!x) {
+		ti_count(TI_STAT_BUSY);
+		return 0;
 	}
+	__builtin_memset(&x->ev, 0, sizeof(x->ev) + sizeof(x->w.ip) + sizeof(x->w.th));
+	x->ev.probe = probe;
+	x->ev.ts = bpf_ktime_get_ns();
+	x->ev.cpu = bpf_get_smp_processor_id();
 	return x;
+}
+
+static __always_inline void ti_scratch_put(struct ti_scratch *x)
+{
+	/* every use of the slot comes before the release: a compiler barrier
+	 * is enough, the slot is only shared with this CPU */
+	asm volatile("" ::: "memory");
+	x->busy = 0;
 }
 
 /* ---- entries: function probes on tcp_v4_rcv / tcp_v6_rcv -------------------- */
@@ -484,11 +552,11 @@ static __always_inline int ti_from_kernel_skb(struct sk_buff *skb, __u8 probe)
 	x->ev.netns = BPF_CORE_READ(skb, dev, nd_net.net, ns.inum);
 	if (bpf_probe_read_kernel(x->w.ip, sizeof(x->w.ip), head + nh) ||
 	    bpf_probe_read_kernel(&x->w.th, sizeof(x->w.th), head + tp) ||
-	    ti_parse(&x->ev, x->w.ip, (__u16)(tp - nh), &x->w.th)) {
+	    ti_parse(&x->ev, x->w.ip, (__u16)(tp - nh), &x->w.th))
 		ti_count(TI_STAT_ERRORS);
-		return 0;
-	}
-	ti_handle();
+	else
+		ti_handle(x->slot);
+	ti_scratch_put(x);
 	return 0;
 }
 
@@ -538,7 +606,8 @@ static __always_inline void ti_from_sk_buff(struct __sk_buff *skb, __u64 off, __
 	if (r < 0)
 		ti_count(TI_STAT_ERRORS);
 	else if (r > 0)
-		ti_handle();
+		ti_handle(x->slot);
+	ti_scratch_put(x);
 }
 
 SEC("cgroup_skb/ingress")
