@@ -29,7 +29,7 @@ ARCH := $(shell uname -m | sed 's/x86_64/x86/;s/aarch64/arm64/')
 VMLINUX_DIR := bpf/vmlinux/$(ARCH)
 VMLINUX_H   := $(VMLINUX_DIR)/vmlinux.h
 
-BPF_CFLAGS := -g -O2 -target bpf -mcpu=v2 -D__TARGET_ARCH_$(ARCH) \
+BPF_CFLAGS := $(BPF_TEST_CFLAGS) -g -O2 -target bpf -mcpu=v2 -D__TARGET_ARCH_$(ARCH) \
 	-I$(VMLINUX_DIR) -Ibpf -I$(LIBBPF_INCDIR) -Wall -Wno-unused-function
 EXT_CFLAGS := $(CFLAGS) -std=gnu11 -Wall -Wextra -Wno-unused-parameter \
 	-I$(B) -Ibpf -Iluaext -I$(LUA_INCDIR) -I$(LIBBPF_INCDIR)
@@ -39,7 +39,7 @@ EXT_SRCS := $(wildcard luaext/*.c)
 EXT_HDRS := $(wildcard luaext/*.h) bpf/tcpinspect.h bpf/ti_table.h bpf/ti_parse.h $(B)/tcpinspect.skel.h
 CORE_SO  := $(B)/tcpinspect/core.so
 
-.PHONY: all clean test test-unit test-host test-vm vm-selftest bench bench-vm soak fuzz deps \
+.PHONY: all clean test test-unit test-host test-vm vm-selftest clobber-check bench bench-vm soak fuzz deps \
 	install lint docs-check run demo vmlinux-h vmlinux-h-vm
 
 all: $(CORE_SO)
@@ -134,6 +134,16 @@ test-vm: all $(FAILINJ_SO)
 
 vm-selftest:
 	spec/vm/selftest $(KERNELS)
+
+# make clobber-check [KERNEL=6.12-rt]: spec/32 must FAIL with a test build
+# whose scratch is shared by all CPUs (-DTI_TEST_CLOBBER, never in a real
+# build: bpf/tcpinspect.bpf.c), on this kernel (tc, cgroup) and, with
+# KERNEL, in that guest (every mode): proof that the spec sees clobbered
+# records.  Each run must report bad or duplicated records.
+CLOBBER_B := $(B)/clobber
+clobber-check:
+	$(MAKE) --no-print-directory B=$(CLOBBER_B) BPF_TEST_CFLAGS=-DTI_TEST_CLOBBER $(CLOBBER_B)/tcpinspect/core.so
+	spec/clobber-check $(CURDIR)/$(CLOBBER_B) $(KERNEL)
 
 # ---- install (LuaRocks: INST_LIBDIR, INST_LUADIR, INST_BINDIR) -----------------
 install: all
