@@ -99,9 +99,8 @@ describe("#kernel concurrency", function()
 	for _, mode in ipairs(net.modes()) do
 		it(("[%s] traffic from several CPUs at once: every record is one segment that was sent")
 			:format(mode), function()
-			local cleanups = {}
-			local function cleanup(f) cleanups[#cleanups + 1] = f end
-			local ok, err = pcall(function()
+			local cleanup = net.cleanups(finally)
+			do
 				local r, links = topology(cleanup)
 				local ncpu = online_cpus()
 				local dbase = net.port(SENDERS + 1)
@@ -218,9 +217,7 @@ describe("#kernel concurrency", function()
 				assert.are.equal(n, tonumber(st[3]))
 				assert.are.equal(n, tonumber(st[5]))
 				assert.are.equal(0, tonumber(st[6]))
-			end)
-			for i = #cleanups, 1, -1 do pcall(cleanups[i]) end
-			assert(ok, err)
+			end
 		end)
 	end
 end)
