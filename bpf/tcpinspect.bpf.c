@@ -114,53 +114,6 @@ struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 } host_lpm SEC(".maps");
 
-/* Per-CPU scratch space: the segment, its headers, map keys and initial
- * values.  Built on the stack they trip Linux 6.1's verifier without
- * CAP_PERFMON ("attempt to corrupt spilled pointer on stack": clang reuses
- * the slots of spilled pointers for them); in a map value they are plain
- * memory.
- *
- * Hooks run with migration disabled, but not always with preemption
- * disabled: on PREEMPT_RT, softirqs run in preemptible task context, and
- * once the per-CPU BH lock is gone (CONFIG_PREEMPT_RT_NEEDS_BH_LOCK unset,
- * mainline since 2025) a second invocation can start on a CPU while a first
- * one is preempted there, in any order.  So each CPU has TI_SCRATCH_SLOTS
- * slots, and an invocation owns the one whose `busy` it swapped from 0 to 1
- * (an atomic exchange: nothing on the CPU can come between the read and the
- * write) until it is done.  A segment that finds every slot of its CPU
- * taken is counted in `busy` and not inspected (doc/reference.md).  Debian's
- * 6.1 and 6.12 RT kernels still serialize softirqs per CPU (the BH lock):
- * spec/32 checks records there under load from several CPUs. */
-#define TI_SCRATCH_SLOTS 4
-
-struct ti_scratch {
-	struct ti_event ev;   /* the segment being handled */
-	struct ti_walk w;     /* its headers (bpf/ti_parse.h) */
-	__u32 entry;          /* the table entry being looked up (ti_count_*) */
-	__u32 pad1;
-	__u64 busy;           /* 1 while an invocation owns this slot */
-	__u64 slot;           /* this slot's index, for ti_handle */
-	/* keys, zeroed per segment by ti_aggregate */
-	struct ti_flow_key fk;
-	struct ti_addr_key ak;
-	struct ti_lpm_key lk;
-};
-
-/* TI_TEST_CLOBBER (make clobber-check only, never a real build): one
- * scratch for all CPUs, no claim, and a delay before the record is copied
- * out, so that concurrent segments overwrite each other's scratch: spec/32
- * must fail with it. */
-struct {
-#ifdef TI_TEST_CLOBBER
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-#else
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-#endif
-	__uint(max_entries, TI_SCRATCH_SLOTS);
-	__type(key, __u32);
-	__type(value, struct ti_scratch);
-} scratch SEC(".maps");
-
 /* Map keys on the stack are 64-bit, though the maps read only 4 bytes of
  * them (little-endian BPF): a 4-byte store into a stack slot that held a
  * spilled pointer is refused by 6.1 without CAP_PERFMON ("attempt to
@@ -174,235 +127,59 @@ static __always_inline void ti_count(__u32 stat)
 		*v += 1;
 }
 
-/* ---- parse: bpf/ti_parse.h (ti_parse, ti_frame_segment) ---------------- */
+/* ---- parse: bpf/ti_parse.h (ti_parse, ti_frame_segment) ------------------- */
+/* ---- filter, aggregate, sample: bpf/ti_rules.h (ti_path) ------------------ */
 
-/* ---- filter --------------------------------------------------------------- */
+static __always_inline void ti_emit(const struct ti_event *e);
 
-static __always_inline int ti_port_in(const __u8 *bits, __u16 port)
+#define TI_LOAD_CFG(x) ti_load
+#define TI_COUNT(x, stat) ti_count(stat)
+#define TI_LOOKUP(x, map, key) bpf_map_lookup_elem(&map, key)
+#define TI_LPM_HAS(x, trie, key) (bpf_map_lookup_elem(&trie, key) != NULL)
+#ifndef TI_TEST_CLOBBER
+#define TI_EMIT(x, e) ti_emit(e)
+#else
+static long ti_test_spin(__u32 i, void *ctx)
 {
-	return bits[port >> 3] & (1 << (port & 7));
+	return 0;
 }
+#define TI_EMIT(x, e) (bpf_loop(20000, ti_test_spin, 0, 0), ti_emit(e))
+#endif
+#include "ti_rules.h"
 
-static __always_inline int ti_addr_in(void *trie, __u32 slot, const struct ti_event *e,
-				      const __u8 *addr, struct ti_scratch *x)
-{
-	x->lk.prefixlen = 16 + (e->family == 4 ? 32 : 128);
-	x->lk.slot = slot;
-	x->lk.family = e->family;
-	__builtin_memcpy(x->lk.addr, addr, 16);
-	return bpf_map_lookup_elem(trie, &x->lk) != NULL;
-}
-
-static __always_inline int ti_filter(const struct ti_config *c, __u32 slot,
-				     const struct ti_event *e, struct ti_scratch *x)
-{
-	__u32 m = c->match;
-
-	if (ti_load.family && e->family != ti_load.family)
-		return 0;
-	if (!m)
-		return 1;
-	if ((m & TI_M_FAMILY) && e->family != c->family)
-		return 0;
-	if ((m & TI_M_SPORT) && !ti_port_in(c->sport_bits, e->sport))
-		return 0;
-	if ((m & TI_M_DPORT) && !ti_port_in(c->dport_bits, e->dport))
-		return 0;
-	if ((m & TI_M_PORT) && !ti_port_in(c->port_bits, e->sport) &&
-	    !ti_port_in(c->port_bits, e->dport))
-		return 0;
-	if ((m & TI_M_FLAGS) && !(e->flags & c->flags_any))
-		return 0;
-	if ((m & TI_M_LEN) && (e->len < c->len_min || e->len > c->len_max))
-		return 0;
-	if ((m & TI_M_IFINDEX) && e->ifindex != c->ifindex)
-		return 0;
-	if ((m & TI_M_SADDR) && !ti_addr_in(&saddr_lpm, slot, e, e->saddr, x))
-		return 0;
-	if ((m & TI_M_DADDR) && !ti_addr_in(&daddr_lpm, slot, e, e->daddr, x))
-		return 0;
-	if ((m & TI_M_HOST) && !ti_addr_in(&host_lpm, slot, e, e->saddr, x) &&
-	    !ti_addr_in(&host_lpm, slot, e, e->daddr, x))
-		return 0;
-	return 1;
-}
-
-/* ---- aggregate ------------------------------------------------------------ */
-
-/* 0 for 0, else 1 + floor(log2(v)): 1 for 1, 2 for 2-3, 3 for 4-7, ...
- * Straight-line code: a loop here multiplies the verifier's states. */
-static __always_inline __u32 ti_log2_slot(__u32 v)
-{
-	__u32 r = 0;
-
-	if (v >= 1 << 8) {
-		v >>= 8;
-		r += 8;
-	}
-	if (v >= 1 << 4) {
-		v >>= 4;
-		r += 4;
-	}
-	if (v >= 1 << 2) {
-		v >>= 2;
-		r += 2;
-	}
-	if (v >= 1 << 1) {
-		v >>= 1;
-		r += 1;
-	}
-	return v ? r + 1 : 0;
-}
-
-/* Add e to its flow's entry in this CPU's flows table: the matching entry
- * of its bucket, else a free one, else the one with the fewest packets
- * (evicted, and counted).  Keeping the heavy entries means a flood of
- * one-segment flows churns among itself while the flows that matter stay.
+/* The scratch space of the segment being handled (struct ti_scratch,
+ * bpf/ti_rules.h): TI_SCRATCH_SLOTS per CPU, in a per-CPU map.
  *
- * Every entry is a map element of its own, looked up by index, and only
- * indexes are carried from one step to the next, never pointers into a
- * bucket: without CAP_PERFMON the verifiers of 6.1 and later refuse the
- * pointer arithmetic clang makes of an entry chosen among four ("pointer
- * arithmetic with it prohibited for !root", "invalid mem access
- * 'scalar'").  Array lookups are inlined by the verifier: a few
- * instructions each.  The indexes are 64-bit: 6.1 without CAP_PERFMON
- * refuses a 4-byte store into a stack slot that held a spilled pointer
- * ("attempt to corrupt spilled pointer on stack"), and clang reuses slots. */
-static __always_inline void ti_count_flow(const struct ti_event *e, const struct ti_flow_key *k,
-					  struct ti_scratch *x)
-{
-	__u32 base = (ti_flow_hash(k) & ti_load.table_mask) * TI_TABLE_WAYS;
-	struct ti_flow_entry *en;
-	__u64 fewest = ~0ULL;
-	__s64 slot = -1, victim = 0; /* 64-bit: a spill of them overwrites whole stack slots */
+ * Hooks run with migration disabled, but not always with preemption
+ * disabled: on PREEMPT_RT, softirqs run in preemptible task context, and
+ * once the per-CPU BH lock is gone (CONFIG_PREEMPT_RT_NEEDS_BH_LOCK unset,
+ * mainline since 2025) a second run can start on a CPU while a first one is
+ * preempted there, and they can end in any order.  So a run owns the slot
+ * whose `busy` it swapped from 0 to 1 (an atomic exchange: nothing on the
+ * CPU can come between the read and the write) until it is done
+ * (ti_scratch_get, ti_scratch_put).  A segment that finds every slot of its
+ * CPU taken is counted in `busy` and not inspected (doc/reference.md).
+ * Debian's 6.1 and 6.12 RT kernels still serialize softirqs per CPU (the BH
+ * lock): spec/32 checks whole records there under load from several CPUs.
+ *
+ * TI_TEST_CLOBBER (make clobber-check only, never a real build): one scratch
+ * for all CPUs, no claim, and a delay before the record is copied out
+ * (TI_EMIT), so concurrent segments overwrite each other's: spec/32 must
+ * fail with it. */
+#define TI_SCRATCH_SLOTS 4
 
-#pragma unroll
-	for (int w = 0; w < TI_TABLE_WAYS; w++) {
-		x->entry = base + w;
-		en = bpf_map_lookup_elem(&flows, &x->entry);
-		if (!en)
-			return;
-		if (!en->val.packets) {
-			if (slot < 0)
-				slot = w;
-			continue;
-		}
-		if (ti_flow_key_eq(&en->key, k)) {
-			en->val.packets++;
-			en->val.bytes += e->len;
-			en->val.last_ts = e->ts;
-			en->val.flags_seen |= e->flags;
-			return;
-		}
-		if (en->val.packets < fewest) {
-			fewest = en->val.packets;
-			victim = w;
-		}
-	}
-	if (slot < 0) {
-		ti_count(TI_STAT_EVICTED_FLOWS);
-		slot = victim;
-	}
-	x->entry = base + (slot & (TI_TABLE_WAYS - 1));
-	en = bpf_map_lookup_elem(&flows, &x->entry);
-	if (!en)
-		return;
-	en->key = *k;
-	en->val.packets = 1;
-	en->val.bytes = e->len;
-	en->val.first_ts = en->val.last_ts = e->ts;
-	en->val.flags_seen = e->flags;
-}
-
-/* The same for the segment's source address in the sources table. */
-static __always_inline void ti_count_source(const struct ti_event *e, const struct ti_addr_key *k,
-					    struct ti_scratch *x)
-{
-	__u32 base = (ti_addr_hash(k) & ti_load.table_mask) * TI_TABLE_WAYS;
-	__u64 syn = (e->flags & (TI_SYN | TI_ACK)) == TI_SYN, fewest = ~0ULL;
-	struct ti_source_entry *en;
-	__s64 slot = -1, victim = 0; /* 64-bit: a spill of them overwrites whole stack slots */
-
-#pragma unroll
-	for (int w = 0; w < TI_TABLE_WAYS; w++) {
-		x->entry = base + w;
-		en = bpf_map_lookup_elem(&sources, &x->entry);
-		if (!en)
-			return;
-		if (!en->val.packets) {
-			if (slot < 0)
-				slot = w;
-			continue;
-		}
-		if (ti_addr_key_eq(&en->key, k)) {
-			en->val.packets++;
-			en->val.bytes += e->len;
-			en->val.syns += syn;
-			return;
-		}
-		if (en->val.packets < fewest) {
-			fewest = en->val.packets;
-			victim = w;
-		}
-	}
-	if (slot < 0) {
-		ti_count(TI_STAT_EVICTED_SOURCES);
-		slot = victim;
-	}
-	x->entry = base + (slot & (TI_TABLE_WAYS - 1));
-	en = bpf_map_lookup_elem(&sources, &x->entry);
-	if (!en)
-		return;
-	en->key = *k;
-	en->val.packets = 1;
-	en->val.bytes = e->len;
-	en->val.syns = syn;
-}
-
-static __always_inline void ti_aggregate(const struct ti_event *e, struct ti_scratch *x)
-{
-	struct ti_port_val *pv;
-	__u64 slot, port = e->dport; /* 64-bit keys: see ti_count */
-	__u64 *h;
-
-	__builtin_memset(&x->fk, 0, sizeof(x->fk) + sizeof(x->ak));
-	x->fk.family = e->family;
-	x->fk.sport = e->sport;
-	x->fk.dport = e->dport;
-	__builtin_memcpy(x->fk.saddr, e->saddr, 16);
-	__builtin_memcpy(x->fk.daddr, e->daddr, 16);
-	ti_count_flow(e, &x->fk, x);
-
-	pv = bpf_map_lookup_elem(&ports, &port);
-	if (pv) {
-		pv->packets++;
-		pv->bytes += e->len;
-	}
-
-	x->ak.family = e->family;
-	__builtin_memcpy(x->ak.addr, e->saddr, 16);
-	ti_count_source(e, &x->ak, x);
-
-	slot = ti_log2_slot(e->len);
-	h = bpf_map_lookup_elem(&len_hist, &slot);
-	if (h)
-		*h += 1;
-}
+struct {
+#ifdef TI_TEST_CLOBBER
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+#else
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+#endif
+	__uint(max_entries, TI_SCRATCH_SLOTS);
+	__type(key, __u32);
+	__type(value, struct ti_scratch);
+} scratch SEC(".maps");
 
 /* ---- emit ----------------------------------------------------------------- */
-
-static __always_inline int ti_sampled_out(const struct ti_event *e)
-{
-	__u64 zero = 0;
-	__u64 *n;
-
-	if (ti_load.sample <= 1 || (e->flags & (TI_SYN | TI_FIN | TI_RST)))
-		return 0;
-	n = bpf_map_lookup_elem(&sample_ctr, &zero);
-	if (!n)
-		return 0;
-	return (*n)++ % ti_load.sample != 0;
-}
 
 /* 1 + the consumer position of the ring when a wakeup was last forced (0:
  * never), shared by all CPUs; see ti_emit. */
@@ -413,10 +190,6 @@ static __always_inline void ti_emit(const struct ti_event *e)
 	struct ti_event *r;
 	__u64 flags = BPF_RB_NO_WAKEUP, cons;
 
-	if (ti_sampled_out(e)) {
-		ti_count(TI_STAT_SAMPLED_OUT);
-		return;
-	}
 	r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
 	if (!r) {
 		ti_count(TI_STAT_DROPPED);
@@ -454,41 +227,18 @@ static __always_inline void ti_emit(const struct ti_event *e)
  * into the scratch slot it owns (ev); it is looked up again here rather
  * than passed, so that the verifier knows it as a map value (a key for
  * maps). */
-#ifdef TI_TEST_CLOBBER
-static long ti_test_spin(__u32 i, void *ctx)
-{
-	return 0;
-}
-#endif
-
 __attribute__((noinline)) int ti_handle(__u64 sslot)
 {
 	__u32 slot = ti_cfg_slot & 1;
-	const struct ti_config *c = &ti_cfg[slot];
 	struct ti_scratch *x = bpf_map_lookup_elem(&scratch, &sslot);
-	const struct ti_event *e;
 
-	if (!x)
-		return 0;
-	e = &x->ev;
-	ti_count(TI_STAT_SEEN);
-	if (!ti_filter(c, slot, e, x)) {
-		ti_count(TI_STAT_FILTERED);
-		return 0;
-	}
-	ti_count(TI_STAT_MATCHED);
-	if (ti_load.aggregates)
-		ti_aggregate(e, x);
-#ifdef TI_TEST_CLOBBER
-	bpf_loop(20000, ti_test_spin, 0, 0);
-#endif
-	if (ti_load.events)
-		ti_emit(e);
+	if (x)
+		ti_path(x, &ti_cfg[slot], slot);
 	return 0;
 }
 
-/* Claim scratch slot k of this CPU: the one atomic exchange, so nothing
- * that runs on this CPU in between can claim it too. */
+/* Claim scratch slot k of this CPU: one atomic exchange, so nothing that
+ * runs on this CPU in between can claim it too. */
 static __always_inline struct ti_scratch *ti_scratch_try(__u64 k)
 {
 	struct ti_scratch *x = bpf_map_lookup_elem(&scratch, &k);
