@@ -33,10 +33,10 @@ BPF_CFLAGS := -g -O2 -target bpf -mcpu=v2 -D__TARGET_ARCH_$(ARCH) \
 	-I$(VMLINUX_DIR) -Ibpf -I$(LIBBPF_INCDIR) -Wall -Wno-unused-function
 EXT_CFLAGS := $(CFLAGS) -std=gnu11 -Wall -Wextra -Wno-unused-parameter \
 	-I$(B) -Ibpf -Iluaext -I$(LUA_INCDIR) -I$(LIBBPF_INCDIR)
-EXT_LIBS   := -L$(LIBBPF_LIBDIR) -lbpf -lelf -lz
+EXT_LIBS   := -L$(LIBBPF_LIBDIR) -lbpf -lelf -lz -lpcap
 
 EXT_SRCS := $(wildcard luaext/*.c)
-EXT_HDRS := $(wildcard luaext/*.h) bpf/tcpinspect.h bpf/ti_table.h $(B)/tcpinspect.skel.h
+EXT_HDRS := $(wildcard luaext/*.h) bpf/tcpinspect.h bpf/ti_table.h bpf/ti_cbpf.h $(B)/tcpinspect.skel.h
 CORE_SO  := $(B)/tcpinspect/core.so
 
 .PHONY: all clean test test-unit test-host test-vm vm-selftest bench bench-vm soak fuzz deps \
@@ -50,7 +50,7 @@ $(VMLINUX_H):
 		"$@ is not in the source tree. Generate it on a $(ARCH) machine with kernel BTF:" \
 		"make vmlinux-h (doc/HACKING.md)" >&2; exit 1
 
-$(B)/tcpinspect.bpf.o: bpf/tcpinspect.bpf.c bpf/tcpinspect.h bpf/ti_table.h $(VMLINUX_H)
+$(B)/tcpinspect.bpf.o: bpf/tcpinspect.bpf.c bpf/tcpinspect.h bpf/ti_table.h bpf/ti_cbpf.h $(VMLINUX_H)
 	@mkdir -p $(B)
 	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
 
@@ -151,7 +151,8 @@ install: all
 DEB_PACKAGES := make gcc clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool \
 	lua5.4 liblua5.4-dev luarocks lua-busted lua-dkjson lua-argparse lua-socket \
 	lua-posix lua-check lua-cqueues prometheus qemu-system-x86 busybox-static cpio kmod xz-utils \
-	iproute2 tcpdump hping3 bpftrace netcat-openbsd libcap2-bin procps
+	iproute2 tcpdump hping3 bpftrace netcat-openbsd libcap2-bin procps \
+	libpcap-dev tcpreplay iperf3 curl
 
 deps:
 	@if dpkg-query -W -f='$${Status}\n' $(DEB_PACKAGES) 2>/dev/null | grep -qv 'ok installed' || \

@@ -16,6 +16,7 @@
 #include <bpf/bpf_endian.h>
 #include "tcpinspect.h"
 #include "ti_table.h"
+#include "ti_cbpf.h"
 
 #define ETH_HLEN 14
 #define ETH_P_IP 0x0800
@@ -129,6 +130,12 @@ struct ti_tcphdr {
  * memory.  Hooks run with migration disabled and do not nest on a CPU. */
 struct ti_scratch {
 	struct ti_event ev;   /* the segment being handled */
+	__u8 pkt[TI_PKT_MAX + 8]; /* its first bytes from the IP header on (ti_copy_*):
+				   * right after ev, so that a record with its bytes
+				   * is one copy into the ring (ti_emit) */
+	__u64 buflen;         /* bytes in pkt */
+	__u64 slot;           /* the filter slot the bytes were copied for */
+	struct ti_cbpf_state cbpf; /* the filter expression's interpreter */
 	__u8 ip[40];          /* its IP header bytes */
 	struct ti_tcphdr th;  /* its TCP header */
 	__u8 ext[8];          /* an IPv6 extension header's first bytes */
@@ -435,6 +442,29 @@ static __always_inline int ti_sampled_out(const struct ti_event *e)
  * never), shared by all CPUs; see ti_emit. */
 __u64 ti_woken_cons;
 
+/* snaplen > 0: the record is the event and its caplen bytes, which follow
+ * it in the scratch: one bpf_ringbuf_output of a bounded, variable size. */
+static __always_inline void ti_emit_bytes(const struct ti_event *e)
+{
+	__u64 flags = BPF_RB_NO_WAKEUP, cons, len = sizeof(*e) + e->caplen;
+
+	if (len > sizeof(struct ti_event) + TI_SNAPLEN_MAX)
+		len = sizeof(struct ti_event);
+	/* the batched wakeups of ti_emit, counting this record as pending */
+	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) + len >= ti_load.wakeup_bytes) {
+		cons = bpf_ringbuf_query(&events, BPF_RB_CONS_POS) + 1;
+		if (cons != ti_woken_cons) {
+			ti_woken_cons = cons;
+			flags = BPF_RB_FORCE_WAKEUP;
+		}
+	}
+	if (bpf_ringbuf_output(&events, (void *)e, len, flags)) {
+		ti_count(TI_STAT_DROPPED);
+		return;
+	}
+	ti_count(TI_STAT_DELIVERED);
+}
+
 static __always_inline void ti_emit(const struct ti_event *e)
 {
 	struct ti_event *r;
@@ -442,6 +472,10 @@ static __always_inline void ti_emit(const struct ti_event *e)
 
 	if (ti_sampled_out(e)) {
 		ti_count(TI_STAT_SAMPLED_OUT);
+		return;
+	}
+	if (ti_load.snaplen) {
+		ti_emit_bytes(e);
 		return;
 	}
 	r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
@@ -472,6 +506,91 @@ static __always_inline void ti_emit(const struct ti_event *e)
 	ti_count(TI_STAT_DELIVERED);
 }
 
+/* ---- filter expressions: classic BPF from libpcap (bpf/ti_cbpf.h) ----------- */
+
+/* One instruction per iteration of bpf_loop: the verifier checks this
+ * callback once, whatever the program, and the program can change at run
+ * time (it is in the filter slot, written by set_filter).  Jumps go
+ * forward only, so len iterations are enough for any path to reach its
+ * RET; the state lives in the scratch (no pointer passed in ctx). */
+static long ti_cbpf_cb(__u32 i, void *ctx)
+{
+	__u64 zero = 0;
+	struct ti_scratch *x = bpf_map_lookup_elem(&scratch, &zero);
+	const struct ti_cbpf_prog *p;
+	__u64 pc;
+
+	if (!x)
+		return 1;
+	p = &ti_cfg[x->slot & 1].expr;
+	pc = x->cbpf.pc;
+	if (pc >= p->len) {
+		x->cbpf.ret = 0;
+		return 1;
+	}
+	return ti_cbpf_step(&x->cbpf, &p->insns[pc & (TI_CBPF_MAX_INSNS - 1)], x->pkt, x->buflen,
+			    x->ev.wirelen);
+}
+
+/* The expression's verdict on the bytes in x->pkt: nonzero accepts. */
+static __always_inline int ti_expr_match(struct ti_scratch *x, __u64 len)
+{
+	__builtin_memset(&x->cbpf, 0, sizeof(x->cbpf));
+	if (len > TI_CBPF_MAX_INSNS)
+		return 0;
+	bpf_loop(len, ti_cbpf_cb, NULL, 0);
+	return x->cbpf.ret != 0;
+}
+
+/* How many bytes of the segment a hook copies into x->pkt: what the
+ * snaplen and the filter expression of the slot in force need, at most
+ * the segment (wirelen: no Ethernet padding) and what the hook can read
+ * (avail).  Also fills ev.wirelen and ev.caplen, and remembers the slot,
+ * so that ti_handle filters with the configuration the copy was made for. */
+static __always_inline __u64 ti_bytes_wanted(struct ti_scratch *x, __u64 avail)
+{
+	__u64 slot = ti_cfg_slot & 1, n = ti_load.snaplen, wirelen;
+
+	x->slot = slot;
+	wirelen = x->ev.family == 4 ? x->ev.iplen : x->ev.iplen + 40;
+	x->ev.wirelen = wirelen;
+	if (ti_cfg[slot].expr.len && n < TI_CBPF_WINDOW)
+		n = TI_CBPF_WINDOW;
+	if (n > wirelen)
+		n = wirelen;
+	if (n > avail)
+		n = avail;
+	if (n > TI_PKT_MAX)
+		n = TI_PKT_MAX;
+	return n;
+}
+
+static __always_inline void ti_bytes_copied(struct ti_scratch *x, __u64 n)
+{
+	x->buflen = n;
+	x->ev.caplen = n < ti_load.snaplen ? n : ti_load.snaplen;
+}
+
+/* fentry/kprobe: from the skb's linear data (src: its IP header). */
+static __always_inline void ti_copy_kernel(struct ti_scratch *x, const void *src, __u64 avail)
+{
+	__u64 n = ti_bytes_wanted(x, avail);
+
+	if (n > TI_PKT_MAX || n == 0 || bpf_probe_read_kernel(x->pkt, n, src))
+		n = 0;
+	ti_bytes_copied(x, n);
+}
+
+/* tc/cgroup: bpf_skb_load_bytes from off (the IP header). */
+static __always_inline void ti_copy_sk_buff(struct ti_scratch *x, struct __sk_buff *skb, __u64 off)
+{
+	__u64 n = ti_bytes_wanted(x, skb->len > off ? skb->len - off : 0);
+
+	if (n > TI_PKT_MAX || n == 0 || bpf_skb_load_bytes(skb, off, x->pkt, n))
+		n = 0;
+	ti_bytes_copied(x, n);
+}
+
 /* ---- the one path every hook takes ---------------------------------------- */
 
 /* A global (non-inlined) function: the verifier checks it once, on its
@@ -482,17 +601,19 @@ static __always_inline void ti_emit(const struct ti_event *e)
  * passed, so that the verifier knows it as a map value (a key for maps). */
 __attribute__((noinline)) int ti_handle(void)
 {
-	__u32 slot = ti_cfg_slot & 1;
+	__u32 slot;
 	__u64 zero = 0;
-	const struct ti_config *c = &ti_cfg[slot];
+	const struct ti_config *c;
 	struct ti_scratch *x = bpf_map_lookup_elem(&scratch, &zero);
 	const struct ti_event *e;
 
 	if (!x)
 		return 0;
+	slot = x->slot & 1; /* the slot the hook copied the bytes for */
+	c = &ti_cfg[slot];
 	e = &x->ev;
 	ti_count(TI_STAT_SEEN);
-	if (!ti_filter(c, slot, e, x)) {
+	if (!ti_filter(c, slot, e, x) || (c->expr.len && !ti_expr_match(x, c->expr.len))) {
 		ti_count(TI_STAT_FILTERED);
 		return 0;
 	}
@@ -510,7 +631,8 @@ static __always_inline struct ti_scratch *ti_scratch_get(__u8 probe)
 	struct ti_scratch *x = bpf_map_lookup_elem(&scratch, &zero);
 
 	if (x) {
-		__builtin_memset(&x->ev, 0, sizeof(x->ev) + sizeof(x->ip) + sizeof(x->th));
+		__builtin_memset(&x->ev, 0, sizeof(x->ev));
+		__builtin_memset(x->ip, 0, sizeof(x->ip) + sizeof(x->th));
 		x->ev.probe = probe;
 		x->ev.ts = bpf_ktime_get_ns();
 		x->ev.cpu = bpf_get_smp_processor_id();
@@ -539,6 +661,7 @@ static __always_inline int ti_from_kernel_skb(struct sk_buff *skb, __u8 probe)
 		ti_count(TI_STAT_ERRORS);
 		return 0;
 	}
+	ti_copy_kernel(x, head + nh, (__u32)(BPF_CORE_READ(skb, tail) - nh));
 	ti_handle();
 	return 0;
 }
@@ -663,8 +786,10 @@ static __always_inline void ti_from_sk_buff(struct __sk_buff *skb, __u64 off, __
 	r = ti_sk_buff_segment(skb, off, x);
 	if (r < 0)
 		ti_count(TI_STAT_ERRORS);
-	else if (r > 0)
+	else if (r > 0) {
+		ti_copy_sk_buff(x, skb, off);
 		ti_handle();
+	}
 }
 
 SEC("cgroup_skb/ingress")
