@@ -33,6 +33,10 @@
 #define __always_inline inline __attribute__((always_inline))
 #endif
 
+/* keep v a value in a register: the compiler may not turn it back into a
+ * load through a computed pointer */
+#define TI_CBPF_OPAQUE(v) __asm__ volatile("" : "+r"(v))
+
 /* Classic BPF's encoding (as in <linux/filter.h>, <pcap/bpf.h>) */
 #define TI_BPF_CLASS(c) ((c) & 0x07)
 #define TI_BPF_LD 0x00
@@ -114,8 +118,15 @@ static __always_inline int ti_cbpf_load(const __u8 *pkt, __u64 buflen, __u64 off
 static __always_inline int ti_cbpf_step(struct ti_cbpf_state *st, const struct ti_cbpf_insn *in,
 					const __u8 *pkt, __u64 buflen, __u64 wirelen)
 {
-	__u64 code = in->code, k = in->k, a = st->a, x = st->x, v, size;
+	__u64 code = in->code, k = in->k, jt = in->jt, jf = in->jf, a = st->a, x = st->x, v, size;
 	__u32 w = 0;
+
+	/* the jump offsets are read here, both of them, as values: a
+	 * `v ? in->jt : in->jf` late in the switch becomes a pointer chosen
+	 * between two paths, which the verifier refuses without CAP_PERFMON
+	 * ("pointer arithmetic with it prohibited for !root") */
+	TI_CBPF_OPAQUE(jt);
+	TI_CBPF_OPAQUE(jf);
 
 	st->pc++;
 	switch (TI_BPF_CLASS(code)) {
@@ -204,7 +215,7 @@ static __always_inline int ti_cbpf_step(struct ti_cbpf_state *st, const struct t
 		case TI_BPF_JSET: v = (a & v) != 0; break;
 		default: goto reject;
 		}
-		st->pc += v ? in->jt : in->jf;
+		st->pc += v ? jt : jf;
 		return 0;
 	case TI_BPF_MISC:
 		if (TI_BPF_MISCOP(code) == TI_BPF_TAX)

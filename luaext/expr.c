@@ -13,6 +13,7 @@
  *
  * Plain C, no Lua: options.c (filter.expr) and the replay session use it.
  */
+#include <ctype.h>
 #include <stdio.h>
 #include <string.h>
 #include <pcap/pcap.h>
@@ -202,8 +203,34 @@ bad:
 	return 0;
 }
 
+/* "ether[...]" or "link[...]": libpcap compiles them for LINKTYPE_RAW as
+ * bytes of the IP header (there is no link-layer header), which is never
+ * what was meant.  The start of such a word, or NULL. */
+static const char *link_bytes(const char *expr)
+{
+	static const char *const words[] = { "ether", "link" };
+
+	for (size_t w = 0; w < sizeof(words) / sizeof(words[0]); w++) {
+		size_t n = strlen(words[w]);
+
+		for (const char *s = strstr(expr, words[w]); s; s = strstr(s + 1, words[w])) {
+			const char *t = s + n;
+
+			if (s > expr && (isalnum((unsigned char)s[-1]) || s[-1] == '_' || s[-1] == '\\'))
+				continue;
+			while (*t == ' ' || *t == '\t')
+				t++;
+			if (*t == '[')
+				return s;
+		}
+	}
+	return NULL;
+}
+
 int ti_expr_compile(const char *expr, struct ti_cbpf_prog *out, char *err, size_t errlen)
 {
+	const char *lb;
+
 	struct bpf_program fp;
 	pcap_t *p;
 	int rc = -1;
@@ -211,6 +238,12 @@ int ti_expr_compile(const char *expr, struct ti_cbpf_prog *out, char *err, size_
 	memset(out, 0, sizeof(*out));
 	if (strspn(expr, " \t\r\n") == strlen(expr))
 		return 0; /* empty: no expression, everything matches */
+	if ((lb = link_bytes(expr))) {
+		snprintf(err, errlen, "'%s': %.*s[...] reads a link-layer header, and tcpinspect sees "
+			 "segments from their IP header on (no link layer); use ip[...], ip6[...] or tcp[...]",
+			 expr, strncmp(lb, "ether", 5) ? 4 : 5, lb);
+		return -1;
+	}
 	p = pcap_open_dead(DLT_RAW, TI_PKT_MAX);
 	if (!p) {
 		snprintf(err, errlen, "'%s': libpcap could not open a dead handle", expr);
