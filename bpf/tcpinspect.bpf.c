@@ -130,9 +130,10 @@ struct ti_tcphdr {
  * memory.  Hooks run with migration disabled and do not nest on a CPU. */
 struct ti_scratch {
 	struct ti_event ev;   /* the segment being handled */
-	__u8 pkt[TI_PKT_MAX + 8]; /* its first bytes from the IP header on (ti_copy_*):
+	__u8 pkt[2 * TI_PKT_MAX]; /* its first bytes from the IP header on (ti_copy_*),
+				   * at most TI_PKT_MAX (the rest: see ti_bounded);
 				   * right after ev, so that a record with its bytes
-				   * is one copy into the ring (ti_emit) */
+				   * is one copy into the ring (ti_emit_bytes) */
 	__u64 buflen;         /* bytes in pkt */
 	__u64 slot;           /* the filter slot the bytes were copied for */
 	struct ti_cbpf_state cbpf; /* the filter expression's interpreter */
@@ -166,6 +167,23 @@ static __always_inline void ti_count(__u32 stat)
 
 	if (v)
 		*v += 1;
+}
+
+/* n if it is at most max (a power of two), else 0, in a way the verifier
+ * of 6.1 follows: a comparison alone is not enough there (clang computes
+ * it apart from n, and a helper's size argument then has no bound: "R4
+ * min value is negative, either use unsigned or 'var &= const'"), so the
+ * value is also masked, after a barrier that keeps clang from dropping the
+ * mask as redundant.  The verifier then knows n <= 2 * max - 1: buffers
+ * sized with it (ti_scratch.pkt) hold 2 * max bytes. */
+#define ti_barrier_var(v) asm volatile("" : "+r"(v))
+
+static __always_inline __u64 ti_bounded(__u64 n, __u64 max)
+{
+	if (n > max)
+		n = 0;
+	ti_barrier_var(n);
+	return n & (2 * max - 1);
 }
 
 /* ---- parse: raw IP and TCP header bytes -> struct ti_event ---------------- */
@@ -446,10 +464,9 @@ __u64 ti_woken_cons;
  * it in the scratch: one bpf_ringbuf_output of a bounded, variable size. */
 static __always_inline void ti_emit_bytes(const struct ti_event *e)
 {
-	__u64 flags = BPF_RB_NO_WAKEUP, cons, len = sizeof(*e) + e->caplen;
+	__u64 flags = BPF_RB_NO_WAKEUP, cons, len;
 
-	if (len > sizeof(struct ti_event) + TI_SNAPLEN_MAX)
-		len = sizeof(struct ti_event);
+	len = sizeof(*e) + ti_bounded(e->caplen, TI_SNAPLEN_MAX);
 	/* the batched wakeups of ti_emit, counting this record as pending */
 	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) + len >= ti_load.wakeup_bytes) {
 		cons = bpf_ringbuf_query(&events, BPF_RB_CONS_POS) + 1;
@@ -565,6 +582,16 @@ static __always_inline __u64 ti_bytes_wanted(struct ti_scratch *x, __u64 avail)
 	return n;
 }
 
+/* A helper's size argument of 1 .. 2 * TI_PKT_MAX, n itself when n is
+ * 1 .. TI_PKT_MAX.  Needed inside `if (n)`: where the verifier knows n
+ * (0, say), it still walks the other side of the branch for Spectre v1
+ * without CAP_PERFMON (6.1), with n marked unknown. */
+static __always_inline __u64 ti_size_arg(__u64 n)
+{
+	ti_barrier_var(n);
+	return ((n - 1) & (2 * TI_PKT_MAX - 1)) + 1;
+}
+
 static __always_inline void ti_bytes_copied(struct ti_scratch *x, __u64 n)
 {
 	x->buflen = n;
@@ -574,9 +601,9 @@ static __always_inline void ti_bytes_copied(struct ti_scratch *x, __u64 n)
 /* fentry/kprobe: from the skb's linear data (src: its IP header). */
 static __always_inline void ti_copy_kernel(struct ti_scratch *x, const void *src, __u64 avail)
 {
-	__u64 n = ti_bytes_wanted(x, avail);
+	__u64 n = ti_bounded(ti_bytes_wanted(x, avail), TI_PKT_MAX);
 
-	if (n > TI_PKT_MAX || n == 0 || bpf_probe_read_kernel(x->pkt, n, src))
+	if (n && bpf_probe_read_kernel(x->pkt, ti_size_arg(n), src))
 		n = 0;
 	ti_bytes_copied(x, n);
 }
@@ -584,9 +611,9 @@ static __always_inline void ti_copy_kernel(struct ti_scratch *x, const void *src
 /* tc/cgroup: bpf_skb_load_bytes from off (the IP header). */
 static __always_inline void ti_copy_sk_buff(struct ti_scratch *x, struct __sk_buff *skb, __u64 off)
 {
-	__u64 n = ti_bytes_wanted(x, skb->len > off ? skb->len - off : 0);
+	__u64 n = ti_bounded(ti_bytes_wanted(x, skb->len > off ? skb->len - off : 0), TI_PKT_MAX);
 
-	if (n > TI_PKT_MAX || n == 0 || bpf_skb_load_bytes(skb, off, x->pkt, n))
+	if (n && bpf_skb_load_bytes(skb, off, x->pkt, ti_size_arg(n)))
 		n = 0;
 	ti_bytes_copied(x, n);
 }
