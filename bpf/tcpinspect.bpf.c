@@ -18,10 +18,14 @@
 #include "ti_table.h"
 #include "ti_cbpf.h"
 
+/* The frame walk loads from the __sk_buff (bpf/ti_parse.h). */
+#define TI_PARSE_CTX struct __sk_buff *
+#define TI_PARSE_LOAD(skb, off, dst, n) bpf_skb_load_bytes(skb, off, dst, n)
+#include "ti_parse.h"
+
 #define ETH_HLEN 14
 #define ETH_P_IP 0x0800
 #define ETH_P_IPV6 0x86DD
-#define IPPROTO_TCP_ 6
 #define PACKET_HOST_ 0
 
 char LICENSE[] SEC("license") = "GPL";
@@ -111,51 +115,6 @@ struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 } host_lpm SEC(".maps");
 
-struct ti_tcphdr {
-	__be16 source;
-	__be16 dest;
-	__be32 seq;
-	__be32 ack_seq;
-	__u8 doff_res; /* data offset in the high nibble */
-	__u8 flags;
-	__be16 window;
-	__sum16 check;
-	__be16 urg_ptr;
-};
-
-/* Per-CPU scratch space: the segment, its headers, map keys and initial
- * values.  Built on the stack they trip Linux 6.1's verifier without
- * CAP_PERFMON ("attempt to corrupt spilled pointer on stack": clang reuses
- * the slots of spilled pointers for them); in a map value they are plain
- * memory.  Hooks run with migration disabled and do not nest on a CPU. */
-struct ti_scratch {
-	struct ti_event ev;   /* the segment being handled */
-	__u8 pkt[2 * TI_PKT_MAX]; /* its first bytes from the IP header on (ti_copy_*),
-				   * at most TI_PKT_MAX (the rest: see ti_bounded);
-				   * right after ev, so that a record with its bytes
-				   * is one copy into the ring (ti_emit_bytes) */
-	__u64 buflen;         /* bytes in pkt */
-	__u64 slot;           /* the filter slot the bytes were copied for */
-	struct ti_cbpf_state cbpf; /* the filter expression's interpreter */
-	__u8 ip[40];          /* its IP header bytes */
-	struct ti_tcphdr th;  /* its TCP header */
-	__u8 ext[8];          /* an IPv6 extension header's first bytes */
-	__u32 nh, l4;         /* the IPv6 header walk: next header, its offset */
-	__u32 entry;          /* the table entry being looked up (ti_count_*) */
-	__u32 pad1;
-	/* keys, zeroed per segment by ti_aggregate */
-	struct ti_flow_key fk;
-	struct ti_addr_key ak;
-	struct ti_lpm_key lk;
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct ti_scratch);
-} scratch SEC(".maps");
-
 /* Map keys on the stack are 64-bit, though the maps read only 4 bytes of
  * them (little-endian BPF): a 4-byte store into a stack slot that held a
  * spilled pointer is refused by 6.1 without CAP_PERFMON ("attempt to
@@ -168,6 +127,9 @@ static __always_inline void ti_count(__u32 stat)
 	if (v)
 		*v += 1;
 }
+
+/* ---- parse: bpf/ti_parse.h (ti_parse, ti_frame_segment) ------------------- */
+/* ---- filter, aggregate, sample: bpf/ti_rules.h (ti_path) ------------------ */
 
 /* n if it is at most max (a power of two), else 0, in a way the verifier
  * of 6.1 follows: a comparison alone is not enough there (clang computes
@@ -186,342 +148,36 @@ static __always_inline __u64 ti_bounded(__u64 n, __u64 max)
 	return n & (2 * max - 1);
 }
 
-/* ---- parse: raw IP and TCP header bytes -> struct ti_event ---------------- */
-
-
-/* Fill e from an IP header (ip points at 40 bytes, enough for either family)
- * and a TCP header.  l4_off is the TCP header's offset from the IP header.
- * Returns 0, or -1 for a segment too short to be real. */
-static __always_inline int ti_parse(struct ti_event *e, const __u8 *ip, __u32 l4_off,
-				    const struct ti_tcphdr *th)
+/* A helper's size argument of 1 .. 2 * TI_PKT_MAX, n itself when n is
+ * 1 .. TI_PKT_MAX.  Needed inside `if (n)`: where the verifier knows n
+ * (0, say), it still walks the other side of the branch for Spectre v1
+ * without CAP_PERFMON (6.1), with n marked unknown. */
+static __always_inline __u64 ti_size_arg(__u64 n)
 {
-	__u32 l4len, hdrlen = (th->doff_res >> 4) * 4;
-
-	if ((ip[0] >> 4) == 4) {
-		const struct iphdr *h = (const void *)ip;
-
-		e->family = 4;
-		__builtin_memcpy(e->saddr, &h->saddr, 4);
-		__builtin_memcpy(e->daddr, &h->daddr, 4);
-		e->ttl = h->ttl;
-		e->iplen = bpf_ntohs(h->tot_len);
-		l4len = e->iplen - l4_off;
-	} else {
-		const struct ipv6hdr *h = (const void *)ip;
-
-		e->family = 6;
-		__builtin_memcpy(e->saddr, &h->saddr, 16);
-		__builtin_memcpy(e->daddr, &h->daddr, 16);
-		e->ttl = h->hop_limit;
-		e->iplen = bpf_ntohs(h->payload_len);
-		l4len = e->iplen + 40 - l4_off;
-	}
-	if (hdrlen < 20 || l4len < hdrlen || l4len > 0xffff)
-		return -1;
-	e->len = l4len - hdrlen;
-	e->sport = bpf_ntohs(th->source);
-	e->dport = bpf_ntohs(th->dest);
-	e->seq = bpf_ntohl(th->seq);
-	e->ack = bpf_ntohl(th->ack_seq);
-	e->window = bpf_ntohs(th->window);
-	e->flags = th->flags;
-	return 0;
+	ti_barrier_var(n);
+	return ((n - 1) & (2 * TI_PKT_MAX - 1)) + 1;
 }
 
-/* ---- filter --------------------------------------------------------------- */
+struct ti_scratch;
+static __always_inline void ti_emit(const struct ti_event *e);
+static __always_inline int ti_expr_match(struct ti_scratch *x, __u64 len);
 
-static __always_inline int ti_port_in(const __u8 *bits, __u16 port)
-{
-	return bits[port >> 3] & (1 << (port & 7));
-}
+#define TI_LOAD_CFG(x) ti_load
+#define TI_COUNT(x, stat) ti_count(stat)
+#define TI_LOOKUP(x, map, key) bpf_map_lookup_elem(&map, key)
+#define TI_LPM_HAS(x, trie, key) (bpf_map_lookup_elem(&trie, key) != NULL)
+#define TI_EMIT(x, e) ti_emit(e)
+#define TI_EXPR_MATCH(x, c) ti_expr_match(x, (c)->expr.len)
+#include "ti_rules.h"
 
-static __always_inline int ti_addr_in(void *trie, __u32 slot, const struct ti_event *e,
-				      const __u8 *addr, struct ti_scratch *x)
-{
-	x->lk.prefixlen = 16 + (e->family == 4 ? 32 : 128);
-	x->lk.slot = slot;
-	x->lk.family = e->family;
-	__builtin_memcpy(x->lk.addr, addr, 16);
-	return bpf_map_lookup_elem(trie, &x->lk) != NULL;
-}
-
-static __always_inline int ti_filter(const struct ti_config *c, __u32 slot,
-				     const struct ti_event *e, struct ti_scratch *x)
-{
-	__u32 m = c->match;
-
-	if (ti_load.family && e->family != ti_load.family)
-		return 0;
-	if (!m)
-		return 1;
-	if ((m & TI_M_FAMILY) && e->family != c->family)
-		return 0;
-	if ((m & TI_M_SPORT) && !ti_port_in(c->sport_bits, e->sport))
-		return 0;
-	if ((m & TI_M_DPORT) && !ti_port_in(c->dport_bits, e->dport))
-		return 0;
-	if ((m & TI_M_PORT) && !ti_port_in(c->port_bits, e->sport) &&
-	    !ti_port_in(c->port_bits, e->dport))
-		return 0;
-	if ((m & TI_M_FLAGS) && !(e->flags & c->flags_any))
-		return 0;
-	if ((m & TI_M_LEN) && (e->len < c->len_min || e->len > c->len_max))
-		return 0;
-	if ((m & TI_M_IFINDEX) && e->ifindex != c->ifindex)
-		return 0;
-	if ((m & TI_M_SADDR) && !ti_addr_in(&saddr_lpm, slot, e, e->saddr, x))
-		return 0;
-	if ((m & TI_M_DADDR) && !ti_addr_in(&daddr_lpm, slot, e, e->daddr, x))
-		return 0;
-	if ((m & TI_M_HOST) && !ti_addr_in(&host_lpm, slot, e, e->saddr, x) &&
-	    !ti_addr_in(&host_lpm, slot, e, e->daddr, x))
-		return 0;
-	return 1;
-}
-
-/* ---- aggregate ------------------------------------------------------------ */
-
-/* 0 for 0, else 1 + floor(log2(v)): 1 for 1, 2 for 2-3, 3 for 4-7, ...
- * Straight-line code: a loop here multiplies the verifier's states. */
-static __always_inline __u32 ti_log2_slot(__u32 v)
-{
-	__u32 r = 0;
-
-	if (v >= 1 << 8) {
-		v >>= 8;
-		r += 8;
-	}
-	if (v >= 1 << 4) {
-		v >>= 4;
-		r += 4;
-	}
-	if (v >= 1 << 2) {
-		v >>= 2;
-		r += 2;
-	}
-	if (v >= 1 << 1) {
-		v >>= 1;
-		r += 1;
-	}
-	return v ? r + 1 : 0;
-}
-
-/* Add e to its flow's entry in this CPU's flows table: the matching entry
- * of its bucket, else a free one, else the one with the fewest packets
- * (evicted, and counted).  Keeping the heavy entries means a flood of
- * one-segment flows churns among itself while the flows that matter stay.
- *
- * Every entry is a map element of its own, looked up by index, and only
- * indexes are carried from one step to the next, never pointers into a
- * bucket: without CAP_PERFMON the verifiers of 6.1 and later refuse the
- * pointer arithmetic clang makes of an entry chosen among four ("pointer
- * arithmetic with it prohibited for !root", "invalid mem access
- * 'scalar'").  Array lookups are inlined by the verifier: a few
- * instructions each.  The indexes are 64-bit: 6.1 without CAP_PERFMON
- * refuses a 4-byte store into a stack slot that held a spilled pointer
- * ("attempt to corrupt spilled pointer on stack"), and clang reuses slots. */
-static __always_inline void ti_count_flow(const struct ti_event *e, const struct ti_flow_key *k,
-					  struct ti_scratch *x)
-{
-	__u32 base = (ti_flow_hash(k) & ti_load.table_mask) * TI_TABLE_WAYS;
-	struct ti_flow_entry *en;
-	__u64 fewest = ~0ULL;
-	__s64 slot = -1, victim = 0; /* 64-bit: a spill of them overwrites whole stack slots */
-
-#pragma unroll
-	for (int w = 0; w < TI_TABLE_WAYS; w++) {
-		x->entry = base + w;
-		en = bpf_map_lookup_elem(&flows, &x->entry);
-		if (!en)
-			return;
-		if (!en->val.packets) {
-			if (slot < 0)
-				slot = w;
-			continue;
-		}
-		if (ti_flow_key_eq(&en->key, k)) {
-			en->val.packets++;
-			en->val.bytes += e->len;
-			en->val.last_ts = e->ts;
-			en->val.flags_seen |= e->flags;
-			return;
-		}
-		if (en->val.packets < fewest) {
-			fewest = en->val.packets;
-			victim = w;
-		}
-	}
-	if (slot < 0) {
-		ti_count(TI_STAT_EVICTED_FLOWS);
-		slot = victim;
-	}
-	x->entry = base + (slot & (TI_TABLE_WAYS - 1));
-	en = bpf_map_lookup_elem(&flows, &x->entry);
-	if (!en)
-		return;
-	en->key = *k;
-	en->val.packets = 1;
-	en->val.bytes = e->len;
-	en->val.first_ts = en->val.last_ts = e->ts;
-	en->val.flags_seen = e->flags;
-}
-
-/* The same for the segment's source address in the sources table. */
-static __always_inline void ti_count_source(const struct ti_event *e, const struct ti_addr_key *k,
-					    struct ti_scratch *x)
-{
-	__u32 base = (ti_addr_hash(k) & ti_load.table_mask) * TI_TABLE_WAYS;
-	__u64 syn = (e->flags & (TI_SYN | TI_ACK)) == TI_SYN, fewest = ~0ULL;
-	struct ti_source_entry *en;
-	__s64 slot = -1, victim = 0; /* 64-bit: a spill of them overwrites whole stack slots */
-
-#pragma unroll
-	for (int w = 0; w < TI_TABLE_WAYS; w++) {
-		x->entry = base + w;
-		en = bpf_map_lookup_elem(&sources, &x->entry);
-		if (!en)
-			return;
-		if (!en->val.packets) {
-			if (slot < 0)
-				slot = w;
-			continue;
-		}
-		if (ti_addr_key_eq(&en->key, k)) {
-			en->val.packets++;
-			en->val.bytes += e->len;
-			en->val.syns += syn;
-			return;
-		}
-		if (en->val.packets < fewest) {
-			fewest = en->val.packets;
-			victim = w;
-		}
-	}
-	if (slot < 0) {
-		ti_count(TI_STAT_EVICTED_SOURCES);
-		slot = victim;
-	}
-	x->entry = base + (slot & (TI_TABLE_WAYS - 1));
-	en = bpf_map_lookup_elem(&sources, &x->entry);
-	if (!en)
-		return;
-	en->key = *k;
-	en->val.packets = 1;
-	en->val.bytes = e->len;
-	en->val.syns = syn;
-}
-
-static __always_inline void ti_aggregate(const struct ti_event *e, struct ti_scratch *x)
-{
-	struct ti_port_val *pv;
-	__u64 slot, port = e->dport; /* 64-bit keys: see ti_count */
-	__u64 *h;
-
-	__builtin_memset(&x->fk, 0, sizeof(x->fk) + sizeof(x->ak));
-	x->fk.family = e->family;
-	x->fk.sport = e->sport;
-	x->fk.dport = e->dport;
-	__builtin_memcpy(x->fk.saddr, e->saddr, 16);
-	__builtin_memcpy(x->fk.daddr, e->daddr, 16);
-	ti_count_flow(e, &x->fk, x);
-
-	pv = bpf_map_lookup_elem(&ports, &port);
-	if (pv) {
-		pv->packets++;
-		pv->bytes += e->len;
-	}
-
-	x->ak.family = e->family;
-	__builtin_memcpy(x->ak.addr, e->saddr, 16);
-	ti_count_source(e, &x->ak, x);
-
-	slot = ti_log2_slot(e->len);
-	h = bpf_map_lookup_elem(&len_hist, &slot);
-	if (h)
-		*h += 1;
-}
-
-/* ---- emit ----------------------------------------------------------------- */
-
-static __always_inline int ti_sampled_out(const struct ti_event *e)
-{
-	__u64 zero = 0;
-	__u64 *n;
-
-	if (ti_load.sample <= 1 || (e->flags & (TI_SYN | TI_FIN | TI_RST)))
-		return 0;
-	n = bpf_map_lookup_elem(&sample_ctr, &zero);
-	if (!n)
-		return 0;
-	return (*n)++ % ti_load.sample != 0;
-}
-
-/* 1 + the consumer position of the ring when a wakeup was last forced (0:
- * never), shared by all CPUs; see ti_emit. */
-__u64 ti_woken_cons;
-
-/* snaplen > 0: the record is the event and its caplen bytes, which follow
- * it in the scratch: one bpf_ringbuf_output of a bounded, variable size. */
-static __always_inline void ti_emit_bytes(const struct ti_event *e)
-{
-	__u64 flags = BPF_RB_NO_WAKEUP, cons, len;
-
-	len = sizeof(*e) + ti_bounded(e->caplen, TI_SNAPLEN_MAX);
-	/* the batched wakeups of ti_emit, counting this record as pending */
-	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) + len >= ti_load.wakeup_bytes) {
-		cons = bpf_ringbuf_query(&events, BPF_RB_CONS_POS) + 1;
-		if (cons != ti_woken_cons) {
-			ti_woken_cons = cons;
-			flags = BPF_RB_FORCE_WAKEUP;
-		}
-	}
-	if (bpf_ringbuf_output(&events, (void *)e, len, flags)) {
-		ti_count(TI_STAT_DROPPED);
-		return;
-	}
-	ti_count(TI_STAT_DELIVERED);
-}
-
-static __always_inline void ti_emit(const struct ti_event *e)
-{
-	struct ti_event *r;
-	__u64 flags = BPF_RB_NO_WAKEUP, cons;
-
-	if (ti_sampled_out(e)) {
-		ti_count(TI_STAT_SAMPLED_OUT);
-		return;
-	}
-	if (ti_load.snaplen) {
-		ti_emit_bytes(e);
-		return;
-	}
-	r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
-	if (!r) {
-		ti_count(TI_STAT_DROPPED);
-		return;
-	}
-	__builtin_memcpy(r, e, sizeof(*r));
-	/* Batched wakeups: once `wakeup` records are pending, wake the reader
-	 * once per position of its consumer: the first record at or past the
-	 * mark forces a wakeup, and the next forced one waits until the reader
-	 * has consumed something.  Nothing can be jumped over (a window on the
-	 * pending bytes was: two CPUs reserving together skipped it, and a
-	 * reader in poll(-1) slept while the ring filled), and a reader that is
-	 * behind is not woken again and again (waking on every record above the
-	 * mark cost ~5 us per record in `make bench`).  A wakeup marks the
-	 * ring's epoll item ready, level-triggered, until the ring is empty, so
-	 * one per consumer position is enough.  Two CPUs may both force one:
-	 * harmless. */
-	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= ti_load.wakeup_bytes) {
-		cons = bpf_ringbuf_query(&events, BPF_RB_CONS_POS) + 1;
-		if (cons != ti_woken_cons) {
-			ti_woken_cons = cons;
-			flags = BPF_RB_FORCE_WAKEUP;
-		}
-	}
-	bpf_ringbuf_submit(r, flags);
-	ti_count(TI_STAT_DELIVERED);
-}
+/* The scratch space of the segment being handled (struct ti_scratch,
+ * bpf/ti_rules.h): a per-CPU map value. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ti_scratch);
+} scratch SEC(".maps");
 
 /* ---- filter expressions: classic BPF from libpcap (bpf/ti_cbpf.h) ----------- */
 
@@ -559,63 +215,94 @@ static __always_inline int ti_expr_match(struct ti_scratch *x, __u64 len)
 	return x->cbpf.ret != 0;
 }
 
-/* How many bytes of the segment a hook copies into x->pkt: what the
- * snaplen and the filter expression of the slot in force need, at most
- * the segment (wirelen: no Ethernet padding) and what the hook can read
- * (avail).  Also fills ev.wirelen and ev.caplen, and remembers the slot,
- * so that ti_handle filters with the configuration the copy was made for. */
-static __always_inline __u64 ti_bytes_wanted(struct ti_scratch *x, __u64 avail)
-{
-	__u64 slot = ti_cfg_slot & 1, n = ti_load.snaplen, wirelen;
-
-	x->slot = slot;
-	wirelen = x->ev.family == 4 ? x->ev.iplen : x->ev.iplen + 40;
-	x->ev.wirelen = wirelen;
-	if (ti_cfg[slot].expr.len && n < TI_CBPF_WINDOW)
-		n = TI_CBPF_WINDOW;
-	if (n > wirelen)
-		n = wirelen;
-	if (n > avail)
-		n = avail;
-	if (n > TI_PKT_MAX)
-		n = TI_PKT_MAX;
-	return n;
-}
-
-/* A helper's size argument of 1 .. 2 * TI_PKT_MAX, n itself when n is
- * 1 .. TI_PKT_MAX.  Needed inside `if (n)`: where the verifier knows n
- * (0, say), it still walks the other side of the branch for Spectre v1
- * without CAP_PERFMON (6.1), with n marked unknown. */
-static __always_inline __u64 ti_size_arg(__u64 n)
-{
-	ti_barrier_var(n);
-	return ((n - 1) & (2 * TI_PKT_MAX - 1)) + 1;
-}
-
-static __always_inline void ti_bytes_copied(struct ti_scratch *x, __u64 n)
-{
-	x->buflen = n;
-	x->ev.caplen = n < ti_load.snaplen ? n : ti_load.snaplen;
-}
-
-/* fentry/kprobe: from the skb's linear data (src: its IP header). */
+/* fentry/kprobe: the segment's bytes from the skb's linear data (src: its
+ * IP header; avail: linear bytes from there). */
 static __always_inline void ti_copy_kernel(struct ti_scratch *x, const void *src, __u64 avail)
 {
-	__u64 n = ti_bounded(ti_bytes_wanted(x, avail), TI_PKT_MAX);
+	__u64 slot = ti_cfg_slot & 1;
+	__u64 n = ti_bounded(ti_bytes_wanted(x, &ti_cfg[slot], slot, avail), TI_PKT_MAX);
 
 	if (n && bpf_probe_read_kernel(x->pkt, ti_size_arg(n), src))
 		n = 0;
 	ti_bytes_copied(x, n);
 }
 
-/* tc/cgroup: bpf_skb_load_bytes from off (the IP header). */
+/* tc/cgroup: with bpf_skb_load_bytes from off (the IP header). */
 static __always_inline void ti_copy_sk_buff(struct ti_scratch *x, struct __sk_buff *skb, __u64 off)
 {
-	__u64 n = ti_bounded(ti_bytes_wanted(x, skb->len > off ? skb->len - off : 0), TI_PKT_MAX);
+	__u64 slot = ti_cfg_slot & 1;
+	__u64 n = ti_bounded(ti_bytes_wanted(x, &ti_cfg[slot], slot, skb->len > off ? skb->len - off : 0),
+			     TI_PKT_MAX);
 
 	if (n && bpf_skb_load_bytes(skb, off, x->pkt, ti_size_arg(n)))
 		n = 0;
 	ti_bytes_copied(x, n);
+}
+
+/* ---- emit ----------------------------------------------------------------- */
+
+/* 1 + the consumer position of the ring when a wakeup was last forced (0:
+ * never), shared by all CPUs; see ti_emit. */
+__u64 ti_woken_cons;
+
+/* snaplen > 0: the record is the event and its caplen bytes, which follow
+ * it in the scratch: one bpf_ringbuf_output of a bounded, variable size. */
+static __always_inline void ti_emit_bytes(const struct ti_event *e)
+{
+	__u64 flags = BPF_RB_NO_WAKEUP, cons, len;
+
+	len = sizeof(*e) + ti_bounded(e->caplen, TI_SNAPLEN_MAX);
+	/* the batched wakeups of ti_emit, counting this record as pending */
+	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) + len >= ti_load.wakeup_bytes) {
+		cons = bpf_ringbuf_query(&events, BPF_RB_CONS_POS) + 1;
+		if (cons != ti_woken_cons) {
+			ti_woken_cons = cons;
+			flags = BPF_RB_FORCE_WAKEUP;
+		}
+	}
+	if (bpf_ringbuf_output(&events, (void *)e, len, flags)) {
+		ti_count(TI_STAT_DROPPED);
+		return;
+	}
+	ti_count(TI_STAT_DELIVERED);
+}
+
+static __always_inline void ti_emit(const struct ti_event *e)
+{
+	struct ti_event *r;
+	__u64 flags = BPF_RB_NO_WAKEUP, cons;
+
+	if (ti_load.snaplen) {
+		ti_emit_bytes(e);
+		return;
+	}
+
+	r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
+	if (!r) {
+		ti_count(TI_STAT_DROPPED);
+		return;
+	}
+	__builtin_memcpy(r, e, sizeof(*r));
+	/* Batched wakeups: once `wakeup` records are pending, wake the reader
+	 * once per position of its consumer: the first record at or past the
+	 * mark forces a wakeup, and the next forced one waits until the reader
+	 * has consumed something.  Nothing can be jumped over (a window on the
+	 * pending bytes was: two CPUs reserving together skipped it, and a
+	 * reader in poll(-1) slept while the ring filled), and a reader that is
+	 * behind is not woken again and again (waking on every record above the
+	 * mark cost ~5 us per record in `make bench`).  A wakeup marks the
+	 * ring's epoll item ready, level-triggered, until the ring is empty, so
+	 * one per consumer position is enough.  Two CPUs may both force one:
+	 * harmless. */
+	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= ti_load.wakeup_bytes) {
+		cons = bpf_ringbuf_query(&events, BPF_RB_CONS_POS) + 1;
+		if (cons != ti_woken_cons) {
+			ti_woken_cons = cons;
+			flags = BPF_RB_FORCE_WAKEUP;
+		}
+	}
+	bpf_ringbuf_submit(r, flags);
+	ti_count(TI_STAT_DELIVERED);
 }
 
 /* ---- the one path every hook takes ---------------------------------------- */
@@ -628,27 +315,14 @@ static __always_inline void ti_copy_sk_buff(struct ti_scratch *x, struct __sk_bu
  * passed, so that the verifier knows it as a map value (a key for maps). */
 __attribute__((noinline)) int ti_handle(void)
 {
-	__u32 slot;
 	__u64 zero = 0;
-	const struct ti_config *c;
 	struct ti_scratch *x = bpf_map_lookup_elem(&scratch, &zero);
-	const struct ti_event *e;
+	__u32 slot;
 
 	if (!x)
 		return 0;
 	slot = x->slot & 1; /* the slot the hook copied the bytes for */
-	c = &ti_cfg[slot];
-	e = &x->ev;
-	ti_count(TI_STAT_SEEN);
-	if (!ti_filter(c, slot, e, x) || (c->expr.len && !ti_expr_match(x, c->expr.len))) {
-		ti_count(TI_STAT_FILTERED);
-		return 0;
-	}
-	ti_count(TI_STAT_MATCHED);
-	if (ti_load.aggregates)
-		ti_aggregate(e, x);
-	if (ti_load.events)
-		ti_emit(e);
+	ti_path(x, &ti_cfg[slot], slot);
 	return 0;
 }
 
@@ -659,7 +333,7 @@ static __always_inline struct ti_scratch *ti_scratch_get(__u8 probe)
 
 	if (x) {
 		__builtin_memset(&x->ev, 0, sizeof(x->ev));
-		__builtin_memset(x->ip, 0, sizeof(x->ip) + sizeof(x->th));
+		__builtin_memset(&x->w, 0, sizeof(x->w.ip) + sizeof(x->w.th));
 		x->ev.probe = probe;
 		x->ev.ts = bpf_ktime_get_ns();
 		x->ev.cpu = bpf_get_smp_processor_id();
@@ -682,9 +356,9 @@ static __always_inline int ti_from_kernel_skb(struct sk_buff *skb, __u8 probe)
 		return 0;
 	x->ev.ifindex = BPF_CORE_READ(skb, dev, ifindex);
 	x->ev.netns = BPF_CORE_READ(skb, dev, nd_net.net, ns.inum);
-	if (bpf_probe_read_kernel(x->ip, sizeof(x->ip), head + nh) ||
-	    bpf_probe_read_kernel(&x->th, sizeof(x->th), head + tp) ||
-	    ti_parse(&x->ev, x->ip, (__u16)(tp - nh), &x->th)) {
+	if (bpf_probe_read_kernel(x->w.ip, sizeof(x->w.ip), head + nh) ||
+	    bpf_probe_read_kernel(&x->w.th, sizeof(x->w.th), head + tp) ||
+	    ti_parse(&x->ev, x->w.ip, (__u16)(tp - nh), &x->w.th)) {
 		ti_count(TI_STAT_ERRORS);
 		return 0;
 	}
@@ -719,84 +393,8 @@ int BPF_KPROBE(ti_kprobe_v6, struct sk_buff *skb)
 
 /* ---- entries: __sk_buff hooks (cgroup_skb, tc) ------------------------------ */
 
-#define IPPROTO_HOPOPTS_ 0
-#define IPPROTO_ROUTING_ 43
-#define IPPROTO_FRAGMENT_ 44
-#define IPPROTO_AH_ 51
-#define IPPROTO_DSTOPTS_ 60
-#define TI_V6_EXT_MAX 6 /* extension headers walked before TCP */
-
-/* The headers of a frame the kernel has not validated yet (tc runs before
- * ip_rcv; cgroup_skb after it, where the same checks all pass).  off: where
- * the IP header starts.  Returns 1 for one whole TCP segment, parsed into
- * x->ev; 0 for a frame that is not TCP (counted nowhere: not ours); -1 for
- * a frame that carries TCP but is not one whole readable segment, counted
- * in `errors` (doc/modes.md, "Odd frames"):
- *   an IPv4 fragment, first or not (MF set or a fragment offset): tc sees
- *   fragments, never the reassembled segment; an IPv6 Fragment header
- *   before TCP; an IPv4 header with IHL < 5 or version != 4; a total length
- *   (IPv6: 40 + payload length) larger than the frame or too small for the
- *   IP and TCP headers; a TCP data offset < 5 or past the total length;
- *   more than TI_V6_EXT_MAX IPv6 extension headers.
- * A total length smaller than the frame is Ethernet padding: the segment
- * ends at the total length.  IPv6 hop-by-hop, routing, destination-options
- * and AH headers are walked; the segment after them counts as usual. */
-static __always_inline __s64 ti_sk_buff_segment(struct __sk_buff *skb, __u64 off,
-						struct ti_scratch *x)
-{
-	/* 64-bit locals and no byte buffer on the stack: see ti_count */
-	__u64 l4_off, iplen, avail;
-
-	if (skb->len <= off)
-		return 0;
-	avail = skb->len - off; /* IP bytes in the frame */
-	if (skb->protocol == bpf_htons(ETH_P_IP)) {
-		if (bpf_skb_load_bytes(skb, off, x->ip, 20) || x->ip[9] != IPPROTO_TCP_)
-			return 0;
-		l4_off = (x->ip[0] & 0xf) * 4;
-		if ((x->ip[0] >> 4) != 4 || l4_off < 20)
-			return -1;
-		if ((x->ip[6] & 0x3f) || x->ip[7]) /* MF, or a fragment offset */
-			return -1;
-		iplen = ((__u32)x->ip[2] << 8) | x->ip[3];
-	} else {
-		if (bpf_skb_load_bytes(skb, off, x->ip, 40))
-			return 0;
-		x->nh = x->ip[6];
-		if ((x->ip[0] >> 4) != 6)
-			return x->nh == IPPROTO_TCP_ ? -1 : 0;
-		x->l4 = 40;
-		/* The extension headers, TI_V6_EXT_MAX of them at most, written out:
-		 * clang does not unroll this walk (it has exits), and a loop
-		 * counter or walk state on the stack trips 6.1 without
-		 * CAP_PERFMON (see ti_count); the state lives in the scratch. */
-#define TI_V6_EXT_STEP()                                                                  \
-	if (x->nh != IPPROTO_TCP_) {                                                      \
-		if (x->nh != IPPROTO_HOPOPTS_ && x->nh != IPPROTO_ROUTING_ &&               \
-		    x->nh != IPPROTO_DSTOPTS_ && x->nh != IPPROTO_AH_ &&                    \
-		    x->nh != IPPROTO_FRAGMENT_)                                             \
-			return 0; /* UDP, ICMPv6, no next header, ...: not TCP */            \
-		if (bpf_skb_load_bytes(skb, off + x->l4, x->ext, 2))                        \
-			return -1;                                                          \
-		if (x->nh == IPPROTO_FRAGMENT_) /* a fragment: of TCP? */                  \
-			return x->ext[0] == IPPROTO_TCP_ ? -1 : 0;                          \
-		x->l4 += x->nh == IPPROTO_AH_ ? ((__u32)x->ext[1] + 2) * 4 : ((__u32)x->ext[1] + 1) * 8; \
-		x->nh = x->ext[0];                                                          \
-	}
-		TI_V6_EXT_STEP() TI_V6_EXT_STEP() TI_V6_EXT_STEP()
-		TI_V6_EXT_STEP() TI_V6_EXT_STEP() TI_V6_EXT_STEP()
-#undef TI_V6_EXT_STEP
-		if (x->nh != IPPROTO_TCP_)
-			return -1; /* too many extension headers to tell */
-		l4_off = x->l4;
-		iplen = 40 + (((__u32)x->ip[4] << 8) | x->ip[5]);
-	}
-	if (iplen > avail || l4_off + sizeof(x->th) > iplen)
-		return -1;
-	if (bpf_skb_load_bytes(skb, off + l4_off, &x->th, sizeof(x->th)))
-		return -1;
-	return ti_parse(&x->ev, x->ip, l4_off, &x->th) ? -1 : 1;
-}
+/* The frame walk and what it counts as an error: ti_frame_segment in
+ * bpf/ti_parse.h (the pcap replay walks captured frames with it too). */
 
 static __always_inline void ti_from_sk_buff(struct __sk_buff *skb, __u64 off, __u8 probe)
 {
@@ -810,7 +408,8 @@ static __always_inline void ti_from_sk_buff(struct __sk_buff *skb, __u64 off, __
 		return;
 	x->ev.ifindex = skb->ifindex;
 	x->ev.netns = ti_load.netns;
-	r = ti_sk_buff_segment(skb, off, x);
+	r = ti_frame_segment(skb, off, skb->len, skb->protocol == bpf_htons(ETH_P_IP), &x->ev,
+			     &x->w);
 	if (r < 0)
 		ti_count(TI_STAT_ERRORS);
 	else if (r > 0) {

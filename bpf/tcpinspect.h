@@ -31,11 +31,12 @@ enum ti_tcp_flag {
 };
 
 /* Which hook produced a record (struct ti_event.probe), and its name as
- * p.probe reports it.  The function probes' names are the probed functions.
+ * p.probe reports it.  The function probes' names are the probed functions;
+ * "pcap" is a replayed capture (luaext/kernel_replay.c).
  *	X(ID, name) in value order, from 0 */
 #define TI_PROBES(X)                                                                     \
 	X(NONE, "unknown") X(TCP_V4_RCV, "tcp_v4_rcv") X(TCP_V6_RCV, "tcp_v6_rcv")      \
-	X(CGROUP, "cgroup_skb/ingress") X(TC, "tc/ingress")
+	X(CGROUP, "cgroup_skb/ingress") X(TC, "tc/ingress") X(PCAP, "pcap")
 
 enum ti_probe {
 #define TI_X(id, name) TI_PROBE_##id,

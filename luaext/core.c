@@ -260,6 +260,7 @@ int luaopen_tcpinspect_core(lua_State *L)
 {
 	static const luaL_Reg funcs[] = {
 		{ "open", ti_session_open },
+		{ "replay", ti_session_open_replay },
 		{ "features", core_features },
 		{ "monotonic", core_monotonic },
 		{ "sleep", core_sleep },

@@ -11,12 +11,16 @@
 #include <net/if.h>
 #include "ti.h"
 
+/* a caplen is 16 bits: the kernel's records carry at most TI_SNAPLEN_MAX
+ * bytes, a replayed capture's up to its snaplen */
+#define VIEW_BYTES 65535
+
 struct ti_packet {
 	bool valid;
 	bool view; /* the session's reused view (false for copies) */
 	double rt_offset;
 	struct ti_event e;
-	uint8_t bytes[]; /* e.caplen captured bytes; the view has room for TI_SNAPLEN_MAX */
+	uint8_t bytes[]; /* e.caplen captured bytes; the view has room for any (VIEW_BYTES) */
 };
 
 /* The fields of a packet, X(name, how to push it), in the order of the
@@ -253,7 +257,7 @@ static int packet_decode(lua_State *L)
 		return luaL_error(L, "record is %d bytes, expected %d and its caplen bytes", (int)n,
 				  (int)sizeof(e));
 	memcpy(&e, raw, sizeof(e));
-	if (e.caplen > TI_SNAPLEN_MAX || n != sizeof(e) + e.caplen)
+	if (n != sizeof(e) + e.caplen)
 		return luaL_error(L, "record is %d bytes, expected %d and its caplen (%d) bytes", (int)n,
 				  (int)sizeof(e), (int)e.caplen);
 	return ti_packet_push_record(L, raw, n, luaL_optnumber(L, 2, 0));
@@ -270,7 +274,7 @@ static struct ti_packet *new_packet(lua_State *L, size_t nbytes)
 
 struct ti_packet *ti_packet_new_view(lua_State *L)
 {
-	struct ti_packet *p = new_packet(L, TI_SNAPLEN_MAX);
+	struct ti_packet *p = new_packet(L, VIEW_BYTES);
 
 	p->view = true;
 	return p;
@@ -280,7 +284,7 @@ int ti_packet_set_record(struct ti_packet *p, const void *data, size_t size)
 {
 	const struct ti_event *e = data;
 
-	if (size < sizeof(*e) || e->caplen > TI_SNAPLEN_MAX || size < sizeof(*e) + e->caplen)
+	if (size < sizeof(*e) || size < sizeof(*e) + e->caplen)
 		return -1;
 	memcpy(&p->e, data, sizeof(*e) + e->caplen);
 	return 0;

@@ -25,6 +25,7 @@
 
 struct ring_buffer;
 struct ti_packet;
+struct ti_pcap_writer;
 
 #define TI_MAX_ARGS 16 /* fields on_packet can pass as arguments */
 
@@ -45,6 +46,8 @@ struct ti_session {
 	uint8_t args[TI_MAX_ARGS]; /* on_packet(fn, fields): the fields passed */
 	int nargs;
 	double realtime_offset; /* wall clock minus CLOCK_MONOTONIC, seconds */
+	bool events;            /* records are delivered (the ring, or a replay's) */
+	struct ti_pcap_writer *dump; /* session:dump(path): every delivered record, or NULL */
 };
 
 enum { TI_OPEN = 1, TI_CLOSED = 2 };
@@ -70,6 +73,7 @@ int ti_parse_cidr(const char *spec, struct ti_cidr *out);
 
 /* session.c */
 int ti_session_open(lua_State *L);
+int ti_session_open_replay(lua_State *L);
 void ti_session_register(lua_State *L);
 extern const char *const ti_stat_names[];
 extern const char *const ti_session_fields[];

@@ -92,7 +92,7 @@ local OPTNAME = {
 	dev = "--dev", cgroup = "--cgroup", ["filter.sport"] = "--sport", ["filter.dport"] = "--dport",
 	["filter.port"] = "--port", ["filter.saddr"] = "--saddr", ["filter.daddr"] = "--daddr",
 	["filter.host"] = "--host", ["filter.flags"] = "--flags", ["filter.len"] = "--len",
-	["filter.len.min"] = "--len", ["filter.len.max"] = "--len",
+	["filter.len.min"] = "--len", ["filter.len.max"] = "--len", file = "-r",
 }
 
 -- ---- suggestions ------------------------------------------------------------------
@@ -132,8 +132,6 @@ end
 local TCPDUMP = {
 	["-i"] = { "--dev", "tcpdump's -i is --dev here: tc mode, comma separated interfaces" },
 	["--interface"] = { "--dev", "tcpdump's --interface is --dev here" },
-	["-w"] = { nil, "tcpdump's -w writes a pcap file: tcpinspect has no pcap output; --json writes JSON lines" },
-	["-r"] = { nil, "tcpdump's -r reads a pcap file: tcpinspect sees live traffic only" },
 }
 
 -- The message for an unknown option of command `cmd`, with what to use instead.
@@ -199,6 +197,8 @@ local function common(p)
 	opt("--sample", "Deliver one segment in N (counters still count all).", posint "--sample"):argname "<n>"
 	opt("--ring-size", "Ring buffer bytes, a power-of-two multiple of the page (262144, 4M).",
 		size "--ring-size"):argname "<bytes>"
+	opt("-r --read", "Read the segments of a pcap file instead of the kernel's (no root needed); " ..
+		"time is the capture's.", nonempty "-r"):argname "<file>"
 	opt("--duration", "Stop after this many seconds (default: until Ctrl-C).", seconds "--duration")
 		:argname "<s>"
 	opt("--interval", "Seconds between reports (default 1).", seconds "--interval"):argname "<s>"
@@ -220,7 +220,9 @@ local function parsers()
 	P.watch = new_parser("tcpinspect watch",
 		"One line per incoming TCP segment, in tcpdump's style (absolute sequence numbers).")
 	P.watch:option("-c --count", "Exit after this many segments.", nil, posint "--count"):argname "<n>"
-	VALUE_OPTS["-c"], VALUE_OPTS["--count"] = true, true
+	P.watch:option("-w --write", "Write the segments to a pcap file (LINUX_SLL2) instead of printing " ..
+		"them; '-' is stdout.", nil, nonempty "-w"):argname "<file>"
+	VALUE_OPTS["-c"], VALUE_OPTS["--count"], VALUE_OPTS["-w"], VALUE_OPTS["--write"] = true, true, true, true
 
 	P.top = new_parser("tcpinspect top",
 		"The top flows, destination ports and sources, from the kernel's maps, every interval.")
@@ -395,6 +397,10 @@ function M.open_options(a)
 	o.ring_size = a.ring_size
 	o.cgroup = a.cgroup
 	if a.dev then o.dev = split_list(a.dev) end
+	if a.read then o.file = a.read end
+	-- -w: capture as much of each segment as a record holds (tcpdump's
+	-- default snaplen), unless -s says otherwise
+	if a.write and o.snaplen == nil then o.snaplen = o.file and 65535 or core.SNAPLEN_MAX end
 	return o
 end
 
@@ -407,7 +413,8 @@ end
 -- Open, turning mistakes in command-line values into exit 2 and environment
 -- failures into exit 1.
 local function open_session(o, usage, from_cli)
-	local ok, s, msg = pcall(tcpinspect.open, o)
+	-- -r FILE: the same options, replayed from the file
+	local ok, s, msg = pcall(o.file and tcpinspect.replay or tcpinspect.open, o)
 	if not ok then
 		local flag = cli_option(s)
 		if flag and (from_cli == nil or from_cli[flag]) then
@@ -422,6 +429,11 @@ end
 --- Check the command line's open() options without loading anything, so a
 -- script with a lazy session still gets exit 2 for a bad --dport at start.
 local function check_options(o, usage, given)
+	if o.file then
+		-- a replay: replay{} checks them when it opens (cheap, nothing loaded)
+		o = script.copy(o)
+		o.file, o.snaplen, o.dev = nil, nil, nil
+	end
 	local ok, err = pcall(tcpinspect.check_options, o)
 	if ok then return end
 	local flag = cli_option(err)
@@ -504,6 +516,12 @@ local function cmd_watch(a, s, say)
 	local out, packet = io.stdout, fmt.packet
 	local count, printed = a.count, 0
 	if a.json then packet = json.packet end
+	if a.write then
+		-- tcpdump -w: the file gets the segments, the terminal nothing
+		local ok, err = s:dump(a.write)
+		if not ok then script.fail(1, "tcpinspect: " .. tostring(err)) end
+		out = { write = function() end }
+	end
 	s:on_packet(function(p)
 		if count and printed >= count then return end
 		printed = printed + 1
@@ -513,7 +531,10 @@ local function cmd_watch(a, s, say)
 	say(M.ready_line("watch", s))
 	local t0 = tcpinspect.monotonic()
 	local why = M.drive(s, { duration = a.duration, interval = a.interval or 1 })
-	say(M.summary(printed .. " packets printed", tcpinspect.monotonic() - t0, why, s:stats()))
+	local ok, err = s:dump(nil) -- flushed and closed
+	if not ok then script.fail(1, "tcpinspect: " .. tostring(err)) end
+	say(M.summary(printed .. (a.write and " packets written" or " packets printed"),
+		tcpinspect.monotonic() - t0, why, s:stats()))
 	return 0
 end
 
