@@ -238,12 +238,22 @@ static int core_expr_match(lua_State *L)
 	if (!strcmp(engine, "pcap")) {
 		v = ti_expr_offline(expr, buf, (uint32_t)n, (uint32_t)wirelen, err, sizeof(err));
 	} else if (!strcmp(engine, "tcpinspect")) {
-		struct ti_cbpf_prog *p = lua_newuserdatauv(L, sizeof(*p), 0);
+		/* the last expression's program, kept: one expression runs on
+		 * thousands of segments in a row in the specs */
+		static struct { char expr[1024]; struct ti_cbpf_prog p; bool valid; } c;
 
-		v = ti_expr_compile(expr, p, err, sizeof(err));
+		v = 0;
+		if (!c.valid || strcmp(c.expr, expr)) {
+			c.valid = false;
+			v = ti_expr_compile(expr, &c.p, err, sizeof(err));
+			if (!v && strlen(expr) < sizeof(c.expr)) {
+				strcpy(c.expr, expr);
+				c.valid = true;
+			}
+		}
 		if (!v)
-			v = p->len == 0 || ti_cbpf_run(p, buf, n < TI_CBPF_WINDOW ? n : TI_CBPF_WINDOW,
-						       (uint64_t)wirelen) != 0;
+			v = c.p.len == 0 || ti_cbpf_run(&c.p, buf, n < TI_CBPF_WINDOW ? n : TI_CBPF_WINDOW,
+							(uint64_t)wirelen) != 0;
 	} else {
 		return luaL_argerror(L, 4, "expected \"tcpinspect\" or \"pcap\"");
 	}

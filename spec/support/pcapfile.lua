@@ -43,7 +43,7 @@ function M.read(path)
 end
 
 function M.encode(linktype, packets, snaplen)
-	local out = { string.pack("<I4I2I2i4I4I4", 0xa1b2c3d4, 2, 4, 0, 0, snaplen or 262144, linktype) }
+	local out = { string.pack("<I4I2I2i4I4I4I4", 0xa1b2c3d4, 2, 4, 0, 0, snaplen or 262144, linktype) }
 	for _, p in ipairs(packets) do
 		out[#out + 1] = string.pack("<I4I4I4I4", p.sec or 0, p.usec or 0, #p.data, p.len or #p.data)
 		out[#out + 1] = p.data
