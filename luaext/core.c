@@ -308,8 +308,8 @@ int luaopen_tcpinspect_core(lua_State *L)
 	lua_pushinteger(L, TI_HIST_SLOTS);
 	lua_setfield(L, -2, "hist_slots");
 	lua_pushinteger(L, TI_SNAPLEN_MAX);
-	lua_setfield(L, -2, "snaplen_max");
+	lua_setfield(L, -2, "SNAPLEN_MAX");
 	lua_pushinteger(L, TI_CBPF_WINDOW);
-	lua_setfield(L, -2, "expr_window");
+	lua_setfield(L, -2, "EXPR_WINDOW");
 	return 1;
 }

@@ -162,11 +162,12 @@ describe("did you mean", function()
 		assert.are.equal(1, r.code)
 		assert.matches("cannot open /nonexistent/wach.lua", r.err)
 	end)
-	it("CLI options: the closest of this command's, tcpdump's -i, another command's; -r of a missing file", function()
+	it("CLI options: the closest of this command's, -i with --dev, another command's; -r of a missing file", function()
 		assert.are.equal("unknown option '--dprot'; did you mean '--dport'?", bad { "watch", "--dprot", "22" })
 		assert.are.equal("unknown option '--duraton'; did you mean '--duration'?", bad { "top", "--duraton=3" })
-		assert.are.equal("unknown option '-i'; did you mean '--dev'? (tcpdump's -i is --dev here: tc mode, " ..
-			"comma separated interfaces)", bad { "watch", "-i", "lo" })
+		assert.are.equal("argument '-i': give either -i (tcpdump's) or --dev, not both",
+			bad { "watch", "-i", "lo", "--dev", "lo" })
+		assert.are.equal("argument '-s': expected bytes >= 0, got 'x'", bad { "watch", "-s", "x" })
 		assert.are.equal("unknown option '-w': '-w' is an option of 'tcpinspect watch'", bad { "top", "-w", "x.pcap" })
 		-- -r reads a file: a missing one is an environment failure (exit 1), as in tcpdump
 		local r = cli.run { "watch", "-r", "/nonexistent/x.pcap" }
