@@ -224,6 +224,8 @@ describe("doc/cli.md's option table", function()
 		["--saddr"] = "options.filter.saddr", ["--daddr"] = "options.filter.daddr", ["--host"] = "options.filter.host",
 		["--flags"] = "options.filter.flags", ["--len"] = "options.filter.len", ["--dev"] = "options.dev",
 		["--cgroup"] = "options.cgroup", ["--sample"] = "options.sample", ["--ring-size"] = "options.ring_size",
+		["-i"] = "options.dev", ["--interface"] = "options.dev", ["-s"] = "options.snaplen",
+		["--snapshot-length"] = "options.snaplen",
 		["--duration"] = "cli.duration", ["--interval"] = "cli.interval", ["--json"] = "cli.json",
 		["-q"] = "cli.quiet", ["--quiet"] = "cli.quiet" }
 	local EXPECT = {
@@ -231,6 +233,7 @@ describe("doc/cli.md's option table", function()
 			["--len=-100"] = { max = 100 }, ["--len -100"] = { max = 100 } },
 		["--ring-size"] = { ["262144"] = 262144, ["256K"] = 262144, ["4M"] = 4194304 },
 		["--sample"] = { ["10"] = 10 }, ["--duration"] = { ["10"] = 10, ["0.5"] = 0.5 },
+		["-s"] = { ["128"] = 128, ["0"] = 4096 }, ["--snapshot-length"] = { ["128"] = 128, ["0"] = 4096 },
 		["--interval"] = { ["0.5"] = 0.5 },
 		["--host"] = { ["localhost"] = "127.0.0.1", ["10.0.0.0/8,2001:db8::/32"] = { "10.0.0.0/8", "2001:db8::/32" } },
 	}
