@@ -47,6 +47,7 @@ describe("cli: filter expressions and tcpdump's options", function()
 		assert.are.same({ "tcp", "port", "80" }, words)
 		assert.are.same({}, rest)
 		cmd, _, rest, words = clim.split { "watch", "-c", "3", "--", "tcp", "port", "-1" }
+		assert.are.equal("watch", cmd)
 		assert.are.same({ "tcp", "port", "-1" }, words)
 		assert.are.same({}, rest)
 		-- a script's arguments after '--' stay the script's
