@@ -93,6 +93,36 @@ static int check_load(const char *expr, uint64_t base, uint32_t k, unsigned size
 	return -1;
 }
 
+/* Exactly classic BPF's instruction set (as the kernel's and libpcap's
+ * interpreters know it): the interpreter dispatches on fields, so a code
+ * with stray bits must not reach it. */
+static bool valid_code(unsigned c)
+{
+	switch (c) {
+	case TI_BPF_LD | TI_BPF_W | TI_BPF_ABS: case TI_BPF_LD | TI_BPF_H | TI_BPF_ABS:
+	case TI_BPF_LD | TI_BPF_B | TI_BPF_ABS: case TI_BPF_LD | TI_BPF_W | TI_BPF_IND:
+	case TI_BPF_LD | TI_BPF_H | TI_BPF_IND: case TI_BPF_LD | TI_BPF_B | TI_BPF_IND:
+	case TI_BPF_LD | TI_BPF_W | TI_BPF_LEN: case TI_BPF_LD | TI_BPF_IMM: case TI_BPF_LD | TI_BPF_MEM:
+	case TI_BPF_LDX | TI_BPF_W | TI_BPF_IMM: case TI_BPF_LDX | TI_BPF_W | TI_BPF_MEM:
+	case TI_BPF_LDX | TI_BPF_W | TI_BPF_LEN: case TI_BPF_LDX | TI_BPF_B | TI_BPF_MSH:
+	case TI_BPF_ST: case TI_BPF_STX:
+	case TI_BPF_ALU | TI_BPF_NEG:
+	case TI_BPF_JMP | TI_BPF_JA:
+	case TI_BPF_RET | TI_BPF_K: case TI_BPF_RET | TI_BPF_A:
+	case TI_BPF_MISC | TI_BPF_TAX: case TI_BPF_MISC | TI_BPF_TXA:
+		return true;
+	}
+	if (c > 0xff)
+		return false;
+	if (TI_BPF_CLASS(c) == TI_BPF_ALU)
+		return (c & ~(0xf0u | TI_BPF_X)) == TI_BPF_ALU && TI_BPF_OP(c) <= TI_BPF_XOR &&
+		       TI_BPF_OP(c) != TI_BPF_NEG;
+	if (TI_BPF_CLASS(c) == TI_BPF_JMP)
+		return (c & ~(0xf0u | TI_BPF_X)) == TI_BPF_JMP && TI_BPF_OP(c) >= TI_BPF_JEQ &&
+		       TI_BPF_OP(c) <= TI_BPF_JSET;
+	return false;
+}
+
 int ti_expr_check(const char *expr, const struct ti_cbpf_prog *p, char *err, size_t errlen)
 {
 	struct absval st[TI_CBPF_MAX_INSNS];
@@ -112,6 +142,8 @@ int ti_expr_check(const char *expr, const struct ti_cbpf_prog *p, char *err, siz
 
 		if (!s.reached)
 			continue;
+		if (!valid_code(c))
+			goto bad;
 		switch (TI_BPF_CLASS(c)) {
 		case TI_BPF_RET:
 			continue;
