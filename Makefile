@@ -38,7 +38,7 @@ EXT_CFLAGS := $(CFLAGS) -std=gnu11 -Wall -Wextra -Wno-unused-parameter \
 EXT_LIBS   := -L$(LIBBPF_LIBDIR) -lbpf -lelf -lz -lpcap
 
 EXT_SRCS := $(wildcard luaext/*.c)
-EXT_HDRS := $(wildcard luaext/*.h) bpf/tcpinspect.h bpf/ti_table.h bpf/ti_parse.h bpf/ti_rules.h $(B)/tcpinspect.skel.h
+EXT_HDRS := $(wildcard luaext/*.h) bpf/tcpinspect.h bpf/ti_table.h bpf/ti_parse.h bpf/ti_rules.h bpf/ti_cbpf.h $(B)/tcpinspect.skel.h
 CORE_SO  := $(B)/tcpinspect/core.so
 
 .PHONY: all clean test test-unit test-host test-vm vm-selftest clobber-check bench bench-vm soak fuzz deps \
@@ -52,7 +52,7 @@ $(VMLINUX_H):
 		"$@ is not in the source tree. Generate it on a $(ARCH) machine with kernel BTF:" \
 		"make vmlinux-h (doc/HACKING.md)" >&2; exit 1
 
-$(B)/tcpinspect.bpf.o: bpf/tcpinspect.bpf.c bpf/tcpinspect.h bpf/ti_table.h bpf/ti_parse.h bpf/ti_rules.h $(VMLINUX_H)
+$(B)/tcpinspect.bpf.o: bpf/tcpinspect.bpf.c bpf/tcpinspect.h bpf/ti_table.h bpf/ti_parse.h bpf/ti_rules.h bpf/ti_cbpf.h $(VMLINUX_H)
 	@mkdir -p $(B)
 	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
 
@@ -166,7 +166,7 @@ DEB_PACKAGES := make gcc clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool \
 	lua5.4 liblua5.4-dev luarocks lua-busted lua-dkjson lua-argparse lua-socket \
 	lua-posix lua-check lua-cqueues prometheus qemu-system-x86 busybox-static cpio kmod xz-utils \
 	iproute2 tcpdump hping3 bpftrace netcat-openbsd libcap2-bin procps \
-	libpcap-dev tshark
+	libpcap-dev tshark tcpreplay iperf3 curl
 
 deps:
 	@if dpkg-query -W -f='$${Status}\n' $(DEB_PACKAGES) 2>/dev/null | grep -qv 'ok installed' || \
