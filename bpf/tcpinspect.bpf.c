@@ -16,6 +16,7 @@
 #include <bpf/bpf_endian.h>
 #include "tcpinspect.h"
 #include "ti_table.h"
+#include "ti_cbpf.h"
 
 /* The frame walk loads from the __sk_buff (bpf/ti_parse.h). */
 #define TI_PARSE_CTX struct __sk_buff *
@@ -130,23 +131,147 @@ static __always_inline void ti_count(__u32 stat)
 /* ---- parse: bpf/ti_parse.h (ti_parse, ti_frame_segment) ------------------- */
 /* ---- filter, aggregate, sample: bpf/ti_rules.h (ti_path) ------------------ */
 
+/* n if it is at most max (a power of two), else 0, in a way the verifier
+ * of 6.1 follows: a comparison alone is not enough there (clang computes
+ * it apart from n, and a helper's size argument then has no bound: "R4
+ * min value is negative, either use unsigned or 'var &= const'"), so the
+ * value is also masked, after a barrier that keeps clang from dropping the
+ * mask as redundant.  The verifier then knows n <= 2 * max - 1: buffers
+ * sized with it (ti_scratch.pkt) hold 2 * max bytes. */
+#define ti_barrier_var(v) asm volatile("" : "+r"(v))
+
+static __always_inline __u64 ti_bounded(__u64 n, __u64 max)
+{
+	if (n > max)
+		n = 0;
+	ti_barrier_var(n);
+	return n & (2 * max - 1);
+}
+
+/* A helper's size argument of 1 .. 2 * TI_PKT_MAX, n itself when n is
+ * 1 .. TI_PKT_MAX.  Needed inside `if (n)`: where the verifier knows n
+ * (0, say), it still walks the other side of the branch for Spectre v1
+ * without CAP_PERFMON (6.1), with n marked unknown. */
+static __always_inline __u64 ti_size_arg(__u64 n)
+{
+	ti_barrier_var(n);
+	return ((n - 1) & (2 * TI_PKT_MAX - 1)) + 1;
+}
+
+struct ti_scratch;
 static __always_inline void ti_emit(const struct ti_event *e);
+static __always_inline int ti_expr_match(struct ti_scratch *x, __u64 len);
 
 #define TI_LOAD_CFG(x) ti_load
 #define TI_COUNT(x, stat) ti_count(stat)
 #define TI_LOOKUP(x, map, key) bpf_map_lookup_elem(&map, key)
 #define TI_LPM_HAS(x, trie, key) (bpf_map_lookup_elem(&trie, key) != NULL)
+#ifndef TI_TEST_CLOBBER
 #define TI_EMIT(x, e) ti_emit(e)
+#else
+static long ti_test_spin(__u32 i, void *ctx)
+{
+	return 0;
+}
+#define TI_EMIT(x, e) (bpf_loop(20000, ti_test_spin, 0, 0), ti_emit(e))
+#endif
+#define TI_EXPR_MATCH(x, c) ti_expr_match(x, (c)->expr.len)
 #include "ti_rules.h"
 
 /* The scratch space of the segment being handled (struct ti_scratch,
- * bpf/ti_rules.h): a per-CPU map value. */
+ * bpf/ti_rules.h): TI_SCRATCH_SLOTS per CPU, in a per-CPU map.
+ *
+ * Hooks run with migration disabled, but not always with preemption
+ * disabled: on PREEMPT_RT, softirqs run in preemptible task context, and
+ * once the per-CPU BH lock is gone (CONFIG_PREEMPT_RT_NEEDS_BH_LOCK unset,
+ * mainline since 2025) a second run can start on a CPU while a first one is
+ * preempted there, and they can end in any order.  So a run owns the slot
+ * whose `busy` it swapped from 0 to 1 (an atomic exchange: nothing on the
+ * CPU can come between the read and the write) until it is done
+ * (ti_scratch_get, ti_scratch_put).  A segment that finds every slot of its
+ * CPU taken is counted in `busy` and not inspected (doc/reference.md).
+ * Debian's 6.1 and 6.12 RT kernels still serialize softirqs per CPU (the BH
+ * lock): spec/32 checks whole records there under load from several CPUs.
+ *
+ * TI_TEST_CLOBBER (make clobber-check only, never a real build): one scratch
+ * for all CPUs, no claim, and a delay before the record is copied out
+ * (TI_EMIT), so concurrent segments overwrite each other's: spec/32 must
+ * fail with it. */
+#define TI_SCRATCH_SLOTS 4
+
 struct {
+#ifdef TI_TEST_CLOBBER
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+#else
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
+#endif
+	__uint(max_entries, TI_SCRATCH_SLOTS);
 	__type(key, __u32);
 	__type(value, struct ti_scratch);
 } scratch SEC(".maps");
+
+/* ---- filter expressions: classic BPF from libpcap (bpf/ti_cbpf.h) ----------- */
+
+/* One instruction per iteration of bpf_loop: the verifier checks this
+ * callback once, whatever the program, and the program can change at run
+ * time (it is in the filter slot, written by set_filter).  Jumps go
+ * forward only, so len iterations are enough for any path to reach its
+ * RET; the state lives in the scratch (no pointer passed in ctx). */
+static long ti_cbpf_cb(__u32 i, void *ctx)
+{
+	/* ctx: the scratch slot this run owns (ti_scratch_get), a u64 on
+	 * the caller's stack */
+	struct ti_scratch *x = bpf_map_lookup_elem(&scratch, ctx);
+	const struct ti_cbpf_prog *p;
+	__u64 pc;
+
+	if (!x)
+		return 1;
+	p = &ti_cfg[x->slot & 1].expr;
+	pc = x->cbpf.pc;
+	if (pc >= p->len) {
+		x->cbpf.ret = 0;
+		return 1;
+	}
+	return ti_cbpf_step(&x->cbpf, &p->insns[pc & (TI_CBPF_MAX_INSNS - 1)], x->pkt, x->buflen,
+			    x->ev.wirelen);
+}
+
+/* The expression's verdict on the bytes in x->pkt: nonzero accepts. */
+static __always_inline int ti_expr_match(struct ti_scratch *x, __u64 len)
+{
+	__u64 sslot = x->sslot; /* a map key: 64-bit, see ti_count */
+
+	__builtin_memset(&x->cbpf, 0, sizeof(x->cbpf));
+	if (len > TI_CBPF_MAX_INSNS)
+		return 0;
+	bpf_loop(len, ti_cbpf_cb, &sslot, 0);
+	return x->cbpf.ret != 0;
+}
+
+/* fentry/kprobe: the segment's bytes from the skb's linear data (src: its
+ * IP header; avail: linear bytes from there). */
+static __always_inline void ti_copy_kernel(struct ti_scratch *x, const void *src, __u64 avail)
+{
+	__u64 slot = ti_cfg_slot & 1;
+	__u64 n = ti_bounded(ti_bytes_wanted(x, &ti_cfg[slot], slot, avail), TI_PKT_MAX);
+
+	if (n && bpf_probe_read_kernel(x->pkt, ti_size_arg(n), src))
+		n = 0;
+	ti_bytes_copied(x, n);
+}
+
+/* tc/cgroup: with bpf_skb_load_bytes from off (the IP header). */
+static __always_inline void ti_copy_sk_buff(struct ti_scratch *x, struct __sk_buff *skb, __u64 off)
+{
+	__u64 slot = ti_cfg_slot & 1;
+	__u64 n = ti_bounded(ti_bytes_wanted(x, &ti_cfg[slot], slot, skb->len > off ? skb->len - off : 0),
+			     TI_PKT_MAX);
+
+	if (n && bpf_skb_load_bytes(skb, off, x->pkt, ti_size_arg(n)))
+		n = 0;
+	ti_bytes_copied(x, n);
+}
 
 /* ---- emit ----------------------------------------------------------------- */
 
@@ -154,10 +279,37 @@ struct {
  * never), shared by all CPUs; see ti_emit. */
 __u64 ti_woken_cons;
 
+/* snaplen > 0: the record is the event and its caplen bytes, which follow
+ * it in the scratch: one bpf_ringbuf_output of a bounded, variable size. */
+static __always_inline void ti_emit_bytes(const struct ti_event *e)
+{
+	__u64 flags = BPF_RB_NO_WAKEUP, cons, len;
+
+	len = sizeof(*e) + ti_bounded(e->caplen, TI_SNAPLEN_MAX);
+	/* the batched wakeups of ti_emit, counting this record as pending */
+	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) + len >= ti_load.wakeup_bytes) {
+		cons = bpf_ringbuf_query(&events, BPF_RB_CONS_POS) + 1;
+		if (cons != ti_woken_cons) {
+			ti_woken_cons = cons;
+			flags = BPF_RB_FORCE_WAKEUP;
+		}
+	}
+	if (bpf_ringbuf_output(&events, (void *)e, len, flags)) {
+		ti_count(TI_STAT_DROPPED);
+		return;
+	}
+	ti_count(TI_STAT_DELIVERED);
+}
+
 static __always_inline void ti_emit(const struct ti_event *e)
 {
 	struct ti_event *r;
 	__u64 flags = BPF_RB_NO_WAKEUP, cons;
+
+	if (ti_load.snaplen) {
+		ti_emit_bytes(e);
+		return;
+	}
 
 	r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
 	if (!r) {
@@ -193,31 +345,68 @@ static __always_inline void ti_emit(const struct ti_event *e)
  * own, instead of once per hook and per path into it.  This keeps the
  * programs verifiable without CAP_PERFMON, where speculative-execution
  * checks multiply the states explored.  The hook has parsed the segment
- * into this CPU's scratch (ev); it is looked up again here rather than
- * passed, so that the verifier knows it as a map value (a key for maps). */
-__attribute__((noinline)) int ti_handle(void)
+ * into the scratch slot it owns (ev); it is looked up again here rather
+ * than passed, so that the verifier knows it as a map value (a key for
+ * maps). */
+__attribute__((noinline)) int ti_handle(__u64 sslot)
 {
-	__u32 slot = ti_cfg_slot & 1;
-	__u64 zero = 0;
-	struct ti_scratch *x = bpf_map_lookup_elem(&scratch, &zero);
+	struct ti_scratch *x = bpf_map_lookup_elem(&scratch, &sslot);
+	__u32 slot;
 
-	if (x)
-		ti_path(x, &ti_cfg[slot], slot);
+	if (!x)
+		return 0;
+	slot = x->slot & 1; /* the slot the hook copied the bytes for */
+	ti_path(x, &ti_cfg[slot], slot);
 	return 0;
 }
 
+/* Claim scratch slot k of this CPU: one atomic exchange, so nothing that
+ * runs on this CPU in between can claim it too. */
+static __always_inline struct ti_scratch *ti_scratch_try(__u64 k)
+{
+	struct ti_scratch *x = bpf_map_lookup_elem(&scratch, &k);
+
+#ifdef TI_TEST_CLOBBER
+	if (x && k == 0) {
+#else
+	if (x && __sync_lock_test_and_set(&x->busy, 1) == 0) {
+#endif
+		x->sslot = k;
+		return x;
+	}
+	return 0;
+}
+
+/* A free scratch slot of this CPU, cleared for a new segment, or NULL
+ * (counted in `busy`).  Give it back with ti_scratch_put. */
 static __always_inline struct ti_scratch *ti_scratch_get(__u8 probe)
 {
-	__u64 zero = 0;
-	struct ti_scratch *x = bpf_map_lookup_elem(&scratch, &zero);
+	struct ti_scratch *x = ti_scratch_try(0);
 
-	if (x) {
-		__builtin_memset(&x->ev, 0, sizeof(x->ev) + sizeof(x->w.ip) + sizeof(x->w.th));
-		x->ev.probe = probe;
-		x->ev.ts = bpf_ktime_get_ns();
-		x->ev.cpu = bpf_get_smp_processor_id();
+	if (!x)
+		x = ti_scratch_try(1);
+	if (!x)
+		x = ti_scratch_try(2);
+	if (!x)
+		x = ti_scratch_try(3);
+	if (!x) {
+		ti_count(TI_STAT_BUSY);
+		return 0;
 	}
+	__builtin_memset(&x->ev, 0, sizeof(x->ev));
+	__builtin_memset(&x->w, 0, sizeof(x->w.ip) + sizeof(x->w.th));
+	x->ev.probe = probe;
+	x->ev.ts = bpf_ktime_get_ns();
+	x->ev.cpu = bpf_get_smp_processor_id();
 	return x;
+}
+
+static __always_inline void ti_scratch_put(struct ti_scratch *x)
+{
+	/* every use of the slot comes before the release: a compiler barrier
+	 * is enough, the slot is only shared with this CPU */
+	asm volatile("" ::: "memory");
+	x->busy = 0;
 }
 
 /* ---- entries: function probes on tcp_v4_rcv / tcp_v6_rcv -------------------- */
@@ -237,11 +426,13 @@ static __always_inline int ti_from_kernel_skb(struct sk_buff *skb, __u8 probe)
 	x->ev.netns = BPF_CORE_READ(skb, dev, nd_net.net, ns.inum);
 	if (bpf_probe_read_kernel(x->w.ip, sizeof(x->w.ip), head + nh) ||
 	    bpf_probe_read_kernel(&x->w.th, sizeof(x->w.th), head + tp) ||
-	    ti_parse(&x->ev, x->w.ip, (__u16)(tp - nh), &x->w.th)) {
+	    ti_parse(&x->ev, x->w.ip, (__u16)(tp - nh), &x->w.th))
 		ti_count(TI_STAT_ERRORS);
-		return 0;
+	else {
+		ti_copy_kernel(x, head + nh, (__u32)(BPF_CORE_READ(skb, tail) - nh));
+		ti_handle(x->sslot);
 	}
-	ti_handle();
+	ti_scratch_put(x);
 	return 0;
 }
 
@@ -290,8 +481,11 @@ static __always_inline void ti_from_sk_buff(struct __sk_buff *skb, __u64 off, __
 			     &x->w);
 	if (r < 0)
 		ti_count(TI_STAT_ERRORS);
-	else if (r > 0)
-		ti_handle();
+	else if (r > 0) {
+		ti_copy_sk_buff(x, skb, off);
+		ti_handle(x->sslot);
+	}
+	ti_scratch_put(x);
 }
 
 SEC("cgroup_skb/ingress")

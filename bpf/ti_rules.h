@@ -16,6 +16,9 @@
  *   TI_LPM_HAS(x, trie, key)  nonzero when the LPM trie (saddr_lpm,
  *                           daddr_lpm, host_lpm) has a prefix of key
  *   TI_EMIT(x, e)           deliver the segment e (the ring, in BPF)
+ *   TI_EXPR_MATCH(x, c)     the verdict of c's filter expression (c->expr,
+ *                           bpf/ti_cbpf.h) on x->pkt: nonzero accepts (BPF:
+ *                           one instruction per bpf_loop iteration)
  * x is the struct ti_scratch of the segment being handled.
  */
 #ifndef TI_RULES_H
@@ -24,6 +27,7 @@
 #include "tcpinspect.h"
 #include "ti_table.h"
 #include "ti_parse.h"
+#include "ti_cbpf.h"
 
 /* Map keys and carried scalars are 64-bit where they live on the BPF
  * stack, though the maps read only 4 bytes of them (little-endian BPF): a
@@ -43,18 +47,64 @@
  * per-CPU map value, the one element of "scratch".  Built on the stack
  * they trip Linux 6.1's verifier without CAP_PERFMON ("attempt to corrupt
  * spilled pointer on stack": clang reuses the slots of spilled pointers
- * for them); in a map value they are plain memory.  Hooks run with
- * migration disabled and do not nest on a CPU. */
+ * for them); in a map value they are plain memory.  Hook runs can
+ * interleave on a CPU (PREEMPT_RT): each owns one of its CPU's
+ * TI_SCRATCH_SLOTS slots while it runs (busy; bpf/tcpinspect.bpf.c,
+ * ti_scratch_get). */
 struct ti_scratch {
 	struct ti_event ev;   /* the segment being handled */
+	__u8 pkt[2 * TI_PKT_MAX]; /* its first bytes from the IP header on, at most
+				   * TI_PKT_MAX (ti_bytes_wanted; twice that room for
+				   * the verifier: ti_bounded in tcpinspect.bpf.c);
+				   * right after ev, so that a record with its bytes
+				   * is one copy into the ring */
+	__u64 buflen;         /* bytes in pkt */
+	__u64 slot;           /* the filter slot the bytes were copied for */
+	struct ti_cbpf_state cbpf; /* the filter expression's interpreter */
 	struct ti_walk w;     /* its headers (bpf/ti_parse.h) */
 	__u32 entry;          /* the table entry being looked up (ti_count_*) */
 	__u32 pad1;
+	__u64 busy;           /* BPF: 1 while a hook run owns this slot */
+	__u64 sslot;          /* BPF: this scratch slot's index, for ti_handle */
 	/* keys, zeroed per segment by ti_aggregate */
 	struct ti_flow_key fk;
 	struct ti_addr_key ak;
 	struct ti_lpm_key lk;
 };
+
+/* ---- the segment's bytes ---------------------------------------------------- */
+
+/* How many bytes of the segment, from its IP header on, the hook copies
+ * into x->pkt for the filter slot in force (c, slot): what the snaplen and
+ * c's filter expression need (TI_CBPF_WINDOW), at most the segment itself
+ * (wirelen: no Ethernet padding), what the hook can read (avail) and
+ * TI_PKT_MAX.  Also sets ev.wirelen, and x->slot, so that the path filters
+ * with the configuration the copy was made for. */
+TI_INLINE __u64 ti_bytes_wanted(struct ti_scratch *x, const struct ti_config *c, __u64 slot,
+				__u64 avail)
+{
+	__u64 n = TI_LOAD_CFG(x).snaplen, wirelen;
+
+	x->slot = slot;
+	wirelen = x->ev.family == 4 ? x->ev.iplen : x->ev.iplen + 40;
+	x->ev.wirelen = wirelen;
+	if (c->expr.len && n < TI_CBPF_WINDOW)
+		n = TI_CBPF_WINDOW;
+	if (n > wirelen)
+		n = wirelen;
+	if (n > avail)
+		n = avail;
+	if (n > TI_PKT_MAX)
+		n = TI_PKT_MAX;
+	return n;
+}
+
+/* n bytes were copied (0: none, or the copy failed) */
+TI_INLINE void ti_bytes_copied(struct ti_scratch *x, __u64 n)
+{
+	x->buflen = n;
+	x->ev.caplen = n < TI_LOAD_CFG(x).snaplen ? n : TI_LOAD_CFG(x).snaplen;
+}
 
 /* ---- filter --------------------------------------------------------------- */
 
@@ -299,7 +349,8 @@ ti_path(struct ti_scratch *x, const struct ti_config *c, __u32 slot)
 	const struct ti_event *e = &x->ev;
 
 	TI_COUNT(x, TI_STAT_SEEN);
-	if (!ti_filter(c, slot, e, x)) {
+	/* the native tests first (cheap), then the expression: both must match */
+	if (!ti_filter(c, slot, e, x) || (c->expr.len && !TI_EXPR_MATCH(x, c))) {
 		TI_COUNT(x, TI_STAT_FILTERED);
 		return;
 	}

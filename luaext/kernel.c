@@ -124,6 +124,7 @@ static void set_load_config(struct ti_load_config *c, const struct ti_load_opts 
 		c->wakeup_bytes = o->ring_size / 2;
 	c->family = (uint32_t)o->family;
 	c->table_mask = ti_table_buckets(o->max_flows) - 1;
+	c->snaplen = o->snaplen;
 	/* the function probes read the netns from the skb; cgroup cannot tell */
 	c->netns = mode == TI_MODE_TC ? ti_netns_inode() : 0;
 }

@@ -87,6 +87,7 @@ struct ti_load_opts {
 	uint32_t ring_size;
 	uint32_t max_flows;
 	uint32_t wakeup;  /* records per wakeup */
+	uint32_t snaplen; /* bytes of each segment in its record (0 .. TI_SNAPLEN_MAX) */
 	char cgroup[512]; /* empty: the cgroup v2 root */
 	int ndevs;        /* tc: 0 means every interface that is up */
 	char devs[TI_MAX_DEVS][32];

@@ -61,6 +61,7 @@ enum { TRIE_saddr_lpm, TRIE_daddr_lpm, TRIE_host_lpm };
 #define TI_LOOKUP(x, map, key) lookup_##map(x, *(key))
 #define TI_LPM_HAS(x, trie, key) lpm_has(x, TRIE_##trie, key)
 #define TI_EMIT(x, e) emit(x)
+#define TI_EXPR_MATCH(x, c) (ti_cbpf_run(&(c)->expr, (x)->pkt, (x)->buflen, (x)->ev.wirelen) != 0)
 
 #include "ti_rules.h"
 
@@ -170,6 +171,8 @@ static void emit(struct ti_scratch *x)
 	if (n > avail)
 		n = avail;
 	r->rec.ev = r->x.ev;
+	r->rec.ev.caplen = (uint16_t)n;
+	r->rec.ev.wirelen = (uint16_t)wirelen;
 	memcpy(r->rec.bytes + sizeof(struct ti_event), f->data + f->ip_off, n);
 	r->reclen = sizeof(struct ti_event) + n;
 	r->emitted = true;
@@ -248,17 +251,25 @@ static void handle(struct ti_replay *r)
 	struct ti_scratch *x = &r->x;
 	__s64 rc;
 
-	memset(&x->ev, 0, sizeof(x->ev) + sizeof(x->w.ip) + sizeof(x->w.th));
+	memset(&x->ev, 0, sizeof(x->ev));
+	memset(&x->w, 0, sizeof(x->w.ip) + sizeof(x->w.th));
 	x->ev.probe = TI_PROBE_PCAP;
 	x->ev.ts = r->f.ts_ns;
 	x->ev.ifindex = r->f.ifindex;
 	x->ev.netns = r->load.netns;
 	r->emitted = false;
 	rc = ti_frame_segment(&r->f, r->f.ip_off, r->f.wirelen, r->f.v4, &x->ev, &x->w);
-	if (rc < 0)
+	if (rc < 0) {
 		r->stats[TI_STAT_ERRORS]++;
-	else if (rc > 0)
+	} else if (rc > 0) {
+		/* the bytes a hook would copy (for the filter expression) */
+		__u64 avail = r->f.caplen > r->f.ip_off ? r->f.caplen - r->f.ip_off : 0;
+		__u64 n = ti_bytes_wanted(x, &r->filter[r->slot].cfg, r->slot, avail);
+
+		memcpy(x->pkt, r->f.data + r->f.ip_off, n);
+		ti_bytes_copied(x, n);
 		ti_path(x, &r->filter[r->slot].cfg, r->slot);
+	}
 }
 
 int ti_replay_next(struct ti_replay *r, uint64_t until_ns, const void **rec, size_t *size,

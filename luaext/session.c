@@ -344,9 +344,8 @@ static int on_sample(void *ctx, void *data, size_t size)
 	lua_State *L = s->L;
 	int base = lua_gettop(L) - 3;
 
-	if (size < sizeof(struct ti_event))
+	if (ti_packet_set_record(s->view, data, size))
 		return 0; /* not one of ours: skip it */
-	memcpy(ti_packet_event(s->view), data, sizeof(struct ti_event));
 	s->delivered++;
 	if (s->dump)
 		dump_record(s, data, size);

@@ -92,7 +92,9 @@ struct ti_event *ti_packet_event(struct ti_packet *p);
 void ti_packet_set_valid(struct ti_packet *p, bool valid, double rt_offset);
 void ti_packet_push_field(lua_State *L, const struct ti_packet *p, int field);
 int ti_packet_field_index(const char *name);
-int ti_packet_push_copy(lua_State *L, const struct ti_event *e, double rt_offset);
+/* a record: struct ti_event and its e.caplen bytes (size: at least that much) */
+int ti_packet_set_record(struct ti_packet *p, const void *data, size_t size); /* 0 or -1 */
+int ti_packet_push_record(lua_State *L, const void *data, size_t size, double rt_offset);
 void ti_push_addr(lua_State *L, int family, const uint8_t *addr);
 void ti_push_flagstr(lua_State *L, unsigned flags);
 
