@@ -29,6 +29,15 @@
 -- capture must count exactly 30 segments more.
 local net = require "support.net"
 local cli = require "support.cli"
+local socket = require "socket"
+
+-- The modes: those that must work here (TCPINSPECT_EXPECT_MODES); in a guest
+-- only the function probes: tc and cgroup run the same code on the host,
+-- and under emulation each mode's scene and replays take minutes
+local MODES = {}
+for _, m in ipairs(net.modes()) do
+	if not net.IN_VM or m == "fentry" or m == "kprobe" then MODES[#MODES + 1] = m end
+end
 
 local EXAMPLES = {
 	{ name = "new_connections" },
@@ -259,15 +268,24 @@ describe("#kernel replay equals live", function()
 	local function get_scene()
 		if not scene and not scene_err then
 			local ok, r = pcall(function()
-				local sc = live(net.modes())
+				local t0 = socket.gettime()
+				local sc = live(MODES)
+				local t1 = socket.gettime()
 				local files = { sc.file }
-				sc.socket_file = net.tmpfile(".pcap")
-				net.must(("tcpdump -r %s -w %s %s 2>&1"):format(net.q(sc.file), net.q(sc.socket_file),
-					net.q("not (" .. SOCKETLESS .. ")")))
-				files[#files + 1] = sc.socket_file
-				for _, mode in ipairs(net.modes()) do files[#files + 1] = sc.wfiles[mode] end
+				for _, mode in ipairs(MODES) do
+					if mode == "cgroup" then
+						sc.socket_file = net.tmpfile(".pcap")
+						net.must(("tcpdump -r %s -w %s %s 2>&1"):format(net.q(sc.file), net.q(sc.socket_file),
+							net.q("not (" .. SOCKETLESS .. ")")))
+						files[#files + 1] = sc.socket_file
+					end
+				end
+				for _, mode in ipairs(MODES) do files[#files + 1] = sc.wfiles[mode] end
 				sc.fields = tshark_files(files)
+				local t2 = socket.gettime()
 				sc.replays = replay_all(files)
+				net.say("live scene (%s) %.1f s, tshark %.1f s, %d replays %.1f s", table.concat(MODES, ","), t1 - t0,
+					t2 - t1, #files * #EXAMPLES, socket.gettime() - t2)
 				return sc
 			end)
 			if ok then scene = r else scene_err = r end
@@ -276,7 +294,7 @@ describe("#kernel replay equals live", function()
 		return scene
 	end
 
-	for _, mode in ipairs(net.modes()) do
+	for _, mode in ipairs(MODES) do
 		it(("[%s] five examples: the same output, maps and counters from the live run and the replay"):format(mode),
 			function()
 				local sc = get_scene()
