@@ -166,15 +166,46 @@ static __always_inline int ti_expr_match(struct ti_scratch *x, __u64 len);
 #define TI_COUNT(x, stat) ti_count(stat)
 #define TI_LOOKUP(x, map, key) bpf_map_lookup_elem(&map, key)
 #define TI_LPM_HAS(x, trie, key) (bpf_map_lookup_elem(&trie, key) != NULL)
+#ifndef TI_TEST_CLOBBER
 #define TI_EMIT(x, e) ti_emit(e)
+#else
+static long ti_test_spin(__u32 i, void *ctx)
+{
+	return 0;
+}
+#define TI_EMIT(x, e) (bpf_loop(20000, ti_test_spin, 0, 0), ti_emit(e))
+#endif
 #define TI_EXPR_MATCH(x, c) ti_expr_match(x, (c)->expr.len)
 #include "ti_rules.h"
 
 /* The scratch space of the segment being handled (struct ti_scratch,
- * bpf/ti_rules.h): a per-CPU map value. */
+ * bpf/ti_rules.h): TI_SCRATCH_SLOTS per CPU, in a per-CPU map.
+ *
+ * Hooks run with migration disabled, but not always with preemption
+ * disabled: on PREEMPT_RT, softirqs run in preemptible task context, and
+ * once the per-CPU BH lock is gone (CONFIG_PREEMPT_RT_NEEDS_BH_LOCK unset,
+ * mainline since 2025) a second run can start on a CPU while a first one is
+ * preempted there, and they can end in any order.  So a run owns the slot
+ * whose `busy` it swapped from 0 to 1 (an atomic exchange: nothing on the
+ * CPU can come between the read and the write) until it is done
+ * (ti_scratch_get, ti_scratch_put).  A segment that finds every slot of its
+ * CPU taken is counted in `busy` and not inspected (doc/reference.md).
+ * Debian's 6.1 and 6.12 RT kernels still serialize softirqs per CPU (the BH
+ * lock): spec/32 checks whole records there under load from several CPUs.
+ *
+ * TI_TEST_CLOBBER (make clobber-check only, never a real build): one scratch
+ * for all CPUs, no claim, and a delay before the record is copied out
+ * (TI_EMIT), so concurrent segments overwrite each other's: spec/32 must
+ * fail with it. */
+#define TI_SCRATCH_SLOTS 4
+
 struct {
+#ifdef TI_TEST_CLOBBER
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+#else
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
+#endif
+	__uint(max_entries, TI_SCRATCH_SLOTS);
 	__type(key, __u32);
 	__type(value, struct ti_scratch);
 } scratch SEC(".maps");
@@ -185,17 +216,18 @@ struct {
  * callback once, whatever the program, and the program can change at run
  * time (it is in the filter slot, written by set_filter).  Jumps go
  * forward only, so len iterations are enough for any path to reach its
- * RET; the state lives in the scratch (no pointer passed in ctx). */
+ * RET; the state lives in the scratch, and ctx is the index of the hook's
+ * scratch slot (a scalar on the caller's stack, no pointer). */
 static long ti_cbpf_cb(__u32 i, void *ctx)
 {
-	__u64 zero = 0;
-	struct ti_scratch *x = bpf_map_lookup_elem(&scratch, &zero);
+	__u64 k = *(__u64 *)ctx; /* the hook's scratch slot */
+	struct ti_scratch *x = bpf_map_lookup_elem(&scratch, &k);
 	const struct ti_cbpf_prog *p;
 	__u64 pc;
 
 	if (!x)
 		return 1;
-	p = &ti_cfg[x->slot & 1].expr;
+	p = &ti_cfg[x->cfg_slot & 1].expr;
 	pc = x->cbpf.pc;
 	if (pc >= p->len) {
 		x->cbpf.ret = 0;
@@ -208,10 +240,12 @@ static long ti_cbpf_cb(__u32 i, void *ctx)
 /* The expression's verdict on the bytes in x->pkt: nonzero accepts. */
 static __always_inline int ti_expr_match(struct ti_scratch *x, __u64 len)
 {
+	__u64 k = x->slot; /* 64-bit on the stack: see ti_count */
+
 	__builtin_memset(&x->cbpf, 0, sizeof(x->cbpf));
 	if (len > TI_CBPF_MAX_INSNS)
 		return 0;
-	bpf_loop(len, ti_cbpf_cb, NULL, 0);
+	bpf_loop(len, ti_cbpf_cb, &k, 0);
 	return x->cbpf.ret != 0;
 }
 
@@ -311,34 +345,68 @@ static __always_inline void ti_emit(const struct ti_event *e)
  * own, instead of once per hook and per path into it.  This keeps the
  * programs verifiable without CAP_PERFMON, where speculative-execution
  * checks multiply the states explored.  The hook has parsed the segment
- * into this CPU's scratch (ev); it is looked up again here rather than
- * passed, so that the verifier knows it as a map value (a key for maps). */
-__attribute__((noinline)) int ti_handle(void)
+ * into the scratch slot it owns (ev); it is looked up again here rather
+ * than passed, so that the verifier knows it as a map value (a key for
+ * maps). */
+__attribute__((noinline)) int ti_handle(__u64 sslot)
 {
-	__u64 zero = 0;
-	struct ti_scratch *x = bpf_map_lookup_elem(&scratch, &zero);
+	struct ti_scratch *x = bpf_map_lookup_elem(&scratch, &sslot);
 	__u32 slot;
 
 	if (!x)
 		return 0;
-	slot = x->slot & 1; /* the slot the hook copied the bytes for */
+	slot = x->cfg_slot & 1; /* the filter slot the hook copied the bytes for */
 	ti_path(x, &ti_cfg[slot], slot);
 	return 0;
 }
 
+/* Claim scratch slot k of this CPU: one atomic exchange, so nothing that
+ * runs on this CPU in between can claim it too. */
+static __always_inline struct ti_scratch *ti_scratch_try(__u64 k)
+{
+	struct ti_scratch *x = bpf_map_lookup_elem(&scratch, &k);
+
+#ifdef TI_TEST_CLOBBER
+	if (x && k == 0) {
+#else
+	if (x && __sync_lock_test_and_set(&x->busy, 1) == 0) {
+#endif
+		x->slot = k;
+		return x;
+	}
+	return 0;
+}
+
+/* A free scratch slot of this CPU, cleared for a new segment, or NULL
+ * (counted in `busy`).  Give it back with ti_scratch_put. */
 static __always_inline struct ti_scratch *ti_scratch_get(__u8 probe)
 {
-	__u64 zero = 0;
-	struct ti_scratch *x = bpf_map_lookup_elem(&scratch, &zero);
+	struct ti_scratch *x = ti_scratch_try(0);
 
-	if (x) {
-		__builtin_memset(&x->ev, 0, sizeof(x->ev));
-		__builtin_memset(&x->w, 0, sizeof(x->w.ip) + sizeof(x->w.th));
-		x->ev.probe = probe;
-		x->ev.ts = bpf_ktime_get_ns();
-		x->ev.cpu = bpf_get_smp_processor_id();
+	if (!x)
+		x = ti_scratch_try(1);
+	if (!x)
+		x = ti_scratch_try(2);
+	if (!x)
+		x = ti_scratch_try(3);
+	if (!x) {
+		ti_count(TI_STAT_BUSY);
+		return 0;
 	}
+	__builtin_memset(&x->ev, 0, sizeof(x->ev));
+	__builtin_memset(&x->w, 0, sizeof(x->w.ip) + sizeof(x->w.th));
+	x->ev.probe = probe;
+	x->ev.ts = bpf_ktime_get_ns();
+	x->ev.cpu = bpf_get_smp_processor_id();
 	return x;
+}
+
+static __always_inline void ti_scratch_put(struct ti_scratch *x)
+{
+	/* every use of the slot comes before the release: a compiler barrier
+	 * is enough, the slot is only shared with this CPU */
+	asm volatile("" ::: "memory");
+	x->busy = 0;
 }
 
 /* ---- entries: function probes on tcp_v4_rcv / tcp_v6_rcv -------------------- */
@@ -358,12 +426,13 @@ static __always_inline int ti_from_kernel_skb(struct sk_buff *skb, __u8 probe)
 	x->ev.netns = BPF_CORE_READ(skb, dev, nd_net.net, ns.inum);
 	if (bpf_probe_read_kernel(x->w.ip, sizeof(x->w.ip), head + nh) ||
 	    bpf_probe_read_kernel(&x->w.th, sizeof(x->w.th), head + tp) ||
-	    ti_parse(&x->ev, x->w.ip, (__u16)(tp - nh), &x->w.th)) {
+	    ti_parse(&x->ev, x->w.ip, (__u16)(tp - nh), &x->w.th))
 		ti_count(TI_STAT_ERRORS);
-		return 0;
+	else {
+		ti_copy_kernel(x, head + nh, (__u32)(BPF_CORE_READ(skb, tail) - nh));
+		ti_handle(x->slot);
 	}
-	ti_copy_kernel(x, head + nh, (__u32)(BPF_CORE_READ(skb, tail) - nh));
-	ti_handle();
+	ti_scratch_put(x);
 	return 0;
 }
 
@@ -414,8 +483,9 @@ static __always_inline void ti_from_sk_buff(struct __sk_buff *skb, __u64 off, __
 		ti_count(TI_STAT_ERRORS);
 	else if (r > 0) {
 		ti_copy_sk_buff(x, skb, off);
-		ti_handle();
+		ti_handle(x->slot);
 	}
+	ti_scratch_put(x);
 }
 
 SEC("cgroup_skb/ingress")

@@ -149,12 +149,14 @@ struct ti_source_val {
  * seen; doc/modes.md, "Odd frames").
  * evicted_flows / evicted_sources count entries of the full "flows" /
  * "sources" tables replaced by a new key (bpf/ti_table.h): their counts are
- * no longer in the map. */
+ * no longer in the map.  busy counts segments not inspected because every
+ * scratch slot of their CPU was in use (not in seen; bpf/tcpinspect.bpf.c,
+ * struct ti_scratch). */
 #define TI_STATS(X)                                                                      \
 	X(SEEN, "seen") X(FILTERED, "filtered") X(MATCHED, "matched")                     \
 	X(SAMPLED_OUT, "sampled_out") X(DELIVERED, "delivered") X(DROPPED, "dropped")     \
 	X(ERRORS, "errors") X(EVICTED_FLOWS, "evicted_flows")                             \
-	X(EVICTED_SOURCES, "evicted_sources")
+	X(EVICTED_SOURCES, "evicted_sources") X(BUSY, "busy")
 
 enum ti_stat {
 #define TI_X(id, name) TI_STAT_##id,
