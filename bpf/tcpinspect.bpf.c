@@ -216,18 +216,18 @@ struct {
  * callback once, whatever the program, and the program can change at run
  * time (it is in the filter slot, written by set_filter).  Jumps go
  * forward only, so len iterations are enough for any path to reach its
- * RET; the state lives in the scratch (no pointer passed in ctx). */
+ * RET; the state lives in the scratch, and ctx is the index of the hook's
+ * scratch slot (a scalar on the caller's stack, no pointer). */
 static long ti_cbpf_cb(__u32 i, void *ctx)
 {
-	/* ctx: the scratch slot this run owns (ti_scratch_get), a u64 on
-	 * the caller's stack */
-	struct ti_scratch *x = bpf_map_lookup_elem(&scratch, ctx);
+	__u64 k = *(__u64 *)ctx; /* the hook's scratch slot */
+	struct ti_scratch *x = bpf_map_lookup_elem(&scratch, &k);
 	const struct ti_cbpf_prog *p;
 	__u64 pc;
 
 	if (!x)
 		return 1;
-	p = &ti_cfg[x->slot & 1].expr;
+	p = &ti_cfg[x->cfg_slot & 1].expr;
 	pc = x->cbpf.pc;
 	if (pc >= p->len) {
 		x->cbpf.ret = 0;
@@ -240,12 +240,12 @@ static long ti_cbpf_cb(__u32 i, void *ctx)
 /* The expression's verdict on the bytes in x->pkt: nonzero accepts. */
 static __always_inline int ti_expr_match(struct ti_scratch *x, __u64 len)
 {
-	__u64 sslot = x->sslot; /* a map key: 64-bit, see ti_count */
+	__u64 k = x->sslot; /* 64-bit on the stack: see ti_count */
 
 	__builtin_memset(&x->cbpf, 0, sizeof(x->cbpf));
 	if (len > TI_CBPF_MAX_INSNS)
 		return 0;
-	bpf_loop(len, ti_cbpf_cb, &sslot, 0);
+	bpf_loop(len, ti_cbpf_cb, &k, 0);
 	return x->cbpf.ret != 0;
 }
 
@@ -355,7 +355,7 @@ __attribute__((noinline)) int ti_handle(__u64 sslot)
 
 	if (!x)
 		return 0;
-	slot = x->slot & 1; /* the slot the hook copied the bytes for */
+	slot = x->cfg_slot & 1; /* the filter slot the hook copied the bytes for */
 	ti_path(x, &ti_cfg[slot], slot);
 	return 0;
 }
