@@ -143,7 +143,7 @@ static long ti_test_spin(__u32 i, void *ctx)
 {
 	return 0;
 }
-#define TI_EMIT(x, e) (bpf_loop(20000, ti_test_spin, 0, 0), ti_emit(e))
+#define TI_EMIT(x, e) (bpf_loop(100000, ti_test_spin, 0, 0), ti_emit(e))
 #endif
 #include "ti_rules.h"
 
