@@ -173,7 +173,7 @@ static long ti_test_spin(__u32 i, void *ctx)
 {
 	return 0;
 }
-#define TI_EMIT(x, e) (bpf_loop(20000, ti_test_spin, 0, 0), ti_emit(e))
+#define TI_EMIT(x, e) (bpf_loop(100000, ti_test_spin, 0, 0), ti_emit(e))
 #endif
 #define TI_EXPR_MATCH(x, c) ti_expr_match(x, (c)->expr.len)
 #include "ti_rules.h"
