@@ -53,6 +53,7 @@ struct ti_event {
 	__u32 ack;
 	__u32 ifindex;
 	__u32 netns; /* network namespace inode, 0 when the hook cannot tell */
+	__u64 cgroup; /* the socket's cgroup v2 id, 0 when the hook cannot tell */
 	__u32 cpu;
 	__u16 sport;
 	__u16 dport;
@@ -63,7 +64,7 @@ struct ti_event {
 	__u8 family;  /* 4 or 6 */
 	__u8 ttl;     /* IPv4 TTL or IPv6 hop limit */
 	__u8 probe;   /* enum ti_probe */
-	__u16 pad;
+	__u16 pad[3];
 };
 
 /* Key of the "flows" map.  8-aligned, so that keys compare and hash as
@@ -146,6 +147,12 @@ struct ti_load_config {
 	__u32 netns;        /* reported in events by hooks that cannot read it */
 	__u32 family;       /* the open() family: 0 any, 4 or 6 */
 	__u32 table_mask;   /* buckets - 1 of the flows and sources tables */
+	/* the scope (doc/modes.md, "Scoping to a container"): segments outside
+	 * it are not seen at all; 0 turns each test off */
+	__u32 scope_netns;  /* fentry/kprobe, cgroup: only this netns inode */
+	__u32 sock_netns;   /* cgroup: read the socket's netns (needs CAP_PERFMON) */
+	__u32 cgroup_level; /* fentry/kprobe: cgroup_id's depth below the root */
+	__u64 cgroup_id;    /* fentry/kprobe: only sockets in this cgroup or below */
 };
 
 /* The filter: what set_filter changes.  Two copies live in the program's
