@@ -40,6 +40,7 @@ void ti_kernel_init(struct ti_kernel *k)
 	for (int i = 0; i < TI_MAX_DEVS; i++)
 		k->tc[i].link_fd = k->tc[i].state_fd = -1;
 	k->tc_monitor_fd = -1;
+	k->tc_netns_fd = -1;
 }
 
 /* ---- load ------------------------------------------------------------------------- */
@@ -123,8 +124,41 @@ static void set_load_config(struct ti_load_config *c, const struct ti_load_opts 
 		c->wakeup_bytes = o->ring_size / 2;
 	c->family = (uint32_t)o->family;
 	c->table_mask = ti_table_buckets(o->max_flows) - 1;
-	/* the function probes read the netns from the skb; cgroup cannot tell */
-	c->netns = mode == TI_MODE_TC ? ti_netns_inode() : 0;
+	/* The netns each event reports: the function probes read skb->dev's,
+	 * cgroup reads the socket's (with CAP_PERFMON, else 0), and tc's
+	 * attachments all live in one namespace: the scope's, or ours. */
+	c->netns = mode != TI_MODE_TC ? 0 : o->scope.netns ? o->scope.netns : ti_netns_inode();
+	c->sock_netns = mode == TI_MODE_CGROUP && ti_can_read_kernel();
+	/* The scope (doc/modes.md, "Scoping to a container"): tc is scoped by
+	 * where it attaches, cgroup mode by its cgroup (container=) or, given
+	 * netns=, by the socket's netns; the function probes compare. */
+	if (mode == TI_MODE_FENTRY || mode == TI_MODE_KPROBE) {
+		c->scope_netns = o->scope.netns;
+		c->cgroup_id = o->scope.cgroup_id;
+		c->cgroup_level = o->scope.cgroup_level;
+	} else if (mode == TI_MODE_CGROUP && !o->scope.container) {
+		c->scope_netns = o->scope.netns;
+	}
+}
+
+/* Can mode honour the session's scope?  0, or -errno with why filled. */
+static int scope_supported(const struct ti_load_opts *o, enum ti_mode mode, char *why, size_t whylen)
+{
+	const struct ti_scope *sc = &o->scope;
+
+	if (mode == TI_MODE_TC && sc->cgroup_id) {
+		snprintf(why, whylen, "tc: tc runs before the socket lookup and cannot tell a segment's cgroup (cgroup=); use mode='cgroup', 'fentry' or 'kprobe'");
+		return -EOPNOTSUPP;
+	}
+	if (mode == TI_MODE_CGROUP && sc->container && sc->cgroup_err) {
+		snprintf(why, whylen, "cgroup: option 'container': %s", sc->cgroup_why);
+		return sc->cgroup_err;
+	}
+	if (mode == TI_MODE_CGROUP && !sc->container && sc->netns && !ti_can_read_kernel()) {
+		snprintf(why, whylen, "cgroup: scoping cgroup mode to a network namespace (netns=) reads each socket's namespace, which needs CAP_PERFMON (or CAP_SYS_ADMIN); run as root, or use mode='tc', or scope by cgroup= or container=");
+		return -EPERM;
+	}
+	return 0;
 }
 
 int ti_kernel_load(struct ti_kernel *k, const struct ti_load_opts *o, enum ti_mode mode, char *why,
@@ -136,6 +170,8 @@ int ti_kernel_load(struct ti_kernel *k, const struct ti_load_opts *o, enum ti_mo
 	ti_libbpf_log_clear();
 	memset(k->probe_status, 0, sizeof(k->probe_status));
 	if ((err = ti_check_privileges(mode, why, whylen)))
+		return err;
+	if ((err = scope_supported(o, mode, why, whylen)))
 		return err;
 	if (mode == TI_MODE_KPROBE && !ti_have_kprobes()) {
 		snprintf(why, whylen, "kprobe: this kernel has no kprobes (CONFIG_KPROBES/CONFIG_KPROBE_EVENTS off); try mode='tc' or 'cgroup'");

@@ -45,6 +45,7 @@ struct ti_session {
 	uint8_t args[TI_MAX_ARGS]; /* on_packet(fn, fields): the fields passed */
 	int nargs;
 	double realtime_offset; /* wall clock minus CLOCK_MONOTONIC, seconds */
+	char netns_path[256];   /* netns=/container=: where filter.dev names an interface ("": here) */
 };
 
 enum { TI_OPEN = 1, TI_CLOSED = 2 };
@@ -64,7 +65,8 @@ extern const char *const ti_option_keys[];
 extern const char *const ti_filter_keys[];
 extern const char *const ti_flag_names[];
 void ti_check_options(lua_State *L, int idx, struct ti_load_opts *o);
-void ti_check_filter(lua_State *L, int idx, struct ti_filter *f, const char *ctx);
+void ti_check_filter(lua_State *L, int idx, struct ti_filter *f, const char *ctx,
+		     const char *netns_path);
 int ti_parse_ports(const char *spec, uint8_t *bits, char *err, size_t errlen);
 int ti_parse_cidr(const char *spec, struct ti_cidr *out);
 
@@ -91,6 +93,7 @@ int ti_packet_field_index(const char *name);
 int ti_packet_push_copy(lua_State *L, const struct ti_event *e, double rt_offset);
 void ti_push_addr(lua_State *L, int family, const uint8_t *addr);
 void ti_push_flagstr(lua_State *L, unsigned flags);
+void ti_packet_note_dev(uint32_t netns, uint32_t ifindex, const char *name);
 
 /* signals.c */
 extern volatile sig_atomic_t ti_pending_signal; /* the last trapped signal, 0: none */
