@@ -146,14 +146,14 @@ static void push_probe(lua_State *L, const struct ti_event *e)
 	}
 	if (!here)
 		here = ti_netns_inode();
-	if (e->netns != here) {
+	if (e->netns && e->netns != here) {
 		for (unsigned i = 0; i < 64; i++) {
 			if (dev_notes[i].netns == e->netns && dev_notes[i].ifindex == e->ifindex) {
 				lua_pushfstring(L, "%s:%s", ti_probe_names[TI_PROBE_TC], dev_notes[i].name);
 				return;
 			}
 		}
-		lua_pushfstring(L, "%s:if%d", ti_probe_names[TI_PROBE_TC], (int)e->ifindex);
+		lua_pushstring(L, probe_name(e->probe)); /* a name we cannot know */
 		return;
 	}
 	now = ti_now_monotonic();
