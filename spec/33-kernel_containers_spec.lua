@@ -18,7 +18,11 @@
 --            it attaches), and the cgroup of B's server on B's flows
 -- Every count is compared with tcpdump in the namespace, segment by segment
 -- (flow keys), in the maps and in the events.
+-- The CLI's `top --by netns --container PID` and `top --by netns` run
+-- through the same traffic: a row per namespace, equal to tcpdump's counts.
 local net = require "support.net"
+local cli = require "support.cli"
+local dkjson = require "dkjson"
 local tcpinspect = require "tcpinspect"
 
 local N = 4
@@ -135,6 +139,16 @@ describe("#kernel containers", function()
 				assert.is_nil(all.s.probes["tc/ingress:" .. A.sdev])
 			end
 
+			-- the CLI: one namespace, by the container's PID; and all of them
+			local function top(...)
+				local args = { "top", "--by", "netns", "--json", "--mode", mode, "--interval", "1000", ... }
+				local p = cli.start(args)
+				defer(function() p:kill() end)
+				return p:ready(net.scale(20))
+			end
+			local topC = top("--container", tostring(sleeper))
+			local topAll = top("--dport", tostring(port))
+
 			local capA = net.tcpdump{ netns = A.server, iface = A.sdev, filter = "tcp port " .. port }
 			local capB = net.tcpdump{ netns = B.server, iface = B.sdev, filter = "tcp port " .. port }
 			local capR = net.tcpdump{ iface = "lo", filter = "host " .. root4 .. " and port " .. port }
@@ -157,6 +171,27 @@ describe("#kernel containers", function()
 			assert.are.equal(N, net.count(pA, function(p) return p.flags & 0x12 == 0x02 end))
 			assert.are.equal(N, net.count(pB, function(p) return p.flags & 0x12 == 0x02 end))
 			assert.are.equal(N, net.count(pR, function(p) return p.flags & 0x12 == 0x02 and p.dport == port end))
+
+			-- top --by netns: the final block's rows, by inode
+			local function rows(p)
+				p:interrupt()
+				local r = p:wait(net.scale(20))
+				assert.are.equal(0, r.code, r.err)
+				local last = cli.lines(r.out)
+				local t = {}
+				local block = dkjson.decode(last[#last])
+				assert.is_true(block.final)
+				for _, row in ipairs(block.netns) do t[row.netns] = { row.packets, row.name } end
+				return t
+			end
+			-- (B's row is named by `ip netns`, which wins over its processes)
+			assert.are.same({ [inoB] = { #pB, B.server } }, rows(topC))
+			local wantRows = { [inoHere] = { total(wantR), "this namespace" } }
+			if mode ~= "tc" then
+				wantRows[inoA] = { #pA, A.server }
+				wantRows[inoB] = { #pB, B.server }
+			end
+			assert.are.same(wantRows, rows(topAll))
 
 			-- netns = A: exactly A's segments, each with A's inode
 			finish(scoped)
