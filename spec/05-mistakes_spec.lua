@@ -217,8 +217,8 @@ describe("doc/cli.md's option table", function()
 	local SUBST = { N = "100", ["MIN-MAX"] = "10-100", ["MIN-"] = "10-", ["--len=-MAX"] = "--len=-100",
 		["--len -MAX"] = "--len -100" }
 	-- the cgroup example: this machine's cgroup v2 mount (--cgroup checks that it is one)
-	for line in (net.read_file("/proc/mounts") or ""):gmatch("[^\n]+") do
-		local dir, fstype = line:match("^%S+ (%S+) (%S+)")
+	for mline in (net.read_file("/proc/mounts") or ""):gmatch("[^\n]+") do
+		local dir, fstype = mline:match("^%S+ (%S+) (%S+)")
 		if fstype == "cgroup2" then
 			SUBST["/sys/fs/cgroup"] = dir
 			break
