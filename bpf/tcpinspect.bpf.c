@@ -587,8 +587,11 @@ static __always_inline void ti_from_sk_buff(struct __sk_buff *skb, __u64 off, __
 
 /* The netns of the socket a cgroup_skb program runs for.  Reading it takes
  * a BTF pointer (bpf_skc_to_tcp_sock), which the verifier allows only with
- * CAP_PERFMON: user space sets ti_load.sock_netns only then, and without it
- * this code is dead to the verifier (a known-constant branch). */
+ * CAP_PERFMON, and a branch on a load-time constant does not hide it:
+ * without CAP_PERFMON the verifier also walks the branch not taken (its
+ * speculative-execution check).  So it is a program of its own,
+ * ti_cgroup_ingress_ns, which user space loads instead of
+ * ti_cgroup_ingress only when it has CAP_PERFMON. */
 static __always_inline __u64 ti_skb_sock_netns(struct __sk_buff *skb)
 {
 	struct bpf_sock *sk = skb->sk;
@@ -602,19 +605,24 @@ static __always_inline __u64 ti_skb_sock_netns(struct __sk_buff *skb)
 	return tp->inet_conn.icsk_inet.sk.__sk_common.skc_net.net->ns.inum;
 }
 
+/* cgroup_skb: the socket's cgroup (skb->sk is the receiving socket) */
 SEC("cgroup_skb/ingress")
 int ti_cgroup_ingress(struct __sk_buff *skb)
 {
-	__u64 netns = 0; /* 64-bit: see ti_count */
-
-	if (ti_load.sock_netns) {
-		netns = ti_skb_sock_netns(skb);
-		if (ti_load.scope_netns && netns != ti_load.scope_netns)
-			return 1; /* out of scope: not seen */
-	}
-	/* the socket's cgroup (skb->sk is the receiving socket here) */
-	ti_from_sk_buff(skb, 0, TI_PROBE_CGROUP, netns, bpf_skb_cgroup_id(skb));
+	ti_from_sk_buff(skb, 0, TI_PROBE_CGROUP, 0, bpf_skb_cgroup_id(skb));
 	return 1; /* allow: tcpinspect observes, it never drops */
+}
+
+/* ... and its netns (CAP_PERFMON), out of the scope's: not seen */
+SEC("cgroup_skb/ingress")
+int ti_cgroup_ingress_ns(struct __sk_buff *skb)
+{
+	__u64 netns = ti_skb_sock_netns(skb); /* 64-bit: see ti_count */
+
+	if (ti_load.scope_netns && netns != ti_load.scope_netns)
+		return 1;
+	ti_from_sk_buff(skb, 0, TI_PROBE_CGROUP, netns, bpf_skb_cgroup_id(skb));
+	return 1;
 }
 
 SEC("tc")

@@ -149,8 +149,7 @@ struct ti_load_config {
 	__u32 table_mask;   /* buckets - 1 of the flows and sources tables */
 	/* the scope (doc/modes.md, "Scoping to a container"): segments outside
 	 * it are not seen at all; 0 turns each test off */
-	__u32 scope_netns;  /* fentry/kprobe, cgroup: only this netns inode */
-	__u32 sock_netns;   /* cgroup: read the socket's netns (needs CAP_PERFMON) */
+	__u32 scope_netns;  /* fentry/kprobe, cgroup (ti_cgroup_ingress_ns): only this netns inode */
 	__u32 cgroup_level; /* fentry/kprobe: cgroup_id's depth below the root */
 	__u64 cgroup_id;    /* fentry/kprobe: only sockets in this cgroup or below */
 };
