@@ -74,7 +74,9 @@ static int select_programs(struct ti_kernel *k, const struct ti_load_opts *o, en
 		bpf_program__set_autoload(sk->progs.ti_tc_ingress, true);
 		return 0;
 	case TI_MODE_CGROUP:
-		bpf_program__set_autoload(sk->progs.ti_cgroup_ingress, true);
+		/* the socket's netns takes CAP_PERFMON: a program of its own */
+		bpf_program__set_autoload(ti_can_read_kernel() ? sk->progs.ti_cgroup_ingress_ns
+							: sk->progs.ti_cgroup_ingress, true);
 		return 0;
 	default:
 		break;
@@ -128,7 +130,6 @@ static void set_load_config(struct ti_load_config *c, const struct ti_load_opts 
 	 * cgroup reads the socket's (with CAP_PERFMON, else 0), and tc's
 	 * attachments all live in one namespace: the scope's, or ours. */
 	c->netns = mode != TI_MODE_TC ? 0 : o->scope.netns ? o->scope.netns : ti_netns_inode();
-	c->sock_netns = mode == TI_MODE_CGROUP && ti_can_read_kernel();
 	/* The scope (doc/modes.md, "Scoping to a container"): tc is scoped by
 	 * where it attaches, cgroup mode by its cgroup (container=) or, given
 	 * netns=, by the socket's netns; the function probes compare. */
@@ -313,6 +314,13 @@ static int attach_probes(struct ti_kernel *k, bool fentry, struct bpf_program *c
 	return 0;
 }
 
+/* The cgroup program select_programs chose. */
+static struct bpf_program *cgroup_prog(const struct ti_kernel *k)
+{
+	return bpf_program__autoload(k->skel->progs.ti_cgroup_ingress_ns) ? k->skel->progs.ti_cgroup_ingress_ns
+									 : k->skel->progs.ti_cgroup_ingress;
+}
+
 static int attach_cgroup(struct ti_kernel *k, const struct ti_load_opts *o, char *why, size_t whylen)
 {
 	struct bpf_link *l;
@@ -331,7 +339,7 @@ static int attach_cgroup(struct ti_kernel *k, const struct ti_load_opts *o, char
 			 k->cgroup_path, strerror(errno));
 		return err;
 	}
-	l = bpf_program__attach_cgroup(k->skel->progs.ti_cgroup_ingress, fd);
+	l = bpf_program__attach_cgroup(cgroup_prog(k), fd);
 	err = -errno;
 	close(fd);
 	if (!l)
@@ -468,7 +476,7 @@ int ti_kernel_test_run(const struct ti_kernel *k, const void *frame, size_t len,
 	if (k->mode == TI_MODE_TC)
 		prog = k->skel->progs.ti_tc_ingress;
 	else if (k->mode == TI_MODE_CGROUP)
-		prog = k->skel->progs.ti_cgroup_ingress;
+		prog = cgroup_prog(k);
 	else
 		return -EOPNOTSUPP;
 	if (bpf_prog_test_run_opts(bpf_program__fd(prog), &t))

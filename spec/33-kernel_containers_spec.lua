@@ -287,6 +287,14 @@ describe("#kernel containers", function()
 		assert.is_nil(s)
 		assert.are.equal(2, errno)
 		assert.matches("^ENOENT: tc: no /run/netns entry or process is in network namespace 4294967295", err)
+		-- cgroup mode reads a socket's netns only with CAP_PERFMON: scoped by
+		-- netns without it, it fails (EPERM) and says what to do
+		local code = [[package.cpath="build/?.so;"..package.cpath
+			local s, err, errno = require("tcpinspect.core").open{ mode = "cgroup", events = false, netns = 4026531840 }
+			print(s and "OK" or ("FAIL " .. errno .. " " .. err))]]
+		local _, out = net.sh("setpriv --bounding-set=-all,+bpf,+net_admin lua5.4 -e " .. net.q(code))
+		assert.matches("^FAIL 1 EPERM: cgroup: scoping cgroup mode to a network namespace %(netns=%) reads each " ..
+			"socket's namespace, which needs CAP_PERFMON", out)
 		net.say("bad scopes: no process %d, not a netns, cgroup v1 at %s: each raised naming its option", beyond, v1)
 	end)
 end)
