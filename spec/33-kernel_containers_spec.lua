@@ -256,6 +256,59 @@ describe("#kernel containers", function()
 		end)
 	end
 
+	if net.has_mode("tc") then
+		it("[tc] netlink failing at each step of a scoped attach and detach: back in our netns, nothing left", function()
+			local defer = net.cleanups(finally)
+			local A = net.netns_pair()
+			defer(function() A:destroy() end)
+			local here = inode("/proc/self/ns/net")
+			local script = net.tmpfile(".lua")
+			net.write_file(script, ([[
+package.path = %q .. package.path
+package.cpath = %q .. package.cpath
+local tcpinspect = require "tcpinspect"
+local s, err = tcpinspect.open{ mode = "tc", netns = %q, events = false }
+print("SCOPED", s and "ok" or err)
+if s then s:close() end
+-- whatever failed, this thread is back in its own namespace (a child
+-- process starts in its parent thread's)
+local f = io.popen("stat -L -c %%i /proc/self/ns/net")
+print("NETNS", f:read("l"))
+f:close()
+]]):format(net.ROOT .. "/lua/?.lua;" .. net.ROOT .. "/spec/?.lua;", net.ROOT .. "/build/?.so;", A.server))
+			local function ours_left()
+				local left = {}
+				for _, dev in ipairs{ "lo", A.sdev } do
+					local f = net.tc_filters(dev, A.server)
+					if f:find("ti_tc_ingress", 1, true) then left[#left + 1] = dev .. ": " .. f end
+				end
+				return table.concat(left, "\n")
+			end
+			local failed, k, injected = 0, 0, nil
+			repeat
+				k = k + 1
+				local _, out = net.sh(("env TCPINSPECT_TC_NO_TCX=1 TI_FAILINJ_REPORT=1 TI_FAILINJ_NL_NTH=%d LD_PRELOAD=%s/build/failinj.so %s %s"):format(
+					k, net.ROOT, net.LUA, net.q(script)))
+				assert.matches("NETNS\t" .. here .. "\n", out, 1, true)
+				local scoped = out:match("SCOPED\t([^\n]*)")
+				injected = tonumber(out:match("netlink operations, (%d+) failed"))
+				assert(scoped and injected, out)
+				if scoped ~= "ok" then
+					failed = failed + 1
+					assert.matches("^ENOBUFS: tc: ", scoped)
+				end
+				-- the next scoped session sweeps what a failed detach left
+				local s = net.open{ mode = "tc", netns = A.server, events = false }
+				s:close()
+				assert.are.equal("", ours_left())
+			until injected == 0 or k >= 60
+			assert.are.equal(0, injected, "more than 60 netlink operations?")
+			assert.is_true(failed >= 4, "only " .. failed .. " netlink failures hit the scoped attach")
+			net.say("[tc] scoped attach with netlink failing at each of %d operations (%d failed opens): always back in our netns, no filter left",
+				k - 1, failed)
+		end)
+	end
+
 	it("names the option for a PID that does not exist, a path that is not a netns, a cgroup v1 directory", function()
 		local defer = net.cleanups(finally)
 		local function raises(opts, option, pattern)
