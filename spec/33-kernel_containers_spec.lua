@@ -284,7 +284,7 @@ f:close()
 				end
 				return table.concat(left, "\n")
 			end
-			local failed, k, injected = 0, 0, nil
+			local failed, k, injected = 0, 0
 			repeat
 				k = k + 1
 				local _, out = net.sh(("env TCPINSPECT_TC_NO_TCX=1 TI_FAILINJ_REPORT=1 TI_FAILINJ_NL_NTH=%d LD_PRELOAD=%s/build/failinj.so %s %s"):format(
