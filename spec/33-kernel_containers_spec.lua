@@ -284,7 +284,8 @@ f:close()
 				end
 				return table.concat(left, "\n")
 			end
-			local failed, k, injected = 0, 0
+			local failed, k, swept = 0, 0, 0
+			local injected
 			repeat
 				k = k + 1
 				local _, out = net.sh(("env TCPINSPECT_TC_NO_TCX=1 TI_FAILINJ_REPORT=1 TI_FAILINJ_NL_NTH=%d LD_PRELOAD=%s/build/failinj.so %s %s"):format(
@@ -297,15 +298,19 @@ f:close()
 					failed = failed + 1
 					assert.matches("^ENOBUFS: tc: ", scoped)
 				end
-				-- the next scoped session sweeps what a failed detach left
-				local s = net.open{ mode = "tc", netns = A.server, events = false }
-				s:close()
+				-- what a failed detach left (its owner is gone), the next scoped
+				-- session sweeps (a session per step is slow under emulation)
+				if ours_left() ~= "" then
+					local s = net.open{ mode = "tc", netns = A.server, events = false }
+					s:close()
+					swept = swept + 1
+				end
 				assert.are.equal("", ours_left())
 			until injected == 0 or k >= 60
 			assert.are.equal(0, injected, "more than 60 netlink operations?")
 			assert.is_true(failed >= 4, "only " .. failed .. " netlink failures hit the scoped attach")
-			net.say("[tc] scoped attach with netlink failing at each of %d operations (%d failed opens): always back in our netns, no filter left",
-				k - 1, failed)
+			net.say("[tc] scoped attach with netlink failing at each of %d operations (%d failed opens, %d sweeps): always back in our netns, no filter left",
+				k - 1, failed, swept)
 		end)
 	end
 
