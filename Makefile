@@ -19,7 +19,9 @@ INST_LIBDIR ?= $(PREFIX)/lib/lua/5.4
 INST_LUADIR ?= $(PREFIX)/share/lua/5.4
 INST_BINDIR ?= $(PREFIX)/bin
 BUSTED      ?= busted --lua=$(LUA)
-KERNELS     ?= 6.1 6.12
+# guests for make test: a set (ci: spec/run's CI_KERNELS; all: the whole
+# matrix) or kernel ids (spec/vm/run): make test KERNELS="6.1 6.12-rt"
+KERNELS     ?= ci
 
 B := build
 ARCH := $(shell uname -m | sed 's/x86_64/x86/;s/aarch64/arm64/')
@@ -29,17 +31,17 @@ ARCH := $(shell uname -m | sed 's/x86_64/x86/;s/aarch64/arm64/')
 VMLINUX_DIR := bpf/vmlinux/$(ARCH)
 VMLINUX_H   := $(VMLINUX_DIR)/vmlinux.h
 
-BPF_CFLAGS := -g -O2 -target bpf -mcpu=v2 -D__TARGET_ARCH_$(ARCH) \
+BPF_CFLAGS := $(BPF_TEST_CFLAGS) -g -O2 -target bpf -mcpu=v2 -D__TARGET_ARCH_$(ARCH) \
 	-I$(VMLINUX_DIR) -Ibpf -I$(LIBBPF_INCDIR) -Wall -Wno-unused-function
 EXT_CFLAGS := $(CFLAGS) -std=gnu11 -Wall -Wextra -Wno-unused-parameter \
 	-I$(B) -Ibpf -Iluaext -I$(LUA_INCDIR) -I$(LIBBPF_INCDIR)
-EXT_LIBS   := -L$(LIBBPF_LIBDIR) -lbpf -lelf -lz
+EXT_LIBS   := -L$(LIBBPF_LIBDIR) -lbpf -lelf -lz -lpcap
 
 EXT_SRCS := $(wildcard luaext/*.c)
-EXT_HDRS := $(wildcard luaext/*.h) bpf/tcpinspect.h bpf/ti_table.h bpf/ti_parse.h $(B)/tcpinspect.skel.h
+EXT_HDRS := $(wildcard luaext/*.h) bpf/tcpinspect.h bpf/ti_table.h bpf/ti_parse.h bpf/ti_rules.h bpf/ti_cbpf.h $(B)/tcpinspect.skel.h
 CORE_SO  := $(B)/tcpinspect/core.so
 
-.PHONY: all clean test test-unit test-host test-vm vm-selftest bench bench-vm soak fuzz deps \
+.PHONY: all clean test test-unit test-host test-vm vm-selftest clobber-check bench bench-vm soak fuzz deps \
 	install lint docs-check run demo vmlinux-h vmlinux-h-vm
 
 all: $(CORE_SO)
@@ -50,7 +52,7 @@ $(VMLINUX_H):
 		"$@ is not in the source tree. Generate it on a $(ARCH) machine with kernel BTF:" \
 		"make vmlinux-h (doc/HACKING.md)" >&2; exit 1
 
-$(B)/tcpinspect.bpf.o: bpf/tcpinspect.bpf.c bpf/tcpinspect.h bpf/ti_table.h bpf/ti_parse.h $(VMLINUX_H)
+$(B)/tcpinspect.bpf.o: bpf/tcpinspect.bpf.c bpf/tcpinspect.h bpf/ti_table.h bpf/ti_parse.h bpf/ti_rules.h bpf/ti_cbpf.h $(VMLINUX_H)
 	@mkdir -p $(B)
 	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
 
@@ -132,8 +134,20 @@ test-unit: all $(FAILINJ_SO)
 test-vm: all $(FAILINJ_SO)
 	spec/run vm $(or $(KERNEL),6.12)
 
+KERNEL_IDS = $(shell spec/run kernels $(KERNELS))
+
 vm-selftest:
-	spec/vm/selftest $(KERNELS)
+	spec/vm/selftest $(KERNEL_IDS)
+
+# make clobber-check [KERNEL=6.12-rt]: spec/32 must FAIL with a test build
+# whose scratch is shared by all CPUs (-DTI_TEST_CLOBBER, never in a real
+# build: bpf/tcpinspect.bpf.c), on this kernel (tc, cgroup) and, with
+# KERNEL, in that guest (every mode): proof that the spec sees clobbered
+# records.  Each run must report bad or duplicated records.
+CLOBBER_B := $(B)/clobber
+clobber-check:
+	$(MAKE) --no-print-directory B=$(CLOBBER_B) BPF_TEST_CFLAGS=-DTI_TEST_CLOBBER $(CLOBBER_B)/tcpinspect/core.so
+	spec/clobber-check $(CURDIR)/$(CLOBBER_B) $(KERNEL)
 
 # ---- install (LuaRocks: INST_LIBDIR, INST_LUADIR, INST_BINDIR) -----------------
 install: all
@@ -151,7 +165,8 @@ install: all
 DEB_PACKAGES := make gcc clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool \
 	lua5.4 liblua5.4-dev luarocks lua-busted lua-dkjson lua-argparse lua-socket \
 	lua-posix lua-check lua-cqueues prometheus qemu-system-x86 busybox-static cpio kmod xz-utils \
-	iproute2 tcpdump hping3 bpftrace netcat-openbsd libcap2-bin procps
+	iproute2 tcpdump hping3 bpftrace netcat-openbsd libcap2-bin procps \
+	libpcap-dev tshark tcpreplay iperf3 curl
 
 deps:
 	@if dpkg-query -W -f='$${Status}\n' $(DEB_PACKAGES) 2>/dev/null | grep -qv 'ok installed' || \
@@ -175,7 +190,7 @@ bench: all
 # In the qemu guests: fentry against kprobe, by the kernel's own accounting of
 # the programs' run time (absolute times mean nothing under emulation).
 bench-vm: all
-	for k in $(KERNELS); do spec/vm/run $$k -- lua5.4 spec/bench/probe_cost.lua fentry,kprobe 5 2 || exit 1; done
+	for k in $(KERNEL_IDS); do spec/vm/run $$k -- lua5.4 spec/bench/probe_cost.lua fentry,kprobe 5 2 || exit 1; done
 
 # RELIABILITY.md #6 (60 s at the highest rate, dropped == 0) and #20 (10
 # minutes at a steady rate, RSS and Lua heap flat), asserting; about 11

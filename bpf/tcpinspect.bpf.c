@@ -16,6 +16,7 @@
 #include <bpf/bpf_endian.h>
 #include "tcpinspect.h"
 #include "ti_table.h"
+#include "ti_cbpf.h"
 
 /* The frame walk loads from the __sk_buff (bpf/ti_parse.h). */
 #define TI_PARSE_CTX struct __sk_buff *
@@ -114,29 +115,6 @@ struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 } host_lpm SEC(".maps");
 
-/* Per-CPU scratch space: the segment, its headers, map keys and initial
- * values.  Built on the stack they trip Linux 6.1's verifier without
- * CAP_PERFMON ("attempt to corrupt spilled pointer on stack": clang reuses
- * the slots of spilled pointers for them); in a map value they are plain
- * memory.  Hooks run with migration disabled and do not nest on a CPU. */
-struct ti_scratch {
-	struct ti_event ev;   /* the segment being handled */
-	struct ti_walk w;     /* its headers (bpf/ti_parse.h) */
-	__u32 entry;          /* the table entry being looked up (ti_count_*) */
-	__u32 pad1;
-	/* keys, zeroed per segment by ti_aggregate */
-	struct ti_flow_key fk;
-	struct ti_addr_key ak;
-	struct ti_lpm_key lk;
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct ti_scratch);
-} scratch SEC(".maps");
-
 /* Map keys on the stack are 64-bit, though the maps read only 4 bytes of
  * them (little-endian BPF): a 4-byte store into a stack slot that held a
  * spilled pointer is refused by 6.1 without CAP_PERFMON ("attempt to
@@ -150,249 +128,189 @@ static __always_inline void ti_count(__u32 stat)
 		*v += 1;
 }
 
-/* ---- parse: bpf/ti_parse.h (ti_parse, ti_frame_segment) ---------------- */
+/* ---- parse: bpf/ti_parse.h (ti_parse, ti_frame_segment) ------------------- */
+/* ---- filter, aggregate, sample: bpf/ti_rules.h (ti_path) ------------------ */
 
-/* ---- filter --------------------------------------------------------------- */
+/* n if it is at most max (a power of two), else 0, in a way the verifier
+ * of 6.1 follows: a comparison alone is not enough there (clang computes
+ * it apart from n, and a helper's size argument then has no bound: "R4
+ * min value is negative, either use unsigned or 'var &= const'"), so the
+ * value is also masked, after a barrier that keeps clang from dropping the
+ * mask as redundant.  The verifier then knows n <= 2 * max - 1: buffers
+ * sized with it (ti_scratch.pkt) hold 2 * max bytes. */
+#define ti_barrier_var(v) asm volatile("" : "+r"(v))
 
-static __always_inline int ti_port_in(const __u8 *bits, __u16 port)
+static __always_inline __u64 ti_bounded(__u64 n, __u64 max)
 {
-	return bits[port >> 3] & (1 << (port & 7));
+	if (n > max)
+		n = 0;
+	ti_barrier_var(n);
+	return n & (2 * max - 1);
 }
 
-static __always_inline int ti_addr_in(void *trie, __u32 slot, const struct ti_event *e,
-				      const __u8 *addr, struct ti_scratch *x)
+/* A helper's size argument of 1 .. 2 * TI_PKT_MAX, n itself when n is
+ * 1 .. TI_PKT_MAX.  Needed inside `if (n)`: where the verifier knows n
+ * (0, say), it still walks the other side of the branch for Spectre v1
+ * without CAP_PERFMON (6.1), with n marked unknown. */
+static __always_inline __u64 ti_size_arg(__u64 n)
 {
-	x->lk.prefixlen = 16 + (e->family == 4 ? 32 : 128);
-	x->lk.slot = slot;
-	x->lk.family = e->family;
-	__builtin_memcpy(x->lk.addr, addr, 16);
-	return bpf_map_lookup_elem(trie, &x->lk) != NULL;
+	ti_barrier_var(n);
+	return ((n - 1) & (2 * TI_PKT_MAX - 1)) + 1;
 }
 
-static __always_inline int ti_filter(const struct ti_config *c, __u32 slot,
-				     const struct ti_event *e, struct ti_scratch *x)
+struct ti_scratch;
+static __always_inline void ti_emit(const struct ti_event *e);
+static __always_inline int ti_expr_match(struct ti_scratch *x, __u64 len);
+
+#define TI_LOAD_CFG(x) ti_load
+#define TI_COUNT(x, stat) ti_count(stat)
+#define TI_LOOKUP(x, map, key) bpf_map_lookup_elem(&map, key)
+#define TI_LPM_HAS(x, trie, key) (bpf_map_lookup_elem(&trie, key) != NULL)
+#ifndef TI_TEST_CLOBBER
+#define TI_EMIT(x, e) ti_emit(e)
+#else
+static long ti_test_spin(__u32 i, void *ctx)
 {
-	__u32 m = c->match;
-
-	if (ti_load.family && e->family != ti_load.family)
-		return 0;
-	if (!m)
-		return 1;
-	if ((m & TI_M_FAMILY) && e->family != c->family)
-		return 0;
-	if ((m & TI_M_SPORT) && !ti_port_in(c->sport_bits, e->sport))
-		return 0;
-	if ((m & TI_M_DPORT) && !ti_port_in(c->dport_bits, e->dport))
-		return 0;
-	if ((m & TI_M_PORT) && !ti_port_in(c->port_bits, e->sport) &&
-	    !ti_port_in(c->port_bits, e->dport))
-		return 0;
-	if ((m & TI_M_FLAGS) && !(e->flags & c->flags_any))
-		return 0;
-	if ((m & TI_M_LEN) && (e->len < c->len_min || e->len > c->len_max))
-		return 0;
-	if ((m & TI_M_IFINDEX) && e->ifindex != c->ifindex)
-		return 0;
-	if ((m & TI_M_SADDR) && !ti_addr_in(&saddr_lpm, slot, e, e->saddr, x))
-		return 0;
-	if ((m & TI_M_DADDR) && !ti_addr_in(&daddr_lpm, slot, e, e->daddr, x))
-		return 0;
-	if ((m & TI_M_HOST) && !ti_addr_in(&host_lpm, slot, e, e->saddr, x) &&
-	    !ti_addr_in(&host_lpm, slot, e, e->daddr, x))
-		return 0;
-	return 1;
+	return 0;
 }
+#define TI_EMIT(x, e) (bpf_loop(20000, ti_test_spin, 0, 0), ti_emit(e))
+#endif
+#define TI_EXPR_MATCH(x, c) ti_expr_match(x, (c)->expr.len)
+#include "ti_rules.h"
 
-/* ---- aggregate ------------------------------------------------------------ */
-
-/* 0 for 0, else 1 + floor(log2(v)): 1 for 1, 2 for 2-3, 3 for 4-7, ...
- * Straight-line code: a loop here multiplies the verifier's states. */
-static __always_inline __u32 ti_log2_slot(__u32 v)
-{
-	__u32 r = 0;
-
-	if (v >= 1 << 8) {
-		v >>= 8;
-		r += 8;
-	}
-	if (v >= 1 << 4) {
-		v >>= 4;
-		r += 4;
-	}
-	if (v >= 1 << 2) {
-		v >>= 2;
-		r += 2;
-	}
-	if (v >= 1 << 1) {
-		v >>= 1;
-		r += 1;
-	}
-	return v ? r + 1 : 0;
-}
-
-/* Add e to its flow's entry in this CPU's flows table: the matching entry
- * of its bucket, else a free one, else the one with the fewest packets
- * (evicted, and counted).  Keeping the heavy entries means a flood of
- * one-segment flows churns among itself while the flows that matter stay.
+/* The scratch space of the segment being handled (struct ti_scratch,
+ * bpf/ti_rules.h): TI_SCRATCH_SLOTS per CPU, in a per-CPU map.
  *
- * Every entry is a map element of its own, looked up by index, and only
- * indexes are carried from one step to the next, never pointers into a
- * bucket: without CAP_PERFMON the verifiers of 6.1 and later refuse the
- * pointer arithmetic clang makes of an entry chosen among four ("pointer
- * arithmetic with it prohibited for !root", "invalid mem access
- * 'scalar'").  Array lookups are inlined by the verifier: a few
- * instructions each.  The indexes are 64-bit: 6.1 without CAP_PERFMON
- * refuses a 4-byte store into a stack slot that held a spilled pointer
- * ("attempt to corrupt spilled pointer on stack"), and clang reuses slots. */
-static __always_inline void ti_count_flow(const struct ti_event *e, const struct ti_flow_key *k,
-					  struct ti_scratch *x)
-{
-	__u32 base = (ti_flow_hash(k) & ti_load.table_mask) * TI_TABLE_WAYS;
-	struct ti_flow_entry *en;
-	__u64 fewest = ~0ULL;
-	__s64 slot = -1, victim = 0; /* 64-bit: a spill of them overwrites whole stack slots */
+ * Hooks run with migration disabled, but not always with preemption
+ * disabled: on PREEMPT_RT, softirqs run in preemptible task context, and
+ * once the per-CPU BH lock is gone (CONFIG_PREEMPT_RT_NEEDS_BH_LOCK unset,
+ * mainline since 2025) a second run can start on a CPU while a first one is
+ * preempted there, and they can end in any order.  So a run owns the slot
+ * whose `busy` it swapped from 0 to 1 (an atomic exchange: nothing on the
+ * CPU can come between the read and the write) until it is done
+ * (ti_scratch_get, ti_scratch_put).  A segment that finds every slot of its
+ * CPU taken is counted in `busy` and not inspected (doc/reference.md).
+ * Debian's 6.1 and 6.12 RT kernels still serialize softirqs per CPU (the BH
+ * lock): spec/32 checks whole records there under load from several CPUs.
+ *
+ * TI_TEST_CLOBBER (make clobber-check only, never a real build): one scratch
+ * for all CPUs, no claim, and a delay before the record is copied out
+ * (TI_EMIT), so concurrent segments overwrite each other's: spec/32 must
+ * fail with it. */
+#define TI_SCRATCH_SLOTS 4
 
-#pragma unroll
-	for (int w = 0; w < TI_TABLE_WAYS; w++) {
-		x->entry = base + w;
-		en = bpf_map_lookup_elem(&flows, &x->entry);
-		if (!en)
-			return;
-		if (!en->val.packets) {
-			if (slot < 0)
-				slot = w;
-			continue;
-		}
-		if (ti_flow_key_eq(&en->key, k)) {
-			en->val.packets++;
-			en->val.bytes += e->len;
-			en->val.last_ts = e->ts;
-			en->val.flags_seen |= e->flags;
-			return;
-		}
-		if (en->val.packets < fewest) {
-			fewest = en->val.packets;
-			victim = w;
-		}
+struct {
+#ifdef TI_TEST_CLOBBER
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+#else
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+#endif
+	__uint(max_entries, TI_SCRATCH_SLOTS);
+	__type(key, __u32);
+	__type(value, struct ti_scratch);
+} scratch SEC(".maps");
+
+/* ---- filter expressions: classic BPF from libpcap (bpf/ti_cbpf.h) ----------- */
+
+/* One instruction per iteration of bpf_loop: the verifier checks this
+ * callback once, whatever the program, and the program can change at run
+ * time (it is in the filter slot, written by set_filter).  Jumps go
+ * forward only, so len iterations are enough for any path to reach its
+ * RET; the state lives in the scratch (no pointer passed in ctx). */
+static long ti_cbpf_cb(__u32 i, void *ctx)
+{
+	/* ctx: the scratch slot this run owns (ti_scratch_get), a u64 on
+	 * the caller's stack */
+	struct ti_scratch *x = bpf_map_lookup_elem(&scratch, ctx);
+	const struct ti_cbpf_prog *p;
+	__u64 pc;
+
+	if (!x)
+		return 1;
+	p = &ti_cfg[x->slot & 1].expr;
+	pc = x->cbpf.pc;
+	if (pc >= p->len) {
+		x->cbpf.ret = 0;
+		return 1;
 	}
-	if (slot < 0) {
-		ti_count(TI_STAT_EVICTED_FLOWS);
-		slot = victim;
-	}
-	x->entry = base + (slot & (TI_TABLE_WAYS - 1));
-	en = bpf_map_lookup_elem(&flows, &x->entry);
-	if (!en)
-		return;
-	en->key = *k;
-	en->val.packets = 1;
-	en->val.bytes = e->len;
-	en->val.first_ts = en->val.last_ts = e->ts;
-	en->val.flags_seen = e->flags;
+	return ti_cbpf_step(&x->cbpf, &p->insns[pc & (TI_CBPF_MAX_INSNS - 1)], x->pkt, x->buflen,
+			    x->ev.wirelen);
 }
 
-/* The same for the segment's source address in the sources table. */
-static __always_inline void ti_count_source(const struct ti_event *e, const struct ti_addr_key *k,
-					    struct ti_scratch *x)
+/* The expression's verdict on the bytes in x->pkt: nonzero accepts. */
+static __always_inline int ti_expr_match(struct ti_scratch *x, __u64 len)
 {
-	__u32 base = (ti_addr_hash(k) & ti_load.table_mask) * TI_TABLE_WAYS;
-	__u64 syn = (e->flags & (TI_SYN | TI_ACK)) == TI_SYN, fewest = ~0ULL;
-	struct ti_source_entry *en;
-	__s64 slot = -1, victim = 0; /* 64-bit: a spill of them overwrites whole stack slots */
+	__u64 sslot = x->sslot; /* a map key: 64-bit, see ti_count */
 
-#pragma unroll
-	for (int w = 0; w < TI_TABLE_WAYS; w++) {
-		x->entry = base + w;
-		en = bpf_map_lookup_elem(&sources, &x->entry);
-		if (!en)
-			return;
-		if (!en->val.packets) {
-			if (slot < 0)
-				slot = w;
-			continue;
-		}
-		if (ti_addr_key_eq(&en->key, k)) {
-			en->val.packets++;
-			en->val.bytes += e->len;
-			en->val.syns += syn;
-			return;
-		}
-		if (en->val.packets < fewest) {
-			fewest = en->val.packets;
-			victim = w;
-		}
-	}
-	if (slot < 0) {
-		ti_count(TI_STAT_EVICTED_SOURCES);
-		slot = victim;
-	}
-	x->entry = base + (slot & (TI_TABLE_WAYS - 1));
-	en = bpf_map_lookup_elem(&sources, &x->entry);
-	if (!en)
-		return;
-	en->key = *k;
-	en->val.packets = 1;
-	en->val.bytes = e->len;
-	en->val.syns = syn;
+	__builtin_memset(&x->cbpf, 0, sizeof(x->cbpf));
+	if (len > TI_CBPF_MAX_INSNS)
+		return 0;
+	bpf_loop(len, ti_cbpf_cb, &sslot, 0);
+	return x->cbpf.ret != 0;
 }
 
-static __always_inline void ti_aggregate(const struct ti_event *e, struct ti_scratch *x)
+/* fentry/kprobe: the segment's bytes from the skb's linear data (src: its
+ * IP header; avail: linear bytes from there). */
+static __always_inline void ti_copy_kernel(struct ti_scratch *x, const void *src, __u64 avail)
 {
-	struct ti_port_val *pv;
-	__u64 slot, port = e->dport; /* 64-bit keys: see ti_count */
-	__u64 *h;
+	__u64 slot = ti_cfg_slot & 1;
+	__u64 n = ti_bounded(ti_bytes_wanted(x, &ti_cfg[slot], slot, avail), TI_PKT_MAX);
 
-	__builtin_memset(&x->fk, 0, sizeof(x->fk) + sizeof(x->ak));
-	x->fk.family = e->family;
-	x->fk.sport = e->sport;
-	x->fk.dport = e->dport;
-	__builtin_memcpy(x->fk.saddr, e->saddr, 16);
-	__builtin_memcpy(x->fk.daddr, e->daddr, 16);
-	ti_count_flow(e, &x->fk, x);
+	if (n && bpf_probe_read_kernel(x->pkt, ti_size_arg(n), src))
+		n = 0;
+	ti_bytes_copied(x, n);
+}
 
-	pv = bpf_map_lookup_elem(&ports, &port);
-	if (pv) {
-		pv->packets++;
-		pv->bytes += e->len;
-	}
+/* tc/cgroup: with bpf_skb_load_bytes from off (the IP header). */
+static __always_inline void ti_copy_sk_buff(struct ti_scratch *x, struct __sk_buff *skb, __u64 off)
+{
+	__u64 slot = ti_cfg_slot & 1;
+	__u64 n = ti_bounded(ti_bytes_wanted(x, &ti_cfg[slot], slot, skb->len > off ? skb->len - off : 0),
+			     TI_PKT_MAX);
 
-	x->ak.family = e->family;
-	__builtin_memcpy(x->ak.addr, e->saddr, 16);
-	ti_count_source(e, &x->ak, x);
-
-	slot = ti_log2_slot(e->len);
-	h = bpf_map_lookup_elem(&len_hist, &slot);
-	if (h)
-		*h += 1;
+	if (n && bpf_skb_load_bytes(skb, off, x->pkt, ti_size_arg(n)))
+		n = 0;
+	ti_bytes_copied(x, n);
 }
 
 /* ---- emit ----------------------------------------------------------------- */
 
-static __always_inline int ti_sampled_out(const struct ti_event *e)
-{
-	__u64 zero = 0;
-	__u64 *n;
-
-	if (ti_load.sample <= 1 || (e->flags & (TI_SYN | TI_FIN | TI_RST)))
-		return 0;
-	n = bpf_map_lookup_elem(&sample_ctr, &zero);
-	if (!n)
-		return 0;
-	return (*n)++ % ti_load.sample != 0;
-}
-
 /* 1 + the consumer position of the ring when a wakeup was last forced (0:
  * never), shared by all CPUs; see ti_emit. */
 __u64 ti_woken_cons;
+
+/* snaplen > 0: the record is the event and its caplen bytes, which follow
+ * it in the scratch: one bpf_ringbuf_output of a bounded, variable size. */
+static __always_inline void ti_emit_bytes(const struct ti_event *e)
+{
+	__u64 flags = BPF_RB_NO_WAKEUP, cons, len;
+
+	len = sizeof(*e) + ti_bounded(e->caplen, TI_SNAPLEN_MAX);
+	/* the batched wakeups of ti_emit, counting this record as pending */
+	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) + len >= ti_load.wakeup_bytes) {
+		cons = bpf_ringbuf_query(&events, BPF_RB_CONS_POS) + 1;
+		if (cons != ti_woken_cons) {
+			ti_woken_cons = cons;
+			flags = BPF_RB_FORCE_WAKEUP;
+		}
+	}
+	if (bpf_ringbuf_output(&events, (void *)e, len, flags)) {
+		ti_count(TI_STAT_DROPPED);
+		return;
+	}
+	ti_count(TI_STAT_DELIVERED);
+}
 
 static __always_inline void ti_emit(const struct ti_event *e)
 {
 	struct ti_event *r;
 	__u64 flags = BPF_RB_NO_WAKEUP, cons;
 
-	if (ti_sampled_out(e)) {
-		ti_count(TI_STAT_SAMPLED_OUT);
+	if (ti_load.snaplen) {
+		ti_emit_bytes(e);
 		return;
 	}
+
 	r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
 	if (!r) {
 		ti_count(TI_STAT_DROPPED);
@@ -427,44 +345,68 @@ static __always_inline void ti_emit(const struct ti_event *e)
  * own, instead of once per hook and per path into it.  This keeps the
  * programs verifiable without CAP_PERFMON, where speculative-execution
  * checks multiply the states explored.  The hook has parsed the segment
- * into this CPU's scratch (ev); it is looked up again here rather than
- * passed, so that the verifier knows it as a map value (a key for maps). */
-__attribute__((noinline)) int ti_handle(void)
+ * into the scratch slot it owns (ev); it is looked up again here rather
+ * than passed, so that the verifier knows it as a map value (a key for
+ * maps). */
+__attribute__((noinline)) int ti_handle(__u64 sslot)
 {
-	__u32 slot = ti_cfg_slot & 1;
-	__u64 zero = 0;
-	const struct ti_config *c = &ti_cfg[slot];
-	struct ti_scratch *x = bpf_map_lookup_elem(&scratch, &zero);
-	const struct ti_event *e;
+	struct ti_scratch *x = bpf_map_lookup_elem(&scratch, &sslot);
+	__u32 slot;
 
 	if (!x)
 		return 0;
-	e = &x->ev;
-	ti_count(TI_STAT_SEEN);
-	if (!ti_filter(c, slot, e, x)) {
-		ti_count(TI_STAT_FILTERED);
-		return 0;
-	}
-	ti_count(TI_STAT_MATCHED);
-	if (ti_load.aggregates)
-		ti_aggregate(e, x);
-	if (ti_load.events)
-		ti_emit(e);
+	slot = x->slot & 1; /* the slot the hook copied the bytes for */
+	ti_path(x, &ti_cfg[slot], slot);
 	return 0;
 }
 
+/* Claim scratch slot k of this CPU: one atomic exchange, so nothing that
+ * runs on this CPU in between can claim it too. */
+static __always_inline struct ti_scratch *ti_scratch_try(__u64 k)
+{
+	struct ti_scratch *x = bpf_map_lookup_elem(&scratch, &k);
+
+#ifdef TI_TEST_CLOBBER
+	if (x && k == 0) {
+#else
+	if (x && __sync_lock_test_and_set(&x->busy, 1) == 0) {
+#endif
+		x->sslot = k;
+		return x;
+	}
+	return 0;
+}
+
+/* A free scratch slot of this CPU, cleared for a new segment, or NULL
+ * (counted in `busy`).  Give it back with ti_scratch_put. */
 static __always_inline struct ti_scratch *ti_scratch_get(__u8 probe)
 {
-	__u64 zero = 0;
-	struct ti_scratch *x = bpf_map_lookup_elem(&scratch, &zero);
+	struct ti_scratch *x = ti_scratch_try(0);
 
-	if (x) {
-		__builtin_memset(&x->ev, 0, sizeof(x->ev) + sizeof(x->w.ip) + sizeof(x->w.th));
-		x->ev.probe = probe;
-		x->ev.ts = bpf_ktime_get_ns();
-		x->ev.cpu = bpf_get_smp_processor_id();
+	if (!x)
+		x = ti_scratch_try(1);
+	if (!x)
+		x = ti_scratch_try(2);
+	if (!x)
+		x = ti_scratch_try(3);
+	if (!x) {
+		ti_count(TI_STAT_BUSY);
+		return 0;
 	}
+	__builtin_memset(&x->ev, 0, sizeof(x->ev));
+	__builtin_memset(&x->w, 0, sizeof(x->w.ip) + sizeof(x->w.th));
+	x->ev.probe = probe;
+	x->ev.ts = bpf_ktime_get_ns();
+	x->ev.cpu = bpf_get_smp_processor_id();
 	return x;
+}
+
+static __always_inline void ti_scratch_put(struct ti_scratch *x)
+{
+	/* every use of the slot comes before the release: a compiler barrier
+	 * is enough, the slot is only shared with this CPU */
+	asm volatile("" ::: "memory");
+	x->busy = 0;
 }
 
 /* ---- entries: function probes on tcp_v4_rcv / tcp_v6_rcv -------------------- */
@@ -526,11 +468,13 @@ static __always_inline int ti_from_kernel_skb(struct sk_buff *skb, __u8 probe)
 	x->ev.cgroup = cgroup;
 	if (bpf_probe_read_kernel(x->w.ip, sizeof(x->w.ip), head + nh) ||
 	    bpf_probe_read_kernel(&x->w.th, sizeof(x->w.th), head + tp) ||
-	    ti_parse(&x->ev, x->w.ip, (__u16)(tp - nh), &x->w.th)) {
+	    ti_parse(&x->ev, x->w.ip, (__u16)(tp - nh), &x->w.th))
 		ti_count(TI_STAT_ERRORS);
-		return 0;
+	else {
+		ti_copy_kernel(x, head + nh, (__u32)(BPF_CORE_READ(skb, tail) - nh));
+		ti_handle(x->sslot);
 	}
-	ti_handle();
+	ti_scratch_put(x);
 	return 0;
 }
 
@@ -581,8 +525,11 @@ static __always_inline void ti_from_sk_buff(struct __sk_buff *skb, __u64 off, __
 			     &x->w);
 	if (r < 0)
 		ti_count(TI_STAT_ERRORS);
-	else if (r > 0)
-		ti_handle();
+	else if (r > 0) {
+		ti_copy_sk_buff(x, skb, off);
+		ti_handle(x->sslot);
+	}
+	ti_scratch_put(x);
 }
 
 /* The netns of the socket a cgroup_skb program runs for.  Reading it takes

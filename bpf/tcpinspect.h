@@ -31,11 +31,12 @@ enum ti_tcp_flag {
 };
 
 /* Which hook produced a record (struct ti_event.probe), and its name as
- * p.probe reports it.  The function probes' names are the probed functions.
+ * p.probe reports it.  The function probes' names are the probed functions;
+ * "pcap" is a replayed capture (luaext/kernel_replay.c).
  *	X(ID, name) in value order, from 0 */
 #define TI_PROBES(X)                                                                     \
 	X(NONE, "unknown") X(TCP_V4_RCV, "tcp_v4_rcv") X(TCP_V6_RCV, "tcp_v6_rcv")      \
-	X(CGROUP, "cgroup_skb/ingress") X(TC, "tc/ingress")
+	X(CGROUP, "cgroup_skb/ingress") X(TC, "tc/ingress") X(PCAP, "pcap")
 
 enum ti_probe {
 #define TI_X(id, name) TI_PROBE_##id,
@@ -64,7 +65,35 @@ struct ti_event {
 	__u8 family;  /* 4 or 6 */
 	__u8 ttl;     /* IPv4 TTL or IPv6 hop limit */
 	__u8 probe;   /* enum ti_probe */
-	__u16 pad[3];
+	__u16 caplen; /* bytes of the segment after this record (<= snaplen) */
+	__u16 wirelen; /* the segment's length from the IP header on (IPv4 total
+			* length, IPv6 40 + payload length), as pcap's len */
+	__u16 pad;
+};
+
+/* Captured bytes and filter expressions.  A ring record is struct ti_event
+ * followed by caplen bytes of the segment from its IP header on (open()'s
+ * snaplen, at most TI_SNAPLEN_MAX).  A filter expression (a classic BPF
+ * program from libpcap, run by bpf/ti_cbpf.h) reads at most the first
+ * TI_CBPF_WINDOW bytes; luaext/expr.c refuses one that would read more.
+ * TI_PKT_MAX is the per-CPU buffer the hooks copy those bytes into: a power
+ * of two, so that an index masked with TI_PKT_MAX - 1 stays inside it. */
+#define TI_PKT_MAX 4096
+#define TI_SNAPLEN_MAX TI_PKT_MAX
+#define TI_CBPF_WINDOW 256
+#define TI_CBPF_MAX_INSNS 256 /* a power of two: pc is masked with it - 1 */
+
+struct ti_cbpf_insn { /* struct sock_filter, struct bpf_insn of <pcap/bpf.h> */
+	__u16 code;
+	__u8 jt;
+	__u8 jf;
+	__u32 k;
+};
+
+struct ti_cbpf_prog {
+	__u32 len; /* instructions; 0: no expression */
+	__u32 pad;
+	struct ti_cbpf_insn insns[TI_CBPF_MAX_INSNS];
 };
 
 /* Key of the "flows" map.  8-aligned, so that keys compare and hash as
@@ -121,12 +150,14 @@ struct ti_source_val {
  * seen; doc/modes.md, "Odd frames").
  * evicted_flows / evicted_sources count entries of the full "flows" /
  * "sources" tables replaced by a new key (bpf/ti_table.h): their counts are
- * no longer in the map. */
+ * no longer in the map.  busy counts segments not inspected because every
+ * scratch slot of their CPU was in use (not in seen; bpf/tcpinspect.bpf.c,
+ * struct ti_scratch). */
 #define TI_STATS(X)                                                                      \
 	X(SEEN, "seen") X(FILTERED, "filtered") X(MATCHED, "matched")                     \
 	X(SAMPLED_OUT, "sampled_out") X(DELIVERED, "delivered") X(DROPPED, "dropped")     \
 	X(ERRORS, "errors") X(EVICTED_FLOWS, "evicted_flows")                             \
-	X(EVICTED_SOURCES, "evicted_sources")
+	X(EVICTED_SOURCES, "evicted_sources") X(BUSY, "busy")
 
 enum ti_stat {
 #define TI_X(id, name) TI_STAT_##id,
@@ -147,6 +178,7 @@ struct ti_load_config {
 	__u32 netns;        /* reported in events by hooks that cannot read it */
 	__u32 family;       /* the open() family: 0 any, 4 or 6 */
 	__u32 table_mask;   /* buckets - 1 of the flows and sources tables */
+	__u32 snaplen;      /* bytes of each segment appended to its record */
 	/* the scope (doc/modes.md, "Scoping to a container"): segments outside
 	 * it are not seen at all; 0 turns each test off */
 	__u32 scope_netns;  /* fentry/kprobe, cgroup (ti_cgroup_ingress_ns): only this netns inode */
@@ -180,6 +212,7 @@ struct ti_config {
 	__u8 sport_bits[8192]; /* one bit per port */
 	__u8 dport_bits[8192];
 	__u8 port_bits[8192];
+	struct ti_cbpf_prog expr; /* the filter expression: must accept too */
 };
 
 /* Key of the "saddr_lpm"/"daddr_lpm"/"host_lpm" tries: the configuration slot and the

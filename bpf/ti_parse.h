@@ -20,6 +20,9 @@
 
 #include "tcpinspect.h"
 
+/* Inlined in BPF, where every helper is; an ordinary inline in user space. */
+#define TI_INLINE static inline __attribute__((always_inline))
+
 #define TI_IPPROTO_TCP 6
 #define TI_IPPROTO_HOPOPTS 0
 #define TI_IPPROTO_ROUTING 43
@@ -87,7 +90,7 @@ struct ti_walk {
 /* Fill e from an IP header (ip points at 40 bytes, enough for either family)
  * and a TCP header.  l4_off is the TCP header's offset from the IP header.
  * Returns 0, or -1 for a segment too short to be real. */
-static inline __attribute__((always_inline)) int
+TI_INLINE int
 ti_parse(struct ti_event *e, const __u8 *ip, __u32 l4_off, const struct ti_tcphdr *th)
 {
 	__u32 l4len, hdrlen = (th->doff_res >> 4) * 4;
@@ -140,9 +143,8 @@ ti_parse(struct ti_event *e, const __u8 *ip, __u32 l4_off, const struct ti_tcphd
  * A total length smaller than the frame is Ethernet padding: the segment
  * ends at the total length.  IPv6 hop-by-hop, routing, destination-options
  * and AH headers are walked; the segment after them counts as usual. */
-static inline __attribute__((always_inline)) __s64
-ti_frame_segment(TI_PARSE_CTX ctx, __u64 off, __u64 len, int v4, struct ti_event *e,
-		 struct ti_walk *x)
+TI_INLINE __s64 ti_frame_segment(TI_PARSE_CTX ctx, __u64 off, __u64 len, int v4,
+				 struct ti_event *e, struct ti_walk *x)
 {
 	/* 64-bit locals and no byte buffer on the stack: 6.1 without
 	 * CAP_PERFMON refuses a 4-byte store into a stack slot that held a

@@ -29,6 +29,13 @@ struct ti_source_entry {
 	struct ti_source_val val;
 };
 
+/* Keys are read as words through these types: may_alias, so that a
+ * compiler with strict aliasing (gcc -O2, user space) does not move the
+ * reads before the byte and 16-bit stores that built the key in the same
+ * function (the pcap replay builds and hashes keys in one inlined path). */
+typedef __u32 __attribute__((may_alias)) ti_word32;
+typedef __u64 __attribute__((may_alias)) ti_word64;
+
 /* The 32-bit hash of a key: multiply-xorshift per 32-bit word, then a final
  * avalanche (murmur3's fmix32).  Written out word by word, without a loop:
  * the verifier refuses a variable offset into a map value from a loop
@@ -45,7 +52,7 @@ static inline __u32 ti_hash_final(__u32 h)
 
 static inline __u32 ti_flow_hash(const struct ti_flow_key *k)
 {
-	const __u32 *w = (const __u32 *)k; /* 10 words */
+	const ti_word32 *w = (const ti_word32 *)k; /* 10 words */
 	__u32 h = 0x9e3779b9u;
 
 	TI_HASH_STEP(h, w[0]), TI_HASH_STEP(h, w[1]), TI_HASH_STEP(h, w[2]);
@@ -57,7 +64,7 @@ static inline __u32 ti_flow_hash(const struct ti_flow_key *k)
 
 static inline __u32 ti_addr_hash(const struct ti_addr_key *k)
 {
-	const __u32 *w = (const __u32 *)k; /* 6 words */
+	const ti_word32 *w = (const ti_word32 *)k; /* 6 words */
 	__u32 h = 0x9e3779b9u;
 
 	TI_HASH_STEP(h, w[0]), TI_HASH_STEP(h, w[1]), TI_HASH_STEP(h, w[2]);
@@ -68,14 +75,14 @@ static inline __u32 ti_addr_hash(const struct ti_addr_key *k)
 /* Keys are equal: compared as 64-bit words, written out (see above). */
 static inline int ti_flow_key_eq(const struct ti_flow_key *a, const struct ti_flow_key *b)
 {
-	const __u64 *x = (const __u64 *)a, *y = (const __u64 *)b; /* 5 words */
+	const ti_word64 *x = (const ti_word64 *)a, *y = (const ti_word64 *)b; /* 5 words */
 
 	return x[0] == y[0] && x[1] == y[1] && x[2] == y[2] && x[3] == y[3] && x[4] == y[4];
 }
 
 static inline int ti_addr_key_eq(const struct ti_addr_key *a, const struct ti_addr_key *b)
 {
-	const __u64 *x = (const __u64 *)a, *y = (const __u64 *)b; /* 3 words */
+	const ti_word64 *x = (const ti_word64 *)a, *y = (const ti_word64 *)b; /* 3 words */
 
 	return x[0] == y[0] && x[1] == y[1] && x[2] == y[2];
 }

@@ -32,6 +32,19 @@ local M = {
 -- caller's line, with no frame of this file in between)
 M.open = core.open
 
+--- Replay a capture without root: a session with the same methods and
+-- fields as `open`'s, fed by a pcap file instead of the kernel.  Every
+-- frame goes through the BPF program's own parse, filter, aggregate and
+-- sampling code, built for user space; time is the capture's (`run`'s
+-- duration and intervals, `session:now()`, `p.ts`).  See doc/reference.md.
+-- @tparam table opts file (required), snaplen, filter, family, sample,
+--   events, aggregates, max_flows (the hooks' own options are ignored)
+-- @treturn[1] session
+-- @treturn[2] nil
+-- @treturn[2] string message
+-- @treturn[2] integer errno
+M.replay = core.replay
+
 --- What this kernel offers, probed for real by loading and attaching.
 -- @treturn table btf, fentry, kprobe, ringbuf, tc, tcx, cgroup (booleans),
 --   reasons (mode -> why not), kernel (release string)
@@ -115,9 +128,15 @@ end
 --   on_interval: function(session, elapsed) called every interval;
 --   poll_ms: the longest single wait, bounding event latency (default 100);
 --   should_stop: function() -> true to end the loop (checked after every poll)
+-- On a replay (`tcpinspect.replay`) time is the capture's: `duration`,
+-- `interval` and `poll_ms` are seconds of the capture (`session:now()`),
+-- so an hour of capture runs in as long as its packets take; without a
+-- duration the run ends with the file ("end"); with one longer than the
+-- file, the clock runs on to it after the last packet (the intervals fire,
+-- as they would live).
 -- @treturn number events delivered
 -- @treturn string why it ended: "duration", "stopped", "signal" (see
---   `trap_signals`)
+--   `trap_signals`), "end" (a replay's file)
 function methods.run(self, opts)
 	opts = opts or {}
 	if type(opts) ~= "table" then
@@ -143,19 +162,22 @@ function methods.run(self, opts)
 		error("tcpinspect: run option 'poll_ms': expected an integer >= 0, got " .. tostring(poll_ms), 2)
 	end
 	local on_interval, should_stop = opts.on_interval, opts.should_stop
-	local start = core.monotonic()
+	-- a replay's clock moves only as far as poll asks: round its waits up
+	local replay = self.mode == "replay"
+	local round = replay and math.ceil or math.floor
+	local start = self:now()
 	local next_tick = start + interval
 	local total = 0
 	stopping[self] = nil
 	while true do
-		local now = core.monotonic()
+		local now = self:now()
 		local wait = next_tick - now
 		if duration then wait = math.min(wait, start + duration - now) end
 		wait = math.max(0, math.min(wait * 1000, poll_ms))
-		local n, err, errno = self:poll(math.floor(wait))
+		local n, err, errno = self:poll(round(wait))
 		if not n then return nil, err, errno end
 		total = total + n
-		now = core.monotonic()
+		now = self:now()
 		if on_interval and now >= next_tick then
 			on_interval(self, now - start)
 		end
@@ -174,6 +196,9 @@ function methods.run(self, opts)
 			-- drain what is pending, then stop
 			total = total + (self:poll(0) or 0)
 			return total, "duration"
+		end
+		if replay and not duration and self.ended then
+			return total, "end"
 		end
 	end
 end

@@ -12,6 +12,7 @@
 #include <sys/utsname.h>
 #include <bpf/libbpf.h>
 #include "ti.h"
+#include "expr.h"
 
 static int core_monotonic(lua_State *L)
 {
@@ -188,10 +189,88 @@ static int core_errname(lua_State *L)
 	return 1;
 }
 
+/* ---- filter expressions (luaext/expr.c, bpf/ti_cbpf.h) ---------------------------- */
+
+/* expr_compile(expr) -> list of {code=, jt=, jf=, k=}, or nil, message:
+ * the classic BPF program filter.expr runs in the kernel. */
+static int core_expr_compile(lua_State *L)
+{
+	struct ti_cbpf_prog *p = lua_newuserdatauv(L, sizeof(*p), 0);
+	char err[512];
+
+	if (ti_expr_compile(luaL_checkstring(L, 1), p, err, sizeof(err))) {
+		lua_pushnil(L);
+		lua_pushstring(L, err);
+		return 2;
+	}
+	lua_createtable(L, (int)p->len, 0);
+	for (uint32_t i = 0; i < p->len; i++) {
+		lua_createtable(L, 0, 4);
+		lua_pushinteger(L, p->insns[i].code);
+		lua_setfield(L, -2, "code");
+		lua_pushinteger(L, p->insns[i].jt);
+		lua_setfield(L, -2, "jt");
+		lua_pushinteger(L, p->insns[i].jf);
+		lua_setfield(L, -2, "jf");
+		lua_pushinteger(L, p->insns[i].k);
+		lua_setfield(L, -2, "k");
+		lua_rawseti(L, -2, (lua_Integer)i + 1);
+	}
+	return 1;
+}
+
+/* expr_match(expr, bytes [, wirelen [, engine]]) -> boolean, or nil, message.
+ * bytes: a segment from its IP header on; wirelen defaults to #bytes.
+ * engine "tcpinspect" (default): bpf/ti_cbpf.h on the bytes a hook would
+ * copy for a filter (the first TI_CBPF_WINDOW); "pcap": libpcap's
+ * pcap_offline_filter on all of them.  For the differential specs. */
+static int core_expr_match(lua_State *L)
+{
+	const char *expr = luaL_checkstring(L, 1);
+	size_t n;
+	const uint8_t *buf = (const uint8_t *)luaL_checklstring(L, 2, &n);
+	lua_Integer wirelen = luaL_optinteger(L, 3, (lua_Integer)n);
+	const char *engine = luaL_optstring(L, 4, "tcpinspect");
+	char err[512];
+	int v;
+
+	luaL_argcheck(L, wirelen >= 0 && wirelen <= 0xffff, 3, "out of range 0-65535");
+	if (!strcmp(engine, "pcap")) {
+		v = ti_expr_offline(expr, buf, (uint32_t)n, (uint32_t)wirelen, err, sizeof(err));
+	} else if (!strcmp(engine, "tcpinspect")) {
+		/* the last expression's program, kept: one expression runs on
+		 * thousands of segments in a row in the specs */
+		static struct { char expr[1024]; struct ti_cbpf_prog p; bool valid; } c;
+
+		v = 0;
+		if (!c.valid || strcmp(c.expr, expr)) {
+			c.valid = false;
+			v = ti_expr_compile(expr, &c.p, err, sizeof(err));
+			if (!v && strlen(expr) < sizeof(c.expr)) {
+				strcpy(c.expr, expr);
+				c.valid = true;
+			}
+		}
+		if (!v)
+			v = c.p.len == 0 || ti_cbpf_run(&c.p, buf, n < TI_CBPF_WINDOW ? n : TI_CBPF_WINDOW,
+							(uint64_t)wirelen) != 0;
+	} else {
+		return luaL_argerror(L, 4, "expected \"tcpinspect\" or \"pcap\"");
+	}
+	if (v < 0) {
+		lua_pushnil(L);
+		lua_pushstring(L, err);
+		return 2;
+	}
+	lua_pushboolean(L, v);
+	return 1;
+}
+
 int luaopen_tcpinspect_core(lua_State *L)
 {
 	static const luaL_Reg funcs[] = {
 		{ "open", ti_session_open },
+		{ "replay", ti_session_open_replay },
 		{ "features", core_features },
 		{ "monotonic", core_monotonic },
 		{ "sleep", core_sleep },
@@ -200,6 +279,8 @@ int luaopen_tcpinspect_core(lua_State *L)
 		{ "errname", core_errname },
 		{ "versions", core_versions },
 		{ "resolve", core_resolve },
+		{ "expr_compile", core_expr_compile },
+		{ "expr_match", core_expr_match },
 		{ NULL, NULL },
 	};
 
@@ -226,5 +307,9 @@ int luaopen_tcpinspect_core(lua_State *L)
 	ti_push_names(L, ti_mode_names, "mode_names");
 	lua_pushinteger(L, TI_HIST_SLOTS);
 	lua_setfield(L, -2, "hist_slots");
+	lua_pushinteger(L, TI_SNAPLEN_MAX);
+	lua_setfield(L, -2, "SNAPLEN_MAX");
+	lua_pushinteger(L, TI_CBPF_WINDOW);
+	lua_setfield(L, -2, "EXPR_WINDOW");
 	return 1;
 }

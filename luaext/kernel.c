@@ -20,6 +20,7 @@
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include "kernel_int.h"
+#include "pcapfile.h"
 #include "ti_table.h"
 #include "tcpinspect.skel.h"
 
@@ -126,6 +127,7 @@ static void set_load_config(struct ti_load_config *c, const struct ti_load_opts 
 		c->wakeup_bytes = o->ring_size / 2;
 	c->family = (uint32_t)o->family;
 	c->table_mask = ti_table_buckets(o->max_flows) - 1;
+	c->snaplen = o->snaplen;
 	/* The netns each event reports: the function probes read skb->dev's,
 	 * cgroup reads the socket's (with CAP_PERFMON, else 0), and tc's
 	 * attachments all live in one namespace: the scope's, or ours. */
@@ -256,6 +258,8 @@ int ti_kernel_set_filter(struct ti_kernel *k, const struct ti_filter *f)
 	struct ti_filter *old = k->slot_filter[slot], *copy;
 	int fds[3], err;
 
+	if (k->replay)
+		return ti_replay_set_filter(k->replay, f);
 	if (!sk || !sk->bss)
 		return -EBADF; /* not loaded, or its .bss was not mapped */
 	fds[0] = bpf_map__fd(sk->maps.saddr_lpm);
@@ -428,6 +432,10 @@ int ti_kernel_stats(const struct ti_kernel *k, uint64_t out[TI_STAT_MAX])
 	uint64_t vals[k->ncpus > 0 ? k->ncpus : 1];
 	int fd;
 
+	if (k->replay) {
+		ti_replay_stats(k->replay, out);
+		return 0;
+	}
 	if (!k->skel)
 		return -EBADF;
 	fd = bpf_map__fd(k->skel->maps.stats);
@@ -471,6 +479,8 @@ int ti_kernel_test_run(const struct ti_kernel *k, const void *frame, size_t len,
 			    .repeat = repeat);
 	struct bpf_program *prog;
 
+	if (k->replay)
+		return -EOPNOTSUPP;
 	if (!k->skel)
 		return -EBADF;
 	if (k->mode == TI_MODE_TC)
@@ -490,6 +500,8 @@ int ti_kernel_test_run(const struct ti_kernel *k, const void *frame, size_t len,
 
 void ti_kernel_close(struct ti_kernel *k)
 {
+	ti_replay_close(k->replay);
+	k->replay = NULL;
 	for (int i = 0; i < k->nlinks; i++)
 		bpf_link__destroy(k->links[i]);
 	k->nlinks = 0;
@@ -504,6 +516,49 @@ void ti_kernel_close(struct ti_kernel *k)
 		k->slot_filter[i] = NULL;
 	}
 	k->slot = 0;
+}
+
+/* ---- replay ------------------------------------------------------------------------ */
+
+int ti_kernel_open_replay(struct ti_kernel *k, const struct ti_load_opts *o, const struct ti_filter *f,
+			  const char *path, uint32_t snaplen, char *why, size_t whylen)
+{
+	struct ti_load_config c;
+	int err;
+
+	why[0] = '\0';
+	set_load_config(&c, o, TI_MODE_AUTO);
+	c.netns = 0; /* a capture does not say */
+	err = ti_replay_open(&k->replay, path, &c, ti_table_buckets(o->max_flows) * TI_TABLE_WAYS,
+			     snaplen, f, why, whylen);
+	if (err)
+		return err;
+	k->ncpus = 1;
+	k->mode = TI_MODE_AUTO;
+	return 0;
+}
+
+int ti_kernel_replay_next(struct ti_kernel *k, uint64_t until_ns, const void **rec, size_t *size,
+			  char *why, size_t whylen)
+{
+	if (!k->replay)
+		return -EBADF;
+	return ti_replay_next(k->replay, until_ns, rec, size, why, whylen);
+}
+
+uint64_t ti_kernel_replay_clock(const struct ti_kernel *k)
+{
+	return k->replay ? ti_replay_clock(k->replay) : 0;
+}
+
+bool ti_kernel_replay_ended(const struct ti_kernel *k)
+{
+	return !k->replay || ti_replay_ended(k->replay);
+}
+
+const char *ti_kernel_replay_linktype(const struct ti_kernel *k)
+{
+	return k->replay ? ti_pcap_linktype_name(ti_replay_linktype(k->replay)) : "";
 }
 
 /* ---- features() -------------------------------------------------------------------- */

@@ -102,6 +102,7 @@ struct ti_load_opts {
 	uint32_t ring_size;
 	uint32_t max_flows;
 	uint32_t wakeup;  /* records per wakeup */
+	uint32_t snaplen; /* bytes of each segment in its record (0 .. TI_SNAPLEN_MAX) */
 	char cgroup[512]; /* cgroup mode's attach point (cgroup= or the container's); empty: the cgroup v2 root */
 	struct ti_scope scope;
 	int ndevs;        /* tc: 0 means every interface that is up */
@@ -126,6 +127,7 @@ struct ti_tc_skip {
 
 struct tcpinspect_bpf;
 struct bpf_link;
+struct ti_replay;
 
 struct ti_kernel {
 	struct tcpinspect_bpf *skel;
@@ -147,6 +149,7 @@ struct ti_kernel {
 	uint32_t slot;                    /* the active filter slot */
 	struct ti_filter *slot_filter[2]; /* what each slot holds (for deletes) */
 	int ncpus;
+	struct ti_replay *replay;         /* a replayed capture instead of the kernel (kernel_replay.c) */
 };
 
 void ti_kernel_init(struct ti_kernel *k);
@@ -206,6 +209,25 @@ int ti_kernel_map_clear(const struct ti_kernel *k, enum ti_map_id m);
  * recv); the session calls it at each poll.  >0: the attachments changed,
  * 0: they did not, <0: -errno (the attachments stay as they were). */
 int ti_kernel_tc_refresh(struct ti_kernel *k);
+
+/* The replay backend (kernel_replay.c): no kernel object at all, a pcap
+ * file run through the BPF program's own parse, filter, aggregate and
+ * sampling code in user space (bpf/ti_parse.h, bpf/ti_rules.h), with one
+ * CPU's copy of each map.  Open it in place of ti_kernel_open: set_filter,
+ * stats, the map functions and close then work on it (ring_fd, test_run:
+ * -EOPNOTSUPP).  Time is the capture's: ti_kernel_replay_next hands out the
+ * records of the frames stamped up to until_ns (UINT64_MAX: all), one at a
+ * time (1; *rec valid until the next call), and returns 0 when there is
+ * none left before until_ns, having moved the clock to until_ns.  Records
+ * are struct ti_event and up to snaplen bytes from the IP header on; ts is
+ * the frame's timestamp, ns since the epoch.  <0: -errno with why. */
+int ti_kernel_open_replay(struct ti_kernel *k, const struct ti_load_opts *o, const struct ti_filter *f,
+			  const char *path, uint32_t snaplen, char *why, size_t whylen);
+int ti_kernel_replay_next(struct ti_kernel *k, uint64_t until_ns, const void **rec, size_t *size,
+			  char *why, size_t whylen);
+uint64_t ti_kernel_replay_clock(const struct ti_kernel *k); /* ns since the epoch */
+bool ti_kernel_replay_ended(const struct ti_kernel *k);     /* every frame handled */
+const char *ti_kernel_replay_linktype(const struct ti_kernel *k);
 
 /* Detach and unload everything; idempotent. */
 void ti_kernel_close(struct ti_kernel *k);

@@ -58,12 +58,55 @@ static size_t stride(enum ti_map_id m)
 
 static uint32_t nkeys(const struct ti_kernel *k, enum ti_map_id m)
 {
+	uint32_t n;
+
+	if (k->replay) {
+		ti_replay_map(k->replay, m, &n);
+		return n;
+	}
 	switch (m) {
 	case TI_MAP_FLOWS: return bpf_map__max_entries(k->skel->maps.flows);
 	case TI_MAP_SOURCES: return bpf_map__max_entries(k->skel->maps.sources);
 	case TI_MAP_PORTS: return bpf_map__max_entries(k->skel->maps.ports);
 	default: return TI_HIST_SLOTS;
 	}
+}
+
+/* A replay's element i of map m (one CPU: one stride), or NULL. */
+static uint8_t *replay_elem(const struct ti_kernel *k, enum ti_map_id m, uint32_t i)
+{
+	uint32_t n;
+	uint8_t *mem = ti_replay_map(k->replay, m, &n);
+
+	return mem && i < n ? mem + (size_t)i * stride(m) : NULL;
+}
+
+/* bpf_map_lookup_elem / bpf_map_update_elem of one element (every CPU's
+ * copy): 0 or -errno */
+static int elem_get(const struct ti_kernel *k, enum ti_map_id m, int fd, uint32_t i, void *buf)
+{
+	if (k->replay) {
+		uint8_t *e = replay_elem(k, m, i);
+
+		if (!e)
+			return -ENOENT;
+		memcpy(buf, e, stride(m));
+		return 0;
+	}
+	return bpf_map_lookup_elem(fd, &i, buf) ? -errno : 0;
+}
+
+static int elem_put(const struct ti_kernel *k, enum ti_map_id m, int fd, uint32_t i, const void *buf)
+{
+	if (k->replay) {
+		uint8_t *e = replay_elem(k, m, i);
+
+		if (!e)
+			return -ENOENT;
+		memcpy(e, buf, stride(m));
+		return 0;
+	}
+	return bpf_map_update_elem(fd, &i, buf, BPF_EXIST) ? -errno : 0;
 }
 
 /* Read every element of a per-CPU array: vals gets n * ncpus strides. */
@@ -187,7 +230,7 @@ int ti_kernel_map_snapshot(const struct ti_kernel *k, enum ti_map_id m, struct t
 	size_t st = stride(m), ks = ti_map_key_size(m);
 	uint8_t *vals;
 	uint32_t *index = NULL, mask = 0;
-	int fd = ti_kernel_map_fd(k, m), err;
+	int fd = k->replay ? 0 : ti_kernel_map_fd(k, m), err;
 
 	memset(s, 0, sizeof(*s));
 	if (fd < 0)
@@ -199,8 +242,15 @@ int ti_kernel_map_snapshot(const struct ti_kernel *k, enum ti_map_id m, struct t
 	vals = malloc((size_t)n * st * (size_t)k->ncpus);
 	if (!vals)
 		return -ENOMEM;
-	if ((err = read_all(fd, n, st, k->ncpus, vals)))
+	if (k->replay) {
+		uint32_t have;
+		const void *mem = ti_replay_map(k->replay, m, &have);
+
+		memcpy(vals, mem, (size_t)n * st); /* one CPU */
+		err = 0;
+	} else if ((err = read_all(fd, n, st, k->ncpus, vals))) {
 		goto out;
+	}
 	if (is_table(m)) {
 		/* open addressing over the merged entries, by key */
 		uint32_t cap = ti_table_buckets(n * (uint32_t)k->ncpus * 2) * TI_TABLE_WAYS;
@@ -296,7 +346,7 @@ static int find(const struct ti_kernel *k, enum ti_map_id m, const void *key, vo
 {
 	size_t st = stride(m), ks = ti_map_key_size(m);
 	uint8_t *buf = malloc(st * (size_t)k->ncpus), tmp[64];
-	int fd = ti_kernel_map_fd(k, m), n, err = 0;
+	int fd = k->replay ? 0 : ti_kernel_map_fd(k, m), n, err = 0;
 	bool found = false;
 	uint32_t first;
 
@@ -310,10 +360,8 @@ static int find(const struct ti_kernel *k, enum ti_map_id m, const void *key, vo
 	for (uint32_t i = first; i < first + (uint32_t)n && !err; i++) {
 		bool here = false;
 
-		if (bpf_map_lookup_elem(fd, &i, buf)) {
-			err = -errno;
+		if ((err = elem_get(k, m, fd, i, buf)))
 			break;
-		}
 		for (int c = 0; c < k->ncpus; c++) {
 			uint8_t *v = buf + (size_t)c * st;
 
@@ -338,8 +386,8 @@ static int find(const struct ti_kernel *k, enum ti_map_id m, const void *key, vo
 			}
 		}
 		found |= here;
-		if (del && here && bpf_map_update_elem(fd, &i, buf, BPF_EXIST))
-			err = -errno;
+		if (del && here)
+			err = elem_put(k, m, fd, i, buf);
 	}
 	if (!err && !found)
 		err = -ENOENT;
@@ -366,10 +414,16 @@ int ti_kernel_map_clear(const struct ti_kernel *k, enum ti_map_id m)
 	size_t bytes = stride(m) * (size_t)k->ncpus;
 	uint8_t *zero = calloc(n, bytes);
 	uint32_t *keys = malloc(n * sizeof(*keys));
-	int fd = ti_kernel_map_fd(k, m), err = 0;
+	int fd = k->replay ? 0 : ti_kernel_map_fd(k, m), err = 0;
 
 	if (!zero || !keys) {
 		err = -ENOMEM;
+		goto out;
+	}
+	if (k->replay) {
+		uint32_t have;
+
+		memset(ti_replay_map(k->replay, m, &have), 0, (size_t)n * stride(m));
 		goto out;
 	}
 	if (fd < 0) {

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "ti.h"
+#include "expr.h"
 
 #define OPT_ERR ti_option_error
 
@@ -344,7 +345,7 @@ static void check_keys(lua_State *L, int idx, const char *ctx, const char *const
 
 const char *const ti_filter_keys[] = {
 	"sport", "dport", "port", "saddr", "daddr", "host", "flags", "len",
-	"ifindex", "dev", "family", NULL,
+	"ifindex", "dev", "family", "expr", NULL,
 };
 
 void ti_check_filter(lua_State *L, int idx, struct ti_filter *f, const char *ctx,
@@ -456,6 +457,16 @@ void ti_check_filter(lua_State *L, int idx, struct ti_filter *f, const char *ctx
 		}
 	}
 	lua_pop(L, 1);
+	if (FIELD("expr")) {
+		char err[512];
+
+		if (lua_type(L, -1) != LUA_TSTRING)
+			OPT_ERR(L, name, "expected a filter expression string like 'tcp dst port 443', got %s",
+				luaL_typename(L, -1));
+		if (ti_expr_compile(check_cstr(L, -1, name), &c->expr, err, sizeof(err)))
+			OPT_ERR(L, name, "%s", err);
+	}
+	lua_pop(L, 1);
 #undef FIELD
 }
 
@@ -463,7 +474,7 @@ void ti_check_filter(lua_State *L, int idx, struct ti_filter *f, const char *ctx
 
 const char *const ti_option_keys[] = {
 	"mode", "family", "filter", "sample", "events", "aggregates", "ring_size",
-	"max_flows", "wakeup", "cgroup", "dev", "netns", "container", NULL,
+	"max_flows", "wakeup", "cgroup", "dev", "snaplen", "netns", "container", NULL,
 };
 
 static bool check_bool(lua_State *L, int idx, const char *name)
@@ -612,6 +623,14 @@ void ti_check_options(lua_State *L, int idx, struct ti_load_opts *o)
 	lua_pop(L, 1);
 	if (lua_getfield(L, idx, "wakeup") != LUA_TNIL)
 		o->wakeup = (uint32_t)check_int(L, -1, "wakeup", 1, 1 << 20);
+	lua_pop(L, 1);
+	if (lua_getfield(L, idx, "snaplen") != LUA_TNIL) {
+		o->snaplen = (uint32_t)check_int(L, -1, "snaplen", 0, TI_SNAPLEN_MAX);
+		/* a record is an 8-byte header and the event with its bytes, rounded to 8 */
+		if (8 + ((sizeof(struct ti_event) + o->snaplen + 7) & ~(size_t)7) > o->ring_size / 2)
+			OPT_ERR(L, "snaplen", "%d: a record of %d bytes takes more than half of ring_size (%d)",
+				(int)o->snaplen, (int)(sizeof(struct ti_event) + o->snaplen), (int)o->ring_size);
+	}
 	lua_pop(L, 1);
 	check_scope(L, idx, o);
 	if (lua_getfield(L, idx, "dev") != LUA_TNIL) {

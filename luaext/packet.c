@@ -12,11 +12,16 @@
 #include <net/if.h>
 #include "ti.h"
 
+/* a caplen is 16 bits: the kernel's records carry at most TI_SNAPLEN_MAX
+ * bytes, a replayed capture's up to its snaplen */
+#define VIEW_BYTES 65535
+
 struct ti_packet {
-	struct ti_event e;
 	bool valid;
 	bool view; /* the session's reused view (false for copies) */
 	double rt_offset;
+	struct ti_event e;
+	uint8_t bytes[]; /* e.caplen captured bytes; the view has room for any (VIEW_BYTES) */
 };
 
 /* The fields of a packet, X(name, how to push it), in the order of the
@@ -41,7 +46,9 @@ struct ti_packet {
 	X(netns, lua_pushinteger(L, e->netns))                             \
 	X(cgroup, lua_pushinteger(L, (lua_Integer)e->cgroup))              \
 	X(probe, push_probe(L, e))                                         \
-	X(cpu, lua_pushinteger(L, e->cpu))
+	X(cpu, lua_pushinteger(L, e->cpu))                                 \
+	X(caplen, lua_pushinteger(L, e->caplen))                           \
+	X(wirelen, lua_pushinteger(L, e->wirelen))
 
 enum packet_field {
 #define TI_X(name, push) F_##name,
@@ -58,11 +65,11 @@ static const char *const fields[F_COUNT + 1] = {
 };
 
 /* what p.NAME can be: the fields, then the methods (for suggestions) */
-static const char *const field_and_method_names[F_COUNT + 3] = {
+static const char *const field_and_method_names[F_COUNT + 4] = {
 #define TI_X(name, push) #name,
 	PACKET_FIELDS(TI_X)
 #undef TI_X
-	"copy", "totable", NULL,
+	"copy", "totable", "bytes", NULL,
 };
 
 const char *const ti_probe_names[TI_PROBE_COUNT + 1] = {
@@ -225,7 +232,16 @@ static int packet_copy(lua_State *L)
 {
 	struct ti_packet *p = check_packet(L, 1);
 
-	return ti_packet_push_copy(L, &p->e, p->rt_offset);
+	return ti_packet_push_record(L, &p->e, sizeof(p->e) + p->e.caplen, p->rt_offset);
+}
+
+/* p:bytes(): the captured bytes (snaplen), from the IP header on */
+static int packet_bytes(lua_State *L)
+{
+	struct ti_packet *p = check_packet(L, 1);
+
+	lua_pushlstring(L, (const char *)p->bytes, p->e.caplen);
+	return 1;
 }
 
 static int packet_totable(lua_State *L)
@@ -275,15 +291,19 @@ static int packet_decode(lua_State *L)
 	const char *raw = luaL_checklstring(L, 1, &n);
 	struct ti_event e;
 
-	if (n != sizeof(e))
-		return luaL_error(L, "record is %d bytes, expected %d", (int)n, (int)sizeof(e));
+	if (n < sizeof(e))
+		return luaL_error(L, "record is %d bytes, expected %d and its caplen bytes", (int)n,
+				  (int)sizeof(e));
 	memcpy(&e, raw, sizeof(e));
-	return ti_packet_push_copy(L, &e, luaL_optnumber(L, 2, 0));
+	if (n != sizeof(e) + e.caplen)
+		return luaL_error(L, "record is %d bytes, expected %d and its caplen (%d) bytes", (int)n,
+				  (int)sizeof(e), (int)e.caplen);
+	return ti_packet_push_record(L, raw, n, luaL_optnumber(L, 2, 0));
 }
 
-static struct ti_packet *new_packet(lua_State *L)
+static struct ti_packet *new_packet(lua_State *L, size_t nbytes)
 {
-	struct ti_packet *p = lua_newuserdatauv(L, sizeof(*p), 0);
+	struct ti_packet *p = lua_newuserdatauv(L, sizeof(*p) + nbytes, 0);
 
 	memset(p, 0, sizeof(*p));
 	luaL_setmetatable(L, TI_PACKET_MT);
@@ -292,10 +312,20 @@ static struct ti_packet *new_packet(lua_State *L)
 
 struct ti_packet *ti_packet_new_view(lua_State *L)
 {
-	struct ti_packet *p = new_packet(L);
+	struct ti_packet *p = new_packet(L, VIEW_BYTES);
 
 	p->view = true;
 	return p;
+}
+
+int ti_packet_set_record(struct ti_packet *p, const void *data, size_t size)
+{
+	const struct ti_event *e = data;
+
+	if (size < sizeof(*e) || size < sizeof(*e) + e->caplen)
+		return -1;
+	memcpy(&p->e, data, sizeof(*e) + e->caplen);
+	return 0;
 }
 
 struct ti_event *ti_packet_event(struct ti_packet *p)
@@ -323,11 +353,14 @@ int ti_packet_field_index(const char *name)
 	return -1;
 }
 
-int ti_packet_push_copy(lua_State *L, const struct ti_event *e, double rt_offset)
+int ti_packet_push_record(lua_State *L, const void *data, size_t size, double rt_offset)
 {
-	struct ti_packet *p = new_packet(L);
+	const struct ti_event *e = data;
+	size_t caplen = size > sizeof(*e) ? size - sizeof(*e) : 0;
+	struct ti_packet *p = new_packet(L, caplen);
 
-	p->e = *e;
+	memcpy(&p->e, data, sizeof(*e) + caplen);
+	p->e.caplen = (uint16_t)caplen;
 	p->valid = true;
 	p->rt_offset = rt_offset;
 	return 1;
@@ -342,6 +375,7 @@ void ti_packet_register(lua_State *L)
 	static const luaL_Reg methods[] = {
 		{ "copy", packet_copy },
 		{ "totable", packet_totable },
+		{ "bytes", packet_bytes },
 		{ NULL, NULL },
 	};
 	static const luaL_Reg funcs[] = {

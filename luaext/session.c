@@ -25,6 +25,7 @@
 #include <time.h>
 #include <bpf/libbpf.h>
 #include "ti.h"
+#include "pcapfile.h"
 
 #define UV_CALLBACK 1
 #define UV_VIEW 2
@@ -42,7 +43,8 @@ const char *const ti_stat_names[TI_STAT_MAX + 1] = {
 
 /* The fields of session.X besides the methods (push_info, session_index). */
 const char *const ti_session_fields[] = {
-	"mode", "fallback_reason", "probes", "ring_size", "events", "sample", "closed", NULL,
+	"mode", "fallback_reason", "probes", "ring_size", "events", "sample", "closed", "file",
+	"ended", NULL,
 };
 
 static struct ti_session *check_session(lua_State *L, int idx)
@@ -82,6 +84,11 @@ static void note_devs(const struct ti_kernel *k)
 static void push_probes(lua_State *L, const struct ti_kernel *k)
 {
 	lua_newtable(L);
+	if (k->replay) {
+		lua_pushfstring(L, "replaying a capture (%s)", ti_kernel_replay_linktype(k));
+		lua_setfield(L, -2, ti_probe_names[TI_PROBE_PCAP]);
+		return;
+	}
 	switch (k->mode) {
 	case TI_MODE_FENTRY:
 	case TI_MODE_KPROBE:
@@ -117,8 +124,8 @@ static void push_info(lua_State *L, struct ti_session *s, const struct ti_load_o
 {
 	const struct ti_kernel *k = &s->k;
 
-	lua_createtable(L, 0, 6);
-	lua_pushstring(L, ti_mode_names[k->mode]);
+	lua_createtable(L, 0, 7);
+	lua_pushstring(L, k->replay ? "replay" : ti_mode_names[k->mode]);
 	lua_setfield(L, -2, "mode");
 	lua_pushstring(L, fallback);
 	lua_setfield(L, -2, "fallback_reason");
@@ -130,9 +137,29 @@ static void push_info(lua_State *L, struct ti_session *s, const struct ti_load_o
 	lua_setfield(L, -2, "events");
 	lua_pushinteger(L, o->sample);
 	lua_setfield(L, -2, "sample");
+	lua_pushliteral(L, ""); /* a replay's file name, set by ti_session_open_replay */
+	lua_setfield(L, -2, "file");
 }
 
 static int msgh(lua_State *L);
+
+/* The session userdata, before its kernel objects exist (state closed). */
+static struct ti_session *new_session(lua_State *L)
+{
+	struct ti_session *s = lua_newuserdatauv(L, sizeof(*s), NUV);
+
+	memset(s, 0, sizeof(*s));
+	ti_kernel_init(&s->k);
+	s->state = TI_CLOSED; /* until everything below worked */
+	luaL_setmetatable(L, TI_SESSION_MT);
+	s->realtime_offset = realtime_offset();
+	s->view = ti_packet_new_view(L);
+	lua_setiuservalue(L, -2, UV_VIEW);
+	lua_pushvalue(L, -1);
+	lua_pushcclosure(L, msgh, 1);
+	lua_setiuservalue(L, -2, UV_MSGH);
+	return s;
+}
 
 int ti_session_open(lua_State *L)
 {
@@ -153,22 +180,12 @@ int ti_session_open(lua_State *L)
 		return ti_fail(L, o.scope.err, "%s", o.scope.why);
 
 	/* the userdata that owns the kernel objects exists before they do */
-	s = lua_newuserdatauv(L, sizeof(*s), NUV); /* 3 */
-	memset(s, 0, sizeof(*s));
-	ti_kernel_init(&s->k);
-	s->state = TI_CLOSED; /* until everything below worked */
-	luaL_setmetatable(L, TI_SESSION_MT);
-	s->realtime_offset = realtime_offset();
-	s->view = ti_packet_new_view(L);
-	lua_setiuservalue(L, 3, UV_VIEW);
-	lua_pushvalue(L, 3);
-	lua_pushcclosure(L, msgh, 1);
-	lua_setiuservalue(L, 3, UV_MSGH);
-
+	s = new_session(L); /* 3 */
 	err = ti_kernel_open(&s->k, &o, f, why, sizeof(why));
 	if (err)
 		return ti_fail(L, err, "%s", why);
 	s->state = TI_OPEN;
+	s->events = o.events;
 	snprintf(s->netns_path, sizeof(s->netns_path), "%s",
 		 o.scope.netns_path[0] ? o.scope.netns_path : s->k.tc_netns_path);
 	note_devs(&s->k);
@@ -187,7 +204,91 @@ int ti_session_open(lua_State *L)
 	return 1;
 }
 
+/* replay{ file = PATH, ... }: the open() options that mean something for a
+ * capture, the others (the hooks' and the ring's) are accepted and ignored,
+ * so that the options of a live session replay unchanged. */
+static const char *const replay_ignored[] = { "mode", "ring_size", "wakeup", "cgroup", "dev", "netns",
+						"container", NULL };
+
+int ti_session_open_replay(lua_State *L)
+{
+	struct ti_load_opts o;
+	struct ti_filter *f;
+	struct ti_session *s;
+	const char *file;
+	lua_Integer snaplen = 0;
+	char why[2048];
+	int err;
+
+	lua_settop(L, 1);
+	if (!lua_istable(L, 1))
+		ti_usage_error(L, NULL, "replay: expected an options table with file = PATH, got %s",
+			       luaL_typename(L, 1));
+	if (lua_getfield(L, 1, "file") != LUA_TSTRING)
+		ti_option_error(L, "file", "expected the path of a pcap file, got %s", luaL_typename(L, -1));
+	file = lua_tostring(L, -1);
+	if (strlen(file) != lua_rawlen(L, -1))
+		ti_option_error(L, "file", "the string holds a NUL byte");
+	if (!*file)
+		ti_option_error(L, "file", "empty path");
+	/* 2: the file name */
+	if (lua_getfield(L, 1, "snaplen") != LUA_TNIL) { /* 3 */
+		if (!lua_isinteger(L, -1) || (snaplen = lua_tointeger(L, -1)) < 0 || snaplen > 65535)
+			ti_option_error(L, "snaplen", "expected bytes 0-65535, got %s", luaL_tolstring(L, -1, NULL));
+	}
+	lua_settop(L, 2);
+	/* the options without file, snaplen and those of the kernel's hooks: 3 */
+	lua_newtable(L);
+	lua_pushnil(L);
+	while (lua_next(L, 1)) {
+		bool skip = lua_type(L, -2) == LUA_TSTRING &&
+			    (!strcmp(lua_tostring(L, -2), "file") || !strcmp(lua_tostring(L, -2), "snaplen"));
+
+		for (int i = 0; !skip && replay_ignored[i]; i++)
+			skip = lua_type(L, -2) == LUA_TSTRING && !strcmp(lua_tostring(L, -2), replay_ignored[i]);
+		if (skip) {
+			lua_pop(L, 1);
+			continue;
+		}
+		lua_pushvalue(L, -2);
+		lua_insert(L, -2);
+		lua_settable(L, 3);
+	}
+	ti_check_options(L, 3, &o);
+	f = lua_newuserdatauv(L, sizeof(*f), 0); /* 4 */
+	lua_getfield(L, 1, "filter");
+	ti_check_filter(L, -1, f, "filter", NULL);
+	lua_pop(L, 1);
+
+	s = new_session(L); /* 5 */
+	err = ti_kernel_open_replay(&s->k, &o, f, file, (uint32_t)snaplen, why, sizeof(why));
+	if (err)
+		return ti_fail(L, err, "%s", why);
+	s->state = TI_OPEN;
+	s->events = o.events;
+	s->realtime_offset = 0; /* ts is the capture's wall clock already */
+	push_info(L, s, &o, "");
+	lua_pushvalue(L, 2);
+	lua_setfield(L, -2, "file");
+	lua_setiuservalue(L, 5, UV_INFO);
+	lua_pushvalue(L, 5);
+	return 1;
+}
+
 /* ---- close ---------------------------------------------------------------- */
+
+/* Flush and close the dump file: 0 or -errno of its last write. */
+static int dump_stop(struct ti_session *s)
+{
+	int err = 0;
+
+	if (s->dump) {
+		err = ti_pcap_writer_close(s->dump);
+		free(s->dump);
+		s->dump = NULL;
+	}
+	return err;
+}
 
 static int session_close(lua_State *L)
 {
@@ -202,6 +303,7 @@ static int session_close(lua_State *L)
 		ring_buffer__free(s->rb);
 		s->rb = NULL;
 	}
+	dump_stop(s);
 	ti_kernel_close(&s->k);
 	return 0;
 }
@@ -241,6 +343,17 @@ static bool poll_should_stop(const struct ti_session *s)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9 >= s->deadline;
 }
 
+/* A delivered record into the dump file: the event and its captured
+ * bytes (what follows the event in the record). */
+static void dump_record(struct ti_session *s, const void *data, size_t size)
+{
+	const struct ti_event *e = data;
+	uint32_t caplen = (uint32_t)(size - sizeof(*e));
+	uint32_t wirelen = e->family == 4 ? e->iplen : e->iplen + 40u;
+
+	ti_pcap_writer_write(s->dump, e, (const uint8_t *)data + sizeof(*e), caplen, wirelen);
+}
+
 /* Stack during a poll: [base+1] message handler, [base+2] callback, [base+3] view. */
 static int on_sample(void *ctx, void *data, size_t size)
 {
@@ -248,10 +361,11 @@ static int on_sample(void *ctx, void *data, size_t size)
 	lua_State *L = s->L;
 	int base = lua_gettop(L) - 3;
 
-	if (size < sizeof(struct ti_event))
+	if (ti_packet_set_record(s->view, data, size))
 		return 0; /* not one of ours: skip it */
-	memcpy(ti_packet_event(s->view), data, sizeof(struct ti_event));
 	s->delivered++;
+	if (s->dump)
+		dump_record(s, data, size);
 	if (lua_isnil(L, base + 2))
 		return poll_should_stop(s) ? -ETIME : 0;
 	lua_pushvalue(L, base + 2);
@@ -278,6 +392,56 @@ static int on_sample(void *ctx, void *data, size_t size)
  * long, so that a flood cannot keep poll from returning. */
 #define TI_POLL_SLICE 0.05
 
+/* poll on a replay: the records of the frames stamped up to timeout_ms of
+ * capture time after the session's clock (-1: to the end of the file),
+ * which then reads that time; the delivery ends early, as a live poll's
+ * does, on stop(), a trapped signal or TI_POLL_SLICE of real time, and the
+ * clock stays at the last record delivered. */
+static int replay_poll(lua_State *L, struct ti_session *s, lua_Integer timeout)
+{
+	uint64_t until = timeout < 0 ? UINT64_MAX
+				     : ti_kernel_replay_clock(&s->k) + (uint64_t)timeout * 1000000u;
+	char why[512];
+	int rc, top;
+
+	lua_settop(L, 1);
+	lua_getiuservalue(L, 1, UV_MSGH);
+	lua_getiuservalue(L, 1, UV_CALLBACK);
+	lua_getiuservalue(L, 1, UV_VIEW);
+	top = lua_gettop(L);
+	s->L = L;
+	s->cb_error = 0;
+	s->delivered = 0;
+	s->stop = false;
+	s->signals = ti_signal_count;
+	s->deadline = ti_now_monotonic() + TI_POLL_SLICE;
+	for (;;) {
+		const void *rec;
+		size_t size;
+
+		rc = ti_kernel_replay_next(&s->k, until, &rec, &size, why, sizeof(why));
+		if (rc <= 0)
+			break;
+		if (!s->events)
+			continue;
+		if (on_sample(s, (void *)rec, size) < 0) {
+			rc = 0; /* an error, stop(), the deadline or a signal */
+			break;
+		}
+	}
+	s->L = NULL;
+	s->stop = false;
+	if (s->cb_error)
+		return lua_error(L);
+	lua_settop(L, top);
+	if (rc < 0)
+		return ti_fail(L, rc, "replay: %s", why);
+	if (s->dump && (rc = ti_pcap_writer_flush(s->dump)))
+		return ti_fail(L, rc, "writing the dump file failed: %s", strerror(-rc));
+	lua_pushinteger(L, s->delivered);
+	return 1;
+}
+
 /* session:poll([timeout_ms]) -> number of events delivered.
  * Waits up to timeout_ms (default 0; -1 forever) for a wakeup, then delivers
  * what is pending, including records committed without a wakeup (batched),
@@ -295,6 +459,8 @@ static int session_poll(lua_State *L)
 		return luaL_error(L, "tcpinspect: poll: timeout %I ms out of range", timeout);
 	if (s->L)
 		return luaL_error(L, "poll called from inside a callback of the same session");
+	if (s->k.replay)
+		return replay_poll(L, s, timeout);
 	/* tc on every interface: attach to interfaces that appeared */
 	if (s->state == TI_OPEN && ti_kernel_tc_refresh(&s->k) > 0) {
 		s->probes_changed = true;
@@ -334,6 +500,8 @@ static int session_poll(lua_State *L)
 	lua_settop(L, top);
 	if (n < 0 && n != -EINTR)
 		return ti_fail(L, n, "reading the ring buffer failed: %s", strerror(-n));
+	if (s->dump && (n = ti_pcap_writer_flush(s->dump)))
+		return ti_fail(L, n, "writing the dump file failed: %s", strerror(-n));
 	lua_pushinteger(L, s->delivered);
 	return 1;
 }
@@ -349,7 +517,7 @@ static int session_on_packet(lua_State *L)
 
 	if (!lua_isnoneornil(L, 2)) {
 		luaL_checktype(L, 2, LUA_TFUNCTION);
-		if (!s->rb)
+		if (!s->events)
 			return luaL_error(L, "tcpinspect: on_packet: this session was opened with events = false, "
 					     "so no packet will be delivered; open it with events = true");
 	}
@@ -391,6 +559,62 @@ static int session_stop(lua_State *L)
 	if (s->L)
 		s->stop = true;
 	return 0;
+}
+
+/* session:now() -> seconds on the session's clock, the clock of p.ts:
+ * CLOCK_MONOTONIC, or for a replay the capture's time (the epoch's). */
+static int session_now(lua_State *L)
+{
+	struct ti_session *s = check_session(L, 1);
+
+	if (s->k.replay)
+		lua_pushnumber(L, (double)ti_kernel_replay_clock(&s->k) / 1e9);
+	else
+		lua_pushnumber(L, ti_now_monotonic());
+	return 1;
+}
+
+/* session:dump(path | nil) -> session: write every record delivered from
+ * now on to a pcap file (LINKTYPE_LINUX_SLL2, "-": stdout), the captured
+ * bytes of each; nil (or false) flushes and closes it.  A new path closes
+ * the previous file first. */
+static int session_dump(lua_State *L)
+{
+	struct ti_session *s = check_session(L, 1);
+	struct ti_pcap_writer *w;
+	const char *path;
+	char why[512];
+	int err;
+
+	if (lua_isnoneornil(L, 2) || (lua_isboolean(L, 2) && !lua_toboolean(L, 2))) {
+		if ((err = dump_stop(s)))
+			return ti_fail(L, err, "writing the dump file failed: %s", strerror(-err));
+		lua_settop(L, 1);
+		return 1;
+	}
+	if (lua_type(L, 2) != LUA_TSTRING)
+		ti_option_error(L, "path", "expected a file name (\"-\": stdout) or nil, got %s",
+				luaL_typename(L, 2));
+	path = lua_tostring(L, 2);
+	if (strlen(path) != lua_rawlen(L, 2) || !*path)
+		ti_option_error(L, "path", "an empty path or one holding a NUL byte");
+	if (!s->events)
+		return luaL_error(L, "tcpinspect: dump: this session was opened with events = false, "
+				     "so no packet will be delivered; open it with events = true");
+	if ((err = dump_stop(s)))
+		return ti_fail(L, err, "writing the dump file failed: %s", strerror(-err));
+	w = malloc(sizeof(*w));
+	if (!w)
+		return ti_fail(L, -ENOMEM, "dump: out of memory");
+	err = ti_pcap_writer_open(w, path, 65535,
+				  s->k.replay ? 0 : (int64_t)(s->realtime_offset * 1e9), why, sizeof(why));
+	if (err) {
+		free(w);
+		return ti_fail(L, err, "dump: %s", why);
+	}
+	s->dump = w;
+	lua_settop(L, 1);
+	return 1;
 }
 
 static int session_fd(lua_State *L)
@@ -465,7 +689,7 @@ static int session_test_run(lua_State *L)
 	err = ti_kernel_test_run(&s->k, frame, n, (int)repeat, &retval, &ns);
 	if (err == -EOPNOTSUPP)
 		return luaL_error(L, "tcpinspect: test_run needs a session in tc or cgroup mode, not %s",
-				  ti_mode_names[s->k.mode]);
+				  s->k.replay ? "a replay" : ti_mode_names[s->k.mode]);
 	if (err)
 		return ti_fail(L, err, "BPF_PROG_TEST_RUN failed: %s", strerror(-err));
 	lua_pushinteger(L, retval);
@@ -485,6 +709,13 @@ static int session_index(lua_State *L)
 				continue;
 			if (!strcmp(k, "closed")) {
 				lua_pushboolean(L, ((struct ti_session *)lua_touserdata(L, 1))->state != TI_OPEN);
+				return 1;
+			}
+			if (!strcmp(k, "ended")) {
+				/* a replay that has handled every frame of its file */
+				const struct ti_session *s = lua_touserdata(L, 1);
+
+				lua_pushboolean(L, s->state == TI_OPEN && s->k.replay && ti_kernel_replay_ended(&s->k));
 				return 1;
 			}
 			lua_getiuservalue(L, 1, UV_INFO);
@@ -528,7 +759,7 @@ static int session_tostring(lua_State *L)
 	if (s->state != TI_OPEN)
 		lua_pushliteral(L, "tcpinspect.session (closed)");
 	else
-		lua_pushfstring(L, "tcpinspect.session (%s)", ti_mode_names[s->k.mode]);
+		lua_pushfstring(L, "tcpinspect.session (%s)", s->k.replay ? "replay" : ti_mode_names[s->k.mode]);
 	return 1;
 }
 
@@ -552,6 +783,8 @@ void ti_session_register(lua_State *L)
 		{ "test_run", session_test_run },
 		{ "traceback", session_traceback },
 		{ "stop", session_stop },
+		{ "now", session_now },
+		{ "dump", session_dump },
 		{ NULL, NULL },
 	};
 

@@ -25,6 +25,7 @@
 
 struct ring_buffer;
 struct ti_packet;
+struct ti_pcap_writer;
 
 #define TI_MAX_ARGS 16 /* fields on_packet can pass as arguments */
 
@@ -45,6 +46,8 @@ struct ti_session {
 	uint8_t args[TI_MAX_ARGS]; /* on_packet(fn, fields): the fields passed */
 	int nargs;
 	double realtime_offset; /* wall clock minus CLOCK_MONOTONIC, seconds */
+	bool events;            /* records are delivered (the ring, or a replay's) */
+	struct ti_pcap_writer *dump; /* session:dump(path): every delivered record, or NULL */
 	char netns_path[256];   /* netns=/container=: where filter.dev names an interface ("": here) */
 };
 
@@ -72,6 +75,7 @@ int ti_parse_cidr(const char *spec, struct ti_cidr *out);
 
 /* session.c */
 int ti_session_open(lua_State *L);
+int ti_session_open_replay(lua_State *L);
 void ti_session_register(lua_State *L);
 extern const char *const ti_stat_names[];
 extern const char *const ti_session_fields[];
@@ -90,7 +94,9 @@ struct ti_event *ti_packet_event(struct ti_packet *p);
 void ti_packet_set_valid(struct ti_packet *p, bool valid, double rt_offset);
 void ti_packet_push_field(lua_State *L, const struct ti_packet *p, int field);
 int ti_packet_field_index(const char *name);
-int ti_packet_push_copy(lua_State *L, const struct ti_event *e, double rt_offset);
+/* a record: struct ti_event and its e.caplen bytes (size: at least that much) */
+int ti_packet_set_record(struct ti_packet *p, const void *data, size_t size); /* 0 or -1 */
+int ti_packet_push_record(lua_State *L, const void *data, size_t size, double rt_offset);
 void ti_push_addr(lua_State *L, int family, const uint8_t *addr);
 void ti_push_flagstr(lua_State *L, unsigned flags);
 void ti_packet_note_dev(uint32_t netns, uint32_t ifindex, const char *name);

@@ -4,7 +4,7 @@ local core = require "tcpinspect.core"
 local tcpinspect = require "tcpinspect"
 
 -- struct ti_event (bpf/tcpinspect.h), little-endian x86_64 layout
-local FMT = "<I8c16c16I4I4I4I4I8I4I2I2I2I2I2BBBBI2"
+local FMT = "<I8c16c16I4I4I4I4I8I4I2I2I2I2I2BBBBI2I2I2"
 
 local function v4(a, b, c, d)
 	return string.char(a, b, c, d) .. ("\0"):rep(12)
@@ -21,8 +21,9 @@ local function record(t)
 	local raw = string.pack(FMT, t.ts or 0, t.saddr or v4(0, 0, 0, 0), t.daddr or v4(0, 0, 0, 0),
 		t.seq or 0, t.ack or 0, t.ifindex or 0, t.netns or 0, t.cgroup or 0, t.cpu or 0,
 		t.sport or 0, t.dport or 0, t.window or 0, t.len or 0, t.iplen or 0,
-		t.flags or 0, t.family or 4, t.ttl or 0, t.probe or 0, 0)
-	return raw .. ("\0"):rep(core.record_size - #raw)
+		t.flags or 0, t.family or 4, t.ttl or 0, t.probe or 0, t.bytes and #t.bytes or 0,
+		t.wirelen or 0, 0)
+	return raw .. ("\0"):rep(core.record_size - #raw) .. (t.bytes or "")
 end
 
 local LOOPBACK6 = v6(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1)
@@ -30,7 +31,7 @@ local LOOPBACK6 = v6(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1)
 describe("packet decoding", function()
 	it("has the record size of struct ti_event", function()
 		assert.are.equal(88, core.record_size)
-		assert.is_true(#string.pack(FMT, 0, ("\0"):rep(16), ("\0"):rep(16), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0) <= core.record_size)
+		assert.are.equal(core.record_size, #string.pack(FMT, 0, ("\0"):rep(16), ("\0"):rep(16), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))
 	end)
 
 	it("decodes an IPv4 segment field by field", function()
@@ -103,7 +104,7 @@ describe("packet decoding", function()
 			flags = 0x11, len = 3, probe = 3, ts = 5e9 })
 		local t = p:totable()
 		local names = tcpinspect.packet_fields()
-		assert.are.equal(20, #names)
+		assert.are.equal(22, #names)
 		for _, name in ipairs(names) do
 			assert.is_not_nil(t[name], name)
 			assert.are.equal(p[name], t[name], name)
@@ -126,10 +127,26 @@ describe("packet decoding", function()
 		assert.are.equal("tcpinspect.packet 127.0.0.1.1000 > 127.0.0.2.80 [S] len 0", tostring(p))
 	end)
 
+	it("carries the captured bytes: p:bytes(), caplen, wirelen", function()
+		local ip = "\69\0\0\40" .. ("\1"):rep(36)
+		local p = core.decode_record(record{ bytes = ip:sub(1, 24), wirelen = 40, iplen = 40 })
+		assert.are.equal(24, p.caplen)
+		assert.are.equal(40, p.wirelen)
+		assert.are.equal(ip:sub(1, 24), p:bytes())
+		local c = p:copy()
+		assert.are.equal(ip:sub(1, 24), c:bytes())
+		assert.are.equal(24, c.caplen)
+		local none = core.decode_record(record{})
+		assert.are.equal("", none:bytes())
+		assert.are.equal(0, none.caplen)
+	end)
+
 	it("rejects records of the wrong size and unknown fields", function()
 		assert.has_error(function() core.decode_record("short") end,
-			("record is 5 bytes, expected %d"):format(core.record_size))
-		assert.has_error(function() core.decode_record(record{} .. "x") end)
+			("record is 5 bytes, expected %d and its caplen bytes"):format(core.record_size))
+		assert.has_error(function() core.decode_record(record{} .. "x") end,
+			("record is %d bytes, expected %d and its caplen (0) bytes"):format(core.record_size + 1, core.record_size))
+		assert.has_error(function() core.decode_record(record{ bytes = "abc" }:sub(1, -2)) end)
 		assert.has_error(function() core.decode_record("") end)
 		local p = core.decode_record(record{})
 		assert.has_error(function() return p.nosuch end, "tcpinspect: packet has no field 'nosuch'")
@@ -141,7 +158,10 @@ describe("packet decoding", function()
 		for _ = 1, 2000 do
 			local b = {}
 			for i = 1, core.record_size do b[i] = string.char(math.random(0, 255)) end
-			local p = core.decode_record(table.concat(b))
+			-- caplen (offset 74) says how many bytes follow: give it that many
+			local raw = table.concat(b)
+			raw = raw .. ("x"):rep((string.unpack("<I2", raw, 75)))
+			local p = core.decode_record(raw)
 			for _, name in ipairs(tcpinspect.packet_fields()) do
 				local v = p[name]
 				assert.is_not_nil(v, name)

@@ -162,15 +162,17 @@ describe("did you mean", function()
 		assert.are.equal(1, r.code)
 		assert.matches("cannot open /nonexistent/wach.lua", r.err)
 	end)
-	it("CLI options: the closest of this command's, tcpdump's -i/-w/-r, another command's", function()
+	it("CLI options: the closest of this command's, -i with --dev, another command's; -r of a missing file", function()
 		assert.are.equal("unknown option '--dprot'; did you mean '--dport'?", bad { "watch", "--dprot", "22" })
 		assert.are.equal("unknown option '--duraton'; did you mean '--duration'?", bad { "top", "--duraton=3" })
-		assert.are.equal("unknown option '-i'; did you mean '--dev'? (tcpdump's -i is --dev here: tc mode, " ..
-			"comma separated interfaces)", bad { "watch", "-i", "lo" })
-		assert.are.equal("unknown option '-w' (tcpdump's -w writes a pcap file: tcpinspect has no pcap output; " ..
-			"--json writes JSON lines)", bad { "watch", "-w", "x.pcap" })
-		assert.are.equal("unknown option '-r' (tcpdump's -r reads a pcap file: tcpinspect sees live traffic only)",
-			bad { "watch", "-r", "x.pcap" })
+		assert.are.equal("argument '-i': give either -i (tcpdump's) or --dev, not both",
+			bad { "watch", "-i", "lo", "--dev", "lo" })
+		assert.are.equal("argument '-s': expected bytes >= 0, got 'x'", bad { "watch", "-s", "x" })
+		assert.are.equal("unknown option '-w': '-w' is an option of 'tcpinspect watch'", bad { "top", "-w", "x.pcap" })
+		-- -r reads a file: a missing one is an environment failure (exit 1), as in tcpdump
+		local r = cli.run { "watch", "-r", "/nonexistent/x.pcap" }
+		assert.are.equal(1, r.code)
+		assert.are.equal("tcpinspect: ENOENT: /nonexistent/x.pcap: No such file or directory\n", r.err)
 		assert.are.equal("unknown option '-c': '-c' is an option of 'tcpinspect watch'", bad { "top", "-c", "3" })
 		assert.are.equal("unknown option '--bogus'", bad { "watch", "--bogus" })
 	end)
@@ -230,6 +232,8 @@ describe("doc/cli.md's option table", function()
 		["--saddr"] = "options.filter.saddr", ["--daddr"] = "options.filter.daddr", ["--host"] = "options.filter.host",
 		["--flags"] = "options.filter.flags", ["--len"] = "options.filter.len", ["--dev"] = "options.dev",
 		["--cgroup"] = "options.cgroup", ["--sample"] = "options.sample", ["--ring-size"] = "options.ring_size",
+		["-i"] = "options.dev", ["--interface"] = "options.dev", ["-s"] = "options.snaplen",
+		["--snapshot-length"] = "options.snaplen",
 		["--netns"] = "options.netns", ["--container"] = "options.container",
 		["--duration"] = "cli.duration", ["--interval"] = "cli.interval", ["--json"] = "cli.json",
 		["-q"] = "cli.quiet", ["--quiet"] = "cli.quiet" }
@@ -239,6 +243,7 @@ describe("doc/cli.md's option table", function()
 		["--ring-size"] = { ["262144"] = 262144, ["256K"] = 262144, ["4M"] = 4194304 },
 		["--netns"] = { ["4026531840"] = 4026531840 }, ["--container"] = { ["1"] = 1 },
 		["--sample"] = { ["10"] = 10 }, ["--duration"] = { ["10"] = 10, ["0.5"] = 0.5 },
+		["-s"] = { ["128"] = 128, ["0"] = 4096 }, ["--snapshot-length"] = { ["128"] = 128, ["0"] = 4096 },
 		["--interval"] = { ["0.5"] = 0.5 },
 		["--host"] = { ["localhost"] = "127.0.0.1", ["10.0.0.0/8,2001:db8::/32"] = { "10.0.0.0/8", "2001:db8::/32" } },
 	}

@@ -368,13 +368,15 @@ end)
 describe("cli arguments", function()
 	it("splits the command, its options and a script's arguments", function()
 		local function split(...) return { cli.split({ ... }) } end
-		assert.are.same({ "watch", { "--dport", "22" }, {} }, split("watch", "--dport", "22"))
-		assert.are.same({ "top", { "--dport", "22", "-n", "5" }, {} }, split("--dport", "22", "top", "-n", "5"))
+		assert.are.same({ "watch", { "--dport", "22" }, {}, {} }, split("watch", "--dport", "22"))
+		assert.are.same({ "top", { "--dport", "22", "-n", "5" }, {}, {} }, split("--dport", "22", "top", "-n", "5"))
 		assert.are.same({ "run", { "x.lua", "--duration", "3" },
-			{ "--threshold", "5", "foo", "-c", "3", "--duration", "1" } },
+			{ "--threshold", "5", "foo", "-c", "3", "--duration", "1" }, {} },
 			split("x.lua", "--duration", "3", "--threshold", "5", "foo", "-c", "3", "--", "--duration", "1"))
-		assert.are.same({ "run", { "-e", "print(1)", "--dport", "22" }, {} }, split("-e", "print(1)", "--dport", "22"))
-		assert.are.same({ "watch", {}, {}, "extra" }, split("watch", "extra"))
+		assert.are.same({ "run", { "-e", "print(1)", "--dport", "22" }, {}, {} }, split("-e", "print(1)", "--dport", "22"))
+		-- watch's words are its filter expression, after '--' too
+		assert.are.same({ "watch", {}, {}, { "extra" } }, split("watch", "extra"))
+		assert.are.same({ "watch", { "-c", "1" }, {}, { "tcp", "port", "80" } }, split("watch", "-c", "1", "--", "tcp", "port", "80"))
 	end)
 	it("maps options onto open()", function()
 		assert.are.same({ mode = "tc", family = "6", dev = { "lo", "eth0" }, sample = 2, ring_size = 4194304,

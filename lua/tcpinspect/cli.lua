@@ -73,6 +73,16 @@ local function size(name)
 	end
 end
 
+-- -s: tcpdump's snapshot length; 0 is the most a record holds, as
+-- tcpdump's -s 0 is its largest
+local function snaplen_arg(s)
+	local n = math.tointeger(tonumber(s))
+	if not n or n < 0 then
+		return nil, string.format("argument '-s': expected bytes >= 0, got '%s'", s)
+	end
+	return n
+end
+
 local function listen_addr(s)
 	local host, err = exporter.parse_listen(s)
 	if not host then return nil, "argument '--listen': " .. err end
@@ -93,7 +103,8 @@ local OPTNAME = {
 	["filter.sport"] = "--sport", ["filter.dport"] = "--dport",
 	["filter.port"] = "--port", ["filter.saddr"] = "--saddr", ["filter.daddr"] = "--daddr",
 	["filter.host"] = "--host", ["filter.flags"] = "--flags", ["filter.len"] = "--len",
-	["filter.len.min"] = "--len", ["filter.len.max"] = "--len",
+	["filter.len.min"] = "--len", ["filter.len.max"] = "--len", file = "-r", snaplen = "-s",
+	["filter.dev"] = "-i",
 }
 
 -- ---- suggestions ------------------------------------------------------------------
@@ -130,12 +141,7 @@ function M.suggest(name, names)
 end
 
 -- tcpdump's options that a tcpdump user reaches for first: what tcpinspect has.
-local TCPDUMP = {
-	["-i"] = { "--dev", "tcpdump's -i is --dev here: tc mode, comma separated interfaces" },
-	["--interface"] = { "--dev", "tcpdump's --interface is --dev here" },
-	["-w"] = { nil, "tcpdump's -w writes a pcap file: tcpinspect has no pcap output; --json writes JSON lines" },
-	["-r"] = { nil, "tcpdump's -r reads a pcap file: tcpinspect sees live traffic only" },
-}
+local TCPDUMP = {}
 
 -- The message for an unknown option of command `cmd`, with what to use instead.
 local function unknown_option(opt, cmd, P)
@@ -195,6 +201,11 @@ local function common(p)
 	opt("--len", "Payload length: N, MIN-MAX, MIN- or -MAX bytes.", nonempty "--len"):argname "<bytes>"
 	opt("--dev", "Interfaces for tc mode (default: every interface that is up), comma separated.",
 		nonempty "--dev"):argname "<ifaces>"
+	opt("-i --interface", "tcpdump's -i: only segments received on this interface (any mode); tc " ..
+		"attaches there. 'any' (default): every interface.", nonempty "-i"):argname "<iface>"
+	opt("-s --snapshot-length", "Capture this many bytes of each segment from its IP header on " ..
+		"(p:bytes(), -X, -A, -w); 0: the most a record holds (" .. core.SNAPLEN_MAX .. ").", snaplen_arg)
+		:argname "<snaplen>"
 	opt("--cgroup", "Only sockets in this cgroup v2 directory (cgroup mode: where it attaches, " ..
 		"default the root; fentry/kprobe: a filter on early demux's socket).", nonempty "--cgroup")
 		:argname "<path>"
@@ -205,6 +216,8 @@ local function common(p)
 	opt("--sample", "Deliver one segment in N (counters still count all).", posint "--sample"):argname "<n>"
 	opt("--ring-size", "Ring buffer bytes, a power-of-two multiple of the page (262144, 4M).",
 		size "--ring-size"):argname "<bytes>"
+	opt("-r --read", "Read the segments of a pcap file instead of the kernel's (no root needed); " ..
+		"time is the capture's.", nonempty "-r"):argname "<file>"
 	opt("--duration", "Stop after this many seconds (default: until Ctrl-C).", seconds "--duration")
 		:argname "<s>"
 	opt("--interval", "Seconds between reports (default 1).", seconds "--interval"):argname "<s>"
@@ -224,9 +237,18 @@ end
 local function parsers()
 	local P = {}
 	P.watch = new_parser("tcpinspect watch",
-		"One line per incoming TCP segment, in tcpdump's style (absolute sequence numbers).")
+		"One line per incoming TCP segment, in tcpdump's style (absolute sequence numbers).",
+		"A trailing filter expression, as tcpdump takes it (pcap-filter(7), from the IP header on), " ..
+		"is run in the kernel: tcpinspect watch 'dst port 443 and not src host 10.1.2.3'.  " ..
+		"Arguments after '--' are the expression too.  See doc/cli.md.")
 	P.watch:option("-c --count", "Exit after this many segments.", nil, posint "--count"):argname "<n>"
-	VALUE_OPTS["-c"], VALUE_OPTS["--count"] = true, true
+	P.watch:flag("-X", "After each line, the captured bytes in hex and ASCII, as tcpdump -X (sets -s 0 " ..
+		"unless -s is given).")
+	P.watch:flag("-A", "After each line, the captured bytes in ASCII, as tcpdump -A (sets -s 0 unless " ..
+		"-s is given).")
+	P.watch:option("-w --write", "Write the segments to a pcap file (LINUX_SLL2) instead of printing " ..
+		"them; '-' is stdout.", nil, nonempty "-w"):argname "<file>"
+	VALUE_OPTS["-c"], VALUE_OPTS["--count"], VALUE_OPTS["-w"], VALUE_OPTS["--write"] = true, true, true, true
 
 	P.top = new_parser("tcpinspect top",
 		"The top flows, destination ports and sources, from the kernel's maps, every interval.")
@@ -284,19 +306,23 @@ end
 -- @treturn string command: watch, top, stats or run
 -- @treturn table tokens for the command's parser
 -- @treturn table the script's arguments
--- @treturn string|nil an unexpected positional argument of watch/top/stats
+-- @treturn table the words of watch/top/stats/export's filter expression
+-- (their positional arguments, and everything after "--"), as tcpdump
+-- takes them: joined with spaces
 function M.split(argv, value_opts)
 	if not value_opts then
 		parsers()
 		value_opts = VALUE_OPTS
 	end
-	local cmd, own, rest, stray = nil, {}, {}, nil
+	local cmd, own, rest, words = nil, {}, {}, {}
 	local have_script = false
 	local i, n = 1, #argv
 	while i <= n do
 		local a = argv[i]
 		if a == "--" then
-			for j = i + 1, n do rest[#rest + 1] = argv[j] end
+			-- never dropped: the script's arguments, or the command's expression
+			local to = (cmd and cmd ~= "run") and words or rest
+			for j = i + 1, n do to[#to + 1] = argv[j] end
 			break
 		elseif a:sub(1, 1) == "-" and #a > 1 then
 			local name = a:match("^(%-%-[^=]+)=") or a
@@ -329,12 +355,12 @@ function M.split(argv, value_opts)
 				own[#own + 1] = a
 				have_script = true
 			else
-				stray = stray or a
+				words[#words + 1] = a
 			end
 		end
 		i = i + 1
 	end
-	return cmd or "run", own, rest, stray
+	return cmd or "run", own, rest, words
 end
 
 -- ---- open -------------------------------------------------------------------
@@ -406,21 +432,60 @@ function M.open_options(a)
 	-- digits are an inode (a namespace named by digits: give /run/netns/NAME)
 	if a.netns then o.netns = a.netns:match("^%d+$") and math.tointeger(tonumber(a.netns)) or a.netns end
 	if a.dev then o.dev = split_list(a.dev) end
+	if a.interface and a.interface ~= "any" and not a.read then
+		-- tcpdump's -i: that interface only, in every mode (tc attaches
+		-- there); a capture file has no interface to choose (-r ignores it)
+		o.dev = a.interface
+		f.dev = a.interface
+		o.filter = f
+	end
+	if a.expression and a.expression:match("%S") then
+		f.expr = a.expression
+		o.filter = f
+	end
+	if a.snapshot_length then
+		o.snaplen = a.snapshot_length
+		if o.snaplen == 0 then o.snaplen = a.read and 65535 or core.SNAPLEN_MAX end
+	elseif a.X or a.A then
+		o.snaplen = a.read and 65535 or core.SNAPLEN_MAX -- tcpdump shows whole segments
+	end
+	if a.read then o.file = a.read end
+	-- -w: capture as much of each segment as a record holds (tcpdump's
+	-- default snaplen), unless -s says otherwise
+	if a.write and o.snaplen == nil then o.snaplen = o.file and 65535 or core.SNAPLEN_MAX end
 	return o
 end
 
 -- The command-line option an error of the core is about (its `option`
 -- field, see doc/reference.md "Errors"), or nil.
-local function cli_option(err)
-	return type(err) == "table" and err.option and OPTNAME[err.option] or nil
+local function cli_option(err, given)
+	local flag = type(err) == "table" and err.option and OPTNAME[err.option] or nil
+	-- -i sets dev and filter.dev
+	if given and (err.option == "dev" or err.option == "filter.dev") and given["-i"] then flag = "-i" end
+	return flag
 end
 
 -- Open, turning mistakes in command-line values into exit 2 and environment
 -- failures into exit 1.
+-- A filter expression the library refused: tcpdump prints libpcap's
+-- message and exits 1; so do we (a command's name mistyped as an
+-- expression gets a hint).
+local function expression_error(err)
+	if type(err) == "table" and err.option == "filter.expr" then
+		local msg = "tcpinspect: " .. tostring(err.reason)
+		local word = err.reason:match("^'([%w]+)'")
+		local hint = word and M.suggest(word, { "watch", "top", "stats", "export" })
+		if hint then msg = msg .. string.format(" (a command goes first: did you mean '%s'?)", hint) end
+		script.fail(1, msg)
+	end
+end
+
 local function open_session(o, usage, from_cli)
-	local ok, s, msg = pcall(tcpinspect.open, o)
+	-- -r FILE: the same options, replayed from the file
+	local ok, s, msg = pcall(o.file and tcpinspect.replay or tcpinspect.open, o)
 	if not ok then
-		local flag = cli_option(s)
+		expression_error(s)
+		local flag = cli_option(s, from_cli)
 		if flag and (from_cli == nil or from_cli[flag]) then
 			script.fail(2, string.format("argument '%s': %s", flag, s.reason), usage)
 		end
@@ -433,9 +498,15 @@ end
 --- Check the command line's open() options without loading anything, so a
 -- script with a lazy session still gets exit 2 for a bad --dport at start.
 local function check_options(o, usage, given)
+	if o.file then
+		-- a replay: replay{} checks them when it opens (cheap, nothing loaded)
+		o = script.copy(o)
+		o.file, o.snaplen, o.dev = nil, nil, nil
+	end
 	local ok, err = pcall(tcpinspect.check_options, o)
 	if ok then return end
-	local flag = cli_option(err)
+	expression_error(err)
+	local flag = cli_option(err, given)
 	if flag and given[flag] then
 		script.fail(2, string.format("argument '%s': %s", flag, err.reason), usage)
 	end
@@ -515,16 +586,30 @@ local function cmd_watch(a, s, say)
 	local out, packet = io.stdout, fmt.packet
 	local count, printed = a.count, 0
 	if a.json then packet = json.packet end
+	if a.write then
+		-- tcpdump -w: the file gets the segments, the terminal nothing
+		local ok, err = s:dump(a.write)
+		if not ok then script.fail(1, "tcpinspect: " .. tostring(err)) end
+		out = { write = function() end }
+	end
+	local dump = (a.X and not a.json and fmt.hex_ascii) or (a.A and not a.json and fmt.ascii) or nil
 	s:on_packet(function(p)
 		if count and printed >= count then return end
 		printed = printed + 1
-		out:write(packet(p), "\n")
+		if dump then
+			out:write(packet(p), dump(p:bytes()), "\n")
+		else
+			out:write(packet(p), "\n")
+		end
 		if count and printed >= count then s:stop() end
 	end)
 	say(M.ready_line("watch", s))
 	local t0 = tcpinspect.monotonic()
 	local why = M.drive(s, { duration = a.duration, interval = a.interval or 1 })
-	say(M.summary(printed .. " packets printed", tcpinspect.monotonic() - t0, why, s:stats()))
+	local ok, err = s:dump(nil) -- flushed and closed
+	if not ok then script.fail(1, "tcpinspect: " .. tostring(err)) end
+	say(M.summary(printed .. (a.write and " packets written" or " packets printed"),
+		tcpinspect.monotonic() - t0, why, s:stats()))
 	return 0
 end
 
@@ -821,14 +906,15 @@ function M.main(argv)
 	local list = {}
 	for i = 1, #argv do list[#list + 1] = argv[i] end
 	local P = parsers()
-	local cmd, own, rest, stray = M.split(list, VALUE_OPTS)
+	local cmd, own, rest, words = M.split(list, VALUE_OPTS)
 	local p = P[cmd]
 	local usage = p:get_usage()
 	local ok, a = p:pparse(own)
-	if ok and stray then
-		local hint = M.suggest(stray, { "watch", "top", "stats" })
-		ok, a = false, string.format("unexpected argument '%s' ('%s' takes options only)%s", stray, cmd,
-			hint and string.format("; did you mean the command '%s'?", hint) or "")
+	if ok then
+		a.expression = #words > 0 and table.concat(words, " ") or nil
+		if a.interface and a.dev then
+			ok, a = false, "argument '-i': give either -i (tcpdump's) or --dev, not both"
+		end
 	end
 	if not ok then
 		local bad = a:match("^unknown option '([^']+)'")

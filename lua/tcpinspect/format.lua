@@ -76,6 +76,50 @@ end
 -- @tparam string line
 -- @treturn table|nil clock, family, saddr, sport, daddr, dport, flagstr, seq,
 --   seq_end (with payload), ack (with ACK), window, len
+-- tcpdump's printable test (ND_ASCII_ISGRAPH): '!' .. '~'
+local function graph(c)
+	return c > 0x20 and c < 0x7f
+end
+
+--- The bytes as tcpdump -X prints them after a packet's line: for each 16
+-- bytes a line "\n\t0x0000:  4500 0034 ...  E..4...", the hex in groups of
+-- two bytes padded to 40 columns, then the printable characters ('.' for
+-- the rest).  "" for no bytes.
+function M.hex_ascii(b)
+	local out = {}
+	for off = 0, #b - 1, 16 do
+		local hex, asc = {}, {}
+		local line = b:sub(off + 1, off + 16)
+		for i = 1, #line, 2 do
+			local c1, c2 = line:byte(i, i + 1)
+			hex[#hex + 1] = c2 and (" %02x%02x"):format(c1, c2) or (" %02x"):format(c1)
+			asc[#asc + 1] = graph(c1) and string.char(c1) or "."
+			if c2 then asc[#asc + 1] = graph(c2) and string.char(c2) or "." end
+		end
+		out[#out + 1] = ("\n\t0x%04x: %-40s  %s"):format(off, table.concat(hex), table.concat(asc))
+	end
+	return table.concat(out)
+end
+
+--- The bytes as tcpdump -A prints them after a packet's line: a newline,
+-- then each byte as itself when printable, a tab, space or newline, else
+-- '.'; a CR is dropped before a newline and at the end (tcpdump's
+-- ascii_print).
+function M.ascii(b)
+	local out, n = { "\n" }, #b
+	for i = 1, n do
+		local c = b:byte(i)
+		if c == 13 then
+			if n - i > 1 and b:byte(i + 1) ~= 10 then out[#out + 1] = "." end
+		elseif graph(c) or c == 9 or c == 32 or c == 10 then
+			out[#out + 1] = string.char(c)
+		else
+			out[#out + 1] = "."
+		end
+	end
+	return table.concat(out)
+end
+
 function M.parse_packet(line)
 	local clock, ip, src, dst, flagstr, rest =
 		line:match("^(%d%d:%d%d:%d%d%.%d+) (IP6?) (%S+) > (%S+): Flags %[([^%]]*)%], (.*)$")

@@ -209,7 +209,16 @@ Runtime.__index = Runtime
 -- @treturn runtime
 function M.new(cfg)
 	local self = setmetatable({ cfg = cfg, packet_fns = {}, exit_fns = {}, wants_loop = false,
-		sched = timer.new(), registry = metrics.registry { max_series = cfg.max_series } }, Runtime)
+		registry = metrics.registry { max_series = cfg.max_series } }, Runtime)
+	-- every()/after()/elapsed() follow the session's clock (session:now():
+	-- a replay's is the capture's time), the default clock before it opens
+	-- (the loop restarts the timers once it has)
+	local default, last = timer.default_clock(), nil
+	self.sched = timer.new { clock = function()
+		local s = self.session
+		if s and not s.closed and s.now then last = s:now() end
+		return last or default()
+	end }
 	self.env = self:_make_env()
 	return self
 end

@@ -10,7 +10,7 @@
 -- Every configuration runs in short chunks, interleaved in a shuffled order
 -- per round, and the median over rounds is reported.
 --
---   lua5.4 spec/bench/synthetic.lua [rate|bpf|memory|all]
+--   lua5.4 spec/bench/synthetic.lua [rate|bpf|expr|memory|all]
 -- Env: BENCH_SYN_SECS (seconds per chunk, default 1), BENCH_SYN_ROUNDS
 -- (default 3), BENCH_MEM_EVENTS (default 10000000).
 package.path = "lua/?.lua;lua/?/init.lua;spec/bench/?.lua;" .. package.path
@@ -279,6 +279,71 @@ local function bpf_section()
 		results["bpf events on, no forced wakeup"]))
 end
 
+-- Section 1c: the cost of a filter expression (filter.expr: libpcap's
+-- classic BPF run by bpf/ti_cbpf.h, one instruction per bpf_loop
+-- iteration) against the native filter keys for the same predicate, side
+-- by side in the same rounds, on the same frame (IPv4 SYN 127.0.0.1:40000
+-- -> 127.0.0.1:9).  No aggregates, no events: the filter is what differs.
+local EXPR_CONFIGS = {
+	{ "no filter", {}, nil },
+	{ "dst port 9 (match)", { dport = 9 }, "tcp dst port 9" },
+	{ "dst port 1 (miss)", { dport = 1 }, "tcp dst port 1" },
+	{ "dst host + dst port (match)", { daddr = "127.0.0.1", dport = 9 }, "dst host 127.0.0.1 and tcp dst port 9" },
+	{ "SYN flag (match)", { flags = "syn" }, "tcp[tcpflags] & tcp-syn != 0" },
+	{ "4 ports, either side (match on the 4th)", { port = "7000,443,8080,9" },
+		"tcp port 7000 or tcp port 443 or tcp port 8080 or tcp port 9" },
+	{ "src net /8 and not SYN-ACK (match)", { saddr = "127.0.0.0/8" },
+		"src net 127.0.0.0/8 and tcp[tcpflags] & (tcp-syn|tcp-ack) != (tcp-syn|tcp-ack)" },
+}
+
+local function expr_section()
+	print("== 1c. Filter expression (filter.expr) against the native filter, same predicate " ..
+		"(ns/run, BPF_PROG_TEST_RUN, batches of 1024; events and aggregates off)")
+	local runs = {}
+	for _, c in ipairs(EXPR_CONFIGS) do
+		local row = { name = c[1] }
+		row.native = open { filter = next(c[2]) and c[2] or nil, events = false, aggregates = false }
+		if c[3] then
+			row.expr = open { filter = { expr = c[3] }, events = false, aggregates = false }
+			row.insns = #require("tcpinspect.core").expr_compile(c[3])
+		end
+		row.nns, row.ens = {}, {}
+		runs[#runs + 1] = row
+	end
+	for _ = 1, ROUNDS * 10 do
+		local order = {}
+		for _, r in ipairs(runs) do
+			order[#order + 1] = { r.native, r.nns }
+			if r.expr then order[#order + 1] = { r.expr, r.ens } end
+		end
+		for _, o in ipairs(C.shuffle(order)) do
+			local _, ns = o[1]:test_run(FRAME, 1024)
+			table.insert(o[2], ns)
+		end
+	end
+	local rows, base = {}, nil
+	for _, r in ipairs(runs) do
+		local n = C.median(r.nns)
+		base = base or n
+		local e = r.expr and C.median(r.ens)
+		rows[#rows + 1] = { name = r.name, native = n, expr = e or 0 / 0, insns = r.insns or 0,
+			diff = e and e - n or 0 / 0, per = e and r.insns and (e - base) / r.insns or 0 / 0 }
+		results["expr " .. r.name] = e
+		results["native " .. r.name] = n
+		r.native:close()
+		if r.expr then r.expr:close() end
+	end
+	C.table({ { "name", "predicate" }, { "native", "native ns/run", "%.0f" }, { "expr", "expr ns/run", "%.0f" },
+		{ "diff", "expr - native", "%.0f" }, { "insns", "cBPF insns" },
+		{ "per", "ns per insn (over no filter)", "%.1f" } }, rows)
+	print("  (the expression runs after the native keys, over the first bytes the hook copies: up to 256)")
+	print()
+	print(("SUMMARY expr: dst port 9 native %.0f ns vs expr %.0f ns; 4 ports native %.0f vs expr %.0f; " ..
+		"no filter %.0f"):format(results["native dst port 9 (match)"], results["expr dst port 9 (match)"],
+		results["native 4 ports, either side (match on the 4th)"],
+		results["expr 4 ports, either side (match on the 4th)"], results["native no filter"]))
+end
+
 local function memory_section()
 	print(("== 3. Memory over a long synthetic run (%s events, 3-field callback, batch 4096)")
 		:format(C.si(MEM_EVENTS)))
@@ -325,4 +390,5 @@ end
 sanity()
 if what == "rate" or what == "all" then rate_section() end
 if what == "bpf" or what == "all" then bpf_section() end
+if what == "expr" or what == "bpf" or what == "all" then expr_section() end
 if what == "memory" or what == "all" then memory_section() end

@@ -5,6 +5,7 @@
 --
 -- Environment
 --   net.ROOT                  absolute path of the checkout
+--   net.BUILD                 the build the specs load (TCPINSPECT_BUILD, else ROOT/build)
 --   net.LUA                   the Lua interpreter to run children with ("lua5.4")
 --   net.IN_VM                 TCPINSPECT_IN_VM (kernel id) or nil
 --   net.modes()               modes that must work here: TCPINSPECT_EXPECT_MODES,
@@ -111,8 +112,11 @@ net.LUA = os.getenv("TCPINSPECT_LUA") or "lua5.4"
 net.IN_VM = os.getenv("TCPINSPECT_IN_VM")
 if net.IN_VM == "" then net.IN_VM = nil end
 
+-- the build whose core the specs load: build/, or a test build
+-- (TCPINSPECT_BUILD: `make clobber-check`)
+net.BUILD = os.getenv("TCPINSPECT_BUILD") or (net.ROOT .. "/build")
 package.path = net.ROOT .. "/lua/?.lua;" .. net.ROOT .. "/lua/?/init.lua;" .. package.path
-package.cpath = net.ROOT .. "/build/?.so;" .. package.cpath
+package.cpath = net.BUILD .. "/?.so;" .. package.cpath
 
 local tcpinspect = require "tcpinspect"
 net.tcpinspect = tcpinspect
@@ -276,7 +280,7 @@ end
 function net.lua_cmd(script, ...)
 	local pre = ("package.path=%q..package.path package.cpath=%q..package.cpath"):format(
 		net.ROOT .. "/lua/?.lua;" .. net.ROOT .. "/lua/?/init.lua;" .. net.ROOT .. "/spec/?.lua;",
-		net.ROOT .. "/build/?.so;")
+		net.BUILD .. "/?.so;")
 	local parts = { net.LUA, "-e", net.q(pre), net.q(script) }
 	for _, a in ipairs{ ... } do parts[#parts + 1] = net.q(a) end
 	return table.concat(parts, " ")

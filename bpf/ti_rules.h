@@ -1,0 +1,369 @@
+/* ti_rules.h: what happens to a parsed segment -- filter, aggregate,
+ * sample -- plain C compiled for both targets: the BPF program
+ * (bpf/tcpinspect.bpf.c) runs every segment through ti_path(), and the pcap
+ * replay (luaext/kernel_replay.c) runs every captured segment through the
+ * very same code, so its counters, maps and deliveries follow the kernel's
+ * rules: the same filter tests in the same order, the same table placement
+ * and eviction (bpf/ti_table.h), the same histogram slots, the same
+ * sampling.
+ *
+ * The includer defines, before including it:
+ *   TI_LOAD_CFG(x)          the struct ti_load_config in force (BPF: ti_load)
+ *   TI_COUNT(x, stat)       add 1 to counter stat (enum ti_stat)
+ *   TI_LOOKUP(x, map, key)  a pointer to element *key of map (flows,
+ *                           sources, ports, len_hist, sample_ctr: this
+ *                           CPU's copy), or NULL (BPF: bpf_map_lookup_elem)
+ *   TI_LPM_HAS(x, trie, key)  nonzero when the LPM trie (saddr_lpm,
+ *                           daddr_lpm, host_lpm) has a prefix of key
+ *   TI_EMIT(x, e)           deliver the segment e (the ring, in BPF)
+ *   TI_EXPR_MATCH(x, c)     the verdict of c's filter expression (c->expr,
+ *                           bpf/ti_cbpf.h) on x->pkt: nonzero accepts (BPF:
+ *                           one instruction per bpf_loop iteration)
+ * x is the struct ti_scratch of the segment being handled.
+ */
+#ifndef TI_RULES_H
+#define TI_RULES_H
+
+#include "tcpinspect.h"
+#include "ti_table.h"
+#include "ti_parse.h"
+#include "ti_cbpf.h"
+
+/* Map keys and carried scalars are 64-bit where they live on the BPF
+ * stack, though the maps read only 4 bytes of them (little-endian BPF): a
+ * 4-byte store into a stack slot that held a spilled pointer is refused by
+ * 6.1 without CAP_PERFMON ("attempt to corrupt spilled pointer on stack"),
+ * and clang reuses stack slots. */
+
+/* clang unrolls the 4-way loops (the verifier then sees straight code); gcc
+ * builds them for user space as they are. */
+#ifdef __clang__
+#define TI_UNROLL _Pragma("unroll")
+#else
+#define TI_UNROLL
+#endif
+
+/* The segment being handled and the keys of its lookups.  In BPF: a
+ * per-CPU map value, the one element of "scratch".  Built on the stack
+ * they trip Linux 6.1's verifier without CAP_PERFMON ("attempt to corrupt
+ * spilled pointer on stack": clang reuses the slots of spilled pointers
+ * for them); in a map value they are plain memory.  Hook runs can
+ * interleave on a CPU (PREEMPT_RT): each owns one of its CPU's
+ * TI_SCRATCH_SLOTS slots while it runs (busy; bpf/tcpinspect.bpf.c,
+ * ti_scratch_get). */
+struct ti_scratch {
+	struct ti_event ev;   /* the segment being handled */
+	__u8 pkt[2 * TI_PKT_MAX]; /* its first bytes from the IP header on, at most
+				   * TI_PKT_MAX (ti_bytes_wanted; twice that room for
+				   * the verifier: ti_bounded in tcpinspect.bpf.c);
+				   * right after ev, so that a record with its bytes
+				   * is one copy into the ring */
+	__u64 buflen;         /* bytes in pkt */
+	__u64 slot;           /* the filter slot the bytes were copied for */
+	struct ti_cbpf_state cbpf; /* the filter expression's interpreter */
+	struct ti_walk w;     /* its headers (bpf/ti_parse.h) */
+	__u32 entry;          /* the table entry being looked up (ti_count_*) */
+	__u32 pad1;
+	__u64 busy;           /* BPF: 1 while a hook run owns this slot */
+	__u64 sslot;          /* BPF: this scratch slot's index, for ti_handle */
+	/* keys, zeroed per segment by ti_aggregate */
+	struct ti_flow_key fk;
+	struct ti_addr_key ak;
+	struct ti_lpm_key lk;
+};
+
+/* ---- the segment's bytes ---------------------------------------------------- */
+
+/* How many bytes of the segment, from its IP header on, the hook copies
+ * into x->pkt for the filter slot in force (c, slot): what the snaplen and
+ * c's filter expression need (TI_CBPF_WINDOW), at most the segment itself
+ * (wirelen: no Ethernet padding), what the hook can read (avail) and
+ * TI_PKT_MAX.  Also sets ev.wirelen, and x->slot, so that the path filters
+ * with the configuration the copy was made for. */
+TI_INLINE __u64 ti_bytes_wanted(struct ti_scratch *x, const struct ti_config *c, __u64 slot,
+				__u64 avail)
+{
+	__u64 n = TI_LOAD_CFG(x).snaplen, wirelen;
+
+	x->slot = slot;
+	wirelen = x->ev.family == 4 ? x->ev.iplen : x->ev.iplen + 40;
+	x->ev.wirelen = wirelen;
+	if (c->expr.len && n < TI_CBPF_WINDOW)
+		n = TI_CBPF_WINDOW;
+	if (n > wirelen)
+		n = wirelen;
+	if (n > avail)
+		n = avail;
+	if (n > TI_PKT_MAX)
+		n = TI_PKT_MAX;
+	return n;
+}
+
+/* n bytes were copied (0: none, or the copy failed) */
+TI_INLINE void ti_bytes_copied(struct ti_scratch *x, __u64 n)
+{
+	x->buflen = n;
+	x->ev.caplen = n < TI_LOAD_CFG(x).snaplen ? n : TI_LOAD_CFG(x).snaplen;
+}
+
+/* ---- filter --------------------------------------------------------------- */
+
+TI_INLINE int ti_port_in(const __u8 *bits, __u16 port)
+{
+	return bits[port >> 3] & (1 << (port & 7));
+}
+
+/* The LPM key of addr (x->lk), for TI_LPM_HAS. */
+TI_INLINE struct ti_lpm_key *ti_lpm_key_of(__u32 slot, const struct ti_event *e, const __u8 *addr,
+					 struct ti_scratch *x)
+{
+	x->lk.prefixlen = 16 + (e->family == 4 ? 32 : 128);
+	x->lk.slot = slot;
+	x->lk.family = e->family;
+	__builtin_memcpy(x->lk.addr, addr, 16);
+	return &x->lk;
+}
+
+/* addr is in the trie's prefixes of this slot and family */
+#define ti_addr_in(trie, slot, e, addr, x) TI_LPM_HAS(x, trie, ti_lpm_key_of(slot, e, addr, x))
+
+TI_INLINE int
+ti_filter(const struct ti_config *c, __u32 slot, const struct ti_event *e, struct ti_scratch *x)
+{
+	__u32 m = c->match;
+
+	if (TI_LOAD_CFG(x).family && e->family != TI_LOAD_CFG(x).family)
+		return 0;
+	if (!m)
+		return 1;
+	if ((m & TI_M_FAMILY) && e->family != c->family)
+		return 0;
+	if ((m & TI_M_SPORT) && !ti_port_in(c->sport_bits, e->sport))
+		return 0;
+	if ((m & TI_M_DPORT) && !ti_port_in(c->dport_bits, e->dport))
+		return 0;
+	if ((m & TI_M_PORT) && !ti_port_in(c->port_bits, e->sport) &&
+	    !ti_port_in(c->port_bits, e->dport))
+		return 0;
+	if ((m & TI_M_FLAGS) && !(e->flags & c->flags_any))
+		return 0;
+	if ((m & TI_M_LEN) && (e->len < c->len_min || e->len > c->len_max))
+		return 0;
+	if ((m & TI_M_IFINDEX) && e->ifindex != c->ifindex)
+		return 0;
+	if ((m & TI_M_SADDR) && !ti_addr_in(saddr_lpm, slot, e, e->saddr, x))
+		return 0;
+	if ((m & TI_M_DADDR) && !ti_addr_in(daddr_lpm, slot, e, e->daddr, x))
+		return 0;
+	if ((m & TI_M_HOST) && !ti_addr_in(host_lpm, slot, e, e->saddr, x) &&
+	    !ti_addr_in(host_lpm, slot, e, e->daddr, x))
+		return 0;
+	return 1;
+}
+
+/* ---- aggregate ------------------------------------------------------------ */
+
+/* 0 for 0, else 1 + floor(log2(v)): 1 for 1, 2 for 2-3, 3 for 4-7, ...
+ * Straight-line code: a loop here multiplies the verifier's states. */
+TI_INLINE __u32 ti_log2_slot(__u32 v)
+{
+	__u32 r = 0;
+
+	if (v >= 1 << 8) {
+		v >>= 8;
+		r += 8;
+	}
+	if (v >= 1 << 4) {
+		v >>= 4;
+		r += 4;
+	}
+	if (v >= 1 << 2) {
+		v >>= 2;
+		r += 2;
+	}
+	if (v >= 1 << 1) {
+		v >>= 1;
+		r += 1;
+	}
+	return v ? r + 1 : 0;
+}
+
+/* Add e to its flow's entry in this CPU's flows table: the matching entry
+ * of its bucket, else a free one, else the one with the fewest packets
+ * (evicted, and counted).  Keeping the heavy entries means a flood of
+ * one-segment flows churns among itself while the flows that matter stay.
+ *
+ * Every entry is a map element of its own, looked up by index, and only
+ * indexes are carried from one step to the next, never pointers into a
+ * bucket: without CAP_PERFMON the verifiers of 6.1 and later refuse the
+ * pointer arithmetic clang makes of an entry chosen among four ("pointer
+ * arithmetic with it prohibited for !root", "invalid mem access
+ * 'scalar'").  Array lookups are inlined by the verifier: a few
+ * instructions each.  The indexes are 64-bit: 6.1 without CAP_PERFMON
+ * refuses a 4-byte store into a stack slot that held a spilled pointer
+ * ("attempt to corrupt spilled pointer on stack"), and clang reuses slots. */
+TI_INLINE void ti_count_flow(const struct ti_event *e, const struct ti_flow_key *k,
+			     struct ti_scratch *x)
+{
+	__u32 base = (ti_flow_hash(k) & TI_LOAD_CFG(x).table_mask) * TI_TABLE_WAYS;
+	struct ti_flow_entry *en;
+	__u64 fewest = ~0ULL;
+	__s64 slot = -1, victim = 0; /* 64-bit: a spill of them overwrites whole stack slots */
+
+	TI_UNROLL
+	for (int w = 0; w < TI_TABLE_WAYS; w++) {
+		x->entry = base + w;
+		en = TI_LOOKUP(x, flows, &x->entry);
+		if (!en)
+			return;
+		if (!en->val.packets) {
+			if (slot < 0)
+				slot = w;
+			continue;
+		}
+		if (ti_flow_key_eq(&en->key, k)) {
+			en->val.packets++;
+			en->val.bytes += e->len;
+			en->val.last_ts = e->ts;
+			en->val.flags_seen |= e->flags;
+			return;
+		}
+		if (en->val.packets < fewest) {
+			fewest = en->val.packets;
+			victim = w;
+		}
+	}
+	if (slot < 0) {
+		TI_COUNT(x, TI_STAT_EVICTED_FLOWS);
+		slot = victim;
+	}
+	x->entry = base + (slot & (TI_TABLE_WAYS - 1));
+	en = TI_LOOKUP(x, flows, &x->entry);
+	if (!en)
+		return;
+	en->key = *k;
+	en->val.packets = 1;
+	en->val.bytes = e->len;
+	en->val.first_ts = en->val.last_ts = e->ts;
+	en->val.flags_seen = e->flags;
+}
+
+/* The same for the segment's source address in the sources table. */
+TI_INLINE void ti_count_source(const struct ti_event *e, const struct ti_addr_key *k,
+			       struct ti_scratch *x)
+{
+	__u32 base = (ti_addr_hash(k) & TI_LOAD_CFG(x).table_mask) * TI_TABLE_WAYS;
+	__u64 syn = (e->flags & (TI_SYN | TI_ACK)) == TI_SYN, fewest = ~0ULL;
+	struct ti_source_entry *en;
+	__s64 slot = -1, victim = 0; /* 64-bit: a spill of them overwrites whole stack slots */
+
+	TI_UNROLL
+	for (int w = 0; w < TI_TABLE_WAYS; w++) {
+		x->entry = base + w;
+		en = TI_LOOKUP(x, sources, &x->entry);
+		if (!en)
+			return;
+		if (!en->val.packets) {
+			if (slot < 0)
+				slot = w;
+			continue;
+		}
+		if (ti_addr_key_eq(&en->key, k)) {
+			en->val.packets++;
+			en->val.bytes += e->len;
+			en->val.syns += syn;
+			return;
+		}
+		if (en->val.packets < fewest) {
+			fewest = en->val.packets;
+			victim = w;
+		}
+	}
+	if (slot < 0) {
+		TI_COUNT(x, TI_STAT_EVICTED_SOURCES);
+		slot = victim;
+	}
+	x->entry = base + (slot & (TI_TABLE_WAYS - 1));
+	en = TI_LOOKUP(x, sources, &x->entry);
+	if (!en)
+		return;
+	en->key = *k;
+	en->val.packets = 1;
+	en->val.bytes = e->len;
+	en->val.syns = syn;
+}
+
+TI_INLINE void ti_aggregate(const struct ti_event *e, struct ti_scratch *x)
+{
+	struct ti_port_val *pv;
+	__u64 slot, port = e->dport; /* 64-bit keys (above) */
+	__u64 *h;
+
+	__builtin_memset(&x->fk, 0, sizeof(x->fk) + sizeof(x->ak));
+	x->fk.family = e->family;
+	x->fk.sport = e->sport;
+	x->fk.dport = e->dport;
+	__builtin_memcpy(x->fk.saddr, e->saddr, 16);
+	__builtin_memcpy(x->fk.daddr, e->daddr, 16);
+	ti_count_flow(e, &x->fk, x);
+
+	pv = TI_LOOKUP(x, ports, &port);
+	if (pv) {
+		pv->packets++;
+		pv->bytes += e->len;
+	}
+
+	x->ak.family = e->family;
+	__builtin_memcpy(x->ak.addr, e->saddr, 16);
+	ti_count_source(e, &x->ak, x);
+
+	slot = ti_log2_slot(e->len);
+	h = TI_LOOKUP(x, len_hist, &slot);
+	if (h)
+		*h += 1;
+}
+
+/* ---- sample --------------------------------------------------------------- */
+
+TI_INLINE int ti_sampled_out(const struct ti_event *e, struct ti_scratch *x)
+{
+	__u64 zero = 0;
+	__u64 *n;
+
+	if (TI_LOAD_CFG(x).sample <= 1 || (e->flags & (TI_SYN | TI_FIN | TI_RST)))
+		return 0;
+	n = TI_LOOKUP(x, sample_ctr, &zero);
+	if (!n)
+		return 0;
+	return (*n)++ % TI_LOAD_CFG(x).sample != 0;
+}
+
+/* ---- the one path ----------------------------------------------------------- */
+
+/* Counters, filter, aggregates, sampling, delivery of the segment in
+ * x->ev, with the filter c (the active slot, slot).  The identities of
+ * tcpinspect.h's counters hold because every segment takes one branch. */
+TI_INLINE void
+ti_path(struct ti_scratch *x, const struct ti_config *c, __u32 slot)
+{
+	const struct ti_event *e = &x->ev;
+
+	TI_COUNT(x, TI_STAT_SEEN);
+	/* the native tests first (cheap), then the expression: both must match */
+	if (!ti_filter(c, slot, e, x) || (c->expr.len && !TI_EXPR_MATCH(x, c))) {
+		TI_COUNT(x, TI_STAT_FILTERED);
+		return;
+	}
+	TI_COUNT(x, TI_STAT_MATCHED);
+	if (TI_LOAD_CFG(x).aggregates)
+		ti_aggregate(e, x);
+	if (!TI_LOAD_CFG(x).events)
+		return;
+	if (ti_sampled_out(e, x)) {
+		TI_COUNT(x, TI_STAT_SAMPLED_OUT);
+		return;
+	}
+	TI_EMIT(x, e);
+}
+
+#endif /* TI_RULES_H */

@@ -1,0 +1,349 @@
+/* kernel_replay.c: the kernel layer's second backend: a pcap file run
+ * through the kernel's own path in user space, without root (no Lua).
+ *
+ * Each frame of the capture (pcapfile.c takes the link layer off) goes
+ * through the very code the BPF program runs, compiled for user space:
+ * bpf/ti_parse.h's frame walk (ti_frame_segment, as tc and cgroup walk an
+ * sk_buff), then bpf/ti_rules.h's ti_path (the counters, the filter, the
+ * aggregates in tables laid out as the per-CPU maps with one CPU, sampling),
+ * and what ti_path emits becomes the record the ring would have carried:
+ * struct ti_event and up to snaplen bytes from the IP header on.  The LPM
+ * tries of the address filters are the filter's CIDR lists, searched for a
+ * prefix that holds the address (what an LPM lookup answers).
+ *
+ * Time is the capture's: a record's ts is its frame's timestamp (ns since
+ * the epoch), and the replay's clock moves with the frames and with the
+ * horizons the caller asks for (ti_replay_next), never with the wall clock.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "kernel_int.h"
+#include "pcapfile.h"
+#include "ti_table.h"
+
+struct ti_replay;
+
+/* ---- the user-space side of bpf/ti_parse.h and bpf/ti_rules.h ------------------------ */
+
+/* The frame walk loads from the captured frame: what is not in the file
+ * cannot be loaded, as bpf_skb_load_bytes cannot load past the skb. */
+static inline int frame_load(const struct ti_pcap_frame *f, __u64 off, void *dst, __u64 n)
+{
+	if (off > f->caplen || n > f->caplen - off)
+		return -1;
+	memcpy(dst, f->data + off, n);
+	return 0;
+}
+
+#define TI_PARSE_CTX const struct ti_pcap_frame *
+#define TI_PARSE_LOAD(f, off, dst, n) frame_load(f, off, dst, n)
+
+/* The rules' accesses to maps, tries, counters and the load config, on
+ * the replay that x (struct ti_scratch, its first member) belongs to;
+ * defined below, once struct ti_replay is. */
+struct ti_scratch;
+static const struct ti_load_config *replay_load(const struct ti_scratch *x);
+static void replay_count(struct ti_scratch *x, int stat);
+static struct ti_flow_entry *lookup_flows(struct ti_scratch *x, __u64 i);
+static struct ti_source_entry *lookup_sources(struct ti_scratch *x, __u64 i);
+static struct ti_port_val *lookup_ports(struct ti_scratch *x, __u64 i);
+static __u64 *lookup_len_hist(struct ti_scratch *x, __u64 i);
+static __u64 *lookup_sample_ctr(struct ti_scratch *x, __u64 i);
+static int lpm_has(const struct ti_scratch *x, int trie, const struct ti_lpm_key *k);
+static void emit(struct ti_scratch *x);
+
+enum { TRIE_saddr_lpm, TRIE_daddr_lpm, TRIE_host_lpm };
+
+#define TI_LOAD_CFG(x) (*replay_load(x))
+#define TI_COUNT(x, stat) replay_count(x, stat)
+#define TI_LOOKUP(x, map, key) lookup_##map(x, *(key))
+#define TI_LPM_HAS(x, trie, key) lpm_has(x, TRIE_##trie, key)
+#define TI_EMIT(x, e) emit(x)
+#define TI_EXPR_MATCH(x, c) (ti_cbpf_run(&(c)->expr, (x)->pkt, (x)->buflen, (x)->ev.wirelen) != 0)
+
+#include "ti_rules.h"
+
+#define NPORTS 65536
+
+struct ti_replay {
+	struct ti_scratch x; /* first: the rules' x */
+	struct ti_load_config load;
+	struct ti_filter filter[2]; /* the two slots: cfg and the tries' CIDRs */
+	uint32_t slot;
+	uint64_t stats[TI_STAT_MAX];
+	/* the maps, one CPU's copy each */
+	struct ti_flow_entry *flows;
+	struct ti_source_entry *sources;
+	uint32_t table_entries; /* of flows and of sources */
+	struct ti_port_val *ports;
+	__u64 len_hist[TI_HIST_SLOTS];
+	__u64 sample_ctr;
+	/* the capture */
+	struct ti_pcap_reader rd;
+	struct ti_pcap_frame f; /* the next frame, read but not handled (pending) */
+	bool pending;
+	uint64_t clock_ns;
+	uint32_t snaplen;
+	/* a read error met after a record: reported by the next call */
+	int read_err;
+	char read_why[256];
+	/* what ti_path emitted for the frame just handled */
+	bool emitted;
+	size_t reclen;
+	union {
+		struct ti_event ev;
+		uint8_t bytes[sizeof(struct ti_event) + 65536];
+	} rec;
+};
+
+#define R(x) ((struct ti_replay *)(x))
+
+static const struct ti_load_config *replay_load(const struct ti_scratch *x)
+{
+	return &((const struct ti_replay *)x)->load;
+}
+
+static void replay_count(struct ti_scratch *x, int stat)
+{
+	R(x)->stats[stat]++;
+}
+
+static struct ti_flow_entry *lookup_flows(struct ti_scratch *x, __u64 i)
+{
+	return i < R(x)->table_entries ? &R(x)->flows[i] : NULL;
+}
+
+static struct ti_source_entry *lookup_sources(struct ti_scratch *x, __u64 i)
+{
+	return i < R(x)->table_entries ? &R(x)->sources[i] : NULL;
+}
+
+static struct ti_port_val *lookup_ports(struct ti_scratch *x, __u64 i)
+{
+	return i < NPORTS ? &R(x)->ports[i] : NULL;
+}
+
+static __u64 *lookup_len_hist(struct ti_scratch *x, __u64 i)
+{
+	return i < TI_HIST_SLOTS ? &R(x)->len_hist[i] : NULL;
+}
+
+static __u64 *lookup_sample_ctr(struct ti_scratch *x, __u64 i)
+{
+	return i == 0 ? &R(x)->sample_ctr : NULL;
+}
+
+/* An LPM trie's lookup: does one of the slot's prefixes hold the key's
+ * address?  (The key's prefixlen covers slot, family and address.) */
+static int lpm_has(const struct ti_scratch *x, int trie, const struct ti_lpm_key *k)
+{
+	const struct ti_filter *f = &((const struct ti_replay *)x)->filter[k->slot & 1];
+	const struct ti_cidr *c = trie == TRIE_saddr_lpm ? f->saddr : trie == TRIE_daddr_lpm ? f->daddr : f->host;
+	int n = trie == TRIE_saddr_lpm ? f->nsaddr : trie == TRIE_daddr_lpm ? f->ndaddr : f->nhost;
+
+	for (int i = 0; i < n; i++) {
+		unsigned bits = c[i].plen, full = bits / 8, rest = bits % 8;
+
+		if (c[i].family != k->family || 16u + bits > k->prefixlen)
+			continue;
+		if (memcmp(c[i].addr, k->addr, full))
+			continue;
+		if (rest && ((c[i].addr[full] ^ k->addr[full]) & (uint8_t)(0xff << (8 - rest))))
+			continue;
+		return 1;
+	}
+	return 0;
+}
+
+/* The record of the segment in x->ev: the event and its captured bytes
+ * (at most snaplen, the segment's length, what the file holds). */
+static void emit(struct ti_scratch *x)
+{
+	struct ti_replay *r = R(x);
+	const struct ti_pcap_frame *f = &r->f;
+	uint32_t wirelen = r->x.ev.family == 4 ? r->x.ev.iplen : r->x.ev.iplen + 40u;
+	uint32_t avail = f->caplen > f->ip_off ? f->caplen - f->ip_off : 0, n = r->snaplen;
+
+	if (n > wirelen)
+		n = wirelen;
+	if (n > avail)
+		n = avail;
+	r->rec.ev = r->x.ev;
+	r->rec.ev.caplen = (uint16_t)n;
+	r->rec.ev.wirelen = (uint16_t)wirelen;
+	memcpy(r->rec.bytes + sizeof(struct ti_event), f->data + f->ip_off, n);
+	r->reclen = sizeof(struct ti_event) + n;
+	r->emitted = true;
+	r->stats[TI_STAT_DELIVERED]++;
+}
+
+/* ---- the replay ------------------------------------------------------------------ */
+
+/* Read the next frame that may carry IP into r->f (pending): 1, 0 at the
+ * end, -errno with why. */
+static int read_pending(struct ti_replay *r, char *why, size_t whylen)
+{
+	int rc;
+
+	while ((rc = ti_pcap_reader_next(&r->rd, &r->f, why, whylen)) == 2)
+		if (r->f.ts_ns > r->clock_ns)
+			r->clock_ns = r->f.ts_ns; /* not ours, but time passes */
+	if (rc <= 0) {
+		r->pending = false;
+		return rc;
+	}
+	r->pending = true;
+	return 1;
+}
+
+int ti_replay_open(struct ti_replay **out, const char *path, const struct ti_load_config *load,
+		   uint32_t table_entries, uint32_t snaplen, const struct ti_filter *f, char *why,
+		   size_t whylen)
+{
+	struct ti_replay *r = calloc(1, sizeof(*r));
+	int err;
+
+	*out = NULL;
+	if (!r)
+		return -ENOMEM;
+	r->load = *load;
+	r->table_entries = table_entries;
+	r->snaplen = snaplen > 65535 ? 65535 : snaplen;
+	r->flows = calloc(table_entries, sizeof(*r->flows));
+	r->sources = calloc(table_entries, sizeof(*r->sources));
+	r->ports = calloc(NPORTS, sizeof(*r->ports));
+	if (!r->flows || !r->sources || !r->ports) {
+		err = -ENOMEM;
+		snprintf(why, whylen, "replay: out of memory for %u table entries", table_entries);
+		goto fail;
+	}
+	if (f)
+		r->filter[0] = *f;
+	if ((err = ti_pcap_reader_open(&r->rd, path, why, whylen)))
+		goto fail;
+	if ((err = read_pending(r, why, whylen)) < 0)
+		goto fail;
+	r->clock_ns = r->pending ? r->f.ts_ns : 0;
+	*out = r;
+	return 0;
+fail:
+	ti_replay_close(r);
+	return err;
+}
+
+int ti_replay_set_filter(struct ti_replay *r, const struct ti_filter *f)
+{
+	uint32_t idle = r->slot ^ 1;
+
+	if (f)
+		r->filter[idle] = *f;
+	else
+		memset(&r->filter[idle], 0, sizeof(r->filter[idle]));
+	r->slot = idle;
+	return 0;
+}
+
+/* The pending frame through the kernel's path. */
+static void handle(struct ti_replay *r)
+{
+	struct ti_scratch *x = &r->x;
+	__s64 rc;
+
+	memset(&x->ev, 0, sizeof(x->ev));
+	memset(&x->w, 0, sizeof(x->w.ip) + sizeof(x->w.th));
+	x->ev.probe = TI_PROBE_PCAP;
+	x->ev.ts = r->f.ts_ns;
+	x->ev.ifindex = r->f.ifindex;
+	x->ev.netns = r->load.netns;
+	r->emitted = false;
+	rc = ti_frame_segment(&r->f, r->f.ip_off, r->f.wirelen, r->f.v4, &x->ev, &x->w);
+	if (rc < 0) {
+		r->stats[TI_STAT_ERRORS]++;
+	} else if (rc > 0) {
+		/* the bytes a hook would copy (for the filter expression) */
+		__u64 avail = r->f.caplen > r->f.ip_off ? r->f.caplen - r->f.ip_off : 0;
+		__u64 n = ti_bytes_wanted(x, &r->filter[r->slot].cfg, r->slot, avail);
+
+		memcpy(x->pkt, r->f.data + r->f.ip_off, n);
+		ti_bytes_copied(x, n);
+		ti_path(x, &r->filter[r->slot].cfg, r->slot);
+	}
+}
+
+int ti_replay_next(struct ti_replay *r, uint64_t until_ns, const void **rec, size_t *size,
+		   char *why, size_t whylen)
+{
+	int rc;
+
+	if (r->read_err) {
+		rc = r->read_err;
+		r->read_err = 0;
+		snprintf(why, whylen, "%s", r->read_why);
+		return rc;
+	}
+	while (r->pending && r->f.ts_ns <= until_ns) {
+		if (r->f.ts_ns > r->clock_ns)
+			r->clock_ns = r->f.ts_ns;
+		handle(r);
+		rc = read_pending(r, r->read_why, sizeof(r->read_why));
+		if (rc < 0 && !r->emitted) {
+			snprintf(why, whylen, "%s", r->read_why);
+			return rc;
+		}
+		if (rc < 0)
+			r->read_err = rc;
+		if (r->emitted) {
+			*rec = r->rec.bytes;
+			*size = r->reclen;
+			return 1;
+		}
+	}
+	if (until_ns != UINT64_MAX && until_ns > r->clock_ns)
+		r->clock_ns = until_ns;
+	return 0;
+}
+
+uint64_t ti_replay_clock(const struct ti_replay *r)
+{
+	return r->clock_ns;
+}
+
+bool ti_replay_ended(const struct ti_replay *r)
+{
+	return !r->pending;
+}
+
+int ti_replay_linktype(const struct ti_replay *r)
+{
+	return r->rd.linktype;
+}
+
+void ti_replay_stats(const struct ti_replay *r, uint64_t out[TI_STAT_MAX])
+{
+	memcpy(out, r->stats, sizeof(r->stats));
+}
+
+/* A map's elements as BPF_MAP_LOOKUP_ELEM gives them for one CPU. */
+void *ti_replay_map(struct ti_replay *r, enum ti_map_id m, uint32_t *n)
+{
+	switch (m) {
+	case TI_MAP_FLOWS: *n = r->table_entries; return r->flows;
+	case TI_MAP_SOURCES: *n = r->table_entries; return r->sources;
+	case TI_MAP_PORTS: *n = NPORTS; return r->ports;
+	case TI_MAP_LEN_HIST: *n = TI_HIST_SLOTS; return r->len_hist;
+	default: *n = 0; return NULL;
+	}
+}
+
+void ti_replay_close(struct ti_replay *r)
+{
+	if (!r)
+		return;
+	ti_pcap_reader_close(&r->rd);
+	free(r->flows);
+	free(r->sources);
+	free(r->ports);
+	free(r);
+}

@@ -1,0 +1,356 @@
+-- Filter expressions (filter.expr), differential: for every expression of
+-- EXPRS and every segment of the corpus (spec/fixtures/filter_corpus.pcap,
+-- real traffic made by spec/support/make_corpus.sh: v4 and v6, TCP options,
+-- all 256 flag combinations, hping3, curl, nc, iperf3), the kernel's verdict
+-- equals libpcap's pcap_offline_filter on the same bytes, segment by
+-- segment (identity: the segment's bytes, captured with snaplen).
+--
+--   unit    bpf/ti_cbpf.h built for user space (what a replay runs) against
+--           pcap_offline_filter, on every segment;
+--   tc, cgroup   the session's program on each frame (BPF_PROG_TEST_RUN),
+--           the expression changed with set_filter between runs;
+--   fentry, kprobe   the corpus injected with tcpreplay on lo inside a
+--           private netns whose lo holds the corpus's addresses (so ip_rcv
+--           delivers them to tcp_v4_rcv/tcp_v6_rcv); a session without an
+--           expression sees every segment, one session per expression
+--           delivers what it matched; each segment the kernel saw (the
+--           corpus, and the RSTs the kernel sends back) is checked.
+-- The native filter keys with an expression (COMBOS): both must match.
+local net = require "support.net"
+local pcapfile = require "support.pcapfile"
+local core = require "tcpinspect.core"
+
+local CORPUS = "spec/fixtures/filter_corpus.pcap"
+
+-- 52 expressions: ports, hosts, nets, flags, ip6, len, byte offsets,
+-- and/or/not, and a few that match nothing in the corpus.
+local EXPRS = {
+	"tcp", "ip", "ip6", "ip proto \\tcp", "ip6 proto 6",
+	"tcp port 7000", "dst port 7001", "src port 8080", "port 5201",
+	"tcp portrange 30000-30127", "src portrange 20000-20099 and ip6",
+	"host 127.0.0.1", "src host 10.231.0.2", "dst host 10.231.0.1", "host ::1",
+	"src host fd00:231::2", "net 10.231.0.0/24", "src net 127.0.0.0/8",
+	"dst net fd00:231::/64", "net fd00::/8 and not host fd00:231::1",
+	"tcp[tcpflags] & tcp-syn != 0",
+	"tcp[tcpflags] & (tcp-syn|tcp-ack) == tcp-syn",
+	"tcp[tcpflags] & (tcp-syn|tcp-ack) == (tcp-syn|tcp-ack)",
+	"tcp[tcpflags] & tcp-rst != 0",
+	"tcp[tcpflags] & tcp-fin != 0 and tcp[tcpflags] & tcp-ack == 0",
+	"tcp[tcpflags] == 0",
+	"tcp[tcpflags] & (tcp-fin|tcp-push|tcp-urg) == (tcp-fin|tcp-push|tcp-urg)",
+	"tcp[tcpflags] & tcp-ece != 0", "tcp[13] & 0x80 != 0", "tcp[13] = 0x18",
+	"tcp[tcpflags] & tcp-urg != 0 and tcp[18:2] != 0",
+	"len > 100", "len <= 60", "greater 500", "less 80",
+	"ip[8] = 64", "ip[6:2] & 0x4000 != 0", "ip6[7] = 64", "ip[2:2] > 200", "ip6[4:2] > 100",
+	"tcp[12] & 0xf0 > 0x50", "tcp[((tcp[12:1] & 0xf0) >> 2):4] = 0x47455420",
+	"tcp[14:2] < 1000", "tcp[4:4] > 2000000000",
+	"tcp dst port 7000 and tcp[tcpflags] & tcp-syn != 0 and ip",
+	"(src host 127.0.0.1 or src host ::1) and not dst port 7000",
+	"not tcp port 7000 and not tcp port 7001",
+	"ip and tcp[20] = 2", "ip6 and ip6[60:2] = 0x0204", "ip6 and ip6[53] & 0x12 == 0x02",
+	"tcp src port 5201 or tcp dst port 5201 and len > 500",
+	"udp or icmp", "tcp port 80",
+}
+
+-- The expression with the native filter keys: both must match, so the
+-- verdict is pcap_offline_filter's of the conjunction (third column).
+local COMBOS = {
+	{ { dport = 7000 }, "tcp[tcpflags] & tcp-syn != 0", "dst port 7000 and tcp[tcpflags] & tcp-syn != 0" },
+	{ { family = "ipv6", flags = "rst" }, "len < 100", "ip6 and ip6[53] & 4 != 0 and len < 100" },
+	{ { host = "10.231.0.0/24" }, "not port 5201", "net 10.231.0.0/24 and not port 5201" },
+	{ { sport = "30000-30100" }, "ip[8] = 64 and tcp[13] & 0x21 == 0x21",
+		"src portrange 30000-30100 and ip[8] = 64 and tcp[13] & 0x21 == 0x21" },
+}
+
+local function corpus()
+	local cap = pcapfile.read(CORPUS)
+	assert(cap.linktype == pcapfile.LINKTYPE_RAW)
+	return cap.packets
+end
+
+describe("filter expressions: the corpus", function()
+	it("has at least 2000 real segments, v4 and v6, every flag combination, TCP options", function()
+		local pkts = corpus()
+		local fam, flags, opts = { [4] = 0, [6] = 0 }, { [4] = {}, [6] = {} }, 0
+		for _, p in ipairs(pkts) do
+			local d = p.data
+			local v = d:byte(1) >> 4
+			local l4 = v == 4 and (d:byte(1) & 15) * 4 or 40
+			fam[v] = fam[v] + 1
+			flags[v][d:byte(l4 + 14)] = true
+			if d:byte(l4 + 13) >> 4 > 5 then opts = opts + 1 end
+			assert.are.equal(#d, p.len)
+		end
+		local function n(t) local c = 0 for _ in pairs(t) do c = c + 1 end return c end
+		assert.is_true(#pkts >= 2000, #pkts .. " segments")
+		assert.is_true(fam[4] >= 1000 and fam[6] >= 1000)
+		assert.are.equal(256, n(flags[4]))
+		assert.are.equal(256, n(flags[6]))
+		assert.is_true(opts >= 500)
+		assert.is_true(#EXPRS >= 40)
+	end)
+
+	it("every expression compiles, and bpf/ti_cbpf.h (user space, as a replay runs it) agrees " ..
+		"with pcap_offline_filter on every segment", function()
+		local pkts = corpus()
+		local total = 0
+		for _, e in ipairs(EXPRS) do
+			local prog = assert(core.expr_compile(e))
+			assert.is_true(#prog >= 1 and #prog <= 256)
+			local matched = 0
+			for i, p in ipairs(pkts) do
+				local want, err1 = core.expr_match(e, p.data, p.len, "pcap")
+				local got, err2 = core.expr_match(e, p.data, p.len)
+				assert(want ~= nil and got ~= nil, err1 or err2)
+				if got ~= want then
+					error(("'%s': segment %d: tcpinspect %s, pcap %s"):format(e, i, tostring(got), tostring(want)))
+				end
+				if want then matched = matched + 1 end
+			end
+			total = total + matched
+		end
+		-- the expressions are not all trivial: between them they match and reject
+		assert.is_true(total > 0 and total < #EXPRS * #pkts)
+	end)
+end)
+
+-- ---- kernel ------------------------------------------------------------------
+
+-- A child process runs the sessions (so that tc's netns and the cgroup are
+-- its own), prints one line per expression: RESULT i seen kernel pcap bad
+-- [first mismatch], and DONE.
+local CHILD_COMMON = [[
+package.path = ROOT .. "/lua/?.lua;" .. ROOT .. "/spec/?.lua;" .. package.path
+package.cpath = ROOT .. "/build/?.so;" .. package.cpath
+local tcpinspect = require "tcpinspect"
+local core = require "tcpinspect.core"
+local pcapfile = require "support.pcapfile"
+local pkts = pcapfile.read(ROOT .. "/spec/fixtures/filter_corpus.pcap").packets
+local SNAP = 1600
+io.stdout:setvbuf("line")
+
+-- the delivered records of s: bytes -> count (only whole segments)
+local function drain(s, got)
+	s:on_packet(function(p)
+		if p.caplen == p.wirelen then got[p:bytes()] = (got[p:bytes()] or 0) + 1 end
+	end)
+	while s:poll(0) > 0 do end
+	return got
+end
+
+-- compare, segment by segment, for the distinct segments of `seen`
+local function compare(i, e, seen, got)
+	local n, k, pc, bad, first = 0, 0, 0, 0, ""
+	for b in pairs(seen) do
+		n = n + 1
+		local kv = got[b] ~= nil
+		local pv = core.expr_match(e, b, #b, "pcap")
+		if kv then k = k + 1 end
+		if pv then pc = pc + 1 end
+		if kv ~= pv then
+			bad = bad + 1
+			if first == "" then
+				first = (" %s kernel=%s pcap=%s"):format((b:gsub(".", function(c) return ("%02x"):format(c:byte()) end)),
+					tostring(kv), tostring(pv))
+			end
+		end
+	end
+	print(("RESULT %d %d %d %d %d%s"):format(i, n, k, pc, bad, first))
+end
+]]
+
+local CHILD_TEST_RUN = [[
+local s, err = tcpinspect.open(OPEN)
+if not s then print("FAIL " .. tostring(err)) return end
+local seen = {}
+for _, p in ipairs(pkts) do seen[p.data] = true end
+for i, e in ipairs(EXPRS) do
+	s:set_filter{ expr = e }
+	local a = s:stats()
+	local got = {}
+	for j, p in ipairs(pkts) do
+		s:test_run(pcapfile.ethernet(p.data))
+		if j % 400 == 0 then drain(s, got) end
+	end
+	drain(s, got)
+	local b = s:stats()
+	-- every segment ran through; matched is exact, duplicates included
+	local want = 0
+	for _, p in ipairs(pkts) do if core.expr_match(e, p.data, p.len, "pcap") then want = want + 1 end end
+	if b.seen - a.seen ~= #pkts or b.matched - a.matched ~= want or b.dropped ~= 0 then
+		print(("FAIL %d seen %d matched %d (pcap %d) dropped %d"):format(i, b.seen - a.seen,
+			b.matched - a.matched, want, b.dropped))
+	end
+	compare(i, e, seen, got)
+end
+for i, c in ipairs(COMBOS) do
+	local f = { expr = c[2] }
+	for k, v in pairs(c[1]) do f[k] = v end
+	s:set_filter(f)
+	local got = {}
+	for j, p in ipairs(pkts) do
+		s:test_run(pcapfile.ethernet(p.data))
+		if j % 400 == 0 then drain(s, got) end
+	end
+	drain(s, got)
+	compare(1000 + i, c[3], seen, got)
+end
+s:close()
+print("DONE")
+]]
+
+local CHILD_LIVE = [[
+-- a baseline session sees every segment; one session per expression
+local base, err = tcpinspect.open{ mode = MODE, snaplen = SNAP, aggregates = false, ring_size = 8 << 20 }
+if not base then print("FAIL " .. tostring(err)) return end
+local sessions = {}
+for i = FIRST, LAST do
+	local s, e2 = tcpinspect.open{ mode = MODE, snaplen = SNAP, aggregates = false, ring_size = 4 << 20,
+		filter = { expr = EXPRS[i] } }
+	if not s then print("FAIL " .. tostring(e2)) return end
+	sessions[i] = s
+end
+for i, c in ipairs(COMBOS) do -- the native keys with an expression
+	local f = { expr = c[2] }
+	for k, v in pairs(c[1]) do f[k] = v end
+	local s, e2 = tcpinspect.open{ mode = MODE, snaplen = SNAP, aggregates = false, ring_size = 4 << 20, filter = f }
+	if not s then print("FAIL " .. tostring(e2)) return end
+	sessions[1000 + i] = s
+end
+local ok = os.execute(REPLAY)
+if not ok then print("FAIL tcpreplay") return end
+os.execute("sleep 1")
+local seen = drain(base, {})
+local corpus_missing = 0
+for _, p in ipairs(pkts) do if not seen[p.data] then corpus_missing = corpus_missing + 1 end end
+print(("SEEN %d distinct, corpus segments not seen: %d, dropped %d"):format((function()
+	local n = 0 for _ in pairs(seen) do n = n + 1 end return n end)(), corpus_missing, base:stats().dropped))
+for i = FIRST, LAST do
+	local got = drain(sessions[i], {})
+	if sessions[i]:stats().dropped ~= 0 then print("FAIL dropped in " .. i) end
+	compare(i, EXPRS[i], seen, got)
+	sessions[i]:close()
+end
+for i, c in ipairs(COMBOS) do
+	local got = drain(sessions[1000 + i], {})
+	compare(1000 + i, c[3], seen, got)
+	sessions[1000 + i]:close()
+end
+base:close()
+print("DONE")
+]]
+
+local function run_child(body, vars, netns)
+	local path = net.tmpfile(".lua")
+	local head = { ("local ROOT = %q\n"):format(net.ROOT) }
+	for k, v in pairs(vars) do head[#head + 1] = ("local %s = %s\n"):format(k, net.serialize(v)) end
+	net.write_file(path, table.concat(head) .. CHILD_COMMON .. body)
+	local cmd = net.LUA .. " " .. net.q(path)
+	if netns then cmd = "ip netns exec " .. netns .. " " .. cmd end
+	local _, out = net.sh(cmd .. " 2>&1")
+	os.remove(path)
+	return out
+end
+
+local function check(mode, out, first, last, combos)
+	assert.not_matches("FAIL", out)
+	assert.matches("DONE", out)
+	local rows, kernel_total, ncombos = 0, 0, 0
+	for i, n, k, pc, bad, rest in out:gmatch("RESULT (%d+) (%d+) (%d+) (%d+) (%d+)([^\n]*)") do
+		i, n, k, pc, bad = tonumber(i), tonumber(n), tonumber(k), tonumber(pc), tonumber(bad)
+		local what = i > 1000 and ("%s with %s"):format(COMBOS[i - 1000][2], net.serialize(COMBOS[i - 1000][1]))
+			or EXPRS[i]
+		assert(bad == 0, ("[%s] '%s': %d of %d segments differ from pcap_offline_filter:%s"):format(
+			mode, what, bad, n, rest))
+		assert.are.equal(pc, k)
+		if i > 1000 then
+			ncombos = ncombos + 1
+			assert.is_true(k > 0, what .. " matches nothing in the corpus")
+		else
+			rows = rows + 1
+		end
+		kernel_total = kernel_total + k
+	end
+	assert.are.equal(last - first + 1, rows)
+	assert.are.equal(combos or 0, ncombos)
+	return kernel_total
+end
+
+describe("#kernel filter expressions: the kernel's verdict is pcap_offline_filter's", function()
+	if net.has_mode("tc") then
+		it("[tc] every expression, every segment (test_run, set_filter between); with native keys: both match", function()
+			local ns = net.netns("ex")
+			local ok, err = pcall(function()
+				local out = run_child(CHILD_TEST_RUN, { EXPRS = EXPRS, COMBOS = COMBOS,
+					OPEN = { mode = "tc", dev = "lo", snaplen = 1600, aggregates = false, ring_size = 8 << 20 } }, ns.name)
+				local n = check("tc", out, 1, #EXPRS, #COMBOS)
+				net.say("[tc] %d expressions x %d segments: %d matches, all equal to pcap_offline_filter",
+					#EXPRS, #corpus(), n)
+			end)
+			ns:destroy()
+			assert(ok, err)
+		end)
+	end
+	if net.has_mode("cgroup") then
+		it("[cgroup] every expression, every segment (test_run, set_filter between); with native keys: both match", function()
+			local _, root = net.sh("awk '$3 == \"cgroup2\" { print $2; exit }' /proc/mounts")
+			root = assert(root:match("[^\n]+"), "no cgroup2 mount")
+			local dir = root .. "/tiexpr-" .. net.getpid()
+			net.must("mkdir -p " .. net.q(dir))
+			local ok, err = pcall(function()
+				local out = run_child(CHILD_TEST_RUN, { EXPRS = EXPRS, COMBOS = COMBOS,
+					OPEN = { mode = "cgroup", cgroup = dir, snaplen = 1600, aggregates = false, ring_size = 8 << 20 } })
+				local n = check("cgroup", out, 1, #EXPRS, #COMBOS)
+				net.say("[cgroup] %d expressions x %d segments: %d matches, all equal to pcap_offline_filter",
+					#EXPRS, #corpus(), n)
+			end)
+			net.sh("rmdir " .. net.q(dir))
+			assert(ok, err)
+		end)
+	end
+	for _, mode in ipairs{ "fentry", "kprobe" } do
+		if net.has_mode(mode) then
+			it("[" .. mode .. "] every expression, the corpus replayed onto lo (tcpreplay)", function()
+				local ns = net.netns("ex")
+				local eth = net.tmpfile(".pcap")
+				local ok, err = pcall(function()
+					-- lo holds every address of the corpus; no source checks
+					for _, a in ipairs{ "10.231.0.1/32", "10.231.0.2/32" } do
+						net.must(("ip -n %s addr add %s dev lo"):format(ns.name, a))
+					end
+					for _, a in ipairs{ "fd00:231::1/128", "fd00:231::2/128" } do
+						net.must(("ip -n %s addr add %s dev lo nodad"):format(ns.name, a))
+					end
+					for _, k in ipairs{ "all", "lo", "default" } do
+						ns:exec(("sysctl -qw net.ipv4.conf.%s.rp_filter=0 net.ipv4.conf.%s.route_localnet=1 " ..
+							"net.ipv4.conf.%s.accept_local=1"):format(k, k, k))
+					end
+					local frames = {}
+					for _, p in ipairs(corpus()) do
+						frames[#frames + 1] = { sec = p.sec, usec = p.usec, data = pcapfile.ethernet(p.data) }
+					end
+					pcapfile.write(eth, pcapfile.LINKTYPE_ETHERNET, frames)
+					local replay = ("tcpreplay -q -i lo --pps=%d %s >/dev/null 2>&1"):format(net.IN_VM and 400 or 4000, eth)
+					local total = 0
+					-- batches under the trampoline's limit of programs per function
+					-- (38 on x86: two batches of 27 and 26 expressions, the native-key
+					-- combinations with the second, and the baseline session)
+					for first = 1, #EXPRS, 27 do
+						local last = math.min(first + 26, #EXPRS)
+						local combos = last == #EXPRS and COMBOS or {}
+						local out = run_child(CHILD_LIVE, { EXPRS = EXPRS, MODE = mode, FIRST = first, LAST = last,
+							REPLAY = replay, COMBOS = combos }, ns.name)
+						local missing = tonumber(out:match("corpus segments not seen: (%d+)"))
+						assert(missing == 0, "not every corpus segment reached the probe:\n" .. out)
+						total = total + check(mode, out, first, last, #combos)
+					end
+					net.say("[%s] %d expressions on every segment tcp_v4_rcv/tcp_v6_rcv saw: %d matches, " ..
+						"all equal to pcap_offline_filter", mode, #EXPRS, total)
+				end)
+				os.remove(eth)
+				ns:destroy()
+				assert(ok, err)
+			end)
+		end
+	end
+end)
