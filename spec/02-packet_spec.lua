@@ -158,9 +158,9 @@ describe("packet decoding", function()
 		for _ = 1, 2000 do
 			local b = {}
 			for i = 1, core.record_size do b[i] = string.char(math.random(0, 255)) end
-			-- caplen (offset 74) says how many bytes follow: give it that many
+			-- caplen (offset 82) says how many bytes follow: give it that many
 			local raw = table.concat(b)
-			raw = raw .. ("x"):rep((string.unpack("<I2", raw, 75)))
+			raw = raw .. ("x"):rep((string.unpack("<I2", raw, 83)))
 			local p = core.decode_record(raw)
 			for _, name in ipairs(tcpinspect.packet_fields()) do
 				local v = p[name]
