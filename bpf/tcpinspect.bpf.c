@@ -413,17 +413,59 @@ static __always_inline void ti_scratch_put(struct ti_scratch *x)
 
 /* At entry to tcp_v{4,6}_rcv the network and transport header offsets are
  * set and both headers are in the linear area. */
+#define TCP_TIME_WAIT_ 6
+#define TCP_NEW_SYN_RECV_ 12
+
+/* The cgroup v2 id of the socket early demux found for skb (0: none, or a
+ * time-wait socket, which has no cgroup; a request socket stands for its
+ * listener).  *in_scope: the socket is in ti_load.cgroup_id or below it. */
+static __always_inline __u64 ti_sock_cgroup(struct sk_buff *skb, __u64 *in_scope)
+{
+	struct sock *sk = BPF_CORE_READ(skb, sk);
+	struct cgroup *cg, *anc = NULL;
+	__u64 state, level;
+
+	*in_scope = 0;
+	if (!sk)
+		return 0;
+	state = BPF_CORE_READ(sk, __sk_common.skc_state);
+	if (state == TCP_TIME_WAIT_)
+		return 0;
+	if (state == TCP_NEW_SYN_RECV_)
+		sk = BPF_CORE_READ(sk, __sk_common.skc_listener);
+	cg = BPF_CORE_READ(sk, sk_cgrp_data.cgroup);
+	if (!cg)
+		return 0;
+	if (ti_load.cgroup_id) {
+		level = BPF_CORE_READ(cg, level);
+		if (level >= ti_load.cgroup_level &&
+		    !bpf_probe_read_kernel(&anc, sizeof(anc), (void *)cg + bpf_core_field_offset(struct cgroup, ancestors) +
+								  ti_load.cgroup_level * sizeof(anc)))
+			*in_scope = BPF_CORE_READ(anc, kn, id) == ti_load.cgroup_id;
+	}
+	return BPF_CORE_READ(cg, kn, id);
+}
+
 static __always_inline int ti_from_kernel_skb(struct sk_buff *skb, __u8 probe)
 {
-	struct ti_scratch *x = ti_scratch_get(probe);
+	struct ti_scratch *x;
 	unsigned char *head = BPF_CORE_READ(skb, head);
 	__u16 nh = BPF_CORE_READ(skb, network_header);
 	__u16 tp = BPF_CORE_READ(skb, transport_header);
+	__u64 netns = BPF_CORE_READ(skb, dev, nd_net.net, ns.inum), cgroup, in_scope;
 
+	/* out of the session's scope: not seen at all, for one compare */
+	if (ti_load.scope_netns && netns != ti_load.scope_netns)
+		return 0;
+	cgroup = ti_sock_cgroup(skb, &in_scope);
+	if (ti_load.cgroup_id && !in_scope)
+		return 0;
+	x = ti_scratch_get(probe);
 	if (!x)
 		return 0;
 	x->ev.ifindex = BPF_CORE_READ(skb, dev, ifindex);
-	x->ev.netns = BPF_CORE_READ(skb, dev, nd_net.net, ns.inum);
+	x->ev.netns = netns;
+	x->ev.cgroup = cgroup;
 	if (bpf_probe_read_kernel(x->w.ip, sizeof(x->w.ip), head + nh) ||
 	    bpf_probe_read_kernel(&x->w.th, sizeof(x->w.th), head + tp) ||
 	    ti_parse(&x->ev, x->w.ip, (__u16)(tp - nh), &x->w.th))
@@ -465,7 +507,8 @@ int BPF_KPROBE(ti_kprobe_v6, struct sk_buff *skb)
 /* The frame walk and what it counts as an error: ti_frame_segment in
  * bpf/ti_parse.h (the pcap replay walks captured frames with it too). */
 
-static __always_inline void ti_from_sk_buff(struct __sk_buff *skb, __u64 off, __u8 probe)
+static __always_inline void ti_from_sk_buff(struct __sk_buff *skb, __u64 off, __u8 probe,
+					    __u64 netns, __u64 cgroup)
 {
 	struct ti_scratch *x;
 	__s64 r; /* 64-bit: see ti_count */
@@ -476,7 +519,8 @@ static __always_inline void ti_from_sk_buff(struct __sk_buff *skb, __u64 off, __
 	if (!x)
 		return;
 	x->ev.ifindex = skb->ifindex;
-	x->ev.netns = ti_load.netns;
+	x->ev.netns = netns;
+	x->ev.cgroup = cgroup;
 	r = ti_frame_segment(skb, off, skb->len, skb->protocol == bpf_htons(ETH_P_IP), &x->ev,
 			     &x->w);
 	if (r < 0)
@@ -488,11 +532,44 @@ static __always_inline void ti_from_sk_buff(struct __sk_buff *skb, __u64 off, __
 	ti_scratch_put(x);
 }
 
+/* The netns of the socket a cgroup_skb program runs for.  Reading it takes
+ * a BTF pointer (bpf_skc_to_tcp_sock), which the verifier allows only with
+ * CAP_PERFMON, and a branch on a load-time constant does not hide it:
+ * without CAP_PERFMON the verifier also walks the branch not taken (its
+ * speculative-execution check).  So it is a program of its own,
+ * ti_cgroup_ingress_ns, which user space loads instead of
+ * ti_cgroup_ingress only when it has CAP_PERFMON. */
+static __always_inline __u64 ti_skb_sock_netns(struct __sk_buff *skb)
+{
+	struct bpf_sock *sk = skb->sk;
+	struct tcp_sock *tp;
+
+	if (!sk)
+		return 0;
+	tp = bpf_skc_to_tcp_sock(sk);
+	if (!tp)
+		return 0;
+	return tp->inet_conn.icsk_inet.sk.__sk_common.skc_net.net->ns.inum;
+}
+
+/* cgroup_skb: the socket's cgroup (skb->sk is the receiving socket) */
 SEC("cgroup_skb/ingress")
 int ti_cgroup_ingress(struct __sk_buff *skb)
 {
-	ti_from_sk_buff(skb, 0, TI_PROBE_CGROUP);
+	ti_from_sk_buff(skb, 0, TI_PROBE_CGROUP, 0, bpf_skb_cgroup_id(skb));
 	return 1; /* allow: tcpinspect observes, it never drops */
+}
+
+/* ... and its netns (CAP_PERFMON), out of the scope's: not seen */
+SEC("cgroup_skb/ingress")
+int ti_cgroup_ingress_ns(struct __sk_buff *skb)
+{
+	__u64 netns = ti_skb_sock_netns(skb); /* 64-bit: see ti_count */
+
+	if (ti_load.scope_netns && netns != ti_load.scope_netns)
+		return 1;
+	ti_from_sk_buff(skb, 0, TI_PROBE_CGROUP, netns, bpf_skb_cgroup_id(skb));
+	return 1;
 }
 
 SEC("tc")
@@ -503,6 +580,6 @@ int ti_tc_ingress(struct __sk_buff *skb)
 	 * the device took off (vlan_present) goes on to the VLAN device, and
 	 * is counted there (doc/modes.md, "Stacked devices"). */
 	if (skb->pkt_type == PACKET_HOST_ && !skb->vlan_present)
-		ti_from_sk_buff(skb, ETH_HLEN, TI_PROBE_TC);
+		ti_from_sk_buff(skb, ETH_HLEN, TI_PROBE_TC, ti_load.netns, 0);
 	return -1; /* TC_ACT_UNSPEC: continue as if we were not here */
 }
