@@ -163,7 +163,7 @@ static void emit(struct ti_scratch *x)
 {
 	struct ti_replay *r = R(x);
 	const struct ti_pcap_frame *f = &r->f;
-	uint32_t wirelen = r->x.ev.family == 4 ? r->x.ev.iplen : r->x.ev.iplen + 40u;
+	uint32_t wirelen = r->x.ev.wirelen; /* ti_bytes_wanted's */
 	uint32_t avail = f->caplen > f->ip_off ? f->caplen - f->ip_off : 0, n = r->snaplen;
 
 	if (n > wirelen)
@@ -172,7 +172,6 @@ static void emit(struct ti_scratch *x)
 		n = avail;
 	r->rec.ev = r->x.ev;
 	r->rec.ev.caplen = (uint16_t)n;
-	r->rec.ev.wirelen = (uint16_t)wirelen;
 	memcpy(r->rec.bytes + sizeof(struct ti_event), f->data + f->ip_off, n);
 	r->reclen = sizeof(struct ti_event) + n;
 	r->emitted = true;

@@ -343,15 +343,17 @@ static bool poll_should_stop(const struct ti_session *s)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9 >= s->deadline;
 }
 
-/* A delivered record into the dump file: the event and its captured
- * bytes (what follows the event in the record). */
+/* A delivered record into the dump file: the event and the e->caplen bytes
+ * that follow it (never more than the record holds), the segment's length
+ * from the record (e->wirelen), as the ring and the replay fill them. */
 static void dump_record(struct ti_session *s, const void *data, size_t size)
 {
 	const struct ti_event *e = data;
-	uint32_t caplen = (uint32_t)(size - sizeof(*e));
-	uint32_t wirelen = e->family == 4 ? e->iplen : e->iplen + 40u;
+	uint32_t caplen = e->caplen;
 
-	ti_pcap_writer_write(s->dump, e, (const uint8_t *)data + sizeof(*e), caplen, wirelen);
+	if (caplen > size - sizeof(*e))
+		caplen = (uint32_t)(size - sizeof(*e));
+	ti_pcap_writer_write(s->dump, e, (const uint8_t *)data + sizeof(*e), caplen, e->wirelen);
 }
 
 /* Stack during a poll: [base+1] message handler, [base+2] callback, [base+3] view. */

@@ -50,10 +50,14 @@
 --
 -- Captures
 --   net.tcpdump(opts)         -> capture; opts.iface ("lo"), opts.filter (pcap
---                             expression), opts.netns; starts tcpdump -Q in -U
---                             --immediate-mode -w and waits until it listens
+--                             expression), opts.netns, opts.snaplen (tcpdump -s,
+--                             default 128; 0: whole frames); starts tcpdump -Q in
+--                             -U --immediate-mode -w and waits until it listens;
+--                             capture.file is the pcap
 --   capture:stop()            -> list of packets {saddr, sport, daddr, dport, flags
---                             (bitmask), flagstr (tcpdump's), len, family}
+--                             (bitmask), flagstr (tcpdump's), len, family};
+--                             capture.dropped: tcpdump's "dropped by kernel" count
+--                             (nil for the shared capture of a guest's lo)
 --   net.read_pcap(path)       -> the same list from a pcap file (parsed in Lua)
 --   net.count(pkts, pred)     -> number of packets for which pred(p) is true
 --   net.by_flow(pkts)         -> {[flow_key] = packets}
@@ -524,10 +528,14 @@ local function compile_filter(expr)
 end
 net.compile_filter = compile_filter
 
-local function start_tcpdump(c, iface, filter, netns)
+local function start_tcpdump(c, iface, filter, netns, snaplen)
 	local pre = netns and ("ip netns exec " .. net.q(netns) .. " ") or ""
-	local cmd = ("exec %stcpdump -Q in -i %s -n -U --immediate-mode -s 128 -w %s %s"):format(
-		pre, net.q(iface), net.q(c.file), net.q(filter))
+	-- whole frames: a ring slot is as large as the snapshot length (256 KiB
+	-- for -s 0), so tcpdump's default 2 MiB buffer holds 8 and a burst on lo
+	-- overflows it; 64 MiB hold 256
+	local buf = snaplen and (snaplen == 0 or snaplen > 4096) and "-B 65536 " or ""
+	local cmd = ("exec %stcpdump -Q in -i %s -n -U --immediate-mode %s-s %d -w %s %s"):format(
+		pre, net.q(iface), buf, snaplen or 128, net.q(c.file), net.q(filter))
 	c.pid = net.spawn(cmd, c.log)
 	local ok = net.wait_until(function()
 		local l = net.read_file(c.log) or ""
@@ -552,7 +560,7 @@ function net.tcpdump(opts)
 	opts = opts or {}
 	local iface, filter = opts.iface or "lo", opts.filter or "tcp"
 	local c = setmetatable({ netns = opts.netns }, capture)
-	local pred = net.IN_VM and iface == "lo" and not opts.netns and compile_filter(filter)
+	local pred = net.IN_VM and iface == "lo" and not opts.netns and not opts.snaplen and compile_filter(filter)
 	if pred then
 		if not shared_lo or not net.alive(shared_lo.pid) then
 			shared_lo = { file = net.tmpfile(".pcap"), log = net.tmpfile(".log") }
@@ -563,7 +571,7 @@ function net.tcpdump(opts)
 		return c
 	end
 	c.file, c.log = net.tmpfile(".pcap"), net.tmpfile(".log")
-	start_tcpdump(c, iface, filter, opts.netns)
+	start_tcpdump(c, iface, filter, opts.netns, opts.snaplen)
 	return c
 end
 
@@ -669,6 +677,7 @@ function capture:stop()
 	else
 		net.kill(self.pid, "INT")
 		if not net.wait_exit(self.pid, 5) then net.kill(self.pid, "KILL") end
+		self.dropped = tonumber((net.read_file(self.log) or ""):match("(%d+) packets? dropped by kernel"))
 		-- read the file ourselves: `tcpdump -r` takes ~25 ms a packet in a TCG guest
 		pkts = net.read_pcap(self.file)
 	end
