@@ -173,7 +173,7 @@ static long ti_test_spin(__u32 i, void *ctx)
 {
 	return 0;
 }
-#define TI_EMIT(x, e) (bpf_loop(20000, ti_test_spin, 0, 0), ti_emit(e))
+#define TI_EMIT(x, e) (bpf_loop(100000, ti_test_spin, 0, 0), ti_emit(e))
 #endif
 #define TI_EXPR_MATCH(x, c) ti_expr_match(x, (c)->expr.len)
 #include "ti_rules.h"
@@ -216,18 +216,18 @@ struct {
  * callback once, whatever the program, and the program can change at run
  * time (it is in the filter slot, written by set_filter).  Jumps go
  * forward only, so len iterations are enough for any path to reach its
- * RET; the state lives in the scratch (no pointer passed in ctx). */
+ * RET; the state lives in the scratch, and ctx is the index of the hook's
+ * scratch slot (a scalar on the caller's stack, no pointer). */
 static long ti_cbpf_cb(__u32 i, void *ctx)
 {
-	/* ctx: the scratch slot this run owns (ti_scratch_get), a u64 on
-	 * the caller's stack */
-	struct ti_scratch *x = bpf_map_lookup_elem(&scratch, ctx);
+	__u64 k = *(__u64 *)ctx; /* the hook's scratch slot */
+	struct ti_scratch *x = bpf_map_lookup_elem(&scratch, &k);
 	const struct ti_cbpf_prog *p;
 	__u64 pc;
 
 	if (!x)
 		return 1;
-	p = &ti_cfg[x->slot & 1].expr;
+	p = &ti_cfg[x->cfg_slot & 1].expr;
 	pc = x->cbpf.pc;
 	if (pc >= p->len) {
 		x->cbpf.ret = 0;
@@ -240,12 +240,12 @@ static long ti_cbpf_cb(__u32 i, void *ctx)
 /* The expression's verdict on the bytes in x->pkt: nonzero accepts. */
 static __always_inline int ti_expr_match(struct ti_scratch *x, __u64 len)
 {
-	__u64 sslot = x->sslot; /* a map key: 64-bit, see ti_count */
+	__u64 k = x->sslot; /* 64-bit on the stack: see ti_count */
 
 	__builtin_memset(&x->cbpf, 0, sizeof(x->cbpf));
 	if (len > TI_CBPF_MAX_INSNS)
 		return 0;
-	bpf_loop(len, ti_cbpf_cb, &sslot, 0);
+	bpf_loop(len, ti_cbpf_cb, &k, 0);
 	return x->cbpf.ret != 0;
 }
 
@@ -355,7 +355,7 @@ __attribute__((noinline)) int ti_handle(__u64 sslot)
 
 	if (!x)
 		return 0;
-	slot = x->slot & 1; /* the slot the hook copied the bytes for */
+	slot = x->cfg_slot & 1; /* the filter slot the hook copied the bytes for */
 	ti_path(x, &ti_cfg[slot], slot);
 	return 0;
 }
@@ -413,17 +413,59 @@ static __always_inline void ti_scratch_put(struct ti_scratch *x)
 
 /* At entry to tcp_v{4,6}_rcv the network and transport header offsets are
  * set and both headers are in the linear area. */
+#define TCP_TIME_WAIT_ 6
+#define TCP_NEW_SYN_RECV_ 12
+
+/* The cgroup v2 id of the socket early demux found for skb (0: none, or a
+ * time-wait socket, which has no cgroup; a request socket stands for its
+ * listener).  *in_scope: the socket is in ti_load.cgroup_id or below it. */
+static __always_inline __u64 ti_sock_cgroup(struct sk_buff *skb, __u64 *in_scope)
+{
+	struct sock *sk = BPF_CORE_READ(skb, sk);
+	struct cgroup *cg, *anc = NULL;
+	__u64 state, level;
+
+	*in_scope = 0;
+	if (!sk)
+		return 0;
+	state = BPF_CORE_READ(sk, __sk_common.skc_state);
+	if (state == TCP_TIME_WAIT_)
+		return 0;
+	if (state == TCP_NEW_SYN_RECV_)
+		sk = BPF_CORE_READ(sk, __sk_common.skc_listener);
+	cg = BPF_CORE_READ(sk, sk_cgrp_data.cgroup);
+	if (!cg)
+		return 0;
+	if (ti_load.cgroup_id) {
+		level = BPF_CORE_READ(cg, level);
+		if (level >= ti_load.cgroup_level &&
+		    !bpf_probe_read_kernel(&anc, sizeof(anc), (void *)cg + bpf_core_field_offset(struct cgroup, ancestors) +
+								  ti_load.cgroup_level * sizeof(anc)))
+			*in_scope = BPF_CORE_READ(anc, kn, id) == ti_load.cgroup_id;
+	}
+	return BPF_CORE_READ(cg, kn, id);
+}
+
 static __always_inline int ti_from_kernel_skb(struct sk_buff *skb, __u8 probe)
 {
-	struct ti_scratch *x = ti_scratch_get(probe);
+	struct ti_scratch *x;
 	unsigned char *head = BPF_CORE_READ(skb, head);
 	__u16 nh = BPF_CORE_READ(skb, network_header);
 	__u16 tp = BPF_CORE_READ(skb, transport_header);
+	__u64 netns = BPF_CORE_READ(skb, dev, nd_net.net, ns.inum), cgroup, in_scope;
 
+	/* out of the session's scope: not seen at all, for one compare */
+	if (ti_load.scope_netns && netns != ti_load.scope_netns)
+		return 0;
+	cgroup = ti_sock_cgroup(skb, &in_scope);
+	if (ti_load.cgroup_id && !in_scope)
+		return 0;
+	x = ti_scratch_get(probe);
 	if (!x)
 		return 0;
 	x->ev.ifindex = BPF_CORE_READ(skb, dev, ifindex);
-	x->ev.netns = BPF_CORE_READ(skb, dev, nd_net.net, ns.inum);
+	x->ev.netns = netns;
+	x->ev.cgroup = cgroup;
 	if (bpf_probe_read_kernel(x->w.ip, sizeof(x->w.ip), head + nh) ||
 	    bpf_probe_read_kernel(&x->w.th, sizeof(x->w.th), head + tp) ||
 	    ti_parse(&x->ev, x->w.ip, (__u16)(tp - nh), &x->w.th))
@@ -465,7 +507,8 @@ int BPF_KPROBE(ti_kprobe_v6, struct sk_buff *skb)
 /* The frame walk and what it counts as an error: ti_frame_segment in
  * bpf/ti_parse.h (the pcap replay walks captured frames with it too). */
 
-static __always_inline void ti_from_sk_buff(struct __sk_buff *skb, __u64 off, __u8 probe)
+static __always_inline void ti_from_sk_buff(struct __sk_buff *skb, __u64 off, __u8 probe,
+					    __u64 netns, __u64 cgroup)
 {
 	struct ti_scratch *x;
 	__s64 r; /* 64-bit: see ti_count */
@@ -476,7 +519,8 @@ static __always_inline void ti_from_sk_buff(struct __sk_buff *skb, __u64 off, __
 	if (!x)
 		return;
 	x->ev.ifindex = skb->ifindex;
-	x->ev.netns = ti_load.netns;
+	x->ev.netns = netns;
+	x->ev.cgroup = cgroup;
 	r = ti_frame_segment(skb, off, skb->len, skb->protocol == bpf_htons(ETH_P_IP), &x->ev,
 			     &x->w);
 	if (r < 0)
@@ -488,11 +532,44 @@ static __always_inline void ti_from_sk_buff(struct __sk_buff *skb, __u64 off, __
 	ti_scratch_put(x);
 }
 
+/* The netns of the socket a cgroup_skb program runs for.  Reading it takes
+ * a BTF pointer (bpf_skc_to_tcp_sock), which the verifier allows only with
+ * CAP_PERFMON, and a branch on a load-time constant does not hide it:
+ * without CAP_PERFMON the verifier also walks the branch not taken (its
+ * speculative-execution check).  So it is a program of its own,
+ * ti_cgroup_ingress_ns, which user space loads instead of
+ * ti_cgroup_ingress only when it has CAP_PERFMON. */
+static __always_inline __u64 ti_skb_sock_netns(struct __sk_buff *skb)
+{
+	struct bpf_sock *sk = skb->sk;
+	struct tcp_sock *tp;
+
+	if (!sk)
+		return 0;
+	tp = bpf_skc_to_tcp_sock(sk);
+	if (!tp)
+		return 0;
+	return tp->inet_conn.icsk_inet.sk.__sk_common.skc_net.net->ns.inum;
+}
+
+/* cgroup_skb: the socket's cgroup (skb->sk is the receiving socket) */
 SEC("cgroup_skb/ingress")
 int ti_cgroup_ingress(struct __sk_buff *skb)
 {
-	ti_from_sk_buff(skb, 0, TI_PROBE_CGROUP);
+	ti_from_sk_buff(skb, 0, TI_PROBE_CGROUP, 0, bpf_skb_cgroup_id(skb));
 	return 1; /* allow: tcpinspect observes, it never drops */
+}
+
+/* ... and its netns (CAP_PERFMON), out of the scope's: not seen */
+SEC("cgroup_skb/ingress")
+int ti_cgroup_ingress_ns(struct __sk_buff *skb)
+{
+	__u64 netns = ti_skb_sock_netns(skb); /* 64-bit: see ti_count */
+
+	if (ti_load.scope_netns && netns != ti_load.scope_netns)
+		return 1;
+	ti_from_sk_buff(skb, 0, TI_PROBE_CGROUP, netns, bpf_skb_cgroup_id(skb));
+	return 1;
 }
 
 SEC("tc")
@@ -503,6 +580,6 @@ int ti_tc_ingress(struct __sk_buff *skb)
 	 * the device took off (vlan_present) goes on to the VLAN device, and
 	 * is counted there (doc/modes.md, "Stacked devices"). */
 	if (skb->pkt_type == PACKET_HOST_ && !skb->vlan_present)
-		ti_from_sk_buff(skb, ETH_HLEN, TI_PROBE_TC);
+		ti_from_sk_buff(skb, ETH_HLEN, TI_PROBE_TC, ti_load.netns, 0);
 	return -1; /* TC_ACT_UNSPEC: continue as if we were not here */
 }

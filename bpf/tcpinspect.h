@@ -54,6 +54,7 @@ struct ti_event {
 	__u32 ack;
 	__u32 ifindex;
 	__u32 netns; /* network namespace inode, 0 when the hook cannot tell */
+	__u64 cgroup; /* the socket's cgroup v2 id, 0 when the hook cannot tell */
 	__u32 cpu;
 	__u16 sport;
 	__u16 dport;
@@ -178,6 +179,11 @@ struct ti_load_config {
 	__u32 family;       /* the open() family: 0 any, 4 or 6 */
 	__u32 table_mask;   /* buckets - 1 of the flows and sources tables */
 	__u32 snaplen;      /* bytes of each segment appended to its record */
+	/* the scope (doc/modes.md, "Scoping to a container"): segments outside
+	 * it are not seen at all; 0 turns each test off */
+	__u32 scope_netns;  /* fentry/kprobe, cgroup (ti_cgroup_ingress_ns): only this netns inode */
+	__u32 cgroup_level; /* fentry/kprobe: cgroup_id's depth below the root */
+	__u64 cgroup_id;    /* fentry/kprobe: only sockets in this cgroup or below */
 };
 
 /* The filter: what set_filter changes.  Two copies live in the program's

@@ -59,7 +59,7 @@ struct ti_scratch {
 				   * right after ev, so that a record with its bytes
 				   * is one copy into the ring */
 	__u64 buflen;         /* bytes in pkt */
-	__u64 slot;           /* the filter slot the bytes were copied for */
+	__u64 cfg_slot;       /* the filter slot the bytes were copied for */
 	struct ti_cbpf_state cbpf; /* the filter expression's interpreter */
 	struct ti_walk w;     /* its headers (bpf/ti_parse.h) */
 	__u32 entry;          /* the table entry being looked up (ti_count_*) */
@@ -78,14 +78,14 @@ struct ti_scratch {
  * into x->pkt for the filter slot in force (c, slot): what the snaplen and
  * c's filter expression need (TI_CBPF_WINDOW), at most the segment itself
  * (wirelen: no Ethernet padding), what the hook can read (avail) and
- * TI_PKT_MAX.  Also sets ev.wirelen, and x->slot, so that the path filters
+ * TI_PKT_MAX.  Also sets ev.wirelen, and x->cfg_slot, so that the path filters
  * with the configuration the copy was made for. */
 TI_INLINE __u64 ti_bytes_wanted(struct ti_scratch *x, const struct ti_config *c, __u64 slot,
 				__u64 avail)
 {
 	__u64 n = TI_LOAD_CFG(x).snaplen, wirelen;
 
-	x->slot = slot;
+	x->cfg_slot = slot;
 	wirelen = x->ev.family == 4 ? x->ev.iplen : x->ev.iplen + 40;
 	x->ev.wirelen = wirelen;
 	if (c->expr.len && n < TI_CBPF_WINDOW)

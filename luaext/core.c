@@ -108,7 +108,7 @@ static int core_check_options(lua_State *L)
 	ti_check_options(L, 1, &o);
 	f = lua_newuserdatauv(L, sizeof(*f), 0);
 	lua_getfield(L, 1, "filter");
-	ti_check_filter(L, -1, f, "filter");
+	ti_check_filter(L, -1, f, "filter", o.scope.netns_path);
 	lua_pushboolean(L, 1);
 	return 1;
 }

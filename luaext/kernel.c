@@ -41,6 +41,7 @@ void ti_kernel_init(struct ti_kernel *k)
 	for (int i = 0; i < TI_MAX_DEVS; i++)
 		k->tc[i].link_fd = k->tc[i].state_fd = -1;
 	k->tc_monitor_fd = -1;
+	k->tc_netns_fd = -1;
 }
 
 /* ---- load ------------------------------------------------------------------------- */
@@ -74,7 +75,9 @@ static int select_programs(struct ti_kernel *k, const struct ti_load_opts *o, en
 		bpf_program__set_autoload(sk->progs.ti_tc_ingress, true);
 		return 0;
 	case TI_MODE_CGROUP:
-		bpf_program__set_autoload(sk->progs.ti_cgroup_ingress, true);
+		/* the socket's netns takes CAP_PERFMON: a program of its own */
+		bpf_program__set_autoload(ti_can_read_kernel() ? sk->progs.ti_cgroup_ingress_ns
+							: sk->progs.ti_cgroup_ingress, true);
 		return 0;
 	default:
 		break;
@@ -125,8 +128,40 @@ static void set_load_config(struct ti_load_config *c, const struct ti_load_opts 
 	c->family = (uint32_t)o->family;
 	c->table_mask = ti_table_buckets(o->max_flows) - 1;
 	c->snaplen = o->snaplen;
-	/* the function probes read the netns from the skb; cgroup cannot tell */
-	c->netns = mode == TI_MODE_TC ? ti_netns_inode() : 0;
+	/* The netns each event reports: the function probes read skb->dev's,
+	 * cgroup reads the socket's (with CAP_PERFMON, else 0), and tc's
+	 * attachments all live in one namespace: the scope's, or ours. */
+	c->netns = mode != TI_MODE_TC ? 0 : o->scope.netns ? o->scope.netns : ti_netns_inode();
+	/* The scope (doc/modes.md, "Scoping to a container"): tc is scoped by
+	 * where it attaches, cgroup mode by its cgroup (container=) or, given
+	 * netns=, by the socket's netns; the function probes compare. */
+	if (mode == TI_MODE_FENTRY || mode == TI_MODE_KPROBE) {
+		c->scope_netns = o->scope.netns;
+		c->cgroup_id = o->scope.cgroup_id;
+		c->cgroup_level = o->scope.cgroup_level;
+	} else if (mode == TI_MODE_CGROUP && !o->scope.container) {
+		c->scope_netns = o->scope.netns;
+	}
+}
+
+/* Can mode honour the session's scope?  0, or -errno with why filled. */
+static int scope_supported(const struct ti_load_opts *o, enum ti_mode mode, char *why, size_t whylen)
+{
+	const struct ti_scope *sc = &o->scope;
+
+	if (mode == TI_MODE_TC && sc->cgroup_id) {
+		snprintf(why, whylen, "tc: tc runs before the socket lookup and cannot tell a segment's cgroup (cgroup=); use mode='cgroup', 'fentry' or 'kprobe'");
+		return -EOPNOTSUPP;
+	}
+	if (mode == TI_MODE_CGROUP && sc->container && sc->cgroup_err) {
+		snprintf(why, whylen, "cgroup: option 'container': %s", sc->cgroup_why);
+		return sc->cgroup_err;
+	}
+	if (mode == TI_MODE_CGROUP && !sc->container && sc->netns && !ti_can_read_kernel()) {
+		snprintf(why, whylen, "cgroup: scoping cgroup mode to a network namespace (netns=) reads each socket's namespace, which needs CAP_PERFMON (or CAP_SYS_ADMIN); run as root, or use mode='tc', or scope by cgroup= or container=");
+		return -EPERM;
+	}
+	return 0;
 }
 
 int ti_kernel_load(struct ti_kernel *k, const struct ti_load_opts *o, enum ti_mode mode, char *why,
@@ -138,6 +173,8 @@ int ti_kernel_load(struct ti_kernel *k, const struct ti_load_opts *o, enum ti_mo
 	ti_libbpf_log_clear();
 	memset(k->probe_status, 0, sizeof(k->probe_status));
 	if ((err = ti_check_privileges(mode, why, whylen)))
+		return err;
+	if ((err = scope_supported(o, mode, why, whylen)))
 		return err;
 	if (mode == TI_MODE_KPROBE && !ti_have_kprobes()) {
 		snprintf(why, whylen, "kprobe: this kernel has no kprobes (CONFIG_KPROBES/CONFIG_KPROBE_EVENTS off); try mode='tc' or 'cgroup'");
@@ -281,6 +318,13 @@ static int attach_probes(struct ti_kernel *k, bool fentry, struct bpf_program *c
 	return 0;
 }
 
+/* The cgroup program select_programs chose. */
+static struct bpf_program *cgroup_prog(const struct ti_kernel *k)
+{
+	return bpf_program__autoload(k->skel->progs.ti_cgroup_ingress_ns) ? k->skel->progs.ti_cgroup_ingress_ns
+									 : k->skel->progs.ti_cgroup_ingress;
+}
+
 static int attach_cgroup(struct ti_kernel *k, const struct ti_load_opts *o, char *why, size_t whylen)
 {
 	struct bpf_link *l;
@@ -299,7 +343,7 @@ static int attach_cgroup(struct ti_kernel *k, const struct ti_load_opts *o, char
 			 k->cgroup_path, strerror(errno));
 		return err;
 	}
-	l = bpf_program__attach_cgroup(k->skel->progs.ti_cgroup_ingress, fd);
+	l = bpf_program__attach_cgroup(cgroup_prog(k), fd);
 	err = -errno;
 	close(fd);
 	if (!l)
@@ -442,7 +486,7 @@ int ti_kernel_test_run(const struct ti_kernel *k, const void *frame, size_t len,
 	if (k->mode == TI_MODE_TC)
 		prog = k->skel->progs.ti_tc_ingress;
 	else if (k->mode == TI_MODE_CGROUP)
-		prog = k->skel->progs.ti_cgroup_ingress;
+		prog = cgroup_prog(k);
 	else
 		return -EOPNOTSUPP;
 	if (bpf_prog_test_run_opts(bpf_program__fd(prog), &t))

@@ -77,6 +77,21 @@ struct ti_filter {
 	int nsaddr, ndaddr, nhost;
 };
 
+/* What a session is scoped to (doc/modes.md, "Scoping to a container"):
+ * the segments it sees at all.  Resolved from the netns, container and
+ * cgroup options by kernel_env.c. */
+struct ti_scope {
+	uint32_t netns;          /* network namespace inode; 0: every namespace */
+	char netns_path[256];    /* a file naming it, to enter it (tc); "" when given as an inode */
+	uint64_t cgroup_id;      /* cgroup=: the directory's cgroup id; 0: none */
+	uint32_t cgroup_level;   /* its depth below the cgroup v2 root */
+	int container;           /* container=PID (its netns above, its cgroup in ti_load_opts.cgroup); 0: none */
+	int cgroup_err;          /* container: its cgroup could not be found (-errno; cgroup mode fails) */
+	char cgroup_why[256];
+	int err;                 /* resolving failed for want of something (EACCES ...): -errno; open fails */
+	char why[320];
+};
+
 /* The load-time options: fixed for the life of a session. */
 struct ti_load_opts {
 	enum ti_mode mode;
@@ -88,7 +103,8 @@ struct ti_load_opts {
 	uint32_t max_flows;
 	uint32_t wakeup;  /* records per wakeup */
 	uint32_t snaplen; /* bytes of each segment in its record (0 .. TI_SNAPLEN_MAX) */
-	char cgroup[512]; /* empty: the cgroup v2 root */
+	char cgroup[512]; /* cgroup mode's attach point (cgroup= or the container's); empty: the cgroup v2 root */
+	struct ti_scope scope;
 	int ndevs;        /* tc: 0 means every interface that is up */
 	char devs[TI_MAX_DEVS][32];
 };
@@ -124,6 +140,10 @@ struct ti_kernel {
 	int ntc_skipped;
 	int tc_monitor_fd;                /* netlink RTMGRP_LINK socket (tc, every interface), or -1 */
 	int tc_prog_fd;                   /* what the monitor attaches to new interfaces */
+	int tc_netns_fd;                  /* tc scoped to a netns: that namespace, else -1 */
+	uint32_t tc_netns;                /* the netns inode of the tc attachments */
+	char tc_netns_path[256];          /* the file tc entered it by ("" if not scoped) */
+	bool tc_news;                     /* the link monitor reported changes not acted on yet */
 	char probe_status[2][192];        /* tcp_v4_rcv, tcp_v6_rcv: "attached" or why not */
 	char cgroup_path[512];
 	uint32_t slot;                    /* the active filter slot */
@@ -222,5 +242,19 @@ bool ti_kernel_has_btf(void);     /* /sys/kernel/btf/vmlinux is there */
 bool ti_kernel_btf_loads(void);   /* ... and libbpf can parse it */
 bool ti_kernel_has_ringbuf(void);
 int ti_cgroup_root(char *buf, size_t len);
+
+/* Scopes (kernel_env.c).  0; -EINVAL for a value wrong in itself (no such
+ * name, path or process; not a network namespace; not a cgroup v2
+ * directory): a mistake to raise; any other -errno: the environment failed
+ * (EACCES ...).  why says what and what to do. */
+int ti_netns_resolve(const char *spec, struct ti_scope *s, char *why, size_t whylen);
+int ti_cgroup_resolve(const char *path, struct ti_scope *s, char *canon, size_t clen, char *why,
+		      size_t whylen);
+int ti_container_resolve(int pid, struct ti_scope *s, char *cgroup, size_t clen, char *why,
+			 size_t whylen);
+uint32_t ti_netns_inode(void); /* the calling thread's */
+/* if_nametoindex inside the network namespace netns_path ("" or NULL: here);
+ * 0 when there is no such interface or the namespace cannot be entered. */
+unsigned ti_netns_ifindex(const char *netns_path, const char *dev);
 
 #endif /* TI_KERNEL_H */

@@ -6,16 +6,28 @@
  *   kernel facts   BTF, kallsyms, kprobes, perf_event_paranoid, cgroup2 mount
  *   libbpf's log   kept for error reports, printed with TCPINSPECT_DEBUG
  *   ti_explain     one line: what failed, strerror, what to do
+ *   scopes         a network namespace or cgroup v2 directory given by name,
+ *                  path, inode or PID, resolved and checked; entering a
+ *                  network namespace and coming back (tc mode)
  */
+#define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <net/if.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 #include <linux/capability.h>
+#include <linux/magic.h>
+#include <linux/nsfs.h>
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include "kernel_int.h"
@@ -85,6 +97,11 @@ static bool has_cap(int cap)
 	if (syscall(SYS_capget, &h, d))
 		return geteuid() == 0;
 	return d[cap / 32].effective & (1u << (cap % 32));
+}
+
+bool ti_can_read_kernel(void)
+{
+	return has_cap(CAP_PERFMON) || has_cap(CAP_SYS_ADMIN);
 }
 
 /* 0, or -EPERM with the missing capabilities named in why. */
@@ -168,11 +185,15 @@ static int perf_paranoid(void)
 	return v;
 }
 
+/* The calling thread's network namespace (setns changes one thread:
+ * /proc/self is the main thread's). */
 uint32_t ti_netns_inode(void)
 {
 	struct stat st;
 
-	return stat("/proc/self/ns/net", &st) ? 0 : (uint32_t)st.st_ino;
+	if (!stat("/proc/thread-self/ns/net", &st) || !stat("/proc/self/ns/net", &st))
+		return (uint32_t)st.st_ino;
+	return 0;
 }
 
 int ti_cgroup_root(char *buf, size_t len)
@@ -192,6 +213,318 @@ int ti_cgroup_root(char *buf, size_t len)
 	}
 	fclose(f);
 	return rc;
+}
+
+/* ---- scopes: network namespaces and cgroups ------------------------------------- */
+
+/* The checks return 0, -EINVAL for a value that is wrong in itself (no such
+ * name, path or process; a file that is not a network namespace; a cgroup v1
+ * or non-cgroup directory: the Lua side raises, naming the option), or
+ * another -errno for a failure of the environment (EACCES, EPERM, ...: the
+ * Lua side returns nil, message, errno).  why says which, and what to do. */
+
+static bool mistake(int err)
+{
+	return err == ENOENT || err == ENOTDIR || err == ESRCH || err == ELOOP ||
+	       err == ENAMETOOLONG;
+}
+
+/* fd is open on path: is it a network namespace?  Fills *ino. */
+static int netns_check_fd(int fd, const char *path, uint32_t *ino, char *why, size_t whylen)
+{
+	struct stat st;
+	int type = ioctl(fd, NS_GET_NSTYPE);
+
+	if (type < 0 || type != CLONE_NEWNET || fstat(fd, &st)) {
+		snprintf(why, whylen, "'%s' is not a network namespace%s", path,
+			 type < 0 ? "" : " (it is another kind of namespace)");
+		return -EINVAL;
+	}
+	*ino = (uint32_t)st.st_ino;
+	return 0;
+}
+
+int ti_netns_resolve(const char *spec, struct ti_scope *s, char *why, size_t whylen)
+{
+	char path[sizeof(s->netns_path)];
+	int fd, err;
+
+	if (!spec[0]) {
+		snprintf(why, whylen, "an empty name: give a name from `ip netns list`, a path such as /proc/PID/ns/net or /run/netns/NAME, or an inode number");
+		return -EINVAL;
+	}
+	if (strchr(spec, '/')) {
+		if (strlen(spec) >= sizeof(path)) {
+			snprintf(why, whylen, "path too long");
+			return -EINVAL;
+		}
+		snprintf(path, sizeof(path), "%s", spec);
+	} else if (!strcmp(spec, ".") || !strcmp(spec, "..") ||
+		   snprintf(path, sizeof(path), "/run/netns/%s", spec) >= (int)sizeof(path)) {
+		snprintf(why, whylen, "'%s' is not a namespace name", spec);
+		return -EINVAL;
+	}
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		err = errno;
+		if (mistake(err) && !strchr(spec, '/'))
+			snprintf(why, whylen, "no network namespace named '%s' (%s: %s; see `ip netns list`)",
+				 spec, path, strerror(err));
+		else if (mistake(err))
+			snprintf(why, whylen, "cannot open '%s': %s", path, strerror(err));
+		else
+			snprintf(why, whylen, "cannot open '%s': %s; reading another process's namespace needs root (CAP_SYS_PTRACE)",
+				 path, strerror(err));
+		return mistake(err) ? -EINVAL : -err;
+	}
+	err = netns_check_fd(fd, path, &s->netns, why, whylen);
+	close(fd);
+	if (!err)
+		snprintf(s->netns_path, sizeof(s->netns_path), "%s", path);
+	return err;
+}
+
+/* Fill *depth with the number of components of a path ("/" 0, "/a/b" 2). */
+static int path_depth(const char *p)
+{
+	int n = 0;
+
+	for (const char *q = p; *q; q++)
+		if (*q != '/' && (q == p || q[-1] == '/'))
+			n++;
+	return n;
+}
+
+/* The cgroup v2 mount that holds real (a canonical path), from mountinfo:
+ * its mount point and the cgroup its root is (field 4). */
+static int cgroup2_mount_of(const char *real, char *mnt, size_t mlen, char *root, size_t rlen)
+{
+	FILE *f = fopen("/proc/self/mountinfo", "r");
+	char line[4096];
+	size_t best = 0;
+
+	if (!f)
+		return -errno;
+	while (fgets(line, sizeof(line), f)) {
+		char r[1024], m[1024], *dash = strstr(line, " - ");
+		char type[64];
+		size_t ml;
+
+		if (!dash || sscanf(dash, " - %63s", type) != 1 || strcmp(type, "cgroup2"))
+			continue;
+		if (sscanf(line, "%*s %*s %*s %1023s %1023s", r, m) != 2)
+			continue;
+		ml = strlen(m);
+		if (strncmp(real, m, ml) || (real[ml] && real[ml] != '/' && strcmp(m, "/")))
+			continue;
+		if (ml >= best) {
+			best = ml;
+			snprintf(mnt, mlen, "%s", m);
+			snprintf(root, rlen, "%s", r);
+		}
+	}
+	fclose(f);
+	return best ? 0 : -ENOENT;
+}
+
+int ti_cgroup_resolve(const char *path, struct ti_scope *s, char *canon, size_t clen, char *why,
+		      size_t whylen)
+{
+	char real[4096], mnt[1024], root[1024];
+	struct statfs sf;
+	struct stat st;
+	int err;
+
+	if (!path[0]) {
+		snprintf(why, whylen, "an empty path: give a cgroup v2 directory, such as /sys/fs/cgroup/system.slice");
+		return -EINVAL;
+	}
+	if (!realpath(path, real) || stat(real, &st) || statfs(real, &sf)) {
+		err = errno;
+		snprintf(why, whylen, "cannot read '%s': %s%s", path, strerror(err),
+			 mistake(err) ? "" : "; run as root");
+		return mistake(err) ? -EINVAL : -err;
+	}
+	if (sf.f_type != CGROUP2_SUPER_MAGIC || !S_ISDIR(st.st_mode)) {
+		char v2[512];
+
+		if (ti_cgroup_root(v2, sizeof(v2)))
+			snprintf(v2, sizeof(v2), "%s", "nowhere here: mount -t cgroup2 none /sys/fs/cgroup");
+		if (sf.f_type == CGROUP_SUPER_MAGIC)
+			snprintf(why, whylen, "'%s' is a cgroup v1 directory; tcpinspect needs cgroup v2 (the unified hierarchy, mounted %s%s)",
+				 path, strncmp(v2, "nowhere", 7) ? "at " : "", v2);
+		else
+			snprintf(why, whylen, "'%s' is not a cgroup v2 directory (cgroup v2 is mounted %s%s)", path,
+				 strncmp(v2, "nowhere", 7) ? "at " : "", v2);
+		return -EINVAL;
+	}
+	if (cgroup2_mount_of(real, mnt, sizeof(mnt), root, sizeof(root))) {
+		snprintf(why, whylen, "cannot find the cgroup v2 mount of '%s' in /proc/self/mountinfo", path);
+		return -ENOENT;
+	}
+	/* kernfs: a cgroup's id is its directory's inode number (64-bit) */
+	s->cgroup_id = (uint64_t)st.st_ino;
+	s->cgroup_level = (uint32_t)(path_depth(root) + path_depth(real + (strcmp(mnt, "/") ? strlen(mnt) : 0)));
+	snprintf(canon, clen, "%s", real);
+	return 0;
+}
+
+int ti_container_resolve(int pid, struct ti_scope *s, char *cgroup, size_t clen, char *why,
+			 size_t whylen)
+{
+	char path[64], line[4096], v2[1024], mnt[1024], root[1024];
+	const char *rel = NULL;
+	FILE *f;
+	int err;
+
+	snprintf(path, sizeof(path), "/proc/%d", pid);
+	if (access(path, F_OK)) {
+		snprintf(why, whylen, "no process %d", pid);
+		return -EINVAL;
+	}
+	snprintf(path, sizeof(path), "/proc/%d/ns/net", pid);
+	if ((err = ti_netns_resolve(path, s, why, whylen))) {
+		if (err == -EINVAL) /* it exited in between */
+			snprintf(why, whylen, "no process %d (it exited?)", pid);
+		return err;
+	}
+	s->container = pid;
+	/* its cgroup: "0::/PATH" in /proc/PID/cgroup; only cgroup mode needs
+	 * it, so a failure here is kept for that mode */
+	snprintf(path, sizeof(path), "/proc/%d/cgroup", pid);
+	f = fopen(path, "r");
+	if (!f) {
+		s->cgroup_err = -errno;
+		snprintf(s->cgroup_why, sizeof(s->cgroup_why), "cannot read %s: %s", path, strerror(errno));
+		return 0;
+	}
+	while (fgets(line, sizeof(line), f)) {
+		if (!strncmp(line, "0::", 3)) {
+			line[strcspn(line, "\n")] = '\0';
+			rel = line + 3;
+			break;
+		}
+	}
+	fclose(f);
+	if (!rel) {
+		s->cgroup_err = -EOPNOTSUPP;
+		snprintf(s->cgroup_why, sizeof(s->cgroup_why), "process %d is in no cgroup v2 hierarchy (%s has no 0:: line: cgroup v1 only)",
+			 pid, path);
+		return 0;
+	}
+	if (ti_cgroup_root(v2, sizeof(v2)) || cgroup2_mount_of(v2, mnt, sizeof(mnt), root, sizeof(root))) {
+		s->cgroup_err = -ENOENT;
+		snprintf(s->cgroup_why, sizeof(s->cgroup_why), "process %d's cgroup is %.100s, but no cgroup v2 hierarchy is mounted here; mount -t cgroup2 none /sys/fs/cgroup",
+			 pid, rel);
+		return 0;
+	}
+	/* rel is relative to our cgroup namespace's root; the mount shows root */
+	if (strcmp(root, "/")) {
+		size_t rl = strlen(root);
+
+		if (strncmp(rel, root, rl) || (rel[rl] && rel[rl] != '/')) {
+			s->cgroup_err = -ENOENT;
+			snprintf(s->cgroup_why, sizeof(s->cgroup_why), "process %d's cgroup %.60s is outside the cgroup v2 mount at %.60s (root %.60s)",
+				 pid, rel, mnt, root);
+			return 0;
+		}
+		rel += rl;
+	}
+	if ((size_t)snprintf(cgroup, clen, "%s%s", strcmp(mnt, "/") ? mnt : "", rel) >= clen) {
+		s->cgroup_err = -ENAMETOOLONG;
+		snprintf(s->cgroup_why, sizeof(s->cgroup_why), "process %d's cgroup path is too long", pid);
+	}
+	return 0;
+}
+
+/* A file that names network namespace ino, for setns: a /run/netns entry
+ * or some process's /proc/PID/ns/net.  0, or -ENOENT. */
+int ti_netns_find(uint32_t ino, char *path, size_t len)
+{
+	const char *const dirs[] = { "/run/netns", "/proc" };
+	struct stat st;
+
+	for (int i = 0; i < 2; i++) {
+		DIR *d = opendir(dirs[i]);
+		struct dirent *de;
+
+		if (!d)
+			continue;
+		while ((de = readdir(d))) {
+			if (de->d_name[0] == '.' || (i == 1 && (de->d_name[0] < '0' || de->d_name[0] > '9')))
+				continue;
+			snprintf(path, len, i ? "/proc/%s/ns/net" : "/run/netns/%s", de->d_name);
+			if (!stat(path, &st) && (uint32_t)st.st_ino == ino) {
+				int fd = open(path, O_RDONLY | O_CLOEXEC);
+				int type = fd < 0 ? -1 : ioctl(fd, NS_GET_NSTYPE);
+
+				if (fd >= 0)
+					close(fd);
+				if (type == CLONE_NEWNET) {
+					closedir(d);
+					return 0;
+				}
+			}
+		}
+		closedir(d);
+	}
+	path[0] = '\0';
+	return -ENOENT;
+}
+
+/* Enter the network namespace open on fd (this thread only); *back is
+ * where to come back to.  0 or -errno (nothing changed). */
+int ti_netns_enter(int fd, int *back)
+{
+	int err;
+
+	*back = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+	if (*back < 0)
+		return -errno;
+	if (setns(fd, CLONE_NEWNET)) {
+		err = -errno;
+		close(*back);
+		*back = -1;
+		return err;
+	}
+	return 0;
+}
+
+/* Come back from ti_netns_enter.  setns into the namespace the thread came
+ * from does not fail while the process keeps its privileges; if it ever
+ * does, say so loudly (the thread would stay in the other namespace). */
+void ti_netns_leave(int back)
+{
+	if (back < 0)
+		return;
+	for (int i = 0; i < 3; i++) {
+		if (!setns(back, CLONE_NEWNET)) {
+			close(back);
+			return;
+		}
+	}
+	fprintf(stderr, "tcpinspect: cannot return to the original network namespace: %s\n", strerror(errno));
+	close(back);
+}
+
+unsigned ti_netns_ifindex(const char *netns_path, const char *dev)
+{
+	unsigned ifindex;
+	int fd, back;
+
+	if (!netns_path || !netns_path[0])
+		return if_nametoindex(dev);
+	fd = open(netns_path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	if (ti_netns_enter(fd, &back)) {
+		close(fd);
+		return 0;
+	}
+	ifindex = if_nametoindex(dev);
+	ti_netns_leave(back);
+	close(fd);
+	return ifindex;
 }
 
 /* ---- failures explained ------------------------------------------------------------ */

@@ -9,10 +9,13 @@ struct btf;
 
 /* kernel_env.c: privileges, kernel facts, and failures explained */
 int ti_check_privileges(enum ti_mode mode, char *why, size_t whylen);
+bool ti_can_read_kernel(void); /* CAP_PERFMON or CAP_SYS_ADMIN: BTF pointers, probe reads */
 bool ti_have_kprobes(void);
 bool ti_kernel_btf_has_func(struct btf **btf, const char *name);
 bool ti_kallsyms_has(const char *name);
-uint32_t ti_netns_inode(void);
+int ti_netns_find(uint32_t ino, char *path, size_t len);
+int ti_netns_enter(int fd, int *back);
+void ti_netns_leave(int back);
 void ti_libbpf_log_clear(void);
 /* Fill why with "MODE: STEP failed: strerror; what to do [libbpf: ...]";
  * returns err as -errno. */

@@ -17,6 +17,12 @@
  * Interfaces are read over rtnetlink in the current network namespace
  * (type, flags, master), never from /sys/class/net, which shows the
  * namespace sysfs was mounted in.
+ *
+ * A session scoped to another network namespace (netns=, container=) keeps
+ * an fd of it and enters it (setns, this thread only) around every netlink
+ * and tcx call: the attach, the link monitor's refreshes, the netlink
+ * detach; each comes back before returning, on every path.  The monitor's
+ * socket, opened inside, keeps reporting that namespace's links.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -445,8 +451,8 @@ static int monitor_open(void)
 /* Attach prog_fd at the ingress of o->devs, or of every Ethernet/loopback
  * interface that is up (and, through the link monitor, of those that come
  * up later).  On failure the caller detaches what was made. */
-int ti_tc_attach(struct ti_kernel *k, const struct ti_load_opts *o, int prog_fd, char *why,
-		 size_t whylen)
+static int tc_attach_here(struct ti_kernel *k, const struct ti_load_opts *o, int prog_fd,
+			  char *why, size_t whylen)
 {
 	struct ti_link *v = NULL;
 	int n = 0, err;
@@ -487,34 +493,113 @@ int ti_tc_attach(struct ti_kernel *k, const struct ti_load_opts *o, int prog_fd,
 	return err;
 }
 
-int ti_kernel_tc_refresh(struct ti_kernel *k)
+/* The scope's network namespace, open in k->tc_netns_fd: by the path the
+ * options named, or, given an inode, a /run/netns entry or a process's
+ * /proc/PID/ns/net that is that namespace.  0 or -errno with why filled. */
+static int tc_netns_open(struct ti_kernel *k, const struct ti_scope *sc, char *why, size_t whylen)
 {
-	char buf[8192], why[512];
-	struct ti_link *v;
-	bool news = false;
-	int n, err, changed = 0;
+	const char *path = sc->netns_path;
+	struct stat st;
+	int fd;
 
-	if (k->tc_monitor_fd < 0 || k->mode != TI_MODE_TC)
-		return 0;
+	if (!path[0]) {
+		if (ti_netns_find(sc->netns, k->tc_netns_path, sizeof(k->tc_netns_path))) {
+			snprintf(why, whylen, "tc: no /run/netns entry or process is in network namespace %u, so tc cannot enter it to attach; give netns= a path (/proc/PID/ns/net, /run/netns/NAME) or container=PID",
+				 sc->netns);
+			return -ENOENT;
+		}
+		path = k->tc_netns_path;
+	} else {
+		snprintf(k->tc_netns_path, sizeof(k->tc_netns_path), "%s", path);
+	}
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return ti_explain(-errno, why, whylen, TI_MODE_TC, "opening the network namespace");
+	/* the file may name another namespace by now (a reused PID) */
+	if (fstat(fd, &st) || (uint32_t)st.st_ino != sc->netns) {
+		close(fd);
+		snprintf(why, whylen, "tc: %s is no longer network namespace %u (its process exited?)", path, sc->netns);
+		return -ESRCH;
+	}
+	k->tc_netns_fd = fd;
+	k->tc_netns = sc->netns;
+	return 0;
+}
+
+/* Attach in the session's network namespace: here, or entered and left. */
+int ti_tc_attach(struct ti_kernel *k, const struct ti_load_opts *o, int prog_fd, char *why,
+		 size_t whylen)
+{
+	int back, err;
+
+	if (!o->scope.netns || o->scope.netns == ti_netns_inode()) {
+		k->tc_netns = ti_netns_inode();
+		return tc_attach_here(k, o, prog_fd, why, whylen);
+	}
+	if ((err = tc_netns_open(k, &o->scope, why, whylen)))
+		return err;
+	if ((err = ti_netns_enter(k->tc_netns_fd, &back))) {
+		snprintf(why, whylen, "tc: entering network namespace %u (%s) failed: %s; setns needs CAP_SYS_ADMIN: run as root",
+			 o->scope.netns, k->tc_netns_path, strerror(-err));
+		return err;
+	}
+	ti_tc_sweep_stale(); /* dead owners' filters in that namespace */
+	err = tc_attach_here(k, o, prog_fd, why, whylen);
+	ti_netns_leave(back);
+	return err;
+}
+
+/* Drain the link monitor: did anything change since the last call?  A
+ * change that could not be acted on stays pending (k->tc_news). */
+static bool monitor_news(struct ti_kernel *k)
+{
+	char buf[8192];
+
 	for (;;) {
 		ssize_t r = recv(k->tc_monitor_fd, buf, sizeof(buf), MSG_DONTWAIT);
 
 		if (r > 0) {
-			news = true;
+			k->tc_news = true;
 			continue;
 		}
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0 && errno == ENOBUFS) {
-			news = true; /* messages were lost: the dump below is the truth */
+			k->tc_news = true; /* messages were lost: the dump is the truth */
 			continue;
 		}
 		break;
 	}
-	if (!news)
+	return k->tc_news;
+}
+
+static int tc_refresh_here(struct ti_kernel *k);
+
+int ti_kernel_tc_refresh(struct ti_kernel *k)
+{
+	int back, err;
+
+	if (k->tc_monitor_fd < 0 || k->mode != TI_MODE_TC || !monitor_news(k))
 		return 0;
+	if (k->tc_netns_fd < 0)
+		return tc_refresh_here(k);
+	if ((err = ti_netns_enter(k->tc_netns_fd, &back)))
+		return err; /* still pending: the next poll tries again */
+	err = tc_refresh_here(k);
+	ti_netns_leave(back);
+	return err;
+}
+
+/* The news of the link monitor, acted on in the attachments' namespace. */
+static int tc_refresh_here(struct ti_kernel *k)
+{
+	char why[512];
+	struct ti_link *v;
+	int n, err, changed = 0;
+
 	if ((err = links_dump(&v, &n)))
-		return err;
+		return err; /* still pending */
+	k->tc_news = false;
 	/* let go of interfaces that went away or joined a master */
 	for (int i = 0; i < k->ntc;) {
 		const struct ti_link *l = link_by_index(v, n, k->tc[i].ifindex);
@@ -541,8 +626,30 @@ int ti_kernel_tc_refresh(struct ti_kernel *k)
 
 void ti_tc_detach(struct ti_kernel *k)
 {
-	for (int i = 0; i < k->ntc; i++)
+	int back = -1;
+	bool away = false; /* in the scope's namespace, to come back from */
+
+	for (int i = 0; i < k->ntc; i++) {
+		if (k->tc_netns_fd >= 0 && k->tc[i].handle && !away) {
+			if (ti_netns_enter(k->tc_netns_fd, &back)) {
+				/* netlink calls from here would reach this
+				 * namespace's devices: leave the filters and their
+				 * state files to the sweep of the next tc session
+				 * in that namespace */
+				for (int j = i; j < k->ntc; j++)
+					k->tc[j].handle = 0;
+			} else {
+				away = true;
+			}
+		}
 		tc_detach_hook(&k->tc[i]);
+	}
+	if (away)
+		ti_netns_leave(back);
+	if (k->tc_netns_fd >= 0)
+		close(k->tc_netns_fd);
+	k->tc_netns_fd = -1;
+	k->tc_netns_path[0] = '\0';
 	k->ntc = 0;
 	k->ntc_skipped = 0;
 	if (k->tc_monitor_fd >= 0)

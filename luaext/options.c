@@ -348,7 +348,8 @@ const char *const ti_filter_keys[] = {
 	"ifindex", "dev", "family", "expr", NULL,
 };
 
-void ti_check_filter(lua_State *L, int idx, struct ti_filter *f, const char *ctx)
+void ti_check_filter(lua_State *L, int idx, struct ti_filter *f, const char *ctx,
+		     const char *netns_path)
 {
 	struct ti_config *c = &f->cfg;
 	char name[64];
@@ -440,9 +441,10 @@ void ti_check_filter(lua_State *L, int idx, struct ti_filter *f, const char *ctx
 		dev = check_cstr(L, -1, name);
 		if (c->match & TI_M_IFINDEX)
 			OPT_ERR(L, name, "give either dev or ifindex, not both");
-		c->ifindex = if_nametoindex(dev);
+		c->ifindex = ti_netns_ifindex(netns_path, dev);
 		if (!c->ifindex)
-			OPT_ERR(L, name, "no interface named '%s' in this network namespace", dev);
+			OPT_ERR(L, name, "no interface named '%s' in %s", dev,
+				netns_path && netns_path[0] ? "the session's network namespace" : "this network namespace");
 		c->match |= TI_M_IFINDEX;
 	}
 	lua_pop(L, 1);
@@ -472,7 +474,7 @@ void ti_check_filter(lua_State *L, int idx, struct ti_filter *f, const char *ctx
 
 const char *const ti_option_keys[] = {
 	"mode", "family", "filter", "sample", "events", "aggregates", "ring_size",
-	"max_flows", "wakeup", "cgroup", "dev", "snaplen", NULL,
+	"max_flows", "wakeup", "cgroup", "dev", "snaplen", "netns", "container", NULL,
 };
 
 static bool check_bool(lua_State *L, int idx, const char *name)
@@ -480,6 +482,85 @@ static bool check_bool(lua_State *L, int idx, const char *name)
 	if (!lua_isboolean(L, idx))
 		OPT_ERR(L, name, "expected true or false, got %s", luaL_typename(L, idx));
 	return lua_toboolean(L, idx);
+}
+
+/* A resolver's verdict: a mistake raises naming the option; an environment
+ * failure is kept in o->scope for open() to return (check_options passes). */
+static void scope_verdict(lua_State *L, struct ti_load_opts *o, const char *option, int err,
+			  const char *why)
+{
+	if (err == -EINVAL)
+		OPT_ERR(L, option, "%s", why);
+	if (err && !o->scope.err) {
+		o->scope.err = err;
+		snprintf(o->scope.why, sizeof(o->scope.why), "option '%s': %.280s", option, why);
+	}
+}
+
+/* netns, container, cgroup: what the session sees (doc/modes.md, "Scoping
+ * to a container"). */
+static void check_scope(lua_State *L, int idx, struct ti_load_opts *o)
+{
+	char why[512];
+	bool has_netns = lua_getfield(L, idx, "netns") != LUA_TNIL;
+	bool has_container = lua_getfield(L, idx, "container") != LUA_TNIL;
+	bool has_cgroup = lua_getfield(L, idx, "cgroup") != LUA_TNIL;
+	int top = lua_gettop(L);
+
+	if (has_container && has_netns)
+		OPT_ERR(L, "container", "give either container (its netns and cgroup) or netns, not both");
+	if (has_container && has_cgroup)
+		OPT_ERR(L, "container", "give either container (its netns and cgroup) or cgroup, not both");
+	if (has_netns) {
+		int t = top - 2;
+
+		if (lua_isinteger(L, t)) {
+			lua_Integer ino = lua_tointeger(L, t);
+
+			if (ino <= 0 || ino > 0xffffffffLL)
+				OPT_ERR(L, "netns", "inode %I out of range 1-4294967295", ino);
+			o->scope.netns = (uint32_t)ino; /* tc finds a path to it when it attaches */
+		} else if (lua_type(L, t) == LUA_TSTRING) {
+			const char *spec = check_cstr(L, t, "netns");
+
+			scope_verdict(L, o, "netns", ti_netns_resolve(spec, &o->scope, why, sizeof(why)), why);
+		} else {
+			OPT_ERR(L, "netns", "expected a name from `ip netns list`, a path (/proc/PID/ns/net, /run/netns/NAME) or an inode number, got %s",
+				lua_type(L, t) == LUA_TNUMBER ? "a non-integer number" : luaL_typename(L, t));
+		}
+	}
+	if (has_container) {
+		int t = top - 1;
+		lua_Integer pid;
+
+		if (!lua_isinteger(L, t))
+			OPT_ERR(L, "container", "expected a process id (an integer), got %s",
+				lua_type(L, t) == LUA_TNUMBER ? "a non-integer number" : luaL_typename(L, t));
+		pid = lua_tointeger(L, t);
+		if (pid <= 0 || pid > 0x3fffffff)
+			OPT_ERR(L, "container", "process id %I out of range 1-%d", pid, 0x3fffffff);
+		scope_verdict(L, o, "container",
+			      ti_container_resolve((int)pid, &o->scope, o->cgroup, sizeof(o->cgroup), why,
+						   sizeof(why)),
+			      why);
+	}
+	if (has_cgroup) {
+		const char *path;
+
+		if (lua_type(L, top) != LUA_TSTRING)
+			OPT_ERR(L, "cgroup", "expected a cgroup v2 directory path, got %s", luaL_typename(L, top));
+		path = check_cstr(L, top, "cgroup");
+		if (lua_rawlen(L, top) >= sizeof(o->cgroup))
+			OPT_ERR(L, "cgroup", "path too long");
+		if (o->mode == TI_MODE_TC)
+			OPT_ERR(L, "cgroup", "tc mode runs before the socket lookup and cannot tell a segment's cgroup; use mode='cgroup', 'fentry' or 'kprobe'");
+		scope_verdict(L, o, "cgroup",
+			      ti_cgroup_resolve(path, &o->scope, o->cgroup, sizeof(o->cgroup), why, sizeof(why)),
+			      why);
+		if (!o->cgroup[0]) /* not resolved (an environment failure, kept) */
+			strcpy(o->cgroup, path);
+	}
+	lua_settop(L, top - 3);
 }
 
 void ti_check_options(lua_State *L, int idx, struct ti_load_opts *o)
@@ -551,16 +632,7 @@ void ti_check_options(lua_State *L, int idx, struct ti_load_opts *o)
 				(int)o->snaplen, (int)(sizeof(struct ti_event) + o->snaplen), (int)o->ring_size);
 	}
 	lua_pop(L, 1);
-	if (lua_getfield(L, idx, "cgroup") != LUA_TNIL) {
-		if (lua_type(L, -1) != LUA_TSTRING)
-			OPT_ERR(L, "cgroup", "expected a cgroup v2 directory path, got %s",
-				luaL_typename(L, -1));
-		check_cstr(L, -1, "cgroup");
-		if (lua_rawlen(L, -1) >= sizeof(o->cgroup))
-			OPT_ERR(L, "cgroup", "path too long");
-		strcpy(o->cgroup, lua_tostring(L, -1));
-	}
-	lua_pop(L, 1);
+	check_scope(L, idx, o);
 	if (lua_getfield(L, idx, "dev") != LUA_TNIL) {
 		int t = lua_absindex(L, -1);
 
@@ -581,9 +653,10 @@ void ti_check_options(lua_State *L, int idx, struct ti_load_opts *o)
 			if (o->ndevs >= TI_MAX_DEVS)
 				OPT_ERR(L, "dev", "more than %d interfaces", TI_MAX_DEVS);
 			check_cstr(L, -1, "dev");
-			if (lua_rawlen(L, -1) >= sizeof(o->devs[0]) || !if_nametoindex(lua_tostring(L, -1)))
-				OPT_ERR(L, "dev", "no interface named '%s' in this network namespace",
-					lua_tostring(L, -1));
+			if (lua_rawlen(L, -1) >= sizeof(o->devs[0]) ||
+			    (!o->scope.err && !ti_netns_ifindex(o->scope.netns_path, lua_tostring(L, -1))))
+				OPT_ERR(L, "dev", "no interface named '%s' in %s", lua_tostring(L, -1),
+					o->scope.netns_path[0] ? "the session's network namespace" : "this network namespace");
 			strcpy(o->devs[o->ndevs++], lua_tostring(L, -1));
 			lua_pop(L, 1);
 		}

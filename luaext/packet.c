@@ -6,6 +6,7 @@
  * ring memory.  p:copy() makes an independent packet that stays valid;
  * p:totable() builds a plain table.  Fields are converted only when read.
  */
+#include <stdio.h>
 #include <string.h>
 #include <arpa/inet.h>
 #include <net/if.h>
@@ -43,6 +44,7 @@ struct ti_packet {
 	X(ttl, lua_pushinteger(L, e->ttl))                                 \
 	X(ifindex, lua_pushinteger(L, e->ifindex))                         \
 	X(netns, lua_pushinteger(L, e->netns))                             \
+	X(cgroup, lua_pushinteger(L, (lua_Integer)e->cgroup))              \
 	X(probe, push_probe(L, e))                                         \
 	X(cpu, lua_pushinteger(L, e->cpu))                                 \
 	X(caplen, lua_pushinteger(L, e->caplen))                           \
@@ -113,16 +115,52 @@ void ti_push_flagstr(lua_State *L, unsigned flags)
 	lua_pushlstring(L, buf, n);
 }
 
+/* The interfaces of tc sessions attached in another network namespace
+ * (netns=, container=): if_indextoname here would name another device, or
+ * none.  Sessions note them as they attach (session.c). */
+static struct {
+	uint32_t netns, ifindex;
+	char name[IF_NAMESIZE];
+} dev_notes[64];
+static unsigned dev_next;
+
+void ti_packet_note_dev(uint32_t netns, uint32_t ifindex, const char *name)
+{
+	unsigned i;
+
+	for (i = 0; i < 64; i++)
+		if (dev_notes[i].netns == netns && dev_notes[i].ifindex == ifindex)
+			break;
+	if (i == 64)
+		i = dev_next++ % 64;
+	dev_notes[i].netns = netns;
+	dev_notes[i].ifindex = ifindex;
+	snprintf(dev_notes[i].name, sizeof(dev_notes[i].name), "%s", name);
+}
+
 /* "tc/ingress:DEV": if_indextoname costs a netlink round trip (~9 us), so
  * the names of recently seen interfaces are kept, for one second. */
 static void push_probe(lua_State *L, const struct ti_event *e)
 {
 	static __thread struct { uint32_t ifindex; double at; char name[IF_NAMESIZE]; } cache[16];
+	static uint32_t here; /* this process's netns */
 	unsigned slot = e->ifindex & 15;
 	double now;
 
 	if (e->probe != TI_PROBE_TC) {
 		lua_pushstring(L, probe_name(e->probe));
+		return;
+	}
+	if (!here)
+		here = ti_netns_inode();
+	if (e->netns && e->netns != here) {
+		for (unsigned i = 0; i < 64; i++) {
+			if (dev_notes[i].netns == e->netns && dev_notes[i].ifindex == e->ifindex) {
+				lua_pushfstring(L, "%s:%s", ti_probe_names[TI_PROBE_TC], dev_notes[i].name);
+				return;
+			}
+		}
+		lua_pushstring(L, probe_name(e->probe)); /* a name we cannot know */
 		return;
 	}
 	now = ti_now_monotonic();

@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <sys/epoll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -66,6 +67,16 @@ static double realtime_offset(void)
 	clock_gettime(CLOCK_REALTIME, &rt);
 	clock_gettime(CLOCK_MONOTONIC, &mono);
 	return (double)(rt.tv_sec - mono.tv_sec) + (double)(rt.tv_nsec - mono.tv_nsec) / 1e9;
+}
+
+/* tc attached in another network namespace: tell the packets its
+ * interfaces' names (p.probe). */
+static void note_devs(const struct ti_kernel *k)
+{
+	if (k->mode != TI_MODE_TC || k->tc_netns_fd < 0)
+		return;
+	for (int i = 0; i < k->ntc; i++)
+		ti_packet_note_dev(k->tc_netns, (uint32_t)k->tc[i].ifindex, k->tc[i].name);
 }
 
 /* session.probes: each hook's status.  In tc mode it follows the link
@@ -163,8 +174,10 @@ int ti_session_open(lua_State *L)
 	/* the filter is parsed into a userdata so that an error leaks nothing */
 	f = lua_newuserdatauv(L, sizeof(*f), 0); /* 2 */
 	lua_getfield(L, 1, "filter");
-	ti_check_filter(L, -1, f, "filter");
+	ti_check_filter(L, -1, f, "filter", o.scope.netns_path);
 	lua_pop(L, 1);
+	if (o.scope.err)
+		return ti_fail(L, o.scope.err, "%s", o.scope.why);
 
 	/* the userdata that owns the kernel objects exists before they do */
 	s = new_session(L); /* 3 */
@@ -173,6 +186,9 @@ int ti_session_open(lua_State *L)
 		return ti_fail(L, err, "%s", why);
 	s->state = TI_OPEN;
 	s->events = o.events;
+	snprintf(s->netns_path, sizeof(s->netns_path), "%s",
+		 o.scope.netns_path[0] ? o.scope.netns_path : s->k.tc_netns_path);
+	note_devs(&s->k);
 	if (o.events) {
 		s->rb = ring_buffer__new(ti_kernel_ring_fd(&s->k), on_sample, s, NULL);
 		if (!s->rb) {
@@ -191,7 +207,8 @@ int ti_session_open(lua_State *L)
 /* replay{ file = PATH, ... }: the open() options that mean something for a
  * capture, the others (the hooks' and the ring's) are accepted and ignored,
  * so that the options of a live session replay unchanged. */
-static const char *const replay_ignored[] = { "mode", "ring_size", "wakeup", "cgroup", "dev", NULL };
+static const char *const replay_ignored[] = { "mode", "ring_size", "wakeup", "cgroup", "dev", "netns",
+						"container", NULL };
 
 int ti_session_open_replay(lua_State *L)
 {
@@ -240,7 +257,7 @@ int ti_session_open_replay(lua_State *L)
 	ti_check_options(L, 3, &o);
 	f = lua_newuserdatauv(L, sizeof(*f), 0); /* 4 */
 	lua_getfield(L, 1, "filter");
-	ti_check_filter(L, -1, f, "filter");
+	ti_check_filter(L, -1, f, "filter", NULL);
 	lua_pop(L, 1);
 
 	s = new_session(L); /* 5 */
@@ -447,8 +464,10 @@ static int session_poll(lua_State *L)
 	if (s->k.replay)
 		return replay_poll(L, s, timeout);
 	/* tc on every interface: attach to interfaces that appeared */
-	if (s->state == TI_OPEN && ti_kernel_tc_refresh(&s->k) > 0)
+	if (s->state == TI_OPEN && ti_kernel_tc_refresh(&s->k) > 0) {
 		s->probes_changed = true;
+		note_devs(&s->k);
+	}
 	if (!s->rb) {
 		/* events = false: nothing to deliver, just wait */
 		if (timeout > 0)
@@ -616,7 +635,7 @@ static int session_set_filter(lua_State *L)
 	struct ti_filter *f = lua_newuserdatauv(L, sizeof(*f), 0);
 	int err;
 
-	ti_check_filter(L, 2, f, "filter");
+	ti_check_filter(L, 2, f, "filter", s->netns_path);
 	if ((err = ti_kernel_set_filter(&s->k, f)))
 		return ti_fail(L, err, "writing the filter failed: %s", strerror(-err));
 	lua_settop(L, 1);

@@ -48,6 +48,7 @@ struct ti_session {
 	double realtime_offset; /* wall clock minus CLOCK_MONOTONIC, seconds */
 	bool events;            /* records are delivered (the ring, or a replay's) */
 	struct ti_pcap_writer *dump; /* session:dump(path): every delivered record, or NULL */
+	char netns_path[256];   /* netns=/container=: where filter.dev names an interface ("": here) */
 };
 
 enum { TI_OPEN = 1, TI_CLOSED = 2 };
@@ -67,7 +68,8 @@ extern const char *const ti_option_keys[];
 extern const char *const ti_filter_keys[];
 extern const char *const ti_flag_names[];
 void ti_check_options(lua_State *L, int idx, struct ti_load_opts *o);
-void ti_check_filter(lua_State *L, int idx, struct ti_filter *f, const char *ctx);
+void ti_check_filter(lua_State *L, int idx, struct ti_filter *f, const char *ctx,
+		     const char *netns_path);
 int ti_parse_ports(const char *spec, uint8_t *bits, char *err, size_t errlen);
 int ti_parse_cidr(const char *spec, struct ti_cidr *out);
 
@@ -97,6 +99,7 @@ int ti_packet_set_record(struct ti_packet *p, const void *data, size_t size); /*
 int ti_packet_push_record(lua_State *L, const void *data, size_t size, double rt_offset);
 void ti_push_addr(lua_State *L, int family, const uint8_t *addr);
 void ti_push_flagstr(lua_State *L, unsigned flags);
+void ti_packet_note_dev(uint32_t netns, uint32_t ifindex, const char *name);
 
 /* signals.c */
 extern volatile sig_atomic_t ti_pending_signal; /* the last trapped signal, 0: none */

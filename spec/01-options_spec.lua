@@ -54,6 +54,38 @@ describe("open() options", function()
     assert.matches("option 'events': expected true or false", err_of{ events = "no" })
     assert.matches("option 'family': 'ipv5' is not one of", err_of{ family = "ipv5" })
   end)
+  it("rejects bad netns, container and cgroup scopes, naming the option", function()
+    -- the error object names the option, for the CLI to blame the flag
+    assert.are.equal("netns", err_of{ netns = -1 }.option)
+    assert.matches("option 'netns': inode %-1 out of range 1%-4294967295", err_of{ netns = -1 })
+    assert.matches("option 'netns': inode 4294967296 out of range", err_of{ netns = 1 << 32 })
+    assert.matches("option 'netns': expected a name .* got a non%-integer number", err_of{ netns = 1.5 })
+    assert.matches("option 'netns': expected a name .* got table", err_of{ netns = {} })
+    assert.matches("option 'netns': an empty name", err_of{ netns = "" })
+    assert.matches("option 'netns': no network namespace named 'ti%-no%-such%-ns' %(/run/netns/ti%-no%-such%-ns: " ..
+      "No such file or directory; see `ip netns list`%)", err_of{ netns = "ti-no-such-ns" })
+    assert.matches("option 'netns': cannot open '/nonexistent/ns': No such file or directory",
+      err_of{ netns = "/nonexistent/ns" })
+    -- a file any user can read that is not a namespace
+    assert.matches("option 'netns': '/etc/hostname' is not a network namespace$", err_of{ netns = "/etc/hostname" })
+    assert.are.equal("container", err_of{ container = "1" }.option)
+    assert.matches("option 'container': expected a process id %(an integer%), got string", err_of{ container = "1" })
+    assert.matches("option 'container': process id 0 out of range", err_of{ container = 0 })
+    local f = assert(io.open("/proc/sys/kernel/pid_max"))
+    local beyond = tonumber(f:read("l")) + 1
+    f:close()
+    assert.matches("option 'container': no process " .. beyond .. "$", err_of{ container = beyond })
+    assert.matches("option 'container': give either container %(its netns and cgroup%) or netns, not both",
+      err_of{ container = 1, netns = 1 })
+    assert.matches("option 'container': give either container %(its netns and cgroup%) or cgroup, not both",
+      err_of{ container = 1, cgroup = "/x" })
+    assert.matches("option 'cgroup': tc mode runs before the socket lookup and cannot tell a segment's cgroup",
+      err_of{ mode = "tc", cgroup = "/x" })
+    assert.matches("option 'cgroup': cannot read '/nonexistent/cg': No such file or directory$",
+      err_of{ cgroup = "/nonexistent/cg" })
+    assert.matches("option 'cgroup': '/etc' is not a cgroup v2 directory", err_of{ cgroup = "/etc" })
+    assert.matches("option 'cgroup': expected a cgroup v2 directory path, got number", err_of{ cgroup = 5 })
+  end)
   it("rejects unknown interfaces", function()
     assert.matches("option 'dev': no interface named 'nosuch0'", err_of{ dev = "nosuch0" })
     assert.matches("option 'filter.dev': no interface named 'nosuch0'", err_of{ filter = { dev = "nosuch0" } })

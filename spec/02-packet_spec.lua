@@ -4,7 +4,7 @@ local core = require "tcpinspect.core"
 local tcpinspect = require "tcpinspect"
 
 -- struct ti_event (bpf/tcpinspect.h), little-endian x86_64 layout
-local FMT = "<I8c16c16I4I4I4I4I4I2I2I2I2I2BBBBI2I2I2"
+local FMT = "<I8c16c16I4I4I4I4I8I4I2I2I2I2I2BBBBI2I2I2"
 
 local function v4(a, b, c, d)
 	return string.char(a, b, c, d) .. ("\0"):rep(12)
@@ -19,7 +19,7 @@ end
 
 local function record(t)
 	local raw = string.pack(FMT, t.ts or 0, t.saddr or v4(0, 0, 0, 0), t.daddr or v4(0, 0, 0, 0),
-		t.seq or 0, t.ack or 0, t.ifindex or 0, t.netns or 0, t.cpu or 0,
+		t.seq or 0, t.ack or 0, t.ifindex or 0, t.netns or 0, t.cgroup or 0, t.cpu or 0,
 		t.sport or 0, t.dport or 0, t.window or 0, t.len or 0, t.iplen or 0,
 		t.flags or 0, t.family or 4, t.ttl or 0, t.probe or 0, t.bytes and #t.bytes or 0,
 		t.wirelen or 0, 0)
@@ -30,14 +30,14 @@ local LOOPBACK6 = v6(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1)
 
 describe("packet decoding", function()
 	it("has the record size of struct ti_event", function()
-		assert.are.equal(80, core.record_size)
-		assert.are.equal(core.record_size, #string.pack(FMT, 0, ("\0"):rep(16), ("\0"):rep(16), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))
+		assert.are.equal(88, core.record_size)
+		assert.are.equal(core.record_size, #string.pack(FMT, 0, ("\0"):rep(16), ("\0"):rep(16), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))
 	end)
 
 	it("decodes an IPv4 segment field by field", function()
 		local p = core.decode_record(record{
 			ts = 1234567890123, saddr = v4(192, 0, 2, 1), daddr = v4(198, 51, 100, 7),
-			seq = 0xfffffffe, ack = 42, ifindex = 1, netns = 4026531840, cpu = 3,
+			seq = 0xfffffffe, ack = 42, ifindex = 1, netns = 4026531840, cgroup = 0x100000123, cpu = 3,
 			sport = 51000, dport = 443, window = 65535, len = 1448, iplen = 1500,
 			flags = 0x18, family = 4, ttl = 64, probe = 1,
 		}, 1000.5)
@@ -57,6 +57,7 @@ describe("packet decoding", function()
 		assert.are.equal(64, p.ttl)
 		assert.are.equal(1, p.ifindex)
 		assert.are.equal(4026531840, p.netns)
+		assert.are.equal(0x100000123, p.cgroup)
 		assert.are.equal("tcp_v4_rcv", p.probe)
 		assert.are.equal(3, p.cpu)
 		assert.is_true(math.abs(p.time - (1234.567890123 + 1000.5)) < 1e-6)
@@ -103,7 +104,7 @@ describe("packet decoding", function()
 			flags = 0x11, len = 3, probe = 3, ts = 5e9 })
 		local t = p:totable()
 		local names = tcpinspect.packet_fields()
-		assert.are.equal(21, #names)
+		assert.are.equal(22, #names)
 		for _, name in ipairs(names) do
 			assert.is_not_nil(t[name], name)
 			assert.are.equal(p[name], t[name], name)
@@ -157,9 +158,9 @@ describe("packet decoding", function()
 		for _ = 1, 2000 do
 			local b = {}
 			for i = 1, core.record_size do b[i] = string.char(math.random(0, 255)) end
-			-- caplen (offset 74) says how many bytes follow: give it that many
+			-- caplen (offset 82) says how many bytes follow: give it that many
 			local raw = table.concat(b)
-			raw = raw .. ("x"):rep((string.unpack("<I2", raw, 75)))
+			raw = raw .. ("x"):rep((string.unpack("<I2", raw, 83)))
 			local p = core.decode_record(raw)
 			for _, name in ipairs(tcpinspect.packet_fields()) do
 				local v = p[name]

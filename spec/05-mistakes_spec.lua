@@ -218,6 +218,14 @@ describe("doc/cli.md's option table", function()
 	-- placeholders in the examples
 	local SUBST = { N = "100", ["MIN-MAX"] = "10-100", ["MIN-"] = "10-", ["--len=-MAX"] = "--len=-100",
 		["--len -MAX"] = "--len -100" }
+	-- the cgroup example: this machine's cgroup v2 mount (--cgroup checks that it is one)
+	for mline in (net.read_file("/proc/mounts") or ""):gmatch("[^\n]+") do
+		local dir, fstype = mline:match("^%S+ (%S+) (%S+)")
+		if fstype == "cgroup2" then
+			SUBST["/sys/fs/cgroup"] = dir
+			break
+		end
+	end
 	-- where each option lands, and what an example must become there
 	local PATH = { ["--mode"] = "options.mode", ["--family"] = "options.family",
 		["--sport"] = "options.filter.sport", ["--dport"] = "options.filter.dport", ["--port"] = "options.filter.port",
@@ -226,12 +234,14 @@ describe("doc/cli.md's option table", function()
 		["--cgroup"] = "options.cgroup", ["--sample"] = "options.sample", ["--ring-size"] = "options.ring_size",
 		["-i"] = "options.dev", ["--interface"] = "options.dev", ["-s"] = "options.snaplen",
 		["--snapshot-length"] = "options.snaplen",
+		["--netns"] = "options.netns", ["--container"] = "options.container",
 		["--duration"] = "cli.duration", ["--interval"] = "cli.interval", ["--json"] = "cli.json",
 		["-q"] = "cli.quiet", ["--quiet"] = "cli.quiet" }
 	local EXPECT = {
 		["--len"] = { ["100"] = 100, ["10-100"] = { min = 10, max = 100 }, ["10-"] = { min = 10 },
 			["--len=-100"] = { max = 100 }, ["--len -100"] = { max = 100 } },
 		["--ring-size"] = { ["262144"] = 262144, ["256K"] = 262144, ["4M"] = 4194304 },
+		["--netns"] = { ["4026531840"] = 4026531840 }, ["--container"] = { ["1"] = 1 },
 		["--sample"] = { ["10"] = 10 }, ["--duration"] = { ["10"] = 10, ["0.5"] = 0.5 },
 		["-s"] = { ["128"] = 128, ["0"] = 4096 }, ["--snapshot-length"] = { ["128"] = 128, ["0"] = 4096 },
 		["--interval"] = { ["0.5"] = 0.5 },
@@ -247,7 +257,7 @@ describe("doc/cli.md's option table", function()
 		local seen = {}
 		for _, row in ipairs(rows) do for _, o in ipairs(row.opts) do seen[o] = true end end
 		for _, o in ipairs { "--mode", "--family", "--sport", "--dport", "--port", "--saddr", "--daddr", "--host",
-			"--flags", "--len", "--dev", "--cgroup", "--sample", "--ring-size", "--duration", "--interval", "--json",
+			"--flags", "--len", "--dev", "--cgroup", "--netns", "--container", "--sample", "--ring-size", "--duration", "--interval", "--json",
 			"-q", "-h", "-V" } do
 			assert(seen[o], "doc/cli.md's option table has no row for " .. o)
 		end

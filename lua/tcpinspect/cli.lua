@@ -99,7 +99,8 @@ end
 -- open() option name (an error's `option` field) -> the command-line option
 local OPTNAME = {
 	mode = "--mode", family = "--family", sample = "--sample", ring_size = "--ring-size",
-	dev = "--dev", cgroup = "--cgroup", ["filter.sport"] = "--sport", ["filter.dport"] = "--dport",
+	dev = "--dev", cgroup = "--cgroup", netns = "--netns", container = "--container",
+	["filter.sport"] = "--sport", ["filter.dport"] = "--dport",
 	["filter.port"] = "--port", ["filter.saddr"] = "--saddr", ["filter.daddr"] = "--daddr",
 	["filter.host"] = "--host", ["filter.flags"] = "--flags", ["filter.len"] = "--len",
 	["filter.len.min"] = "--len", ["filter.len.max"] = "--len", file = "-r", snaplen = "-s",
@@ -205,8 +206,13 @@ local function common(p)
 	opt("-s --snapshot-length", "Capture this many bytes of each segment from its IP header on " ..
 		"(p:bytes(), -X, -A, -w); 0: the most a record holds (" .. core.SNAPLEN_MAX .. ").", snaplen_arg)
 		:argname "<snaplen>"
-	opt("--cgroup", "cgroup v2 directory for cgroup mode (default: the root).", nonempty "--cgroup")
+	opt("--cgroup", "Only sockets in this cgroup v2 directory (cgroup mode: where it attaches, " ..
+		"default the root; fentry/kprobe: a filter on early demux's socket).", nonempty "--cgroup")
 		:argname "<path>"
+	opt("--netns", "Only this network namespace: a name from 'ip netns', a path " ..
+		"(/proc/PID/ns/net, /run/netns/NAME) or an inode number.", nonempty "--netns"):argname "<ns>"
+	opt("--container", "Only this process's container: its network namespace (cgroup mode: its cgroup).",
+		posint "--container"):argname "<pid>"
 	opt("--sample", "Deliver one segment in N (counters still count all).", posint "--sample"):argname "<n>"
 	opt("--ring-size", "Ring buffer bytes, a power-of-two multiple of the page (262144, 4M).",
 		size "--ring-size"):argname "<bytes>"
@@ -248,7 +254,9 @@ local function parsers()
 		"The top flows, destination ports and sources, from the kernel's maps, every interval.")
 	P.top:option("-n --top", "Rows per table (default 10).", nil, posint "--top"):argname "<n>"
 	P.top:option("--sort", "Order rows by bytes (default) or packets."):choices { "bytes", "packets" }
-	VALUE_OPTS["-n"], VALUE_OPTS["--top"], VALUE_OPTS["--sort"] = true, true, true
+	P.top:option("--by", "Group by flow (default: flows, ports and sources) or netns (one row per " ..
+		"network namespace)."):choices { "flow", "netns" }
+	VALUE_OPTS["-n"], VALUE_OPTS["--top"], VALUE_OPTS["--sort"], VALUE_OPTS["--by"] = true, true, true, true
 
 	P.stats = new_parser("tcpinspect stats", "The session's counters, every interval.")
 	P.stats:flag("--events", "Deliver events through the ring too (counts delivered/dropped).")
@@ -420,6 +428,9 @@ function M.open_options(a)
 	o.sample = a.sample
 	o.ring_size = a.ring_size
 	o.cgroup = a.cgroup
+	o.container = a.container
+	-- digits are an inode (a namespace named by digits: give /run/netns/NAME)
+	if a.netns then o.netns = a.netns:match("^%d+$") and math.tointeger(tonumber(a.netns)) or a.netns end
 	if a.dev then o.dev = split_list(a.dev) end
 	if a.interface and a.interface ~= "any" and not a.read then
 		-- tcpdump's -i: that interface only, in every mode (tc attaches
@@ -693,7 +704,104 @@ function M.top_text(snap, head)
 	return table.concat(out, "\n") .. "\n"
 end
 
+-- ---- top --by netns -----------------------------------------------------------
+
+--- Names of network namespaces by inode: "NAME" from `ip netns`, else
+-- "pid N (comm)" of a process in it; this process's own is "this namespace".
+-- Rescanned (at most once per call) when an inode is not known yet.
+function M.netns_namer(run)
+	run = run or function(cmd)
+		local f = io.popen(cmd .. " 2>/dev/null")
+		local out = f:read("a")
+		f:close()
+		return out
+	end
+	local names, scanned = {}, false
+	local function scan()
+		local own = tonumber(run("stat -L -c %i /proc/self/ns/net"):match("%d+") or "")
+		if own then names[own] = "this namespace" end
+		for ino, path in run("stat -L -c '%i %n' /proc/[0-9]*/ns/net"):gmatch("(%d+) /proc/(%d+)/") do
+			ino = tonumber(ino)
+			if not names[ino] then
+				local comm = run("cat /proc/" .. path .. "/comm"):match("[^\n]+")
+				names[ino] = string.format("pid %s (%s)", path, comm or "?")
+			end
+		end
+		-- `ip netns` names win over pids
+		for ino, name in run("stat -L -c '%i %n' /run/netns/*"):gmatch("(%d+) /run/netns/([^\n]+)") do
+			ino = tonumber(ino)
+			if names[ino] ~= "this namespace" then names[ino] = name end
+		end
+	end
+	return function(ino)
+		if not names[ino] and not scanned then
+			scanned = true
+			scan()
+		end
+		return names[ino] or "?"
+	end, function() scanned = false end
+end
+
+local function cmd_top_netns(a, s, say)
+	local rows, tty = a.top or 10, not a.json and M.isatty()
+	local by = a.sort == "packets" and { "packets", "bytes" } or { "bytes", "packets" }
+	local cur, prev, reports = {}, {}, 0
+	local name_of, rescan = M.netns_namer()
+	local t0, last = tcpinspect.monotonic(), 0
+	s:on_packet(function(netns, len)
+		local e = cur[netns]
+		if not e then
+			e = { packets = 0, bytes = 0 }
+			cur[netns] = e
+		end
+		e.packets = e.packets + 1
+		e.bytes = e.bytes + len
+	end, { "netns", "len" })
+	local function report(elapsed, final)
+		reports = reports + 1
+		rescan()
+		local dt = math.max(elapsed - last, 1e-9)
+		local t = {}
+		for ino, e in pairs(cur) do
+			local o = (not final and prev[ino]) or { packets = 0, bytes = 0 }
+			local r = { netns = ino, name = name_of(ino), packets = e.packets, bytes = e.bytes,
+				pps = (e.packets - o.packets) / (final and math.max(elapsed, 1e-9) or dt),
+				bps = (e.bytes - o.bytes) / (final and math.max(elapsed, 1e-9) or dt) }
+			t[tostring(ino)] = r
+			prev[ino] = { packets = e.packets, bytes = e.bytes }
+		end
+		last = elapsed
+		local list = {}
+		for _, e in ipairs(topk.top(t, rows, by)) do list[#list + 1] = e.value end
+		local st = s:stats()
+		if a.json then
+			io.write(json.encode { type = "top", by = "netns", final = final or false, elapsed = elapsed,
+				time = os.time(), netns = list, stats = st }, "\n")
+			return
+		end
+		local P = fmt.pad
+		local out = { string.format("tcpinspect top --by netns%s  %s  incoming TCP, %s mode  elapsed %s  seen %d  matched %d",
+			final and " (final)" or "", os.date("%H:%M:%S"), s.mode, fmt.duration(elapsed), st.seen, st.matched), "" }
+		out[#out + 1] = table.concat({ P("NETNS", 11), P("NAME", 28), P("PACKETS", -9), P("BYTES", -10),
+			P("PKT/S", -8), P("BYTES/S", -12) }, " ")
+		for _, e in ipairs(list) do
+			out[#out + 1] = table.concat({ P(e.netns, 11), P(e.name, 28), P(e.packets, -9), P(fmt.bytes(e.bytes), -10),
+				P(fmt.rate(e.pps), -8), P(fmt.byterate(e.bps), -12) }, " ")
+		end
+		if tty then io.write("\27[H\27[2J") end
+		io.write(table.concat(out, "\n"), "\n", tty and "" or "\n")
+	end
+	say(M.ready_line("top", s))
+	local why = M.drive(s, { duration = a.duration, interval = a.interval or 1,
+		on_interval = function(_, elapsed) report(elapsed) end })
+	local elapsed = tcpinspect.monotonic() - t0
+	report(elapsed, true)
+	say(M.summary(reports .. " reports printed", elapsed, why, s:stats()))
+	return 0
+end
+
 local function cmd_top(a, s, say)
+	if a.by == "netns" then return cmd_top_netns(a, s, say) end
 	local rows, tty = a.top or 10, not a.json and M.isatty()
 	local prev, last, reports = {}, 0, 0
 	local t0 = tcpinspect.monotonic()
@@ -834,7 +942,10 @@ function M.main(argv)
 			return cmd_run(a, rest, usage, say, given)
 		end
 		local o = M.open_options(a)
-		if cmd == "top" or cmd == "export" or (cmd == "stats" and not a.events) then o.events = false end
+		-- top --by netns counts the events' netns (the maps have no netns)
+		if (cmd == "top" and a.by ~= "netns") or cmd == "export" or (cmd == "stats" and not a.events) then
+			o.events = false
+		end
 		session = open_session(o, usage, given)
 		if cmd == "watch" then return cmd_watch(a, session, say) end
 		if cmd == "top" then return cmd_top(a, session, say) end

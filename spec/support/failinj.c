@@ -20,7 +20,7 @@
  *                          through socket() and send()/sendto()/sendmsg()).
  *
  * Each failure injected is counted; TI_FAILINJ_REPORT=1 prints the count
- * at exit ("failinj: N bpf calls, M failed").
+ * at exit ("failinj: N bpf calls, M failed; L netlink operations, F failed").
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -77,7 +77,8 @@ static bool nth_says_fail(int *err)
 
 static void report(void)
 {
-	fprintf(stderr, "failinj: %ld bpf calls, %ld failed\n", ti_failinj_calls, ti_failinj_failed);
+	fprintf(stderr, "failinj: %ld bpf calls, %ld failed; %ld netlink operations, %ld failed\n",
+		ti_failinj_calls, ti_failinj_failed, ti_failinj_nl_calls, ti_failinj_nl_failed);
 }
 
 /* Like libc's syscall(), it reads six arguments whatever the call takes (the

@@ -83,7 +83,8 @@
 --
 -- Child sessions (spec/support/session_child.lua)
 --   net.session_child(cfg, [opts]) -> child; cfg = {open=opts, listen={host,port},
---                             listen6={host,port}}; opts.netns, opts.env
+--                             listen6={host,port}}; opts.netns, opts.env, opts.cgroup (a
+--                             cgroup v2 directory the child joins before it starts)
 --   child:ready()             -> mode, probes (raises with the output if it failed)
 --   child:stop()              -> result {stats, flows, events, syns, syn_events,
 --                             netns, probes, mode}
@@ -883,7 +884,8 @@ child.__index = child
 
 --- Start spec/support/session_child.lua with cfg (see that file) in the
 -- background; opts.netns runs it in a namespace, opts.env is prefixed as
--- "env VAR=x ...".  The returned handle has :ready(), :stop(), :kill().
+-- "env VAR=x ...", opts.cgroup moves it into that cgroup v2 directory
+-- first.  The returned handle has :ready(), :stop(), :kill().
 function net.session_child(cfg, opts)
 	opts = opts or {}
 	local c = setmetatable({ out = net.tmpfile(".out"), stopfile = net.tmpfile(".stop") }, child)
@@ -892,6 +894,10 @@ function net.session_child(cfg, opts)
 	if opts.netns then pre = "ip netns exec " .. opts.netns .. " " end
 	if opts.env then pre = pre .. "env " .. opts.env .. " " end
 	c.cmd = "exec " .. pre .. net.lua_cmd(net.ROOT .. "/spec/support/session_child.lua", net.serialize(cfg))
+	if opts.cgroup then
+		-- into the cgroup before anything runs: sockets take their creator's cgroup
+		c.cmd = "exec sh -c " .. net.q("echo $$ > " .. net.q(opts.cgroup .. "/cgroup.procs") .. " && " .. c.cmd)
+	end
 	c.pid = net.spawn(c.cmd, c.out)
 	return c
 end
