@@ -147,8 +147,12 @@ io.stdout:write(("GOT %%d CPUS %%d MATCHED %%d DELIVERED %%d DROPPED %%d\n"):for
 				assert.are.equal(0, r.code)
 				-- 2 s on the host; under emulation (the qemu guests, where closing
 				-- the links and the skeleton alone takes most of a second, and
-				-- absolute times are not comparable: kernels.md) 3 times that
-				local bound = net.IN_VM and 6 or 2
+				-- absolute times are not comparable: kernels.md) 3 times that;
+				-- twice that again on PREEMPT_RT, where detaching waits for RCU
+				-- grace periods while the flood's softirq threads compete
+				-- (6.12-rt at host load 7-10: 1.5-7.9 s, kprobe the slowest;
+				-- 6.1-cloud beside it: 0.5-1.9 s)
+				local bound = net.IN_VM and (net.PREEMPT_RT and 12 or 6) or 2
 				assert.is_true(took < bound, ("exit took %.2f s"):format(took))
 				if what == "watch" then
 					assert.matches("packets printed in [^\n]*%(interrupted%); seen %d+", r.err)

@@ -8,6 +8,7 @@
 --   net.BUILD                 the build the specs load (TCPINSPECT_BUILD, else ROOT/build)
 --   net.LUA                   the Lua interpreter to run children with ("lua5.4")
 --   net.IN_VM                 TCPINSPECT_IN_VM (kernel id) or nil
+--   net.PREEMPT_RT            true on a PREEMPT_RT kernel (uname -v)
 --   net.modes()               modes that must work here: TCPINSPECT_EXPECT_MODES,
 --                             else what tcpinspect.features() reports
 --   net.scale(seconds)        a timeout, multiplied by 10 inside a (TCG) guest
@@ -115,6 +116,11 @@ end
 net.LUA = os.getenv("TCPINSPECT_LUA") or "lua5.4"
 net.IN_VM = os.getenv("TCPINSPECT_IN_VM")
 if net.IN_VM == "" then net.IN_VM = nil end
+do -- a PREEMPT_RT kernel says so in its version string (uname -v)
+	local f = io.open("/proc/sys/kernel/version")
+	net.PREEMPT_RT = f and (f:read("a") or ""):find("PREEMPT_RT") ~= nil or false
+	if f then f:close() end
+end
 
 -- the build whose core the specs load: build/, or a test build
 -- (TCPINSPECT_BUILD: `make clobber-check`)
