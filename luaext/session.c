@@ -394,6 +394,24 @@ static int on_sample(void *ctx, void *data, size_t size)
  * long, so that a flood cannot keep poll from returning. */
 #define TI_POLL_SLICE 0.05
 
+/* Before a poll delivers: the message handler, the callback and the view on
+ * the stack (on_sample's slots), the per-poll state reset, delivery ending
+ * `slice` seconds from now.  Returns the stack top to restore. */
+static int delivery_begin(lua_State *L, struct ti_session *s, double slice)
+{
+	lua_settop(L, 1);
+	lua_getiuservalue(L, 1, UV_MSGH);
+	lua_getiuservalue(L, 1, UV_CALLBACK);
+	lua_getiuservalue(L, 1, UV_VIEW);
+	s->L = L;
+	s->cb_error = 0;
+	s->delivered = 0;
+	s->stop = false;
+	s->signals = ti_signal_count;
+	s->deadline = ti_now_monotonic() + slice;
+	return lua_gettop(L);
+}
+
 /* poll on a replay: the records of the frames stamped up to timeout_ms of
  * capture time after the session's clock (-1: to the end of the file),
  * which then reads that time; the delivery ends early, as a live poll's
@@ -406,17 +424,7 @@ static int replay_poll(lua_State *L, struct ti_session *s, lua_Integer timeout)
 	char why[512];
 	int rc, top;
 
-	lua_settop(L, 1);
-	lua_getiuservalue(L, 1, UV_MSGH);
-	lua_getiuservalue(L, 1, UV_CALLBACK);
-	lua_getiuservalue(L, 1, UV_VIEW);
-	top = lua_gettop(L);
-	s->L = L;
-	s->cb_error = 0;
-	s->delivered = 0;
-	s->stop = false;
-	s->signals = ti_signal_count;
-	s->deadline = ti_now_monotonic() + TI_POLL_SLICE;
+	top = delivery_begin(L, s, TI_POLL_SLICE);
 	for (;;) {
 		const void *rec;
 		size_t size;
@@ -475,17 +483,7 @@ static int session_poll(lua_State *L)
 		lua_pushinteger(L, 0);
 		return 1;
 	}
-	lua_settop(L, 1);
-	lua_getiuservalue(L, 1, UV_MSGH);
-	lua_getiuservalue(L, 1, UV_CALLBACK);
-	lua_getiuservalue(L, 1, UV_VIEW);
-	top = lua_gettop(L);
-	s->L = L;
-	s->cb_error = 0;
-	s->delivered = 0;
-	s->stop = false;
-	s->signals = ti_signal_count;
-	s->deadline = ti_now_monotonic() + (timeout > 0 ? (double)timeout / 1000 : TI_POLL_SLICE);
+	top = delivery_begin(L, s, timeout > 0 ? (double)timeout / 1000 : TI_POLL_SLICE);
 	n = 0;
 	if (timeout != 0 && epoll_wait(ring_buffer__epoll_fd(s->rb), &ev, 1, (int)timeout) < 0)
 		n = -errno;

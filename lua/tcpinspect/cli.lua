@@ -742,6 +742,18 @@ function M.netns_namer(run)
 	end, function() scanned = false end
 end
 
+-- top's loop, whatever it groups by: the ready line, a report every interval
+-- and a final one, the summary line
+local function run_reports(a, s, say, t0, report, count)
+	say(M.ready_line("top", s))
+	local why = M.drive(s, { duration = a.duration, interval = a.interval or 1,
+		on_interval = function(_, elapsed) report(elapsed) end })
+	local elapsed = tcpinspect.monotonic() - t0
+	report(elapsed, true)
+	say(M.summary(count() .. " reports printed", elapsed, why, s:stats()))
+	return 0
+end
+
 local function cmd_top_netns(a, s, say)
 	local rows, tty = a.top or 10, not a.json and M.isatty()
 	local by = a.sort == "packets" and { "packets", "bytes" } or { "bytes", "packets" }
@@ -791,13 +803,7 @@ local function cmd_top_netns(a, s, say)
 		if tty then io.write("\27[H\27[2J") end
 		io.write(table.concat(out, "\n"), "\n", tty and "" or "\n")
 	end
-	say(M.ready_line("top", s))
-	local why = M.drive(s, { duration = a.duration, interval = a.interval or 1,
-		on_interval = function(_, elapsed) report(elapsed) end })
-	local elapsed = tcpinspect.monotonic() - t0
-	report(elapsed, true)
-	say(M.summary(reports .. " reports printed", elapsed, why, s:stats()))
-	return 0
+	return run_reports(a, s, say, t0, report, function() return reports end)
 end
 
 local function cmd_top(a, s, say)
@@ -823,13 +829,7 @@ local function cmd_top(a, s, say)
 		if tty then io.write("\27[H\27[2J") end
 		io.write(M.top_text(snap, head), tty and "" or "\n")
 	end
-	say(M.ready_line("top", s))
-	local why = M.drive(s, { duration = a.duration, interval = a.interval or 1,
-		on_interval = function(_, elapsed) report(elapsed) end })
-	local elapsed = tcpinspect.monotonic() - t0
-	report(elapsed, true)
-	say(M.summary(reports .. " reports printed", elapsed, why, s:stats()))
-	return 0
+	return run_reports(a, s, say, t0, report, function() return reports end)
 end
 
 -- ---- export ------------------------------------------------------------------------
