@@ -166,15 +166,19 @@ local s, err = tcpinspect.open(OPEN)
 if not s then print("FAIL " .. tostring(err)) return end
 local seen = {}
 for _, p in ipairs(pkts) do seen[p.data] = true end
-for i, e in ipairs(EXPRS) do
-	s:set_filter{ expr = e }
-	local a = s:stats()
+-- every corpus segment through the program once: what the filter let through
+local function run_corpus()
 	local got = {}
 	for j, p in ipairs(pkts) do
 		s:test_run(pcapfile.ethernet(p.data))
 		if j % 400 == 0 then drain(s, got) end
 	end
-	drain(s, got)
+	return drain(s, got)
+end
+for i, e in ipairs(EXPRS) do
+	s:set_filter{ expr = e }
+	local a = s:stats()
+	local got = run_corpus()
 	local b = s:stats()
 	-- every segment ran through; matched is exact, duplicates included
 	local want = 0
@@ -189,12 +193,7 @@ for i, c in ipairs(COMBOS) do
 	local f = { expr = c[2] }
 	for k, v in pairs(c[1]) do f[k] = v end
 	s:set_filter(f)
-	local got = {}
-	for j, p in ipairs(pkts) do
-		s:test_run(pcapfile.ethernet(p.data))
-		if j % 400 == 0 then drain(s, got) end
-	end
-	drain(s, got)
+	local got = run_corpus()
 	compare(1000 + i, c[3], seen, got)
 end
 s:close()
