@@ -213,8 +213,13 @@ local tmpdir
 local tmpseq = 0
 function net.tmpfile(suffix)
 	if not tmpdir then
-		tmpdir = ("/tmp/tcpinspect-spec-%d-%d"):format(net.getpid(), math.random(1e6))
-		net.must("mkdir -p " .. tmpdir)
+		-- mktemp: a directory no other load of this file shares.  busted
+		-- reloads this module for every spec file (insulation), so a name
+		-- made of pid and math.random collided for two files loaded in the
+		-- same second (same seed): the second file's helpers then read the
+		-- first one's .rc and .out files (CI: spec/37 got spec/30's result)
+		tmpdir = net.must("mktemp -d /tmp/tcpinspect-spec-XXXXXXXX"):match("^(%S+)")
+		net.must("chmod 755 " .. tmpdir)
 	end
 	tmpseq = tmpseq + 1
 	return ("%s/f%d%s"):format(tmpdir, tmpseq, suffix or "")
@@ -981,7 +986,13 @@ function net.tc_filters(dev, ns)
 	return out
 end
 
-math.randomseed(os.time() ~ net.getpid())
+-- seeded from the kernel: busted reloads this file for every spec file,
+-- and a seed of time and pid repeats within a second
+do
+	local f = assert(io.open("/dev/urandom", "rb"))
+	math.randomseed(string.unpack("<i8", f:read(8)))
+	f:close()
+end
 
 -- TCPINSPECT_SPEC_TIMING=1: log the time taken by the slow helpers (stderr)
 if os.getenv("TCPINSPECT_SPEC_TIMING") then
