@@ -188,10 +188,18 @@ TI_INLINE __u32 ti_log2_slot(__u32 v)
 	return v ? r + 1 : 0;
 }
 
-/* Add e to its flow's entry in this CPU's flows table: the matching entry
- * of its bucket, else a free one, else the one with the fewest packets
- * (evicted, and counted).  Keeping the heavy entries means a flood of
- * one-segment flows churns among itself while the flows that matter stay.
+/* a SYN without ACK: a connection attempt, counted per source */
+#define TI_IS_SYN(e) ((__u64)(((e)->flags & (TI_SYN | TI_ACK)) == TI_SYN))
+
+/* Add e to its key's entry in one of this CPU's tables (flows, sources):
+ * the matching entry of its bucket, else a free one, else the one with the
+ * fewest packets (evicted, and counted).  Keeping the heavy entries means a
+ * flood of one-segment flows churns among itself while the flows that
+ * matter stay.  One scan for both tables, written once as a macro because a
+ * BPF map lookup names its map at compile time (it cannot be an argument);
+ * each table brings its key's hash and equality and what a hit and a new
+ * entry store (HIT(en, e, syn), FILL(en, e, syn); FILL after the key is
+ * copied in; syn: the segment is a connection attempt, for the sources).
  *
  * Every entry is a map element of its own, looked up by index, and only
  * indexes are carried from one step to the next, never pointers into a
@@ -202,96 +210,80 @@ TI_INLINE __u32 ti_log2_slot(__u32 v)
  * instructions each.  The indexes are 64-bit: 6.1 without CAP_PERFMON
  * refuses a 4-byte store into a stack slot that held a spilled pointer
  * ("attempt to corrupt spilled pointer on stack"), and clang reuses slots. */
-TI_INLINE void ti_count_flow(const struct ti_event *e, const struct ti_flow_key *k,
-			     struct ti_scratch *x)
-{
-	__u32 base = (ti_flow_hash(k) & TI_LOAD_CFG(x).table_mask) * TI_TABLE_WAYS;
-	struct ti_flow_entry *en;
-	__u64 fewest = ~0ULL;
-	__s64 slot = -1, victim = 0; /* 64-bit: a spill of them overwrites whole stack slots */
+#define TI_TABLE_COUNTER(name, map, key_type, entry_type, hash, key_eq, evicted, HIT, FILL) \
+TI_INLINE void name(const struct ti_event *e, const key_type *k, struct ti_scratch *x) \
+{									\
+	__u32 base = (hash(k) & TI_LOAD_CFG(x).table_mask) * TI_TABLE_WAYS; \
+	entry_type *en;							\
+	__u64 fewest = ~0ULL, syn = TI_IS_SYN(e);			\
+	__s64 slot = -1, victim = 0; /* 64-bit: spills overwrite whole stack slots */ \
+									\
+	TI_UNROLL							\
+	for (int w = 0; w < TI_TABLE_WAYS; w++) {			\
+		x->entry = base + w;					\
+		en = TI_LOOKUP(x, map, &x->entry);			\
+		if (!en)						\
+			return;						\
+		if (!en->val.packets) {					\
+			if (slot < 0)					\
+				slot = w;				\
+			continue;					\
+		}							\
+		if (key_eq(&en->key, k)) {				\
+			HIT(en, e, syn);				\
+			return;						\
+		}							\
+		if (en->val.packets < fewest) {				\
+			fewest = en->val.packets;			\
+			victim = w;					\
+		}							\
+	}								\
+	if (slot < 0) {							\
+		TI_COUNT(x, evicted);					\
+		slot = victim;						\
+	}								\
+	x->entry = base + (slot & (TI_TABLE_WAYS - 1));			\
+	en = TI_LOOKUP(x, map, &x->entry);				\
+	if (!en)							\
+		return;							\
+	en->key = *k;							\
+	FILL(en, e, syn);						\
+}
 
-	TI_UNROLL
-	for (int w = 0; w < TI_TABLE_WAYS; w++) {
-		x->entry = base + w;
-		en = TI_LOOKUP(x, flows, &x->entry);
-		if (!en)
-			return;
-		if (!en->val.packets) {
-			if (slot < 0)
-				slot = w;
-			continue;
-		}
-		if (ti_flow_key_eq(&en->key, k)) {
-			en->val.packets++;
-			en->val.bytes += e->len;
-			en->val.last_ts = e->ts;
-			en->val.flags_seen |= e->flags;
-			return;
-		}
-		if (en->val.packets < fewest) {
-			fewest = en->val.packets;
-			victim = w;
-		}
-	}
-	if (slot < 0) {
-		TI_COUNT(x, TI_STAT_EVICTED_FLOWS);
-		slot = victim;
-	}
-	x->entry = base + (slot & (TI_TABLE_WAYS - 1));
-	en = TI_LOOKUP(x, flows, &x->entry);
-	if (!en)
-		return;
-	en->key = *k;
+TI_INLINE void ti_flow_hit(struct ti_flow_entry *en, const struct ti_event *e, __u64 syn)
+{
+	en->val.packets++;
+	en->val.bytes += e->len;
+	en->val.last_ts = e->ts;
+	en->val.flags_seen |= e->flags;
+}
+
+TI_INLINE void ti_flow_fill(struct ti_flow_entry *en, const struct ti_event *e, __u64 syn)
+{
 	en->val.packets = 1;
 	en->val.bytes = e->len;
 	en->val.first_ts = en->val.last_ts = e->ts;
 	en->val.flags_seen = e->flags;
 }
 
-/* The same for the segment's source address in the sources table. */
-TI_INLINE void ti_count_source(const struct ti_event *e, const struct ti_addr_key *k,
-			       struct ti_scratch *x)
+TI_INLINE void ti_source_hit(struct ti_source_entry *en, const struct ti_event *e, __u64 syn)
 {
-	__u32 base = (ti_addr_hash(k) & TI_LOAD_CFG(x).table_mask) * TI_TABLE_WAYS;
-	__u64 syn = (e->flags & (TI_SYN | TI_ACK)) == TI_SYN, fewest = ~0ULL;
-	struct ti_source_entry *en;
-	__s64 slot = -1, victim = 0; /* 64-bit: a spill of them overwrites whole stack slots */
+	en->val.packets++;
+	en->val.bytes += e->len;
+	en->val.syns += syn;
+}
 
-	TI_UNROLL
-	for (int w = 0; w < TI_TABLE_WAYS; w++) {
-		x->entry = base + w;
-		en = TI_LOOKUP(x, sources, &x->entry);
-		if (!en)
-			return;
-		if (!en->val.packets) {
-			if (slot < 0)
-				slot = w;
-			continue;
-		}
-		if (ti_addr_key_eq(&en->key, k)) {
-			en->val.packets++;
-			en->val.bytes += e->len;
-			en->val.syns += syn;
-			return;
-		}
-		if (en->val.packets < fewest) {
-			fewest = en->val.packets;
-			victim = w;
-		}
-	}
-	if (slot < 0) {
-		TI_COUNT(x, TI_STAT_EVICTED_SOURCES);
-		slot = victim;
-	}
-	x->entry = base + (slot & (TI_TABLE_WAYS - 1));
-	en = TI_LOOKUP(x, sources, &x->entry);
-	if (!en)
-		return;
-	en->key = *k;
+TI_INLINE void ti_source_fill(struct ti_source_entry *en, const struct ti_event *e, __u64 syn)
+{
 	en->val.packets = 1;
 	en->val.bytes = e->len;
 	en->val.syns = syn;
 }
+
+TI_TABLE_COUNTER(ti_count_flow, flows, struct ti_flow_key, struct ti_flow_entry,
+		 ti_flow_hash, ti_flow_key_eq, TI_STAT_EVICTED_FLOWS, ti_flow_hit, ti_flow_fill)
+TI_TABLE_COUNTER(ti_count_source, sources, struct ti_addr_key, struct ti_source_entry,
+		 ti_addr_hash, ti_addr_key_eq, TI_STAT_EVICTED_SOURCES, ti_source_hit, ti_source_fill)
 
 TI_INLINE void ti_aggregate(const struct ti_event *e, struct ti_scratch *x)
 {
