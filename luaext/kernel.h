@@ -82,7 +82,7 @@ struct ti_filter {
  * cgroup options by kernel_env.c. */
 struct ti_scope {
 	uint32_t netns;          /* network namespace inode; 0: every namespace */
-	char netns_path[256];    /* a file naming it, to enter it (tc); "" when given as an inode */
+	char netns_path[256];    /* a file naming it, to enter it (dev names, tc); "" for this one */
 	uint64_t cgroup_id;      /* cgroup=: the directory's cgroup id; 0: none */
 	uint32_t cgroup_level;   /* its depth below the cgroup v2 root */
 	int container;           /* container=PID (its netns above, its cgroup in ti_load_opts.cgroup); 0: none */
@@ -248,6 +248,7 @@ int ti_cgroup_root(char *buf, size_t len);
  * directory): a mistake to raise; any other -errno: the environment failed
  * (EACCES ...).  why says what and what to do. */
 int ti_netns_resolve(const char *spec, struct ti_scope *s, char *why, size_t whylen);
+int ti_netns_resolve_inode(uint32_t ino, struct ti_scope *s, char *why, size_t whylen);
 int ti_cgroup_resolve(const char *path, struct ti_scope *s, char *canon, size_t clen, char *why,
 		      size_t whylen);
 int ti_container_resolve(int pid, struct ti_scope *s, char *cgroup, size_t clen, char *why,

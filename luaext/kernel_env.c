@@ -284,6 +284,20 @@ int ti_netns_resolve(const char *spec, struct ti_scope *s, char *why, size_t why
 	return err;
 }
 
+/* netns given as an inode: a file to enter it by (a /run/netns entry or a
+ * process's /proc/PID/ns/net), to name its interfaces (dev, filter.dev) and
+ * for tc to attach there; none is needed for this thread's own. */
+int ti_netns_resolve_inode(uint32_t ino, struct ti_scope *s, char *why, size_t whylen)
+{
+	s->netns = ino;
+	s->netns_path[0] = '\0';
+	if (ino == ti_netns_inode() || !ti_netns_find(ino, s->netns_path, sizeof(s->netns_path)))
+		return 0;
+	snprintf(why, whylen, "no /run/netns entry or process is in network namespace %u, so it cannot be entered; give netns= a path (/proc/PID/ns/net, /run/netns/NAME) or container=PID",
+		 ino);
+	return -ENOENT;
+}
+
 /* Fill *depth with the number of components of a path ("/" 0, "/a/b" 2). */
 static int path_depth(const char *p)
 {

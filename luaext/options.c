@@ -519,7 +519,8 @@ static void check_scope(lua_State *L, int idx, struct ti_load_opts *o)
 
 			if (ino <= 0 || ino > 0xffffffffLL)
 				OPT_ERR(L, "netns", "inode %I out of range 1-4294967295", ino);
-			o->scope.netns = (uint32_t)ino; /* tc finds a path to it when it attaches */
+			scope_verdict(L, o, "netns", ti_netns_resolve_inode((uint32_t)ino, &o->scope, why, sizeof(why)),
+				      why);
 		} else if (lua_type(L, t) == LUA_TSTRING) {
 			const char *spec = check_cstr(L, t, "netns");
 

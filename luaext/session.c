@@ -173,11 +173,12 @@ int ti_session_open(lua_State *L)
 	ti_check_options(L, 1, &o);
 	/* the filter is parsed into a userdata so that an error leaks nothing */
 	f = lua_newuserdatauv(L, sizeof(*f), 0); /* 2 */
+	/* first: without its namespace, filter.dev cannot be named */
+	if (o.scope.err)
+		return ti_fail(L, o.scope.err, "%s", o.scope.why);
 	lua_getfield(L, 1, "filter");
 	ti_check_filter(L, -1, f, "filter", o.scope.netns_path);
 	lua_pop(L, 1);
-	if (o.scope.err)
-		return ti_fail(L, o.scope.err, "%s", o.scope.why);
 
 	/* the userdata that owns the kernel objects exists before they do */
 	s = new_session(L); /* 3 */

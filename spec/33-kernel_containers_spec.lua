@@ -121,6 +121,8 @@ describe("#kernel containers", function()
 			assert.are.equal(inoB, inode("/proc/" .. sleeper .. "/ns/net"))
 
 			local scoped = watch{ mode = mode, netns = A.server }
+			-- the same namespace by its inode, and A's interface named in it
+			local byino = watch{ mode = mode, netns = inoA, filter = { dev = A.sdev } }
 			local pid = watch{ mode = mode, container = sleeper }
 			local all = watch{ mode = mode, filter = { dport = port } }
 			local cg
@@ -131,7 +133,7 @@ describe("#kernel containers", function()
 			else
 				cg = watch{ mode = mode, cgroup = G }
 			end
-			for _, w in ipairs{ scoped, pid, all, cg } do assert.are.equal(mode, w.s.mode) end
+			for _, w in ipairs{ scoped, byino, pid, all, cg } do assert.are.equal(mode, w.s.mode) end
 			if mode == "tc" then
 				-- attached inside each namespace: its veth and lo
 				assert.is_not_nil(scoped.s.probes["tc/ingress:" .. A.sdev])
@@ -203,6 +205,11 @@ describe("#kernel containers", function()
 				-- named inside A, not by this namespace's interface of that index
 				assert.are.same({ ["tc/ingress:" .. A.sdev] = true }, scoped.probes)
 			end
+
+			finish(byino)
+			assert.are.same(wantA, byino.flows)
+			assert.are.same(wantA, byino.events)
+			assert_netns(byino, wantA, function() return inoA end)
 
 			-- container = the sleep in B: B's segments, by its netns or (cgroup
 			-- mode) its cgroup, where only B's server lives
@@ -314,6 +321,32 @@ f:close()
 		end)
 	end
 
+	it("netns given as an inode: dev and filter.dev name interfaces of that namespace, in every mode", function()
+		local defer = net.cleanups(finally)
+		local A = net.netns_pair()
+		defer(function() A:destroy() end)
+		local inoA = inode("/run/netns/" .. A.server)
+		-- A's device exists only in A: named here, it would not be found
+		assert.is_false(net.sh("ip link show dev " .. A.sdev .. " >/dev/null"))
+		-- (that the filter then selects A's segments on it: the scopes spec above)
+		for _, mode in ipairs(net.modes()) do
+			local s = net.open{ mode = mode, netns = inoA, events = false, filter = { dev = A.sdev } }
+			s:set_filter{ dev = A.sdev, dport = 80 }
+			s:close()
+			local ok, err = pcall(tcpinspect.open, { mode = mode, netns = inoA, filter = { dev = "nosuch0" } })
+			assert.is_false(ok)
+			assert.matches("no interface named 'nosuch0' in the session's network namespace", tostring(err))
+		end
+		if net.has_mode("tc") then
+			local s = net.open{ mode = "tc", netns = inoA, events = false, dev = A.sdev }
+			local names = {}
+			for k in pairs(s.probes) do names[#names + 1] = k end
+			assert.are.same({ "tc/ingress:" .. A.sdev }, names)
+			s:close()
+		end
+		net.say("netns=%d (an inode): %s named in it in %s", inoA, A.sdev, table.concat(net.modes(), ", "))
+	end)
+
 	it("names the option for a PID that does not exist, a path that is not a netns, a cgroup v1 directory", function()
 		local defer = net.cleanups(finally)
 		local function raises(opts, option, pattern)
@@ -340,16 +373,20 @@ f:close()
 		raises({ cgroup = v1 }, "cgroup", "option 'cgroup': '" .. v1:gsub("%p", "%%%0") ..
 			"' is a cgroup v1 directory; tcpinspect needs cgroup v2")
 		raises({ cgroup = "/proc" }, "cgroup", "'/proc' is not a cgroup v2 directory")
-		-- an inode no process holds: tc cannot enter it (an environment failure)
-		local s, err, errno = tcpinspect.open{ mode = "tc", netns = 4294967295 }
-		assert.is_nil(s)
-		assert.are.equal(2, errno)
-		assert.matches("^ENOENT: tc: no /run/netns entry or process is in network namespace 4294967295", err)
+		-- an inode no process holds: it cannot be entered (an environment
+		-- failure, in every mode: its interfaces could not be named)
+		for _, mode in ipairs(net.modes()) do
+			local s, err, errno = tcpinspect.open{ mode = mode, netns = 4294967295 }
+			assert.is_nil(s)
+			assert.are.equal(2, errno)
+			assert.matches("^ENOENT: option 'netns': no /run/netns entry or process is in network namespace 4294967295, " ..
+				"so it cannot be entered; give netns= a path", err)
+		end
 		-- cgroup mode reads a socket's netns only with CAP_PERFMON: scoped by
 		-- netns without it, it fails (EPERM) and says what to do
-		local code = [[package.cpath="build/?.so;"..package.cpath
-			local s, err, errno = require("tcpinspect.core").open{ mode = "cgroup", events = false, netns = 4026531840 }
-			print(s and "OK" or ("FAIL " .. errno .. " " .. err))]]
+		local code = ([[package.cpath="build/?.so;"..package.cpath
+			local s, err, errno = require("tcpinspect.core").open{ mode = "cgroup", events = false, netns = %d }
+			print(s and "OK" or ("FAIL " .. errno .. " " .. err))]]):format(inode("/proc/self/ns/net"))
 		local _, out = net.sh("setpriv --bounding-set=-all,+bpf,+net_admin lua5.4 -e " .. net.q(code))
 		assert.matches("^FAIL 1 EPERM: cgroup: scoping cgroup mode to a network namespace %(netns=%) reads each " ..
 			"socket's namespace, which needs CAP_PERFMON", out)
