@@ -239,7 +239,8 @@ static int tc_detach_one(int ifindex, uint32_t handle)
 /* Remove the netlink tc filters of tcpinspect processes that died without
  * detaching (SIGKILL).  A state file whose flock we can take has no living
  * owner.  Only filters recorded in such files, still running our program,
- * in our network namespace, are touched. */
+ * in our network namespace, are touched; the files of namespaces that no
+ * longer exist are removed (their filters went with them). */
 void ti_tc_sweep_stale(void)
 {
 	DIR *d = opendir(TI_TC_STATE_DIR);
@@ -249,7 +250,7 @@ void ti_tc_sweep_stale(void)
 	if (!d)
 		return;
 	while ((de = readdir(d))) {
-		char path[512];
+		char path[512], gone[300];
 		int pid, ifindex, fd;
 		unsigned handle, fns;
 		struct stat st;
@@ -271,8 +272,11 @@ void ti_tc_sweep_stale(void)
 			continue;
 		}
 		if (fscanf(f, "%u %d %u", &fns, &ifindex, &handle) == 3) {
-			/* a filter that cannot be removed now keeps its file */
-			if (fns == ns && (!ours(ifindex, handle) || !tc_detach_one(ifindex, handle)))
+			/* a filter that cannot be removed now keeps its file; one
+			 * in a namespace that is gone went with it (nothing holds
+			 * that namespace that a sweep could enter it by) */
+			if (fns == ns ? !ours(ifindex, handle) || !tc_detach_one(ifindex, handle)
+				      : ti_netns_find(fns, gone, sizeof(gone)) != 0)
 				unlink(path);
 		} else if (st.st_mtime < time(NULL) - 60) {
 			unlink(path); /* an owner that died between creating and writing it */

@@ -155,6 +155,30 @@ s:close()
 			assert(ok, err)
 		end)
 
+		it("[tc] a dead owner's state file in a network namespace that is gone: swept by the next session anywhere", function()
+			local ns = net.netns("gone")
+			local ch
+			local ok, err = pcall(function()
+				ch = net.session_child({ open = { mode = "tc", dev = "lo" } },
+					{ netns = ns.name, env = "TCPINSPECT_TC_NO_TCX=1" })
+				ch:ready()
+				local name = assert(state_file_of(ch.pid), "no state file")
+				local ino = tonumber(net.must("stat -L -c %i /run/netns/" .. ns.name):match("%d+"))
+				assert.matches("^" .. ino .. " ", net.read_file("/run/tcpinspect/" .. name))
+				ch:kill() -- SIGKILL: its filter and state file stay
+				ch = nil
+				assert.is_truthy(net.read_file("/run/tcpinspect/" .. name))
+				ns:destroy() -- the namespace and its filter are gone
+				local s = net.open{ mode = "tc", dev = "lo", events = false }
+				s:close()
+				assert.is_nil(net.read_file("/run/tcpinspect/" .. name), "the file of a gone namespace was kept")
+				net.say("[tc] sweep: state file %s of netns %d (deleted) removed by a session in this one", name, ino)
+			end)
+			if ch then ch:kill() end
+			ns:destroy()
+			assert(ok, err)
+		end)
+
 		it("[tc] reads interface types in its own network namespace (unshare -n, sysfs of another)", function()
 			local out = lua_child([[
 os.execute("ip link add tiu0 type veth peer name tiu1 && ip link set tiu0 up && ip link set tiu1 up")
