@@ -209,6 +209,9 @@ int ti_kernel_map_clear(const struct ti_kernel *k, enum ti_map_id m);
  * recv); the session calls it at each poll.  >0: the attachments changed,
  * 0: they did not, <0: -errno (the attachments stay as they were). */
 int ti_kernel_tc_refresh(struct ti_kernel *k);
+/* readable when ti_kernel_tc_refresh has news to act on (the tc link
+ * monitor: an interface appeared or went), or -1 */
+int ti_kernel_tc_wake_fd(const struct ti_kernel *k);
 
 /* The replay backend (kernel_replay.c): no kernel object at all, a pcap
  * file run through the BPF program's own parse, filter, aggregate and

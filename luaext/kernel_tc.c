@@ -579,6 +579,11 @@ static bool monitor_news(struct ti_kernel *k)
 
 static int tc_refresh_here(struct ti_kernel *k);
 
+int ti_kernel_tc_wake_fd(const struct ti_kernel *k)
+{
+	return k->mode == TI_MODE_TC ? k->tc_monitor_fd : -1;
+}
+
 int ti_kernel_tc_refresh(struct ti_kernel *k)
 {
 	int back, err;

@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include <bpf/libbpf.h>
 #include "ti.h"
 #include "pcapfile.h"
@@ -144,12 +145,85 @@ static void push_info(lua_State *L, struct ti_session *s, const struct ti_load_o
 static int msgh(lua_State *L);
 
 /* The session userdata, before its kernel objects exist (state closed). */
+static int dump_stop(struct ti_session *s);
+
+/* What wakes poll and what fd() hands to an event loop: one epoll fd over
+ * the ring's own (records pending) and the tc link monitor (an interface
+ * appeared or went: attached at once, not at the next record). */
+enum { WAKE_RING = 1, WAKE_LINKS = 2 };
+
+static int waiter_open(struct ti_session *s)
+{
+	int fds[2] = { s->rb ? ring_buffer__epoll_fd(s->rb) : -1, ti_kernel_tc_wake_fd(&s->k) };
+	uint32_t tags[2] = { WAKE_RING, WAKE_LINKS };
+
+	if (fds[0] < 0 && fds[1] < 0)
+		return 0;
+	s->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (s->epfd < 0)
+		return -errno;
+	for (int i = 0; i < 2; i++) {
+		struct epoll_event ev = { .events = EPOLLIN, .data.u32 = tags[i] };
+
+		if (fds[i] >= 0 && epoll_ctl(s->epfd, EPOLL_CTL_ADD, fds[i], &ev))
+			return -errno;
+	}
+	return 0;
+}
+
+/* tc on every interface: attach to interfaces that appeared */
+static void links_refresh(struct ti_session *s)
+{
+	if (s->state == TI_OPEN && ti_kernel_tc_refresh(&s->k) > 0) {
+		s->probes_changed = true;
+		note_devs(&s->k);
+	}
+}
+
+/* Wait up to timeout ms (-1: forever) for records or an interface change
+ * (acted on here).  0 or -errno. */
+static int waiter_wait(struct ti_session *s, int timeout)
+{
+	struct epoll_event ev[2];
+	int n;
+
+	if (s->epfd < 0) {
+		if (timeout > 0)
+			poll(NULL, 0, timeout);
+		return 0;
+	}
+	n = epoll_wait(s->epfd, ev, 2, timeout);
+	if (n < 0)
+		return -errno;
+	for (int i = 0; i < n; i++)
+		if (ev[i].data.u32 == WAKE_LINKS)
+			links_refresh(s);
+	return 0;
+}
+
+/* Everything a session holds in the kernel and in files, released. */
+static void session_close_objects(struct ti_session *s)
+{
+	s->state = TI_CLOSED;
+	if (s->epfd >= 0) {
+		close(s->epfd);
+		s->epfd = -1;
+	}
+	if (s->rb) {
+		ring_buffer__free(s->rb);
+		s->rb = NULL;
+	}
+	dump_stop(s);
+	ti_kernel_close(&s->k);
+}
+
 static struct ti_session *new_session(lua_State *L)
 {
 	struct ti_session *s = lua_newuserdatauv(L, sizeof(*s), NUV);
 
 	memset(s, 0, sizeof(*s));
 	ti_kernel_init(&s->k);
+	s->epfd = -1;
 	s->state = TI_CLOSED; /* until everything below worked */
 	luaL_setmetatable(L, TI_SESSION_MT);
 	s->realtime_offset = realtime_offset();
@@ -198,6 +272,10 @@ int ti_session_open(lua_State *L)
 			s->state = TI_CLOSED;
 			return ti_fail(L, err, "creating the ring buffer reader failed: %s", strerror(-err));
 		}
+	}
+	if ((err = waiter_open(s))) {
+		session_close_objects(s);
+		return ti_fail(L, err, "creating the session's epoll fd failed: %s", strerror(-err));
 	}
 	push_info(L, s, &o, why);
 	lua_setiuservalue(L, 3, UV_INFO);
@@ -299,13 +377,7 @@ static int session_close(lua_State *L)
 		return 0;
 	if (s->L)
 		return luaL_error(L, "cannot close a session from inside its own callback; close it after poll returns");
-	s->state = TI_CLOSED;
-	if (s->rb) {
-		ring_buffer__free(s->rb);
-		s->rb = NULL;
-	}
-	dump_stop(s);
-	ti_kernel_close(&s->k);
+	session_close_objects(s);
 	return 0;
 }
 
@@ -463,7 +535,6 @@ static int session_poll(lua_State *L)
 {
 	struct ti_session *s = check_session(L, 1);
 	lua_Integer timeout = luaL_optinteger(L, 2, 0);
-	struct epoll_event ev;
 	int n, top;
 
 	if (timeout < -1 || timeout > 0x7fffffff)
@@ -472,22 +543,17 @@ static int session_poll(lua_State *L)
 		return luaL_error(L, "poll called from inside a callback of the same session");
 	if (s->k.replay)
 		return replay_poll(L, s, timeout);
-	/* tc on every interface: attach to interfaces that appeared */
-	if (s->state == TI_OPEN && ti_kernel_tc_refresh(&s->k) > 0) {
-		s->probes_changed = true;
-		note_devs(&s->k);
-	}
+	links_refresh(s); /* news that came while nobody waited */
 	if (!s->rb) {
-		/* events = false: nothing to deliver, just wait */
+		/* events = false: nothing to deliver, just wait (-1: nothing
+		 * would ever end the wait but an interface change: return) */
 		if (timeout > 0)
-			poll(NULL, 0, (int)timeout);
+			waiter_wait(s, (int)timeout);
 		lua_pushinteger(L, 0);
 		return 1;
 	}
 	top = delivery_begin(L, s, timeout > 0 ? (double)timeout / 1000 : TI_POLL_SLICE);
-	n = 0;
-	if (timeout != 0 && epoll_wait(ring_buffer__epoll_fd(s->rb), &ev, 1, (int)timeout) < 0)
-		n = -errno;
+	n = timeout != 0 ? waiter_wait(s, (int)timeout) : 0;
 	if (n == 0 || n == -EINTR)
 		n = ring_buffer__consume(s->rb);
 	if (n == -ETIME)
@@ -622,7 +688,7 @@ static int session_fd(lua_State *L)
 {
 	struct ti_session *s = check_session(L, 1);
 
-	lua_pushinteger(L, s->rb ? ring_buffer__epoll_fd(s->rb) : -1);
+	lua_pushinteger(L, s->rb ? s->epfd : -1);
 	return 1;
 }
 

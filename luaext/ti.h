@@ -34,6 +34,7 @@ struct ti_session {
 	int state; /* TI_OPEN, TI_CLOSED */
 	struct ti_kernel k;
 	struct ring_buffer *rb;
+	int epfd; /* waits on the ring (rb) and the tc link monitor; -1: nothing to wait for */
 	/* event delivery */
 	lua_State *L;       /* valid only inside poll */
 	int cb_error;       /* a callback raised: its error object is on the stack */

@@ -225,6 +225,48 @@ end
 			assert(ok, err)
 		end)
 
+		it("[tc] every interface: a reader blocked in poll(-1) is woken by a new veth, attaches it and gets its SYNs", function()
+			local ns1, ns2 = net.netns("lw"), net.netns("lx")
+			local pid
+			local ok, err = pcall(function()
+				local port = net.port()
+				-- nothing else arrives in ns1: only the link monitor can end
+				-- the first wait (before, poll(-1) slept until a record came,
+				-- and none could come from an interface not attached yet)
+				local out, script = net.tmpfile(".out"), net.tmpfile(".lua")
+				net.write_file(script, ([[
+local tcpinspect = require "tcpinspect"
+local s = assert(tcpinspect.open{ mode = "tc", wakeup = 1, filter = { dport = %d, flags = "syn" } })
+local got, polls = 0, 0
+s:on_packet(function() got = got + 1 end)
+io.stdout:write("READY\n") io.stdout:flush()
+while got < 6 do s:poll(-1) polls = polls + 1 end
+io.stdout:write(("GOT %%d ATTACHED %%s POLLS %%d\n"):format(got, tostring(s.probes["tc/ingress:tilw0"]), polls))
+s:close()
+]]):format(port))
+				pid = net.spawn(("ip netns exec %s timeout -s KILL %d %s"):format(ns1.name, net.scale(30),
+					net.lua_cmd(script)), out)
+				assert(net.wait_until(function() return (net.read_file(out) or ""):find("READY") end, net.scale(20)),
+					"reader did not start: " .. (net.read_file(out) or ""))
+				net.must(("ip -n %s link add tilw0 type veth peer name tilw1 netns %s"):format(ns1.name, ns2.name))
+				net.must(("ip -n %s addr add 10.204.0.1/24 dev tilw0 && ip -n %s link set tilw0 up"):format(ns1.name, ns1.name))
+				net.must(("ip -n %s addr add 10.204.0.2/24 dev tilw1 && ip -n %s link set tilw1 up"):format(ns2.name, ns2.name))
+				net.sh("sleep 1")
+				syns(ns2.name, "10.204.0.1", port, 6)
+				local done = net.wait_exit(pid, net.scale(20))
+				local res = net.read_file(out) or ""
+				assert.is_truthy(done, "the reader stayed blocked in poll(-1): " .. res)
+				pid = nil
+				local polls = tonumber(res:match("GOT 6 ATTACHED attached[^\n]* POLLS (%d+)"))
+				assert(polls, res)
+				net.say("[tc] poll(-1) woken by the link monitor: veth attached, 6 of 6 SYNs in %d polls", polls)
+			end)
+			if pid then net.kill(pid, "KILL") end
+			ns1:destroy()
+			ns2:destroy()
+			assert(ok, err)
+		end)
+
 		it("[tc] every interface: a veth added after open is attached and its SYNs seen", function()
 			local ns1, ns2 = net.netns("lm"), net.netns("lc")
 			local ch
