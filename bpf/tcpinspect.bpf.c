@@ -249,16 +249,80 @@ static __always_inline int ti_expr_match(struct ti_scratch *x, __u64 len)
 	return x->cbpf.ret != 0;
 }
 
-/* fentry/kprobe: the segment's bytes from the skb's linear data (src: its
- * IP header; avail: linear bytes from there). */
-static __always_inline void ti_copy_kernel(struct ti_scratch *x, const void *src, __u64 avail)
+/* fentry/kprobe: the bytes past the skb's linear data sit in its page
+ * fragments (on lo, TCP's whole payload; drivers of real NICs put payload
+ * there too).  A fragment is read through the kernel's direct map: its
+ * page is vmemmap_base + pfn * sizeof(struct page), its bytes are at
+ * page_offset_base + pfn * PAGE_SIZE + offset (x86-64, whose memory
+ * layout KASLR moves: both bases are read from the kernel, typeless ksyms
+ * resolved from /proc/kallsyms at load).  Where they cannot be read (a
+ * kallsyms that hides addresses), the copy stops at the linear data and
+ * caplen says so.  skb_frag_t is { page (6.1: bv_page; 6.12: netmem, bit 0
+ * set for memory that is not a page), len, offset } in both kernel lines. */
+extern const void page_offset_base __ksym __weak;
+extern const void vmemmap_base __ksym __weak;
+
+#define TI_FRAGS_MAX 4 /* fragments read per segment: 4096 bytes fill in fewer */
+#define TI_PAGE_SIZE 4096
+
+struct ti_frag {
+	__u64 page;
+	__u32 len;
+	__u32 offset;
+};
+
+/* Append up to n - done bytes from skb's fragments to x->pkt[done...];
+ * returns the new done. */
+static __always_inline __u64 ti_copy_frags(struct ti_scratch *x, struct sk_buff *skb,
+					   unsigned char *head, __u64 done, __u64 n)
+{
+	void *sh = head + BPF_CORE_READ(skb, end);
+	__u64 frags = bpf_core_field_offset(struct skb_shared_info, frags);
+	__u64 fsize = bpf_core_type_size(skb_frag_t), psize = bpf_core_type_size(struct page);
+	__u64 pob = 0, vmb = 0, k, src;
+	struct ti_frag f;
+	__u8 nr = 0;
+
+	if (done >= n || !&page_offset_base || !&vmemmap_base || !psize ||
+	    bpf_probe_read_kernel(&pob, sizeof(pob), &page_offset_base) ||
+	    bpf_probe_read_kernel(&vmb, sizeof(vmb), &vmemmap_base) ||
+	    bpf_probe_read_kernel(&nr, sizeof(nr), sh + bpf_core_field_offset(struct skb_shared_info, nr_frags)))
+		return done;
+	TI_UNROLL
+	for (int i = 0; i < TI_FRAGS_MAX; i++) {
+		if (i >= nr || done >= n)
+			break;
+		if (bpf_probe_read_kernel(&f, sizeof(f), sh + frags + i * fsize) || (f.page & 1) ||
+		    f.page < vmb || !f.len)
+			break;
+		k = f.len < n - done ? f.len : n - done;
+		src = pob + (f.page - vmb) / psize * TI_PAGE_SIZE + f.offset;
+		/* done < n <= TI_PKT_MAX and 1 <= k <= TI_PKT_MAX: inside pkt's 2 * TI_PKT_MAX */
+		ti_barrier_var(done);
+		ti_barrier_var(k);
+		if (bpf_probe_read_kernel(x->pkt + (done & (TI_PKT_MAX - 1)), ((k - 1) & (TI_PKT_MAX - 1)) + 1,
+					  (void *)src))
+			break;
+		done += k;
+	}
+	return done;
+}
+
+/* fentry/kprobe: the segment's bytes, from its IP header (head + nh): the
+ * skb's linear data (lin bytes from there), then its page fragments. */
+static __always_inline void ti_copy_kernel(struct ti_scratch *x, struct sk_buff *skb,
+					   unsigned char *head, __u64 nh, __u64 lin)
 {
 	__u64 slot = ti_cfg_slot & 1;
-	__u64 n = ti_bounded(ti_bytes_wanted(x, &ti_cfg[slot], slot, avail), TI_PKT_MAX);
+	__u64 n = ti_bounded(ti_bytes_wanted(x, &ti_cfg[slot], slot, lin + BPF_CORE_READ(skb, data_len)),
+			     TI_PKT_MAX);
+	__u64 m = n < lin ? n : lin;
 
-	if (n && bpf_probe_read_kernel(x->pkt, ti_size_arg(n), src))
-		n = 0;
-	ti_bytes_copied(x, n);
+	if (m && bpf_probe_read_kernel(x->pkt, ti_size_arg(m), head + nh))
+		n = m = 0;
+	if (n > m)
+		m = ti_copy_frags(x, skb, head, m, n);
+	ti_bytes_copied(x, m);
 }
 
 /* tc/cgroup: with bpf_skb_load_bytes from off (the IP header). */
@@ -471,7 +535,7 @@ static __always_inline int ti_from_kernel_skb(struct sk_buff *skb, __u8 probe)
 	    ti_parse(&x->ev, x->w.ip, (__u16)(tp - nh), &x->w.th))
 		ti_count(TI_STAT_ERRORS);
 	else {
-		ti_copy_kernel(x, head + nh, (__u32)(BPF_CORE_READ(skb, tail) - nh));
+		ti_copy_kernel(x, skb, head, nh, (__u32)(BPF_CORE_READ(skb, tail) - nh));
 		ti_handle(x->sslot);
 	}
 	ti_scratch_put(x);

@@ -622,7 +622,8 @@ local TCPDUMP_FLAGS = { { 0x01, "F" }, { 0x02, "S" }, { 0x04, "R" }, { 0x08, "P"
 	{ 0x10, "." }, { 0x20, "U" }, { 0x40, "E" }, { 0x80, "W" } }
 
 --- Parse a pcap file (Ethernet link type, as tcpdump writes for lo and veth)
--- into TCP packets {family, saddr, sport, daddr, dport, flags, flagstr, len}.
+-- into TCP packets {family, saddr, sport, daddr, dport, flags, flagstr, len, ip}
+-- (ip: the captured bytes from the IP header on).
 function net.read_pcap(path, offset)
 	local data = assert(net.read_file(path), "no capture file " .. path)
 	local pkts = {}
@@ -663,6 +664,7 @@ function net.read_pcap(path, offset)
 				if p.flags & f[1] ~= 0 then fs[#fs + 1] = f[2] end
 			end
 			p.flagstr = table.concat(fs)
+			p.ip = frame:sub(15) -- the captured bytes from the IP header on
 			pkts[#pkts + 1] = p
 		end
 	end
