@@ -309,13 +309,14 @@ static __always_inline __u64 ti_copy_frags(struct ti_scratch *x, struct sk_buff 
 }
 
 /* fentry/kprobe: the segment's bytes, from its IP header (head + nh): the
- * skb's linear data (lin bytes from there), then its page fragments. */
+ * skb's linear data (lin bytes from there), then its page fragments.  No
+ * bound but the segment's length is passed on: the fragments' own lengths
+ * end the copy, and a segment that asks for no bytes costs no read here. */
 static __always_inline void ti_copy_kernel(struct ti_scratch *x, struct sk_buff *skb,
 					   unsigned char *head, __u64 nh, __u64 lin)
 {
 	__u64 slot = ti_cfg_slot & 1;
-	__u64 n = ti_bounded(ti_bytes_wanted(x, &ti_cfg[slot], slot, lin + BPF_CORE_READ(skb, data_len)),
-			     TI_PKT_MAX);
+	__u64 n = ti_bounded(ti_bytes_wanted(x, &ti_cfg[slot], slot, ~0ULL), TI_PKT_MAX);
 	__u64 m = n < lin ? n : lin;
 
 	if (m && bpf_probe_read_kernel(x->pkt, ti_size_arg(m), head + nh))

@@ -144,7 +144,6 @@ static void push_info(lua_State *L, struct ti_session *s, const struct ti_load_o
 
 static int msgh(lua_State *L);
 
-/* The session userdata, before its kernel objects exist (state closed). */
 static int dump_stop(struct ti_session *s);
 
 /* What wakes poll and what fd() hands to an event loop: one epoll fd over
@@ -217,6 +216,7 @@ static void session_close_objects(struct ti_session *s)
 	ti_kernel_close(&s->k);
 }
 
+/* The session userdata, before its kernel objects exist (state closed). */
 static struct ti_session *new_session(lua_State *L)
 {
 	struct ti_session *s = lua_newuserdatauv(L, sizeof(*s), NUV);
@@ -268,8 +268,7 @@ int ti_session_open(lua_State *L)
 		s->rb = ring_buffer__new(ti_kernel_ring_fd(&s->k), on_sample, s, NULL);
 		if (!s->rb) {
 			err = -errno;
-			ti_kernel_close(&s->k);
-			s->state = TI_CLOSED;
+			session_close_objects(s);
 			return ti_fail(L, err, "creating the ring buffer reader failed: %s", strerror(-err));
 		}
 	}
