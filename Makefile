@@ -42,7 +42,7 @@ EXT_HDRS := $(wildcard luaext/*.h) bpf/tcpinspect.h bpf/ti_table.h bpf/ti_parse.
 CORE_SO  := $(B)/tcpinspect/core.so
 
 .PHONY: all clean test test-unit test-host test-vm vm-selftest clobber-check bench bench-vm soak fuzz deps \
-	install lint docs-check run demo vmlinux-h vmlinux-h-vm
+	install uninstall luarocks-provided lint docs-check run demo vmlinux-h vmlinux-h-vm
 
 all: $(CORE_SO)
 
@@ -149,16 +149,34 @@ clobber-check:
 	$(MAKE) --no-print-directory B=$(CLOBBER_B) BPF_TEST_CFLAGS=-DTI_TEST_CLOBBER $(CLOBBER_B)/tcpinspect/core.so
 	spec/clobber-check $(CURDIR)/$(CLOBBER_B) $(KERNEL)
 
-# ---- install (LuaRocks: INST_LIBDIR, INST_LUADIR, INST_BINDIR) -----------------
+# ---- install, uninstall (LuaRocks: INST_LIBDIR, INST_LUADIR, INST_BINDIR) -----
+# make install [PREFIX=/usr/local] [DESTDIR=staging]: the module, its Lua
+# files and the command.  The command puts the directories it was installed
+# to first on its paths, so it runs with no LUA_PATH for any PREFIX (the
+# default one is on lua5.4's own path: `require "tcpinspect"` works from
+# anywhere).  LuaRocks wraps its commands with the tree's paths itself: the
+# rockspec sets BIN_PATHS=no.
+# make uninstall (same PREFIX/DESTDIR) removes exactly those files, then the
+# project's own directories (tcpinspect/) when empty; the shared ones
+# (bin/, lib/lua/5.4/, share/lua/5.4/) stay.
+BIN_PATHS ?= yes
+INSTALLED_LUA := tcpinspect.lua $(addprefix tcpinspect/,$(notdir $(wildcard lua/tcpinspect/*.lua)))
+bin_paths = $(if $(filter yes,$(BIN_PATHS)),package.path = "$(INST_LUADIR)/?.lua;$(INST_LUADIR)/?/init.lua;" .. package.path\npackage.cpath = "$(INST_LIBDIR)/?.so;" .. package.cpath\n)
+
 install: all
 	install -d $(DESTDIR)$(INST_LIBDIR)/tcpinspect $(DESTDIR)$(INST_LUADIR)/tcpinspect \
 		$(DESTDIR)$(INST_BINDIR)
 	install -m 755 $(CORE_SO) $(DESTDIR)$(INST_LIBDIR)/tcpinspect/core.so
 	install -m 644 lua/tcpinspect.lua $(DESTDIR)$(INST_LUADIR)/tcpinspect.lua
 	install -m 644 lua/tcpinspect/*.lua $(DESTDIR)$(INST_LUADIR)/tcpinspect/
-	printf '#!%s\n-- tcpinspect command\nos.exit(require("tcpinspect.cli").main(arg), true)\n' '$(LUA_PATH_ABS)' \
+	printf '#!%s\n-- tcpinspect command\n$(bin_paths)os.exit(require("tcpinspect.cli").main(arg), true)\n' '$(LUA_PATH_ABS)' \
 		> $(DESTDIR)$(INST_BINDIR)/tcpinspect
 	chmod 755 $(DESTDIR)$(INST_BINDIR)/tcpinspect
+
+uninstall:
+	rm -f $(DESTDIR)$(INST_BINDIR)/tcpinspect $(DESTDIR)$(INST_LIBDIR)/tcpinspect/core.so \
+		$(addprefix $(DESTDIR)$(INST_LUADIR)/,$(INSTALLED_LUA))
+	-rmdir $(DESTDIR)$(INST_LIBDIR)/tcpinspect $(DESTDIR)$(INST_LUADIR)/tcpinspect 2>/dev/null
 
 # ---- setup, main job, benchmarks ---------------------------------------------
 # Debian 12 packages: build, run, test (qemu guests), compare (peers).
@@ -173,8 +191,44 @@ deps:
 	    [ $$(dpkg-query -W -f='$${Status}\n' $(DEB_PACKAGES) 2>/dev/null | wc -l) -lt $(words $(DEB_PACKAGES)) ]; then \
 		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(DEB_PACKAGES); \
 	else echo "deps: all $(words $(DEB_PACKAGES)) Debian packages present"; fi
+	@$(MAKE) --no-print-directory luarocks-provided
 
-# The main job: a live report of incoming TCP on this machine (Ctrl-C ends it).
+# LuaRocks and Debian's Lua packages: the rockspec's dependencies are rocks
+# (argparse, dkjson, luasocket); Debian installs the same modules outside any
+# rocks tree, where LuaRocks does not look.  LuaRocks' own mechanism for
+# rocks the system provides is `rocks_provided` in its config: make deps
+# writes it into the system config of Lua 5.4, one entry per package below
+# (ROCK:DEBIAN-PACKAGE, the version the package's upstream one), between two
+# marker lines that a later make deps replaces.  (`luarocks config --scope
+# system` would rewrite the whole file and expand Debian's `home..` entry to
+# root's home, so the block is written here.)  Only when it changes: a
+# user who cannot write the file gets an error only when it is out of date.
+# LUAROCKS_SYSCONFDIR is LuaRocks' own variable for that directory.
+LUAROCKS_SYSCONFDIR ?= /etc/luarocks
+DEB_ROCKS := argparse:lua-argparse dkjson:lua-dkjson luasocket:lua-socket
+LR_BEGIN := -- BEGIN make deps (tcpinspect): rocks provided by Debian packages
+LR_END   := -- END make deps (tcpinspect)
+
+luarocks-provided:
+	@f='$(LUAROCKS_SYSCONFDIR)/config-5.4.lua'; \
+	if [ ! -d '$(LUAROCKS_SYSCONFDIR)' ]; then echo "luarocks-provided: no $(LUAROCKS_SYSCONFDIR) (is luarocks installed?)" >&2; exit 1; fi; \
+	block=$$( echo '$(LR_BEGIN)'; \
+	  echo 'rocks_provided = rocks_provided or {}'; \
+	  for rd in $(DEB_ROCKS); do rock=$${rd%%:*}; deb=$${rd#*:}; \
+	    v=$$(dpkg-query -W -f='$${Version}' $$deb 2>/dev/null) || { echo "luarocks-provided: $$deb is not installed (make deps)" >&2; exit 1; }; \
+	    up=$$(echo "$$v" | sed 's/^[0-9]*://; s/-[^-]*$$//; s/[~+].*$$//'); \
+	    echo "rocks_provided[\"$$rock\"] = \"$$up-1\" -- Debian $$deb $$v"; done; \
+	  echo '$(LR_END)' ) || exit 1; \
+	old=$$(sed -n '/^$(LR_BEGIN)/,/^$(LR_END)/p' "$$f" 2>/dev/null); \
+	if [ "$$old" = "$$block" ]; then echo "luarocks-provided: $$f is up to date"; exit 0; fi; \
+	rest=$$(sed '/^$(LR_BEGIN)/,/^$(LR_END)/d' "$$f" 2>/dev/null); \
+	{ [ -z "$$rest" ] || printf '%s\n' "$$rest"; printf '%s\n' "$$block"; } > "$$f.tmp.$$$$" && \
+	cat "$$f.tmp.$$$$" > "$$f" && rm -f "$$f.tmp.$$$$" && \
+	echo "luarocks-provided: $$f: rocks_provided $$(echo "$$block" | sed -n 's/^rocks_provided\["\([^"]*\)"\] = "\([^"]*\)".*/\1 \2/p' | paste -sd, -)"
+
+# The main job: a live report of incoming TCP on this machine (Ctrl-C ends it),
+# from the checkout's build (the README's `make deps install run` installs
+# the same build first).
 run: all
 	$(B)/bin/tcpinspect top
 

@@ -14,8 +14,10 @@ segments to Lua: filters, sampling and aggregates run in the kernel.
    license = "GPL-2.0-only",
 }
 -- What lua/ requires (spec/04-packaging_spec.lua checks it). Debian's
--- packages provide the same modules: lua-argparse, lua-dkjson, lua-socket
--- (make deps).
+-- packages provide the same modules: lua-argparse, lua-dkjson, lua-socket.
+-- make deps installs them and lists them as `rocks_provided` in LuaRocks'
+-- system config (/etc/luarocks/config-5.4.lua), so `luarocks make` finds
+-- them satisfied, with no server.
 dependencies = {
    "lua >= 5.4",
    "argparse",
@@ -37,6 +39,7 @@ build = {
    },
    install_variables = {
       LUA = "$(LUA)",
+      BIN_PATHS = "no", -- LuaRocks wraps bin/tcpinspect with the tree's paths
       INST_LIBDIR = "$(LIBDIR)",
       INST_LUADIR = "$(LUADIR)",
       INST_BINDIR = "$(BINDIR)",
