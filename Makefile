@@ -199,13 +199,16 @@ deps:
 # rocks the system provides is `rocks_provided` in its config: make deps
 # writes it into the system config of Lua 5.4, one entry per package below
 # (ROCK:DEBIAN-PACKAGE, the version the package's upstream one), between two
-# marker lines that a later make deps replaces.  (`luarocks config --scope
+# marker lines that a later make deps replaces; and Debian's multiarch
+# library directory (libbpf's), which LuaRocks finds only by asking gcc: a
+# binary rock (`luarocks pack`) then installs on a machine with no compiler.  (`luarocks config --scope
 # system` would rewrite the whole file and expand Debian's `home..` entry to
 # root's home, so the block is written here.)  Only when it changes: a
 # user who cannot write the file gets an error only when it is out of date.
 # LUAROCKS_SYSCONFDIR is LuaRocks' own variable for that directory.
 LUAROCKS_SYSCONFDIR ?= /etc/luarocks
 DEB_ROCKS := argparse:lua-argparse dkjson:lua-dkjson luasocket:lua-socket
+MULTIARCH := $(or $(shell gcc -print-multiarch 2>/dev/null),$(shell dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null))
 LR_BEGIN := -- BEGIN make deps (tcpinspect): rocks provided by Debian packages
 LR_END   := -- END make deps (tcpinspect)
 
@@ -218,6 +221,9 @@ luarocks-provided:
 	    v=$$(dpkg-query -W -f='$${Version}' $$deb 2>/dev/null) || { echo "luarocks-provided: $$deb is not installed (make deps)" >&2; exit 1; }; \
 	    up=$$(echo "$$v" | sed 's/^[0-9]*://; s/-[^-]*$$//; s/[~+].*$$//'); \
 	    echo "rocks_provided[\"$$rock\"] = \"$$up-1\" -- Debian $$deb $$v"; done; \
+	  echo '-- the multiarch library directory, where LuaRocks looks only when gcc is there to name it'; \
+	  echo 'external_deps_subdirs = { lib = { "lib", "lib/$(MULTIARCH)", "lib64" } }'; \
+	  echo 'runtime_external_deps_subdirs = { lib = { "lib", "lib/$(MULTIARCH)", "lib64" } }'; \
 	  echo '$(LR_END)' ) || exit 1; \
 	old=$$(sed -n '/^$(LR_BEGIN)/,/^$(LR_END)/p' "$$f" 2>/dev/null); \
 	if [ "$$old" = "$$block" ]; then echo "luarocks-provided: $$f is up to date"; exit 0; fi; \
