@@ -47,7 +47,16 @@ local EXAMPLES = {
 	{ name = "payload_hist" },
 }
 local STATE = net.ROOT .. "/spec/support/example_state.lua"
-local UNPRIV = "setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all --bounding-set=-all "
+local unpriv = require "support.unpriv"
+local UNPRIV = unpriv.SETPRIV
+-- what nobody runs (the command, example_state.lua, the examples) comes from
+-- a world-readable copy, never from the checkout (a clone in root's 0700
+-- home): made once, removed by the describe's teardown
+local ucopy
+local function unpriv_dir()
+	ucopy = ucopy or unpriv.copy(net.ROOT, net.BUILD)
+	return ucopy
+end
 -- the scan's SYNs: no socket behind them
 local SOCKETLESS = "tcp[tcpflags] & (tcp-syn|tcp-ack) == tcp-syn and dst portrange 9100-9129"
 local function socketless(p) return p.flags & 0x12 == 0x02 and p.dport >= 9100 and p.dport <= 9129 end
@@ -77,12 +86,15 @@ local function replay_all(files)
 	local runs = {}
 	for _, file in ipairs(files) do
 		for _, ex in ipairs(EXAMPLES) do
-			local args = { "-q", "-r", file, STATE }
+			local dir = unpriv_dir()
+			local args = { "-q", "-r", file, dir .. "/spec/support/example_state.lua" }
 			for _, a in ipairs(ex.args or {}) do args[#args + 1] = a end
 			local r = { file = file, ex = ex, out = net.tmpfile(".out"), err = net.tmpfile(".err"),
 				rc = net.tmpfile(".rc") }
-			r.cmd = UNPRIV .. cli.cmdline(args, nil, "TCPINSPECT_SPEC_EXAMPLE=" .. net.ROOT .. "/examples/" ..
-				ex.name .. ".lua")
+			local parts = { net.q(dir .. "/build/bin/tcpinspect") }
+			for _, a in ipairs(args) do parts[#parts + 1] = net.q(a) end
+			r.cmd = UNPRIV .. "env TCPINSPECT_SPEC_EXAMPLE=" .. net.q(dir .. "/examples/" .. ex.name .. ".lua") .. " " ..
+				table.concat(parts, " ")
 			r.pid = net.spawn(("sh -c %s"):format(net.q(("%s >%s 2>%s; echo $? >%s"):format(r.cmd, net.q(r.out),
 				net.q(r.err), net.q(r.rc)))))
 			runs[#runs + 1] = r
@@ -252,6 +264,8 @@ local function live(modes)
 end
 
 describe("#kernel replay equals live", function()
+	teardown(function() unpriv.remove(ucopy) end)
+
 	it("replays run as nobody with no capabilities", function()
 		local ok, out = net.sh(UNPRIV .. "cat /proc/self/status")
 		assert(ok, out)
