@@ -155,3 +155,19 @@ describe("the README's busted recipe", function()
 		assert.matches("\nok 1 %- port_scan.lua alerts once on the scan\n1%.%.1\n", "\n" .. out)
 	end)
 end)
+
+describe("the README's replay samples", function()
+	it("are what tcpinspect -r prints: every `$ tcpinspect` line of a sample block, run with TZ=UTC", function()
+		local readme = read("README.md")
+		local n = 0
+		for block in readme:gmatch("\n```\n(%$ .-)```") do
+			for cmd, want in block:gmatch("%$ tcpinspect ([^\n]*)\n([^$]*)") do
+				assert.matches("%-r ", cmd) -- replays only: no root, no traffic
+				local out = must("TZ=UTC " .. BIN .. " " .. cmd .. " 2>/dev/null")
+				assert.are.equal(want, out, "README: $ tcpinspect " .. cmd)
+				n = n + 1
+			end
+		end
+		assert.are.equal(2, n)
+	end)
+end)
