@@ -201,10 +201,11 @@ deps:
 # (ROCK:DEBIAN-PACKAGE, the version the package's upstream one), between two
 # marker lines that a later make deps replaces; and Debian's multiarch
 # library directory (libbpf's), which LuaRocks finds only by asking gcc: a
-# binary rock (`luarocks pack`) then installs on a machine with no compiler.  (`luarocks config --scope
-# system` would rewrite the whole file and expand Debian's `home..` entry to
-# root's home, so the block is written here.)  Only when it changes: a
-# user who cannot write the file gets an error only when it is out of date.
+# binary rock (`luarocks pack`) then installs on a machine with no
+# compiler.  (`luarocks config --scope system` would rewrite the whole file
+# and expand Debian's `home..` entry to root's home, so the block is
+# written here.)  Written only when it changes: a user who cannot write
+# the file gets an error only when it is out of date.
 # LUAROCKS_SYSCONFDIR is LuaRocks' own variable for that directory.
 LUAROCKS_SYSCONFDIR ?= /etc/luarocks
 DEB_ROCKS := argparse:lua-argparse dkjson:lua-dkjson luasocket:lua-socket
@@ -228,8 +229,8 @@ luarocks-provided:
 	old=$$(sed -n '/^$(LR_BEGIN)/,/^$(LR_END)/p' "$$f" 2>/dev/null); \
 	if [ "$$old" = "$$block" ]; then echo "luarocks-provided: $$f is up to date"; exit 0; fi; \
 	rest=$$(sed '/^$(LR_BEGIN)/,/^$(LR_END)/d' "$$f" 2>/dev/null); \
-	{ [ -z "$$rest" ] || printf '%s\n' "$$rest"; printf '%s\n' "$$block"; } > "$$f.tmp.$$$$" && \
-	cat "$$f.tmp.$$$$" > "$$f" && rm -f "$$f.tmp.$$$$" && \
+	t=$$(mktemp) && { [ -z "$$rest" ] || printf '%s\n' "$$rest"; printf '%s\n' "$$block"; } > "$$t" && \
+	{ cat "$$t" > "$$f" || { rm -f "$$t"; exit 1; }; } && rm -f "$$t" && \
 	echo "luarocks-provided: $$f: rocks_provided $$(echo "$$block" | sed -n 's/^rocks_provided\["\([^"]*\)"\] = "\([^"]*\)".*/\1 \2/p' | paste -sd, -)"
 
 # The main job: a live report of incoming TCP on this machine (Ctrl-C ends it),
