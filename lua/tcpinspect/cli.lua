@@ -611,7 +611,7 @@ function M.wall(s)
 end
 
 local function stats_line(st, elapsed, rates, when)
-	local parts = { string.format("%s elapsed=%.1f", os.date("%H:%M:%S", when), elapsed) }
+	local parts = { string.format("%s elapsed=%.3f", os.date("%H:%M:%S", when), elapsed) }
 	for _, k in ipairs(STATS) do parts[#parts + 1] = k .. "=" .. st[k] end
 	if rates then parts[#parts + 1] = "seen/s=" .. fmt._short(rates) end
 	return table.concat(parts, " ")
@@ -1007,6 +1007,7 @@ end
 -- a note says so), --expr, or a command's trailing words.
 -- @treturn boolean ok
 -- @treturn table|string the arguments, or a message (bad arguments)
+-- @treturn[opt] integer 1 when the message is an environment failure
 function M.expression(a, words)
 	local trailing = #words > 0 and table.concat(words, " ") or nil
 	if a.F and a.expr then
@@ -1014,7 +1015,8 @@ function M.expression(a, words)
 	end
 	if a.F then
 		local e, err = M.read_expr_file(a.F)
-		if not e then return false, "argument '-F': " .. err end
+		-- as tcpdump (and -r here): a file that cannot be read ends with exit 1
+		if not e then return false, "tcpinspect: -F: " .. err, 1 end
 		if trailing and not a.quiet then
 			io.stderr:write(string.format("tcpinspect: -F %s: the expression '%s' on the command line is " ..
 				"ignored (as tcpdump -F ignores it)\n", a.F, trailing))
@@ -1045,7 +1047,12 @@ function M.main(argv)
 	local usage = p:get_usage()
 	local ok, a = p:pparse(own)
 	if ok then
-		ok, a = M.expression(a, words)
+		local code
+		ok, a, code = M.expression(a, words)
+		if code then
+			print_err(a)
+			return code
+		end
 	end
 	if ok then
 		if a.interface and a.dev then
