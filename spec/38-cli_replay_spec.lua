@@ -90,6 +90,24 @@ describe("cli -r: reports in capture time", function()
 		end)
 	end
 
+	it("the session's clock: a run that ends with the file ends at its last frame", function()
+		local tcpinspect = require "tcpinspect"
+		for _, file in ipairs { CONNS, SCAN, CORPUS } do
+			local span, first, last = capture_span(file)
+			local s = assert(tcpinspect.replay { file = file, events = false })
+			near(first, s:now(), "clock at open")
+			local _, why = s:run {}
+			assert.are.equal("end", why)
+			near(last, s:now(), "clock at the end")
+			near(span, s:now() - first, "span")
+			-- a duration past the file: the clock runs on to it
+			local _, why2 = s:run { duration = 1.5 }
+			assert.are.equal("duration", why2)
+			near(last + 1.5, s:now(), "clock after the duration", 1e-3)
+			s:close()
+		end
+	end)
+
 	it("intervals on a long capture: capture seconds, then the span", function()
 		local span = capture_span(CORPUS)
 		assert.is_true(span > 60)
