@@ -331,7 +331,8 @@ local function parsers()
 		"   tcpinspect [options] -e CODE           run a one-liner (with the prelude)\n" ..
 		"   tcpinspect --version                   the versions of tcpinspect, libbpf and the kernel",
 		"Options may come before or after the command or script.  Arguments after the script\n" ..
-		"that are not tcpinspect options, and everything after '--', go to the script.\n" ..
+		"that are not tcpinspect options, and everything after '--', go to the script;\n" ..
+		"a filter expression for the script or -e is --expr EXPR or -F FILE.\n" ..
 		"'tcpinspect COMMAND --help' shows a command's options.  See doc/cli.md.")
 	P.run:option("-e", "Lua code to run, with the prelude (see doc/cli.md).", nil, nonempty "-e")
 		:argname "<code>"
