@@ -84,6 +84,7 @@ struct ti_replay {
 	struct ti_pcap_reader rd;
 	struct ti_pcap_frame f; /* the next frame, read but not handled (pending) */
 	bool pending;
+	bool at_end; /* the file ended in this ti_replay_next: the clock stays */
 	uint64_t clock_ns;
 	uint32_t snaplen;
 	/* a read error met after a record: reported by the next call */
@@ -190,6 +191,7 @@ static int read_pending(struct ti_replay *r, char *why, size_t whylen)
 		if (r->f.ts_ns > r->clock_ns)
 			r->clock_ns = r->f.ts_ns; /* not ours, but time passes */
 	if (rc <= 0) {
+		r->at_end = r->pending;
 		r->pending = false;
 		return rc;
 	}
@@ -298,6 +300,13 @@ int ti_replay_next(struct ti_replay *r, uint64_t until_ns, const void **rec, siz
 			*size = r->reclen;
 			return 1;
 		}
+	}
+	/* the poll in which the file ends leaves the clock at its last frame,
+	 * so a run that ends with the file spans the capture exactly; the
+	 * next horizon moves it on (a duration longer than the file) */
+	if (r->at_end) {
+		r->at_end = false;
+		return 0;
 	}
 	if (until_ns != UINT64_MAX && until_ns > r->clock_ns)
 		r->clock_ns = until_ns;

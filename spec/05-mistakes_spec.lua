@@ -152,15 +152,14 @@ describe("did you mean", function()
 		return r.err:match("tcpinspect: error: ([^\n]*)\n$")
 	end
 	it("CLI commands: a first argument that is neither a file nor a command", function()
-		assert.are.equal("unknown command 'wach'; did you mean 'watch'? (commands: watch, top, stats; or a script file)",
+		assert.are.equal("unknown command 'wach'; did you mean 'watch'? (commands: watch, top, stats, export; or a script file)",
 			bad { "wach" })
-		assert.are.equal("unknown command 'stat'; did you mean 'stats'? (commands: watch, top, stats; or a script file)",
+		assert.are.equal("unknown command 'stat'; did you mean 'stats'? (commands: watch, top, stats, export; or a script file)",
 			bad { "stat", "--dport", "22" })
-		assert.are.equal("'frobnicate' is neither a command (watch, top, stats) nor a script file", bad { "frobnicate" })
-		-- a path is still a script that cannot be opened (exit 1)
-		local r = cli.run { "/nonexistent/wach.lua" }
-		assert.are.equal(1, r.code)
-		assert.matches("cannot open /nonexistent/wach.lua", r.err)
+		assert.are.equal("'frobnicate' is neither a command (watch, top, stats, export) nor a script file", bad { "frobnicate" })
+		-- a path is still a script, one that cannot be opened: a bad argument (exit 2)
+		assert.are.equal("cannot open script /nonexistent/wach.lua: No such file or directory",
+			bad { "/nonexistent/wach.lua" })
 	end)
 	it("CLI options: the closest of this command's, -i with --dev, another command's; -r of a missing file", function()
 		assert.are.equal("unknown option '--dprot'; did you mean '--dport'?", bad { "watch", "--dprot", "22" })
@@ -236,7 +235,8 @@ describe("doc/cli.md's option table", function()
 		["--snapshot-length"] = "options.snaplen",
 		["--netns"] = "options.netns", ["--container"] = "options.container",
 		["--duration"] = "cli.duration", ["--interval"] = "cli.interval", ["--json"] = "cli.json",
-		["-q"] = "cli.quiet", ["--quiet"] = "cli.quiet" }
+		["-q"] = "cli.quiet", ["--quiet"] = "cli.quiet", ["--expr"] = "options.filter.expr",
+		["-F"] = "options.filter.expr" }
 	local EXPECT = {
 		["--len"] = { ["100"] = 100, ["10-100"] = { min = 10, max = 100 }, ["10-"] = { min = 10 },
 			["--len=-100"] = { max = 100 }, ["--len -100"] = { max = 100 } },
@@ -248,6 +248,10 @@ describe("doc/cli.md's option table", function()
 		["--host"] = { ["localhost"] = "127.0.0.1", ["10.0.0.0/8,2001:db8::/32"] = { "10.0.0.0/8", "2001:db8::/32" } },
 	}
 	EXPECT["--saddr"], EXPECT["--daddr"] = EXPECT["--host"], EXPECT["--host"]
+	-- the -F example: a file holding an expression (and a comment)
+	SUBST["syn.expr"] = net.tmpfile(".expr")
+	net.write_file(SUBST["syn.expr"], "tcp[tcpflags] & tcp-syn != 0 # SYNs\n")
+	EXPECT["-F"] = { [SUBST["syn.expr"]] = "tcp[tcpflags] & tcp-syn != 0" }
 	local function at(t, path)
 		for k in path:gmatch("[^%.]+") do t = t and t[k] end
 		return t

@@ -43,9 +43,10 @@ describe("cli arguments", function()
 		local r = cli.run { "-e", "error('boom')" }
 		assert.are.equal(1, r.code)
 		assert.matches("boom", r.err)
+		-- a script that cannot be read is a bad argument (doc/cli.md: exit 2)
 		r = cli.run { "/nonexistent/x.lua" }
-		assert.are.equal(1, r.code)
-		assert.matches("cannot open /nonexistent/x.lua", r.err)
+		assert.are.equal(2, r.code)
+		assert.matches("\ntcpinspect: error: cannot open script /nonexistent/x.lua: No such file or directory\n$", r.err)
 	end)
 	it("runs a script that needs no session, with its arguments", function()
 		local f = net.tmpfile(".lua")

@@ -35,6 +35,8 @@ end
 M.STATS = STATS
 
 local COMMANDS = { watch = true, top = true, stats = true, export = true, run = true }
+-- the commands, as messages and suggestions name them
+local COMMAND_LIST = { "watch", "top", "stats", "export" }
 
 -- ---- option converters ------------------------------------------------------
 
@@ -106,6 +108,46 @@ local OPTNAME = {
 	["filter.len.min"] = "--len", ["filter.len.max"] = "--len", file = "-r", snaplen = "-s",
 	["filter.dev"] = "-i",
 }
+
+--- A library message in the command line's words: the open() options it
+-- names as `key='value'` (a list may follow: `mode='kprobe', 'tc' or
+-- 'cgroup'`) or `key=` become their command-line options (`--mode kprobe,
+-- tc or cgroup`, `--cgroup`).  Only the keys of the option table (OPTNAME,
+-- the same one that maps an error's `option` field to its flag) are
+-- changed; anything else (`kernel.perf_event_paranoid=2`) is left as it is.
+-- Environment failures are plain strings (nil, "ENAME: message", errno):
+-- their text is the only structured part there is.
+function M.cli_words(msg)
+	if type(msg) ~= "string" then return msg end
+	local out, pos = {}, 1
+	while true do
+		local s, e, key = msg:find("%f[%w_%.]([%a_]+)=", pos)
+		if not s then break end
+		local flag = OPTNAME[key]
+		local val = flag and msg:match("^'([^']*)'", e + 1)
+		if flag and val then
+			-- key='a', 'b' or 'c'
+			out[#out + 1] = msg:sub(pos, s - 1) .. flag .. " " .. val
+			pos = e + #val + 3
+			while true do
+				local sep, v = msg:match("^(, )'([^']*)'", pos)
+				if not sep then sep, v = msg:match("^(,? or )'([^']*)'", pos) end
+				if not sep then break end
+				out[#out + 1] = sep .. v
+				pos = pos + #sep + #v + 2
+			end
+		elseif flag and not msg:sub(e + 1, e + 1):match("[%w_'\"]") then
+			-- a bare key= (no value)
+			out[#out + 1] = msg:sub(pos, s - 1) .. flag
+			pos = e + 1
+		else
+			out[#out + 1] = msg:sub(pos, e)
+			pos = e + 1
+		end
+	end
+	out[#out + 1] = msg:sub(pos)
+	return table.concat(out)
+end
 
 -- ---- suggestions ------------------------------------------------------------------
 
@@ -218,6 +260,11 @@ local function common(p)
 		size "--ring-size"):argname "<bytes>"
 	opt("-r --read", "Read the segments of a pcap file instead of the kernel's (no root needed); " ..
 		"time is the capture's.", nonempty "-r"):argname "<file>"
+	opt("--expr", "A filter expression (pcap-filter(7)) run in the kernel, as a command's trailing words; " ..
+		"scripts and -e take it here (their trailing words are their arguments).", nonempty "--expr")
+		:argname "<expr>"
+	opt("-F", "Read the filter expression from FILE, as tcpdump -F ('#' to the end of a line is a " ..
+		"comment; an expression on the command line is then ignored).", nonempty "-F"):argname "<file>"
 	opt("--duration", "Stop after this many seconds (default: until Ctrl-C).", seconds "--duration")
 		:argname "<s>"
 	opt("--interval", "Seconds between reports (default 1).", seconds "--interval"):argname "<s>"
@@ -284,13 +331,15 @@ local function parsers()
 		"   tcpinspect [options] -e CODE           run a one-liner (with the prelude)\n" ..
 		"   tcpinspect --version                   the versions of tcpinspect, libbpf and the kernel",
 		"Options may come before or after the command or script.  Arguments after the script\n" ..
-		"that are not tcpinspect options, and everything after '--', go to the script.\n" ..
+		"that are not tcpinspect options, and everything after '--', go to the script;\n" ..
+		"a filter expression for the script or -e is --expr EXPR or -F FILE.\n" ..
 		"'tcpinspect COMMAND --help' shows a command's options.  See doc/cli.md.")
 	P.run:option("-e", "Lua code to run, with the prelude (see doc/cli.md).", nil, nonempty "-e")
 		:argname "<code>"
 	P.run:argument("script", "A Lua script to run, with the prelude."):args "?"
 	serving(P.run, "Serve the script's `metrics` (Prometheus) on ADDR:PORT")
 	VALUE_OPTS["-e"] = true
+	VALUE_OPTS["--expr"], VALUE_OPTS["-F"] = true, true
 	for _, o in ipairs(P.run._options) do
 		for _, name in ipairs(o._aliases) do
 			if VALUE_OPTS[name] then RUN_VALUE_OPTS[name] = true end
@@ -474,7 +523,7 @@ local function expression_error(err)
 	if type(err) == "table" and err.option == "filter.expr" then
 		local msg = "tcpinspect: " .. tostring(err.reason)
 		local word = err.reason:match("^'([%w]+)'")
-		local hint = word and M.suggest(word, { "watch", "top", "stats", "export" })
+		local hint = word and M.suggest(word, COMMAND_LIST)
 		if hint then msg = msg .. string.format(" (a command goes first: did you mean '%s'?)", hint) end
 		script.fail(1, msg)
 	end
@@ -487,11 +536,11 @@ local function open_session(o, usage, from_cli)
 		expression_error(s)
 		local flag = cli_option(s, from_cli)
 		if flag and (from_cli == nil or from_cli[flag]) then
-			script.fail(2, string.format("argument '%s': %s", flag, s.reason), usage)
+			script.fail(2, string.format("argument '%s': %s", flag, M.cli_words(s.reason)), usage)
 		end
 		error(s, 0)
 	end
-	if not s then script.fail(1, "tcpinspect: " .. tostring(msg)) end
+	if not s then script.fail(1, "tcpinspect: " .. M.cli_words(tostring(msg))) end
 	return s
 end
 
@@ -508,7 +557,7 @@ local function check_options(o, usage, given)
 	expression_error(err)
 	local flag = cli_option(err, given)
 	if flag and given[flag] then
-		script.fail(2, string.format("argument '%s': %s", flag, err.reason), usage)
+		script.fail(2, string.format("argument '%s': %s", flag, M.cli_words(err.reason)), usage)
 	end
 	error(err, 0)
 end
@@ -539,7 +588,7 @@ function M.drive(s, run_opts)
 		if script.is_interrupt(n) then return "interrupted" end
 		error(n, 0)
 	end
-	if n == nil then script.fail(1, "tcpinspect: " .. tostring(why)) end
+	if n == nil then script.fail(1, "tcpinspect: " .. M.cli_words(tostring(why))) end
 	if why == "signal" then return "interrupted" end
 	return why
 end
@@ -555,8 +604,15 @@ function M.isatty()
 	return os.execute("test -t 1") == true
 end
 
-local function stats_line(st, elapsed, rates)
-	local parts = { string.format("%s elapsed=%.1f", os.date("%H:%M:%S"), elapsed) }
+--- The wall-clock time (whole seconds since the epoch) a report is about:
+-- now, or for a replay the capture's time (its clock is the capture's).
+function M.wall(s)
+	if s.mode == "replay" then return math.floor(s:now()) end
+	return os.time()
+end
+
+local function stats_line(st, elapsed, rates, when)
+	local parts = { string.format("%s elapsed=%.3f", os.date("%H:%M:%S", when), elapsed) }
 	for _, k in ipairs(STATS) do parts[#parts + 1] = k .. "=" .. st[k] end
 	if rates then parts[#parts + 1] = "seen/s=" .. fmt._short(rates) end
 	return table.concat(parts, " ")
@@ -604,12 +660,13 @@ local function cmd_watch(a, s, say)
 		if count and printed >= count then s:stop() end
 	end)
 	say(M.ready_line("watch", s))
-	local t0 = tcpinspect.monotonic()
+	-- times are the session's (session:now(): a replay's is the capture's)
+	local t0 = s:now()
 	local why = M.drive(s, { duration = a.duration, interval = a.interval or 1 })
 	local ok, err = s:dump(nil) -- flushed and closed
 	if not ok then script.fail(1, "tcpinspect: " .. tostring(err)) end
 	say(M.summary(printed .. (a.write and " packets written" or " packets printed"),
-		tcpinspect.monotonic() - t0, why, s:stats()))
+		s:now() - t0, why, s:stats()))
 	return 0
 end
 
@@ -620,21 +677,24 @@ local function cmd_stats(a, s, say)
 	local function report(_, elapsed, final)
 		reports = reports + 1
 		local st = s:stats()
+		-- the final line's rate is the average over the whole run, as top's
+		if final then prev_seen, prev_t = 0, 0 end
 		local rate = (st.seen - prev_seen) / math.max(elapsed - prev_t, 1e-9)
 		prev_seen, prev_t = st.seen, elapsed
 		if a.json then
-			local t = { elapsed = elapsed, time = os.time(), final = final or false, seen_per_s = rate }
+			local t = { elapsed = elapsed, time = M.wall(s), final = final or false, seen_per_s = rate }
 			for _, k in ipairs(STATS) do t[k] = st[k] end
 			io.write(json.encode(t), "\n")
 		else
-			io.write(final and "final " or "", stats_line(st, elapsed, rate), "\n")
+			io.write(final and "final " or "", stats_line(st, elapsed, rate, M.wall(s)), "\n")
 		end
 	end
 	say(M.ready_line("stats", s))
-	local t0 = tcpinspect.monotonic()
+	-- times are the session's (session:now(): a replay's is the capture's)
+	local t0 = s:now()
 	local why = M.drive(s, { duration = a.duration, interval = a.interval or 1,
 		on_interval = function(sess, elapsed) report(sess, elapsed) end })
-	local elapsed = tcpinspect.monotonic() - t0
+	local elapsed = s:now() - t0
 	report(s, elapsed, true)
 	say(M.summary(reports .. " reports printed", elapsed, why, s:stats()))
 	return 0
@@ -748,7 +808,7 @@ local function run_reports(a, s, say, t0, report, count)
 	say(M.ready_line("top", s))
 	local why = M.drive(s, { duration = a.duration, interval = a.interval or 1,
 		on_interval = function(_, elapsed) report(elapsed) end })
-	local elapsed = tcpinspect.monotonic() - t0
+	local elapsed = s:now() - t0
 	report(elapsed, true)
 	say(M.summary(count() .. " reports printed", elapsed, why, s:stats()))
 	return 0
@@ -759,7 +819,7 @@ local function cmd_top_netns(a, s, say)
 	local by = a.sort == "packets" and { "packets", "bytes" } or { "bytes", "packets" }
 	local cur, prev, reports = {}, {}, 0
 	local name_of, rescan = M.netns_namer()
-	local t0, last = tcpinspect.monotonic(), 0
+	local t0, last = s:now(), 0
 	s:on_packet(function(netns, len)
 		local e = cur[netns]
 		if not e then
@@ -788,12 +848,12 @@ local function cmd_top_netns(a, s, say)
 		local st = s:stats()
 		if a.json then
 			io.write(json.encode { type = "top", by = "netns", final = final or false, elapsed = elapsed,
-				time = os.time(), netns = list, stats = st }, "\n")
+				time = M.wall(s), netns = list, stats = st }, "\n")
 			return
 		end
 		local P = fmt.pad
 		local out = { string.format("tcpinspect top --by netns%s  %s  incoming TCP, %s mode  elapsed %s  seen %d  matched %d",
-			final and " (final)" or "", os.date("%H:%M:%S"), s.mode, fmt.duration(elapsed), st.seen, st.matched), "" }
+			final and " (final)" or "", os.date("%H:%M:%S", M.wall(s)), s.mode, fmt.duration(elapsed), st.seen, st.matched), "" }
 		out[#out + 1] = table.concat({ P("NETNS", 11), P("NAME", 28), P("PACKETS", -9), P("BYTES", -10),
 			P("PKT/S", -8), P("BYTES/S", -12) }, " ")
 		for _, e in ipairs(list) do
@@ -810,7 +870,7 @@ local function cmd_top(a, s, say)
 	if a.by == "netns" then return cmd_top_netns(a, s, say) end
 	local rows, tty = a.top or 10, not a.json and M.isatty()
 	local prev, last, reports = {}, 0, 0
-	local t0 = tcpinspect.monotonic()
+	local t0 = s:now() -- the session's clock: a replay's is the capture's
 	local function report(elapsed, final)
 		reports = reports + 1
 		-- the final block's rates are averages over the whole run
@@ -819,12 +879,12 @@ local function cmd_top(a, s, say)
 		last = elapsed
 		local st = s:stats()
 		if a.json then
-			io.write(json.encode { type = "top", final = final or false, elapsed = elapsed, time = os.time(),
+			io.write(json.encode { type = "top", final = final or false, elapsed = elapsed, time = M.wall(s),
 				flows = snap.flows, ports = snap.ports, sources = snap.sources, stats = st }, "\n")
 			return
 		end
 		local head = string.format("tcpinspect top%s  %s  incoming TCP, %s mode  elapsed %s  seen %d  matched %d  flows %d",
-			final and " (final)" or "", os.date("%H:%M:%S"), s.mode, fmt.duration(elapsed),
+			final and " (final)" or "", os.date("%H:%M:%S", M.wall(s)), s.mode, fmt.duration(elapsed),
 			st.seen, st.matched, s:map("flows"):count())
 		if tty then io.write("\27[H\27[2J") end
 		io.write(M.top_text(snap, head), tty and "" or "\n")
@@ -839,7 +899,8 @@ local function cmd_export(a, s, say)
 	exporter.kernel_metrics(s, reg)
 	local srv, err = exporter.server { listen = a.listen, registry = reg }
 	if not srv then script.fail(1, "tcpinspect: export: " .. err) end
-	say(string.format("export: %s mode (%s); serving %s; Ctrl-C to stop", s.mode, probes_text(s), srv.url))
+	say(string.format("export: incoming TCP segments, %s mode (%s); serving %s; Ctrl-C to stop", s.mode,
+		probes_text(s), srv.url))
 	local ok, why = pcall(exporter.serve, srv, { duration = a.duration })
 	srv:close()
 	if not ok then error(why, 0) end
@@ -849,27 +910,58 @@ end
 
 -- ---- scripts ------------------------------------------------------------------------
 
+--- Does -e CODE read its arguments (`...`, `arg`, `args`, `getopt`)?  A
+-- look at the source's words: a name inside a string counts too, which
+-- only ever keeps the hint below quiet.
+function M.reads_args(code)
+	return code:find("...", 1, true) ~= nil or code:find("%f[%w_]args?%f[^%w_]") ~= nil
+		or code:find("%f[%w_]getopt%f[^%w_]") ~= nil
+end
+
+--- A -e one-liner's trailing words are its arguments.  When the code never
+-- reads them and they compile as a filter expression, they were most
+-- likely meant as one (tcpdump's habit): say so on stderr, with --expr.
+-- @treturn string|nil the hint printed
+function M.unread_args_hint(code, rest)
+	if M.reads_args(code) then return nil end
+	local words = table.concat(rest, " ")
+	local ok = pcall(tcpinspect.check_options, { filter = { expr = words } })
+	if not ok then return nil end
+	local q = "'" .. words:gsub("'", "'\\''") .. "'"
+	local msg = string.format("tcpinspect: -e: the code does not read its arguments (%s), which compile as a " ..
+		"filter expression; to filter with it, give --expr %s", words, q)
+	io.stderr:write(msg, "\n")
+	return msg
+end
+
 local function cmd_run(a, rest, usage, say, given)
 	if not a.e and not a.script then
-		script.fail(2, "give a command (watch, top, stats), a script, or -e CODE", true)
+		script.fail(2, "give a command (" .. table.concat(COMMAND_LIST, ", ") .. "), a script, or -e CODE", true)
 	end
 	if a.e and a.script then
 		-- with -e, what looked like a script name is the code's first argument
 		table.insert(rest, 1, a.script)
 		a.script = nil
 	end
-	if a.script and not a.e and not io.open(a.script, "r") then
+	local f = a.script and not a.e and io.open(a.script, "r")
+	if f then f:close() end
+	if a.script and not a.e and not f then
 		-- neither a script file nor a command: a typo of a command?
-		local hint = M.suggest(a.script, { "watch", "top", "stats" })
+		local hint = M.suggest(a.script, COMMAND_LIST)
 		if hint then
-			script.fail(2, string.format("unknown command '%s'; did you mean '%s'? (commands: watch, top, stats; " ..
-				"or a script file)", a.script, hint), true)
+			script.fail(2, string.format("unknown command '%s'; did you mean '%s'? (commands: %s; " ..
+				"or a script file)", a.script, hint, table.concat(COMMAND_LIST, ", ")), true)
 		elseif not a.script:find("[/.]") then
-			script.fail(2, string.format("'%s' is neither a command (watch, top, stats) nor a script file",
-				a.script), true)
+			script.fail(2, string.format("'%s' is neither a command (%s) nor a script file",
+				a.script, table.concat(COMMAND_LIST, ", ")), true)
 		end
+		-- a script that cannot be read is a bad argument (exit 2), as a
+		-- missing file is to tcpdump -r
+		local _, why = io.open(a.script, "r")
+		script.fail(2, string.format("cannot open script %s", tostring(why)), true)
 	end
 	check_options(M.open_options(a), usage, given)
+	if a.e and #rest > 0 then M.unread_args_hint(a.e, rest) end
 	local rt = script.new {
 		options = M.open_options(a),
 		cli = a,
@@ -898,6 +990,51 @@ local function print_err(msg)
 	io.stderr:write(msg, "\n")
 end
 
+--- Read tcpdump's -F FILE: the expression, '#' to the end of a line
+-- being a comment (as tcpdump 4.99 reads it).
+-- @treturn string|nil the expression, or nil and a message
+function M.read_expr_file(path)
+	local f, err = io.open(path, "r")
+	if not f then return nil, "cannot open " .. tostring(err) end
+	local text, rerr = f:read("a")
+	f:close()
+	if not text then return nil, "cannot read " .. path .. ": " .. tostring(rerr) end
+	text = text:gsub("#[^\n]*", " "):gsub("%s+", " "):match("^%s*(.-)%s*$")
+	return text
+end
+
+--- The filter expression of a parsed command line (`a.expression`): -F
+-- FILE's (then the trailing words are ignored, as tcpdump -F ignores them;
+-- a note says so), --expr, or a command's trailing words.
+-- @treturn boolean ok
+-- @treturn table|string the arguments, or a message (bad arguments)
+-- @treturn[opt] integer 1 when the message is an environment failure
+function M.expression(a, words)
+	local trailing = #words > 0 and table.concat(words, " ") or nil
+	if a.F and a.expr then
+		return false, "argument '-F': give the expression once: -F FILE or --expr"
+	end
+	if a.F then
+		local e, err = M.read_expr_file(a.F)
+		-- as tcpdump (and -r here): a file that cannot be read ends with exit 1
+		if not e then return false, "tcpinspect: -F: " .. err, 1 end
+		if trailing and not a.quiet then
+			io.stderr:write(string.format("tcpinspect: -F %s: the expression '%s' on the command line is " ..
+				"ignored (as tcpdump -F ignores it)\n", a.F, trailing))
+		end
+		a.expression = e
+	elseif a.expr then
+		if trailing then
+			return false, string.format("argument '--expr': give the expression once: --expr or the words " ..
+				"after the options ('%s')", trailing)
+		end
+		a.expression = a.expr
+	else
+		a.expression = trailing
+	end
+	return true, a
+end
+
 --- Run the command.
 -- @tparam table argv the arguments (like `arg`)
 -- @treturn integer exit status
@@ -911,7 +1048,14 @@ function M.main(argv)
 	local usage = p:get_usage()
 	local ok, a = p:pparse(own)
 	if ok then
-		a.expression = #words > 0 and table.concat(words, " ") or nil
+		local code
+		ok, a, code = M.expression(a, words)
+		if code then
+			print_err(a)
+			return code
+		end
+	end
+	if ok then
 		if a.interface and a.dev then
 			ok, a = false, "argument '-i': give either -i (tcpdump's) or --dev, not both"
 		end
