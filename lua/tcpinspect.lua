@@ -65,6 +65,15 @@ M.monotonic = core.monotonic
 -- @tparam number seconds
 M.sleep = core.sleep
 
+--- Become another user, as tcpdump's -Z does once its capture is open:
+-- the user's groups (initgroups), then setgid, then setuid, checked (the
+-- ids took, root cannot be regained).  Open sessions keep working; files
+-- opened afterwards (`session:dump`) belong to the user.
+-- @tparam string user
+-- @treturn[1] true
+-- @treturn[2] nil, "ENOENT: ... no user 'x'" (or EPERM when not root), errno
+M.drop_privileges = core.drop_privileges
+
 --- Check open() options without loading anything: raises the same errors
 -- as `open` for any mistake.
 -- @tparam table opts

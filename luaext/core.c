@@ -20,6 +20,25 @@ static int core_monotonic(lua_State *L)
 	return 1;
 }
 
+/* core.drop_privileges(user) -> true | nil, msg, errno: tcpdump's -Z. */
+static int core_drop_privileges(lua_State *L)
+{
+	const char *user;
+	char why[512];
+	size_t len;
+	int err;
+
+	if (lua_type(L, 1) != LUA_TSTRING)
+		ti_option_error(L, "user", "expected a user name, got %s", luaL_typename(L, 1));
+	user = lua_tolstring(L, 1, &len);
+	if (!len || strlen(user) != len)
+		ti_option_error(L, "user", "an empty name or one holding a NUL byte");
+	if ((err = ti_drop_privileges(user, why, sizeof(why))))
+		return ti_fail(L, err, "drop_privileges: %s", why);
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
 static int core_sleep(lua_State *L)
 {
 	double s = luaL_checknumber(L, 1);
@@ -274,6 +293,7 @@ int luaopen_tcpinspect_core(lua_State *L)
 		{ "features", core_features },
 		{ "monotonic", core_monotonic },
 		{ "sleep", core_sleep },
+		{ "drop_privileges", core_drop_privileges },
 		{ "flagstr", core_flagstr },
 		{ "check_options", core_check_options },
 		{ "errname", core_errname },

@@ -245,6 +245,10 @@ bool ti_kernel_has_btf(void);     /* /sys/kernel/btf/vmlinux is there */
 bool ti_kernel_btf_loads(void);   /* ... and libbpf can parse it */
 bool ti_kernel_has_ringbuf(void);
 int ti_cgroup_root(char *buf, size_t len);
+/* tcpdump's -Z: become user (initgroups, setgid, setuid, in that order,
+ * then checked: the ids took and root cannot be regained).  0; -ENOENT for
+ * no such user; -errno (EPERM: not root), each with why. */
+int ti_drop_privileges(const char *user, char *why, size_t whylen);
 
 /* Scopes (kernel_env.c).  0; -EINVAL for a value wrong in itself (no such
  * name, path or process; not a network namespace; not a cgroup v2

@@ -2,7 +2,8 @@
  * and how it says what went wrong.
  *
  *   mode names     ti_mode_names (kernel.h)
- *   privileges     the capabilities each mode needs, checked up front
+ *   privileges     the capabilities each mode needs, checked up front;
+ *                  dropping them for a user (tcpdump's -Z)
  *   kernel facts   BTF, kallsyms, kprobes, perf_event_paranoid, cgroup2 mount
  *   libbpf's log   kept for error reports, printed with TCPINSPECT_DEBUG
  *   ti_explain     one line: what failed, strerror, what to do
@@ -14,6 +15,8 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
 #include <net/if.h>
 #include <sched.h>
 #include <stdarg.h>
@@ -120,6 +123,50 @@ int ti_check_privileges(enum ti_mode mode, char *why, size_t whylen)
 		 ti_mode_names[mode], second_name, bpf ? "" : "CAP_BPF", !bpf && !other ? " and " : "",
 		 other ? "" : second_name);
 	return -EPERM;
+}
+
+int ti_drop_privileges(const char *user, char *why, size_t whylen)
+{
+	struct passwd *pw;
+	uid_t uid;
+	gid_t gid;
+	int e;
+
+	errno = 0;
+	pw = getpwnam(user);
+	if (!pw) {
+		e = errno;
+		if (!e || e == ENOENT || e == ESRCH || e == EBADF || e == EPERM) {
+			snprintf(why, whylen, "no user '%s' (getpwnam)", user);
+			return -ENOENT;
+		}
+		snprintf(why, whylen, "looking up user '%s' failed: %s", user, strerror(e));
+		return -e;
+	}
+	uid = pw->pw_uid, gid = pw->pw_gid;
+	if (initgroups(pw->pw_name, gid)) {
+		e = errno;
+		snprintf(why, whylen, "setting the groups of '%s' failed (initgroups): %s; only root can drop "
+			 "to another user", user, strerror(e));
+		return -e;
+	}
+	if (setgid(gid)) {
+		e = errno;
+		snprintf(why, whylen, "setgid(%u) for '%s' failed: %s", (unsigned)gid, user, strerror(e));
+		return -e;
+	}
+	if (setuid(uid)) {
+		e = errno;
+		snprintf(why, whylen, "setuid(%u) for '%s' failed: %s", (unsigned)uid, user, strerror(e));
+		return -e;
+	}
+	if (getuid() != uid || geteuid() != uid || getgid() != gid || getegid() != gid ||
+	    (uid != 0 && (setuid(0) == 0 || seteuid(0) == 0))) {
+		snprintf(why, whylen, "dropping to '%s' did not take (ids %u/%u, %u/%u)", user,
+			 (unsigned)getuid(), (unsigned)geteuid(), (unsigned)getgid(), (unsigned)getegid());
+		return -EPERM;
+	}
+	return 0;
 }
 
 /* ---- kernel facts ---------------------------------------------------------------- */

@@ -1,9 +1,13 @@
 /* pcapfile.c: reading and writing pcap files with libpcap (no Lua).
  * See pcapfile.h for what is read and what is written.
  */
+#define _GNU_SOURCE /* fopencookie */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <pcap/pcap.h>
 #include "pcapfile.h"
 
@@ -185,30 +189,132 @@ void ti_pcap_reader_close(struct ti_pcap_reader *r)
 
 /* ---- writing ---------------------------------------------------------------------- */
 
+/* A record's header in the file: 32-bit seconds and fraction, caplen, len. */
+struct pcap_sf_pkthdr_ {
+	uint32_t sec, frac, caplen, len;
+};
+
+/* Records whose last byte is in the file leave the pending ring. */
+static void writer_confirm(struct ti_pcap_writer *w)
+{
+	if (w->good_end < 24 && w->disk >= 24)
+		w->good_end = 24; /* the file's header */
+	while (w->npending && w->ends[w->head] <= w->disk) {
+		w->good_end = w->ends[w->head];
+		w->head = (w->head + 1) % TI_PCAP_PENDING;
+		w->npending--;
+		w->in_file++;
+	}
+}
+
+/* stdio's write: all of it, or the first error kept in w->err. */
+static ssize_t writer_cookie_write(void *cookie, const char *buf, size_t n)
+{
+	struct ti_pcap_writer *w = cookie;
+	size_t done = 0;
+
+	if (w->err) {
+		errno = w->err;
+		return -1;
+	}
+	while (done < n) {
+		ssize_t r = write(w->fd, buf + done, n - done);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			w->err = r < 0 ? errno : EIO;
+			break;
+		}
+		done += (size_t)r;
+		w->disk += (uint64_t)r;
+	}
+	writer_confirm(w);
+	if (w->err) {
+		errno = w->err;
+		return done ? (ssize_t)done : -1;
+	}
+	return (ssize_t)done;
+}
+
+static int writer_cookie_close(void *cookie)
+{
+	struct ti_pcap_writer *w = cookie;
+
+	if (w->own_fd && close(w->fd) && !w->err) {
+		w->err = errno;
+		return -1;
+	}
+	return 0;
+}
+
+static const cookie_io_functions_t writer_cookie = {
+	.write = writer_cookie_write,
+	.close = writer_cookie_close,
+};
+
 int ti_pcap_writer_open(struct ti_pcap_writer *w, const char *path, uint32_t snaplen,
 			int64_t rt_offset_ns, char *why, size_t whylen)
 {
 	pcap_t *p;
 	pcap_dumper_t *d;
+	struct stat st;
+	FILE *f;
+	int e;
 
 	memset(w, 0, sizeof(*w));
+	snprintf(w->path, sizeof(w->path), "%s", path);
+	if (!strcmp(path, "-")) {
+		w->fd = 1;
+	} else {
+		/* never through a symbolic link (root writing into a directory
+		 * others can write: /tmp), new files for the owner only */
+		w->fd = open(path, O_WRONLY | O_CREAT | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC, 0600);
+		if (w->fd < 0) {
+			e = errno;
+			/* ELOOP; EACCES where the kernel refuses first (a link of
+			 * another user's in a sticky directory, as /tmp) */
+			if ((e == ELOOP || e == EACCES) && lstat(path, &st) == 0 && S_ISLNK(st.st_mode))
+				snprintf(why, whylen, "%s: a symbolic link: tcpinspect does not write through one "
+					 "(a link planted in a directory others can write would redirect the capture); "
+					 "give the path of the file itself", path);
+			else
+				snprintf(why, whylen, "%s: %s", path, strerror(e));
+			return -e;
+		}
+		w->own_fd = true;
+		if (fstat(w->fd, &st) == 0 && S_ISREG(st.st_mode)) {
+			w->regular = true;
+			if (ftruncate(w->fd, 0)) {
+				e = errno;
+				snprintf(why, whylen, "%s: truncating it failed: %s", path, strerror(e));
+				close(w->fd);
+				return -e;
+			}
+		}
+	}
 	p = pcap_open_dead_with_tstamp_precision(DLT_LINUX_SLL2, (int)(snaplen + TI_SLL2_HLEN),
 						 PCAP_TSTAMP_PRECISION_NANO);
-	if (!p) {
-		snprintf(why, whylen, "%s: pcap_open_dead failed (out of memory)", path);
+	f = p ? fopencookie(w, "w", writer_cookie) : NULL;
+	if (!f) {
+		snprintf(why, whylen, "%s: out of memory", path);
+		if (p)
+			pcap_close(p);
+		if (w->own_fd)
+			close(w->fd);
 		return -ENOMEM;
 	}
-	errno = 0;
-	d = pcap_dump_open(p, path);
+	d = pcap_dump_fopen(p, f);
 	if (!d) {
-		int e = errno ? errno : EIO;
-
-		snprintf(why, whylen, "%s", pcap_geterr(p));
+		snprintf(why, whylen, "%s: %s", path, pcap_geterr(p));
+		fclose(f);
 		pcap_close(p);
-		return -e;
+		return -EIO;
 	}
 	w->p = p;
 	w->d = d;
+	w->f = f;
+	w->bytes = 24; /* the file's header, in f's buffer */
 	w->rt_offset_ns = rt_offset_ns;
 	return 0;
 }
@@ -221,8 +327,10 @@ void ti_pcap_writer_write(struct ti_pcap_writer *w, const struct ti_event *e, co
 	struct pcap_pkthdr h;
 	int64_t ts = (int64_t)e->ts + w->rt_offset_ns;
 
-	if (!w->d)
+	if (!w->d || w->err)
 		return;
+	if (w->npending == TI_PCAP_PENDING && fflush(w->f))
+		return; /* the ring is full: learn what reached the file first */
 	if (caplen > sizeof(buf) - TI_SLL2_HLEN)
 		caplen = sizeof(buf) - TI_SLL2_HLEN;
 	memset(buf, 0, TI_SLL2_HLEN);
@@ -241,29 +349,44 @@ void ti_pcap_writer_write(struct ti_pcap_writer *w, const struct ti_event *e, co
 	pcap_dump((u_char *)w->d, &h, buf);
 	w->written++;
 	w->unflushed++;
+	w->bytes += sizeof(struct pcap_sf_pkthdr_) + h.caplen;
+	w->ends[(w->head + w->npending++) % TI_PCAP_PENDING] = w->bytes;
+	writer_confirm(w);
 }
 
 int ti_pcap_writer_flush(struct ti_pcap_writer *w)
 {
-	if (!w->d || !w->unflushed)
+	if (!w->d)
 		return 0;
-	w->unflushed = 0;
-	if (pcap_dump_flush(w->d))
-		return errno ? -errno : -EIO;
-	return 0;
+	if (!w->err && w->unflushed) {
+		w->unflushed = 0;
+		if (fflush(w->f) && !w->err)
+			w->err = errno ? errno : EIO;
+	}
+	return -w->err;
 }
 
 int ti_pcap_writer_close(struct ti_pcap_writer *w)
 {
-	int err = 0;
+	int err;
 
 	if (w->d) {
-		if (pcap_dump_flush(w->d))
-			err = errno ? -errno : -EIO;
-		pcap_dump_close(w->d);
+		if (!w->err && fflush(w->f) && !w->err)
+			w->err = errno ? errno : EIO;
+		/* after an error: the file ends with its last whole record */
+		if (w->err && w->regular && w->disk > w->good_end)
+			(void)!ftruncate(w->fd, (off_t)w->good_end);
+		pcap_dump_close(w->d); /* fclose: the cookie's close(2) */
 	}
 	if (w->p)
 		pcap_close(w->p);
-	w->d = w->p = NULL;
+	w->d = w->p = w->f = NULL;
+	err = -w->err;
 	return err;
+}
+
+void ti_pcap_writer_why(const struct ti_pcap_writer *w, int err, char *why, size_t whylen)
+{
+	snprintf(why, whylen, "writing %s failed: %s; %llu packets written to it", w->path, strerror(-err),
+		 (unsigned long long)w->in_file);
 }

@@ -355,17 +355,38 @@ int ti_session_open_replay(lua_State *L)
 
 /* ---- close ---------------------------------------------------------------- */
 
-/* Flush and close the dump file: 0 or -errno of its last write. */
-static int dump_stop(struct ti_session *s)
+/* Flush and close the dump file: 0 or -errno of its first write or close
+ * error, with why ("writing PATH failed: ...; N packets written to it"). */
+static int dump_stop_why(struct ti_session *s, char *why, size_t whylen)
 {
 	int err = 0;
 
 	if (s->dump) {
 		err = ti_pcap_writer_close(s->dump);
+		if (err && why)
+			ti_pcap_writer_why(s->dump, err, why, whylen);
 		free(s->dump);
 		s->dump = NULL;
 	}
 	return err;
+}
+
+static int dump_stop(struct ti_session *s)
+{
+	return dump_stop_why(s, NULL, 0);
+}
+
+/* After a poll: the dump file's first write error, if any, closes it and
+ * returns the fail tuple (3), else 0. */
+static int dump_check(lua_State *L, struct ti_session *s)
+{
+	char why[512];
+	int err;
+
+	if (!s->dump || !ti_pcap_writer_flush(s->dump))
+		return 0;
+	err = dump_stop_why(s, why, sizeof(why));
+	return ti_fail(L, err, "dump: %s", why);
 }
 
 static int session_close(lua_State *L)
@@ -518,8 +539,8 @@ static int replay_poll(lua_State *L, struct ti_session *s, lua_Integer timeout)
 	lua_settop(L, top);
 	if (rc < 0)
 		return ti_fail(L, rc, "replay: %s", why);
-	if (s->dump && (rc = ti_pcap_writer_flush(s->dump)))
-		return ti_fail(L, rc, "writing the dump file failed: %s", strerror(-rc));
+	if ((rc = dump_check(L, s)))
+		return rc;
 	lua_pushinteger(L, s->delivered);
 	return 1;
 }
@@ -566,8 +587,8 @@ static int session_poll(lua_State *L)
 	lua_settop(L, top);
 	if (n < 0 && n != -EINTR)
 		return ti_fail(L, n, "reading the ring buffer failed: %s", strerror(-n));
-	if (s->dump && (n = ti_pcap_writer_flush(s->dump)))
-		return ti_fail(L, n, "writing the dump file failed: %s", strerror(-n));
+	if ((n = dump_check(L, s)))
+		return n;
 	lua_pushinteger(L, s->delivered);
 	return 1;
 }
@@ -653,8 +674,8 @@ static int session_dump(lua_State *L)
 	int err;
 
 	if (lua_isnoneornil(L, 2) || (lua_isboolean(L, 2) && !lua_toboolean(L, 2))) {
-		if ((err = dump_stop(s)))
-			return ti_fail(L, err, "writing the dump file failed: %s", strerror(-err));
+		if ((err = dump_stop_why(s, why, sizeof(why))))
+			return ti_fail(L, err, "dump: %s", why);
 		lua_settop(L, 1);
 		return 1;
 	}
@@ -667,8 +688,8 @@ static int session_dump(lua_State *L)
 	if (!s->events)
 		return luaL_error(L, "tcpinspect: dump: this session was opened with events = false, "
 				     "so no packet will be delivered; open it with events = true");
-	if ((err = dump_stop(s)))
-		return ti_fail(L, err, "writing the dump file failed: %s", strerror(-err));
+	if ((err = dump_stop_why(s, why, sizeof(why))))
+		return ti_fail(L, err, "dump: %s", why);
 	w = malloc(sizeof(*w));
 	if (!w)
 		return ti_fail(L, -ENOMEM, "dump: out of memory");

@@ -256,6 +256,9 @@ local function live(modes)
 			assert(net.read_file(pipe.rc) == "0\n", "watch -w - | tshark: " .. (net.read_file(pipe.err) or ""))
 			pipe.fields = fields_of(net.read_file(pipe.out))
 		end
+		-- -w files are created 0600 (issue 19): readable for the replays,
+		-- which run as nobody
+		for _, f in pairs(wfiles) do net.must("chmod 644 " .. net.q(f)) end
 		return { outs = outs, file = cap.file, pkts = pkts, wfiles = wfiles, pipe = pipe }
 	end)
 	for i = #fns, 1, -1 do pcall(fns[i]) end

@@ -294,8 +294,13 @@ local function parsers()
 	P.watch:flag("-A", "After each line, the captured bytes in ASCII, as tcpdump -A (sets -s 0 unless " ..
 		"-s is given).")
 	P.watch:option("-w --write", "Write the segments to a pcap file (LINUX_SLL2) instead of printing " ..
-		"them; '-' is stdout.", nil, nonempty "-w"):argname "<file>"
+		"them; '-' is stdout.  A new file is 0600; a symbolic link is refused.", nil, nonempty "-w")
+		:argname "<file>"
+	P.watch:option("-Z --relinquish-privileges", "As tcpdump -Z: once attached, become this user " ..
+		"(groups, gid, uid) before opening the -w file, which the user then owns.", nil, nonempty "-Z")
+		:argname "<user>"
 	VALUE_OPTS["-c"], VALUE_OPTS["--count"], VALUE_OPTS["-w"], VALUE_OPTS["--write"] = true, true, true, true
+	VALUE_OPTS["-Z"], VALUE_OPTS["--relinquish-privileges"] = true, true
 
 	P.top = new_parser("tcpinspect top",
 		"The top flows, destination ports and sources, from the kernel's maps, every interval.")
@@ -564,7 +569,8 @@ end
 
 local function probes_text(s)
 	local names = {}
-	for name in pairs(s.probes or {}) do names[#names + 1] = name end
+	-- tc's probe names carry interface names: printed as tcpdump would
+	for name in pairs(s.probes or {}) do names[#names + 1] = fmt.printable(name) end
 	table.sort(names)
 	return table.concat(names, ", ")
 end
@@ -638,14 +644,23 @@ end
 
 -- ---- watch -------------------------------------------------------------------------
 
-local function cmd_watch(a, s, say)
+local function cmd_watch(a, s, say, usage)
 	local out, packet = io.stdout, fmt.packet
 	local count, printed = a.count, 0
 	if a.json then packet = json.packet end
+	if a.relinquish_privileges then
+		-- tcpdump -Z: attached; the file is opened as the user
+		local ok, err, errno = tcpinspect.drop_privileges(a.relinquish_privileges)
+		if not ok and tcpinspect.errname(errno) == "ENOENT" then
+			script.fail(2, "argument '-Z': " .. tostring(err), usage)
+		elseif not ok then
+			script.fail(1, "tcpinspect: argument '-Z': " .. tostring(err))
+		end
+	end
 	if a.write then
 		-- tcpdump -w: the file gets the segments, the terminal nothing
 		local ok, err = s:dump(a.write)
-		if not ok then script.fail(1, "tcpinspect: " .. tostring(err)) end
+		if not ok then script.fail(1, "tcpinspect: argument '-w': " .. tostring(err)) end
 		out = { write = function() end }
 	end
 	local dump = (a.X and not a.json and fmt.hex_ascii) or (a.A and not a.json and fmt.ascii) or nil
@@ -664,7 +679,7 @@ local function cmd_watch(a, s, say)
 	local t0 = s:now()
 	local why = M.drive(s, { duration = a.duration, interval = a.interval or 1 })
 	local ok, err = s:dump(nil) -- flushed and closed
-	if not ok then script.fail(1, "tcpinspect: " .. tostring(err)) end
+	if not ok then script.fail(1, "tcpinspect: argument '-w': " .. tostring(err)) end
 	say(M.summary(printed .. (a.write and " packets written" or " packets printed"),
 		s:now() - t0, why, s:stats()))
 	return 0
@@ -857,7 +872,8 @@ local function cmd_top_netns(a, s, say)
 		out[#out + 1] = table.concat({ P("NETNS", 11), P("NAME", 28), P("PACKETS", -9), P("BYTES", -10),
 			P("PKT/S", -8), P("BYTES/S", -12) }, " ")
 		for _, e in ipairs(list) do
-			out[#out + 1] = table.concat({ P(e.netns, 11), P(e.name, 28), P(e.packets, -9), P(fmt.bytes(e.bytes), -10),
+			out[#out + 1] = table.concat({ P(e.netns, 11), P(fmt.printable(e.name), 28), P(e.packets, -9),
+				P(fmt.bytes(e.bytes), -10),
 				P(fmt.rate(e.pps), -8), P(fmt.byterate(e.bps), -12) }, " ")
 		end
 		if tty then io.write("\27[H\27[2J") end
@@ -986,8 +1002,10 @@ end
 
 -- ---- main -------------------------------------------------------------------------
 
+-- messages quote names from the system (interfaces, paths): printable,
+-- lines and a traceback's tabs kept
 local function print_err(msg)
-	io.stderr:write(msg, "\n")
+	io.stderr:write((tostring(msg):gsub("[^\n\t]+", fmt.printable)), "\n")
 end
 
 --- Read tcpdump's -F FILE: the expression, '#' to the end of a line
@@ -1063,7 +1081,7 @@ function M.main(argv)
 	if not ok then
 		local bad = a:match("^unknown option '([^']+)'")
 		if bad then a = unknown_option(bad, cmd, P) end
-		io.stderr:write(usage, "\n\ntcpinspect: error: ", a, "\n")
+		io.stderr:write(usage, "\n\ntcpinspect: error: ", fmt.printable(a), "\n")
 		return 2
 	end
 	if a.help then
@@ -1091,7 +1109,7 @@ function M.main(argv)
 			o.events = false
 		end
 		session = open_session(o, usage, given)
-		if cmd == "watch" then return cmd_watch(a, session, say) end
+		if cmd == "watch" then return cmd_watch(a, session, say, usage) end
 		if cmd == "top" then return cmd_top(a, session, say) end
 		if cmd == "export" then return cmd_export(a, session, say) end
 		return cmd_stats(a, session, say)
@@ -1101,7 +1119,7 @@ function M.main(argv)
 	if run_ok then return code end
 	if script.is_exit(code) then
 		if code.usage then
-			io.stderr:write(usage, "\n\ntcpinspect: error: ", code.msg, "\n")
+			io.stderr:write(usage, "\n\ntcpinspect: error: ", fmt.printable(code.msg), "\n")
 		elseif code.msg then
 			print_err(code.msg)
 		end

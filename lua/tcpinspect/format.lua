@@ -24,6 +24,32 @@ M.flags = require("tcpinspect.core").flagstr
 -- os.date is the slow part of a timestamp: cache the text of the last second
 local last_sec, last_hms = nil, nil
 
+-- tcpdump's fn_print_char: a byte as it is when printable ASCII, else
+-- "M-" for the high bit, then "^" and the byte xor 0x40 for a control one
+local VIS = {}
+for c = 0, 255 do
+	local t, b = "", c
+	if b > 0x7f then t, b = "M-", b & 0x7f end
+	if b < 0x20 or b == 0x7f then t, b = t .. "^", b ~ 0x40 end
+	VIS[string.char(c)] = t .. string.char(b)
+end
+
+--- A name from the system or a capture (an interface, a process's comm,
+-- a namespace's name) as it can be printed on a terminal: printable ASCII
+-- (0x20-0x7e) as it is, any other byte as tcpdump prints it (its
+-- `fn_print_char`): "M-" for a byte with the high bit set, followed by that
+-- byte's low 7 bits; a control character as "^" and the character 0x40 above
+-- it ("\27" ESC -> "^[", "\7" BEL -> "^G", DEL -> "^?", "\155" -> "M-^[",
+-- "\233" -> "M-i").  So no byte from a name can move the cursor, clear the
+-- screen or retitle the terminal.
+-- @tparam string s
+-- @treturn string
+function M.printable(s)
+	s = tostring(s)
+	if not s:find("[^\32-\126]") then return s end
+	return (s:gsub("[^\32-\126]", VIS))
+end
+
 --- Wall-clock time of day as tcpdump prints it: "15:04:05.123456" (local time).
 -- @tparam number t seconds since the epoch (a float, like `p.time`)
 -- @treturn string
