@@ -270,6 +270,35 @@ end)
 			MODE, M, secs, esecs)
 	end)
 
+	it("[tc] an interface named with invalid UTF-8 (a veth in a netns): promtool accepts the exposition #hostonly",
+		function()
+		local defer = cleanups()
+		local ns = net.netns("u8")
+		defer(function() ns:destroy() end)
+		-- Linux takes any byte but '/', ':' and blanks in a name: a stray
+		-- 0xff, and 0xc3 (a two-byte lead) before an ASCII 'x'
+		local dev = "v\xff\xc3x"
+		net.must(("ip -n %s link add %s type veth peer name %s"):format(ns.name, net.q(dev), "u8peer"))
+		net.must(("ip -n %s link set %s up"):format(ns.name, net.q(dev)))
+		net.must(("ip -n %s link set u8peer up"):format(ns.name))
+		local listen = "127.0.0.1:19467"
+		local p = cli.start({ "export", "--mode", "tc", "--dev", dev .. ",lo", "--listen", listen,
+			"--duration", "30" }, { netns = ns.name })
+		defer(function() p:kill() end)
+		p:ready()
+		local text = metrics_text(ns.name, listen)
+		promtool_ok(text)
+		assert.is_truthy(utf8.len(text), "the exposition is valid UTF-8")
+		-- the probe's label: the name with U+FFFD for each byte that starts
+		-- no valid sequence
+		local want = 'probe="tc/ingress:v\u{FFFD}\u{FFFD}x"'
+		assert.matches(want, text, 1, true)
+		assert.matches('probe="tc/ingress:lo"', text, 1, true)
+		p:terminate()
+		assert.are.equal(0, p:wait().code)
+		net.say("[tc] export --dev 'v\\xff\\xc3x': %s, promtool check metrics passes", want)
+	end)
+
 	it(("[%s] examples/syn_flood.lua --listen: Prometheus text with one alert per ALERT line #hostonly"):format(MODE),
 		function()
 		local defer = cleanups()

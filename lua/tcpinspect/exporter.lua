@@ -122,13 +122,18 @@ function Server:_drop(c)
 end
 
 -- The oldest idle connection (no complete request yet), of source src or
--- of any source.
+-- of any source.  Each candidate's pending bytes are read first (never
+-- waiting): a scraper whose request has arrived is answered, not closed.
 function Server:_oldest_idle(src)
-	local best
-	for c in pairs(self.clients) do
-		if c.reading and (not src or c.src == src) and (not best or c.seq < best.seq) then best = c end
+	while true do
+		local best
+		for c in pairs(self.clients) do
+			if c.reading and (not src or c.src == src) and (not best or c.seq < best.seq) then best = c end
+		end
+		if not best then return nil end
+		self:_read(best)
+		if self.clients[best] and best.reading then return best end
 	end
-	return best
 end
 
 local function response(code, ctype, body, head_only, extra)
