@@ -539,6 +539,8 @@ describe("export arguments", function()
 			{ { "export", "--listen", "nope" }, "argument '%-%-listen': expected ADDR:PORT" },
 			{ { "export", "--listen", "127.0.0.1:99999" }, "port out of range" },
 			{ { "export", "--max-series", "0" }, "argument '%-%-max%-series': expected an integer >= 1" },
+			{ { "export", "--max-per-source", "0" }, "argument '%-%-max%-per%-source': expected an integer >= 1" },
+			{ { "-e", "print(1)", "--max-per-source", "x" }, "argument '%-%-max%-per%-source'" },
 			{ { "-e", "print(1)", "--listen", "x:y" }, "argument '%-%-listen'" },
 		} do
 			local r = cli.run(case[1])
@@ -548,5 +550,6 @@ describe("export arguments", function()
 		local r = cli.run { "export", "--help" }
 		assert.are.equal(0, r.code)
 		assert.matches("%-%-max%-series", r.out)
+		assert.matches("%-%-max%-per%-source", r.out)
 	end)
 end)

@@ -270,6 +270,40 @@ end)
 			MODE, M, secs, esecs)
 	end)
 
+	it(("[%s] --max-per-source 2: a third idle client from one address closes the first #hostonly"):format(MODE),
+		function()
+		local defer = cleanups()
+		local ns = net.netns("ps")
+		defer(function() ns:destroy() end)
+		local _, listen = start_export(ns.name, defer, { "--max-per-source", "2" })
+		local host, port = listen:match("^(.*):(%d+)$")
+		local function count(filter)
+			local _, out = ns:exec(("ss -Htn state established '( %s = :%s )'"):format(filter, port))
+			return select(2, out:gsub("\n", "\n"))
+		end
+		-- the server's side of its established connections
+		local function served() return count("sport") end
+		local idle = {}
+		defer(function() for _, pid in ipairs(idle) do net.kill(pid, "KILL") end end)
+		for i = 1, 3 do
+			idle[i] = net.spawn(("exec ip netns exec %s timeout 20 sh -c 'sleep 20 | nc %s %s'"):format(
+				ns.name, host, port))
+			-- (a connection is in the table once the server's side is established)
+			assert.is_truthy(net.wait_until(function() return served() == math.min(i, 2) end, 5),
+				("after client %d: %d served"):format(i, served()))
+			net.sleep(0.3) -- accepted by the loop (it steps every 0.25 s at most)
+		end
+		-- the server closed one: two established on its side and on the clients'
+		-- (the first client's is closing), all three nc processes still waiting
+		net.sleep(0.5)
+		assert.are.equal(2, served())
+		assert.are.equal(2, count("dport"))
+		for i = 1, 3 do assert.is_true(net.alive(idle[i]), "nc " .. i) end
+		local text, secs = metrics_text(ns.name, listen)
+		assert.matches("tcpinspect_seen_total", text, 1, true)
+		net.say("[%s] --max-per-source 2: 3 idle clients -> 2 open, the first closed; a scrape took %.3f s", MODE, secs)
+	end)
+
 	it("[tc] an interface named with invalid UTF-8 (a veth in a netns): promtool accepts the exposition #hostonly",
 		function()
 		local defer = cleanups()
