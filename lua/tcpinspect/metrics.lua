@@ -77,8 +77,10 @@ end
 local valid_utf8 = M.valid_utf8
 
 -- The key of a label set: each value's length, then its bytes, so that
--- {"x\0y", "z"} and {"x", "y\0z"} never share one.
+-- {"x\0y", "z"} and {"x", "y\0z"} never share one (a family's label
+-- count is fixed: one value is its own key).
 local function keyof(values)
+	if #values == 1 then return values[1] end
 	local parts = {}
 	for i, v in ipairs(values) do parts[i] = #v .. ":" .. v end
 	return table.concat(parts)
