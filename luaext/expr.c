@@ -8,8 +8,11 @@
  * TI_CBPF_WINDOW bytes of the segment (what a hook copies for a filter).
  * Indirect loads ([x + k]) are bounded through a forward pass that carries
  * the largest value A, X and each memory word can hold at each instruction
- * (X from 4*([k]&0xf) is at most 60, and so on); the interpreter still
- * checks every load at run time (a load past the buffer rejects).
+ * (X from 4*([k]&0xf) is at most 60, and so on): an indirect load whose
+ * X has no bound is refused, so every load of an accepted program stays in
+ * the window and its verdict is libpcap's on the same bytes, whatever the
+ * snaplen and live or replayed.  The interpreter still checks every load at
+ * run time (a load past the end of a shorter segment rejects, as libpcap's).
  *
  * Plain C, no Lua: options.c (filter.expr) and the replay session use it.
  */
@@ -73,16 +76,29 @@ static uint64_t alu_bound(unsigned op, uint64_t a, uint64_t v, bool is_k)
 }
 
 /* The bytes a load of size at offset base + k reaches, checked against the
- * window.  0, or -1 with err filled. */
+ * window.  0, or -1 with err filled.
+ *
+ * Every load must stay inside the window whatever the segment holds: the
+ * interpreter has the first TI_CBPF_WINDOW bytes (fewer for a shorter
+ * segment), libpcap the whole segment, so a load that could reach past the
+ * window would give a verdict of its own (a reject where libpcap reads a
+ * byte), and one that depended on how many bytes a hook happened to copy
+ * (the snaplen, live or replay).  An indirect load whose X has no bound
+ * (an offset read from the segment, `tcp[tcp[4:4]]`, or computed with a
+ * subtraction) is therefore refused, not "checked at run time". */
 static int check_load(const char *expr, uint64_t base, uint32_t k, unsigned size, int pc, char *err,
 		      size_t errlen)
 {
 	uint64_t end = base + k + size;
 
 	if (base >= UNBOUNDED) {
-		if ((uint64_t)k + size <= TI_CBPF_WINDOW)
-			return 0; /* bounded at run time only */
-		end = (uint64_t)k + size;
+		snprintf(err, errlen,
+			 "'%s': reads at an offset known only at run time (instruction %d: "
+			 "the index can be any 32-bit value); a filter expression sees only the "
+			 "first %d bytes from the IP header on, so bound the index (e.g. "
+			 "tcp[tcp[4] & 0x7f])",
+			 expr, pc, TI_CBPF_WINDOW);
+		return -1;
 	}
 	if (end <= TI_CBPF_WINDOW)
 		return 0;
@@ -156,7 +172,7 @@ int ti_expr_check(const char *expr, const struct ti_cbpf_prog *p, char *err, siz
 				goto bad;
 			switch (TI_BPF_MODE(c)) {
 			case TI_BPF_IMM: v = in->k; break;
-			case TI_BPF_LEN: v = 0xffff; break;
+			case TI_BPF_LEN: v = UNBOUNDED; break; /* a length: 32 bits */
 			case TI_BPF_MEM:
 				if (in->k >= 16)
 					goto bad;

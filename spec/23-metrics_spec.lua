@@ -185,6 +185,116 @@ describe("tcpinspect.metrics", function()
 		end
 	end)
 
+	it("replaces invalid UTF-8 in label values with U+FFFD: promtool accepts the exposition", function()
+		local reg = clocked()
+		local g = reg:gauge("iface_up", { "dev" }, "Interfaces.")
+		local c = reg:counter("hits", { "dev", "src" }, "Hits.")
+		-- a stray byte, a truncated sequence, an overlong '/', a surrogate,
+		-- a code point past U+10FFFF, and valid text around them
+		local bad = { "veth\xff0", "eth\xc3", "a\xc0\xafb", "s\xed\xa0\x80", "\xf4\x90\x80\x80x", "caf\xc3\xa9" }
+		for i, v in ipairs(bad) do
+			g:set(v, i)
+			c:inc({ v, "10.0.0." .. i }, i)
+		end
+		local text = reg:render()
+		promtool_ok(text)
+		assert.is_truthy(utf8.len(text), "the exposition is valid UTF-8")
+		assert.matches('iface_up{dev="veth\u{FFFD}0"} 1\n', text, 1, true)
+		assert.matches('iface_up{dev="eth\u{FFFD}"} 2\n', text, 1, true)
+		assert.matches('iface_up{dev="a\u{FFFD}\u{FFFD}b"} 3\n', text, 1, true)
+		assert.matches('iface_up{dev="s\u{FFFD}\u{FFFD}\u{FFFD}"} 4\n', text, 1, true)
+		assert.matches('iface_up{dev="\u{FFFD}\u{FFFD}\u{FFFD}\u{FFFD}x"} 5\n', text, 1, true)
+		assert.matches('iface_up{dev="caf\u{e9}"} 6\n', text, 1, true)
+		assert.matches('hits_total{dev="veth\u{FFFD}0",src="10.0.0.1"} 1\n', text, 1, true)
+		local list, sum = family(text, "hits_total")
+		assert.are.equal(#bad, #list)
+		assert.are.equal(21, sum)
+		-- a value is one series whichever way it is written
+		c:inc({ "veth\u{FFFD}0", "10.0.0.1" }, 1)
+		list, sum = family(reg:render(), "hits_total")
+		assert.are.equal(#bad, #list)
+		assert.are.equal(22, sum)
+	end)
+
+	it("keys label sets unambiguously: {x\\0y, z} and {x, y\\0z} are two series", function()
+		local reg = clocked()
+		local c = reg:counter("pairs", { "a", "b" }, "Pairs.")
+		local g = reg:gauge("levels", { "a", "b" }, "Levels.")
+		c:inc({ "x\0y", "z" }, 1)
+		c:inc({ "x", "y\0z" }, 2)
+		c:inc({ "x\0", "" }, 4)
+		c:inc({ "x", "\0" }, 8)
+		g:set({ "x\0y", "z" }, 3)
+		g:set({ "x", "y\0z" }, 5)
+		local text = reg:render()
+		promtool_ok(text)
+		local list, sum, values = family(text, "pairs_total")
+		assert.are.equal(4, #list)
+		assert.are.equal(15, sum)
+		assert.are.equal(1, values['pairs_total{a="x\0y",b="z"}'])
+		assert.are.equal(2, values['pairs_total{a="x",b="y\0z"}'])
+		list, sum = family(text, "levels")
+		assert.are.equal(2, #list)
+		assert.are.equal(8, sum)
+	end)
+
+	it("bounds gauges: max_series folds them, a value not set for gauge_ttl seconds is dropped", function()
+		local reg, t = clocked { max_series = 3, gauge_ttl = 300 }
+		local g = reg:gauge("conns", { "k" }, "Connections.")
+		local info = reg:gauge("build", { "v" }, { help = "Info.", uncapped = true })
+		info:set("1.0", 1)
+		local function tracked()
+			local n = 0
+			for _ in pairs(g.info) do n = n + 1 end
+			return n
+		end
+		for i = 1, 10 do g:set("k" .. i, i) end
+		local text = reg:render()
+		local list, sum = family(text, "conns")
+		assert.are.equal(4, #list) -- k8, k9, k10 and other
+		assert.are.equal(55, sum)
+		assert.matches('tcpinspect_folded_values{metric="conns"} 7\n', text, 1, true)
+		assert.are.equal(10, tracked())
+		-- k1..k4 set again at t = 200; at t = 350 the others are 350 s old
+		t.now = 200
+		for i = 1, 4 do g:set("k" .. i, i) end
+		assert.are.equal(55, select(2, family(reg:render(), "conns")))
+		t.now = 350
+		text = reg:render()
+		promtool_ok(text)
+		list, sum = family(text, "conns")
+		assert.are.equal(4, tracked())
+		assert.are.equal('conns{k="k2"} conns{k="k3"} conns{k="k4"} conns{k="other"}', table.concat(list, " "))
+		assert.are.equal(10, sum)
+		assert.matches('tcpinspect_folded_values{metric="conns"} 1\n', text, 1, true)
+		-- inc and dec count as setting; the uncapped info gauge stays
+		t.now = 600
+		g:inc("k2")
+		g:dec("k3", 2)
+		t.now = 700
+		text = reg:render()
+		list, sum = family(text, "conns")
+		assert.are.equal(2, tracked())
+		-- nothing folds now: "other" (a series once shown) stays, at 0
+		assert.are.equal('conns{k="k2"} conns{k="k3"} conns{k="other"}', table.concat(list, " "))
+		assert.are.equal(3 + 1, sum)
+		assert.matches('conns{k="other"} 0\n', text, 1, true)
+		assert.matches('build{v="1.0"} 1\n', text, 1, true)
+		-- 200 000 values set once cost nothing after gauge_ttl
+		for i = 1, 200000 do g:set("v" .. i, 1) end
+		assert.are.equal(4, #family(reg:render(), "conns"))
+		assert.are.equal(200002, tracked())
+		t.now = 1001
+		text = reg:render()
+		assert.are.equal(0, tracked())
+		list, sum = family(text, "conns")
+		assert.are.equal('conns{k="other"}', table.concat(list, " "))
+		assert.are.equal(0, sum)
+		assert.matches('tcpinspect_folded_values{metric="conns"} 0\n', text, 1, true)
+		assert.has_error(function() metrics.registry { gauge_ttl = 0 } end)
+		assert.has_error(function() reg:gauge("x", { "k" }, { ttl = "never" }) end)
+	end)
+
 	it("is in the script prelude as `metrics`", function()
 		local names = script.prelude_names()
 		local found = false
@@ -284,22 +394,131 @@ describe("tcpinspect.exporter (HTTP)", function()
 		assert(ok, err)
 	end)
 
-	it("turns away connections over MAX_CLIENTS with 503", function()
+	-- an idle connection from src (nil: 127.0.0.1)
+	local function idle(srv, src)
+		local c = socket.tcp4()
+		if src then assert(c:bind(src, 0)) end
+		c:settimeout(2)
+		assert(c:connect("127.0.0.1", srv.port))
+		return c
+	end
+	-- closed by the server? (the client reads EOF at once, or nothing)
+	local function closed(c)
+		c:settimeout(0.05)
+		local _, e = c:receive(1)
+		return e == "closed"
+	end
+
+	it("a full table closes its oldest idle connection for a new one", function()
 		local saved = exporter.MAX_CLIENTS
-		exporter.MAX_CLIENTS = 2
-		local ok, err = pcall(serve, function(srv)
+		exporter.MAX_CLIENTS = 3
+		local ok, err = pcall(function()
+			local reg = metrics.registry()
+			reg:counter("spec_hits", nil, "Hits."):inc(7)
+			local srv = assert(exporter.server { listen = "127.0.0.1:0", registry = reg, max_per_source = 100 })
 			local held = {}
-			for i = 1, 2 do
-				held[i] = socket.tcp4()
-				assert(held[i]:connect("127.0.0.1", srv.port))
+			for i = 1, 3 do
+				held[i] = idle(srv, "127.0.0." .. (10 + i))
+				srv:step(0.05)
 			end
-			srv:step(0.05)
-			assert.are.equal(503, (request(srv, "GET /metrics HTTP/1.1\r\n\r\n")))
+			assert.are.equal(3, srv.nclients)
+			-- the request takes the place of the oldest (held[1]), and is answered
+			assert.are.equal(200, (request(srv, "GET /metrics HTTP/1.1\r\n\r\n")))
+			assert.is_true(closed(held[1]))
+			assert.is_false(closed(held[2]))
+			assert.is_false(closed(held[3]))
+			assert.are.equal(2, srv.nclients)
+			assert.are.equal(1, srv.evicted)
 			for _, c in ipairs(held) do c:close() end
+			srv:close()
 		end)
 		exporter.MAX_CLIENTS = saved
 		assert(ok, err)
 	end)
+
+	it("caps connections per source address: the source's own oldest idle one makes room", function()
+		local reg = metrics.registry()
+		local srv = assert(exporter.server { listen = "127.0.0.1:0", registry = reg, max_per_source = 3 })
+		local ok, err = pcall(function()
+			local a, b = {}, {}
+			for i = 1, 3 do a[i] = idle(srv, "127.0.0.2") srv:step(0.05) end
+			for i = 1, 2 do b[i] = idle(srv, "127.0.0.3") srv:step(0.05) end
+			assert.are.equal(5, srv.nclients)
+			a[4] = idle(srv, "127.0.0.2")
+			srv:step(0.05)
+			srv:step(0.05)
+			-- 127.0.0.2 still has 3, its first is gone; 127.0.0.3 untouched
+			assert.are.equal(5, srv.nclients)
+			assert.are.same({ ["127.0.0.2"] = 3, ["127.0.0.3"] = 2 }, srv.bysource)
+			assert.is_true(closed(a[1]))
+			for i = 2, 4 do assert.is_false(closed(a[i]), "a" .. i) end
+			for i = 1, 2 do assert.is_false(closed(b[i]), "b" .. i) end
+			for _, c in ipairs(a) do c:close() end
+			for _, c in ipairs(b) do c:close() end
+			assert.has_error(function() exporter.server { listen = "127.0.0.1:0", registry = reg, max_per_source = 0 } end)
+		end)
+		srv:close()
+		assert(ok, err)
+	end)
+
+	-- a server in its own process (so that curl can scrape it while this one
+	-- holds the idle clients); returns its port and a stop function
+	local function server_child()
+		local path, portfile = net.tmpfile(".lua"), net.tmpfile(".port")
+		net.write_file(path, ([[
+local socket = require "socket"
+local metrics = require "tcpinspect.metrics"
+local exporter = require "tcpinspect.exporter"
+local reg = metrics.registry()
+reg:counter("spec_hits", nil, "Hits."):inc(7)
+local srv = assert(exporter.server { listen = "127.0.0.1:0", registry = reg })
+local f = io.open(%q, "w") f:write(srv.port, "\n") f:close()
+local t0 = socket.gettime()
+while socket.gettime() - t0 < 60 do srv:step(0.1) end
+srv:close()
+]]):format(portfile))
+		local pid = net.spawn("exec " .. net.lua_cmd(path))
+		local port = net.wait_until(function()
+			local s = net.read_file(portfile)
+			return s and tonumber(s:match("^(%d+)\n"))
+		end, 10)
+		assert(port, "the server child did not start")
+		return port, function() net.kill(pid, "KILL") os.remove(path) os.remove(portfile) end
+	end
+
+	for _, case in ipairs {
+		{ "one source (127.0.0.1)", function() return nil end },
+		{ "200 sources (127.0.1.1-200)", function(i) return "127.0.1." .. i end },
+	} do
+		it("with 200 idle clients held open (" .. case[1] .. "), curl's scrape answers in under 1 s", function()
+			local port, stop = server_child()
+			local held = {}
+			local ok, err = pcall(function()
+				for i = 1, 200 do
+					held[i] = idle({ port = port }, case[2](i))
+				end
+				socket.sleep(0.3) -- the server has taken them all
+				local times = {}
+				for k = 1, 5 do
+					local _, out = net.sh(("curl -s -m 5 -o /dev/null -w '%%{http_code} %%{time_total}' " ..
+						"http://127.0.0.1:%d/metrics"):format(port))
+					local code, secs = out:match("^(%d+) ([%d.]+)")
+					assert.are.equal("200", code, "scrape " .. k .. ": " .. out)
+					assert.is_true(tonumber(secs) < 1, ("scrape %d took %s s"):format(k, secs))
+					times[k] = secs
+				end
+				-- the server kept at most 64 of them open (the rest were closed for room)
+				local alive = 0
+				for _, c in ipairs(held) do if not closed(c) then alive = alive + 1 end end
+				assert.is_true(alive <= exporter.MAX_CLIENTS, alive .. " idle clients open")
+				net.say("200 idle clients (%s): 5 curl scrapes of 200 in %s s; %d idle still open",
+					case[1], table.concat(times, ", "), alive)
+			end)
+			for _, c in ipairs(held) do c:close() end
+			stop()
+			assert(ok, err)
+		end)
+	end
 
 	it("parses --listen and reports a port in use", function()
 		assert.are.same({ "0.0.0.0", 9464 }, { exporter.parse_listen("0.0.0.0:9464") })
@@ -320,6 +539,8 @@ describe("export arguments", function()
 			{ { "export", "--listen", "nope" }, "argument '%-%-listen': expected ADDR:PORT" },
 			{ { "export", "--listen", "127.0.0.1:99999" }, "port out of range" },
 			{ { "export", "--max-series", "0" }, "argument '%-%-max%-series': expected an integer >= 1" },
+			{ { "export", "--max-per-source", "0" }, "argument '%-%-max%-per%-source': expected an integer >= 1" },
+			{ { "-e", "print(1)", "--max-per-source", "x" }, "argument '%-%-max%-per%-source'" },
 			{ { "-e", "print(1)", "--listen", "x:y" }, "argument '%-%-listen'" },
 		} do
 			local r = cli.run(case[1])
@@ -329,5 +550,6 @@ describe("export arguments", function()
 		local r = cli.run { "export", "--help" }
 		assert.are.equal(0, r.code)
 		assert.matches("%-%-max%-series", r.out)
+		assert.matches("%-%-max%-per%-source", r.out)
 	end)
 end)

@@ -270,6 +270,69 @@ end)
 			MODE, M, secs, esecs)
 	end)
 
+	it(("[%s] --max-per-source 2: a third idle client from one address closes the first #hostonly"):format(MODE),
+		function()
+		local defer = cleanups()
+		local ns = net.netns("ps")
+		defer(function() ns:destroy() end)
+		local _, listen = start_export(ns.name, defer, { "--max-per-source", "2" })
+		local host, port = listen:match("^(.*):(%d+)$")
+		local function count(filter)
+			local _, out = ns:exec(("ss -Htn state established '( %s = :%s )'"):format(filter, port))
+			return select(2, out:gsub("\n", "\n"))
+		end
+		-- the server's side of its established connections
+		local function served() return count("sport") end
+		local idle = {}
+		defer(function() for _, pid in ipairs(idle) do net.kill(pid, "KILL") end end)
+		for i = 1, 3 do
+			idle[i] = net.spawn(("exec ip netns exec %s timeout 20 sh -c 'sleep 20 | nc %s %s'"):format(
+				ns.name, host, port))
+			-- (a connection is in the table once the server's side is established)
+			assert.is_truthy(net.wait_until(function() return served() == math.min(i, 2) end, 5),
+				("after client %d: %d served"):format(i, served()))
+			net.sleep(0.3) -- accepted by the loop (it steps every 0.25 s at most)
+		end
+		-- the server closed one: two established on its side and on the clients'
+		-- (the first client's is closing), all three nc processes still waiting
+		net.sleep(0.5)
+		assert.are.equal(2, served())
+		assert.are.equal(2, count("dport"))
+		for i = 1, 3 do assert.is_true(net.alive(idle[i]), "nc " .. i) end
+		local text, secs = metrics_text(ns.name, listen)
+		assert.matches("tcpinspect_seen_total", text, 1, true)
+		net.say("[%s] --max-per-source 2: 3 idle clients -> 2 open, the first closed; a scrape took %.3f s", MODE, secs)
+	end)
+
+	it("[tc] an interface named with invalid UTF-8 (a veth in a netns): promtool accepts the exposition #hostonly",
+		function()
+		local defer = cleanups()
+		local ns = net.netns("u8")
+		defer(function() ns:destroy() end)
+		-- Linux takes any byte but '/', ':' and blanks in a name: a stray
+		-- 0xff, and 0xc3 (a two-byte lead) before an ASCII 'x'
+		local dev = "v\xff\xc3x"
+		net.must(("ip -n %s link add %s type veth peer name %s"):format(ns.name, net.q(dev), "u8peer"))
+		net.must(("ip -n %s link set %s up"):format(ns.name, net.q(dev)))
+		net.must(("ip -n %s link set u8peer up"):format(ns.name))
+		local listen = "127.0.0.1:19467"
+		local p = cli.start({ "export", "--mode", "tc", "--dev", dev .. ",lo", "--listen", listen,
+			"--duration", "30" }, { netns = ns.name })
+		defer(function() p:kill() end)
+		p:ready()
+		local text = metrics_text(ns.name, listen)
+		promtool_ok(text)
+		assert.is_truthy(utf8.len(text), "the exposition is valid UTF-8")
+		-- the probe's label: the name with U+FFFD for each byte that starts
+		-- no valid sequence
+		local want = 'probe="tc/ingress:v\u{FFFD}\u{FFFD}x"'
+		assert.matches(want, text, 1, true)
+		assert.matches('probe="tc/ingress:lo"', text, 1, true)
+		p:terminate()
+		assert.are.equal(0, p:wait().code)
+		net.say("[tc] export --dev 'v\\xff\\xc3x': %s, promtool check metrics passes", want)
+	end)
+
 	it(("[%s] examples/syn_flood.lua --listen: Prometheus text with one alert per ALERT line #hostonly"):format(MODE),
 		function()
 		local defer = cleanups()

@@ -319,7 +319,9 @@ local function parsers()
 			:argname "<addr:port>"
 		p:option("--max-series", "At most N label values per metric family; the rest fold into 'other' " ..
 			"(default 100).", nil, posint "--max-series"):argname "<n>"
-		VALUE_OPTS["--listen"], VALUE_OPTS["--max-series"] = true, true
+		p:option("--max-per-source", "At most N connections from one address; a new one closes that " ..
+			"address's oldest idle one (default 8).", nil, posint "--max-per-source"):argname "<n>"
+		VALUE_OPTS["--listen"], VALUE_OPTS["--max-series"], VALUE_OPTS["--max-per-source"] = true, true, true
 	end
 	P.export = new_parser("tcpinspect export",
 		"Serve the counters, per-port and per-source maps and the payload histogram as Prometheus " ..
@@ -913,7 +915,7 @@ end
 local function cmd_export(a, s, say)
 	local reg = metrics.registry { max_series = a.max_series }
 	exporter.kernel_metrics(s, reg)
-	local srv, err = exporter.server { listen = a.listen, registry = reg }
+	local srv, err = exporter.server { listen = a.listen, registry = reg, max_per_source = a.max_per_source }
 	if not srv then script.fail(1, "tcpinspect: export: " .. err) end
 	say(string.format("export: incoming TCP segments, %s mode (%s); serving %s; Ctrl-C to stop", s.mode,
 		probes_text(s), srv.url))
@@ -991,6 +993,7 @@ local function cmd_run(a, rest, usage, say, given)
 		drive = M.drive,
 		listen = a.listen,
 		max_series = a.max_series,
+		max_per_source = a.max_per_source,
 		summary = function(s, elapsed, why)
 			say(M.summary((a.script or "-e") .. " ran", elapsed, why, s:stats()))
 		end,

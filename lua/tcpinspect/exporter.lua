@@ -13,15 +13,20 @@
 -- as `exporter.fd_waiter(session:fd())`) and then does only what needs no
 -- waiting.  A client has `REQUEST_TIMEOUT` seconds to send its request
 -- headers (at most `MAX_REQUEST` bytes) and `WRITE_TIMEOUT` seconds to take
--- the answer; at most `MAX_CLIENTS` connections are open at once.  So a
+-- the answer; at most `MAX_CLIENTS` connections are open at once, at most
+-- `max_per_source` (default `MAX_PER_SOURCE`) from one address.  So a
 -- half-open connection, or a client sending one byte a second, costs a
--- socket until its deadline, never a wait.
+-- socket until its deadline, never a wait; and none can keep a scraper
+-- out: a connection that would exceed either limit closes the oldest idle
+-- one (connected, no complete request yet) of its source, or else of the
+-- table, to make room.
 --
 -- Answers: `GET /metrics` (or HEAD) 200 with the registry's text; `GET /`
 -- a small page linking to it; other paths 404; other methods 405; a
 -- malformed request line or an unsupported HTTP version 400 / 505; headers
--- over MAX_REQUEST 431; a client too slow with its request 408; more
--- clients than MAX_CLIENTS 503.  Every answer closes the connection.
+-- over MAX_REQUEST 431; a client too slow with its request 408; a new
+-- connection when every one in the table is busy answering 503.  Every
+-- answer closes the connection.
 -- @module tcpinspect.exporter
 local socket = require "socket"
 
@@ -31,6 +36,7 @@ M.MAX_REQUEST = 8192
 M.REQUEST_TIMEOUT = 5
 M.WRITE_TIMEOUT = 10
 M.MAX_CLIENTS = 64
+M.MAX_PER_SOURCE = 8
 M.DEFAULT_LISTEN = "127.0.0.1:9464"
 M.CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -72,11 +78,16 @@ Server.__index = Server
 --- Listen.
 -- @tparam table opts listen ("ADDR:PORT", default 127.0.0.1:9464);
 --   registry (a tcpinspect.metrics registry) or handler
---   (function(method, path) -> code, content_type, body)
+--   (function(method, path) -> code, content_type, body); max_per_source
+--   (connections open at once from one address, default MAX_PER_SOURCE)
 -- @treturn[1] server
 -- @treturn[2] nil
 -- @treturn[2] string why ("cannot listen on ...: address already in use")
 function M.server(opts)
+	local per_source = opts.max_per_source or M.MAX_PER_SOURCE
+	if math.type(per_source) ~= "integer" or per_source < 1 then
+		error("exporter: max_per_source: expected an integer >= 1, got " .. tostring(per_source), 2)
+	end
 	local host, port = M.parse_listen(opts.listen or M.DEFAULT_LISTEN)
 	if not host then return nil, port end
 	local addrinfo = socket.dns.getaddrinfo(host)
@@ -90,7 +101,8 @@ function M.server(opts)
 		return nil, ("cannot listen on %s: %s"):format(opts.listen or M.DEFAULT_LISTEN, err)
 	end
 	srv:settimeout(0)
-	local self = setmetatable({ srv = srv, clients = {}, nclients = 0, registry = opts.registry,
+	local self = setmetatable({ srv = srv, clients = {}, nclients = 0, bysource = {}, seq = 0,
+		max_per_source = per_source, evicted = 0, registry = opts.registry,
 		handler = opts.handler, listen = opts.listen or M.DEFAULT_LISTEN, served = 0, now = socket.gettime }, Server)
 	self.addr, self.port = srv:getsockname()
 	self.port = tonumber(self.port)
@@ -103,8 +115,25 @@ function Server:_drop(c)
 	if self.clients[c] then
 		self.clients[c] = nil
 		self.nclients = self.nclients - 1
+		local n = self.bysource[c.src] - 1
+		self.bysource[c.src] = n > 0 and n or nil
 	end
 	c.sock:close()
+end
+
+-- The oldest idle connection (no complete request yet), of source src or
+-- of any source.  Each candidate's pending bytes are read first (never
+-- waiting): a scraper whose request has arrived is answered, not closed.
+function Server:_oldest_idle(src)
+	while true do
+		local best
+		for c in pairs(self.clients) do
+			if c.reading and (not src or c.src == src) and (not best or c.seq < best.seq) then best = c end
+		end
+		if not best then return nil end
+		self:_read(best)
+		if self.clients[best] and best.reading then return best end
+	end
 end
 
 local function response(code, ctype, body, head_only, extra)
@@ -181,10 +210,27 @@ function Server:_accept()
 		local sock = self.srv:accept()
 		if not sock then return end
 		sock:settimeout(0)
-		local c = { sock = sock, buf = "", reading = true, deadline = self.now() + M.REQUEST_TIMEOUT }
+		local src = sock:getpeername() or "?"
+		self.seq = self.seq + 1
+		local c = { sock = sock, buf = "", reading = true, deadline = self.now() + M.REQUEST_TIMEOUT,
+			src = src, seq = self.seq }
+		-- room first: a source at its cap gives up its own oldest idle
+		-- connection, a full table the oldest idle one of all
+		local victim
+		if (self.bysource[src] or 0) >= self.max_per_source then
+			victim = self:_oldest_idle(src)
+		elseif self.nclients >= M.MAX_CLIENTS then
+			victim = self:_oldest_idle()
+		end
+		if victim then
+			self:_drop(victim)
+			self.evicted = self.evicted + 1
+		end
 		self.clients[c] = true
 		self.nclients = self.nclients + 1
-		if self.nclients > M.MAX_CLIENTS then
+		self.bysource[src] = (self.bysource[src] or 0) + 1
+		if self.nclients > M.MAX_CLIENTS or self.bysource[src] > self.max_per_source then
+			-- every connection in the way is busy answering
 			self:_answer(c, 503, "too many connections\n")
 			if self.clients[c] then self:_drop(c) end
 		end

@@ -28,6 +28,18 @@
 -- shows its whole total.  Gauges fold by sum.
 -- `<prefix>folded_values{metric="NAME"}` (see `render`) reports how many
 -- label values each family folds now.
+--
+-- Gauges forget: a label value of a labelled gauge that was not set (set,
+-- inc, dec) for `gauge_ttl` seconds (default 300, Prometheus's staleness
+-- window) is dropped at the next render, kept or folded, so a gauge family
+-- remembers only the values set in the last `gauge_ttl` seconds (counters'
+-- folded values are forgotten once their decayed rate is nothing).
+-- Families made with `uncapped` (info gauges, set once) keep theirs.
+--
+-- Label values are text in UTF-8: invalid sequences are replaced with
+-- U+FFFD (as the Prometheus client libraries do) before the value is used,
+-- so the exposition is always valid; label sets are keyed by their values'
+-- lengths and bytes, so no two sets share a series.
 -- @module tcpinspect.metrics
 local M = {}
 
@@ -37,18 +49,49 @@ M.MARGIN = 0.25  -- a challenger must beat the weakest kept value by 25%
 M.PRUNE = 1e-3   -- folded values whose score decayed below this are forgotten
 M.DEFAULT_BUCKETS = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10 }
 M.OTHER = "other"
+M.GAUGE_TTL = 300 -- seconds: a gauge value not set for this long is dropped
 
 local NAME_RE = "^[%a_:][%w_:]*$"
 local LABEL_RE = "^[%a_][%w_]*$"
 
 -- ---- text format helpers -------------------------------------------------------
 
+--- s with every invalid UTF-8 sequence (a stray byte, an overlong form, a
+-- surrogate, a code point past U+10FFFF) replaced with U+FFFD, one per
+-- byte that starts no valid sequence.
+function M.valid_utf8(s)
+	if utf8.len(s) then return s end
+	local out, i = {}, 1
+	while true do
+		local n, bad = utf8.len(s, i)
+		if n then
+			out[#out + 1] = s:sub(i)
+			break
+		end
+		out[#out + 1] = s:sub(i, bad - 1)
+		out[#out + 1] = "\u{FFFD}"
+		i = bad + 1
+	end
+	return table.concat(out)
+end
+local valid_utf8 = M.valid_utf8
+
+-- The key of a label set: each value's length, then its bytes, so that
+-- {"x\0y", "z"} and {"x", "y\0z"} never share one (a family's label
+-- count is fixed: one value is its own key).
+local function keyof(values)
+	if #values == 1 then return values[1] end
+	local parts = {}
+	for i, v in ipairs(values) do parts[i] = #v .. ":" .. v end
+	return table.concat(parts)
+end
+
 local function escape_label(v)
 	return (v:gsub("[\\\"\n]", { ["\\"] = "\\\\", ['"'] = '\\"', ["\n"] = "\\n" }))
 end
 
 local function escape_help(v)
-	return (v:gsub("[\\\n]", { ["\\"] = "\\\\", ["\n"] = "\\n" }))
+	return (valid_utf8(v):gsub("[\\\n]", { ["\\"] = "\\\\", ["\n"] = "\\n" }))
 end
 
 --- A sample value in the text format: integers without a decimal point,
@@ -98,7 +141,7 @@ function Family:_key(labels, level)
 			error(("metrics: %s has %d labels (%s): pass a table"):format(self.name, n,
 				table.concat(names, ", ")), level)
 		end
-		values[1] = tostring(labels)
+		values[1] = valid_utf8(tostring(labels))
 	elseif tl == "table" then
 		for i, name in ipairs(names) do
 			local v = labels[name]
@@ -106,13 +149,13 @@ function Family:_key(labels, level)
 			if v == nil then
 				error(("metrics: %s: label '%s' missing"):format(self.name, name), level)
 			end
-			values[i] = tostring(v)
+			values[i] = valid_utf8(tostring(v))
 		end
 	elseif n > 0 then
 		error(("metrics: %s: expected label values for %s, got %s"):format(self.name,
 			table.concat(names, ", "), tl), level)
 	end
-	return table.concat(values, "\0"), values
+	return keyof(values), values
 end
 
 -- the series of a key: a kept one, or nil when the key is folded (admits
@@ -184,6 +227,7 @@ function Family:inc(a, b)
 	local key, values = self:_key(labels, 3)
 	local s = self:_series(key, values)
 	if self.type == "gauge" then
+		self:_touch(key)
 		if s then
 			s.v = s.v + n
 		else
@@ -214,7 +258,14 @@ function Family:set(a, b)
 	if self.type ~= "gauge" then error("metrics: " .. self.name .. ": only a gauge has set()", 2) end
 	local key, values = self:_key(labels, 3)
 	local s = self:_series(key, values)
+	self:_touch(key)
 	if s then s.v = v else self.info[key].val = v end
+end
+
+-- a gauge's value was set now (labelled gauges with a ttl)
+function Family:_touch(key)
+	local info = self.ttl and self.info[key]
+	if info then info.set_at = self.reg.clock() end
 end
 
 --- Counters fed from absolute totals (a kernel map): the increment since
@@ -320,7 +371,14 @@ function Family:update(now)
 	if self.nolabels then return end
 	local decay_tau = self.reg.tau
 	for key, info in pairs(self.info) do
-		if self.type == "gauge" then
+		if self.ttl and now - (info.set_at or now) > self.ttl then
+			-- a gauge value not set for ttl seconds: forgotten
+			if self.kept[key] then
+				self.kept[key] = nil
+				self.nkept = self.nkept - 1
+			end
+			self.info[key] = nil
+		elseif self.type == "gauge" then
 			local s = self.kept[key]
 			info.score = math.abs(s and s.v or info.val or 0)
 		else
@@ -394,6 +452,14 @@ function Family:_render(out)
 	out[#out + 1] = "# TYPE " .. self.name .. " " .. self.type
 	local list = {}
 	for _, k in ipairs(sorted_keys(self.kept)) do list[#list + 1] = self.kept[k] end
+	-- in the order of their values (the keys start with lengths)
+	table.sort(list, function(a, b)
+		local va, vb = a.values, b.values
+		for i = 1, #va do
+			if va[i] ~= vb[i] then return va[i] < vb[i] end
+		end
+		return false
+	end)
 	if self.type == "gauge" and not self.nolabels then
 		local sum, any = 0, false
 		for key, info in pairs(self.info) do
@@ -440,8 +506,13 @@ function M.registry(opts)
 	if math.type(max) ~= "integer" or max < 1 then
 		error("metrics: max_series: expected an integer >= 1, got " .. tostring(max), 2)
 	end
+	local ttl = opts.gauge_ttl or M.GAUGE_TTL
+	if type(ttl) ~= "number" or ttl ~= ttl or ttl <= 0 then
+		error("metrics: gauge_ttl: expected seconds > 0, got " .. tostring(ttl), 2)
+	end
 	return setmetatable({ families = {}, byname = {}, max_series = max, clock = clock,
 		prefix = opts.prefix or "tcpinspect_", tau = opts.tau or M.TAU, margin = opts.margin or M.MARGIN,
+		gauge_ttl = ttl,
 		collectors = {} }, Registry)
 end
 
@@ -475,15 +546,22 @@ function Registry:_family(kind, name, labels, opts, level)
 	end
 	local max = opts.max_series or self.max_series
 	if opts.uncapped then max = math.maxinteger end
+	local ttl = false
+	if kind == "gauge" and #names > 0 and not opts.uncapped then ttl = self.gauge_ttl end
+	if opts.ttl ~= nil then ttl = opts.ttl end
+	if ttl ~= false and (type(ttl) ~= "number" or ttl ~= ttl or ttl <= 0) then
+		error(("metrics: %s: ttl: expected seconds > 0 or false, got %s"):format(name, tostring(ttl)), level)
+	end
 	if math.type(max) ~= "integer" or max < 1 then
 		error(("metrics: %s: max_series: expected an integer >= 1, got %s"):format(name, tostring(max)), level)
 	end
 	fam = setmetatable({ reg = self, name = name, type = kind, help = opts.help or name,
 		labelnames = names, nolabels = #names == 0, max = max, kept = {}, nkept = 0, info = {},
-		last = {}, present = {}, leader = opts.follow, uncapped = opts.uncapped }, Family)
+		last = {}, present = {}, leader = opts.follow, uncapped = opts.uncapped,
+		ttl = kind == "gauge" and #names > 0 and ttl or false }, Family)
 	local ov = {}
 	for i = 1, #names do ov[i] = M.OTHER end
-	fam.otherkey = table.concat(ov, "\0")
+	fam.otherkey = keyof(ov)
 	if kind == "histogram" then
 		local b = opts.buckets or M.DEFAULT_BUCKETS
 		fam.buckets = {}

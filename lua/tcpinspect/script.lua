@@ -416,7 +416,8 @@ function Runtime:execute(chunk)
 		-- listen before the script runs (and before the ready line): a
 		-- scraper may connect as soon as the session is attached
 		local exporter = require "tcpinspect.exporter"
-		local srv, err = exporter.server { listen = self.cfg.listen, registry = self.registry }
+		local srv, err = exporter.server { listen = self.cfg.listen, registry = self.registry,
+			max_per_source = self.cfg.max_per_source }
 		if not srv then M.fail(1, "tcpinspect: " .. err) end
 		self.server = srv
 		self.wants_loop = true
