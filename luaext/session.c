@@ -438,6 +438,13 @@ static int on_sample(void *ctx, void *data, size_t size)
 
 	if (ti_packet_set_record(s->view, data, size))
 		return 0; /* not one of ours: skip it */
+	if (s->cb_changed) {
+		/* on_packet was called from the callback before: from this
+		 * record on, the new function with its own fields (s->args) */
+		lua_getiuservalue(L, 1, UV_CALLBACK);
+		lua_replace(L, base + 2);
+		s->cb_changed = false;
+	}
 	s->delivered++;
 	if (s->dump)
 		dump_record(s, data, size);
@@ -480,6 +487,7 @@ static int delivery_begin(lua_State *L, struct ti_session *s, double slice)
 	s->cb_error = 0;
 	s->delivered = 0;
 	s->stop = false;
+	s->cb_changed = false;
 	s->signals = ti_signal_count;
 	s->deadline = ti_now_monotonic() + slice;
 	return lua_gettop(L);
@@ -614,8 +622,12 @@ static int session_on_packet(lua_State *L)
 			lua_pop(L, 1);
 		}
 	}
+	/* from a callback of this session: the callback running keeps what it
+	 * was given; the next record goes to fn with these fields */
 	memcpy(s->args, args, sizeof(args));
 	s->nargs = nargs;
+	if (s->L)
+		s->cb_changed = true;
 	lua_settop(L, 2);
 	lua_setiuservalue(L, 1, UV_CALLBACK);
 	lua_settop(L, 1);
