@@ -132,9 +132,8 @@ end
 -- `interval` are seconds of the capture (`session:now()`), so an hour of
 -- capture runs in as long as its packets take; without a duration the run
 -- ends with the file ("end").  When nothing is due before the next frame
--- (or the end of the duration) the clock jumps there, and the ticks in
--- between fire once, at the last of them, elapsed covering the gap;
--- `poll_ms` is not used.
+-- (or the end of the duration) the clock crosses the gap in one poll, and
+-- the ticks in it fire once, at the last of them, elapsed covering it.
 -- @treturn number events delivered
 -- @treturn string why it ended: "duration", "stopped", "signal" (see
 --   `trap_signals`), "end" (a replay's file)
@@ -185,8 +184,13 @@ function methods.run(self, opts)
 			end
 		end
 		local wait = math.min(next_tick, stop_at) - now
-		-- a replay has no latency to bound: poll_ms is for live sessions
-		wait = math.max(0, math.min(wait * 1000, replay and 2^53 or poll_ms))
+		wait = math.max(0, math.min(wait * 1000, poll_ms > 0 and poll_ms or replay and 2^53 or 0))
+		if replay and poll_ms > 0 and wait == poll_ms then
+			-- no frame in the next steps: skip the whole steps before the
+			-- next frame (the tick, the end) in one poll, on the same grid
+			local gap = (math.min(self.next_ts, next_tick, stop_at) - now) * 1000
+			if gap > 2 * poll_ms then wait = math.floor(gap / poll_ms) * poll_ms end
+		end
 		local n, err, errno = self:poll(round(wait))
 		if not n then return nil, err, errno end
 		total = total + n
