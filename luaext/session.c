@@ -502,7 +502,7 @@ static int replay_poll(lua_State *L, struct ti_session *s, lua_Integer timeout)
 {
 	uint64_t clock = ti_kernel_replay_clock(&s->k);
 	/* saturating: a clock near 2^64 ns stops there instead of wrapping */
-	uint64_t until = timeout < 0 || (uint64_t)timeout * 1000000u > UINT64_MAX - clock
+	uint64_t until = timeout < 0 || (uint64_t)timeout > (UINT64_MAX - clock) / 1000000u
 				 ? UINT64_MAX
 				 : clock + (uint64_t)timeout * 1000000u;
 	char why[512];

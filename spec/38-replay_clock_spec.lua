@@ -217,7 +217,7 @@ print("run", n, why, s:now(), s.next_ts)
 		assert.are.equal((2 ^ 64 - 615) / 1e9, s.next_ts)
 		assert.are.equal(2, s:poll(0x7fffffff))
 		assert.are.same({ math.maxinteger, math.maxinteger }, ts)
-		assert.are.equal(2 ^ 64 / 1e9, s:now()) -- the horizon saturated at 2^64 - 1 ns
+		assert.are.equal(2 ^ 64 / 1e9, s:now()) -- 2^64 - 115 ns as a float: the horizon saturated, no wrap
 		assert.are.equal(0, s:poll(1000))
 		assert.are.equal(2 ^ 64 / 1e9, s:now())
 	end)
