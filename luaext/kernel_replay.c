@@ -16,6 +16,7 @@
  * horizons the caller asks for (ti_replay_next), never with the wall clock.
  * The clock never goes backwards: a frame stamped before the clock is due
  * at once and handled at the clock's time, its record keeping its own ts.
+ * Frames that are not ours (no IP, not received) do not move it.
  * The cost is per frame and per call, never per span of capture time:
  * ti_replay_next_ts says where the next frame is, so a caller with nothing
  * due can jump its horizon there.
@@ -191,9 +192,10 @@ static int read_pending(struct ti_replay *r, char *why, size_t whylen)
 {
 	int rc;
 
+	/* a frame that is not ours does not move the clock: read ahead here,
+	 * it would show the callback of the frame before a later time */
 	while ((rc = ti_pcap_reader_next(&r->rd, &r->f, why, whylen)) == 2)
-		if (r->f.ts_ns > r->clock_ns)
-			r->clock_ns = r->f.ts_ns; /* not ours, but time passes */
+		;
 	if (rc <= 0) {
 		r->pending = false;
 		return rc;

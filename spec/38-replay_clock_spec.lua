@@ -223,6 +223,24 @@ print("run", n, why, s:now(), s.next_ts)
 		assert.are.equal(2 ^ 64 / 1e9, s:now())
 	end)
 
+	it("a frame that is not ours (ARP) does not move the clock", function()
+		local eth = ("\2"):rep(12)
+		local skip = dir .. "/skip.pcap"
+		pcapfile.write(skip, pcapfile.LINKTYPE_ETHERNET, {
+			{ sec = 10, data = eth .. "\8\0" .. syn(1001) },
+			{ sec = 20, data = eth .. "\8\6" .. ("\0"):rep(28) },
+			{ sec = 30, data = eth .. "\8\0" .. syn(1002) } })
+		local s <close> = assert(ti.replay { file = skip })
+		local at = {}
+		s:on_packet(function(p) at[#at + 1] = { p.sport, s:now() } end)
+		assert.are.equal(1, s:poll(15000)) -- to 25 s: the SYN at 10 s, the clock at 25 s
+		assert.are.same({ { 1001, 10 } }, at) -- before: 20, the ARP read ahead
+		assert.are.equal(25, s:now())
+		assert.are.equal(30, s.next_ts)
+		assert.are.equal(1, s:poll(-1))
+		assert.are.same({ { 1001, 10 }, { 1002, 30 } }, at)
+	end)
+
 	it("backwards time: delivered at once at the current clock, p.ts and -w keep the frame's own", function()
 		local out, last, code = cli("-r " .. BACK .. " " .. EVERY50)
 		assert.are.equal(0, code, last)
