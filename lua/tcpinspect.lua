@@ -137,12 +137,12 @@ end
 --   on_interval: function(session, elapsed) called every interval;
 --   poll_ms: the longest single wait, bounding event latency (default 100);
 --   should_stop: function() -> true to end the loop (checked after every poll)
--- On a replay (`tcpinspect.replay`) time is the capture's: `duration`,
--- `interval` and `poll_ms` are seconds of the capture (`session:now()`),
--- so an hour of capture runs in as long as its packets take; without a
--- duration the run ends with the file ("end"); with one longer than the
--- file, the clock runs on to it after the last packet (the intervals fire,
--- as they would live).
+-- On a replay (`tcpinspect.replay`) time is the capture's: `duration` and
+-- `interval` are seconds of the capture (`session:now()`), so an hour of
+-- capture runs in as long as its packets take; without a duration the run
+-- ends with the file ("end").  When nothing is due before the next frame
+-- (or the end of the duration) the clock crosses the gap in one poll, and
+-- the ticks in it fire once, at the last of them, elapsed covering it.
 -- @treturn number events delivered
 -- @treturn string why it ended: "duration", "stopped", "signal" (see
 --   `trap_signals`), "end" (a replay's file)
@@ -176,16 +176,34 @@ function methods.run(self, opts)
 	local round = replay and math.ceil or math.floor
 	local start = self:now()
 	local next_tick = start + interval
+	local stop_at = duration and start + duration or math.huge
 	local total = 0
 	stopping[self] = nil
 	while true do
 		local now = self:now()
-		local wait = next_tick - now
-		if duration then wait = math.min(wait, start + duration - now) end
-		wait = math.max(0, math.min(wait * 1000, poll_ms))
+		if replay then
+			-- Nothing is due before the next frame (or the end of the
+			-- duration): the ticks in between fire once, at the last of
+			-- them, so that the loop's cost follows the frames, not the span.
+			local horizon = math.min(self.next_ts, stop_at)
+			if horizon < math.huge and horizon - next_tick > interval then
+				local m = math.ceil((horizon - next_tick) / interval) - 1
+				while m > 0 and next_tick + m * interval >= horizon do m = m - 1 end
+				next_tick = next_tick + m * interval
+			end
+		end
+		local wait = math.min(next_tick, stop_at) - now
+		wait = math.max(0, math.min(wait * 1000, poll_ms > 0 and poll_ms or replay and 2^53 or 0))
+		if replay and poll_ms > 0 and wait == poll_ms then
+			-- no frame in the next steps: skip the whole steps before the
+			-- next frame (the tick, the end) in one poll, on the same grid
+			local gap = (math.min(self.next_ts, next_tick, stop_at) - now) * 1000
+			if gap > 2 * poll_ms then wait = math.floor(gap / poll_ms) * poll_ms end
+		end
 		local n, err, errno = self:poll(round(wait))
 		if not n then return nil, err, errno end
 		total = total + n
+		local before = now
 		now = self:now()
 		if on_interval and now >= next_tick then
 			on_interval(self, now - start)
@@ -201,7 +219,9 @@ function methods.run(self, opts)
 			stopping[self] = nil
 			return total, "stopped"
 		end
-		if duration and now - start >= duration then
+		if duration and (now - start >= duration
+				-- a replay's clock that can go no further (2^64 ns)
+				or replay and self.ended and wait > 0 and now <= before) then
 			-- drain what is pending, then stop
 			total = total + (self:poll(0) or 0)
 			return total, "duration"

@@ -551,6 +551,11 @@ uint64_t ti_kernel_replay_clock(const struct ti_kernel *k)
 	return k->replay ? ti_replay_clock(k->replay) : 0;
 }
 
+uint64_t ti_kernel_replay_next_ts(const struct ti_kernel *k)
+{
+	return k->replay ? ti_replay_next_ts(k->replay) : UINT64_MAX;
+}
+
 bool ti_kernel_replay_ended(const struct ti_kernel *k)
 {
 	return !k->replay || ti_replay_ended(k->replay);

@@ -230,6 +230,7 @@ int ti_kernel_replay_next(struct ti_kernel *k, uint64_t until_ns, const void **r
 			  char *why, size_t whylen);
 uint64_t ti_kernel_replay_clock(const struct ti_kernel *k); /* ns since the epoch */
 bool ti_kernel_replay_ended(const struct ti_kernel *k);     /* every frame handled */
+uint64_t ti_kernel_replay_next_ts(const struct ti_kernel *k); /* the next frame's ts (if not ended) */
 const char *ti_kernel_replay_linktype(const struct ti_kernel *k);
 
 /* Detach and unload everything; idempotent. */

@@ -36,6 +36,7 @@ int ti_replay_set_filter(struct ti_replay *r, const struct ti_filter *f);
 int ti_replay_next(struct ti_replay *r, uint64_t until_ns, const void **rec, size_t *size,
 		   char *why, size_t whylen);
 uint64_t ti_replay_clock(const struct ti_replay *r);
+uint64_t ti_replay_next_ts(const struct ti_replay *r);
 bool ti_replay_ended(const struct ti_replay *r);
 int ti_replay_linktype(const struct ti_replay *r);
 void ti_replay_stats(const struct ti_replay *r, uint64_t out[TI_STAT_MAX]);

@@ -14,6 +14,12 @@
  * Time is the capture's: a record's ts is its frame's timestamp (ns since
  * the epoch), and the replay's clock moves with the frames and with the
  * horizons the caller asks for (ti_replay_next), never with the wall clock.
+ * The clock never goes backwards: a frame stamped before the clock is due
+ * at once and handled at the clock's time, its record keeping its own ts.
+ * Frames that are not ours (no IP, not received) do not move it.
+ * The cost is per frame and per call, never per span of capture time:
+ * ti_replay_next_ts says where the next frame is, so a caller with nothing
+ * due can jump its horizon there.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -187,9 +193,10 @@ static int read_pending(struct ti_replay *r, char *why, size_t whylen)
 {
 	int rc;
 
+	/* a frame that is not ours does not move the clock: read ahead here,
+	 * it would show the callback of the frame before a later time */
 	while ((rc = ti_pcap_reader_next(&r->rd, &r->f, why, whylen)) == 2)
-		if (r->f.ts_ns > r->clock_ns)
-			r->clock_ns = r->f.ts_ns; /* not ours, but time passes */
+		;
 	if (rc <= 0) {
 		r->at_end = r->pending;
 		r->pending = false;
@@ -316,6 +323,15 @@ int ti_replay_next(struct ti_replay *r, uint64_t until_ns, const void **rec, siz
 uint64_t ti_replay_clock(const struct ti_replay *r)
 {
 	return r->clock_ns;
+}
+
+/* The timestamp of the next frame to handle (if not ended): what
+ * a caller with nothing due before it may jump its horizon to.  It can be
+ * below the clock (a frame stamped earlier than the one before it): the
+ * next ti_replay_next delivers it at once and the clock stays. */
+uint64_t ti_replay_next_ts(const struct ti_replay *r)
+{
+	return r->pending ? r->f.ts_ns : UINT64_MAX;
 }
 
 bool ti_replay_ended(const struct ti_replay *r)

@@ -27,7 +27,7 @@ struct ti_packet {
 /* The fields of a packet, X(name, how to push it), in the order of the
  * reference docs (tcpinspect.packet_fields()).  In scope: L, p, e. */
 #define PACKET_FIELDS(X)                                                   \
-	X(ts, lua_pushinteger(L, (lua_Integer)e->ts))                      \
+	X(ts, lua_pushinteger(L, e->ts > (uint64_t)LUA_MAXINTEGER ? LUA_MAXINTEGER : (lua_Integer)e->ts)) \
 	X(time, lua_pushnumber(L, (double)e->ts / 1e9 + p->rt_offset))    \
 	X(family, lua_pushinteger(L, e->family))                           \
 	X(saddr, ti_push_addr(L, e->family, e->saddr))                     \

@@ -154,6 +154,28 @@ static int link_layer(int lt, const uint8_t *d, uint32_t n, struct ti_pcap_frame
 	return 1;
 }
 
+/* A frame's timestamp in ns since the epoch, saturating: nanosecond
+ * precision (tv_usec holds nanoseconds), a time before the epoch reads 0
+ * and one past 2^64 - 1 ns (a pcapng's 64-bit count in a finer unit, say)
+ * reads UINT64_MAX, never a wrapped value. */
+uint64_t ti_pcap_ts_ns(int64_t sec, int64_t nsec)
+{
+	uint64_t s, ns;
+
+	if (sec < 0 || (sec == 0 && nsec < 0))
+		return 0;
+	if ((uint64_t)sec > UINT64_MAX / 1000000000u)
+		return UINT64_MAX;
+	s = (uint64_t)sec * 1000000000u;
+	if (nsec < 0) {
+		uint64_t borrow = (uint64_t)-(nsec + 1) + 1;
+
+		return borrow > s ? 0 : s - borrow;
+	}
+	ns = (uint64_t)nsec;
+	return ns > UINT64_MAX - s ? UINT64_MAX : s + ns;
+}
+
 int ti_pcap_reader_next(struct ti_pcap_reader *r, struct ti_pcap_frame *f, char *why, size_t whylen)
 {
 	struct pcap_pkthdr *h;
@@ -172,8 +194,12 @@ int ti_pcap_reader_next(struct ti_pcap_reader *r, struct ti_pcap_frame *f, char 
 	}
 	r->frames++;
 	memset(f, 0, sizeof(*f));
-	/* nanosecond precision: tv_usec holds nanoseconds */
-	f->ts_ns = (uint64_t)h->ts.tv_sec * 1000000000u + (uint64_t)h->ts.tv_usec;
+	/* a classic pcap's seconds are an unsigned 32-bit field (to 2106, as
+	 * the format and tshark read it) that libpcap reads as signed; a
+	 * pcapng's 64-bit count never comes out negative */
+	f->ts_ns = ti_pcap_ts_ns(h->ts.tv_sec < 0 && h->ts.tv_sec >= INT32_MIN
+					 ? (int64_t)h->ts.tv_sec + 0x100000000LL : (int64_t)h->ts.tv_sec,
+				 h->ts.tv_usec);
 	f->data = d;
 	f->caplen = h->caplen;
 	f->wirelen = h->len < h->caplen ? h->caplen : h->len;

@@ -47,6 +47,9 @@ struct ti_pcap_reader {
 
 /* Open a capture: 0, or -errno with why ("FILE: what is wrong"). */
 int ti_pcap_reader_open(struct ti_pcap_reader *r, const char *path, char *why, size_t whylen);
+/* A timestamp (seconds, nanoseconds) in ns since the epoch, saturating:
+ * 0 before the epoch, UINT64_MAX past it. */
+uint64_t ti_pcap_ts_ns(int64_t sec, int64_t nsec);
 /* The next frame: 1 a frame that may carry IP (f filled), 2 a frame that
  * is not for us (not IP, not received: skipped), 0 the end of the file,
  * -EIO with why for a truncated or damaged file. */

@@ -17,6 +17,7 @@
  * traceback is kept for session:traceback().
  */
 #include <errno.h>
+#include <math.h>
 #include <poll.h>
 #include <sys/epoll.h>
 #include <stdio.h>
@@ -45,7 +46,7 @@ const char *const ti_stat_names[TI_STAT_MAX + 1] = {
 /* The fields of session.X besides the methods (push_info, session_index). */
 const char *const ti_session_fields[] = {
 	"mode", "fallback_reason", "probes", "ring_size", "events", "sample", "closed", "file",
-	"ended", NULL,
+	"ended", "next_ts", NULL,
 };
 
 static struct ti_session *check_session(lua_State *L, int idx)
@@ -458,6 +459,13 @@ static int on_sample(void *ctx, void *data, size_t size)
 
 	if (ti_packet_set_record(s->view, data, size))
 		return 0; /* not one of ours: skip it */
+	if (s->cb_changed) {
+		/* on_packet was called from the callback before: from this
+		 * record on, the new function with its own fields (s->args) */
+		lua_getiuservalue(L, 1, UV_CALLBACK);
+		lua_replace(L, base + 2);
+		s->cb_changed = false;
+	}
 	s->delivered++;
 	if (s->dump)
 		dump_record(s, data, size);
@@ -500,6 +508,7 @@ static int delivery_begin(lua_State *L, struct ti_session *s, double slice)
 	s->cb_error = 0;
 	s->delivered = 0;
 	s->stop = false;
+	s->cb_changed = false;
 	s->signals = ti_signal_count;
 	s->deadline = ti_now_monotonic() + slice;
 	return lua_gettop(L);
@@ -512,8 +521,11 @@ static int delivery_begin(lua_State *L, struct ti_session *s, double slice)
  * clock stays at the last record delivered. */
 static int replay_poll(lua_State *L, struct ti_session *s, lua_Integer timeout)
 {
-	uint64_t until = timeout < 0 ? UINT64_MAX
-				     : ti_kernel_replay_clock(&s->k) + (uint64_t)timeout * 1000000u;
+	uint64_t clock = ti_kernel_replay_clock(&s->k);
+	/* saturating: a clock near 2^64 ns stops there instead of wrapping */
+	uint64_t until = timeout < 0 || (uint64_t)timeout > (UINT64_MAX - clock) / 1000000u
+				 ? UINT64_MAX
+				 : clock + (uint64_t)timeout * 1000000u;
 	char why[512];
 	int rc, top;
 
@@ -557,7 +569,9 @@ static int session_poll(lua_State *L)
 	lua_Integer timeout = luaL_optinteger(L, 2, 0);
 	int n, top;
 
-	if (timeout < -1 || timeout > 0x7fffffff)
+	/* a replay's wait is capture time, which the clock jumps across: any
+	 * length (the clock saturates at 2^64 ns) */
+	if (timeout < -1 || (timeout > 0x7fffffff && !s->k.replay))
 		return luaL_error(L, "tcpinspect: poll: timeout %I ms out of range", timeout);
 	if (s->L)
 		return luaL_error(L, "poll called from inside a callback of the same session");
@@ -629,8 +643,12 @@ static int session_on_packet(lua_State *L)
 			lua_pop(L, 1);
 		}
 	}
+	/* from a callback of this session: the callback running keeps what it
+	 * was given; the next record goes to fn with these fields */
 	memcpy(s->args, args, sizeof(args));
 	s->nargs = nargs;
+	if (s->L)
+		s->cb_changed = true;
 	lua_settop(L, 2);
 	lua_setiuservalue(L, 1, UV_CALLBACK);
 	lua_settop(L, 1);
@@ -803,6 +821,14 @@ static int session_index(lua_State *L)
 				const struct ti_session *s = lua_touserdata(L, 1);
 
 				lua_pushboolean(L, s->state == TI_OPEN && s->k.replay && ti_kernel_replay_ended(&s->k));
+				return 1;
+			}
+			if (!strcmp(k, "next_ts")) {
+				/* a replay's next frame, seconds on session:now()'s clock */
+				const struct ti_session *s = lua_touserdata(L, 1);
+				bool none = s->state != TI_OPEN || ti_kernel_replay_ended(&s->k);
+
+				lua_pushnumber(L, none ? HUGE_VAL : (double)ti_kernel_replay_next_ts(&s->k) / 1e9);
 				return 1;
 			}
 			lua_getiuservalue(L, 1, UV_INFO);

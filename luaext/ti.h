@@ -43,6 +43,7 @@ struct ti_session {
 	sig_atomic_t signals; /* ti_signal_count when this poll began */
 	bool probes_changed;  /* the tc link monitor changed what session.probes shows */
 	bool stop;          /* stop() was called: end delivery after this callback */
+	bool cb_changed;    /* on_packet from a callback: the next record takes the new one */
 	struct ti_packet *view; /* the reused packet view (user value 2) */
 	uint8_t args[TI_MAX_ARGS]; /* on_packet(fn, fields): the fields passed */
 	int nargs;

@@ -199,6 +199,25 @@ check("callback replaced and session closed between polls", function()
 	assert(not ok)
 end)
 
+check("on_packet(fn, fields) from inside a callback: the next record, the old one collected", function()
+	local s = open()
+	local got = {}
+	local fn2 = function(sport, len)
+		got[#got + 1] = math.type(sport) .. "/" .. math.type(len)
+		if #got == 3 then s:on_packet(nil) end
+	end
+	s:on_packet(function(p)
+		got[#got + 1] = "view"
+		s:on_packet(fn2, { "sport", "len" })
+		collectgarbage() -- this function is referenced by the running poll only
+		got[#got] = got[#got] .. ":" .. p.sport
+	end)
+	s:test_run(frame(13), 5)
+	assert(s:poll(0) == 5)
+	collectgarbage()
+	assert(table.concat(got, " ") == "view:13 integer/integer integer/integer", table.concat(got, " "))
+end)
+
 check("many sessions opened and collected", function()
 	for _ = 1, 10 do
 		local s = open()
