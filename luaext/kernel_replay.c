@@ -91,6 +91,7 @@ struct ti_replay {
 	struct ti_pcap_frame f; /* the next frame, read but not handled (pending) */
 	bool pending;
 	bool at_end; /* the file ended in this ti_replay_next: the clock stays */
+	uint64_t held_ns; /* the horizon that poll was asked for (0: none) */
 	uint64_t clock_ns;
 	uint32_t snaplen;
 	/* a read error met after a record: reported by the next call */
@@ -291,6 +292,15 @@ int ti_replay_next(struct ti_replay *r, uint64_t until_ns, const void **rec, siz
 		snprintf(why, whylen, "%s", r->read_why);
 		return rc;
 	}
+	/* after the poll that ended the file, the next horizon continues from
+	 * the one that poll was asked for, not from the last frame: a run's
+	 * ticks and duration stay on its grid (until_ns - clock is the wait) */
+	if (r->held_ns > r->clock_ns && until_ns != UINT64_MAX && until_ns > r->clock_ns) {
+		uint64_t wait = until_ns - r->clock_ns;
+
+		until_ns = r->held_ns > UINT64_MAX - wait ? UINT64_MAX : r->held_ns + wait;
+		r->held_ns = 0;
+	}
 	while (r->pending && r->f.ts_ns <= until_ns) {
 		if (r->f.ts_ns > r->clock_ns)
 			r->clock_ns = r->f.ts_ns;
@@ -313,6 +323,8 @@ int ti_replay_next(struct ti_replay *r, uint64_t until_ns, const void **rec, siz
 	 * next horizon moves it on (a duration longer than the file) */
 	if (r->at_end) {
 		r->at_end = false;
+		if (until_ns != UINT64_MAX && until_ns > r->clock_ns)
+			r->held_ns = until_ns;
 		return 0;
 	}
 	if (until_ns != UINT64_MAX && until_ns > r->clock_ns)

@@ -172,7 +172,7 @@ describe("replay: cost follows frames, not span", function()
 		local el = {}
 		for e in sout:gmatch("elapsed=(%S+)") do el[#el + 1] = e end
 		assert.are.equal(3, #el) -- 2 reports and the final line
-		assert.are.same({ "3999999998.0", "3999999999.0" }, { el[1], el[2] })
+		assert.are.same({ "3999999998.000", "3999999999.000" }, { el[1], el[2] })
 	end)
 
 	it("session:run: on_interval once across a gap, then the frame", function()
