@@ -15,7 +15,7 @@ local DATA = ("x"):rep(100)
 -- to it), the client bound to 127.0.0.1, so sources[127.0.0.1].syns == N.
 local FAMILIES = { { 4, "127.0.0.1" }, { 6, "::1" } }
 
-describe("#kernel counts", function()
+describe("#kernel #matrix counts", function()
 	for _, mode in ipairs(net.modes()) do
 		for _, fam in ipairs(FAMILIES) do
 			local family, client = fam[1], fam[2]

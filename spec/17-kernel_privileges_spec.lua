@@ -28,7 +28,7 @@ local function paranoid()
   return v
 end
 
-describe("privileges #kernel", function()
+describe("privileges #kernel #matrix", function()
   for _, mode in ipairs(modes) do
     local second = needs[mode]
     local NAME = "CAP_" .. second:upper()

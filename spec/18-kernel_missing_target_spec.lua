@@ -45,7 +45,7 @@ local function run_child(mode, family)
   return out
 end
 
-describe("missing probe target #kernel", function()
+describe("missing probe target #kernel #matrix", function()
   for _, mode in ipairs(modes) do
     it(mode .. ": without tcp_v6_rcv, v4 is probed and the gap reported", function()
       local out = run_child(mode)

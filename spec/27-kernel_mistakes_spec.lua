@@ -33,7 +33,7 @@ local function setup(opts)
 	return s, addr, port
 end
 
-describe("a new user's mistakes, live #kernel", function()
+describe("a new user's mistakes, live #kernel #cli", function()
 	it("p.dprot in on_packet: the script's line, a suggestion, a short traceback; on_exit runs", function()
 		local addr, port = net.addr4(), net.port()
 		local f = script(table.concat({

@@ -123,7 +123,7 @@ describe("cli: filter expressions and tcpdump's options", function()
 	end)
 end)
 
-describe("snaplen #kernel", function()
+describe("snaplen #kernel #matrix", function()
 	for _, mode in ipairs(net.modes()) do
 		it(("[%s] p:bytes() holds the whole segment, payload included, byte for byte as tcpdump captured it"):format(mode), function()
 			local addr, port = net.addr4(), net.port()
