@@ -42,6 +42,7 @@ void ti_kernel_init(struct ti_kernel *k)
 		k->tc[i].link_fd = k->tc[i].state_fd = -1;
 	k->tc_monitor_fd = -1;
 	k->tc_netns_fd = -1;
+	k->owner = (int)getpid();
 }
 
 /* ---- load ------------------------------------------------------------------------- */
@@ -190,6 +191,7 @@ int ti_kernel_load(struct ti_kernel *k, const struct ti_load_opts *o, enum ti_mo
 			return err;
 		}
 	}
+	k->owner = (int)getpid();
 	sk = k->skel = tcpinspect_bpf__open();
 	if (!sk)
 		return ti_explain(-errno, why, whylen, mode, "opening the BPF object");
@@ -502,8 +504,15 @@ void ti_kernel_close(struct ti_kernel *k)
 {
 	ti_replay_close(k->replay);
 	k->replay = NULL;
-	for (int i = 0; i < k->nlinks; i++)
+	/* a forked child closing its copy of the session (os.exit(0, true)
+	 * in a child, __gc) only closes its fds: detaching would take the
+	 * parent's hooks away (a link's fds are shared; legacy perf-event and
+	 * netlink attachments are not fds at all) */
+	for (int i = 0; i < k->nlinks; i++) {
+		if (k->owner != (int)getpid())
+			bpf_link__disconnect(k->links[i]);
 		bpf_link__destroy(k->links[i]);
+	}
 	k->nlinks = 0;
 	ti_tc_detach(k);
 	if (k->skel) {

@@ -150,6 +150,8 @@ struct ti_kernel {
 	struct ti_filter *slot_filter[2]; /* what each slot holds (for deletes) */
 	int ncpus;
 	struct ti_replay *replay;         /* a replayed capture instead of the kernel (kernel_replay.c) */
+	int owner;                        /* the PID that loaded and attached: only it detaches
+					   * (a forked child closes its copies of the fds, no more) */
 };
 
 void ti_kernel_init(struct ti_kernel *k);

@@ -236,11 +236,60 @@ static int tc_detach_one(int ifindex, uint32_t handle)
 	return err;
 }
 
+/* Read a state file's line: how many of NETNS IFINDEX HANDLE CONFIRMED it
+ * holds (files of older versions have no CONFIRMED: they were written
+ * after the attach). */
+static int state_read(FILE *f, unsigned *fns, int *ifindex, unsigned *handle, int *confirmed)
+{
+	int n = fscanf(f, "%u %d %u %d", fns, ifindex, handle, confirmed);
+
+	if (n == 3)
+		*confirmed = 1;
+	return n;
+}
+
+/* Does a living tcpinspect process (one holding its state file's lock)
+ * record this filter?  Then a dead process's unconfirmed file that names
+ * the same handle describes an attach that failed (EEXIST): its filter is
+ * the living one's. */
+static bool claimed_by_living(DIR *d, const char *skip, unsigned ns, int ifindex, unsigned handle)
+{
+	struct dirent *de;
+	bool found = false;
+	long pos = telldir(d);
+
+	rewinddir(d);
+	while (!found && (de = readdir(d))) {
+		char path[512];
+		unsigned fns, h;
+		int ifi, confirmed, fd;
+		FILE *f;
+
+		if (strncmp(de->d_name, "tc-", 3) || !strcmp(de->d_name, skip))
+			continue;
+		snprintf(path, sizeof(path), TI_TC_STATE_DIR "/%s", de->d_name);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		if (!flock(fd, LOCK_SH | LOCK_NB) || errno != EWOULDBLOCK || !(f = fdopen(fd, "r"))) {
+			close(fd); /* nobody holds it: not a living owner's */
+			continue;
+		}
+		found = state_read(f, &fns, &ifi, &h, &confirmed) >= 3 && fns == ns && ifi == ifindex &&
+			h == handle;
+		fclose(f);
+	}
+	seekdir(d, pos);
+	return found;
+}
+
 /* Remove the netlink tc filters of tcpinspect processes that died without
  * detaching (SIGKILL).  A state file whose flock we can take has no living
  * owner.  Only filters recorded in such files, still running our program,
  * in our network namespace, are touched; the files of namespaces that no
- * longer exist are removed (their filters went with them). */
+ * longer exist are removed (their filters went with them).  The file is
+ * written before the attach, so an owner killed at any instant of it left
+ * one: an unconfirmed one names a filter that may or may not exist. */
 void ti_tc_sweep_stale(void)
 {
 	DIR *d = opendir(TI_TC_STATE_DIR);
@@ -251,7 +300,7 @@ void ti_tc_sweep_stale(void)
 		return;
 	while ((de = readdir(d))) {
 		char path[512], gone[300];
-		int pid, ifindex, fd;
+		int pid, ifindex, fd, confirmed;
 		unsigned handle, fns;
 		struct stat st;
 		FILE *f;
@@ -271,15 +320,27 @@ void ti_tc_sweep_stale(void)
 			close(fd);
 			continue;
 		}
-		if (fscanf(f, "%u %d %u", &fns, &ifindex, &handle) == 3) {
+		if (state_read(f, &fns, &ifindex, &handle, &confirmed) >= 3) {
 			/* a filter that cannot be removed now keeps its file; one
 			 * in a namespace that is gone went with it (nothing holds
 			 * that namespace that a sweep could enter it by) */
-			if (fns == ns ? !ours(ifindex, handle) || !tc_detach_one(ifindex, handle)
-				      : ti_netns_find(fns, gone, sizeof(gone)) != 0)
+			bool drop;
+
+			if (fns != ns)
+				drop = ti_netns_find(fns, gone, sizeof(gone)) != 0;
+			else if (!ours(ifindex, handle))
+				drop = true;
+			else if (!confirmed && claimed_by_living(d, de->d_name, fns, ifindex, handle))
+				drop = true; /* its attach found the handle taken */
+			else
+				drop = !tc_detach_one(ifindex, handle);
+			if (drop)
 				unlink(path);
 		} else if (st.st_mtime < time(NULL) - 60) {
-			unlink(path); /* an owner that died between creating and writing it */
+			/* an owner that died between creating and writing it,
+			 * before any attach (a fresh one may be a living owner's
+			 * between its open and its flock) */
+			unlink(path);
 		}
 		fclose(f); /* and the lock with it */
 	}
@@ -302,6 +363,17 @@ static uint32_t next_handle(int attempt)
 
 /* ---- attach and detach ------------------------------------------------------------ */
 
+/* The state file's one line, "NETNS IFINDEX HANDLE CONFIRMED", in place
+ * (same length either way, so a reader never sees a mix).  0 or -1. */
+static int state_write(int fd, int ifindex, uint32_t handle, bool confirmed)
+{
+	char line[64];
+	int n = snprintf(line, sizeof(line), "%u %d %u %d\n", ti_netns_inode(), ifindex, handle,
+			 confirmed ? 1 : 0);
+
+	return pwrite(fd, line, (size_t)n, 0) == n ? 0 : -1;
+}
+
 static int tc_attach_netlink(struct ti_tc_hook *t, int prog_fd, char *why, size_t whylen)
 {
 	DECLARE_LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = t->ifindex, .attach_point = BPF_TC_INGRESS);
@@ -317,15 +389,18 @@ static int tc_attach_netlink(struct ti_tc_hook *t, int prog_fd, char *why, size_
 		uint32_t h = next_handle(attempt);
 		int fd;
 
-		/* the state file first, locked: from the moment the filter
-		 * exists a sweep can see that its owner is alive */
+		/* the state file first, locked and written: whenever this
+		 * process dies (SIGKILL at any instant), a sweep finds what it
+		 * may have attached.  "NS IFINDEX HANDLE 0" until the kernel
+		 * confirmed the attach, then "... 1" */
 		tc_state_path(path, sizeof(path), getpid(), h);
 		fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 		if (fd < 0 && errno == EEXIST)
 			continue;
-		if (fd >= 0 && flock(fd, LOCK_EX)) {
-			close(fd);
+		if (fd >= 0 && (flock(fd, LOCK_EX) || state_write(fd, t->ifindex, h, false))) {
+			/* a file a sweep cannot read protects nothing */
 			unlink(path);
+			close(fd);
 			fd = -1;
 		}
 		o.handle = h;
@@ -339,17 +414,8 @@ static int tc_attach_netlink(struct ti_tc_hook *t, int prog_fd, char *why, size_
 				continue; /* a handle in use on this device: another one */
 			return ti_explain(err, why, whylen, TI_MODE_TC, "attaching the tc filter");
 		}
-		if (fd >= 0) {
-			char line[64];
-			int n = snprintf(line, sizeof(line), "%u %d %u\n", ti_netns_inode(), t->ifindex, h);
-
-			if (write(fd, line, (size_t)n) != n) {
-				/* a file a sweep cannot read protects nothing */
-				unlink(path);
-				close(fd);
-				fd = -1;
-			}
-		}
+		if (fd >= 0)
+			state_write(fd, t->ifindex, h, true);
 		t->handle = h;
 		t->state_fd = fd;
 		return 0;
@@ -380,11 +446,15 @@ static int tc_attach_dev(struct ti_kernel *k, int prog_fd, const char *dev, int 
 	return 0;
 }
 
-static void tc_detach_hook(struct ti_tc_hook *t)
+/* mine: this process attached it (not a forked child holding copies of the
+ * fds): only then is the netlink filter removed and its state file with it;
+ * otherwise the fds are closed and nothing else (the flock stays with the
+ * owner's descriptor, and a tcx link with the owner's fd). */
+static void tc_detach_hook(struct ti_tc_hook *t, bool mine)
 {
 	if (t->link_fd >= 0) {
 		close(t->link_fd);
-	} else if (t->handle) {
+	} else if (t->handle && mine) {
 		char path[256];
 
 		/* a filter the kernel would not remove keeps its state file: once
@@ -614,7 +684,7 @@ static int tc_refresh_here(struct ti_kernel *k)
 		const struct ti_link *l = link_by_index(v, n, k->tc[i].ifindex);
 
 		if (!l || l->master) {
-			tc_detach_hook(&k->tc[i]);
+			tc_detach_hook(&k->tc[i], k->owner == (int)getpid());
 			k->tc[i] = k->tc[--k->ntc];
 			k->tc[k->ntc].link_fd = k->tc[k->ntc].state_fd = -1;
 			changed = 1;
@@ -637,9 +707,10 @@ void ti_tc_detach(struct ti_kernel *k)
 {
 	int back = -1;
 	bool away = false; /* in the scope's namespace, to come back from */
+	bool mine = k->owner == (int)getpid(); /* not a forked child's copy */
 
 	for (int i = 0; i < k->ntc; i++) {
-		if (k->tc_netns_fd >= 0 && k->tc[i].handle && !away) {
+		if (mine && k->tc_netns_fd >= 0 && k->tc[i].handle && !away) {
 			if (ti_netns_enter(k->tc_netns_fd, &back)) {
 				/* netlink calls from here would reach this
 				 * namespace's devices: leave the filters and their
@@ -651,7 +722,7 @@ void ti_tc_detach(struct ti_kernel *k)
 				away = true;
 			}
 		}
-		tc_detach_hook(&k->tc[i]);
+		tc_detach_hook(&k->tc[i], mine);
 	}
 	if (away)
 		ti_netns_leave(back);

@@ -526,8 +526,10 @@ end
 -- after every poll.
 -- @treturn string why: "duration", "stopped", "interrupted"
 function M.drive(s, run_opts)
-	-- SIGINT and SIGTERM interrupt the poll wait; run() returns "signal"
-	tcpinspect.trap_signals { "INT", "TERM" }
+	-- the signals that end a terminal's programs (Ctrl-C, kill, a hang-up,
+	-- Ctrl-\, a reader that went away) interrupt the poll wait; run()
+	-- returns "signal" and the session detaches (netlink filters included)
+	tcpinspect.trap_signals { "INT", "TERM", "HUP", "QUIT", "PIPE" }
 	local user_stop = run_opts.should_stop
 	run_opts.should_stop = function()
 		io.stdout:flush()
