@@ -38,10 +38,9 @@ static const char *probe_fn(int i) /* 0: tcp_v4_rcv, 1: tcp_v6_rcv */
 void ti_kernel_init(struct ti_kernel *k)
 {
 	memset(k, 0, sizeof(*k));
-	for (int i = 0; i < TI_MAX_DEVS; i++)
+	for (int i = 0; i < TI_MAX_HOOKS; i++)
 		k->tc[i].link_fd = k->tc[i].state_fd = -1;
-	k->tc_monitor_fd = -1;
-	k->tc_netns_fd = -1;
+	k->tc_wake_fd = k->tc_timer_fd = -1;
 	k->owner = (int)getpid();
 }
 
@@ -73,7 +72,10 @@ static int select_programs(struct ti_kernel *k, const struct ti_load_opts *o, en
 		bpf_program__set_autoload(prog, false);
 	switch (mode) {
 	case TI_MODE_TC:
-		bpf_program__set_autoload(sk->progs.ti_tc_ingress, true);
+		/* no scope, no dev=: every network namespace, each segment
+		 * with its device's (read from the kernel: CAP_PERFMON) */
+		bpf_program__set_autoload(!o->scope.netns && !o->ndevs && ti_can_read_kernel()
+						  ? sk->progs.ti_tc_ingress_ns : sk->progs.ti_tc_ingress, true);
 		return 0;
 	case TI_MODE_CGROUP:
 		/* the socket's netns takes CAP_PERFMON: a program of its own */
@@ -327,6 +329,13 @@ static struct bpf_program *cgroup_prog(const struct ti_kernel *k)
 									 : k->skel->progs.ti_cgroup_ingress;
 }
 
+/* The tc program select_programs chose. */
+static struct bpf_program *tc_prog(const struct ti_kernel *k)
+{
+	return bpf_program__autoload(k->skel->progs.ti_tc_ingress_ns) ? k->skel->progs.ti_tc_ingress_ns
+								      : k->skel->progs.ti_tc_ingress;
+}
+
 static int attach_cgroup(struct ti_kernel *k, const struct ti_load_opts *o, char *why, size_t whylen)
 {
 	struct bpf_link *l;
@@ -375,7 +384,8 @@ int ti_kernel_attach(struct ti_kernel *k, const struct ti_load_opts *o, char *wh
 		break;
 	}
 	case TI_MODE_TC:
-		err = ti_tc_attach(k, o, bpf_program__fd(sk->progs.ti_tc_ingress), why, whylen);
+		k->tc_every_netns = bpf_program__autoload(sk->progs.ti_tc_ingress_ns);
+		err = ti_tc_attach(k, o, bpf_program__fd(tc_prog(k)), why, whylen);
 		break;
 	case TI_MODE_CGROUP:
 		err = attach_cgroup(k, o, why, whylen);
@@ -486,7 +496,7 @@ int ti_kernel_test_run(const struct ti_kernel *k, const void *frame, size_t len,
 	if (!k->skel)
 		return -EBADF;
 	if (k->mode == TI_MODE_TC)
-		prog = k->skel->progs.ti_tc_ingress;
+		prog = tc_prog(k);
 	else if (k->mode == TI_MODE_CGROUP)
 		prog = cgroup_prog(k);
 	else
