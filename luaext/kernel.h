@@ -129,7 +129,7 @@ struct ti_tc_skip {
 	char why[256];
 	int ns; /* the namespace index it belongs to; -1: a namespace not entered */
 };
-#define TI_MAX_SKIPPED 32
+#define TI_MAX_SKIPPED 64
 #define TI_MAX_HOOKS 256 /* tc attachments of one session, every namespace together */
 #define TI_MAX_NETNS 64  /* network namespaces one tc session attaches in */
 

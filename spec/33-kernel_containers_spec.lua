@@ -266,6 +266,11 @@ describe("#kernel containers", function()
 			assert.are.same(want, all.events)
 			assert_netns(all, want, ns_of)
 			assert.are.equal(inoHere, ns_of(next(wantR)))
+			if mode == "tc" then
+				-- p.probe names each interface in its own namespace
+				assert.are.same({ ["tc/ingress:" .. A.sdev] = true, ["tc/ingress:" .. B.sdev] = true,
+					["tc/ingress:lo"] = true }, all.probes)
+			end
 
 			-- the namespaces created after it started: C's segments
 			finish(late)
@@ -369,6 +374,24 @@ f:close()
 			assert.is_true(failed >= 4, "only " .. failed .. " netlink failures hit the scoped attach")
 			net.say("[tc] scoped attach with netlink failing at each of %d operations (%d failed opens, %d sweeps): always back in our netns, no filter left",
 				k - 1, failed, swept)
+		end)
+	end
+
+	if net.has_mode("tc") then
+		it("[tc] unscoped without CAP_SYS_ADMIN: each namespace it cannot enter is in session.probes with the reason", function()
+			local defer = net.cleanups(finally)
+			local A = net.netns("p")
+			defer(function() A:destroy() end)
+			local inoA = inode("/run/netns/" .. A.name)
+			local code = ([[package.cpath=%q..package.cpath package.path=%q..package.path
+				local s = assert(require("tcpinspect").open{ mode = "tc", events = false })
+				for k, v in pairs(s.probes) do print(k .. "=" .. v) end
+				s:close()]]):format(net.ROOT .. "/build/?.so;", net.ROOT .. "/lua/?.lua;")
+			local _, out = net.sh("setpriv --bounding-set=-all,+bpf,+net_admin,+perfmon lua5.4 -e " .. net.q(code))
+			assert.matches("tc/ingress:lo=attached", out, 1, true)
+			assert.matches(("tc/ingress:@%d=skipped: entering network namespace %d (/run/netns/%s) failed: Operation not permitted; setns needs CAP_SYS_ADMIN"):format(
+				inoA, inoA, A.name), out, 1, true)
+			net.say("[tc] without CAP_SYS_ADMIN: namespace %d listed as not entered", inoA)
 		end)
 	end
 
