@@ -10,7 +10,11 @@
 --    nothing once the next tc session started: no filter on the interface,
 --    no state file.
 -- 3. SIGHUP (a hang-up) to `tcpinspect watch` detaches: no filter, no state
---    file, exit 0.
+--    file, exit 0.  So does a reader that went away (`watch | head -1`):
+--    here SIGPIPE arrives ignored (LuaSocket in busted ignores it, and exec
+--    keeps that), so without the CLI's trap watch would write into the
+--    closed pipe for ever; from a shell it would die by SIGPIPE, filter
+--    left behind.  Trapped, either way it stops, detaches, exits 0.
 -- Everything runs in a network namespace of its own, so `tc filter show dev
 -- lo` there is ours alone.
 local net = require "support.net"
@@ -31,6 +35,13 @@ local function state_files(pid)
 		if tonumber(name) == pid then n = n + 1 end
 	end
 	return n
+end
+
+local function all_state_files()
+	local _, out = net.sh("ls /run/tcpinspect 2>/dev/null")
+	local t = {}
+	for name in out:gmatch("tc%-%d+%-%d+") do t[name] = true end
+	return t
 end
 
 local fork_so
@@ -167,6 +178,36 @@ describe("#kernel tc ownership", function()
 			f = net.tc_filters("lo", ns.name)
 			assert.is_false(ours_in(f), "tc filter left on lo after SIGHUP:\n" .. f)
 			assert.are.equal(0, state_files(p.pid))
+		end)
+
+		it("[tc] a reader that went away (`watch | head -1`, SIGPIPE) removes its filter and its state file", function()
+			local defer = net.cleanups(finally)
+			local ns = net.netns("p")
+			defer(function() ns:destroy() end)
+			local port = net.port()
+			local before = all_state_files()
+			local out, rc = net.tmpfile(".out"), net.tmpfile(".rc")
+			local pipeline = ("%s 2>%s.err | head -1; echo ${PIPESTATUS[0]} >%s"):format(
+				cli.cmdline({ "watch", "--mode", "tc", "--dev", "lo", "--dport", tostring(port) }, nil, NETLINK),
+				net.q(out), net.q(rc))
+			local pid = net.spawn("exec ip netns exec " .. ns.name .. " bash -c " .. net.q(pipeline), out)
+			defer(function() net.kill(pid, "KILL") end)
+			assert(net.wait_until(function()
+				return (net.read_file(out .. ".err") or ""):find("Ctrl-C to stop", 1, true)
+			end, 20), "watch did not start")
+			assert.is_true(ours_in(net.tc_filters("lo", ns.name)))
+			-- segments until head has its line and watch writes into the closed pipe
+			for _ = 1, 10 do
+				if net.read_file(rc) then break end
+				ns:exec(("timeout %d bash -c 'echo > /dev/tcp/127.0.0.1/%d' 2>/dev/null"):format(net.scale(2), port))
+				net.sleep(0.2)
+			end
+			assert(net.wait_until(function() return net.read_file(rc) end, 20), "watch did not exit")
+			assert.are.equal("0\n", net.read_file(rc), net.read_file(out .. ".err"))
+			assert.matches("(interrupted)", net.read_file(out .. ".err"), 1, true)
+			local f = net.tc_filters("lo", ns.name)
+			assert.is_false(ours_in(f), "tc filter left on lo after SIGPIPE:\n" .. f)
+			assert.are.same(before, all_state_files(), "a state file was left")
 		end)
 	end
 end)
