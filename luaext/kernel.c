@@ -59,7 +59,7 @@ static bool hidden_for_test(const char *name)
 /* Choose which programs load: only those of the mode, and of the probed
  * functions the kernel has.  Returns 0 or -ENOENT with why filled. */
 static int select_programs(struct ti_kernel *k, const struct ti_load_opts *o, enum ti_mode mode,
-			   char *why, size_t whylen)
+			   bool tc_here_only, char *why, size_t whylen)
 {
 	struct tcpinspect_bpf *sk = k->skel;
 	struct bpf_program *prog;
@@ -74,7 +74,7 @@ static int select_programs(struct ti_kernel *k, const struct ti_load_opts *o, en
 	case TI_MODE_TC:
 		/* no scope, no dev=: every network namespace, each segment
 		 * with its device's (read from the kernel: CAP_PERFMON) */
-		bpf_program__set_autoload(!o->scope.netns && !o->ndevs && ti_can_read_kernel()
+		bpf_program__set_autoload(!o->scope.netns && !o->ndevs && !tc_here_only
 						  ? sk->progs.ti_tc_ingress_ns : sk->progs.ti_tc_ingress, true);
 		return 0;
 	case TI_MODE_CGROUP:
@@ -171,6 +171,7 @@ int ti_kernel_load(struct ti_kernel *k, const struct ti_load_opts *o, enum ti_mo
 		   size_t whylen)
 {
 	struct tcpinspect_bpf *sk;
+	bool tc_here_only = false;
 	int err;
 
 	ti_libbpf_log_clear();
@@ -194,6 +195,17 @@ int ti_kernel_load(struct ti_kernel *k, const struct ti_load_opts *o, enum ti_mo
 		}
 	}
 	k->owner = (int)getpid();
+	/* tc with no scope and no dev= attaches in every network namespace,
+	 * with the program that reads each segment's (CAP_PERFMON); without
+	 * it, or when the verifier refuses it, in this namespace only, and
+	 * session.probes says why */
+	k->tc_netns_note[0] = '\0';
+	if (mode == TI_MODE_TC && !o->scope.netns && !o->ndevs && !ti_can_read_kernel()) {
+		snprintf(k->tc_netns_note, sizeof(k->tc_netns_note),
+			 "not attached in the other network namespaces: telling their segments apart reads the kernel's sk_buff, which needs CAP_PERFMON (run as root)");
+		tc_here_only = true;
+	}
+again:
 	sk = k->skel = tcpinspect_bpf__open();
 	if (!sk)
 		return ti_explain(-errno, why, whylen, mode, "opening the BPF object");
@@ -202,10 +214,19 @@ int ti_kernel_load(struct ti_kernel *k, const struct ti_load_opts *o, enum ti_mo
 	bpf_map__set_max_entries(sk->maps.flows, ti_table_buckets(o->max_flows) * TI_TABLE_WAYS);
 	bpf_map__set_max_entries(sk->maps.sources, ti_table_buckets(o->max_flows) * TI_TABLE_WAYS);
 	set_load_config((struct ti_load_config *)&sk->rodata->ti_load, o, mode);
-	if ((err = select_programs(k, o, mode, why, whylen)))
+	if ((err = select_programs(k, o, mode, tc_here_only, why, whylen)))
 		goto fail;
 	if ((err = tcpinspect_bpf__load(sk))) {
 		ti_explain(err, why, whylen, mode, "loading the BPF programs");
+		if (mode == TI_MODE_TC && !tc_here_only) {
+			snprintf(k->tc_netns_note, sizeof(k->tc_netns_note),
+				 "not attached in the other network namespaces: the kernel refused the program that reads each segment's namespace (%.60s)",
+				 strerror(-err));
+			tc_here_only = true;
+			tcpinspect_bpf__destroy(sk);
+			k->skel = NULL;
+			goto again;
+		}
 		goto fail;
 	}
 	return 0;

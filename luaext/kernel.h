@@ -162,6 +162,7 @@ struct ti_kernel {
 	int tc_timer_fd;                  /* every namespace: the rescan's timerfd, or -1 */
 	int tc_prog_fd;                   /* what the monitor attaches to new interfaces */
 	char tc_netns_path[256];          /* the file tc entered a scope's namespace by ("" if not scoped) */
+	char tc_netns_note[192];          /* tc with no scope: why only this namespace ("" if every one) */
 	char probe_status[2][192];        /* tcp_v4_rcv, tcp_v6_rcv: "attached" or why not */
 	char cgroup_path[512];
 	uint32_t slot;                    /* the active filter slot */

@@ -113,6 +113,10 @@ static void push_probes(lua_State *L, const struct ti_kernel *k)
 								: "attached (clsact filter)");
 			lua_settable(L, -3);
 		}
+		if (k->tc_netns_note[0]) {
+			lua_pushfstring(L, "skipped: %s", k->tc_netns_note);
+			lua_setfield(L, -2, "tc/ingress:@*");
+		}
 		for (int i = 0; i < k->ntc_skipped; i++) {
 			lua_pushfstring(L, "%s:%s", ti_probe_names[TI_PROBE_TC], k->tc_skipped[i].name);
 			lua_pushfstring(L, "skipped: %s", k->tc_skipped[i].why);
