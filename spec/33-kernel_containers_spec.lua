@@ -305,7 +305,8 @@ describe("#kernel containers", function()
 				cg and tostring(total(cg.flows)) or "refused", #pA, #pB, total(wantR), #pC)
 
 			-- all closed: none of their links is left, nor a tc filter anywhere
-			assert.is_true(#held >= (mode == "tc" and 1 or 5))
+			-- (tc on a kernel without tcx holds netlink filters, no link: checked below)
+			if mode ~= "tc" then assert.is_true(#held >= 5) end
 			for _, id in ipairs(held) do assert.is_false(net.link_exists(id), "link " .. id .. " left") end
 			if mode == "tc" then
 				for _, x in ipairs{ { A.server, A.sdev }, { A.client, A.cdev }, { B.server, B.sdev },

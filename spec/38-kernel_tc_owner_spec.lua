@@ -92,7 +92,8 @@ describe("#kernel tc ownership", function()
 			for _, status in pairs(probes) do
 				if status:find("clsact filter", 1, true) then netlink = true end
 			end
-			assert.are.equal(v.env == NETLINK, netlink)
+			-- netlink when asked for; otherwise tcx, or netlink on a kernel without tcx (6.1)
+			if v.env == NETLINK then assert.is_true(netlink) end
 			if v.mode == "tc" then
 				local f = net.tc_filters("lo", ns.name)
 				assert.are.equal(netlink, ours_in(f), "the parent's filter after the child's exit:\n" .. f)
