@@ -648,3 +648,18 @@ int ti_tc_ingress(struct __sk_buff *skb)
 		ti_from_sk_buff(skb, ETH_HLEN, TI_PROBE_TC, ti_load.netns, 0);
 	return -1; /* TC_ACT_UNSPEC: continue as if we were not here */
 }
+
+/* tc attached in every network namespace (no scope): each segment with its
+ * device's namespace.  tc cannot read it through __sk_buff, so it is read
+ * from the kernel's sk_buff behind the context (the context pointer is
+ * that sk_buff): bpf_probe_read_kernel, which needs CAP_PERFMON, so it is
+ * a program of its own, as ti_cgroup_ingress_ns is. */
+SEC("tc")
+int ti_tc_ingress_ns(struct __sk_buff *skb)
+{
+	struct sk_buff *kskb = (struct sk_buff *)skb;
+
+	if (skb->pkt_type == PACKET_HOST_ && !skb->vlan_present)
+		ti_from_sk_buff(skb, ETH_HLEN, TI_PROBE_TC, BPF_CORE_READ(kskb, dev, nd_net.net, ns.inum), 0);
+	return -1;
+}

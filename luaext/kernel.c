@@ -38,10 +38,10 @@ static const char *probe_fn(int i) /* 0: tcp_v4_rcv, 1: tcp_v6_rcv */
 void ti_kernel_init(struct ti_kernel *k)
 {
 	memset(k, 0, sizeof(*k));
-	for (int i = 0; i < TI_MAX_DEVS; i++)
+	for (int i = 0; i < TI_MAX_HOOKS; i++)
 		k->tc[i].link_fd = k->tc[i].state_fd = -1;
-	k->tc_monitor_fd = -1;
-	k->tc_netns_fd = -1;
+	k->tc_wake_fd = k->tc_timer_fd = -1;
+	k->owner = (int)getpid();
 }
 
 /* ---- load ------------------------------------------------------------------------- */
@@ -59,7 +59,7 @@ static bool hidden_for_test(const char *name)
 /* Choose which programs load: only those of the mode, and of the probed
  * functions the kernel has.  Returns 0 or -ENOENT with why filled. */
 static int select_programs(struct ti_kernel *k, const struct ti_load_opts *o, enum ti_mode mode,
-			   char *why, size_t whylen)
+			   bool tc_here_only, char *why, size_t whylen)
 {
 	struct tcpinspect_bpf *sk = k->skel;
 	struct bpf_program *prog;
@@ -72,7 +72,10 @@ static int select_programs(struct ti_kernel *k, const struct ti_load_opts *o, en
 		bpf_program__set_autoload(prog, false);
 	switch (mode) {
 	case TI_MODE_TC:
-		bpf_program__set_autoload(sk->progs.ti_tc_ingress, true);
+		/* no scope, no dev=: every network namespace, each segment
+		 * with its device's (read from the kernel: CAP_PERFMON) */
+		bpf_program__set_autoload(!o->scope.netns && !o->ndevs && !tc_here_only
+						  ? sk->progs.ti_tc_ingress_ns : sk->progs.ti_tc_ingress, true);
 		return 0;
 	case TI_MODE_CGROUP:
 		/* the socket's netns takes CAP_PERFMON: a program of its own */
@@ -168,6 +171,7 @@ int ti_kernel_load(struct ti_kernel *k, const struct ti_load_opts *o, enum ti_mo
 		   size_t whylen)
 {
 	struct tcpinspect_bpf *sk;
+	bool tc_here_only = false;
 	int err;
 
 	ti_libbpf_log_clear();
@@ -190,6 +194,18 @@ int ti_kernel_load(struct ti_kernel *k, const struct ti_load_opts *o, enum ti_mo
 			return err;
 		}
 	}
+	k->owner = (int)getpid();
+	/* tc with no scope and no dev= attaches in every network namespace,
+	 * with the program that reads each segment's (CAP_PERFMON); without
+	 * it, or when the verifier refuses it, in this namespace only, and
+	 * session.probes says why */
+	k->tc_netns_note[0] = '\0';
+	if (mode == TI_MODE_TC && !o->scope.netns && !o->ndevs && !ti_can_read_kernel()) {
+		snprintf(k->tc_netns_note, sizeof(k->tc_netns_note),
+			 "not attached in the other network namespaces: telling their segments apart reads the kernel's sk_buff, which needs CAP_PERFMON (run as root)");
+		tc_here_only = true;
+	}
+again:
 	sk = k->skel = tcpinspect_bpf__open();
 	if (!sk)
 		return ti_explain(-errno, why, whylen, mode, "opening the BPF object");
@@ -198,10 +214,19 @@ int ti_kernel_load(struct ti_kernel *k, const struct ti_load_opts *o, enum ti_mo
 	bpf_map__set_max_entries(sk->maps.flows, ti_table_buckets(o->max_flows) * TI_TABLE_WAYS);
 	bpf_map__set_max_entries(sk->maps.sources, ti_table_buckets(o->max_flows) * TI_TABLE_WAYS);
 	set_load_config((struct ti_load_config *)&sk->rodata->ti_load, o, mode);
-	if ((err = select_programs(k, o, mode, why, whylen)))
+	if ((err = select_programs(k, o, mode, tc_here_only, why, whylen)))
 		goto fail;
 	if ((err = tcpinspect_bpf__load(sk))) {
 		ti_explain(err, why, whylen, mode, "loading the BPF programs");
+		if (mode == TI_MODE_TC && !tc_here_only) {
+			snprintf(k->tc_netns_note, sizeof(k->tc_netns_note),
+				 "not attached in the other network namespaces: the kernel refused the program that reads each segment's namespace (%.60s)",
+				 strerror(-err));
+			tc_here_only = true;
+			tcpinspect_bpf__destroy(sk);
+			k->skel = NULL;
+			goto again;
+		}
 		goto fail;
 	}
 	return 0;
@@ -325,6 +350,13 @@ static struct bpf_program *cgroup_prog(const struct ti_kernel *k)
 									 : k->skel->progs.ti_cgroup_ingress;
 }
 
+/* The tc program select_programs chose. */
+static struct bpf_program *tc_prog(const struct ti_kernel *k)
+{
+	return bpf_program__autoload(k->skel->progs.ti_tc_ingress_ns) ? k->skel->progs.ti_tc_ingress_ns
+								      : k->skel->progs.ti_tc_ingress;
+}
+
 static int attach_cgroup(struct ti_kernel *k, const struct ti_load_opts *o, char *why, size_t whylen)
 {
 	struct bpf_link *l;
@@ -373,7 +405,8 @@ int ti_kernel_attach(struct ti_kernel *k, const struct ti_load_opts *o, char *wh
 		break;
 	}
 	case TI_MODE_TC:
-		err = ti_tc_attach(k, o, bpf_program__fd(sk->progs.ti_tc_ingress), why, whylen);
+		k->tc_every_netns = bpf_program__autoload(sk->progs.ti_tc_ingress_ns);
+		err = ti_tc_attach(k, o, bpf_program__fd(tc_prog(k)), why, whylen);
 		break;
 	case TI_MODE_CGROUP:
 		err = attach_cgroup(k, o, why, whylen);
@@ -484,7 +517,7 @@ int ti_kernel_test_run(const struct ti_kernel *k, const void *frame, size_t len,
 	if (!k->skel)
 		return -EBADF;
 	if (k->mode == TI_MODE_TC)
-		prog = k->skel->progs.ti_tc_ingress;
+		prog = tc_prog(k);
 	else if (k->mode == TI_MODE_CGROUP)
 		prog = cgroup_prog(k);
 	else
@@ -502,8 +535,15 @@ void ti_kernel_close(struct ti_kernel *k)
 {
 	ti_replay_close(k->replay);
 	k->replay = NULL;
-	for (int i = 0; i < k->nlinks; i++)
+	/* a forked child closing its copy of the session (os.exit(0, true)
+	 * in a child, __gc) only closes its fds: detaching would take the
+	 * parent's hooks away (a link's fds are shared; legacy perf-event and
+	 * netlink attachments are not fds at all) */
+	for (int i = 0; i < k->nlinks; i++) {
+		if (k->owner != (int)getpid())
+			bpf_link__disconnect(k->links[i]);
 		bpf_link__destroy(k->links[i]);
+	}
 	k->nlinks = 0;
 	ti_tc_detach(k);
 	if (k->skel) {

@@ -115,15 +115,32 @@ struct ti_tc_hook {
 	uint32_t handle; /* netlink filter handle; 0 when a tcx link is used */
 	int link_fd;     /* tcx link, or -1 */
 	int state_fd;    /* the netlink filter's state file, flock-ed while we live, or -1 */
-	char name[32];
+	int ns;          /* its network namespace: an index in ti_kernel.tcns */
+	uint32_t netns;  /* that namespace's inode */
+	char name[32];   /* the interface's name, in its namespace */
+	char label[48];  /* session.probes' "tc/ingress:LABEL": the name, "NAME@NETNS" for
+			  * another namespace's interface in a session over every one */
 };
 
-/* An interface tc mode did not attach to, and why (session.probes). */
+/* An interface (or a network namespace, "@INODE") tc mode did not attach
+ * to, and why (session.probes). */
 struct ti_tc_skip {
-	char name[32];
-	char why[192];
+	char name[48];
+	char why[256];
+	int ns; /* the namespace index it belongs to; -1: a namespace not entered */
 };
-#define TI_MAX_SKIPPED 16
+#define TI_MAX_SKIPPED 64
+#define TI_MAX_HOOKS 256 /* tc attachments of one session, every namespace together */
+#define TI_MAX_NETNS 64  /* network namespaces one tc session attaches in */
+
+/* A network namespace a tc session attaches in (kernel_tc.c). */
+struct ti_tc_ns {
+	uint32_t ino;
+	int fd;         /* entered by (setns) around netlink/tcx calls; -1: the process's own */
+	int monitor_fd; /* netlink RTMGRP_LINK socket opened inside it, or -1 (dev= given) */
+	bool news;      /* the monitor reported changes not acted on yet */
+	bool present;   /* found by the last rescan (a session over every namespace) */
+};
 
 struct tcpinspect_bpf;
 struct bpf_link;
@@ -134,22 +151,26 @@ struct ti_kernel {
 	enum ti_mode mode;                /* the mode loaded */
 	struct bpf_link *links[4];
 	int nlinks;
-	struct ti_tc_hook tc[TI_MAX_DEVS];
+	struct ti_tc_hook tc[TI_MAX_HOOKS];
 	int ntc;
 	struct ti_tc_skip tc_skipped[TI_MAX_SKIPPED]; /* tc, every interface: not attached */
 	int ntc_skipped;
-	int tc_monitor_fd;                /* netlink RTMGRP_LINK socket (tc, every interface), or -1 */
+	struct ti_tc_ns tcns[TI_MAX_NETNS];   /* tc: the namespaces attached in; [0] the first */
+	int ntcns;
+	bool tc_every_netns;              /* tc with no scope and no dev=: every namespace */
+	int tc_wake_fd;                   /* epoll over the monitors (and the rescan timer), or -1 */
+	int tc_timer_fd;                  /* every namespace: the rescan's timerfd, or -1 */
 	int tc_prog_fd;                   /* what the monitor attaches to new interfaces */
-	int tc_netns_fd;                  /* tc scoped to a netns: that namespace, else -1 */
-	uint32_t tc_netns;                /* the netns inode of the tc attachments */
-	char tc_netns_path[256];          /* the file tc entered it by ("" if not scoped) */
-	bool tc_news;                     /* the link monitor reported changes not acted on yet */
+	char tc_netns_path[256];          /* the file tc entered a scope's namespace by ("" if not scoped) */
+	char tc_netns_note[192];          /* tc with no scope: why only this namespace ("" if every one) */
 	char probe_status[2][192];        /* tcp_v4_rcv, tcp_v6_rcv: "attached" or why not */
 	char cgroup_path[512];
 	uint32_t slot;                    /* the active filter slot */
 	struct ti_filter *slot_filter[2]; /* what each slot holds (for deletes) */
 	int ncpus;
 	struct ti_replay *replay;         /* a replayed capture instead of the kernel (kernel_replay.c) */
+	int owner;                        /* the PID that loaded and attached: only it detaches
+					   * (a forked child closes its copies of the fds, no more) */
 };
 
 void ti_kernel_init(struct ti_kernel *k);

@@ -116,23 +116,24 @@ void ti_push_flagstr(lua_State *L, unsigned flags)
 }
 
 /* The interfaces of tc sessions attached in another network namespace
- * (netns=, container=): if_indextoname here would name another device, or
- * none.  Sessions note them as they attach (session.c). */
+ * (netns=, container=, or every namespace): if_indextoname here would name
+ * another device, or none.  Sessions note them as they attach (session.c). */
+#define DEV_NOTES 256 /* TI_MAX_HOOKS: one session over every namespace fits */
 static struct {
 	uint32_t netns, ifindex;
 	char name[IF_NAMESIZE];
-} dev_notes[64];
+} dev_notes[DEV_NOTES];
 static unsigned dev_next;
 
 void ti_packet_note_dev(uint32_t netns, uint32_t ifindex, const char *name)
 {
 	unsigned i;
 
-	for (i = 0; i < 64; i++)
+	for (i = 0; i < DEV_NOTES; i++)
 		if (dev_notes[i].netns == netns && dev_notes[i].ifindex == ifindex)
 			break;
-	if (i == 64)
-		i = dev_next++ % 64;
+	if (i == DEV_NOTES)
+		i = dev_next++ % DEV_NOTES;
 	dev_notes[i].netns = netns;
 	dev_notes[i].ifindex = ifindex;
 	snprintf(dev_notes[i].name, sizeof(dev_notes[i].name), "%s", name);
@@ -154,7 +155,7 @@ static void push_probe(lua_State *L, const struct ti_event *e)
 	if (!here)
 		here = ti_netns_inode();
 	if (e->netns && e->netns != here) {
-		for (unsigned i = 0; i < 64; i++) {
+		for (unsigned i = 0; i < DEV_NOTES; i++) {
 			if (dev_notes[i].netns == e->netns && dev_notes[i].ifindex == e->ifindex) {
 				lua_pushfstring(L, "%s:%s", ti_probe_names[TI_PROBE_TC], dev_notes[i].name);
 				return;

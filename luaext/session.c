@@ -71,14 +71,18 @@ static double realtime_offset(void)
 	return (double)(rt.tv_sec - mono.tv_sec) + (double)(rt.tv_nsec - mono.tv_nsec) / 1e9;
 }
 
-/* tc attached in another network namespace: tell the packets its
+/* tc attached in other network namespaces: tell the packets their
  * interfaces' names (p.probe). */
 static void note_devs(const struct ti_kernel *k)
 {
-	if (k->mode != TI_MODE_TC || k->tc_netns_fd < 0)
+	uint32_t here;
+
+	if (k->mode != TI_MODE_TC)
 		return;
+	here = ti_netns_inode();
 	for (int i = 0; i < k->ntc; i++)
-		ti_packet_note_dev(k->tc_netns, (uint32_t)k->tc[i].ifindex, k->tc[i].name);
+		if (k->tc[i].netns != here)
+			ti_packet_note_dev(k->tc[i].netns, (uint32_t)k->tc[i].ifindex, k->tc[i].name);
 }
 
 /* session.probes: each hook's status.  In tc mode it follows the link
@@ -105,10 +109,14 @@ static void push_probes(lua_State *L, const struct ti_kernel *k)
 		break;
 	case TI_MODE_TC:
 		for (int i = 0; i < k->ntc; i++) {
-			lua_pushfstring(L, "%s:%s", ti_probe_names[TI_PROBE_TC], k->tc[i].name);
+			lua_pushfstring(L, "%s:%s", ti_probe_names[TI_PROBE_TC], k->tc[i].label);
 			lua_pushstring(L, k->tc[i].link_fd >= 0 ? "attached (tcx link)"
 								: "attached (clsact filter)");
 			lua_settable(L, -3);
+		}
+		if (k->tc_netns_note[0]) {
+			lua_pushfstring(L, "skipped: %s", k->tc_netns_note);
+			lua_setfield(L, -2, "tc/ingress:@*");
 		}
 		for (int i = 0; i < k->ntc_skipped; i++) {
 			lua_pushfstring(L, "%s:%s", ti_probe_names[TI_PROBE_TC], k->tc_skipped[i].name);

@@ -185,7 +185,9 @@ os.execute("ip link add tiu0 type veth peer name tiu1 && ip link set tiu0 up && 
 local s, err = require("tcpinspect").open{ mode = "tc", dev = "tiu0", events = false }
 print("OPEN", s and s.probes["tc/ingress:tiu0"] or err)
 if s then s:close() end
-]], { wrap = function(cmd) return "unshare -n " .. cmd end })
+]], { wrap = function(cmd)
+					return "unshare -n setpriv --bounding-set=-all,+bpf,+net_admin,+perfmon " .. cmd
+				end })
 			assert.matches("OPEN\tattached", out)
 		end)
 
@@ -427,7 +429,8 @@ s:close()
 	if net.has_mode("cgroup") then
 		it("[auto] after tc fails, cgroup mode's events do not carry tc's netns", function()
 			-- unshare -n: a namespace with lo down (tc finds no interface),
-			-- the host's mounts (cgroup finds its root)
+			-- the host's mounts (cgroup finds its root); without CAP_SYS_ADMIN
+			-- (setpriv) unscoped tc cannot enter the other namespaces either
 			local ok, err = pcall(function()
 				local out = lua_child([[
 local bench = require "bench.common"
@@ -440,7 +443,9 @@ s:poll(100)
 print("EVENTS", #got, got[1])
 print("REASON", (s.fallback_reason:gsub("\n", " | ")))
 s:close()
-]], { env = "TCPINSPECT_HIDE_FUNCS=tcp_v4_rcv,tcp_v6_rcv", wrap = function(cmd) return "unshare -n " .. cmd end })
+]], { env = "TCPINSPECT_HIDE_FUNCS=tcp_v4_rcv,tcp_v6_rcv", wrap = function(cmd)
+					return "unshare -n setpriv --bounding-set=-all,+bpf,+net_admin,+perfmon " .. cmd
+				end })
 				assert.matches("MODE\tcgroup\n", out)
 				assert.matches("REASON\t[^\n]*tc: ", out)
 				assert.matches("EVENTS\t1\t0\n", out, 1, true)

@@ -14,8 +14,13 @@
 --            fentry/kprobe: B's minus the SYNs (a segment counts only with
 --            the socket early demux found, and a SYN has none)
 --   all      no scope, dport = the port    == A + B + this namespace, each
---            flow with its namespace's inode (tc: this namespace only, where
---            it attaches), and the cgroup of B's server on B's flows
+--            flow with its namespace's inode (tc too: it attaches in every
+--            namespace), and the cgroup of B's server on B's flows
+--   late     no scope, dport = a second port, opened before a third pair C
+--            of namespaces is created: == tcpdump in C (tc follows
+--            namespaces that appear: C's interfaces are attached at a poll)
+-- Once every session closed, none of their links is left, nor any tc
+-- filter in any of the namespaces.
 -- Every count is compared with tcpdump in the namespace, segment by segment
 -- (flow keys), in the maps and in the events.
 -- The CLI's `top --by netns --container PID` and `top --by netns` run
@@ -125,6 +130,8 @@ describe("#kernel containers", function()
 			local byino = watch{ mode = mode, netns = inoA, filter = { dev = A.sdev } }
 			local pid = watch{ mode = mode, container = sleeper }
 			local all = watch{ mode = mode, filter = { dport = port } }
+			local port2 = net.port()
+			local late = watch{ mode = mode, filter = { dport = port2 } }
 			local cg
 			if mode == "tc" then
 				local ok, err = pcall(tcpinspect.open, { mode = mode, cgroup = G })
@@ -133,12 +140,35 @@ describe("#kernel containers", function()
 			else
 				cg = watch{ mode = mode, cgroup = G }
 			end
-			for _, w in ipairs{ scoped, byino, pid, all, cg } do assert.are.equal(mode, w.s.mode) end
+			for _, w in ipairs{ scoped, byino, pid, all, late, cg } do assert.are.equal(mode, w.s.mode) end
 			if mode == "tc" then
 				-- attached inside each namespace: its veth and lo
 				assert.is_not_nil(scoped.s.probes["tc/ingress:" .. A.sdev])
 				assert.is_not_nil(pid.s.probes["tc/ingress:" .. B.sdev])
+				-- unscoped: in every namespace, another one's interfaces as NAME@INODE
 				assert.is_nil(all.s.probes["tc/ingress:" .. A.sdev])
+				for _, key in ipairs{ "lo", A.sdev .. "@" .. inoA, B.sdev .. "@" .. inoB, "lo@" .. inoA,
+					A.cdev .. "@" .. inode("/run/netns/" .. A.client) } do
+					assert.matches("^attached", all.s.probes["tc/ingress:" .. key] or "missing", nil, false, key)
+				end
+			end
+
+			-- a pair of namespaces created after the sessions started
+			local C = net.netns_pair()
+			defer(function() C:destroy() end)
+			local inoC = inode("/run/netns/" .. C.server)
+			local srvC = net.session_child({ open = false, listen = { C.server4, port2 } }, { netns = C.server })
+			defer(function() srvC:kill() end)
+			srvC:ready()
+			if mode == "tc" then
+				-- followed: a rescan at poll time (each second) attaches in C
+				local key = ("tc/ingress:%s@%d"):format(C.sdev, inoC)
+				for _, w in ipairs{ late, all } do
+					assert(net.wait_until(function()
+						w.s:poll(50)
+						return w.s.probes[key]
+					end, 20), "C's " .. C.sdev .. " not attached by a session started before it")
+				end
 			end
 
 			-- the CLI: one namespace, by the container's PID; and all of them
@@ -154,12 +184,14 @@ describe("#kernel containers", function()
 			local capA = net.tcpdump{ netns = A.server, iface = A.sdev, filter = "tcp port " .. port }
 			local capB = net.tcpdump{ netns = B.server, iface = B.sdev, filter = "tcp port " .. port }
 			local capR = net.tcpdump{ iface = "lo", filter = "host " .. root4 .. " and port " .. port }
+			local capC = net.tcpdump{ netns = C.server, iface = C.sdev, filter = "tcp port " .. port2 }
 			-- the three clients at the same time
 			local client = net.ROOT .. "/spec/support/client_child.lua"
 			local clients = {}
-			for _, c in ipairs{ { A.client, A.server4 }, { B.client, B.server4 }, { nil, root4 } } do
+			for _, c in ipairs{ { A.client, A.server4, port }, { B.client, B.server4, port }, { nil, root4, port },
+				{ C.client, C.server4, port2 } } do
 				local out = net.tmpfile(".client")
-				local cmd = net.lua_cmd(client, c[2], port, N, DATALEN)
+				local cmd = net.lua_cmd(client, c[2], c[3], N, DATALEN)
 				if c[1] then cmd = "ip netns exec " .. c[1] .. " " .. cmd end
 				clients[#clients + 1] = { pid = net.spawn("exec " .. cmd, out), out = out }
 			end
@@ -167,11 +199,12 @@ describe("#kernel containers", function()
 				assert(net.wait_exit(c.pid, 60), "client did not finish")
 				assert.matches("DONE " .. N, net.read_file(c.out))
 			end
-			local pA, pB, pR = capA:stop(), capB:stop(), capR:stop()
+			local pA, pB, pR, pC = capA:stop(), capB:stop(), capR:stop(), capC:stop()
 			local function to_port(p) return p.dport == port end
 			local wantA, wantB, wantR = net.by_flow(pA), net.by_flow(pB), net.by_flow(pR, to_port)
 			assert.are.equal(N, net.count(pA, function(p) return p.flags & 0x12 == 0x02 end))
 			assert.are.equal(N, net.count(pB, function(p) return p.flags & 0x12 == 0x02 end))
+			assert.are.equal(N, net.count(pC, function(p) return p.flags & 0x12 == 0x02 end))
 			assert.are.equal(N, net.count(pR, function(p) return p.flags & 0x12 == 0x02 and p.dport == port end))
 
 			-- top --by netns: the final block's rows, by inode
@@ -188,12 +221,17 @@ describe("#kernel containers", function()
 			end
 			-- (B's row is named by `ip netns`, which wins over its processes)
 			assert.are.same({ [inoB] = { #pB, B.server } }, rows(topC))
-			local wantRows = { [inoHere] = { total(wantR), "this namespace" } }
-			if mode ~= "tc" then
-				wantRows[inoA] = { #pA, A.server }
-				wantRows[inoB] = { #pB, B.server }
+			local wantRows = { [inoHere] = { total(wantR), "this namespace" },
+				[inoA] = { #pA, A.server }, [inoB] = { #pB, B.server } }
+			if mode == "tc" then
+				-- its header says what it covers: here, A's and B's two (and any other)
+				local n, nns = topAll:stderr():match("tc/ingress: (%d+) interfaces in (%d+) network namespaces")
+				assert(n and tonumber(n) >= 7 and tonumber(nns) >= 5, topAll:stderr())
 			end
 			assert.are.same(wantRows, rows(topAll))
+
+			-- every link the sessions hold, to be gone once they closed
+			local held = net.bpf_ids(net.getpid()).links
 
 			-- netns = A: exactly A's segments, each with A's inode
 			finish(scoped)
@@ -223,17 +261,23 @@ describe("#kernel containers", function()
 			local ns_of = function(k)
 				return wantA[k] and inoA or wantB[k] and inoB or inoHere
 			end
-			if mode == "tc" then
-				assert.are.same(wantR, all.flows) -- tc attaches in its own namespace only
-				assert.are.same(wantR, all.events)
-				assert_netns(all, wantR, ns_of)
-			else
-				local want = merge(wantA, wantB, wantR)
-				assert.are.same(want, all.flows)
-				assert.are.same(want, all.events)
-				assert_netns(all, want, ns_of)
-			end
+			local want = merge(wantA, wantB, wantR)
+			assert.are.same(want, all.flows)
+			assert.are.same(want, all.events)
+			assert_netns(all, want, ns_of)
 			assert.are.equal(inoHere, ns_of(next(wantR)))
+			if mode == "tc" then
+				-- p.probe names each interface in its own namespace
+				assert.are.same({ ["tc/ingress:" .. A.sdev] = true, ["tc/ingress:" .. B.sdev] = true,
+					["tc/ingress:lo"] = true }, all.probes)
+			end
+
+			-- the namespaces created after it started: C's segments
+			finish(late)
+			local wantC = net.by_flow(pC)
+			assert.are.same(wantC, late.flows)
+			assert.are.same(wantC, late.events)
+			assert_netns(late, wantC, function() return inoC end)
 
 			-- cgroup = G: only B's server's segments
 			if mode == "cgroup" then
@@ -245,9 +289,9 @@ describe("#kernel containers", function()
 				assert.are.same({ [gid] = true }, pid.cgroups.rest)
 			elseif cg then
 				finish(cg)
-				local want = net.by_flow(pB, function(p) return p.flags & 0x12 ~= 0x02 end)
-				assert.are.same(want, cg.flows)
-				assert.are.same(want, cg.events)
+				local wantRest = net.by_flow(pB, function(p) return p.flags & 0x12 ~= 0x02 end)
+				assert.are.same(wantRest, cg.flows)
+				assert.are.same(wantRest, cg.events)
 				assert.is_nil(cg.cgroups.syn)
 				assert.are.same({ [gid] = true }, cg.cgroups.rest)
 				-- unscoped: a SYN has no socket yet (cgroup 0), the rest have B's
@@ -256,10 +300,23 @@ describe("#kernel containers", function()
 			else
 				assert.are.same({ [0] = true }, pid.cgroups.rest) -- tc: before any socket
 			end
-			net.say("[%s] scopes: netns=A %d segs, container=PID %d, unscoped %d (%s), cgroup=G %s; tcpdump A/B/here %d/%d/%d",
-				mode, total(scoped.flows), total(pid.flows), total(all.flows),
-				mode == "tc" and "this netns only" or "3 netns", cg and tostring(total(cg.flows)) or "refused",
-				#pA, #pB, total(wantR))
+			net.say("[%s] scopes: netns=A %d segs, container=PID %d, unscoped %d (3 netns), late netns C %d, cgroup=G %s; tcpdump A/B/here/C %d/%d/%d/%d",
+				mode, total(scoped.flows), total(pid.flows), total(all.flows), total(late.flows),
+				cg and tostring(total(cg.flows)) or "refused", #pA, #pB, total(wantR), #pC)
+
+			-- all closed: none of their links is left, nor a tc filter anywhere
+			-- (tc on a kernel without tcx holds netlink filters, no link: checked below)
+			if mode ~= "tc" then assert.is_true(#held >= 5) end
+			for _, id in ipairs(held) do assert.is_false(net.link_exists(id), "link " .. id .. " left") end
+			if mode == "tc" then
+				for _, x in ipairs{ { A.server, A.sdev }, { A.client, A.cdev }, { B.server, B.sdev },
+					{ B.client, B.cdev }, { C.server, C.sdev }, { C.client, C.cdev }, { nil, "lo" } } do
+					for _, dev in ipairs{ "lo", x[2] } do
+						local f = net.tc_filters(dev, x[1])
+						assert.is_nil(f:find("ti_tc_ingress", 1, true), tostring(x[1]) .. " " .. dev .. ": " .. f)
+					end
+				end
+			end
 		end)
 	end
 
@@ -318,6 +375,24 @@ f:close()
 			assert.is_true(failed >= 4, "only " .. failed .. " netlink failures hit the scoped attach")
 			net.say("[tc] scoped attach with netlink failing at each of %d operations (%d failed opens, %d sweeps): always back in our netns, no filter left",
 				k - 1, failed, swept)
+		end)
+	end
+
+	if net.has_mode("tc") then
+		it("[tc] unscoped without CAP_SYS_ADMIN: each namespace it cannot enter is in session.probes with the reason", function()
+			local defer = net.cleanups(finally)
+			local A = net.netns("p")
+			defer(function() A:destroy() end)
+			local inoA = inode("/run/netns/" .. A.name)
+			local code = ([[package.cpath=%q..package.cpath package.path=%q..package.path
+				local s = assert(require("tcpinspect").open{ mode = "tc", events = false })
+				for k, v in pairs(s.probes) do print(k .. "=" .. v) end
+				s:close()]]):format(net.ROOT .. "/build/?.so;", net.ROOT .. "/lua/?.lua;")
+			local _, out = net.sh("setpriv --bounding-set=-all,+bpf,+net_admin,+perfmon lua5.4 -e " .. net.q(code))
+			assert.matches("tc/ingress:lo=attached", out, 1, true)
+			assert.matches(("tc/ingress:@%d=skipped: entering network namespace %d (/run/netns/%s) failed: Operation not permitted; setns needs CAP_SYS_ADMIN"):format(
+				inoA, inoA, A.name), out, 1, true)
+			net.say("[tc] without CAP_SYS_ADMIN: namespace %d listed as not entered", inoA)
 		end)
 	end
 

@@ -570,6 +570,22 @@ local function check_options(o, usage, given)
 end
 
 local function probes_text(s)
+	if s.mode == "tc" then
+		-- "tc/ingress: 5 interfaces in 3 network namespaces" (another
+		-- namespace's interface is "NAME@INODE"; "@INODE" alone: one not entered)
+		local n, ns, nss, skipped = 0, {}, 0, 0
+		for name, status in pairs(s.probes or {}) do
+			if status:find("^attached") then
+				n = n + 1
+				local where = name:match("@(%d+)$") or "here"
+				if not ns[where] then ns[where], nss = true, nss + 1 end
+			else
+				skipped = skipped + 1
+			end
+		end
+		return string.format("tc/ingress: %d interface%s in %d network namespace%s%s", n, n == 1 and "" or "s",
+			nss, nss == 1 and "" or "s", skipped > 0 and (", %d skipped (session.probes)"):format(skipped) or "")
+	end
 	local names = {}
 	-- tc's probe names carry interface names: printed as tcpdump would
 	for name in pairs(s.probes or {}) do names[#names + 1] = fmt.printable(name) end
@@ -583,8 +599,10 @@ end
 -- after every poll.
 -- @treturn string why: "duration", "stopped", "interrupted"
 function M.drive(s, run_opts)
-	-- SIGINT and SIGTERM interrupt the poll wait; run() returns "signal"
-	tcpinspect.trap_signals { "INT", "TERM" }
+	-- the signals that end a terminal's programs (Ctrl-C, kill, a hang-up,
+	-- Ctrl-\, a reader that went away) interrupt the poll wait; run()
+	-- returns "signal" and the session detaches (netlink filters included)
+	tcpinspect.trap_signals { "INT", "TERM", "HUP", "QUIT", "PIPE" }
 	local user_stop = run_opts.should_stop
 	run_opts.should_stop = function()
 		io.stdout:flush()

@@ -18,6 +18,10 @@
  *                          AF_NETLINK socket, or sending on one (libbpf's tc
  *                          calls and tcpinspect's own link queries both go
  *                          through socket() and send()/sendto()/sendmsg()).
+ *   TI_FAILINJ_NL_KILL=K   the process SIGKILLs itself right after its K-th
+ *                          netlink operation succeeded (the kernel did it:
+ *                          a filter added, a qdisc made), before it can
+ *                          act on the answer: a crash at step K.
  *
  * Each failure injected is counted; TI_FAILINJ_REPORT=1 prints the count
  * at exit ("failinj: N bpf calls, M failed; L netlink operations, F failed").
@@ -29,6 +33,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -135,6 +140,15 @@ static bool nl_fails(int *err)
 	return true;
 }
 
+/* TI_FAILINJ_NL_KILL=K: die after the K-th netlink operation did its work */
+static void nl_done(void)
+{
+	const char *k = getenv("TI_FAILINJ_NL_KILL");
+
+	if (k && !ti_failinj_paused && atol(k) == ti_failinj_nl_calls)
+		kill(getpid(), SIGKILL);
+}
+
 static bool is_nl(int fd)
 {
 	return fd >= 0 && fd < NL_FDS && nl_fd[fd];
@@ -154,6 +168,8 @@ int socket(int domain, int type, int protocol)
 	fd = real(domain, type, protocol);
 	if (fd >= 0 && fd < NL_FDS)
 		nl_fd[fd] = domain == AF_NETLINK;
+	if (fd >= 0 && domain == AF_NETLINK)
+		nl_done();
 	return fd;
 }
 
@@ -179,7 +195,13 @@ ssize_t send(int fd, const void *buf, size_t len, int flags)
 		errno = err;
 		return -1;
 	}
-	return real(fd, buf, len, flags);
+	{
+		ssize_t r = real(fd, buf, len, flags);
+
+		if (r >= 0 && is_nl(fd))
+			nl_done();
+		return r;
+	}
 }
 
 ssize_t sendto(int fd, const void *buf, size_t len, int flags, const struct sockaddr *to,
@@ -195,7 +217,13 @@ ssize_t sendto(int fd, const void *buf, size_t len, int flags, const struct sock
 		errno = err;
 		return -1;
 	}
-	return real(fd, buf, len, flags, to, tolen);
+	{
+		ssize_t r = real(fd, buf, len, flags, to, tolen);
+
+		if (r >= 0 && is_nl(fd))
+			nl_done();
+		return r;
+	}
 }
 
 ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
@@ -209,5 +237,11 @@ ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 		errno = err;
 		return -1;
 	}
-	return real(fd, msg, flags);
+	{
+		ssize_t r = real(fd, msg, flags);
+
+		if (r >= 0 && is_nl(fd))
+			nl_done();
+		return r;
+	}
 }

@@ -6,7 +6,11 @@
 --   { open = {mode=..., filter=...},   -- tcpinspect.open options
 --     listen = {"10.1.2.1", 20001},    -- optional: run an echo server there
 --     listen6 = {"fd00::1", 20001},    -- optional: a second one
---     stop = "/tmp/.../stop" }         -- run until this file exists
+--     stop = "/tmp/.../stop",          -- run until this file exists
+--     fork = "/tmp/.../fork.so" }      -- optional: once attached, fork a child
+--                                      -- that exits with os.exit(0, true)
+--                                      -- (closing its copy of the session),
+--                                      -- and wait for it (spec/support/fork.c)
 --
 -- open = false runs the servers only (no session).
 --
@@ -37,6 +41,13 @@ s:on_packet(function(p)
 	probes_seen[p.probe] = true
 	if p.flagstr == "S" then syn_events = syn_events + 1 end
 end)
+if cfg.fork then
+	local fork = assert(package.loadlib(cfg.fork, "luaopen_ti_fork"))()
+	local pid = assert(fork.fork())
+	if pid == 0 then os.exit(0, true) end -- the child: closes its Lua state
+	local code = fork.wait(pid)
+	io.write("FORKED ", tostring(code), "\n")
+end
 local servers = {}
 for _, l in ipairs{ cfg.listen, cfg.listen6 } do
 	servers[#servers + 1] = net.server(l[1], l[2])
