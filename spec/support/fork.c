@@ -1,5 +1,5 @@
 /* spec/support/fork.c: fork() for the specs (Debian 12's lua-posix has no
- * Lua 5.4 build).  spec/38 compiles it into a scratch directory and
+ * Lua 5.4 build).  spec/46 compiles it into a scratch directory and
  * spec/support/session_child.lua loads it with package.loadlib:
  *
  *   local fork = package.loadlib(PATH, "luaopen_ti_fork")()

@@ -158,7 +158,7 @@ describe("#kernel tc ownership", function()
 			assert.is_true(clean, "never ran to the end")
 			-- the interface dump, the qdisc, the filter, its removal: each a socket and a send
 			assert.is_true(#killed >= 7, "killed at " .. table.concat(killed, ","))
-			net.say("spec/38: killed after netlink operations %s", table.concat(killed, ","))
+			net.say("spec/46: killed after netlink operations %s", table.concat(killed, ","))
 		end)
 
 		it("[tc] SIGHUP to `tcpinspect watch` removes its filter and its state file", function()
