@@ -62,7 +62,9 @@ describe("#kernel cleanup", function()
 				if netlink then
 					-- a netlink filter outlives its process: the next start sweeps it
 					assert.is_true(ours_in(net.tc_filters("lo", ns.name)), "the stale filter vanished by itself?")
-					local ch2 = net.session_child({ open = { mode = "tc", dev = "lo" } }, { netns = ns.name })
+					-- unscoped: the dead session attached in every namespace, and an
+					-- unscoped start sweeps them all (a scoped one, its own only)
+					local ch2 = net.session_child({ open = { mode = "tc" } }, { netns = ns.name })
 					ch2:ready()
 					ch2:stop()
 					how = "by the next start's sweep"
