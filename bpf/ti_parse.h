@@ -11,9 +11,11 @@
  *                                  into dst; 0, or nonzero when they are not
  *                                  all there (BPF: bpf_skb_load_bytes)
  *   TI_PARSE_GSO(ctx)              nonzero when the frame may be a GSO
- *                                  segment, whose IPv4 total length 0 means
- *                                  "as long as the frame" (BPF: the skb's
- *                                  gso_size; a capture: always, as tcpdump)
+ *                                  segment, whose IPv4 total length 0 (or
+ *                                  IPv6 payload length 0 with no Jumbo
+ *                                  Payload option) means "as long as the
+ *                                  frame" (BPF: the skb's gso_size; a
+ *                                  capture: always, as tcpdump takes it)
  * ti_parse() alone needs neither.
  *
  * No kernel type, no library call: the headers are declared here, with the
@@ -100,7 +102,8 @@ struct ti_walk {
  *   (Linux's iph_totlen(); tcpdump takes the captured frame's length);
  *   IPv6 payload length 0: a jumbogram (RFC 2675), its length in the
  *   Hop-by-Hop header's Jumbo Payload option (ti_frame_segment reads it;
- *   at tcp_v6_rcv the kernel has already trimmed the skb to it).
+ *   at tcp_v6_rcv the kernel has already trimmed the skb to it), or BIG
+ *   TCP on a kernel that no longer inserts that header.
  * e->wirelen is the segment's length from the IP header on (32 bits).
  * Returns 0, or -1 for a segment too short to be real. */
 TI_INLINE int
