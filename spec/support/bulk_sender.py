@@ -11,6 +11,11 @@ addr, port, total = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 fam = socket.AF_INET6 if ":" in addr else socket.AF_INET
 srv = socket.socket(fam)
 srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+# A receive buffer of its own from the start: the sender sends at most half
+# the largest window it has seen, and 6.1 opens with a 64 KiB window on lo
+# (half of tcp_rmem's 128 KiB), so without it a slow reader (a TCG guest)
+# kept every segment at 32 KiB.  The kernel caps it at rmem_max.
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
 srv.bind((addr, port))
 srv.listen(1)
 got = [0]
