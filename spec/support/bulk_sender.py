@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""bulk_sender.py ADDR PORT BYTES: one TCP connection to ADDR:PORT (a server
+"""bulk_sender.py ADDR PORT BYTES [RCVBUF]: one TCP connection to ADDR:PORT (a server
 of its own, on a thread), BYTES sent with TCP_NODELAY in one write, read to
 the end by the server.  On lo, GSO makes segments as large as the MTU (and,
 with BIG TCP, larger).  Used by spec/40-kernel_lengths_spec.lua."""
@@ -11,11 +11,14 @@ addr, port, total = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 fam = socket.AF_INET6 if ":" in addr else socket.AF_INET
 srv = socket.socket(fam)
 srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-# A receive buffer of its own from the start: the sender sends at most half
-# the largest window it has seen, and 6.1 opens with a 64 KiB window on lo
-# (half of tcp_rmem's 128 KiB), so without it a slow reader (a TCG guest)
-# kept every segment at 32 KiB.  The kernel caps it at rmem_max.
-srv.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+# RCVBUF (optional): a receive buffer of its own from the start.  The
+# sender sends at most half the largest window it has seen, and 6.1 opens
+# with a 64 KiB window on lo (half of tcp_rmem's 128 KiB): a slow reader (a
+# TCG guest) kept every segment at 32 KiB without it.  It also turns off
+# autotuning, whose larger windows BIG TCP needs (the kernel caps it at
+# rmem_max), so the BIG TCP test goes without.
+if len(sys.argv) > 4:
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, int(sys.argv[4]))
 srv.bind((addr, port))
 srv.listen(1)
 got = [0]
