@@ -21,6 +21,7 @@
 /* The frame walk loads from the __sk_buff (bpf/ti_parse.h). */
 #define TI_PARSE_CTX struct __sk_buff *
 #define TI_PARSE_LOAD(skb, off, dst, n) bpf_skb_load_bytes(skb, off, dst, n)
+#define TI_PARSE_GSO(skb) ((skb)->gso_size != 0)
 #include "ti_parse.h"
 
 #define ETH_HLEN 14
@@ -511,6 +512,19 @@ static __always_inline __u64 ti_sock_cgroup(struct sk_buff *skb, __u64 *in_scope
 	return BPF_CORE_READ(cg, kn, id);
 }
 
+/* The skb's bytes from the network header on, for a segment whose IP
+ * header carries no length (ti_parse: BIG TCP's IPv4 total length 0, or an
+ * IPv6 jumbogram, which ipv6_hop_jumbo has trimmed the skb to); read only
+ * then: 0 for every other segment.  At tcp_v{4,6}_rcv skb->data is at the
+ * transport header, so skb->len alone is short of the IP headers. */
+static __always_inline __u64 ti_kernel_skb_len(struct sk_buff *skb, unsigned char *head, __u64 nh,
+					       const struct ti_scratch *x)
+{
+	if ((x->w.ip[0] >> 4) == 4 ? x->w.ip[2] | x->w.ip[3] : x->w.ip[4] | x->w.ip[5])
+		return 0;
+	return BPF_CORE_READ(skb, len) + ((unsigned char *)BPF_CORE_READ(skb, data) - head) - nh;
+}
+
 static __always_inline int ti_from_kernel_skb(struct sk_buff *skb, __u8 probe)
 {
 	struct ti_scratch *x;
@@ -533,7 +547,7 @@ static __always_inline int ti_from_kernel_skb(struct sk_buff *skb, __u8 probe)
 	x->ev.cgroup = cgroup;
 	if (bpf_probe_read_kernel(x->w.ip, sizeof(x->w.ip), head + nh) ||
 	    bpf_probe_read_kernel(&x->w.th, sizeof(x->w.th), head + tp) ||
-	    ti_parse(&x->ev, x->w.ip, (__u16)(tp - nh), &x->w.th))
+	    ti_parse(&x->ev, x->w.ip, (__u16)(tp - nh), &x->w.th, ti_kernel_skb_len(skb, head, nh, x)))
 		ti_count(TI_STAT_ERRORS);
 	else {
 		ti_copy_kernel(x, skb, head, nh, (__u32)(BPF_CORE_READ(skb, tail) - nh));

@@ -59,17 +59,29 @@ struct ti_event {
 	__u16 sport;
 	__u16 dport;
 	__u16 window; /* raw window field, not scaled */
-	__u16 len;    /* TCP payload bytes */
-	__u16 iplen;  /* IPv4 total length, IPv6 payload length */
+	__u16 caplen; /* bytes of the segment after this record (<= snaplen) */
+	__u32 len;    /* TCP payload bytes */
 	__u8 flags;   /* TI_FIN ... TI_CWR */
 	__u8 family;  /* 4 or 6 */
 	__u8 ttl;     /* IPv4 TTL or IPv6 hop limit */
 	__u8 probe;   /* enum ti_probe */
-	__u16 caplen; /* bytes of the segment after this record (<= snaplen) */
-	__u16 wirelen; /* the segment's length from the IP header on (IPv4 total
-			* length, IPv6 40 + payload length), as pcap's len */
-	__u16 pad;
+	__u32 wirelen; /* the segment's length from the IP header on, as pcap's
+			* len: the IPv4 total length, IPv6 40 + the payload
+			* length; where that field is 0, the real length
+			* (bpf/ti_parse.h: BIG TCP, RFC 2675 jumbograms).  The
+			* IP header's own length (p.iplen) follows from it. */
 };
+
+/* The largest length a record (len, wirelen) and filter.len carry. */
+#define TI_LEN_MAX 0xffffffffLL
+
+/* The record's layout is ABI between the BPF object and the C module, and
+ * the ring reader and the pcap writer take the captured bytes from right
+ * after it: 88 bytes, 8-aligned, the 32-bit lengths on 4-byte boundaries. */
+_Static_assert(sizeof(struct ti_event) == 88, "struct ti_event is 88 bytes");
+_Static_assert(__builtin_offsetof(struct ti_event, caplen) == 74, "ti_event.caplen at 74");
+_Static_assert(__builtin_offsetof(struct ti_event, len) == 76, "ti_event.len at 76");
+_Static_assert(__builtin_offsetof(struct ti_event, wirelen) == 84, "ti_event.wirelen at 84");
 
 /* Captured bytes and filter expressions.  A ring record is struct ti_event
  * followed by caplen bytes of the segment from its IP header on (open()'s
@@ -138,8 +150,9 @@ struct ti_source_val {
 };
 
 /* "len_hist": a per-CPU array of TI_HIST_SLOTS counters; slot 0 counts
- * empty payloads, slot k (k >= 1) payloads of 2^(k-1) .. 2^k - 1 bytes. */
-#define TI_HIST_SLOTS 18
+ * empty payloads, slot k (k >= 1) payloads of 2^(k-1) .. 2^k - 1 bytes:
+ * every 32-bit length has its slot (BIG TCP segments are larger than 64 KiB). */
+#define TI_HIST_SLOTS 33
 
 /* Per-CPU counters ("stats" map), X(ID, name) in index order.  The identities
  *   seen == filtered + matched

@@ -10,6 +10,12 @@
  *   TI_PARSE_LOAD(ctx, off, dst, n)  copy n bytes at offset off of the frame
  *                                  into dst; 0, or nonzero when they are not
  *                                  all there (BPF: bpf_skb_load_bytes)
+ *   TI_PARSE_GSO(ctx)              nonzero when the frame may be a GSO
+ *                                  segment, whose IPv4 total length 0 (or
+ *                                  IPv6 payload length 0 with no Jumbo
+ *                                  Payload option) means "as long as the
+ *                                  frame" (BPF: the skb's gso_size; a
+ *                                  capture: always, as tcpdump takes it)
  * ti_parse() alone needs neither.
  *
  * No kernel type, no library call: the headers are declared here, with the
@@ -89,11 +95,21 @@ struct ti_walk {
 
 /* Fill e from an IP header (ip points at 40 bytes, enough for either family)
  * and a TCP header.  l4_off is the TCP header's offset from the IP header.
+ * frame: the bytes the frame really has from its IP header on, the length
+ * the hook knows (the skb's, a capture's original length), used where the
+ * header's own length field is 0, as the kernel and tcpdump use it:
+ *   IPv4 total length 0: a BIG TCP (GSO) segment longer than 64 KiB
+ *   (Linux's iph_totlen(); tcpdump takes the captured frame's length);
+ *   IPv6 payload length 0: a jumbogram (RFC 2675), its length in the
+ *   Hop-by-Hop header's Jumbo Payload option (ti_frame_segment reads it;
+ *   at tcp_v6_rcv the kernel has already trimmed the skb to it), or BIG
+ *   TCP on a kernel that no longer inserts that header.
+ * e->wirelen is the segment's length from the IP header on (32 bits).
  * Returns 0, or -1 for a segment too short to be real. */
 TI_INLINE int
-ti_parse(struct ti_event *e, const __u8 *ip, __u32 l4_off, const struct ti_tcphdr *th)
+ti_parse(struct ti_event *e, const __u8 *ip, __u32 l4_off, const struct ti_tcphdr *th, __u64 frame)
 {
-	__u32 l4len, hdrlen = (th->doff_res >> 4) * 4;
+	__u64 wirelen, hdrlen = (th->doff_res >> 4) * 4;
 
 	if ((ip[0] >> 4) == 4) {
 		const struct ti_iphdr *h = (const void *)ip;
@@ -102,8 +118,7 @@ ti_parse(struct ti_event *e, const __u8 *ip, __u32 l4_off, const struct ti_tcphd
 		__builtin_memcpy(e->saddr, &h->saddr, 4);
 		__builtin_memcpy(e->daddr, &h->daddr, 4);
 		e->ttl = h->ttl;
-		e->iplen = TI_NTOHS(h->tot_len);
-		l4len = e->iplen - l4_off;
+		wirelen = TI_NTOHS(h->tot_len);
 	} else {
 		const struct ti_ipv6hdr *h = (const void *)ip;
 
@@ -111,12 +126,16 @@ ti_parse(struct ti_event *e, const __u8 *ip, __u32 l4_off, const struct ti_tcphd
 		__builtin_memcpy(e->saddr, h->saddr, 16);
 		__builtin_memcpy(e->daddr, h->daddr, 16);
 		e->ttl = h->hop_limit;
-		e->iplen = TI_NTOHS(h->payload_len);
-		l4len = e->iplen + 40 - l4_off;
+		wirelen = TI_NTOHS(h->payload_len);
+		if (wirelen)
+			wirelen += 40;
 	}
-	if (hdrlen < 20 || l4len < hdrlen || l4len > 0xffff)
+	if (!wirelen)
+		wirelen = frame;
+	if (hdrlen < 20 || wirelen > 0xffffffffULL || wirelen < l4_off + hdrlen)
 		return -1;
-	e->len = l4len - hdrlen;
+	e->wirelen = wirelen;
+	e->len = wirelen - l4_off - hdrlen;
 	e->sport = TI_NTOHS(th->source);
 	e->dport = TI_NTOHS(th->dest);
 	e->seq = TI_NTOHL(th->seq);
@@ -138,8 +157,11 @@ ti_parse(struct ti_event *e, const __u8 *ip, __u32 l4_off, const struct ti_tcphd
  *   fragments, never the reassembled segment; an IPv6 Fragment header
  *   before TCP; an IPv4 header with IHL < 5 or version != 4; a total length
  *   (IPv6: 40 + payload length) larger than the frame or too small for the
- *   IP and TCP headers; a TCP data offset < 5 or past the total length;
- *   more than TI_V6_EXT_MAX IPv6 extension headers.
+ *   IP and TCP headers, or 0 where it does not mean BIG TCP (IPv4, a GSO
+ *   frame: the frame's length) or a jumbogram (IPv6, a Hop-by-Hop header
+ *   whose first option is a Jumbo Payload: its length); a TCP data offset
+ *   < 5 or past the total length; more than TI_V6_EXT_MAX IPv6 extension
+ *   headers.
  * A total length smaller than the frame is Ethernet padding: the segment
  * ends at the total length.  IPv6 hop-by-hop, routing, destination-options
  * and AH headers are walked; the segment after them counts as usual. */
@@ -163,6 +185,8 @@ TI_INLINE __s64 ti_frame_segment(TI_PARSE_CTX ctx, __u64 off, __u64 len, int v4,
 		if ((x->ip[6] & 0x3f) || x->ip[7]) /* MF, or a fragment offset */
 			return -1;
 		iplen = ((__u32)x->ip[2] << 8) | x->ip[3];
+		if (!iplen && TI_PARSE_GSO(ctx))
+			iplen = avail; /* BIG TCP: the segment is the frame */
 	} else {
 		if (TI_PARSE_LOAD(ctx, off, x->ip, 40))
 			return 0;
@@ -194,13 +218,25 @@ TI_INLINE __s64 ti_frame_segment(TI_PARSE_CTX ctx, __u64 off, __u64 len, int v4,
 		if (x->nh != TI_IPPROTO_TCP)
 			return -1; /* too many extension headers to tell */
 		l4_off = x->l4;
-		iplen = 40 + (((__u32)x->ip[4] << 8) | x->ip[5]);
+		iplen = ((__u32)x->ip[4] << 8) | x->ip[5];
+		if (iplen)
+			iplen += 40;
+		else if (x->ip[6] == TI_IPPROTO_HOPOPTS) {
+			/* a jumbogram: the Jumbo Payload option, first in the
+			 * Hop-by-Hop header (RFC 2675; Linux's hop_jumbo_hdr) */
+			if (TI_PARSE_LOAD(ctx, off + 40, x->ext, 8) || x->ext[2] != 0xc2 ||
+			    x->ext[3] != 4)
+				return -1;
+			iplen = 40 + (((__u64)x->ext[4] << 24) | ((__u32)x->ext[5] << 16) |
+				      ((__u32)x->ext[6] << 8) | x->ext[7]);
+		} else if (TI_PARSE_GSO(ctx))
+			iplen = avail; /* BIG TCP without the Hop-by-Hop header */
 	}
 	if (iplen > avail || l4_off + sizeof(x->th) > iplen)
 		return -1;
 	if (TI_PARSE_LOAD(ctx, off + l4_off, &x->th, sizeof(x->th)))
 		return -1;
-	return ti_parse(e, x->ip, l4_off, &x->th) ? -1 : 1;
+	return ti_parse(e, x->ip, l4_off, &x->th, iplen) ? -1 : 1;
 }
 #endif /* TI_PARSE_LOAD */
 

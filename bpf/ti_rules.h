@@ -78,7 +78,7 @@ struct ti_scratch {
  * into x->pkt for the filter slot in force (c, slot): what the snaplen and
  * c's filter expression need (TI_CBPF_WINDOW), at most the segment itself
  * (wirelen: no Ethernet padding), what the hook can read (avail) and
- * TI_PKT_MAX.  Also sets ev.wirelen, and x->cfg_slot, so that the path filters
+ * TI_PKT_MAX.  Also sets x->cfg_slot, so that the path filters
  * with the configuration the copy was made for. */
 TI_INLINE __u64 ti_bytes_wanted(struct ti_scratch *x, const struct ti_config *c, __u64 slot,
 				__u64 avail)
@@ -86,8 +86,7 @@ TI_INLINE __u64 ti_bytes_wanted(struct ti_scratch *x, const struct ti_config *c,
 	__u64 n = TI_LOAD_CFG(x).snaplen, wirelen;
 
 	x->cfg_slot = slot;
-	wirelen = x->ev.family == 4 ? x->ev.iplen : x->ev.iplen + 40;
-	x->ev.wirelen = wirelen;
+	wirelen = x->ev.wirelen; /* ti_parse's */
 	if (c->expr.len && n < TI_CBPF_WINDOW)
 		n = TI_CBPF_WINDOW;
 	if (n > wirelen)
@@ -169,6 +168,10 @@ TI_INLINE __u32 ti_log2_slot(__u32 v)
 {
 	__u32 r = 0;
 
+	if (v >= 1 << 16) {
+		v >>= 16;
+		r += 16;
+	}
 	if (v >= 1 << 8) {
 		v >>= 8;
 		r += 8;

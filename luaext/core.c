@@ -253,7 +253,7 @@ static int core_expr_match(lua_State *L)
 	char err[512];
 	int v;
 
-	luaL_argcheck(L, wirelen >= 0 && wirelen <= 0xffff, 3, "out of range 0-65535");
+	luaL_argcheck(L, wirelen >= 0 && wirelen <= TI_LEN_MAX, 3, "out of range 0-4294967295");
 	if (!strcmp(engine, "pcap")) {
 		v = ti_expr_offline(expr, buf, (uint32_t)n, (uint32_t)wirelen, err, sizeof(err));
 	} else if (!strcmp(engine, "tcpinspect")) {

@@ -172,7 +172,7 @@ int ti_expr_check(const char *expr, const struct ti_cbpf_prog *p, char *err, siz
 				goto bad;
 			switch (TI_BPF_MODE(c)) {
 			case TI_BPF_IMM: v = in->k; break;
-			case TI_BPF_LEN: v = UNBOUNDED; break; /* a length: 32 bits */
+			case TI_BPF_LEN: v = UNBOUNDED; break; /* a length: 32 bits (BIG TCP, jumbograms) */
 			case TI_BPF_MEM:
 				if (in->k >= 16)
 					goto bad;

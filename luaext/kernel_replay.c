@@ -45,6 +45,9 @@ static inline int frame_load(const struct ti_pcap_frame *f, __u64 off, void *dst
 
 #define TI_PARSE_CTX const struct ti_pcap_frame *
 #define TI_PARSE_LOAD(f, off, dst, n) frame_load(f, off, dst, n)
+/* A capture does not say which frames were GSO segments: an IPv4 total
+ * length 0 is the frame's original length, as tcpdump takes it (BIG TCP) */
+#define TI_PARSE_GSO(f) 1
 
 /* The rules' accesses to maps, tries, counters and the load config, on
  * the replay that x (struct ti_scratch, its first member) belongs to;

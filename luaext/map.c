@@ -147,8 +147,8 @@ static void push_key(lua_State *L, enum ti_map_id kind, const void *key)
 		uint32_t slot = (uint32_t)*(const uint64_t *)key;
 
 		set_int(L, "slot", slot);
-		set_int(L, "low", slot ? 1u << (slot - 1) : 0);
-		set_int(L, "high", slot ? (1u << slot) - 1 : 0);
+		set_int(L, "low", slot ? (lua_Integer)1 << (slot - 1) : 0);
+		set_int(L, "high", slot ? ((lua_Integer)1 << slot) - 1 : 0);
 		break;
 	}
 	default:

@@ -403,25 +403,25 @@ void ti_check_filter(lua_State *L, int idx, struct ti_filter *f, const char *ctx
 	if (FIELD("len")) {
 		c->match |= TI_M_LEN;
 		if (lua_isinteger(L, -1)) {
-			c->len_min = c->len_max = (uint32_t)check_int(L, -1, name, 0, 65535);
+			c->len_min = c->len_max = (uint32_t)check_int(L, -1, name, 0, TI_LEN_MAX);
 		} else if (lua_istable(L, -1)) {
 			static const char *const len_keys[] = { "min", "max", NULL };
 			int t = lua_absindex(L, -1);
 
 			check_keys(L, t, "filter.len key", len_keys);
 			c->len_min = 0;
-			c->len_max = 65535;
+			c->len_max = TI_LEN_MAX;
 			snprintf(name, sizeof(name), "%s.len.min", ctx);
 			if (lua_getfield(L, t, "min") != LUA_TNIL)
-				c->len_min = (uint32_t)check_int(L, -1, name, 0, 65535);
+				c->len_min = (uint32_t)check_int(L, -1, name, 0, TI_LEN_MAX);
 			lua_pop(L, 1);
 			snprintf(name, sizeof(name), "%s.len.max", ctx);
 			if (lua_getfield(L, t, "max") != LUA_TNIL)
-				c->len_max = (uint32_t)check_int(L, -1, name, 0, 65535);
+				c->len_max = (uint32_t)check_int(L, -1, name, 0, TI_LEN_MAX);
 			lua_pop(L, 1);
 			if (c->len_min > c->len_max)
-				OPT_ERR(L, name, "min %d is greater than max %d", (int)c->len_min,
-					(int)c->len_max);
+				OPT_ERR(L, name, "min %I is greater than max %I", (lua_Integer)c->len_min,
+					(lua_Integer)c->len_max);
 		} else {
 			OPT_ERR(L, name, "expected a length or {min=, max=}, got %s",
 				luaL_typename(L, -1));

@@ -24,6 +24,17 @@ struct ti_packet {
 	uint8_t bytes[]; /* e.caplen captured bytes; the view has room for any (VIEW_BYTES) */
 };
 
+/* p.iplen, the IP header's length field as it would read with 32 bits:
+ * IPv4's total length is the segment's length, IPv6's payload length is it
+ * less the 40-byte header (BIG TCP and jumbograms too: struct ti_event's
+ * wirelen). */
+static lua_Integer iplen_of(const struct ti_event *e)
+{
+	if (e->family == 6)
+		return e->wirelen >= 40 ? (lua_Integer)e->wirelen - 40 : 0;
+	return e->wirelen;
+}
+
 /* The fields of a packet, X(name, how to push it), in the order of the
  * reference docs (tcpinspect.packet_fields()).  In scope: L, p, e. */
 #define PACKET_FIELDS(X)                                                   \
@@ -40,7 +51,7 @@ struct ti_packet {
 	X(flags, lua_pushinteger(L, e->flags))                             \
 	X(flagstr, ti_push_flagstr(L, e->flags))                           \
 	X(len, lua_pushinteger(L, e->len))                                 \
-	X(iplen, lua_pushinteger(L, e->iplen))                             \
+	X(iplen, lua_pushinteger(L, iplen_of(e)))                          \
 	X(ttl, lua_pushinteger(L, e->ttl))                                 \
 	X(ifindex, lua_pushinteger(L, e->ifindex))                         \
 	X(netns, lua_pushinteger(L, e->netns))                             \

@@ -371,7 +371,10 @@ void ti_pcap_writer_write(struct ti_pcap_writer *w, const struct ti_event *e, co
 	h.ts.tv_sec = ts / 1000000000;
 	h.ts.tv_usec = ts % 1000000000; /* nanoseconds: the file's precision */
 	h.caplen = TI_SLL2_HLEN + caplen;
-	h.len = TI_SLL2_HLEN + (wirelen > caplen ? wirelen : caplen);
+	/* the original length is 32-bit (BIG TCP, jumbograms): saturate */
+	if (wirelen < caplen)
+		wirelen = caplen;
+	h.len = wirelen > UINT32_MAX - TI_SLL2_HLEN ? UINT32_MAX : TI_SLL2_HLEN + wirelen;
 	pcap_dump((u_char *)w->d, &h, buf);
 	w->written++;
 	w->unflushed++;

@@ -4,7 +4,8 @@ local core = require "tcpinspect.core"
 local tcpinspect = require "tcpinspect"
 
 -- struct ti_event (bpf/tcpinspect.h), little-endian x86_64 layout
-local FMT = "<I8c16c16I4I4I4I4I8I4I2I2I2I2I2BBBBI2I2I2"
+-- (sport, dport, window, caplen, len, flags, family, ttl, probe, wirelen)
+local FMT = "<I8c16c16I4I4I4I4I8I4I2I2I2I2I4BBBBI4"
 
 local function v4(a, b, c, d)
 	return string.char(a, b, c, d) .. ("\0"):rep(12)
@@ -20,9 +21,8 @@ end
 local function record(t)
 	local raw = string.pack(FMT, t.ts or 0, t.saddr or v4(0, 0, 0, 0), t.daddr or v4(0, 0, 0, 0),
 		t.seq or 0, t.ack or 0, t.ifindex or 0, t.netns or 0, t.cgroup or 0, t.cpu or 0,
-		t.sport or 0, t.dport or 0, t.window or 0, t.len or 0, t.iplen or 0,
-		t.flags or 0, t.family or 4, t.ttl or 0, t.probe or 0, t.bytes and #t.bytes or 0,
-		t.wirelen or 0, 0)
+		t.sport or 0, t.dport or 0, t.window or 0, t.bytes and #t.bytes or 0, t.len or 0,
+		t.flags or 0, t.family or 4, t.ttl or 0, t.probe or 0, t.wirelen or 0)
 	return raw .. ("\0"):rep(core.record_size - #raw) .. (t.bytes or "")
 end
 
@@ -31,14 +31,14 @@ local LOOPBACK6 = v6(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1)
 describe("packet decoding", function()
 	it("has the record size of struct ti_event", function()
 		assert.are.equal(88, core.record_size)
-		assert.are.equal(core.record_size, #string.pack(FMT, 0, ("\0"):rep(16), ("\0"):rep(16), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))
+		assert.are.equal(core.record_size, #string.pack(FMT, 0, ("\0"):rep(16), ("\0"):rep(16), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))
 	end)
 
 	it("decodes an IPv4 segment field by field", function()
 		local p = core.decode_record(record{
 			ts = 1234567890123, saddr = v4(192, 0, 2, 1), daddr = v4(198, 51, 100, 7),
 			seq = 0xfffffffe, ack = 42, ifindex = 1, netns = 4026531840, cgroup = 0x100000123, cpu = 3,
-			sport = 51000, dport = 443, window = 65535, len = 1448, iplen = 1500,
+			sport = 51000, dport = 443, window = 65535, len = 1448, wirelen = 1500,
 			flags = 0x18, family = 4, ttl = 64, probe = 1,
 		}, 1000.5)
 		assert.are.equal(1234567890123, p.ts)
@@ -61,6 +61,21 @@ describe("packet decoding", function()
 		assert.are.equal("tcp_v4_rcv", p.probe)
 		assert.are.equal(3, p.cpu)
 		assert.is_true(math.abs(p.time - (1234.567890123 + 1000.5)) < 1e-6)
+	end)
+
+	it("carries 32-bit lengths: BIG TCP, a full 64 KiB IPv6 segment on lo", function()
+		local big = core.decode_record(record{ family = 4, len = 185000, wirelen = 185052 })
+		assert.are.equal(185000, big.len)
+		assert.are.equal(185052, big.wirelen)
+		assert.are.equal(185052, big.iplen)
+		local lo6 = core.decode_record(record{ family = 6, len = 65464, wirelen = 65536, daddr = LOOPBACK6 })
+		assert.are.equal(65464, lo6.len)
+		assert.are.equal(65536, lo6.wirelen)
+		assert.are.equal(65496, lo6.iplen)
+		local huge = core.decode_record(record{ family = 6, len = 0xffffffff - 72, wirelen = 0xffffffff })
+		assert.are.equal(0xffffffff - 72, huge.len)
+		assert.are.equal(0xffffffff, huge.wirelen)
+		assert.are.equal(0xffffffff - 40, huge.iplen)
 	end)
 
 	it("decodes an IPv6 segment", function()
@@ -129,7 +144,7 @@ describe("packet decoding", function()
 
 	it("carries the captured bytes: p:bytes(), caplen, wirelen", function()
 		local ip = "\69\0\0\40" .. ("\1"):rep(36)
-		local p = core.decode_record(record{ bytes = ip:sub(1, 24), wirelen = 40, iplen = 40 })
+		local p = core.decode_record(record{ bytes = ip:sub(1, 24), wirelen = 40 })
 		assert.are.equal(24, p.caplen)
 		assert.are.equal(40, p.wirelen)
 		assert.are.equal(ip:sub(1, 24), p:bytes())
@@ -158,9 +173,9 @@ describe("packet decoding", function()
 		for _ = 1, 2000 do
 			local b = {}
 			for i = 1, core.record_size do b[i] = string.char(math.random(0, 255)) end
-			-- caplen (offset 82) says how many bytes follow: give it that many
+			-- caplen (offset 74) says how many bytes follow: give it that many
 			local raw = table.concat(b)
-			raw = raw .. ("x"):rep((string.unpack("<I2", raw, 83)))
+			raw = raw .. ("x"):rep((string.unpack("<I2", raw, 75)))
 			local p = core.decode_record(raw)
 			for _, name in ipairs(tcpinspect.packet_fields()) do
 				local v = p[name]

@@ -93,6 +93,14 @@ local FRAMES = {
 	{ "IPv6 seven extension headers", ipv6(tcp { sport = 42005 }, { exts = {
 		{ 60, PAD6 }, { 60, PAD6 }, { 60, PAD6 }, { 60, PAD6 }, { 60, PAD6 }, { 60, PAD6 }, { 60, PAD6 } } }), 0, 1 },
 	{ "IPv6 payload length larger than the frame", ipv6(tcp { sport = 42006 }, { plen = 400 }), 0, 1 },
+	-- lengths the header does not carry (BIG TCP, RFC 2675): a test_run skb is not GSO
+	{ "IPv4 total length 0, not a GSO skb", ipv4(tcp { sport = 41015 } .. "abc", { tot = 0 }), 0, 1 },
+	{ "IPv6 jumbogram: payload length 0, Hop-by-Hop Jumbo Payload 31",
+		ipv6(tcp { sport = 42007 } .. "xyz", { plen = 0, exts = { { 0, "\194\4" .. string.pack(">I4", 8 + 20 + 3) } } }),
+		1, 0, { 42007, 6, 3 } },
+	{ "IPv6 jumbogram whose Jumbo Payload is past the frame",
+		ipv6(tcp { sport = 42008 } .. "xyz", { plen = 0, exts = { { 0, "\194\4" .. string.pack(">I4", 100000) } } }), 0, 1 },
+	{ "IPv6 payload length 0, no Hop-by-Hop header, not a GSO skb", ipv6(tcp { sport = 42009 }, { plen = 0 }), 0, 1 },
 	{ "802.1Q-tagged IPv4 SYN (counted at the VLAN device)",
 		ETH .. "\129\0\0\5" .. ipv4(tcp { sport = 41014 }):sub(13), 0, 0 },
 }

@@ -25,8 +25,8 @@ static const char script[] =
 	"local ok, p = pcall(core.decode_record, raw, off)\n"
 	"if not ok then\n"
 	"  assert(type(p) == 'string', 'decode_record raised a non-string')\n"
-	/* caplen: struct ti_event's offset 82 (Lua's 83) */
-	"  assert(#raw < core.record_size or #raw ~= core.record_size + string.unpack('<I2', raw, 83),\n"
+	/* caplen: struct ti_event's offset 74 (Lua's 75) */
+	"  assert(#raw < core.record_size or #raw ~= core.record_size + string.unpack('<I2', raw, 75),\n"
 	"    'a record of the right size was refused: ' .. p)\n"
 	"  return\n"
 	"end\n"
