@@ -9,24 +9,13 @@ local testing = require "tcpinspect.testing"
 local FIX = "spec/fixtures/"
 local BIN = "build/bin/tcpinspect"
 
-local function sh(cmd)
-	local p = assert(io.popen(cmd .. " 2>&1"))
-	local out = p:read("a")
-	local ok, _, code = p:close()
-	return ok and 0 or code, out
+local net = require "support.net"
+local q, must = net.q, net.must
+local function sh(cmd) -- exit code, output (stdout and stderr)
+	local _, out, code = net.sh(cmd)
+	return code, out
 end
-local function q(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
-local function must(cmd)
-	local rc, out = sh(cmd)
-	assert(rc == 0, cmd .. "\n" .. out)
-	return out
-end
-local function read(path)
-	local f = assert(io.open(path))
-	local s = f:read("a")
-	f:close()
-	return s
-end
+local function read(path) return assert(net.read_file(path), path) end
 local function tcpdump_count(file, expr)
 	return tonumber(must(("tcpdump -nr %s %s 2>/dev/null | wc -l"):format(file, expr and q(expr) or "")):match("%d+"))
 end

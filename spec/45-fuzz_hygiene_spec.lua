@@ -2,19 +2,9 @@
 -- keeping lives in spec/fuzz/regress/TARGET/, which `spec/fuzz/run fuzz`
 -- replays through TARGET on every run, and every fuzzer run there sends its
 -- artefacts under build/ (-artifact_prefix).
-local function sh(cmd)
-	local p = assert(io.popen(cmd))
-	local out = p:read("a")
-	p:close()
-	return out
-end
-
-local function read(path)
-	local f = assert(io.open(path))
-	local s = f:read("a")
-	f:close()
-	return s
-end
+local net = require "support.net"
+local function sh(cmd) return net.must(cmd) end
+local function read(path) return assert(net.read_file(path), path) end
 
 describe("fuzz hygiene", function()
 	local run = read("spec/fuzz/run")
