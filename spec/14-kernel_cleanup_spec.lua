@@ -8,8 +8,6 @@
 -- and only it: a foreign filter and the clsact qdisc stay.
 local net = require "support.net"
 
-local TI_PREF = 29001 -- 0x7149, tcpinspect's tc priority (luaext/kernel_tc.c)
-
 local function gone(ids)
 	return net.wait_until(function()
 		for _, id in ipairs(ids.progs) do if net.prog_exists(id) then return false end end
@@ -23,19 +21,6 @@ local function left(ids)
 	for _, id in ipairs(ids.progs) do if net.prog_exists(id) then t[#t + 1] = "prog " .. id end end
 	for _, id in ipairs(ids.links) do if net.link_exists(id) then t[#t + 1] = "link " .. id end end
 	return table.concat(t, ", ")
-end
-
-local function ours_in(filters)
-	return filters:find("ti_tc_ingress", 1, true) ~= nil or filters:find("pref " .. TI_PREF .. " ", 1, true) ~= nil
-end
-
-local function state_files(pid)
-	local _, out = net.sh("ls /run/tcpinspect 2>/dev/null")
-	local n = 0
-	for name in out:gmatch("tc%-(%d+)%-%d+") do
-		if tonumber(name) == pid then n = n + 1 end
-	end
-	return n
 end
 
 describe("#kernel cleanup", function()
@@ -55,13 +40,13 @@ describe("#kernel cleanup", function()
 				for _, status in pairs(probes) do
 					if status:find("clsact filter", 1, true) then netlink = true end
 				end
-				if ns then assert.is_true(ours_in(net.tc_filters("lo", ns.name)) == netlink) end
+				if ns then assert.is_true(net.tc_ours(net.tc_filters("lo", ns.name)) == netlink) end
 				ch:kill()
 				assert.is_false(net.alive(ch.pid))
 				local how = "by the kernel"
 				if netlink then
 					-- a netlink filter outlives its process: the next start sweeps it
-					assert.is_true(ours_in(net.tc_filters("lo", ns.name)), "the stale filter vanished by itself?")
+					assert.is_true(net.tc_ours(net.tc_filters("lo", ns.name)), "the stale filter vanished by itself?")
 					-- unscoped: the dead session attached in every namespace, and an
 					-- unscoped start sweeps them all (a scoped one, its own only)
 					local ch2 = net.session_child({ open = { mode = "tc" } }, { netns = ns.name })
@@ -72,8 +57,8 @@ describe("#kernel cleanup", function()
 				assert(gone(ids), "still in the kernel after SIGKILL: " .. left(ids))
 				if ns then
 					local f = net.tc_filters("lo", ns.name)
-					assert.is_false(ours_in(f), "tc filter left on lo:\n" .. f)
-					assert.are.equal(0, state_files(ch.pid))
+					assert.is_false(net.tc_ours(f), "tc filter left on lo:\n" .. f)
+					assert.are.equal(0, #net.tc_state_files(ch.pid))
 				end
 				if mode == "kprobe" then
 					local ke = net.read_file("/sys/kernel/tracing/kprobe_events")
@@ -102,12 +87,12 @@ describe("#kernel cleanup", function()
 				local _, probes = ch:ready()
 				assert.are.equal("attached (clsact filter)", probes["tc/ingress:lo"])
 				local ids = net.bpf_ids(ch.pid)
-				assert.is_true(ours_in(net.tc_filters("lo", ns.name)))
-				assert.are.equal(1, state_files(ch.pid))
+				assert.is_true(net.tc_ours(net.tc_filters("lo", ns.name)))
+				assert.are.equal(1, #net.tc_state_files(ch.pid))
 				ch:kill()
 				-- the kernel cannot undo a netlink filter: it is still there
 				local stale = net.tc_filters("lo", ns.name)
-				assert.is_true(ours_in(stale), "expected the stale filter:\n" .. stale)
+				assert.is_true(net.tc_ours(stale), "expected the stale filter:\n" .. stale)
 				assert.is_true(net.prog_exists(ids.progs[1]))
 				-- the next start sweeps it
 				local ch2 = net.session_child({ open = { mode = "tc", dev = "lo" } }, { netns = ns.name, env = env })
@@ -115,12 +100,12 @@ describe("#kernel cleanup", function()
 				local during = net.tc_filters("lo", ns.name)
 				ch2:stop()
 				local after = net.tc_filters("lo", ns.name)
-				assert.is_false(ours_in(after), "tcpinspect filter left:\n" .. after)
+				assert.is_false(net.tc_ours(after), "tcpinspect filter left:\n" .. after)
 				assert.matches("pref 1 bpf chain 0 handle 0x1", after)
 				assert.matches("bytecode '1,6 0 0 0'", after)
 				local _, q = ns:exec("tc qdisc show dev lo")
 				assert.matches("qdisc clsact", q)
-				assert.are.equal(0, state_files(ch.pid))
+				assert.are.equal(0, #net.tc_state_files(ch.pid))
 				assert(gone(ids), "the dead process's program is still loaded: " .. left(ids))
 				-- while the second session ran there was exactly one filter of ours
 				local n = 0

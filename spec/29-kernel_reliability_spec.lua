@@ -7,21 +7,8 @@
 local net = require "support.net"
 local cli = require "support.cli"
 
-local TI_PREF = 29001 -- 0x7149, tcpinspect's tc priority (luaext/kernel_tc.c)
-
-local function ours_in(filters)
-	return filters:find("ti_tc_ingress", 1, true) ~= nil or filters:find("pref " .. TI_PREF .. " ", 1, true) ~= nil
-end
-
-local function state_files()
-	local _, out = net.sh("ls /run/tcpinspect 2>/dev/null")
-	local t = {}
-	for name in out:gmatch("tc%-%d+%-%d+") do t[#t + 1] = name end
-	return t
-end
-
 local function state_file_of(pid)
-	for _, name in ipairs(state_files()) do
+	for _, name in ipairs(net.tc_state_files()) do
 		if tonumber(name:match("^tc%-(%d+)%-")) == pid then return name end
 	end
 end
@@ -53,14 +40,14 @@ describe("#kernel reliability", function()
 			local ns = net.netns("cl")
 			local ok, err = pcall(function()
 				local before = {}
-				for _, f in ipairs(state_files()) do before[f] = true end
+				for _, f in ipairs(net.tc_state_files()) do before[f] = true end
 				local r = cli.run({ "-e", 'local s = require("tcpinspect").open{ mode = "tc", dev = "lo" }; error("boom")' },
 					{ netns = ns.name, env = "TCPINSPECT_TC_NO_TCX=1" })
 				assert.are.equal(1, r.code)
 				assert.matches("boom", r.err)
 				local f = net.tc_filters("lo", ns.name)
-				assert.is_false(ours_in(f), "tc filter left behind after the script's error:\n" .. f)
-				for _, name in ipairs(state_files()) do
+				assert.is_false(net.tc_ours(f), "tc filter left behind after the script's error:\n" .. f)
+				for _, name in ipairs(net.tc_state_files()) do
 					assert.is_true(before[name] ~= nil, "state file left behind: " .. name)
 				end
 				net.say("[tc] CLI: script error with its own netlink session: no filter, no state file left")
@@ -124,7 +111,7 @@ s:close()
 				ch:kill()
 				local reused = name:gsub("^tc%-%d+%-", "tc-1-")
 				net.must(("mv /run/tcpinspect/%s /run/tcpinspect/%s"):format(name, reused))
-				assert.is_true(ours_in(net.tc_filters("lo", ns.name)))
+				assert.is_true(net.tc_ours(net.tc_filters("lo", ns.name)))
 				-- a live owner whose PID looks dead (another PID namespace)
 				live = net.session_child({ open = { mode = "tc", dev = "lo" } }, { netns = ns.name, env = env })
 				live:ready()
@@ -145,7 +132,7 @@ s:close()
 				assert.is_table(res.stats)
 				live = nil
 				local after = net.tc_filters("lo", ns.name)
-				assert.is_false(ours_in(after), "filters left:\n" .. after)
+				assert.is_false(net.tc_ours(after), "filters left:\n" .. after)
 				os.remove("/run/tcpinspect/" .. far)
 				net.say("[tc] sweep: dead owner under a live PID swept, live owner under a dead PID kept")
 			end)

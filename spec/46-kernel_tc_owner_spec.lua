@@ -20,29 +20,8 @@
 local net = require "support.net"
 local cli = require "support.cli"
 
-local TI_PREF = 29001 -- 0x7149, tcpinspect's tc priority (luaext/kernel_tc.c)
 local N, DATALEN = 4, 100
 local NETLINK = "TCPINSPECT_TC_NO_TCX=1"
-
-local function ours_in(filters)
-	return filters:find("ti_tc_ingress", 1, true) ~= nil or filters:find("pref " .. TI_PREF .. " ", 1, true) ~= nil
-end
-
-local function state_files(pid)
-	local _, out = net.sh("ls /run/tcpinspect 2>/dev/null")
-	local n = 0
-	for name in out:gmatch("tc%-(%d+)%-%d+") do
-		if tonumber(name) == pid then n = n + 1 end
-	end
-	return n
-end
-
-local function all_state_files()
-	local _, out = net.sh("ls /run/tcpinspect 2>/dev/null")
-	local t = {}
-	for name in out:gmatch("tc%-%d+%-%d+") do t[name] = true end
-	return t
-end
 
 local fork_so
 local function fork_module()
@@ -96,8 +75,8 @@ describe("#kernel tc ownership", function()
 			if v.env == NETLINK then assert.is_true(netlink) end
 			if v.mode == "tc" then
 				local f = net.tc_filters("lo", ns.name)
-				assert.are.equal(netlink, ours_in(f), "the parent's filter after the child's exit:\n" .. f)
-				assert.are.equal(netlink and 1 or 0, state_files(ch.pid))
+				assert.are.equal(netlink, net.tc_ours(f), "the parent's filter after the child's exit:\n" .. f)
+				assert.are.equal(netlink and 1 or 0, #net.tc_state_files(ch.pid))
 			end
 
 			local cap = net.tcpdump{ netns = ns and ns.name, iface = "lo", filter = ("host %s and tcp port %d"):format(addr, port) }
@@ -114,8 +93,8 @@ describe("#kernel tc ownership", function()
 			-- and the parent's own close removed it all
 			if v.mode == "tc" then
 				local f = net.tc_filters("lo", ns.name)
-				assert.is_false(ours_in(f), "tc filter left on lo:\n" .. f)
-				assert.are.equal(0, state_files(ch.pid))
+				assert.is_false(net.tc_ours(f), "tc filter left on lo:\n" .. f)
+				assert.are.equal(0, #net.tc_state_files(ch.pid))
 			end
 		end)
 	end
@@ -150,9 +129,9 @@ describe("#kernel tc ownership", function()
 				nxt:ready()
 				nxt:stop()
 				local f = net.tc_filters("lo", ns.name)
-				assert.is_false(ours_in(f), ("killed after netlink operation %d: a filter is left after the next start:\n%s"):format(k, f))
-				assert.are.equal(0, state_files(ch.pid), ("killed after netlink operation %d: its state file is left"):format(k))
-				assert.are.equal(0, state_files(nxt.pid))
+				assert.is_false(net.tc_ours(f), ("killed after netlink operation %d: a filter is left after the next start:\n%s"):format(k, f))
+				assert.are.equal(0, #net.tc_state_files(ch.pid), ("killed after netlink operation %d: its state file is left"):format(k))
+				assert.are.equal(0, #net.tc_state_files(nxt.pid))
 				if clean then break end
 			end
 			assert.is_true(clean, "never ran to the end")
@@ -170,15 +149,15 @@ describe("#kernel tc ownership", function()
 			defer(function() p:kill() end)
 			p:ready(net.scale(20))
 			local f = net.tc_filters("lo", ns.name)
-			assert.is_true(ours_in(f), "no netlink filter while it runs:\n" .. f)
-			assert.are.equal(1, state_files(p.pid))
+			assert.is_true(net.tc_ours(f), "no netlink filter while it runs:\n" .. f)
+			assert.are.equal(1, #net.tc_state_files(p.pid))
 			net.kill(p.pid, "HUP")
 			local r = p:wait(net.scale(20))
 			assert.are.equal(0, r.code, r.err)
 			assert.matches("(interrupted)", r.err, 1, true)
 			f = net.tc_filters("lo", ns.name)
-			assert.is_false(ours_in(f), "tc filter left on lo after SIGHUP:\n" .. f)
-			assert.are.equal(0, state_files(p.pid))
+			assert.is_false(net.tc_ours(f), "tc filter left on lo after SIGHUP:\n" .. f)
+			assert.are.equal(0, #net.tc_state_files(p.pid))
 		end)
 
 		it("[tc] a reader that went away (`watch | head -1`, SIGPIPE) removes its filter and its state file", function()
@@ -186,7 +165,7 @@ describe("#kernel tc ownership", function()
 			local ns = net.netns("p")
 			defer(function() ns:destroy() end)
 			local port = net.port()
-			local before = all_state_files()
+			local before = net.tc_state_files()
 			local out, rc = net.tmpfile(".out"), net.tmpfile(".rc")
 			local pipeline = ("%s 2>%s.err | head -1; echo ${PIPESTATUS[0]} >%s"):format(
 				cli.cmdline({ "watch", "--mode", "tc", "--dev", "lo", "--dport", tostring(port) }, nil, NETLINK),
@@ -196,7 +175,7 @@ describe("#kernel tc ownership", function()
 			assert(net.wait_until(function()
 				return (net.read_file(out .. ".err") or ""):find("Ctrl-C to stop", 1, true)
 			end, 20), "watch did not start")
-			assert.is_true(ours_in(net.tc_filters("lo", ns.name)))
+			assert.is_true(net.tc_ours(net.tc_filters("lo", ns.name)))
 			-- segments until head has its line and watch writes into the closed pipe
 			for _ = 1, 10 do
 				if net.read_file(rc) then break end
@@ -207,8 +186,8 @@ describe("#kernel tc ownership", function()
 			assert.are.equal("0\n", net.read_file(rc), net.read_file(out .. ".err"))
 			assert.matches("(interrupted)", net.read_file(out .. ".err"), 1, true)
 			local f = net.tc_filters("lo", ns.name)
-			assert.is_false(ours_in(f), "tc filter left on lo after SIGPIPE:\n" .. f)
-			assert.are.same(before, all_state_files(), "a state file was left")
+			assert.is_false(net.tc_ours(f), "tc filter left on lo after SIGPIPE:\n" .. f)
+			assert.are.same(before, net.tc_state_files(), "a state file was left")
 		end)
 	end
 end)

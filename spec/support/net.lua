@@ -97,6 +97,8 @@
 --   net.bpf_ids(pid)          -> {progs = {id,...}, links = {id,...}} held by a process
 --   net.prog_exists(id), net.link_exists(id)
 --   net.tc_filters(dev, [ns]) -> text of `tc filter show dev DEV ingress`
+--   net.tc_ours(text)         -> whether that text shows a tcpinspect filter
+--   net.tc_state_files([pid]) -> the tc state files in /run/tcpinspect (PID's)
 local socket = require "socket"
 
 local net = {}
@@ -986,6 +988,22 @@ function net.tc_filters(dev, ns)
 	local pre = ns and ("ip netns exec " .. ns .. " ") or ""
 	local _, out = net.sh(pre .. "tc filter show dev " .. dev .. " ingress")
 	return out
+end
+
+net.TC_PREF = 29001 -- 0x7149, tcpinspect's tc priority (luaext/kernel_tc.c)
+
+function net.tc_ours(filters)
+	return filters:find("ti_tc_ingress", 1, true) ~= nil or filters:find("pref " .. net.TC_PREF .. " ", 1, true) ~= nil
+end
+
+-- names tc-PID-N, sorted (ls), of every session or of PID's only
+function net.tc_state_files(pid)
+	local _, out = net.sh("ls /run/tcpinspect 2>/dev/null")
+	local t = {}
+	for name, owner in out:gmatch("(tc%-(%d+)%-%d+)") do
+		if not pid or tonumber(owner) == pid then t[#t + 1] = name end
+	end
+	return t
 end
 
 -- seeded from the kernel: busted reloads this file for every spec file,
