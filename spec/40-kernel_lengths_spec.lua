@@ -29,7 +29,7 @@ local pcapfile = require "support.pcapfile"
 local ti = require "tcpinspect"
 
 local bigtcp = require "support.bigtcp"
-local SENDER = "python3 spec/support/bulk_sender.py"
+local SENDER = "timeout -k 5 150 python3 spec/support/bulk_sender.py"
 local LINKTYPE_LINUX_SLL2 = 276
 
 -- "seq len wirelen" of a segment, the form both sides are compared in

@@ -21,11 +21,16 @@ if len(sys.argv) > 4:
     srv.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, int(sys.argv[4]))
 srv.bind((addr, port))
 srv.listen(1)
+# every wait is bounded: the server's accept and reads time out, and its
+# thread is a daemon, so a failed send ends the process instead of leaving
+# it waiting for a client that is gone
+srv.settimeout(60)
 got = [0]
 
 
 def serve():
     conn, _ = srv.accept()
+    conn.settimeout(60)
     while True:
         b = conn.recv(1 << 20)
         if not b:
@@ -34,7 +39,7 @@ def serve():
     conn.close()
 
 
-t = threading.Thread(target=serve)
+t = threading.Thread(target=serve, daemon=True)
 t.start()
 c = socket.socket(fam)
 c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
