@@ -10,6 +10,8 @@
 --    C (TI_MODES in luaext/kernel.h, TI_TCP_FLAGS in bpf/tcpinspect.h);
 --    every other C file and lua/ take them from there (ti_mode_names,
 --    ti_flag_names; core.mode_names, core.flag_names).
+-- 3. The verifier's stack-slot rule is explained once ("Stack slots" in
+--    bpf/ti_rules.h) and the other comments point to it.
 local net = require "support.net"
 
 local function read(path) return assert(net.read_file(path), path) end
@@ -228,5 +230,22 @@ describe("one definition of the mode and flag names", function()
 	it("lua/ takes them from core.mode_names and core.flag_names (see LUA_NOT_YET)", function()
 		assert.are.same(LUA_NOT_YET, copies(lua_files(), "lua", MODES, 4))
 		assert.are.same({}, copies(lua_files(), "lua", FLAGS, 4))
+	end)
+end)
+
+describe("one explanation of the verifier's stack-slot rule", function()
+	it("only bpf/ti_rules.h quotes \"spilled pointer\"; the others name its \"Stack slots\"", function()
+		local quoting, pointing = {}, 0
+		for _, f in ipairs(c_files()) do
+			local src = read(f)
+			if src:find("spilled pointer", 1, true) then quoting[#quoting + 1] = f end
+			if f ~= "bpf/ti_rules.h" then
+				for _ in src:gmatch('bpf/ti_rules%.h,%s+%*?%s*"Stack%s+%*?%s*slots"') do pointing = pointing + 1 end
+			end
+		end
+		assert.are.same({ "bpf/ti_rules.h" }, quoting)
+		assert.matches('/%* Stack slots: the one explanation', read("bpf/ti_rules.h"))
+		-- ti_parse.h (3), ti_cbpf.h, tcpinspect.bpf.c's ti_count
+		assert.are.equal(5, pointing)
 	end)
 end)
