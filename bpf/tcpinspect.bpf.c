@@ -116,10 +116,8 @@ struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 } host_lpm SEC(".maps");
 
-/* Map keys on the stack are 64-bit, though the maps read only 4 bytes of
- * them (little-endian BPF): a 4-byte store into a stack slot that held a
- * spilled pointer is refused by 6.1 without CAP_PERFMON ("attempt to
- * corrupt spilled pointer on stack"), and clang reuses stack slots. */
+/* The key is 64-bit, though the map reads only 4 bytes of it
+ * (bpf/ti_rules.h, "Stack slots"). */
 static __always_inline void ti_count(__u32 stat)
 {
 	__u64 key = stat;

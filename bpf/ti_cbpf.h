@@ -21,8 +21,8 @@
  * TI_CBPF_MAX_INSNS - 1 and every buffer index with TI_PKT_MAX - 1 after
  * the bounds check, so the buffer must hold TI_PKT_MAX + 4 bytes in BPF and
  * buflen must not exceed TI_PKT_MAX (ti_cbpf_run clamps it).  Values are
- * carried in 64-bit variables (6.1 without CAP_PERFMON: see ti_count in
- * tcpinspect.bpf.c) and truncated to 32 bits where classic BPF does.
+ * carried in 64-bit variables (bpf/ti_rules.h, "Stack slots") and
+ * truncated to 32 bits where classic BPF does.
  */
 #ifndef TI_CBPF_H
 #define TI_CBPF_H

@@ -83,8 +83,7 @@ struct ti_tcphdr {
 
 /* What the frame walk reads and its state (ip: 4-aligned, as ti_parse
  * reads it through struct ti_iphdr / ti_ipv6hdr).  In BPF it lives in the per-CPU
- * scratch map (bpf/tcpinspect.bpf.c: byte buffers and walk state on the
- * stack trip Linux 6.1's verifier without CAP_PERFMON).  ip and th must be
+ * scratch map, not on the stack (bpf/ti_rules.h, "Stack slots").  ip and th must be
  * zero before a walk: an IPv4 walk loads only 20 bytes of ip. */
 struct ti_walk {
 	__u8 ip[40] __attribute__((aligned(4))); /* the IP header bytes */
@@ -168,9 +167,8 @@ ti_parse(struct ti_event *e, const __u8 *ip, __u32 l4_off, const struct ti_tcphd
 TI_INLINE __s64 ti_frame_segment(TI_PARSE_CTX ctx, __u64 off, __u64 len, int v4,
 				 struct ti_event *e, struct ti_walk *x)
 {
-	/* 64-bit locals and no byte buffer on the stack: 6.1 without
-	 * CAP_PERFMON refuses a 4-byte store into a stack slot that held a
-	 * spilled pointer, and clang reuses stack slots */
+	/* 64-bit locals and no byte buffer on the stack (bpf/ti_rules.h,
+	 * "Stack slots") */
 	__u64 l4_off, iplen, avail;
 
 	if (len <= off)
@@ -195,9 +193,9 @@ TI_INLINE __s64 ti_frame_segment(TI_PARSE_CTX ctx, __u64 off, __u64 len, int v4,
 			return x->nh == TI_IPPROTO_TCP ? -1 : 0;
 		x->l4 = 40;
 		/* The extension headers, TI_V6_EXT_MAX of them at most, written out:
-		 * clang does not unroll this walk (it has exits), and a loop
-		 * counter or walk state on the stack trips 6.1 without
-		 * CAP_PERFMON; the state lives in x. */
+		 * clang does not unroll this walk (it has exits), and its counter
+		 * or state cannot be on the stack (bpf/ti_rules.h, "Stack
+		 * slots"): the state lives in x. */
 #define TI_V6_EXT_STEP()                                                                  \
 	if (x->nh != TI_IPPROTO_TCP) {                                                    \
 		if (x->nh != TI_IPPROTO_HOPOPTS && x->nh != TI_IPPROTO_ROUTING &&           \

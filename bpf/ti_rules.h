@@ -29,11 +29,18 @@
 #include "ti_parse.h"
 #include "ti_cbpf.h"
 
-/* Map keys and carried scalars are 64-bit where they live on the BPF
- * stack, though the maps read only 4 bytes of them (little-endian BPF): a
- * 4-byte store into a stack slot that held a spilled pointer is refused by
- * 6.1 without CAP_PERFMON ("attempt to corrupt spilled pointer on stack"),
- * and clang reuses stack slots. */
+/* Stack slots: the one explanation, which the other BPF-side comments
+ * (ti_parse.h, ti_cbpf.h, tcpinspect.bpf.c, below) point to.
+ *
+ * Without CAP_PERFMON, the verifier of Linux 6.1 refuses a store of fewer
+ * than 8 bytes into a stack slot that holds a spilled pointer ("attempt to
+ * corrupt spilled pointer on stack"), and clang gives a spilled pointer's
+ * slot to any later local.  So everything the BPF programs keep on the
+ * stack is a 64-bit scalar: map keys (the maps read only their first 4
+ * bytes: BPF is little-endian), carried values, indexes.  What cannot be
+ * one -- byte buffers, copied headers, walk state, the counter of a loop
+ * clang does not unroll -- lives in the hook's scratch slot (struct
+ * ti_scratch, below), a map value, where it is plain memory. */
 
 /* clang unrolls the 4-way loops (the verifier then sees straight code); gcc
  * builds them for user space as they are. */
@@ -43,14 +50,12 @@
 #define TI_UNROLL
 #endif
 
-/* The segment being handled and the keys of its lookups.  In BPF: a
- * per-CPU map value, the one element of "scratch".  Built on the stack
- * they trip Linux 6.1's verifier without CAP_PERFMON ("attempt to corrupt
- * spilled pointer on stack": clang reuses the slots of spilled pointers
- * for them); in a map value they are plain memory.  Hook runs can
- * interleave on a CPU (PREEMPT_RT): each owns one of its CPU's
- * TI_SCRATCH_SLOTS slots while it runs (busy; bpf/tcpinspect.bpf.c,
- * ti_scratch_get). */
+/* The segment being handled and the keys of its lookups, off the stack
+ * ("Stack slots", above).  In BPF: an element of the per-CPU array
+ * "scratch", which holds TI_SCRATCH_SLOTS (4) of them per CPU: hook runs
+ * can interleave on a CPU (PREEMPT_RT), and each owns one slot while it
+ * runs (busy; bpf/tcpinspect.bpf.c, ti_scratch_get).  In the pcap replay:
+ * one, the first member of struct ti_replay (luaext/kernel_replay.c). */
 struct ti_scratch {
 	struct ti_event ev;   /* the segment being handled */
 	__u8 pkt[2 * TI_PKT_MAX]; /* its first bytes from the IP header on, at most
@@ -210,16 +215,14 @@ TI_INLINE __u32 ti_log2_slot(__u32 v)
  * pointer arithmetic clang makes of an entry chosen among four ("pointer
  * arithmetic with it prohibited for !root", "invalid mem access
  * 'scalar'").  Array lookups are inlined by the verifier: a few
- * instructions each.  The indexes are 64-bit: 6.1 without CAP_PERFMON
- * refuses a 4-byte store into a stack slot that held a spilled pointer
- * ("attempt to corrupt spilled pointer on stack"), and clang reuses slots. */
+ * instructions each.  The indexes are 64-bit ("Stack slots", above). */
 #define TI_TABLE_COUNTER(name, map, key_type, entry_type, hash, key_eq, evicted, HIT, FILL) \
 TI_INLINE void name(const struct ti_event *e, const key_type *k, struct ti_scratch *x) \
 {									\
 	__u32 base = (hash(k) & TI_LOAD_CFG(x).table_mask) * TI_TABLE_WAYS; \
 	entry_type *en;							\
 	__u64 fewest = ~0ULL, syn = TI_IS_SYN(e);			\
-	__s64 slot = -1, victim = 0; /* 64-bit: spills overwrite whole stack slots */ \
+	__s64 slot = -1, victim = 0; /* 64-bit: "Stack slots", above */ \
 									\
 	TI_UNROLL							\
 	for (int w = 0; w < TI_TABLE_WAYS; w++) {			\

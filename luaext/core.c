@@ -52,14 +52,12 @@ static int core_sleep(lua_State *L)
 	return 0;
 }
 
+_Static_assert(TI_MODE_AUTO == TI_MODE_COUNT - 1, "core_features: TI_MODES lists auto last");
+
 /* tcpinspect.features() -> table of booleans, with .reasons and .kernel.
  * Each mode is tried for real by the kernel layer: load and attach, undo. */
 static int core_features(lua_State *L)
 {
-	static const struct { enum ti_mode mode; const char *name; } modes[] = {
-		{ TI_MODE_FENTRY, "fentry" }, { TI_MODE_KPROBE, "kprobe" },
-		{ TI_MODE_TC, "tc" }, { TI_MODE_CGROUP, "cgroup" },
-	};
 	bool btf = ti_kernel_btf_loads();
 	struct utsname u;
 	char why[1024];
@@ -75,16 +73,16 @@ static int core_features(lua_State *L)
 	}
 	lua_pushboolean(L, ti_kernel_has_ringbuf());
 	lua_setfield(L, -3, "ringbuf");
-	for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
-		bool ok = !ti_kernel_probe_mode(modes[i].mode, modes[i].mode == TI_MODE_TC ? &tcx : NULL,
-						 why, sizeof(why));
+	/* every mode of TI_MODES but auto, which is last */
+	for (enum ti_mode m = 0; m < TI_MODE_AUTO; m++) {
+		bool ok = !ti_kernel_probe_mode(m, m == TI_MODE_TC ? &tcx : NULL, why, sizeof(why));
 
 		if (!ok) {
 			lua_pushstring(L, why);
-			lua_setfield(L, -2, modes[i].name);
+			lua_setfield(L, -2, ti_mode_names[m]);
 		}
 		lua_pushboolean(L, ok);
-		lua_setfield(L, -3, modes[i].name);
+		lua_setfield(L, -3, ti_mode_names[m]);
 	}
 	lua_pushboolean(L, tcx);
 	lua_setfield(L, -3, "tcx");

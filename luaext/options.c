@@ -2,10 +2,9 @@
  * structures the kernel reads.  Every mistake raises an error that names the
  * option and the bad value:  tcpinspect: option 'filter.dport': ...
  *
- * ti_parse_ports() and ti_parse_cidr() take plain strings so that they can be
- * fuzzed without Lua (spec/fuzz/).
+ * The port and CIDR strings go to the plain-C parsers of parse.c (fuzzed
+ * without Lua: spec/fuzz/).
  */
-#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <net/if.h>
@@ -15,6 +14,7 @@
 #include <unistd.h>
 #include "ti.h"
 #include "expr.h"
+#include "parse.h"
 
 #define OPT_ERR ti_option_error
 
@@ -30,65 +30,7 @@ static const char *check_cstr(lua_State *L, int idx, const char *name)
 	return s;
 }
 
-/* ---- ports ------------------------------------------------------------- */
-
-static int parse_port_num(const char **p, long *out)
-{
-	char *end;
-
-	if (!isdigit((unsigned char)**p))
-		return -1;
-	errno = 0;
-	*out = strtol(*p, &end, 10);
-	if (errno || *out < 0 || *out > 65535)
-		return -2;
-	*p = end;
-	return 0;
-}
-
-/* "22", "8000-8100", or several of them separated by commas: set their bits.
- * Returns 0, or -1 with a message in err. */
-int ti_parse_ports(const char *spec, uint8_t *bits, char *err, size_t errlen)
-{
-	const char *p = spec;
-
-	for (;;) {
-		long lo, hi;
-		int rc;
-
-		while (*p == ' ')
-			p++;
-		rc = parse_port_num(&p, &lo);
-		hi = lo;
-		if (rc == 0 && *p == '-') {
-			p++;
-			rc = parse_port_num(&p, &hi);
-		}
-		if (rc == -2) {
-			snprintf(err, errlen, "'%s': ports are 0-65535", spec);
-			return -1;
-		}
-		if (rc < 0) {
-			snprintf(err, errlen, "'%s' is not a port or a range like '8000-8100'", spec);
-			return -1;
-		}
-		if (hi < lo) {
-			snprintf(err, errlen, "'%s': range %ld-%ld is reversed", spec, lo, hi);
-			return -1;
-		}
-		for (long v = lo; v <= hi; v++)
-			bits[v >> 3] |= 1u << (v & 7);
-		while (*p == ' ')
-			p++;
-		if (*p == '\0')
-			return 0;
-		if (*p != ',') {
-			snprintf(err, errlen, "'%s' is not a port or a range like '8000-8100'", spec);
-			return -1;
-		}
-		p++;
-	}
-}
+/* ---- ports (parsed by ti_parse_ports, parse.c) ---------------------------- */
 
 static void check_ports(lua_State *L, int idx, const char *name, uint8_t *bits)
 {
@@ -125,46 +67,7 @@ static void check_ports(lua_State *L, int idx, const char *name, uint8_t *bits)
 	}
 }
 
-/* ---- addresses ------------------------------------------------------------ */
-
-/* "10.0.0.0/8", "192.0.2.1", "2001:db8::/32", "::1": 0 or -1. */
-int ti_parse_cidr(const char *spec, struct ti_cidr *out)
-{
-	char buf[INET6_ADDRSTRLEN + 8];
-	char *slash;
-	long plen = -1;
-
-	if (strlen(spec) >= sizeof(buf))
-		return -1;
-	strcpy(buf, spec);
-	slash = strchr(buf, '/');
-	if (slash) {
-		char *end;
-
-		*slash = '\0';
-		if (!isdigit((unsigned char)slash[1]))
-			return -1;
-		errno = 0;
-		plen = strtol(slash + 1, &end, 10);
-		if (errno || *end)
-			return -1;
-	}
-	memset(out, 0, sizeof(*out));
-	if (inet_pton(AF_INET, buf, out->addr) == 1) {
-		out->family = 4;
-		if (plen > 32)
-			return -1;
-		out->plen = plen < 0 ? 32 : plen;
-	} else if (inet_pton(AF_INET6, buf, out->addr) == 1) {
-		out->family = 6;
-		if (plen > 128)
-			return -1;
-		out->plen = plen < 0 ? 128 : plen;
-	} else {
-		return -1;
-	}
-	return 0;
-}
+/* ---- addresses (parsed by ti_parse_cidr, parse.c) -------------------------- */
 
 static void check_cidrs(lua_State *L, int idx, const char *name, struct ti_cidr *out, int *n)
 {
@@ -245,9 +148,10 @@ static unsigned check_flags(lua_State *L, int idx, const char *name)
 		for (tok = strtok_r(buf, ",| ", &save); tok; tok = strtok_r(NULL, ",| ", &save)) {
 			unsigned b = flag_bit(tok);
 
-			if (!b)
-				OPT_ERR(L, name, "unknown TCP flag '%s' (fin syn rst psh ack urg ece cwr)",
-					tok);
+			if (!b) /* the names: ti_flag_names, from TI_TCP_FLAGS */
+				OPT_ERR(L, name, "unknown TCP flag '%s'%s (known: %s)", tok,
+					ti_push_suggestion(L, tok, ti_flag_names),
+					ti_push_list(L, ti_flag_names));
 			mask |= b;
 		}
 		if (!mask)
@@ -593,8 +497,9 @@ void ti_check_options(lua_State *L, int idx, struct ti_load_opts *o)
 		m = check_cstr(L, -1, "mode");
 		for (i = 0; modes[i] && strcmp(modes[i], m); i++)
 			;
-		if (!modes[i])
-			OPT_ERR(L, "mode", "'%s' is not one of auto, fentry, kprobe, tc, cgroup", m);
+		if (!modes[i]) /* the names: ti_mode_names, from TI_MODES */
+			OPT_ERR(L, "mode", "'%s' is not one of %s%s", m, ti_push_list(L, modes),
+				ti_push_suggestion(L, m, modes));
 		o->mode = (enum ti_mode)i;
 	}
 	lua_pop(L, 1);

@@ -17,6 +17,7 @@
 #include <lua.h>
 #include <lauxlib.h>
 #include "kernel.h"
+#include "parse.h" /* ti_parse_ports, ti_parse_cidr (no Lua) */
 
 #define TI_SESSION_MT "tcpinspect.session"
 #define TI_MAP_MT "tcpinspect.map"
@@ -72,8 +73,6 @@ extern const char *const ti_flag_names[];
 void ti_check_options(lua_State *L, int idx, struct ti_load_opts *o);
 void ti_check_filter(lua_State *L, int idx, struct ti_filter *f, const char *ctx,
 		     const char *netns_path);
-int ti_parse_ports(const char *spec, uint8_t *bits, char *err, size_t errlen);
-int ti_parse_cidr(const char *spec, struct ti_cidr *out);
 
 /* session.c */
 int ti_session_open(lua_State *L);

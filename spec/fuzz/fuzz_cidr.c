@@ -1,4 +1,4 @@
-/* spec/fuzz/fuzz_cidr.c: libFuzzer target for ti_parse_cidr() (luaext/options.c).
+/* spec/fuzz/fuzz_cidr.c: libFuzzer target for ti_parse_cidr() (luaext/parse.c).
  * Any input must return 0 or -1; on success the family is 4 or 6, the prefix
  * fits the family, and printing the address and parsing it again gives the
  * same result. */
@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "ti.h"
+#include "parse.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

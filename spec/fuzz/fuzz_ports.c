@@ -1,4 +1,4 @@
-/* spec/fuzz/fuzz_ports.c: libFuzzer target for ti_parse_ports() (luaext/options.c).
+/* spec/fuzz/fuzz_ports.c: libFuzzer target for ti_parse_ports() (luaext/parse.c).
  * Any input must return 0 or -1 with a NUL-terminated message, touch only
  * the 8192-byte bitmap, and, on success, set exactly the bits a simple
  * reference parse of the same string sets. */
@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "ti.h"
+#include "parse.h"
 
 /* Reference: comma-separated items "N" or "N-M", spaces around items. */
 static int ref_parse(const char *s, uint8_t *bits)
