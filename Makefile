@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 # tcpinspect: build, test, install.
 #
 # Honours the LuaRocks variable contract (see the rockspec): CFLAGS, LIBFLAG,

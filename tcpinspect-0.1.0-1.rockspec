@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 rockspec_format = "3.0"
 package = "tcpinspect"
 version = "0.1.0-1"

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 --- tcpinspect: every incoming TCP segment, seen from the kernel, in Lua.
 --
 -- This file is the public API.  It wraps the private C core

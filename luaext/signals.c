@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /* signals.c: trap_signals() and signaled().  A trapped signal interrupts
  * poll's wait (EINTR) and ends its delivery of records after the current
  * callback (session.c reads ti_pending_signal); session:run stops on it.

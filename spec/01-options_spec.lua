@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 -- Unit specs: option and filter checking.  No root, no kernel: every bad
 -- input raises before anything is loaded.
 local tcpinspect = require "tcpinspect"

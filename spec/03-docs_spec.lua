@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 -- The reference docs and the code stay in step: every exported name is
 -- documented in doc/reference.md, and every documented name exists.
 local core = require "tcpinspect.core"

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 -- Unit specs: packaging.  The build needs no kernel BTF (it uses the
 -- checked-in bpf/vmlinux/<arch>/vmlinux.h), and every module that lua/
 -- requires is the project's own, Lua's standard library, or comes from a rock

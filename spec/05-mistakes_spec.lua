@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 -- A new user's mistakes (issue 11), without a kernel: each runs through
 -- `require "tcpinspect"` (in this process, or in a script file run by
 -- lua5.4) and through the real command (build/bin/tcpinspect; a `-e`

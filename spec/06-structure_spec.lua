@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 -- The shape of luaext/ (doc/HACKING.md, "Who owns what"): the kernel layer
 -- (kernel*.c) has no Lua in it and is the only code that holds the BPF
 -- skeleton, and no file calls into a file that calls it (the call graph

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 -- Embedding in an event loop: a cqueues controller drives a session through
 -- the pollfd()/events()/timeout() protocol of session:pollable() (luv or a
 -- host loop can use session:fd()).  Every segment tcpdump saw reaches the

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 -- Capabilities (RELIABILITY 1): for each mode this kernel must offer, open()
 -- run with no capabilities, CAP_BPF only, and the pair the mode needs.
 -- A missing capability is named in the error, never a bare EPERM; with the

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 -- A missing probe target (RELIABILITY 14): when tcp_v6_rcv is absent, the
 -- tcp_v4_rcv probe still attaches and counts, and session.probes reports the
 -- gap.  Kernels here all have both functions, so the spec hides tcp_v6_rcv

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 -- Two sessions in two processes at once (RELIABILITY 19), each with its own
 -- filter: each sees exactly its own segments, as tcpdump counted them.
 local net = require "support.net"

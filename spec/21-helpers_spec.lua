@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 -- Unit specs: the pure-Lua helpers (format, hist, topk, json, timer) and the
 -- CLI's argument handling.  No root, no kernel; exact outputs.
 local fmt = require "tcpinspect.format"

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 -- Environment failures come back as fail tuples with the errno's real name,
 -- and a failing map syscall is told apart from a missing key.  The map
 -- failures are injected with build/failinj.so (spec/support/failinj.c), an

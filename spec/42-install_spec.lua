@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 -- Unit specs: installing (issue 25).  `make install` and `make uninstall`
 -- with DESTDIR, with PREFIX, and with the default PREFIX as the README's
 -- first command runs it (in a private mount namespace over an empty

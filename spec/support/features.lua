@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 -- Print what this kernel offers, one line, for the test summary:
 --   features 6.12.117+deb12-amd64: btf=yes fentry=yes kprobe=yes ringbuf=yes tc=yes tcx=yes cgroup=yes
 package.path = "lua/?.lua;" .. package.path

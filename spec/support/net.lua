@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 --- spec/support/net.lua: shared helpers for the kernel specs (and the CLI and
 -- example specs).  Real traffic, real captures, real namespaces; no mocks.
 --
