@@ -6,6 +6,6 @@ package.cpath = "build/?.so;" .. package.cpath
 local f = require("tcpinspect").features()
 local parts = {}
 for _, k in ipairs{ "btf", "fentry", "kprobe", "ringbuf", "tc", "tcx", "cgroup" } do
-  parts[#parts + 1] = k .. "=" .. (f[k] and "yes" or "no")
+	parts[#parts + 1] = k .. "=" .. (f[k] and "yes" or "no")
 end
 print(("features %s: %s"):format(f.kernel, table.concat(parts, " ")))
