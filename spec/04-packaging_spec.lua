@@ -5,7 +5,7 @@
 -- the rockspec depends on, whose Debian package `make deps` installs.
 -- No root, no kernel.
 
-local ROCKSPEC = "tcpinspect-0.1.0-1.rockspec"
+local ROCKSPEC = "tcpinspect-0.2.0-1.rockspec"
 
 -- Lua 5.4's standard library, as require sees it (package.loaded).
 local STDLIB = {

@@ -1,7 +1,7 @@
 -- SPDX-License-Identifier: GPL-2.0-only
 rockspec_format = "3.0"
 package = "tcpinspect"
-version = "0.1.0-1"
+version = "0.2.0-1"
 source = {
 	url = "git+file:///dev/null", -- built from the checkout: luarocks make
 }
