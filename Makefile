@@ -280,7 +280,7 @@ lint: format-check
 # a file either would change (CONTRIBUTING.md, "Style").
 CLANG_FORMAT ?= clang-format
 FORMAT_C   := $(wildcard bpf/*.c bpf/*.h luaext/*.c luaext/*.h spec/fuzz/*.c spec/support/*.c)
-FORMAT_LUA := $(sort $(shell find lua spec examples tools -name '*.lua' -type f) tools/lua-indent \
+FORMAT_LUA  = $(sort $(shell find lua spec examples tools -name '*.lua' -type f 2>/dev/null) tools/lua-indent \
 	$(wildcard *.rockspec) .busted .luacheckrc)
 
 format:
