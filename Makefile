@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 # tcpinspect: build, test, install.
 #
 # Honours the LuaRocks variable contract (see the rockspec): CFLAGS, LIBFLAG,
@@ -42,7 +43,7 @@ EXT_HDRS := $(wildcard luaext/*.h) bpf/tcpinspect.h bpf/ti_table.h bpf/ti_parse.
 CORE_SO  := $(B)/tcpinspect/core.so
 
 .PHONY: all clean check test test-unit test-host test-vm vm-selftest clobber-check bench bench-vm soak fuzz deps \
-	install uninstall luarocks-provided lint docs-check run demo vmlinux-h vmlinux-h-vm
+	install uninstall luarocks-provided lint format format-check run demo vmlinux-h vmlinux-h-vm
 
 all: $(CORE_SO)
 
@@ -188,7 +189,7 @@ uninstall:
 # Debian 12 packages: build, run, test (qemu guests), compare (peers).
 DEB_PACKAGES := make gcc clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool \
 	lua5.4 liblua5.4-dev luarocks lua-busted lua-dkjson lua-argparse lua-socket \
-	lua-posix lua-check lua-cqueues prometheus qemu-system-x86 busybox-static cpio kmod xz-utils \
+	lua-posix lua-check lua-cqueues clang-format prometheus qemu-system-x86 busybox-static cpio kmod xz-utils \
 	iproute2 tcpdump hping3 bpftrace netcat-openbsd libcap2-bin procps \
 	libpcap-dev tshark tcpreplay iperf3 curl
 
@@ -268,5 +269,24 @@ soak: all
 fuzz: all
 	spec/fuzz/run
 
-lint:
+# make lint: luacheck, then the format check below (spec/run's lint suite
+# runs it: make check, make test).
+lint: format-check
 	luacheck lua spec examples
+
+# The formatter: clang-format with .clang-format for the C (bpf/vmlinux/ is
+# generated: not formatted), tools/lua-indent for the Lua (tabs).
+# make format applies both; make format-check changes nothing and fails on
+# a file either would change (CONTRIBUTING.md, "Style").
+CLANG_FORMAT ?= clang-format
+FORMAT_C   := $(wildcard bpf/*.c bpf/*.h luaext/*.c luaext/*.h spec/fuzz/*.c spec/support/*.c)
+FORMAT_LUA  = $(sort $(shell find lua spec examples tools -name '*.lua' -type f 2>/dev/null) tools/lua-indent \
+	$(wildcard *.rockspec) .busted .luacheckrc)
+
+format:
+	$(CLANG_FORMAT) -i $(FORMAT_C)
+	$(LUA) tools/lua-indent $(FORMAT_LUA)
+
+format-check:
+	$(CLANG_FORMAT) --dry-run -Werror $(FORMAT_C)
+	$(LUA) tools/lua-indent --check $(FORMAT_LUA)

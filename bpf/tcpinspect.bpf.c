@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0
+// SPDX-License-Identifier: GPL-2.0-only
 /* tcpinspect.bpf.c: every hook tcpinspect can use, all feeding one path:
  *
  *   hook entry  ->  ti_parse()  ->  ti_filter()  ->  ti_aggregate()  ->  ti_emit()
@@ -31,8 +31,10 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
-/* Load-time options (sample, events, aggregates, wakeup, netns, family):
- * set by user space before load (luaext/kernel.c), constants to the verifier. */
+/* Load-time options (struct ti_load_config: sample, events, aggregates,
+ * wakeup, netns, family, the table size, snaplen, and the scope: a netns
+ * inode, a cgroup id and its level): set by user space before load
+ * (luaext/kernel.c), constants to the verifier. */
 const volatile struct ti_load_config ti_load = {};
 
 /* The filter's two slots and the selector; written by user space through the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /* tcpinspect.h: the one definition of every record that crosses between the
  * BPF programs (bpf/tcpinspect.bpf.c) and user space (luaext/).
  *

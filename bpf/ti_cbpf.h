@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /* ti_cbpf.h: a small classic-BPF interpreter, plain C compiled for both
  * targets: the BPF program runs a filter expression's instructions with it
  * (one instruction per bpf_loop iteration, bpf/tcpinspect.bpf.c), and user

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /* ti_parse.h: from the bytes of a frame to struct ti_event, plain C compiled
  * for both targets: the BPF program (bpf/tcpinspect.bpf.c) parses every
  * segment with it, and user space (the pcap replay) parses the segments of a

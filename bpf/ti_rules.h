@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /* ti_rules.h: what happens to a parsed segment -- filter, aggregate,
  * sample -- plain C compiled for both targets: the BPF program
  * (bpf/tcpinspect.bpf.c) runs every segment through ti_path(), and the pcap

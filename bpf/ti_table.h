@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /* ti_table.h: the in-kernel aggregate tables' layout and hash, plain C
  * compiled for both targets: the BPF program places entries with it, and
  * user space (luaext/kernel_maps.c) finds them with the very same code.

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 -- demo_traffic.lua: bounded loopback traffic for `make demo` (and for
 -- trying the other examples).  No root needed; nothing leaves 127.0.0.1.
 --

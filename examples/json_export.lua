@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 -- json_export.lua: every incoming segment as a JSON object, one per line
 -- (every documented packet field), for jq, a log shipper or a database.
 --

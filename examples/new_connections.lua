@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 -- new_connections.lua: a log line per connection attempt (SYN without
 -- ACK).  The kernel passes only SYN segments.
 --

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 -- payload_hist.lua: the distribution of TCP payload sizes, from the
 -- kernel's log2 "len_hist" map (no per-packet events), printed like
 -- bpftrace's hist().

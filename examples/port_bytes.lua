@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 -- port_bytes.lua: packets and payload bytes per destination port, from the
 -- kernel's "ports" map, largest first.
 --

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 -- port_scan.lua: which sources try many different destination ports in a
 -- short time?  The kernel passes only SYNs (filter flags=syn); the script
 -- keeps, per source, the set of ports tried in the current window.

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 -- retransmits.lua: incoming retransmissions.  Per flow, the highest
 -- sequence end (seq + len) seen so far is kept; a segment with payload that
 -- ends at or below it carries bytes already seen: a retransmission.  Only

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 -- rst_storm.lua: resets per source and window; an alert when a source
 -- sends more RSTs per second than a threshold (a scan of closed ports, a
 -- crashing peer, a middlebox killing connections).  The kernel passes only

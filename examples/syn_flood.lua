@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 -- syn_flood.lua: which sources send connection attempts (SYN without ACK)
 -- faster than a threshold?  The counting happens in the kernel (the
 -- "sources" map keeps SYNs per source); every window the script reads the

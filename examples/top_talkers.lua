@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 -- top_talkers.lua: the sources sending the most payload bytes, from the
 -- kernel's "sources" map (no per-packet events).
 --

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 -- zero_window.lua: who advertises a zero receive window (a receiver that
 -- does not read fast enough stalls its sender)?  Every incoming segment
 -- with window 0 (not a RST) is logged, then counted per flow.

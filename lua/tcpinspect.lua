@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 --- tcpinspect: every incoming TCP segment, seen from the kernel, in Lua.
 --
 -- This file is the public API.  It wraps the private C core
@@ -15,7 +16,7 @@
 local core = require "tcpinspect.core"
 
 local M = {
-	_VERSION = "tcpinspect 0.1.0",
+	_VERSION = "tcpinspect 0.2.0",
 	-- TCP flag bits, for `p.flags & tcpinspect.SYN ~= 0`
 	FIN = core.FIN, SYN = core.SYN, RST = core.RST, PSH = core.PSH,
 	ACK = core.ACK, URG = core.URG, ECE = core.ECE, CWR = core.CWR,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /* core.c: luaopen_tcpinspect_core, the private C core wrapped by
  * lua/tcpinspect.lua.  Holds what belongs to no class: features(), clocks,
  * and the constants.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /* errors.c: the two kinds of error of tcpinspect.core.
  *
  * Environment failures return the fail tuple

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /* expr.c: tcpdump filter expressions -> classic BPF for bpf/ti_cbpf.h.
  *
  * libpcap compiles (pcap_compile on a dead handle of LINKTYPE_RAW: the

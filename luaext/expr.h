@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /* expr.h: tcpdump filter expressions compiled by libpcap into the classic
  * BPF programs bpf/ti_cbpf.h runs (expr.c).  No Lua. */
 #ifndef TI_EXPR_H

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /* kernel.c: the kernel layer's API (kernel.h): load, filter, attach, read,
  * close.  One skeleton holds every program; before loading, only those of
  * the chosen mode are marked for autoload, and the load-time options go into

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /* kernel.h: the kernel layer of tcpinspect.core.  No Lua in it.
  *
  * A struct ti_kernel owns everything one session holds in the kernel: the

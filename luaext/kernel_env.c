@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /* kernel_env.c: what the kernel layer needs to know about its environment,
  * and how it says what went wrong.
  *

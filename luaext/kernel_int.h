@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /* kernel_int.h: what the files of the kernel layer share among themselves
  * (kernel.c, kernel_tc.c, kernel_env.c, kernel_maps.c, kernel_replay.c).  Lua bindings include kernel.h. */
 #ifndef TI_KERNEL_INT_H

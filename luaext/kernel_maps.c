@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /* kernel_maps.c: reading the aggregate maps, merged across CPUs (no Lua).
  *
  *   flows, sources   per-CPU set-associative tables (bpf/ti_table.h): the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /* kernel_replay.c: the kernel layer's second backend: a pcap file run
  * through the kernel's own path in user space, without root (no Lua).
  *

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /* kernel_tc.c: tc ingress attachments of one kernel object, the link
  * monitor that follows interfaces appearing and going, and the sweep of the
  * filters that dead tcpinspect processes left behind.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /* map.c: the tcpinspect.map class: the in-kernel aggregates, read from Lua.
  *
  *   flows     {family, saddr, daddr, sport, dport} -> {packets, bytes, first_ts, last_ts, flags_seen}

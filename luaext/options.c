@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /* options.c: open() options and filter tables, checked and turned into the
  * structures the kernel reads.  Every mistake raises an error that names the
  * option and the bad value:  tcpinspect: option 'filter.dport': ...

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /* packet.c: the tcpinspect.packet class.
  *
  * A session owns one reused packet *view*: each ring record is copied into

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /* pcapfile.c: reading and writing pcap files with libpcap (no Lua).
  * See pcapfile.h for what is read and what is written.
  */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /* pcapfile.h: pcap files through libpcap, no Lua (luaext/pcapfile.c).
  *
  * Reading: every frame of a capture (pcap or pcapng, any file libpcap's

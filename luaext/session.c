@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /* session.c: the tcpinspect.session class.
  *
  * open() checks every option (raising on mistakes) and hands them to the

@@ -1,6 +1,8 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /* signals.c: trap_signals() and signaled().  A trapped signal interrupts
  * poll's wait (EINTR) and ends its delivery of records after the current
- * callback (session.c reads ti_pending_signal); session:run stops on it.
+ * callback (session.c reads ti_signal_count: a poll stops when it moves);
+ * session:run stops on it.
  * No Lua runs in the handler. */
 #include <signal.h>
 #include <string.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /* ti.h: shared declarations of the Lua side of tcpinspect.core.
  *
  * One C file per Lua class: session.c (tcpinspect.session), map.c

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 -- Unit specs: decoding ring records into packets (core.decode_record), the
 -- same code the ring callback uses.  No root, no kernel, no maps.
 local core = require "tcpinspect.core"

@@ -1,76 +1,77 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 -- The reference docs and the code stay in step: every exported name is
 -- documented in doc/reference.md, and every documented name exists.
 local core = require "tcpinspect.core"
 local tcpinspect = require "tcpinspect"
 
 local function read(path)
-  local f = assert(io.open(path))
-  local s = f:read("a")
-  f:close()
-  return s
+	local f = assert(io.open(path))
+	local s = f:read("a")
+	f:close()
+	return s
 end
 
 local ref = read("doc/reference.md")
 
 -- names in table rows: | `name` | ...
 local function table_names()
-  local t = {}
-  for name in ref:gmatch("\n| `([%w_]+)` |") do t[name] = true end
-  return t
+	local t = {}
+	for name in ref:gmatch("\n| `([%w_]+)` |") do t[name] = true end
+	return t
 end
 
 local function headings()
-  local t = {}
-  for name in ref:gmatch("\n### ([%w_%.:]+)") do t[name] = true end
-  return t
+	local t = {}
+	for name in ref:gmatch("\n### ([%w_%.:]+)") do t[name] = true end
+	return t
 end
 
 describe("doc/reference.md", function()
-  local rows, heads = table_names(), headings()
+	local rows, heads = table_names(), headings()
 
-  it("documents every module function and constant", function()
-    for k in pairs(tcpinspect) do
-      assert(heads["tcpinspect." .. k] or rows[k], "undocumented: tcpinspect." .. k)
-    end
-  end)
-  it("documents every session method", function()
-    for k in pairs(core.session_methods) do
-      assert(heads["session:" .. k], "undocumented: session:" .. k)
-    end
-  end)
-  it("documents every option, filter key, counter, map, session and packet field", function()
-    for _, list in ipairs{ core.option_names, core.filter_keys, core.stat_names,
-                           core.map_names, core.session_fields, core.packet_fields() } do
-      for _, k in ipairs(list) do assert(rows[k], "undocumented: " .. k) end
-    end
-  end)
-  it("documents nothing that does not exist", function()
-    for h in pairs(heads) do
-      local obj, name = h:match("^(%w+)[:%.]([%w_]+)$")
-      if obj == "tcpinspect" then
-        assert(tcpinspect[name] ~= nil, "documented but missing: " .. h)
-      elseif obj == "session" then
-        assert(core.session_methods[name], "documented but missing: " .. h)
-      elseif obj == "packet" then
-        assert(name == "copy" or name == "totable" or name == "bytes", "documented but missing: " .. h)
-      elseif obj == "map" then
-        local known = { pairs = 1, lookup = 1, delete = 1, clear = 1, count = 1 }
-        assert(known[name], "documented but missing: " .. h)
-      end
-    end
-  end)
-  it("lists every known name in a row or heading that the code has", function()
-    local known = {}
-    for _, list in ipairs{ core.option_names, core.filter_keys, core.stat_names,
-                           core.map_names, core.session_fields, core.packet_fields() } do
-      for _, k in ipairs(list) do known[k] = true end
-    end
-    for k in pairs(tcpinspect) do known[k] = true end
-    -- map key/value columns are documented in the Maps table, not rows
-    for name in pairs(rows) do
-      assert(known[name], "documented row with no code behind it: " .. name)
-    end
-  end)
+	it("documents every module function and constant", function()
+		for k in pairs(tcpinspect) do
+			assert(heads["tcpinspect." .. k] or rows[k], "undocumented: tcpinspect." .. k)
+		end
+	end)
+	it("documents every session method", function()
+		for k in pairs(core.session_methods) do
+			assert(heads["session:" .. k], "undocumented: session:" .. k)
+		end
+	end)
+	it("documents every option, filter key, counter, map, session and packet field", function()
+		for _, list in ipairs{ core.option_names, core.filter_keys, core.stat_names,
+			core.map_names, core.session_fields, core.packet_fields() } do
+			for _, k in ipairs(list) do assert(rows[k], "undocumented: " .. k) end
+		end
+	end)
+	it("documents nothing that does not exist", function()
+		for h in pairs(heads) do
+			local obj, name = h:match("^(%w+)[:%.]([%w_]+)$")
+			if obj == "tcpinspect" then
+				assert(tcpinspect[name] ~= nil, "documented but missing: " .. h)
+			elseif obj == "session" then
+				assert(core.session_methods[name], "documented but missing: " .. h)
+			elseif obj == "packet" then
+				assert(name == "copy" or name == "totable" or name == "bytes", "documented but missing: " .. h)
+			elseif obj == "map" then
+				local known = { pairs = 1, lookup = 1, delete = 1, clear = 1, count = 1 }
+				assert(known[name], "documented but missing: " .. h)
+			end
+		end
+	end)
+	it("lists every known name in a row or heading that the code has", function()
+		local known = {}
+		for _, list in ipairs{ core.option_names, core.filter_keys, core.stat_names,
+			core.map_names, core.session_fields, core.packet_fields() } do
+			for _, k in ipairs(list) do known[k] = true end
+		end
+		for k in pairs(tcpinspect) do known[k] = true end
+		-- map key/value columns are documented in the Maps table, not rows
+		for name in pairs(rows) do
+			assert(known[name], "documented row with no code behind it: " .. name)
+		end
+	end)
 end)
 
 -- The type column of the field tables: the reference says what a field
@@ -78,52 +79,52 @@ end)
 local TYPES = { string = true, integer = true, float = true, boolean = true, table = true }
 
 local function typed_rows(section)
-  local body = assert(ref:match("\n## " .. section .. "\n(.-)\n#"), "no section " .. section)
-  local t = {}
-  for name, ty in body:gmatch("\n| `([%w_]+)` | (%w+) |") do t[name] = ty end
-  return t
+	local body = assert(ref:match("\n## " .. section .. "\n(.-)\n#"), "no section " .. section)
+	local t = {}
+	for name, ty in body:gmatch("\n| `([%w_]+)` | (%w+) |") do t[name] = ty end
+	return t
 end
 
 local function type_of(v)
-  return math.type(v) or type(v)
+	return math.type(v) or type(v)
 end
 
 describe("doc/reference.md field types", function()
-  it("gives every session and packet field a Lua type", function()
-    for section, names in pairs{ ["Session fields"] = core.session_fields,
-                                 ["Packet fields"] = core.packet_fields() } do
-      local rows = typed_rows(section)
-      for _, k in ipairs(names) do
-        assert(TYPES[rows[k]], section .. ": no type for " .. k .. " (got " .. tostring(rows[k]) .. ")")
-      end
-    end
-  end)
-  it("packet fields have the documented types", function()
-    local rows = typed_rows("Packet fields")
-    local p = core.decode_record(string.rep("\0", core.record_size), 1.5)
-    for _, k in ipairs(core.packet_fields()) do
-      assert.are.equal(rows[k], type_of(p[k]), "packet field " .. k)
-    end
-  end)
+	it("gives every session and packet field a Lua type", function()
+		for section, names in pairs{ ["Session fields"] = core.session_fields,
+			["Packet fields"] = core.packet_fields() } do
+			local rows = typed_rows(section)
+			for _, k in ipairs(names) do
+				assert(TYPES[rows[k]], section .. ": no type for " .. k .. " (got " .. tostring(rows[k]) .. ")")
+			end
+		end
+	end)
+	it("packet fields have the documented types", function()
+		local rows = typed_rows("Packet fields")
+		local p = core.decode_record(string.rep("\0", core.record_size), 1.5)
+		for _, k in ipairs(core.packet_fields()) do
+			assert.are.equal(rows[k], type_of(p[k]), "packet field " .. k)
+		end
+	end)
 end)
 
 describe("doc/reference.md session field types #kernel", function()
-  local net = require "support.net"
-  it("a tc session's fields have the documented types and values", function()
-    local rows = typed_rows("Session fields")
-    for _, events in ipairs{ true, false } do
-      local s = net.open{ mode = "tc", events = events, sample = 3, ring_size = 262144,
-        filter = { port = net.port(), host = net.addr4() } }
-      for _, k in ipairs(core.session_fields) do
-        assert.are.equal(rows[k], type_of(s[k]), "session field " .. k)
-      end
-      assert.are.equal(events, s.events)
-      assert.are.equal("tc", s.mode)
-      assert.are.equal(3, s.sample)
-      assert.are.equal(262144, s.ring_size)
-      assert.is_false(s.closed)
-      s:close()
-      assert.is_true(s.closed)
-    end
-  end)
+	local net = require "support.net"
+	it("a tc session's fields have the documented types and values", function()
+		local rows = typed_rows("Session fields")
+		for _, events in ipairs{ true, false } do
+			local s = net.open{ mode = "tc", events = events, sample = 3, ring_size = 262144,
+				filter = { port = net.port(), host = net.addr4() } }
+			for _, k in ipairs(core.session_fields) do
+				assert.are.equal(rows[k], type_of(s[k]), "session field " .. k)
+			end
+			assert.are.equal(events, s.events)
+			assert.are.equal("tc", s.mode)
+			assert.are.equal(3, s.sample)
+			assert.are.equal(262144, s.ring_size)
+			assert.is_false(s.closed)
+			s:close()
+			assert.is_true(s.closed)
+		end
+	end)
 end)

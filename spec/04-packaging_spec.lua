@@ -1,10 +1,11 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 -- Unit specs: packaging.  The build needs no kernel BTF (it uses the
 -- checked-in bpf/vmlinux/<arch>/vmlinux.h), and every module that lua/
 -- requires is the project's own, Lua's standard library, or comes from a rock
 -- the rockspec depends on, whose Debian package `make deps` installs.
 -- No root, no kernel.
 
-local ROCKSPEC = "tcpinspect-0.1.0-1.rockspec"
+local ROCKSPEC = "tcpinspect-0.2.0-1.rockspec"
 
 -- Lua 5.4's standard library, as require sees it (package.loaded).
 local STDLIB = {
@@ -200,8 +201,39 @@ local e = require(name)
 			assert(rocks >= 2, "argparse and dkjson at least")
 		end)
 
-		it("is installed from Debian by CI: .ci/run runs make deps", function()
-			assert.is_truthy(read(".ci/run"):find("\nmake deps\n", 1, true))
+		it("is installed from Debian by CI: .ci/run runs make deps first, then every suite, and sums them", function()
+			-- .ci/run itself, in a scratch tree, with apt-get, make and
+			-- spec/fuzz/run replaced by stubs that log their calls and print
+			-- a suite's result: what it runs, in which order, and its sum
+			local _, out = sh("mktemp -d")
+			local tmp = assert(out:match("^(/%S+)"))
+			local function put(path, text)
+				local f = assert(io.open(tmp .. "/" .. path, "w"))
+				f:write(text)
+				f:close()
+				assert.are.equal(0, (sh("chmod +x '" .. tmp .. "/" .. path .. "'")))
+			end
+			assert.are.equal(0, (sh("mkdir -p '" .. tmp .. "/.ci' '" .. tmp .. "/bin' '" .. tmp .. "/spec/fuzz' && cp .ci/run '"
+				.. tmp .. "/.ci/run'")))
+			local log = tmp .. "/calls.log"
+			put("bin/apt-get", '#!/bin/sh\necho "apt-get $*" >> ' .. log .. '\n')
+			put("bin/make", '#!/bin/sh\necho "make $* FUZZ_SECS=${FUZZ_SECS:-}" >> ' .. log .. '\ncase "$1" in\n' ..
+				'deps) exit 0 ;;\n' ..
+				'test) mkdir -p build/test-results; echo "unit 3 0" > build/test-results/summary.txt; ' ..
+				'echo "  5 passed, 0 failed"; exit 0 ;;\n' ..
+				'soak) echo "soak: no summary line"; exit 1 ;;\nesac\nexit 9\n')
+			put("spec/fuzz/run", '#!/bin/sh\necho "fuzz-run $* FUZZ_SECS=${FUZZ_SECS:-}" >> ' .. log .. '\ncase "$1" in\n' ..
+				'asan) echo "2 passed, 0 failed"; exit 0 ;;\nallocfail) exit 0 ;;\n' ..
+				'fuzz) echo "1 passed, 1 failed"; exit 1 ;;\nesac\nexit 9\n')
+			local rc, ci = sh("cd / && env -u FUZZ_SECS PATH='" .. tmp .. "/bin':\"$PATH\" '" .. tmp .. "/.ci/run'")
+			local calls = read(log)
+			sh("rm -rf '" .. tmp .. "'")
+			assert.are.equal("apt-get update\nmake deps FUZZ_SECS=\nmake test FUZZ_SECS=\nmake soak FUZZ_SECS=\n" ..
+				"fuzz-run asan FUZZ_SECS=\nfuzz-run allocfail FUZZ_SECS=\nfuzz-run fuzz FUZZ_SECS=10\n", calls)
+			-- test 5/0, soak 0/1 (failed, no line), asan 2/0, allocfail 1/0 (passed, no line), fuzz 1/1
+			assert.matches("\n9 passed, 2 failed\n$", ci)
+			assert.matches("\n  unit 3 0\n", ci, 1, true)
+			assert.are_not.equal(0, rc)
 		end)
 	end)
 

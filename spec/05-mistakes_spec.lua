@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 -- A new user's mistakes (issue 11), without a kernel: each runs through
 -- `require "tcpinspect"` (in this process, or in a script file run by
 -- lua5.4) and through the real command (build/bin/tcpinspect; a `-e`
@@ -277,7 +278,7 @@ describe("doc/cli.md's option table", function()
 			elseif o1 == "-V" then
 				local r = cli.run { "--version" }
 				assert.are.equal(0, r.code, r.err)
-				assert.matches("^tcpinspect 0%.1%.0\nlibbpf %d+%.%d+\nkernel ", r.out)
+				assert.matches("^tcpinspect 0%.2%.0\nlibbpf %d+%.%d+\nkernel ", r.out)
 			elseif #row.examples == 0 or o1 == "--json" or o1 == "-q" then
 				for _, o in ipairs(row.opts) do
 					assert.is_true(at(options_of { o }, PATH[o]), o)
@@ -318,7 +319,7 @@ describe("--version", function()
 		local uname = net.must("uname -r"):gsub("%s+$", "")
 		local v = tcpinspect.versions()
 		assert.matches("^%d+%.%d+$", v.libbpf)
-		assert.are.equal(("tcpinspect 0.1.0\nlibbpf %s\nkernel %s\n"):format(v.libbpf, uname), r.out)
+		assert.are.equal(("tcpinspect 0.2.0\nlibbpf %s\nkernel %s\n"):format(v.libbpf, uname), r.out)
 		assert.are.equal(uname, v.kernel)
 		assert.are.equal(0, cli.run({ "watch", "-V" }).code)
 	end)

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 -- The shape of luaext/ (doc/HACKING.md, "Who owns what"): the kernel layer
 -- (kernel*.c) and the plain-C helpers beside it (parse.c, expr.c,
 -- pcapfile.c) have no Lua in them, the kernel layer is the only code that

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 -- Kernel specs: what the core counts equals what really crossed the wire.
 --
 -- For every mode that must work here (TCPINSPECT_EXPECT_MODES) and for IPv4

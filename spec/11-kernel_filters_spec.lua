@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 -- Kernel specs: filters include and exclude exactly.
 --
 -- One burst of real loopback traffic (two source addresses, three ports,

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 -- Kernel specs: the event path (ring buffer -> Lua callback).
 --
 -- Sampling keeps every SYN/FIN/RST; a one-page ring overflows and counts its

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 -- Kernel specs: a veth pair between two network namespaces made by the spec.
 --
 -- The session runs in a child process inside the server namespace

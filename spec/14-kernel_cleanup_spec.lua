@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 -- Kernel specs: nothing is left behind when a process dies.
 --
 -- A child process opens a session and is SIGKILLed.  Its programs and links

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 -- Kernel specs: choosing a hook, and what each hook can see.
 --
 -- On the development host fentry is refused and there are no kprobes:

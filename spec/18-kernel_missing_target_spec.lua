@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 -- A missing probe target (RELIABILITY 14): when tcp_v6_rcv is absent, the
 -- tcp_v4_rcv probe still attaches and counts, and session.probes reports the
 -- gap.  Kernels here all have both functions, so the spec hides tcp_v6_rcv
@@ -5,7 +6,7 @@
 -- process), which makes open() take the same path as a kernel without it.
 local modes = {}
 for m in (os.getenv("TCPINSPECT_EXPECT_MODES") or ""):gmatch("[^,]+") do
-  if m == "fentry" or m == "kprobe" then modes[#modes + 1] = m end
+	if m == "fentry" or m == "kprobe" then modes[#modes + 1] = m end
 end
 
 -- The child: open, make one v4 and one v6 connection with a payload to the
@@ -33,30 +34,30 @@ s:close()
 ]]
 
 local function run_child(mode, family)
-  local path = os.tmpname()
-  local f = assert(io.open(path, "w"))
-  f:write(CHILD)
-  f:close()
-  local p = assert(io.popen(("TCPINSPECT_HIDE_FUNCS=tcp_v6_rcv lua5.4 %s %s %s 2>&1"):format(
-    path, mode, family or "any")))
-  local out = p:read("a")
-  p:close()
-  os.remove(path)
-  return out
+	local path = os.tmpname()
+	local f = assert(io.open(path, "w"))
+	f:write(CHILD)
+	f:close()
+	local p = assert(io.popen(("TCPINSPECT_HIDE_FUNCS=tcp_v6_rcv lua5.4 %s %s %s 2>&1"):format(
+		path, mode, family or "any")))
+	local out = p:read("a")
+	p:close()
+	os.remove(path)
+	return out
 end
 
 describe("missing probe target #kernel #matrix", function()
-  for _, mode in ipairs(modes) do
-    it(mode .. ": without tcp_v6_rcv, v4 is probed and the gap reported", function()
-      local out = run_child(mode)
-      assert.matches("PROBES\tattached\tmissing: tcp_v6_rcv is not in this kernel", out)
-      -- one v4 connection seen (its SYN), the v6 one not probed
-      assert.matches("SYNS\t1\t0\n", out)
-    end)
-    it(mode .. ": family='ipv6' with tcp_v6_rcv missing fails with the reason", function()
-      local out = run_child(mode, "ipv6")
-      assert.matches("^FAIL\t2\tENOENT: " .. mode ..
-        ": no probe target: missing: tcp_v6_rcv is not in this kernel", out)
-    end)
-  end
+	for _, mode in ipairs(modes) do
+		it(mode .. ": without tcp_v6_rcv, v4 is probed and the gap reported", function()
+			local out = run_child(mode)
+			assert.matches("PROBES\tattached\tmissing: tcp_v6_rcv is not in this kernel", out)
+			-- one v4 connection seen (its SYN), the v6 one not probed
+			assert.matches("SYNS\t1\t0\n", out)
+		end)
+		it(mode .. ": family='ipv6' with tcp_v6_rcv missing fails with the reason", function()
+			local out = run_child(mode, "ipv6")
+			assert.matches("^FAIL\t2\tENOENT: " .. mode ..
+				": no probe target: missing: tcp_v6_rcv is not in this kernel", out)
+		end)
+	end
 end)

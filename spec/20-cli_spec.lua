@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 -- The `tcpinspect` command (build/bin/tcpinspect), run as a process.
 --
 -- Bad arguments need no kernel (open() checks options before loading

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 -- Unit specs: the pure-Lua helpers (format, hist, topk, json, timer) and the
 -- CLI's argument handling.  No root, no kernel; exact outputs.
 local fmt = require "tcpinspect.format"
@@ -317,10 +318,16 @@ describe("script runtime", function()
 	end)
 	it("offers the documented prelude names", function()
 		local names = script.prelude_names()
+		-- each name, read by a script, is the prelude's own value: not nil, and
+		-- not a global of the same name showing through
+		local fake = {}
+		local rt = script.new { options = {}, cli = {}, args = {}, name = "t.lua", open = function() return fake end }
 		for _, n in ipairs { "session", "open", "options", "cli", "args", "arg", "getopt", "on_packet", "every",
 			"after", "on_exit", "stop", "elapsed", "map", "stats", "printf", "flagstr", "SYN", "ACK", "FIN",
 			"RST", "PSH", "URG", "ECE", "CWR", "tcpinspect", "fmt", "hist", "topk", "json", "timer" } do
-			assert.is_truthy(({ [n] = true, table.unpack({}) })[n])
+			local v = rt:load { code = "return " .. n }() -- the chunk alone: no loop
+			assert(v ~= nil, n .. " is nil in a script")
+			assert(not rawequal(v, rawget(_G, n)), n .. " in a script is the global, not the prelude's")
 			local found = false
 			for _, m in ipairs(names) do if m == n then found = true end end
 			assert.is_true(found, n)

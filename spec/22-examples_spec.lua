@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 -- Kernel specs: every script in examples/ against real traffic, its output
 -- asserted.  Scan and flood detectors run inside the server namespace of a
 -- veth pair made here (two client addresses in the client namespace: one

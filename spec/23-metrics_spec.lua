@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 -- tcpinspect.metrics (capped families, stable folding, the text format) and
 -- tcpinspect.exporter's HTTP side, without a kernel: a fake clock for the
 -- folding, real sockets on 127.0.0.1 for the server, Debian's promtool for

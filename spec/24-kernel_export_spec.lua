@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 -- Kernel specs: `tcpinspect export` scraped by Debian's real prometheus.
 --
 -- Everything runs inside a network namespace made here (its own lo): the

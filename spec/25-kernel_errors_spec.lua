@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 -- Environment failures come back as fail tuples with the errno's real name,
 -- and a failing map syscall is told apart from a missing key.  The map
 -- failures are injected with build/failinj.so (spec/support/failinj.c), an
@@ -49,45 +50,45 @@ s:close()
 -- fdlimit: run the child with `ulimit -n fdlimit` (set in an inner shell that
 -- then execs, so no redirection happens under the low limit)
 local function run_child(mode, fdlimit)
-  local path, ctl = os.tmpname(), os.tmpname()
-  os.remove(ctl)
-  local f = assert(io.open(path, "w"))
-  f:write(("local BPF_MAP_LOOKUP_ELEM, BPF_MAP_LOOKUP_BATCH, BPF_MAP_UPDATE_BATCH = %d, %d, %d\n")
-    :format(BPF_MAP_LOOKUP_ELEM, BPF_MAP_LOOKUP_BATCH, BPF_MAP_UPDATE_BATCH))
-  f:write(("local EPERM, EBADF, EFAULT = %d, %d, %d\n"):format(EPERM, EBADF, EFAULT))
-  f:write(CHILD)
-  f:close()
-  local p = assert(io.popen(("sh -c 'ulimit -n %d; exec env TI_FAILINJ_FILE=%s LD_PRELOAD=build/failinj.so lua5.4 %s %s %s' 2>&1")
-    :format(fdlimit or 1024, ctl, path, mode, ctl)))
-  local out = p:read("a")
-  p:close()
-  os.remove(path)
-  os.remove(ctl)
-  return out
+	local path, ctl = os.tmpname(), os.tmpname()
+	os.remove(ctl)
+	local f = assert(io.open(path, "w"))
+	f:write(("local BPF_MAP_LOOKUP_ELEM, BPF_MAP_LOOKUP_BATCH, BPF_MAP_UPDATE_BATCH = %d, %d, %d\n")
+		:format(BPF_MAP_LOOKUP_ELEM, BPF_MAP_LOOKUP_BATCH, BPF_MAP_UPDATE_BATCH))
+	f:write(("local EPERM, EBADF, EFAULT = %d, %d, %d\n"):format(EPERM, EBADF, EFAULT))
+	f:write(CHILD)
+	f:close()
+	local p = assert(io.popen(("sh -c 'ulimit -n %d; exec env TI_FAILINJ_FILE=%s LD_PRELOAD=build/failinj.so lua5.4 %s %s %s' 2>&1")
+		:format(fdlimit or 1024, ctl, path, mode, ctl)))
+	local out = p:read("a")
+	p:close()
+	os.remove(path)
+	os.remove(ctl)
+	return out
 end
 
 describe("errors #kernel", function()
-  for _, mode in ipairs(modes) do
-    it(mode .. ": a failing map syscall is nil, 'ENAME: ...', errno; a missing key is nil alone", function()
-      local out = run_child(mode)
-      assert.not_matches("FAIL", out)
-      assert.matches("MISSING\t1\tnil\n", out)
-      assert.matches("DELMISSING\t1\tfalse\n", out)
-      assert.matches("LOOKUP\t3\tnil|EBADF: looking up in map 'flows' failed: Bad file descriptor|9\n", out, 1, true)
-      assert.matches("PORTS\t3\tnil|EBADF: looking up in map 'ports' failed: Bad file descriptor|9\n", out, 1, true)
-      assert.matches("COUNT\t3\tnil|EFAULT: counting map 'flows' failed: Bad address|14\n", out, 1, true)
-      assert.matches("CLEAR\t3\tnil|EFAULT: clearing map 'flows' failed: Bad address|14\n", out, 1, true)
-      -- a loop cannot be handed a fail tuple: the iterator raises it
-      assert.matches("PAIRS\t2\tfalse|[^\n]*EFAULT: iterating map 'flows' failed: Bad address\n", out)
-      assert.matches("DELETE\t3\tnil|EPERM: deleting from map 'flows' failed: Operation not permitted|1\n", out, 1, true)
-      -- with the failures off again, the same map works
-      assert.matches("AFTER\t2\tnil|0\n", out, 1, true)
-    end)
+	for _, mode in ipairs(modes) do
+		it(mode .. ": a failing map syscall is nil, 'ENAME: ...', errno; a missing key is nil alone", function()
+			local out = run_child(mode)
+			assert.not_matches("FAIL", out)
+			assert.matches("MISSING\t1\tnil\n", out)
+			assert.matches("DELMISSING\t1\tfalse\n", out)
+			assert.matches("LOOKUP\t3\tnil|EBADF: looking up in map 'flows' failed: Bad file descriptor|9\n", out, 1, true)
+			assert.matches("PORTS\t3\tnil|EBADF: looking up in map 'ports' failed: Bad file descriptor|9\n", out, 1, true)
+			assert.matches("COUNT\t3\tnil|EFAULT: counting map 'flows' failed: Bad address|14\n", out, 1, true)
+			assert.matches("CLEAR\t3\tnil|EFAULT: clearing map 'flows' failed: Bad address|14\n", out, 1, true)
+			-- a loop cannot be handed a fail tuple: the iterator raises it
+			assert.matches("PAIRS\t2\tfalse|[^\n]*EFAULT: iterating map 'flows' failed: Bad address\n", out)
+			assert.matches("DELETE\t3\tnil|EPERM: deleting from map 'flows' failed: Operation not permitted|1\n", out, 1, true)
+			-- with the failures off again, the same map works
+			assert.matches("AFTER\t2\tnil|0\n", out, 1, true)
+		end)
 
-    it(mode .. ": out of file descriptors: EMFILE by name, errno 24, and what to do", function()
-      local out = run_child(mode, 8)
-      assert.matches("^FAIL\t24\tEMFILE: " .. mode .. ": [^\n]*Too many open files; out of file descriptors", out)
-      assert.matches("raise the limit %(ulimit %-n%)", out)
-    end)
-  end
+		it(mode .. ": out of file descriptors: EMFILE by name, errno 24, and what to do", function()
+			local out = run_child(mode, 8)
+			assert.matches("^FAIL\t24\tEMFILE: " .. mode .. ": [^\n]*Too many open files; out of file descriptors", out)
+			assert.matches("raise the limit %(ulimit %-n%)", out)
+		end)
+	end
 end)

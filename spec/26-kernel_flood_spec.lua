@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 -- Under a flood the user keeps control (issue "Under a flood"): poll returns
 -- within its bound however fast records come, SIGINT ends `tcpinspect watch`
 -- promptly and cleanly, and a reader blocked in poll(-1) is woken by

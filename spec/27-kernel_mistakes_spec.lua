@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 -- A new user's first hour (issue 11), the items that need a live session:
 -- run as root on a real kernel, in tc mode (the host's mode; the guests
 -- too), on a fresh 127.X.Y.Z address and port filtered in the kernel so

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 -- Kernel specs: the tc and cgroup parsers against a table of odd frames, run
 -- through session:test_run (BPF_PROG_TEST_RUN: the real program, no
 -- traffic).  Each frame must land in exactly the counter doc/modes.md ("Odd

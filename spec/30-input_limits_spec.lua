@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 -- Unit specs (no kernel): bad input is refused by its real value, never
 -- accepted mangled (issue 10, item 9).
 local core = require "tcpinspect.core"

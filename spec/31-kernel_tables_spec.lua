@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 -- The in-kernel aggregate tables under more keys than they hold (issue
 -- "Under a flood"): flows and sources are fixed-size per-CPU tables
 -- (bpf/ti_table.h) where a new key replaces the entry with the fewest

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 -- Records stay whole under traffic from several CPUs at once (issue 15).
 --
 -- The BPF hooks build each segment in per-CPU scratch memory.  On

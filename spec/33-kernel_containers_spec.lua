@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 -- Kernel specs: sessions scoped to a network namespace, a container (PID)
 -- or a cgroup, in each mode (doc/modes.md, "Scoping to a container").
 --

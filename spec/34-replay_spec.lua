@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 -- Replay without root: tcpinspect.replay and `tcpinspect -r FILE`, run as
 -- an unprivileged user with no capabilities, on the small captures in
 -- spec/fixtures/:

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 -- Kernel spec: a replay of a capture gives the same script output, maps and
 -- counters as the live session that saw the traffic (issue 12).
 --

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 -- Filter expressions (filter.expr), differential: for every expression of
 -- EXPRS and every segment of the corpus (spec/fixtures/filter_corpus.pcap,
 -- real traffic made by spec/support/make_corpus.sh: v4 and v6, TCP options,

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 -- The CLI's tcpdump habits of issue 12 (the kernel side): a trailing filter
 -- expression (and after '--', never dropped), -s SNAPLEN, -X / -A (checked
 -- against tcpdump's own output, byte for byte), -i.  Without root through

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 -- The CLI's reports in capture time, its edges, and filter expressions
 -- for scripts and one-liners (issue 25, items 4-7): all through -r on the
 -- fixture captures, so no root and no kernel object.  Spans come from the

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 -- Files written as root, and names printed on a terminal (issue 19, items
 -- 2 and 8).
 --

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 -- 32-bit lengths end to end: record, packet fields, `-w` (session:dump),
 -- the expression's `len`, from the kernel's hooks and from a replay.
 --

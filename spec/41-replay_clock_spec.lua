@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 -- Replay's clock: its cost follows the frames, never the capture's span
 -- (doc/reference.md, tcpinspect.replay: "Gaps and backwards time").
 --

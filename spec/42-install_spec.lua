@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 -- Unit specs: installing (issue 25).  `make install` and `make uninstall`
 -- with DESTDIR, with PREFIX, and with the default PREFIX as the README's
 -- first command runs it (in a private mount namespace over an empty
@@ -133,7 +134,7 @@ describe("LuaRocks, offline, with Debian's modules", function()
 		must("mkdir " .. q(sysconf) .. " && sed '/^-- BEGIN make deps (tcpinspect)/,/^-- END make deps (tcpinspect)/d' " ..
 			"/etc/luarocks/config-5.4.lua > " .. q(sysconf .. "/config-5.4.lua"))
 		-- the checkout, with its build (times kept: nothing to rebuild)
-		must("mkdir " .. q(tmp .. "/src") .. " && cp -a Makefile bpf luaext lua doc build tcpinspect-0.1.0-1.rockspec " ..
+		must("mkdir " .. q(tmp .. "/src") .. " && cp -a Makefile bpf luaext lua doc build tcpinspect-0.2.0-1.rockspec " ..
 			q(tmp .. "/src/"))
 	end)
 	teardown(function()
@@ -198,7 +199,7 @@ describe("LuaRocks, offline, with Debian's modules", function()
 		assert.are_not.equal(0, (sh("env " .. path .. " sh -c 'command -v clang || command -v cc || command -v make'")))
 		out = must("cd " .. q(packdir) .. " && env " .. path .. " " .. LR() .. "install --tree " ..
 			q(tmp .. "/t2") .. " " .. q(rock))
-		assert.matches("tcpinspect 0.1.0-1 is now installed", out, 1, true)
+		assert.matches("tcpinspect 0.2.0-1 is now installed", out, 1, true)
 		local rc
 		rc, out = sh("cd / && env -i " .. path .. " " .. q(tmp .. "/t2/bin/tcpinspect") .. " -q -r " .. q(FIX) ..
 			" " .. q(EXAMPLE))

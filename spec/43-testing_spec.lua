@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 -- Unit specs: tcpinspect.testing (issue 25), a script run on a capture in
 -- this process, and the README's busted recipe built on it, run as the
 -- README says from an empty directory outside the checkout with tcpinspect

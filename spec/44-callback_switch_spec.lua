@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 -- on_packet(fn2, fields) called from inside a callback takes effect at the
 -- next record: the callback running keeps its packet view (or its values),
 -- the next record goes to fn2 with fn2's own fields.  Before, the running

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 -- Fuzz hygiene: libFuzzer's artefacts never sit in the tree; an input worth
 -- keeping lives in spec/fuzz/regress/TARGET/, which `spec/fuzz/run fuzz`
 -- replays through TARGET on every run, and every fuzzer run there sends its

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 -- Kernel specs: a tc attachment belongs to the process that made it
 -- (doc/modes.md, "Cleanup after a crash").
 --

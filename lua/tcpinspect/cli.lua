@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 --- tcpinspect.cli: the `tcpinspect` command.
 --
 --     tcpinspect watch [options]             one tcpdump-style line per segment

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 --- tcpinspect.exporter: serve a metrics registry over HTTP (Prometheus text
 -- format), without ever blocking the caller.
 --

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 --- tcpinspect.format: text for packets, byte counts, rates and durations.
 --
 --     local fmt = require "tcpinspect.format"

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 --- tcpinspect.hist: power-of-two and linear histograms, printed like
 -- bpftrace's `hist()` and `lhist()`.
 --

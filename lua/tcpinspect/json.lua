@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 --- tcpinspect.json: JSON lines through dkjson (Debian's lua-dkjson).
 --
 --     local json = require "tcpinspect.json"

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 --- tcpinspect.metrics: Prometheus metrics with bounded cardinality.
 --
 --     local metrics = require "tcpinspect.metrics"

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 --- tcpinspect.script: the environment a `tcpinspect SCRIPT` or
 -- `tcpinspect -e CODE` runs in (the "prelude"), and its event loop.
 --

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 --- tcpinspect.testing: run a script on a capture in this process, for tests.
 --
 --     local testing = require "tcpinspect.testing"

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 --- tcpinspect.timer: interval and one-shot timers on the session loop.
 --
 --     local timer = require "tcpinspect.timer"

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 --- tcpinspect.topk: the k largest entries of a kernel map or a Lua table.
 --
 --     local topk = require "tcpinspect.topk"

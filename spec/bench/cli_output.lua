@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 -- spec/bench/cli_output.lua: how fast the CLI's per-packet outputs go:
 -- `watch` lines (tcpinspect.format) and `--json` lines (tcpinspect.json via
 -- its fast path; dkjson for comparison), against an empty callback, through the real ring and packet view.

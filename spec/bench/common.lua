@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 -- spec/bench/common.lua: helpers shared by the benchmarks (make bench).
 -- Ratios and per-event costs only: the machine is shared and noisy, so no
 -- absolute time ever decides pass or fail here.

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-only
 """spec/bench/est_load.py: established-flow load on loopback for make bench.
 
     est_load.py PORT SECS [CONNS]

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-only
 # spec/bench/live.sh: real traffic on the host kernel (make bench, section 2).
 #
 # hping3 --flood -S on loopback for BENCH_SECS seconds per configuration, the

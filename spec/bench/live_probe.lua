@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 -- spec/bench/live_probe.lua: one tcpinspect consumer for the real-traffic
 -- benchmark (spec/bench/live.sh).  Opens a session, touches READY, runs until
 -- STOP exists, then writes one line of key=value results to OUT.

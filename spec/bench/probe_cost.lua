@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 -- spec/bench/probe_cost.lua: the BPF cost per segment of each hook under the
 -- same traffic, from the kernel's own accounting (kernel.bpf_stats_enabled:
 -- run_time_ns / run_cnt of the session's programs).  Made for the qemu

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 -- spec/bench/synthetic.lua: the synthetic event rate into Lua, the BPF cost
 -- per packet, and memory over a long run (make bench, sections 1 and 3).
 --

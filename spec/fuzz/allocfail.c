@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /* spec/fuzz/allocfail.c: run a Lua script (open -> poll -> close) with an
  * allocator that fails at the k-th allocation, for every k up to the number
  * of allocations the script makes (spec/fuzz/run allocfail).

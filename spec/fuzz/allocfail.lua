@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 -- spec/fuzz/allocfail.lua: the script spec/fuzz/allocfail runs under a
 -- failing allocator: open -> events -> poll -> close, tc mode on lo.
 package.path = "lua/?.lua;lua/?/init.lua;" .. package.path

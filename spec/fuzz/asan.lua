@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 -- spec/fuzz/asan.lua: lifetime and error-path scenarios for the ASan/LSan
 -- build of the core (spec/fuzz/run asan).  tc mode on lo, root.  Events come
 -- from s:test_run() so that every count is exact.  Any failed check raises;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /* spec/fuzz/fuzz_cbpf.c: libFuzzer target for the filter-expression checker
  * (ti_expr_check, luaext/expr.c) and interpreter (ti_cbpf_run,
  * bpf/ti_cbpf.h).  The input is a classic BPF program (its first byte: the

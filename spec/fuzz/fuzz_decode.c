@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /* spec/fuzz/fuzz_decode.c: libFuzzer target for the event decoder.
  *
  * One Lua state with tcpinspect.core loaded.  Each input is split into a

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /* spec/fuzz/kernel_harness.c: drives the kernel layer (luaext/kernel*.c)
  * without Lua: open -> set_filter -> stats -> test_run -> close, in each
  * mode given, built with ASan/LSan/UBSan by spec/fuzz/run (asan, failinj).

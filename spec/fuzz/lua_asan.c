@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /* spec/fuzz/lua_asan.c: a minimal Lua 5.4 interpreter linked with ASan,
  * LSan and UBSan, for spec/fuzz/run asan.  It loads the sanitized core
  * (build/asan/tcpinspect/core.so) without LD_PRELOAD, so the programs the

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 -- spec/soak/soak.lua: the two long runs of shared/docs/RELIABILITY.md, with
 -- assertions (spec/soak/run starts them in a fresh network namespace, with
 -- hping3 as the traffic source on its lo).

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 -- BIG TCP captures made here (spec/40): the three shapes of tcpdump's own
 -- bigtcp test captures (tcpdump 4.99.4+; Debian 12's 4.99.3 source has
 -- none), written frame by frame so the spec knows every length:

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-only
 """bulk_sender.py ADDR PORT BYTES [RCVBUF]: one TCP connection to ADDR:PORT (a server
 of its own, on a thread), BYTES sent with TCP_NODELAY in one write, read to
 the end by the server.  On lo, GSO makes segments as large as the MTU (and,

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 --- spec/support/cli.lua: run the `tcpinspect` command from specs.
 --
 --     local cli = require "support.cli"

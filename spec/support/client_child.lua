@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 -- spec/support/client_child.lua: make N complete connections to a server in
 -- another process (another network namespace), as net.conversation does:
 -- connect, send DATALEN bytes, read the echo, half-close, read EOF, close.

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 -- spec/support/example_state.lua: run an example script, then print its
 -- session's maps and counters, so a spec can compare a live run with a
 -- replay of the same traffic through the CLI, as a user runs them.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /* spec/support/failinj.c: an LD_PRELOAD shim that makes bpf(2) fail on
  * demand, for specs and the kernel-layer harness (failure injection).
  *

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /* spec/support/fork.c: fork() for the specs (Debian 12's lua-posix has no
  * Lua 5.4 build).  spec/46 compiles it into a scratch directory and
  * spec/support/session_child.lua loads it with package.loadlib:

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 -- spec/support/http_get.lua: one HTTP GET, for specs that must make it from
 -- inside a network namespace (`ip netns exec NS lua5.4 http_get.lua URL`).
 --

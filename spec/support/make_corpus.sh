@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-only
 # Make spec/fixtures/filter_corpus.pcap: the corpus of real TCP segments the
 # filter-expression differential spec (spec/36-kernel_expr_spec.lua) runs
 # every expression against.  Run as root from the checkout:

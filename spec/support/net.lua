@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 --- spec/support/net.lua: shared helpers for the kernel specs (and the CLI and
 -- example specs).  Real traffic, real captures, real namespaces; no mocks.
 --
@@ -303,6 +304,22 @@ function net.lua_cmd(script, ...)
 	return table.concat(parts, " ")
 end
 
+--- Run a Lua chunk in a child (lua5.4 with the checkout's paths); returns its
+-- output (stdout and stderr).  opts: netns (run in it), env ("K=V ..."),
+-- wrap (a function from the command line to the one to run).
+function net.lua_child(code, opts)
+	opts = opts or {}
+	local path = net.tmpfile(".lua")
+	net.write_file(path, ("package.path = %q .. package.path\npackage.cpath = %q .. package.cpath\n"):format(
+		net.ROOT .. "/lua/?.lua;" .. net.ROOT .. "/spec/?.lua;", net.ROOT .. "/build/?.so;") .. code)
+	local cmd = (opts.env and ("env " .. opts.env .. " ") or "") .. net.LUA .. " " .. net.q(path)
+	if opts.netns then cmd = "ip netns exec " .. opts.netns .. " " .. cmd end
+	if opts.wrap then cmd = opts.wrap(cmd) end
+	local _, out = net.sh(cmd .. " 2>&1")
+	os.remove(path)
+	return out
+end
+
 -- ---- traffic ---------------------------------------------------------------------
 
 local function tcp_for(host)
@@ -411,6 +428,14 @@ function net.conversations(srv, host, port, n, opts)
 end
 
 --- A connect to a port nobody listens on: SYN, then RST from the kernel.
+--- n connection attempts (SYNs) from network namespace ns to addr:port, each
+-- bounded by a timeout (nothing needs to listen).
+function net.syns(ns, addr, port, n)
+	for _ = 1, n do
+		net.sh(("ip netns exec %s timeout %d bash -c 'echo > /dev/tcp/%s/%d' 2>/dev/null"):format(ns, net.scale(2), addr, port))
+	end
+end
+
 function net.connect_closed(host, port)
 	local c = tcp_for(host)
 	c:settimeout(net.scale(5))

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 --- Read and write classic pcap files in the specs (no library): the filter
 -- corpus (spec/fixtures/filter_corpus.pcap, LINKTYPE_RAW) and its makers.
 --

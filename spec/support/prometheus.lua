@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 --- spec/support/prometheus.lua: Debian's real `prometheus` server and HTTP
 -- GETs, inside a network namespace made by the spec.
 --

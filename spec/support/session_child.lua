@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 -- spec/support/session_child.lua: a child process for kernel specs that need
 -- a session in another process (another network namespace, or a process to
 -- SIGKILL).  Run it with net.lua_cmd(net.ROOT .. "/spec/support/session_child.lua", CONFIG)

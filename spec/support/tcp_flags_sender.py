@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-only
 """Send TCP segments with every combination of the 8 flag bits, over IPv6 or
 IPv4, through a raw socket (the kernel adds the IP header; we build the TCP
 header with its checksum).  hping3 covers IPv4 only; this covers IPv6 the

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 -- spec/support/traffic_child.lua: a fixed mix of TCP traffic on loopback, for
 -- a spec that watches it live and replays a capture of it (spec/35).  Run
 -- it in a private network namespace (the addresses are fixed), and in the

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 --- spec/support/unpriv.lua: what an unprivileged user needs to run the
 -- specs' commands, in a place it can read.
 --
