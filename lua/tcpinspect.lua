@@ -24,7 +24,8 @@ local M = {
 
 --- Load, configure and attach.  See doc/reference.md for every option.
 -- @tparam[opt] table opts mode, family, filter, sample, events, aggregates,
---   ring_size, max_flows, wakeup, cgroup, dev
+--   ring_size, max_flows, wakeup, cgroup, dev, snaplen, netns, container
+--   (the list is core.option_names)
 -- @treturn[1] session
 -- @treturn[2] nil
 -- @treturn[2] string message saying what failed and what to do
@@ -113,6 +114,13 @@ function M.versions()
 	v.tcpinspect = M._VERSION:match("%S+$")
 	return v
 end
+
+--- Debug output: with `true`, all of libbpf's log (its debug lines
+-- too) goes to stderr as sessions load and attach, as the CLI's `-v`;
+-- `false` turns it off.  Off by default (a failure's message still ends
+-- with libbpf's last line).
+-- @tparam boolean on
+M.set_debug = core.set_debug
 
 --- The names of the packet fields, in the order of the reference docs.
 -- @treturn {string,...}

@@ -207,6 +207,69 @@ static int core_errname(lua_State *L)
 	return 1;
 }
 
+/* ---- for the CLI: one implementation each, shared with the C side ---------------- */
+
+/* suggest(word, {name, ...}) -> the name closest to word if it is close
+ * enough to be a typo, or nil: errors.c's ti_suggest, the rule of every
+ * "did you mean" (options, fields, commands). */
+static int core_suggest(lua_State *L)
+{
+	const char *word = luaL_checkstring(L, 1);
+	lua_Integer n;
+	const char **names;
+	const char *found;
+
+	luaL_checktype(L, 2, LUA_TTABLE);
+	n = luaL_len(L, 2);
+	luaL_argcheck(L, n >= 0 && n < 4096, 2, "too many names");
+	names = lua_newuserdatauv(L, sizeof(*names) * (size_t)(n + 1), 0);
+	for (lua_Integer i = 0; i < n; i++) {
+		/* the strings stay anchored in the table (argument 2) */
+		if (lua_rawgeti(L, 2, i + 1) != LUA_TSTRING)
+			return luaL_argerror(L, 2, "expected a list of strings");
+		names[i] = lua_tostring(L, -1);
+		lua_pop(L, 1);
+	}
+	names[n] = NULL;
+	found = ti_suggest(word, names);
+	if (found)
+		lua_pushstring(L, found);
+	else
+		lua_pushnil(L);
+	return 1;
+}
+
+/* netns_path(inode) -> a file naming that network namespace
+ * (/run/netns/NAME first, else /proc/PID/ns/net), or nil, "ENOENT: ...",
+ * errno; netns_inode() -> this thread's.  For `top --by netns`. */
+static int core_netns_path(lua_State *L)
+{
+	lua_Integer ino = luaL_checkinteger(L, 1);
+	char path[256];
+	int err;
+
+	luaL_argcheck(L, ino > 0 && ino <= UINT32_MAX, 1, "not a namespace inode");
+	if ((err = ti_netns_find((uint32_t)ino, path, sizeof(path))))
+		return ti_fail(L, err, "netns_path: no /run/netns entry or process names network namespace %u",
+			       (unsigned)ino);
+	lua_pushstring(L, path);
+	return 1;
+}
+
+static int core_netns_inode(lua_State *L)
+{
+	lua_pushinteger(L, ti_netns_inode());
+	return 1;
+}
+
+/* set_debug(on): all of libbpf's log (its debug lines too) on stderr. */
+static int core_set_debug(lua_State *L)
+{
+	luaL_checktype(L, 1, LUA_TBOOLEAN);
+	ti_kernel_set_verbose(lua_toboolean(L, 1));
+	return 0;
+}
+
 /* ---- filter expressions (luaext/expr.c, bpf/ti_cbpf.h) ---------------------------- */
 
 /* expr_compile(expr) -> list of {code=, jt=, jf=, k=}, or nil, message:
@@ -300,6 +363,10 @@ int luaopen_tcpinspect_core(lua_State *L)
 		{ "resolve", core_resolve },
 		{ "expr_compile", core_expr_compile },
 		{ "expr_match", core_expr_match },
+		{ "suggest", core_suggest },
+		{ "netns_path", core_netns_path },
+		{ "netns_inode", core_netns_inode },
+		{ "set_debug", core_set_debug },
 		{ NULL, NULL },
 	};
 

@@ -264,6 +264,7 @@ int ti_kernel_probe_mode(enum ti_mode mode, bool *tcx, char *why, size_t whylen)
 
 /* kernel_env.c */
 void ti_kernel_log_init(void); /* route libbpf's messages (once per process) */
+void ti_kernel_set_verbose(bool on); /* print all of libbpf's log on stderr */
 bool ti_kernel_has_btf(void);     /* /sys/kernel/btf/vmlinux is there */
 bool ti_kernel_btf_loads(void);   /* ... and libbpf can parse it */
 bool ti_kernel_has_ringbuf(void);
@@ -284,6 +285,9 @@ int ti_cgroup_resolve(const char *path, struct ti_scope *s, char *canon, size_t 
 int ti_container_resolve(int pid, struct ti_scope *s, char *cgroup, size_t clen, char *why,
 			 size_t whylen);
 uint32_t ti_netns_inode(void); /* the calling thread's */
+/* A file that names network namespace ino: /run/netns/NAME first, else some
+ * /proc/PID/ns/net.  0, or -ENOENT (path ""). */
+int ti_netns_find(uint32_t ino, char *path, size_t len);
 /* if_nametoindex inside the network namespace netns_path ("" or NULL: here);
  * 0 when there is no such interface or the namespace cannot be entered. */
 unsigned ti_netns_ifindex(const char *netns_path, const char *dev);

@@ -6,7 +6,8 @@
  *   privileges     the capabilities each mode needs, checked up front;
  *                  dropping them for a user (tcpdump's -Z)
  *   kernel facts   BTF, kallsyms, kprobes, perf_event_paranoid, cgroup2 mount
- *   libbpf's log   kept for error reports, printed with TCPINSPECT_DEBUG
+ *   libbpf's log   kept for error reports; all of it on stderr when verbose
+ *                  (ti_kernel_set_verbose: the CLI's -v, tcpinspect.set_debug)
  *   ti_explain     one line: what failed, strerror, what to do
  *   scopes         a network namespace or cgroup v2 directory given by name,
  *                  path, inode or PID, resolved and checked; entering a
@@ -46,6 +47,12 @@ const char *const ti_mode_names[TI_MODE_COUNT + 1] = {
 /* ---- libbpf's messages ------------------------------------------------------ */
 
 static char last_log[512];
+static bool verbose;
+
+void ti_kernel_set_verbose(bool on)
+{
+	verbose = on;
+}
 
 static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list ap)
 {
@@ -53,7 +60,7 @@ static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list 
 	size_t n;
 	va_list copy;
 
-	if (getenv("TCPINSPECT_DEBUG")) {
+	if (verbose) {
 		va_copy(copy, ap);
 		vfprintf(stderr, fmt, copy);
 		va_end(copy);
@@ -641,7 +648,7 @@ int ti_explain(int err, char *why, size_t whylen, enum ti_mode mode, const char 
 	}
 out:
 	if (!*hint && loading)
-		hint = "the kernel refused the BPF object; TCPINSPECT_DEBUG=1 prints libbpf's log";
+		hint = "the kernel refused the BPF object; -v (tcpinspect.set_debug(true)) prints libbpf's log";
 	if (err == -EPERM && !*hint)
 		hint = "permission denied: run as root (needs CAP_BPF plus CAP_PERFMON or CAP_NET_ADMIN)";
 	snprintf(why, whylen, "%s: %s failed: %s%s%s%s%s%s", mname, step, strerror(-err), *hint ? "; " : "",

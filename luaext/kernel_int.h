@@ -14,7 +14,6 @@ bool ti_can_read_kernel(void); /* CAP_PERFMON or CAP_SYS_ADMIN: BTF pointers, pr
 bool ti_have_kprobes(void);
 bool ti_kernel_btf_has_func(struct btf **btf, const char *name);
 bool ti_kallsyms_has(const char *name);
-int ti_netns_find(uint32_t ino, char *path, size_t len);
 int ti_netns_enter(int fd, int *back);
 void ti_netns_leave(int back);
 void ti_libbpf_log_clear(void);

@@ -126,7 +126,7 @@ local e = require(name)
 			}, got)
 		end)
 
-		it("sees the CLI's argparse and the JSON module's dkjson in lua/", function()
+		it("sees the CLI parser's argparse and the JSON module's dkjson in lua/", function()
 			local hard = {} -- module -> { file = true, ... }
 			for _, f in ipairs(lua_files()) do
 				for _, r in ipairs(requires(read(f))) do
@@ -136,7 +136,7 @@ local e = require(name)
 					end
 				end
 			end
-			assert.is_true(hard.argparse["lua/tcpinspect/cli.lua"])
+			assert.is_true(hard.argparse["lua/tcpinspect/args.lua"])
 			assert.is_true(hard.dkjson["lua/tcpinspect/json.lua"])
 			assert.is_true(hard["tcpinspect.core"]["lua/tcpinspect.lua"])
 		end)

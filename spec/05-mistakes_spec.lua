@@ -39,7 +39,7 @@ end
 -- What `tcpinspect OPTIONS -e ...` turns the options into (no kernel).
 local function options_of(args)
 	local a = { "-e", "io.write(json.encode{ options = options, cli = { duration = cli.duration, " ..
-		"interval = cli.interval, json = cli.json, quiet = cli.quiet } })" }
+		"interval = cli.interval, json = cli.json, quiet = cli.quiet, verbose = cli.verbose } })" }
 	for _, x in ipairs(args) do a[#a + 1] = x end
 	local r = cli.run(a)
 	assert.are.equal(0, r.code, table.concat(args, " ") .. ": " .. r.err)
@@ -236,7 +236,7 @@ describe("doc/cli.md's option table", function()
 		["--snapshot-length"] = "options.snaplen",
 		["--netns"] = "options.netns", ["--container"] = "options.container",
 		["--duration"] = "cli.duration", ["--interval"] = "cli.interval", ["--json"] = "cli.json",
-		["-q"] = "cli.quiet", ["--quiet"] = "cli.quiet", ["--expr"] = "options.filter.expr",
+		["-q"] = "cli.quiet", ["--quiet"] = "cli.quiet", ["-v"] = "cli.verbose", ["--verbose"] = "cli.verbose", ["--expr"] = "options.filter.expr",
 		["-F"] = "options.filter.expr" }
 	local EXPECT = {
 		["--len"] = { ["100"] = 100, ["10-100"] = { min = 10, max = 100 }, ["10-"] = { min = 10 },
@@ -263,7 +263,7 @@ describe("doc/cli.md's option table", function()
 		for _, row in ipairs(rows) do for _, o in ipairs(row.opts) do seen[o] = true end end
 		for _, o in ipairs { "--mode", "--family", "--sport", "--dport", "--port", "--saddr", "--daddr", "--host",
 			"--flags", "--len", "--dev", "--cgroup", "--netns", "--container", "--sample", "--ring-size", "--duration", "--interval", "--json",
-			"-q", "-h", "-V" } do
+			"-q", "-v", "-h", "-V" } do
 			assert(seen[o], "doc/cli.md's option table has no row for " .. o)
 		end
 	end)

@@ -8,6 +8,7 @@ local json = require "tcpinspect.json"
 local timer = require "tcpinspect.timer"
 local script = require "tcpinspect.script"
 local cli = require "tcpinspect.cli"
+local args = require "tcpinspect.args"
 local tcpinspect = require "tcpinspect"
 local dkjson = require "dkjson"
 
@@ -389,10 +390,10 @@ describe("cli arguments", function()
 		assert.are.same({ mode = "tc", family = "6", dev = { "lo", "eth0" }, sample = 2, ring_size = 4194304,
 			filter = { dport = "22,80", saddr = { "10.0.0.0/8", "::1" }, host = "192.0.2.1", flags = "syn",
 				len = { min = 1 } } },
-			cli.open_options { mode = "tc", family = "6", dev = "lo,eth0", sample = 2, ring_size = 4194304,
+			args.open_options { mode = "tc", family = "6", dev = "lo,eth0", sample = 2, ring_size = 4194304,
 				dport = "22,80", saddr = "10.0.0.0/8,::1", host = "192.0.2.1", flags = "syn", len = "1-" })
-		assert.are.same({}, cli.open_options {})
-		assert.are.same({ filter = { len = 0 } }, cli.open_options { len = "0" })
-		assert.are.same({ filter = { len = { min = 10, max = 20 } } }, cli.open_options { len = "10-20" })
+		assert.are.same({}, args.open_options {})
+		assert.are.same({ filter = { len = 0 } }, args.open_options { len = "0" })
+		assert.are.same({ filter = { len = { min = 10, max = 20 } } }, args.open_options { len = "10-20" })
 	end)
 end)

@@ -8,7 +8,7 @@ local net = require "support.net"
 local cli = require "support.cli"
 local dkjson = require "dkjson"
 local fmt = require "tcpinspect.format"
-local clim = require "tcpinspect.cli"
+local cliargs = require "tcpinspect.args"
 
 local FIX = net.ROOT .. "/spec/fixtures/"
 local CONNS, SCAN, CORPUS = FIX .. "connections.pcap", FIX .. "port_scan.pcap", FIX .. "filter_corpus.pcap"
@@ -159,7 +159,7 @@ describe("cli edges", function()
 		assert.are.equal("", r.out)
 	end)
 	it("the library's option words become the command line's", function()
-		local w = clim.cli_words
+		local w = cliargs.cli_words
 		assert.are.equal("EPERM: fentry is refused; try --mode kprobe, tc or cgroup",
 			w("EPERM: fentry is refused; try mode='kprobe', 'tc' or 'cgroup'"))
 		assert.are.equal("run as root, or sysctl kernel.perf_event_paranoid=2, or use --mode fentry",
