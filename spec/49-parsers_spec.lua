@@ -134,13 +134,6 @@ local function lua_files()
 	return t
 end
 
--- lua/ files that still spell a list on main when this spec was written:
--- cli.lua's --mode help ("auto (default: fentry, kprobe, tc, cgroup in turn),
--- fentry, kprobe, tc, cgroup"), which issue 20's cli branch takes from
--- core.mode_names.  Empty this table once that branch is merged: the spec
--- compares for equality, so it fails both while a copy is left and when a
--- listed one is gone.
-local LUA_NOT_YET = { "lua/tcpinspect/cli.lua" }
 
 describe("plain-C parsers", function()
 	it("the fuzz targets are FUZZ_TARGETS, all fuzzed, and only decode links Lua", function()
@@ -227,8 +220,8 @@ describe("one definition of the mode and flag names", function()
 		assert.are.same({ "bpf/tcpinspect.h" }, copies(c_files(), "c", FLAGS, 4))
 	end)
 
-	it("lua/ takes them from core.mode_names and core.flag_names (see LUA_NOT_YET)", function()
-		assert.are.same(LUA_NOT_YET, copies(lua_files(), "lua", MODES, 4))
+	it("lua/ takes them from core.mode_names and core.flag_names", function()
+		assert.are.same({}, copies(lua_files(), "lua", MODES, 4))
 		assert.are.same({}, copies(lua_files(), "lua", FLAGS, 4))
 	end)
 end)
