@@ -115,19 +115,18 @@ static int select_programs(struct ti_kernel *k, const struct ti_load_opts *o, en
 	return 0;
 }
 
-/* bytes one record takes in the ring: an 8-byte header, the length rounded to 8 */
-#define TI_RING_REC (8 + ((sizeof(struct ti_event) + 7) & ~(size_t)7))
-
 static void set_load_config(struct ti_load_config *c, const struct ti_load_opts *o,
 			    enum ti_mode mode)
 {
+	uint64_t wakeup_bytes;
+
 	memset(c, 0, sizeof(*c));
 	c->sample = o->sample;
 	c->events = o->events;
 	c->aggregates = o->aggregates;
-	c->wakeup_bytes = o->wakeup * TI_RING_REC; /* at most half the ring waits */
-	if (c->wakeup_bytes > o->ring_size / 2)
-		c->wakeup_bytes = o->ring_size / 2;
+	/* wakeup records of the largest size; at most half the ring waits */
+	wakeup_bytes = (uint64_t)o->wakeup * ti_record_size(o->snaplen);
+	c->wakeup_bytes = (uint32_t)(wakeup_bytes < o->ring_size / 2 ? wakeup_bytes : o->ring_size / 2);
 	c->family = (uint32_t)o->family;
 	c->table_mask = ti_table_buckets(o->max_flows) - 1;
 	c->snaplen = o->snaplen;
