@@ -314,13 +314,23 @@ static int dump_check(lua_State *L, struct ti_session *s)
 static int session_close(lua_State *L)
 {
 	struct ti_session *s = luaL_checkudata(L, 1, TI_SESSION_MT);
+	char why[512];
+	int err;
 
-	if (s->state != TI_OPEN)
-		return 0;
+	if (s->state != TI_OPEN) {
+		lua_pushboolean(L, 1);
+		return 1;
+	}
 	if (s->L)
 		return luaL_error(L, "cannot close a session from inside its own callback; close it after poll returns");
+	/* the dump file's last flush: its error is the caller's to know
+	 * (close() returns it; __gc and __close have nobody to tell) */
+	err = dump_stop_why(s, why, sizeof(why));
 	session_close_objects(s);
-	return 0;
+	if (err)
+		return ti_fail(L, err, "dump: %s", why);
+	lua_pushboolean(L, 1);
+	return 1;
 }
 
 /* ---- events --------------------------------------------------------------- */

@@ -73,3 +73,20 @@ describe("kernel backends #kernel", function()
 		end)
 	end
 end)
+
+-- close() reports the dump file's last flush (before, it dropped it).
+describe("kernel backends: close", function()
+	it("returns nil, message, errno when the dump file's flush fails, then true", function()
+		local tcpinspect = require "tcpinspect"
+		local s = assert(tcpinspect.replay{ file = "spec/fixtures/tcpdump/smb_data_print-segv.pcapng" })
+		assert.equals(s, s:dump("/dev/full")) -- the header waits in the buffer
+		local ok, err, errno = s:close()
+		assert.is_nil(ok)
+		assert.equals("ENOSPC: dump: writing /dev/full failed: No space left on device; 0 packets written to it", err)
+		assert.equals(28, errno)
+		assert.is_true(s.closed)
+		assert.is_true(s:close()) -- idempotent: the file is gone with the first
+		local s2 <close> = assert(tcpinspect.replay{ file = "spec/fixtures/tcpdump/smb_data_print-segv.pcapng" })
+		assert.is_true(s2:close())
+	end)
+end)
