@@ -62,10 +62,11 @@ enum ti_map_id {
 #define TI_MAX_DEVS 32
 #define TI_MAX_CIDRS 256
 /* max_flows' ceiling: flows and sources are per-CPU arrays laid out as
- * set-associative tables (bpf/ti_table.h), preallocated on every CPU, so
- * 2^20 flows take about 2^20 * 240 bytes per CPU up front.  More is a
- * mistake rather than a wish (Linux's own conntrack table defaults to
- * 262144 entries on a 16 GB machine). */
+ * set-associative tables (bpf/ti_table.h, rounded up to a power of two),
+ * preallocated on every CPU: 128 bytes per entry for the two together
+ * (struct ti_flow_entry 80, ti_source_entry 48), so 2^20 flows take 128 MB
+ * up front per CPU.  More is a mistake rather than a wish (Linux's own
+ * conntrack table defaults to 262144 entries on a 16 GB machine). */
 #define TI_MAX_FLOWS (1 << 20)
 
 /* A parsed CIDR, in the byte order the LPM trie wants. */
