@@ -90,3 +90,31 @@ describe("kernel backends: close", function()
 		assert.is_true(s2:close())
 	end)
 end)
+
+-- The room a record takes in the ring is computed once (bpf/tcpinspect.h:
+-- TI_RING_SPACE, ti_record_size), and the BPF program, the wakeup mark and
+-- the snaplen check all take it from there.
+describe("kernel backends: the record size", function()
+	local function read(path)
+		local f = assert(io.open(path))
+		local s = f:read("a")
+		f:close()
+		return (s:gsub("/%*.-%*/", ""))
+	end
+	it("is defined only in bpf/tcpinspect.h and used by its three users", function()
+		local p = assert(io.popen("ls luaext/*.c luaext/*.h bpf/*.c bpf/*.h"))
+		for f in p:lines() do
+			if f ~= "bpf/tcpinspect.h" then
+				local code = read(f)
+				-- the ring's 8-byte header and 8-byte rounding, or the event plus snaplen
+				assert.is_nil(code:find("8%s*%+%s*%(%(") , f .. " computes a ring record's room")
+				assert.is_nil(code:find("sizeof%(struct ti_event%)%s*%+%s*[%w_%.>%-]*snaplen"),
+					f .. " computes a record's size from snaplen")
+			end
+		end
+		p:close()
+		assert.truthy(read("luaext/kernel.c"):find("ti_record_size(o->snaplen)", 1, true))
+		assert.truthy(read("luaext/options.c"):find("ti_record_size(o->snaplen)", 1, true))
+		assert.truthy(read("bpf/tcpinspect.bpf.c"):find("TI_RING_SPACE(len)", 1, true))
+	end)
+end)
