@@ -353,7 +353,7 @@ static __always_inline void ti_emit_bytes(const struct ti_event *e)
 
 	len = sizeof(*e) + ti_bounded(e->caplen, TI_SNAPLEN_MAX);
 	/* the batched wakeups of ti_emit, counting this record as pending */
-	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) + len >= ti_load.wakeup_bytes) {
+	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) + TI_RING_SPACE(len) >= ti_load.wakeup_bytes) {
 		cons = bpf_ringbuf_query(&events, BPF_RB_CONS_POS) + 1;
 		if (cons != ti_woken_cons) {
 			ti_woken_cons = cons;

@@ -94,6 +94,22 @@ _Static_assert(__builtin_offsetof(struct ti_event, wirelen) == 84, "ti_event.wir
 #define TI_PKT_MAX 4096
 #define TI_SNAPLEN_MAX TI_PKT_MAX
 #define TI_CBPF_WINDOW 256
+
+/* The bytes a record of n bytes takes in the ring: the kernel's 8-byte
+ * header, then the record rounded up to 8 (kernel/bpf/ringbuf.c).  The one
+ * definition of a record's room: the BPF program counts pending bytes with
+ * it, and user space sizes with ti_record_size. */
+#define TI_RING_SPACE(n) (8 + (((__u64)(n) + 7) & ~(__u64)7))
+
+/* The room the largest record of a session with this snaplen takes: the
+ * event and snaplen bytes.  open() refuses a snaplen whose record takes
+ * more than half the ring, and `wakeup` counts records of this size (a
+ * segment shorter than snaplen makes a smaller record, so more of those
+ * wait for the mark). */
+static inline __u64 ti_record_size(__u32 snaplen)
+{
+	return TI_RING_SPACE(sizeof(struct ti_event) + snaplen);
+}
 #define TI_CBPF_MAX_INSNS 256 /* a power of two: pc is masked with it - 1 */
 
 struct ti_cbpf_insn { /* struct sock_filter, struct bpf_insn of <pcap/bpf.h> */

@@ -3,6 +3,7 @@
  * lua/tcpinspect.lua.  Holds what belongs to no class: features(), clocks,
  * and the constants.
  */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -145,7 +146,7 @@ static int core_versions(lua_State *L)
 	return 1;
 }
 
-/* resolve(name) -> {address, ...} | nil, message: every IPv4 and IPv6
+/* resolve(name) -> {address, ...} | nil, message, errno: every IPv4 and IPv6
  * address of a host name (getaddrinfo), in its order, without repeats. */
 static int core_resolve(lua_State *L)
 {
@@ -158,9 +159,12 @@ static int core_resolve(lua_State *L)
 	hints.ai_socktype = SOCK_STREAM;
 	rc = getaddrinfo(name, NULL, &hints, &res);
 	if (rc) {
-		lua_pushnil(L);
-		lua_pushfstring(L, "cannot resolve '%s': %s", name, gai_strerror(rc));
-		return 2;
+		/* getaddrinfo's own codes, as the errno they mean */
+		int err = rc == EAI_SYSTEM ? errno : rc == EAI_MEMORY ? ENOMEM : rc == EAI_AGAIN ? EAGAIN
+			: rc == EAI_NONAME ? ENOENT : EINVAL;
+
+		return ti_fail(L, err, "cannot resolve '%s': %s", name,
+			       rc == EAI_SYSTEM ? strerror(err) : gai_strerror(rc));
 	}
 	lua_newtable(L); /* the list */
 	lua_newtable(L); /* seen */
@@ -272,18 +276,15 @@ static int core_set_debug(lua_State *L)
 
 /* ---- filter expressions (luaext/expr.c, bpf/ti_cbpf.h) ---------------------------- */
 
-/* expr_compile(expr) -> list of {code=, jt=, jf=, k=}, or nil, message:
+/* expr_compile(expr) -> list of {code=, jt=, jf=, k=}, or nil, message, errno (EINVAL):
  * the classic BPF program filter.expr runs in the kernel. */
 static int core_expr_compile(lua_State *L)
 {
 	struct ti_cbpf_prog *p = lua_newuserdatauv(L, sizeof(*p), 0);
 	char err[512];
 
-	if (ti_expr_compile(luaL_checkstring(L, 1), p, err, sizeof(err))) {
-		lua_pushnil(L);
-		lua_pushstring(L, err);
-		return 2;
-	}
+	if (ti_expr_compile(luaL_checkstring(L, 1), p, err, sizeof(err)))
+		return ti_fail(L, EINVAL, "%s", err);
 	lua_createtable(L, (int)p->len, 0);
 	for (uint32_t i = 0; i < p->len; i++) {
 		lua_createtable(L, 0, 4);
@@ -300,7 +301,7 @@ static int core_expr_compile(lua_State *L)
 	return 1;
 }
 
-/* expr_match(expr, bytes [, wirelen [, engine]]) -> boolean, or nil, message.
+/* expr_match(expr, bytes [, wirelen [, engine]]) -> boolean, or nil, message, errno (EINVAL).
  * bytes: a segment from its IP header on; wirelen defaults to #bytes.
  * engine "tcpinspect" (default): bpf/ti_cbpf.h on the bytes a hook would
  * copy for a filter (the first TI_CBPF_WINDOW); "pcap": libpcap's
@@ -338,11 +339,8 @@ static int core_expr_match(lua_State *L)
 	} else {
 		return luaL_argerror(L, 4, "expected \"tcpinspect\" or \"pcap\"");
 	}
-	if (v < 0) {
-		lua_pushnil(L);
-		lua_pushstring(L, err);
-		return 2;
-	}
+	if (v < 0)
+		return ti_fail(L, EINVAL, "%s", err);
 	lua_pushboolean(L, v);
 	return 1;
 }

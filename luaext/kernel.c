@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-only
-/* kernel.c: the kernel layer's API (kernel.h): load, filter, attach, read,
- * close.  One skeleton holds every program; before loading, only those of
+/* kernel.c: the kernel layer's interface (kernel.h), which calls through
+ * the backend's operations (kernel_int.h), and the live backend: load,
+ * filter, attach, wait, read, close.  One skeleton holds every program; before loading, only those of
  * the chosen mode are marked for autoload, and the load-time options go into
  * its rodata.
  *
@@ -13,6 +14,9 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <sys/epoll.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,23 +31,23 @@
 
 static const char *probe_fn(int i) /* 0: tcp_v4_rcv, 1: tcp_v6_rcv */
 {
-	static const char *const names[] = {
-#define TI_X(id, name) name,
-		TI_PROBES(TI_X)
-#undef TI_X
-	};
-
-	return names[i ? TI_PROBE_TCP_V6_RCV : TI_PROBE_TCP_V4_RCV];
+	return ti_probe_key(i ? TI_PROBE_TCP_V6_RCV : TI_PROBE_TCP_V4_RCV);
 }
+
+static const struct ti_kernel_ops live_ops;
 
 void ti_kernel_init(struct ti_kernel *k)
 {
 	memset(k, 0, sizeof(*k));
+	k->ops = &live_ops;
+	k->epfd = -1;
 	for (int i = 0; i < TI_MAX_HOOKS; i++)
 		k->tc[i].link_fd = k->tc[i].state_fd = -1;
 	k->tc_wake_fd = k->tc_timer_fd = -1;
 	k->owner = (int)getpid();
 }
+
+static void live_close(struct ti_kernel *k);
 
 /* ---- load ------------------------------------------------------------------------- */
 
@@ -116,19 +120,17 @@ static int select_programs(struct ti_kernel *k, const struct ti_load_opts *o, en
 	return 0;
 }
 
-/* bytes one record takes in the ring: an 8-byte header, the length rounded to 8 */
-#define TI_RING_REC (8 + ((sizeof(struct ti_event) + 7) & ~(size_t)7))
-
-static void set_load_config(struct ti_load_config *c, const struct ti_load_opts *o,
-			    enum ti_mode mode)
+void ti_set_load_config(struct ti_load_config *c, const struct ti_load_opts *o, enum ti_mode mode)
 {
+	uint64_t wakeup_bytes;
+
 	memset(c, 0, sizeof(*c));
 	c->sample = o->sample;
 	c->events = o->events;
 	c->aggregates = o->aggregates;
-	c->wakeup_bytes = o->wakeup * TI_RING_REC; /* at most half the ring waits */
-	if (c->wakeup_bytes > o->ring_size / 2)
-		c->wakeup_bytes = o->ring_size / 2;
+	/* wakeup records of the largest size; at most half the ring waits */
+	wakeup_bytes = (uint64_t)o->wakeup * ti_record_size(o->snaplen);
+	c->wakeup_bytes = (uint32_t)(wakeup_bytes < o->ring_size / 2 ? wakeup_bytes : o->ring_size / 2);
 	c->family = (uint32_t)o->family;
 	c->table_mask = ti_table_buckets(o->max_flows) - 1;
 	c->snaplen = o->snaplen;
@@ -168,7 +170,7 @@ static int scope_supported(const struct ti_load_opts *o, enum ti_mode mode, char
 	return 0;
 }
 
-int ti_kernel_load(struct ti_kernel *k, const struct ti_load_opts *o, enum ti_mode mode, char *why,
+static int live_load(struct ti_kernel *k, const struct ti_load_opts *o, enum ti_mode mode, char *why,
 		   size_t whylen)
 {
 	struct tcpinspect_bpf *sk;
@@ -214,7 +216,7 @@ again:
 	bpf_map__set_max_entries(sk->maps.events, o->ring_size);
 	bpf_map__set_max_entries(sk->maps.flows, ti_table_buckets(o->max_flows) * TI_TABLE_WAYS);
 	bpf_map__set_max_entries(sk->maps.sources, ti_table_buckets(o->max_flows) * TI_TABLE_WAYS);
-	set_load_config((struct ti_load_config *)&sk->rodata->ti_load, o, mode);
+	ti_set_load_config((struct ti_load_config *)&sk->rodata->ti_load, o, mode);
 	if ((err = select_programs(k, o, mode, tc_here_only, why, whylen)))
 		goto fail;
 	if ((err = tcpinspect_bpf__load(sk))) {
@@ -232,7 +234,7 @@ again:
 	}
 	return 0;
 fail:
-	ti_kernel_close(k);
+	live_close(k);
 	return err;
 }
 
@@ -277,15 +279,13 @@ static int lpm_delete_all(const int fds[3], uint8_t slot, const struct ti_filter
  * the active filter in force and the idle slot empty (or, when even the
  * rollback's deletes fail, described by the attempted filter, whose
  * entries the next call deletes first). */
-int ti_kernel_set_filter(struct ti_kernel *k, const struct ti_filter *f)
+static int live_set_filter(struct ti_kernel *k, const struct ti_filter *f)
 {
 	struct tcpinspect_bpf *sk = k->skel;
 	uint8_t slot = (uint8_t)(k->slot ^ 1);
 	struct ti_filter *old = k->slot_filter[slot], *copy;
 	int fds[3], err;
 
-	if (k->replay)
-		return ti_replay_set_filter(k->replay, f);
 	if (!sk || !sk->bss)
 		return -EBADF; /* not loaded, or its .bss was not mapped */
 	fds[0] = bpf_map__fd(sk->maps.saddr_lpm);
@@ -385,7 +385,7 @@ static int attach_cgroup(struct ti_kernel *k, const struct ti_load_opts *o, char
 	return 0;
 }
 
-int ti_kernel_attach(struct ti_kernel *k, const struct ti_load_opts *o, char *why, size_t whylen)
+static int live_attach(struct ti_kernel *k, const struct ti_load_opts *o, char *why, size_t whylen)
 {
 	struct tcpinspect_bpf *sk = k->skel;
 	int err;
@@ -416,7 +416,7 @@ int ti_kernel_attach(struct ti_kernel *k, const struct ti_load_opts *o, char *wh
 		err = -EINVAL;
 	}
 	if (err)
-		ti_kernel_close(k);
+		live_close(k);
 	return err;
 }
 
@@ -427,18 +427,47 @@ static int open_mode(struct ti_kernel *k, const struct ti_load_opts *o, enum ti_
 {
 	int err;
 
-	if ((err = ti_kernel_load(k, o, mode, why, whylen)))
+	if ((err = live_load(k, o, mode, why, whylen)))
 		return err;
-	if ((err = ti_kernel_set_filter(k, f))) {
+	if ((err = live_set_filter(k, f))) {
 		ti_explain(err, why, whylen, mode, "writing the filter");
-		ti_kernel_close(k);
+		live_close(k);
 		return err;
 	}
-	return ti_kernel_attach(k, o, why, whylen);
+	return live_attach(k, o, why, whylen);
 }
 
-int ti_kernel_open(struct ti_kernel *k, const struct ti_load_opts *o, const struct ti_filter *f,
-		   char *why, size_t whylen)
+static int live_ring_record(void *ctx, void *data, size_t size);
+
+/* The waiter: one epoll fd over the ring's own (records pending) and the
+ * tc link monitor (an interface appeared or went: attached at once, not at
+ * the next record).  It is what ti_kernel_wait sleeps in and what an event
+ * loop watches (ti_kernel_info.fd). */
+enum { WAKE_RING = 1, WAKE_LINKS = 2 };
+
+static int waiter_open(struct ti_kernel *k)
+{
+	int fds[2] = { k->rb ? ring_buffer__epoll_fd(k->rb) : -1, ti_kernel_tc_wake_fd(k) };
+	uint32_t tags[2] = { WAKE_RING, WAKE_LINKS };
+
+	if (fds[0] < 0 && fds[1] < 0)
+		return 0;
+	k->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (k->epfd < 0)
+		return -errno;
+	for (int i = 0; i < 2; i++) {
+		struct epoll_event ev = { .events = EPOLLIN, .data.u32 = tags[i] };
+
+		if (fds[i] >= 0 && epoll_ctl(k->epfd, EPOLL_CTL_ADD, fds[i], &ev))
+			return -errno;
+	}
+	return 0;
+}
+
+/* open_mode in o->mode or each of auto's, then the ring's reader and the
+ * waiter; on failure k is released. */
+int ti_kernel_open_live(struct ti_kernel *k, const struct ti_load_opts *o, const struct ti_filter *f,
+			char *why, size_t whylen)
 {
 	enum ti_mode first = o->mode == TI_MODE_AUTO ? TI_MODE_FENTRY : o->mode;
 	enum ti_mode last = o->mode == TI_MODE_AUTO ? TI_MODE_CGROUP : o->mode;
@@ -452,24 +481,91 @@ int ti_kernel_open(struct ti_kernel *k, const struct ti_load_opts *o, const stru
 	for (int m = first; m <= (int)last; m++) {
 		err = open_mode(k, o, (enum ti_mode)m, f, one, sizeof(one));
 		if (!err)
-			return 0;
+			break;
 		if (used < whylen)
 			used += (size_t)snprintf(why + used, whylen - used, "%s%s", used ? "\n" : "", one);
 	}
-	return err;
+	if (err)
+		return err;
+	if (o->events) {
+		k->rb = ring_buffer__new(bpf_map__fd(k->skel->maps.events), live_ring_record, k, NULL);
+		if (!k->rb) {
+			err = -errno;
+			live_close(k);
+			snprintf(why, whylen, "creating the ring buffer reader failed: %s", strerror(-err));
+			return err;
+		}
+	}
+	if ((err = waiter_open(k))) {
+		live_close(k);
+		snprintf(why, whylen, "creating the session's epoll fd failed: %s", strerror(-err));
+		return err;
+	}
+	return 0;
 }
 
-/* ---- reading ----------------------------------------------------------------------- */
+/* ---- waiting and reading ------------------------------------------------------------ */
 
-int ti_kernel_stats(const struct ti_kernel *k, uint64_t out[TI_STAT_MAX])
+/* Wait up to timeout ms (0: not at all; -1: forever) for records or an
+ * interface change, which is acted on here and at every call (news that
+ * came while nobody waited). */
+static int live_wait(struct ti_kernel *k, int64_t timeout_ms)
+{
+	struct epoll_event ev[2];
+	int timeout = timeout_ms < 0 ? -1 : timeout_ms > 0x7fffffff ? 0x7fffffff : (int)timeout_ms;
+	int changed = ti_kernel_tc_refresh(k) > 0 ? TI_WAIT_HOOKS : 0, n;
+
+	/* no ring: -1 would wait for nothing but an interface change */
+	if (timeout == 0 || (!k->rb && timeout < 0))
+		return changed;
+	if (k->epfd < 0) {
+		poll(NULL, 0, timeout);
+		return changed;
+	}
+	n = epoll_wait(k->epfd, ev, 2, timeout);
+	if (n < 0)
+		return -errno;
+	for (int i = 0; i < n; i++)
+		if (ev[i].data.u32 == WAKE_LINKS && ti_kernel_tc_refresh(k) > 0)
+			changed = TI_WAIT_HOOKS;
+	return changed;
+}
+
+/* libbpf's sample callback: a negative return stops ring_buffer__consume
+ * past this record. */
+static int live_ring_record(void *ctx, void *data, size_t size)
+{
+	struct ti_kernel *k = ctx;
+	int rc = k->rec_fn(k->rec_ctx, data, size);
+
+	if (rc < 0)
+		k->rec_stopped = true;
+	return rc;
+}
+
+static int live_consume(struct ti_kernel *k, int64_t timeout_ms, ti_record_fn fn, void *ctx,
+			char *why, size_t whylen)
+{
+	int n;
+
+	if (!k->rb)
+		return 0;
+	k->rec_fn = fn;
+	k->rec_ctx = ctx;
+	k->rec_stopped = false;
+	n = ring_buffer__consume(k->rb);
+	k->rec_fn = NULL;
+	if (k->rec_stopped || n >= 0 || n == -EINTR)
+		return 0;
+	snprintf(why, whylen, "reading the ring buffer failed: %s", strerror(-n));
+	return n;
+}
+
+static int live_stats(const struct ti_kernel *k, uint64_t out[TI_STAT_MAX])
 {
 	uint64_t vals[k->ncpus > 0 ? k->ncpus : 1];
 	int fd;
 
-	if (k->replay) {
-		ti_replay_stats(k->replay, out);
-		return 0;
-	}
 	if (!k->skel)
 		return -EBADF;
 	fd = bpf_map__fd(k->skel->maps.stats);
@@ -486,45 +582,85 @@ int ti_kernel_stats(const struct ti_kernel *k, uint64_t out[TI_STAT_MAX])
 	return 0;
 }
 
-int ti_kernel_map_fd(const struct ti_kernel *k, enum ti_map_id map)
+static void live_describe(const struct ti_kernel *k, struct ti_kernel_info *info)
 {
-	const struct tcpinspect_bpf *sk = k->skel;
+	struct timespec ts;
 
-	if (!sk)
-		return -EBADF;
-	switch (map) {
-	case TI_MAP_FLOWS: return bpf_map__fd(sk->maps.flows);
-	case TI_MAP_PORTS: return bpf_map__fd(sk->maps.ports);
-	case TI_MAP_SOURCES: return bpf_map__fd(sk->maps.sources);
-	case TI_MAP_LEN_HIST: return bpf_map__fd(sk->maps.len_hist);
-	default: return -EINVAL;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	memset(info, 0, sizeof(*info));
+	info->mode = ti_mode_names[k->mode];
+	info->netns_path = k->tc_netns_path;
+	info->fd = k->rb ? k->epfd : -1;
+	info->clock = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* session.probes: each hook's status.  In tc mode it follows the link
+ * monitor (interfaces attached later, or let go). */
+static void live_hooks(const struct ti_kernel *k, ti_hook_fn fn, void *ctx)
+{
+	char probe[96], status[600];
+
+	switch (k->mode) {
+	case TI_MODE_FENTRY:
+	case TI_MODE_KPROBE:
+		for (int i = 0; i < 2; i++)
+			fn(ctx, &(struct ti_hook_info){
+					.probe = probe_fn(i),
+					.status = k->probe_status[i][0] ? k->probe_status[i] : "not requested" });
+		break;
+	case TI_MODE_CGROUP:
+		snprintf(status, sizeof(status), "attached to %s", k->cgroup_path);
+		fn(ctx, &(struct ti_hook_info){ .probe = ti_probe_key(TI_PROBE_CGROUP), .status = status });
+		break;
+	case TI_MODE_TC:
+		for (int i = 0; i < k->ntc; i++) {
+			snprintf(probe, sizeof(probe), "%s:%s", ti_probe_key(TI_PROBE_TC), k->tc[i].label);
+			fn(ctx, &(struct ti_hook_info){
+					.probe = probe,
+					.status = k->tc[i].link_fd >= 0 ? "attached (tcx link)" : "attached (clsact filter)",
+					.netns = k->tc[i].netns,
+					.ifindex = (uint32_t)k->tc[i].ifindex,
+					.dev = k->tc[i].name });
+		}
+		if (k->tc_netns_note[0]) {
+			snprintf(status, sizeof(status), "skipped: %s", k->tc_netns_note);
+			fn(ctx, &(struct ti_hook_info){ .probe = "tc/ingress:@*", .status = status });
+		}
+		for (int i = 0; i < k->ntc_skipped; i++) {
+			snprintf(probe, sizeof(probe), "%s:%s", ti_probe_key(TI_PROBE_TC), k->tc_skipped[i].name);
+			snprintf(status, sizeof(status), "skipped: %s", k->tc_skipped[i].why);
+			fn(ctx, &(struct ti_hook_info){ .probe = probe, .status = status });
+		}
+		break;
+	default:
+		break;
 	}
 }
 
-int ti_kernel_ring_fd(const struct ti_kernel *k)
-{
-	return k->skel ? bpf_map__fd(k->skel->maps.events) : -EBADF;
-}
-
-int ti_kernel_test_run(const struct ti_kernel *k, const void *frame, size_t len, int repeat,
-		       int *retval, uint32_t *ns)
+static int live_test_run(const struct ti_kernel *k, const void *frame, size_t len, int repeat,
+			 int *retval, uint32_t *ns, char *why, size_t whylen)
 {
 	DECLARE_LIBBPF_OPTS(bpf_test_run_opts, t, .data_in = frame, .data_size_in = (__u32)len,
 			    .repeat = repeat);
 	struct bpf_program *prog;
 
-	if (k->replay)
-		return -EOPNOTSUPP;
 	if (!k->skel)
 		return -EBADF;
-	if (k->mode == TI_MODE_TC)
+	if (k->mode == TI_MODE_TC) {
 		prog = tc_prog(k);
-	else if (k->mode == TI_MODE_CGROUP)
+	} else if (k->mode == TI_MODE_CGROUP) {
 		prog = cgroup_prog(k);
-	else
+	} else {
+		snprintf(why, whylen, "test_run needs a session in tc or cgroup mode, not %s",
+			 ti_mode_names[k->mode]);
 		return -EOPNOTSUPP;
-	if (bpf_prog_test_run_opts(bpf_program__fd(prog), &t))
-		return -errno;
+	}
+	if (bpf_prog_test_run_opts(bpf_program__fd(prog), &t)) {
+		int err = -errno;
+
+		snprintf(why, whylen, "BPF_PROG_TEST_RUN failed: %s", strerror(-err));
+		return err;
+	}
 	*retval = (int)t.retval;
 	*ns = t.duration;
 	return 0;
@@ -532,10 +668,16 @@ int ti_kernel_test_run(const struct ti_kernel *k, const void *frame, size_t len,
 
 /* ---- close ------------------------------------------------------------------------- */
 
-void ti_kernel_close(struct ti_kernel *k)
+static void live_close(struct ti_kernel *k)
 {
-	ti_replay_close(k->replay);
-	k->replay = NULL;
+	if (k->epfd >= 0) {
+		close(k->epfd);
+		k->epfd = -1;
+	}
+	if (k->rb) {
+		ring_buffer__free(k->rb);
+		k->rb = NULL;
+	}
 	/* a forked child closing its copy of the session (os.exit(0, true)
 	 * in a child, __gc) only closes its fds: detaching would take the
 	 * parent's hooks away (a link's fds are shared; legacy perf-event and
@@ -559,52 +701,90 @@ void ti_kernel_close(struct ti_kernel *k)
 	k->slot = 0;
 }
 
-/* ---- replay ------------------------------------------------------------------------ */
+static const struct ti_kernel_ops live_ops = {
+	.set_filter = live_set_filter,
+	.wait = live_wait,
+	.consume = live_consume,
+	.stats = live_stats,
+	.describe = live_describe,
+	.hooks = live_hooks,
+	.test_run = live_test_run,
+	.map_elems = ti_live_map_elems,
+	.map_read = ti_live_map_read,
+	.map_write = ti_live_map_write,
+	.close = live_close,
+};
 
-int ti_kernel_open_replay(struct ti_kernel *k, const struct ti_load_opts *o, const struct ti_filter *f,
-			  const char *path, uint32_t snaplen, char *why, size_t whylen)
+/* ---- the interface: one call through the backend's operations ------------------------ */
+
+int ti_kernel_open(struct ti_kernel **out, const struct ti_load_opts *o, const struct ti_filter *f,
+		   char *why, size_t whylen)
 {
-	struct ti_load_config c;
+	struct ti_kernel *k = malloc(sizeof(*k));
 	int err;
 
-	why[0] = '\0';
-	set_load_config(&c, o, TI_MODE_AUTO);
-	c.netns = 0; /* a capture does not say */
-	err = ti_replay_open(&k->replay, path, &c, ti_table_buckets(o->max_flows) * TI_TABLE_WAYS,
-			     snaplen, f, why, whylen);
-	if (err)
+	*out = NULL;
+	if (!k) {
+		snprintf(why, whylen, "out of memory");
+		return -ENOMEM;
+	}
+	ti_kernel_init(k);
+	if ((err = ti_kernel_open_live(k, o, f, why, whylen))) {
+		free(k);
 		return err;
-	k->ncpus = 1;
-	k->mode = TI_MODE_AUTO;
+	}
+	*out = k;
 	return 0;
 }
 
-int ti_kernel_replay_next(struct ti_kernel *k, uint64_t until_ns, const void **rec, size_t *size,
-			  char *why, size_t whylen)
+void ti_kernel_release(struct ti_kernel *k)
 {
-	if (!k->replay)
-		return -EBADF;
-	return ti_replay_next(k->replay, until_ns, rec, size, why, whylen);
+	k->ops->close(k);
 }
 
-uint64_t ti_kernel_replay_clock(const struct ti_kernel *k)
+void ti_kernel_close(struct ti_kernel *k)
 {
-	return k->replay ? ti_replay_clock(k->replay) : 0;
+	if (!k)
+		return;
+	ti_kernel_release(k);
+	free(k);
 }
 
-uint64_t ti_kernel_replay_next_ts(const struct ti_kernel *k)
+int ti_kernel_set_filter(struct ti_kernel *k, const struct ti_filter *f)
 {
-	return k->replay ? ti_replay_next_ts(k->replay) : UINT64_MAX;
+	return k->ops->set_filter(k, f);
 }
 
-bool ti_kernel_replay_ended(const struct ti_kernel *k)
+int ti_kernel_wait(struct ti_kernel *k, int64_t timeout_ms)
 {
-	return !k->replay || ti_replay_ended(k->replay);
+	return k->ops->wait(k, timeout_ms);
 }
 
-const char *ti_kernel_replay_linktype(const struct ti_kernel *k)
+int ti_kernel_consume(struct ti_kernel *k, int64_t timeout_ms, ti_record_fn fn, void *ctx,
+		      char *why, size_t whylen)
 {
-	return k->replay ? ti_pcap_linktype_name(ti_replay_linktype(k->replay)) : "";
+	return k->ops->consume(k, timeout_ms, fn, ctx, why, whylen);
+}
+
+int ti_kernel_stats(const struct ti_kernel *k, uint64_t out[TI_STAT_MAX])
+{
+	return k->ops->stats(k, out);
+}
+
+void ti_kernel_describe(const struct ti_kernel *k, struct ti_kernel_info *info)
+{
+	k->ops->describe(k, info);
+}
+
+void ti_kernel_hooks(const struct ti_kernel *k, ti_hook_fn fn, void *ctx)
+{
+	k->ops->hooks(k, fn, ctx);
+}
+
+int ti_kernel_test_run(const struct ti_kernel *k, const void *frame, size_t len, int repeat,
+		       int *retval, uint32_t *ns, char *why, size_t whylen)
+{
+	return k->ops->test_run(k, frame, len, repeat, retval, ns, why, whylen);
 }
 
 /* ---- features() -------------------------------------------------------------------- */
@@ -632,7 +812,7 @@ int ti_kernel_probe_mode(enum ti_mode mode, bool *tcx, char *why, size_t whylen)
 	err = open_mode(k, &o, mode, NULL, why, whylen);
 	if (!err && tcx)
 		*tcx = k->ntc > 0 && k->tc[0].link_fd >= 0;
-	ti_kernel_close(k);
+	live_close(k);
 	free(k);
 	return err;
 }

@@ -1,26 +1,33 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
 /* kernel.h: the kernel layer of tcpinspect.core.  No Lua in it.
  *
- * A struct ti_kernel owns everything one session holds in the kernel: the
- * BPF skeleton (programs, maps, the rodata load options and the .bss filter
- * slots), the links, the tc attachments, and the copies of what each filter
- * slot holds.  Its life:
+ * A struct ti_kernel is one session's source of records, counters and
+ * aggregate maps, behind one interface with two backends:
  *
- *	ti_kernel_init(k)
- *	ti_kernel_open(k, opts, filter, why)   load + write filter + attach,
+ *   live     (kernel.c, kernel_maps.c, kernel_tc.c, kernel_env.c) the BPF
+ *            skeleton, its links and tc attachments, the ring buffer and
+ *            the waiter over it and the tc link monitor
+ *   replay   (kernel_replay.c) a pcap file run through the BPF program's
+ *            own parse, filter, aggregate and sampling code in user space
+ *
+ * The struct is opaque: only the constructors know which backend they
+ * build (ti_kernel_open, ti_kernel_open_replay), and every other function
+ * here goes through the backend's table of operations (struct
+ * ti_kernel_ops, kernel_int.h).  Its life:
+ *
+ *	ti_kernel_open(&k, opts, filter, why)  load + write filter + attach,
  *	                                       trying the modes of opts->mode
+ *	  or ti_kernel_open_replay(&k, ...)
  *	ti_kernel_set_filter(k, filter)        any number of times
- *	ti_kernel_stats(k, counters)           any number of times
- *	ti_kernel_close(k)                     idempotent
+ *	ti_kernel_wait(k, ms)                  any number of times: wait for
+ *	ti_kernel_consume(k, ms, fn, ctx, ...)   records, then hand them out
+ *	ti_kernel_stats, ti_kernel_map_*       any number of times
+ *	ti_kernel_close(k)                     detach, unload, free
  *
- * ti_kernel_open is ti_kernel_load, ti_kernel_set_filter and
- * ti_kernel_attach in a row, for one mode or each mode of auto in turn.
- *
- * Files: kernel.c (this API), kernel_maps.c (the aggregate maps, merged
- * across CPUs), kernel_tc.c (tc ingress attachments and the sweep of dead
- * owners' filters), kernel_env.c (privileges, kernel facts,
- * libbpf's log, and the one-line explanation of a failure).  Lua bindings
- * (session.c, map.c, core.c) call this API; nothing here calls them.
+ * A new capability (drops, sockets, connections, a recorder) adds an
+ * operation that each backend implements, not a test of the backend.
+ * Lua bindings (session.c, map.c, core.c) call this API; nothing here
+ * calls them.
  */
 #ifndef TI_KERNEL_H
 #define TI_KERNEL_H
@@ -55,11 +62,12 @@ enum ti_map_id {
 
 #define TI_MAX_DEVS 32
 #define TI_MAX_CIDRS 256
-/* max_flows' ceiling: flows and sources are preallocated LRU hashes, about
- * 240 bytes of kernel memory per flow for the two together, so 2^20 flows
- * take about 250 MB up front.  More is a mistake rather than a wish (Linux's
- * own conntrack table defaults to 262144 entries on a 16 GB machine), and
- * 2^24 preallocated gigabytes before failing. */
+/* max_flows' ceiling: flows and sources are per-CPU arrays laid out as
+ * set-associative tables (bpf/ti_table.h, rounded up to a power of two),
+ * preallocated on every CPU: 128 bytes per entry for the two together
+ * (struct ti_flow_entry 80, ti_source_entry 48), so 2^20 flows take 128 MB
+ * up front per CPU.  More is a mistake rather than a wish (Linux's own
+ * conntrack table defaults to 262144 entries on a 16 GB machine). */
 #define TI_MAX_FLOWS (1 << 20)
 
 /* A parsed CIDR, in the byte order the LPM trie wants. */
@@ -110,99 +118,97 @@ struct ti_load_opts {
 	char devs[TI_MAX_DEVS][32];
 };
 
-/* One tc ingress attachment (kernel_tc.c). */
-struct ti_tc_hook {
-	int ifindex;
-	uint32_t handle; /* netlink filter handle; 0 when a tcx link is used */
-	int link_fd;     /* tcx link, or -1 */
-	int state_fd;    /* the netlink filter's state file, flock-ed while we live, or -1 */
-	int ns;          /* its network namespace: an index in ti_kernel.tcns */
-	uint32_t netns;  /* that namespace's inode */
-	char name[32];   /* the interface's name, in its namespace */
-	char label[48];  /* session.probes' "tc/ingress:LABEL": the name, "NAME@NETNS" for
-			  * another namespace's interface in a session over every one */
-};
+struct ti_kernel; /* opaque: kernel_int.h */
 
-/* An interface (or a network namespace, "@INODE") tc mode did not attach
- * to, and why (session.probes). */
-struct ti_tc_skip {
-	char name[48];
-	char why[256];
-	int ns; /* the namespace index it belongs to; -1: a namespace not entered */
-};
-#define TI_MAX_SKIPPED 64
-#define TI_MAX_HOOKS 256 /* tc attachments of one session, every namespace together */
-#define TI_MAX_NETNS 64  /* network namespaces one tc session attaches in */
-
-/* A network namespace a tc session attaches in (kernel_tc.c). */
-struct ti_tc_ns {
-	uint32_t ino;
-	int fd;         /* entered by (setns) around netlink/tcx calls; -1: the process's own */
-	int monitor_fd; /* netlink RTMGRP_LINK socket opened inside it, or -1 (dev= given) */
-	bool news;      /* the monitor reported changes not acted on yet */
-	bool present;   /* found by the last rescan (a session over every namespace) */
-};
-
-struct tcpinspect_bpf;
-struct bpf_link;
-struct ti_replay;
-
-struct ti_kernel {
-	struct tcpinspect_bpf *skel;
-	enum ti_mode mode;                /* the mode loaded */
-	struct bpf_link *links[4];
-	int nlinks;
-	struct ti_tc_hook tc[TI_MAX_HOOKS];
-	int ntc;
-	struct ti_tc_skip tc_skipped[TI_MAX_SKIPPED]; /* tc, every interface: not attached */
-	int ntc_skipped;
-	struct ti_tc_ns tcns[TI_MAX_NETNS];   /* tc: the namespaces attached in; [0] the first */
-	int ntcns;
-	bool tc_every_netns;              /* tc with no scope and no dev=: every namespace */
-	int tc_wake_fd;                   /* epoll over the monitors (and the rescan timer), or -1 */
-	int tc_timer_fd;                  /* every namespace: the rescan's timerfd, or -1 */
-	int tc_prog_fd;                   /* what the monitor attaches to new interfaces */
-	char tc_netns_path[256];          /* the file tc entered a scope's namespace by ("" if not scoped) */
-	char tc_netns_note[192];          /* tc with no scope: why only this namespace ("" if every one) */
-	char probe_status[2][192];        /* tcp_v4_rcv, tcp_v6_rcv: "attached" or why not */
-	char cgroup_path[512];
-	uint32_t slot;                    /* the active filter slot */
-	struct ti_filter *slot_filter[2]; /* what each slot holds (for deletes) */
-	int ncpus;
-	struct ti_replay *replay;         /* a replayed capture instead of the kernel (kernel_replay.c) */
-	int owner;                        /* the PID that loaded and attached: only it detaches
-					   * (a forked child closes its copies of the fds, no more) */
-};
-
-void ti_kernel_init(struct ti_kernel *k);
-
-/* Load and attach in o->mode (auto: each mode in turn until one works).
- * 0: attached; why holds the reasons the modes tried before failed (empty
- * if none).  <0: -errno, nothing is left behind, why says what to do. */
-int ti_kernel_open(struct ti_kernel *k, const struct ti_load_opts *o, const struct ti_filter *f,
+/* Load and attach in o->mode (auto: each mode in turn until one works),
+ * then (o->events) the ring's reader and the waiter.  0: *k is the live
+ * session's; why holds the reasons the modes tried before failed (empty if
+ * none).  <0: -errno, *k is NULL, nothing is left behind, why says what
+ * to do. */
+int ti_kernel_open(struct ti_kernel **k, const struct ti_load_opts *o, const struct ti_filter *f,
 		   char *why, size_t whylen);
 
-/* The steps of ti_kernel_open, for one mode (not auto).  On failure each
- * undoes the whole kernel object (ti_kernel_close). */
-int ti_kernel_load(struct ti_kernel *k, const struct ti_load_opts *o, enum ti_mode mode, char *why,
-		   size_t whylen);
-int ti_kernel_attach(struct ti_kernel *k, const struct ti_load_opts *o, char *why, size_t whylen);
+/* The replay backend: a pcap file instead of the kernel (kernel_replay.c),
+ * with one CPU's copy of each map.  Its clock is the capture's: records'
+ * ts are the frames' timestamps, ns since the epoch.  0 or -errno with
+ * why, as ti_kernel_open. */
+int ti_kernel_open_replay(struct ti_kernel **k, const struct ti_load_opts *o,
+			  const struct ti_filter *f, const char *path, uint32_t snaplen, char *why,
+			  size_t whylen);
+
+/* Detach, unload, close and free; NULL is a no-op.  A forked child closing
+ * its copy only closes its fds (the parent's hooks stay). */
+void ti_kernel_close(struct ti_kernel *k);
 
 /* Write f (NULL: match everything) into the idle slot, then make it the
- * active one: the kernel sees the old or the new filter, whole.  0 or
- * -errno; on failure the active slot is untouched. */
+ * active one.  A hook reads the active slot's number once, then that
+ * slot's config and tries: it sees the old or the new filter, whole, as
+ * long as it ends before the next flip's writes into the slot it read
+ * (the next call).  A hook preempted for that long (PREEMPT_RT, where BPF
+ * programs run preemptible) can see part of each: back-to-back flips are
+ * not atomic for such a hook.  0 or -errno; on failure the active slot is
+ * untouched. */
 int ti_kernel_set_filter(struct ti_kernel *k, const struct ti_filter *f);
+
+/* Wait up to timeout_ms (0: not at all, -1: forever) for records to hand
+ * out, acting on what else wakes the backend meanwhile (live tc: the link
+ * monitor attaches to interfaces that appeared and lets go of those that
+ * went, also when timeout_ms is 0).  A backend with nothing that could end
+ * a wait of -1 returns at once; a replay never waits (its time is the
+ * capture's: ti_kernel_consume moves it).  >= 0: TI_WAIT_HOOKS set when
+ * the attachments changed (ti_kernel_hooks lists them anew); <0: -errno. */
+#define TI_WAIT_HOOKS 1
+int ti_kernel_wait(struct ti_kernel *k, int64_t timeout_ms);
+
+/* A record handed out: struct ti_event and its caplen bytes (size bytes in
+ * all, valid during the call).  A negative return stops the hand-out after
+ * this record (it counts as consumed: it is not handed out again). */
+typedef int (*ti_record_fn)(void *ctx, const void *rec, size_t size);
+
+/* Hand out the records pending, in order, until there are none or fn
+ * stops it: live, what the ring holds now; a replay, the records of the
+ * frames stamped up to timeout_ms of capture time after its clock (-1: to
+ * the end of the file), which then reads that time (the clock stays at
+ * the last record when fn stops it).  0 (also when fn stopped it) or
+ * -errno with why ("reading the ring buffer failed: ...", "replay: ..."). */
+int ti_kernel_consume(struct ti_kernel *k, int64_t timeout_ms, ti_record_fn fn, void *ctx,
+		      char *why, size_t whylen);
 
 /* Sum the per-CPU counters.  0 or -errno. */
 int ti_kernel_stats(const struct ti_kernel *k, uint64_t out[TI_STAT_MAX]);
 
-int ti_kernel_map_fd(const struct ti_kernel *k, enum ti_map_id map);
-int ti_kernel_ring_fd(const struct ti_kernel *k);
+/* What a session shows of its backend, read when asked. */
+struct ti_kernel_info {
+	const char *mode;       /* "fentry", "kprobe", "tc", "cgroup" or "replay" */
+	const char *netns_path; /* the file the attachments' namespace was entered by ("": here) */
+	int fd;                 /* readable when ti_kernel_wait would return at once: for an
+				 * event loop (session:fd()); -1: none */
+	bool capture_clock;     /* time is a capture's: a timeout is capture time, of any length */
+	uint64_t clock;         /* now on the records' clock, ns: CLOCK_MONOTONIC or the capture's */
+	bool ended;             /* no record will ever come (a replay at the end of its file) */
+	bool next_known;        /* next_ts is known (a replay not at its end) */
+	uint64_t next_ts;       /* the next frame's time, ns (it may be below clock) */
+};
+void ti_kernel_describe(const struct ti_kernel *k, struct ti_kernel_info *info);
+
+/* The hooks records come from (session.probes), each as the probe's key
+ * ("tcp_v4_rcv", "tc/ingress:lo", "cgroup", "pcap") and its status
+ * ("attached ...", "missing: ...", "skipped: ..."); an interface's hook
+ * also names it (netns, ifindex, dev; else 0, 0, NULL). */
+struct ti_hook_info {
+	const char *probe;
+	const char *status;
+	uint32_t netns;
+	uint32_t ifindex;
+	const char *dev;
+};
+typedef void (*ti_hook_fn)(void *ctx, const struct ti_hook_info *h);
+void ti_kernel_hooks(const struct ti_kernel *k, ti_hook_fn fn, void *ctx);
 
 /* BPF_PROG_TEST_RUN of the tc or cgroup program on a frame.  0 or -errno;
- * -EOPNOTSUPP in the other modes. */
+ * -EOPNOTSUPP (why says so) in the other modes and a replay. */
 int ti_kernel_test_run(const struct ti_kernel *k, const void *frame, size_t len, int repeat,
-		       int *retval, uint32_t *ns);
+		       int *retval, uint32_t *ns, char *why, size_t whylen);
 
 /* The aggregate maps, merged across CPUs (kernel_maps.c).  An entry is
  * the key (ti_map_key_size: struct ti_flow_key, struct ti_addr_key, or the
@@ -224,39 +230,6 @@ void ti_snapshot_free(struct ti_snapshot *s);
 int ti_kernel_map_lookup(const struct ti_kernel *k, enum ti_map_id m, const void *key, void *val);
 int ti_kernel_map_delete(const struct ti_kernel *k, enum ti_map_id m, const void *key);
 int ti_kernel_map_clear(const struct ti_kernel *k, enum ti_map_id m);
-
-/* tc mode on every interface: attach to interfaces that appeared (or came
- * up) since the last call, and let go of those that went away, as the link
- * monitor reports them.  Cheap when nothing changed (one non-blocking
- * recv); the session calls it at each poll.  >0: the attachments changed,
- * 0: they did not, <0: -errno (the attachments stay as they were). */
-int ti_kernel_tc_refresh(struct ti_kernel *k);
-/* readable when ti_kernel_tc_refresh has news to act on (the tc link
- * monitor: an interface appeared or went), or -1 */
-int ti_kernel_tc_wake_fd(const struct ti_kernel *k);
-
-/* The replay backend (kernel_replay.c): no kernel object at all, a pcap
- * file run through the BPF program's own parse, filter, aggregate and
- * sampling code in user space (bpf/ti_parse.h, bpf/ti_rules.h), with one
- * CPU's copy of each map.  Open it in place of ti_kernel_open: set_filter,
- * stats, the map functions and close then work on it (ring_fd, test_run:
- * -EOPNOTSUPP).  Time is the capture's: ti_kernel_replay_next hands out the
- * records of the frames stamped up to until_ns (UINT64_MAX: all), one at a
- * time (1; *rec valid until the next call), and returns 0 when there is
- * none left before until_ns, having moved the clock to until_ns.  Records
- * are struct ti_event and up to snaplen bytes from the IP header on; ts is
- * the frame's timestamp, ns since the epoch.  <0: -errno with why. */
-int ti_kernel_open_replay(struct ti_kernel *k, const struct ti_load_opts *o, const struct ti_filter *f,
-			  const char *path, uint32_t snaplen, char *why, size_t whylen);
-int ti_kernel_replay_next(struct ti_kernel *k, uint64_t until_ns, const void **rec, size_t *size,
-			  char *why, size_t whylen);
-uint64_t ti_kernel_replay_clock(const struct ti_kernel *k); /* ns since the epoch */
-bool ti_kernel_replay_ended(const struct ti_kernel *k);     /* every frame handled */
-uint64_t ti_kernel_replay_next_ts(const struct ti_kernel *k); /* the next frame's ts (if not ended) */
-const char *ti_kernel_replay_linktype(const struct ti_kernel *k);
-
-/* Detach and unload everything; idempotent. */
-void ti_kernel_close(struct ti_kernel *k);
 
 /* Load and attach one mode for real, then undo (features()).  0, or -errno
  * with why filled.  *tcx: tc mode used a tcx link. */

@@ -7,9 +7,11 @@
  *   ports            per-CPU array indexed by port: ports with packets
  *   len_hist         per-CPU array of slots: every slot
  *
- * A snapshot reads a whole map with BPF_MAP_LOOKUP_BATCH (one call for
- * tens of thousands of entries); lookup and delete read and write only the
- * key's bucket.  Every function returns 0 or -errno; -ENOENT is "no such
+ * The merging here serves both backends, through their map operations
+ * (kernel_int.h); the live backend's operations are at the end: a snapshot
+ * reads a whole map with BPF_MAP_LOOKUP_BATCH (one call for tens of
+ * thousands of entries), lookup and delete read and write only the key's
+ * bucket.  Every function returns 0 or -errno; -ENOENT is "no such
  * key".  Entries are laid out as the key (ti_map_key_size) followed by the
  * value (ti_map_val_size).
  */
@@ -52,62 +54,27 @@ static size_t elem_size(enum ti_map_id m)
 	}
 }
 
-static size_t stride(enum ti_map_id m)
+size_t ti_map_stride(enum ti_map_id m)
 {
 	return (elem_size(m) + 7) & ~(size_t)7;
 }
 
+#define stride ti_map_stride
+
 static uint32_t nkeys(const struct ti_kernel *k, enum ti_map_id m)
 {
-	uint32_t n;
-
-	if (k->replay) {
-		ti_replay_map(k->replay, m, &n);
-		return n;
-	}
-	switch (m) {
-	case TI_MAP_FLOWS: return bpf_map__max_entries(k->skel->maps.flows);
-	case TI_MAP_SOURCES: return bpf_map__max_entries(k->skel->maps.sources);
-	case TI_MAP_PORTS: return bpf_map__max_entries(k->skel->maps.ports);
-	default: return TI_HIST_SLOTS;
-	}
+	return k->ops->map_elems(k, m);
 }
 
-/* A replay's element i of map m (one CPU: one stride), or NULL. */
-static uint8_t *replay_elem(const struct ti_kernel *k, enum ti_map_id m, uint32_t i)
+/* element i of map m, every CPU's copy: 0 or -errno */
+static int elem_get(const struct ti_kernel *k, enum ti_map_id m, uint32_t i, void *buf)
 {
-	uint32_t n;
-	uint8_t *mem = ti_replay_map(k->replay, m, &n);
-
-	return mem && i < n ? mem + (size_t)i * stride(m) : NULL;
+	return k->ops->map_read(k, m, i, 1, buf);
 }
 
-/* bpf_map_lookup_elem / bpf_map_update_elem of one element (every CPU's
- * copy): 0 or -errno */
-static int elem_get(const struct ti_kernel *k, enum ti_map_id m, int fd, uint32_t i, void *buf)
+static int elem_put(const struct ti_kernel *k, enum ti_map_id m, uint32_t i, const void *buf)
 {
-	if (k->replay) {
-		uint8_t *e = replay_elem(k, m, i);
-
-		if (!e)
-			return -ENOENT;
-		memcpy(buf, e, stride(m));
-		return 0;
-	}
-	return bpf_map_lookup_elem(fd, &i, buf) ? -errno : 0;
-}
-
-static int elem_put(const struct ti_kernel *k, enum ti_map_id m, int fd, uint32_t i, const void *buf)
-{
-	if (k->replay) {
-		uint8_t *e = replay_elem(k, m, i);
-
-		if (!e)
-			return -ENOENT;
-		memcpy(e, buf, stride(m));
-		return 0;
-	}
-	return bpf_map_update_elem(fd, &i, buf, BPF_EXIST) ? -errno : 0;
+	return k->ops->map_write(k, m, i, 1, buf);
 }
 
 /* Read every element of a per-CPU array: vals gets n * ncpus strides. */
@@ -231,11 +198,9 @@ int ti_kernel_map_snapshot(const struct ti_kernel *k, enum ti_map_id m, struct t
 	size_t st = stride(m), ks = ti_map_key_size(m);
 	uint8_t *vals;
 	uint32_t *index = NULL, mask = 0;
-	int fd = k->replay ? 0 : ti_kernel_map_fd(k, m), err;
+	int err;
 
 	memset(s, 0, sizeof(*s));
-	if (fd < 0)
-		return fd;
 	s->map = m;
 	s->ksize = ks;
 	s->esize = ks + ti_map_val_size(m);
@@ -243,15 +208,8 @@ int ti_kernel_map_snapshot(const struct ti_kernel *k, enum ti_map_id m, struct t
 	vals = malloc((size_t)n * st * (size_t)k->ncpus);
 	if (!vals)
 		return -ENOMEM;
-	if (k->replay) {
-		uint32_t have;
-		const void *mem = ti_replay_map(k->replay, m, &have);
-
-		memcpy(vals, mem, (size_t)n * st); /* one CPU */
-		err = 0;
-	} else if ((err = read_all(fd, n, st, k->ncpus, vals))) {
+	if ((err = k->ops->map_read(k, m, 0, n, vals)))
 		goto out;
-	}
 	if (is_table(m)) {
 		/* open addressing over the merged entries, by key */
 		uint32_t cap = ti_table_buckets(n * (uint32_t)k->ncpus * 2) * TI_TABLE_WAYS;
@@ -347,21 +305,17 @@ static int find(const struct ti_kernel *k, enum ti_map_id m, const void *key, vo
 {
 	size_t st = stride(m), ks = ti_map_key_size(m);
 	uint8_t *buf = malloc(st * (size_t)k->ncpus), tmp[64];
-	int fd = k->replay ? 0 : ti_kernel_map_fd(k, m), n, err = 0;
+	int n, err = 0;
 	bool found = false;
 	uint32_t first;
 
 	if (!buf)
 		return -ENOMEM;
-	if (fd < 0) {
-		err = fd;
-		goto out;
-	}
 	n = elems_of(k, m, key, &first);
 	for (uint32_t i = first; i < first + (uint32_t)n && !err; i++) {
 		bool here = false;
 
-		if ((err = elem_get(k, m, fd, i, buf)))
+		if ((err = elem_get(k, m, i, buf)))
 			break;
 		for (int c = 0; c < k->ncpus; c++) {
 			uint8_t *v = buf + (size_t)c * st;
@@ -388,11 +342,10 @@ static int find(const struct ti_kernel *k, enum ti_map_id m, const void *key, vo
 		}
 		found |= here;
 		if (del && here)
-			err = elem_put(k, m, fd, i, buf);
+			err = elem_put(k, m, i, buf);
 	}
 	if (!err && !found)
 		err = -ENOENT;
-out:
 	free(buf);
 	return err;
 }
@@ -407,43 +360,92 @@ int ti_kernel_map_delete(const struct ti_kernel *k, enum ti_map_id m, const void
 	return find(k, m, key, NULL, true);
 }
 
-/* Zero every element: one BPF_MAP_UPDATE_BATCH (65536 ports in one call),
- * or one update per element where the kernel has no batch operations. */
+/* Zero every element. */
 int ti_kernel_map_clear(const struct ti_kernel *k, enum ti_map_id m)
 {
-	uint32_t n = nkeys(k, m), count = n;
-	size_t bytes = stride(m) * (size_t)k->ncpus;
-	uint8_t *zero = calloc(n, bytes);
-	uint32_t *keys = malloc(n * sizeof(*keys));
-	int fd = k->replay ? 0 : ti_kernel_map_fd(k, m), err = 0;
+	uint32_t n = nkeys(k, m);
+	uint8_t *zero = calloc(n ? n : 1, stride(m) * (size_t)k->ncpus);
+	int err;
 
-	if (!zero || !keys) {
-		err = -ENOMEM;
-		goto out;
-	}
-	if (k->replay) {
-		uint32_t have;
-
-		memset(ti_replay_map(k->replay, m, &have), 0, (size_t)n * stride(m));
-		goto out;
-	}
-	if (fd < 0) {
-		err = fd;
-		goto out;
-	}
-	for (uint32_t i = 0; i < n; i++)
-		keys[i] = i;
-	if (!bpf_map_update_batch(fd, keys, zero, &count, NULL))
-		goto out;
-	err = -errno;
-	if (err != -EINVAL && err != -EOPNOTSUPP && err != -524)
-		goto out;
-	err = 0;
-	for (uint32_t i = 0; i < n && !err; i++)
-		if (bpf_map_update_elem(fd, &i, zero, BPF_EXIST))
-			err = -errno;
-out:
-	free(keys);
+	if (!zero)
+		return -ENOMEM;
+	err = k->ops->map_write(k, m, 0, n, zero);
 	free(zero);
+	return err;
+}
+
+/* ---- the live backend's map operations ---------------------------------------------- */
+
+static int map_fd(const struct ti_kernel *k, enum ti_map_id map)
+{
+	const struct tcpinspect_bpf *sk = k->skel;
+
+	if (!sk)
+		return -EBADF;
+	switch (map) {
+	case TI_MAP_FLOWS: return bpf_map__fd(sk->maps.flows);
+	case TI_MAP_PORTS: return bpf_map__fd(sk->maps.ports);
+	case TI_MAP_SOURCES: return bpf_map__fd(sk->maps.sources);
+	case TI_MAP_LEN_HIST: return bpf_map__fd(sk->maps.len_hist);
+	default: return -EINVAL;
+	}
+}
+
+uint32_t ti_live_map_elems(const struct ti_kernel *k, enum ti_map_id m)
+{
+	if (!k->skel)
+		return 0;
+	switch (m) {
+	case TI_MAP_FLOWS: return bpf_map__max_entries(k->skel->maps.flows);
+	case TI_MAP_SOURCES: return bpf_map__max_entries(k->skel->maps.sources);
+	case TI_MAP_PORTS: return bpf_map__max_entries(k->skel->maps.ports);
+	default: return TI_HIST_SLOTS;
+	}
+}
+
+/* One element: bpf_map_lookup_elem; every element from 0: in batches. */
+int ti_live_map_read(const struct ti_kernel *k, enum ti_map_id m, uint32_t first, uint32_t n,
+		     void *vals)
+{
+	size_t bytes = stride(m) * (size_t)k->ncpus;
+	int fd = map_fd(k, m), err = 0;
+
+	if (fd < 0)
+		return fd;
+	if (first == 0 && n > 1)
+		return read_all(fd, n, stride(m), k->ncpus, vals);
+	for (uint32_t i = first; i < first + n && !err; i++)
+		if (bpf_map_lookup_elem(fd, &i, (uint8_t *)vals + (size_t)(i - first) * bytes))
+			err = -errno;
+	return err;
+}
+
+/* One element: bpf_map_update_elem; every element from 0: one
+ * BPF_MAP_UPDATE_BATCH (65536 ports in one call), or one update per
+ * element where the kernel has no batch operations. */
+int ti_live_map_write(const struct ti_kernel *k, enum ti_map_id m, uint32_t first, uint32_t n,
+		      const void *vals)
+{
+	size_t bytes = stride(m) * (size_t)k->ncpus;
+	uint32_t *keys, count = n;
+	int fd = map_fd(k, m), err = 0;
+
+	if (fd < 0)
+		return fd;
+	if (first == 0 && n > 1) {
+		keys = malloc(n * sizeof(*keys));
+		if (!keys)
+			return -ENOMEM;
+		for (uint32_t i = 0; i < n; i++)
+			keys[i] = i;
+		err = bpf_map_update_batch(fd, keys, vals, &count, NULL) ? -errno : 0;
+		free(keys);
+		if (err != -EINVAL && err != -EOPNOTSUPP && err != -524)
+			return err;
+		err = 0;
+	}
+	for (uint32_t i = first; i < first + n && !err; i++)
+		if (bpf_map_update_elem(fd, &i, (const uint8_t *)vals + (size_t)(i - first) * bytes, BPF_EXIST))
+			err = -errno;
 	return err;
 }

@@ -387,3 +387,164 @@ void ti_replay_close(struct ti_replay *r)
 	free(r->ports);
 	free(r);
 }
+
+/* ---- the replay backend's operations (kernel_int.h) ------------------------------------ */
+
+static int replay_set_filter(struct ti_kernel *k, const struct ti_filter *f)
+{
+	return ti_replay_set_filter(k->replay, f);
+}
+
+/* Capture time does not pass by waiting: ti_kernel_consume moves it. */
+static int replay_wait(struct ti_kernel *k, int64_t timeout_ms)
+{
+	return 0;
+}
+
+static int replay_consume(struct ti_kernel *k, int64_t timeout_ms, ti_record_fn fn, void *ctx,
+			  char *why, size_t whylen)
+{
+	uint64_t clock = ti_replay_clock(k->replay);
+	/* saturating: a clock near 2^64 ns stops there instead of wrapping */
+	uint64_t until = timeout_ms < 0 || (uint64_t)timeout_ms > (UINT64_MAX - clock) / 1000000u
+				 ? UINT64_MAX
+				 : clock + (uint64_t)timeout_ms * 1000000u;
+	char one[512];
+	int rc;
+
+	for (;;) {
+		const void *rec;
+		size_t size;
+
+		rc = ti_replay_next(k->replay, until, &rec, &size, one, sizeof(one));
+		if (rc <= 0)
+			break;
+		if (fn(ctx, rec, size) < 0)
+			return 0; /* stopped: the clock stays at this record */
+	}
+	if (rc < 0)
+		snprintf(why, whylen, "replay: %s", one);
+	return rc;
+}
+
+static int replay_stats(const struct ti_kernel *k, uint64_t out[TI_STAT_MAX])
+{
+	ti_replay_stats(k->replay, out);
+	return 0;
+}
+
+static void replay_describe(const struct ti_kernel *k, struct ti_kernel_info *info)
+{
+	memset(info, 0, sizeof(*info));
+	info->mode = "replay";
+	info->netns_path = "";
+	info->fd = -1;
+	info->capture_clock = true;
+	info->clock = ti_replay_clock(k->replay);
+	info->ended = ti_replay_ended(k->replay);
+	info->next_known = !info->ended;
+	info->next_ts = ti_replay_next_ts(k->replay);
+}
+
+static void replay_hooks(const struct ti_kernel *k, ti_hook_fn fn, void *ctx)
+{
+	char status[96];
+
+	snprintf(status, sizeof(status), "replaying a capture (%s)",
+		 ti_pcap_linktype_name(ti_replay_linktype(k->replay)));
+	fn(ctx, &(struct ti_hook_info){ .probe = ti_probe_key(TI_PROBE_PCAP), .status = status });
+}
+
+static int replay_test_run(const struct ti_kernel *k, const void *frame, size_t len, int repeat,
+			   int *retval, uint32_t *ns, char *why, size_t whylen)
+{
+	snprintf(why, whylen, "test_run needs a session in tc or cgroup mode, not a replay");
+	return -EOPNOTSUPP;
+}
+
+static uint32_t replay_map_elems(const struct ti_kernel *k, enum ti_map_id m)
+{
+	uint32_t n;
+
+	ti_replay_map(k->replay, m, &n);
+	return n;
+}
+
+/* elements [first, first + n) of map m (one CPU: one stride each), or NULL */
+static uint8_t *replay_elems(const struct ti_kernel *k, enum ti_map_id m, uint32_t first, uint32_t n)
+{
+	uint32_t have;
+	uint8_t *mem = ti_replay_map(k->replay, m, &have);
+
+	return mem && first <= have && n <= have - first ? mem + (size_t)first * ti_map_stride(m) : NULL;
+}
+
+static int replay_map_read(const struct ti_kernel *k, enum ti_map_id m, uint32_t first, uint32_t n,
+			   void *vals)
+{
+	uint8_t *e = replay_elems(k, m, first, n);
+
+	if (!e)
+		return -ENOENT;
+	memcpy(vals, e, (size_t)n * ti_map_stride(m));
+	return 0;
+}
+
+static int replay_map_write(const struct ti_kernel *k, enum ti_map_id m, uint32_t first, uint32_t n,
+			    const void *vals)
+{
+	uint8_t *e = replay_elems(k, m, first, n);
+
+	if (!e)
+		return -ENOENT;
+	memcpy(e, vals, (size_t)n * ti_map_stride(m));
+	return 0;
+}
+
+static void replay_release(struct ti_kernel *k)
+{
+	ti_replay_close(k->replay);
+	k->replay = NULL;
+}
+
+static const struct ti_kernel_ops replay_ops = {
+	.set_filter = replay_set_filter,
+	.wait = replay_wait,
+	.consume = replay_consume,
+	.stats = replay_stats,
+	.describe = replay_describe,
+	.hooks = replay_hooks,
+	.test_run = replay_test_run,
+	.map_elems = replay_map_elems,
+	.map_read = replay_map_read,
+	.map_write = replay_map_write,
+	.close = replay_release,
+};
+
+int ti_kernel_open_replay(struct ti_kernel **out, const struct ti_load_opts *o,
+			  const struct ti_filter *f, const char *path, uint32_t snaplen, char *why,
+			  size_t whylen)
+{
+	struct ti_kernel *k = calloc(1, sizeof(*k));
+	struct ti_load_config c;
+	int err;
+
+	*out = NULL;
+	why[0] = '\0';
+	if (!k) {
+		snprintf(why, whylen, "replay: out of memory");
+		return -ENOMEM;
+	}
+	ti_set_load_config(&c, o, TI_MODE_AUTO);
+	c.netns = 0; /* a capture does not say */
+	err = ti_replay_open(&k->replay, path, &c, ti_table_buckets(o->max_flows) * TI_TABLE_WAYS,
+			     snaplen, f, why, whylen);
+	if (err) {
+		free(k);
+		return err;
+	}
+	k->ops = &replay_ops;
+	k->ncpus = 1;
+	*out = k;
+	return 0;
+}

@@ -321,7 +321,7 @@ static int map_pairs(lua_State *L)
 	struct ti_map *m;
 	struct ti_session *s = map_session(L, 1, &m);
 	struct ti_snapshot *snap = new_snapshot(L);
-	int err = ti_kernel_map_snapshot(&s->k, m->kind, snap);
+	int err = ti_kernel_map_snapshot(s->k, m->kind, snap);
 
 	if (err)
 		return luaL_error(L, "%s: iterating map '%s' failed: %s", ti_errname(err),
@@ -340,7 +340,7 @@ static int map_lookup(lua_State *L)
 	int err;
 
 	check_key(L, 2, m->kind, key);
-	err = ti_kernel_map_lookup(&s->k, m->kind, key, val);
+	err = ti_kernel_map_lookup(s->k, m->kind, key, val);
 	if (err == -ENOENT) {
 		lua_pushnil(L); /* no such key */
 		return 1;
@@ -361,7 +361,7 @@ static int map_delete(lua_State *L)
 	check_key(L, 2, m->kind, key);
 	if (m->kind == TI_MAP_LEN_HIST)
 		return luaL_error(L, "tcpinspect: map '%s' is an array: use clear()", ti_map_names[m->kind]);
-	err = ti_kernel_map_delete(&s->k, m->kind, key);
+	err = ti_kernel_map_delete(s->k, m->kind, key);
 	if (err && err != -ENOENT)
 		return fail(L, m, err, "deleting from");
 	lua_pushboolean(L, err == 0); /* false: no such key */
@@ -372,7 +372,7 @@ static int map_clear(lua_State *L)
 {
 	struct ti_map *m;
 	struct ti_session *s = map_session(L, 1, &m);
-	int err = ti_kernel_map_clear(&s->k, m->kind);
+	int err = ti_kernel_map_clear(s->k, m->kind);
 
 	if (err)
 		return fail(L, m, err, "clearing");
@@ -385,7 +385,7 @@ static int map_count(lua_State *L)
 	struct ti_map *m;
 	struct ti_session *s = map_session(L, 1, &m);
 	struct ti_snapshot *snap = new_snapshot(L);
-	int err = ti_kernel_map_snapshot(&s->k, m->kind, snap);
+	int err = ti_kernel_map_snapshot(s->k, m->kind, snap);
 
 	if (err)
 		return fail(L, m, err, "counting");

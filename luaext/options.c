@@ -533,10 +533,9 @@ void ti_check_options(lua_State *L, int idx, struct ti_load_opts *o)
 	lua_pop(L, 1);
 	if (lua_getfield(L, idx, "snaplen") != LUA_TNIL) {
 		o->snaplen = (uint32_t)check_int(L, -1, "snaplen", 0, TI_SNAPLEN_MAX);
-		/* a record is an 8-byte header and the event with its bytes, rounded to 8 */
-		if (8 + ((sizeof(struct ti_event) + o->snaplen + 7) & ~(size_t)7) > o->ring_size / 2)
-			OPT_ERR(L, "snaplen", "%d: a record of %d bytes takes more than half of ring_size (%d)",
-				(int)o->snaplen, (int)(sizeof(struct ti_event) + o->snaplen), (int)o->ring_size);
+		if (ti_record_size(o->snaplen) > o->ring_size / 2)
+			OPT_ERR(L, "snaplen", "%d: a record takes %d bytes of the ring, more than half of ring_size (%d)",
+				(int)o->snaplen, (int)ti_record_size(o->snaplen), (int)o->ring_size);
 	}
 	lua_pop(L, 1);
 	check_scope(L, idx, o);

@@ -19,14 +19,10 @@
  */
 #include <errno.h>
 #include <math.h>
-#include <poll.h>
-#include <sys/epoll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
-#include <bpf/libbpf.h>
 #include "ti.h"
 #include "pcapfile.h"
 
@@ -59,7 +55,7 @@ static struct ti_session *check_session(lua_State *L, int idx)
 	return s;
 }
 
-static int on_sample(void *ctx, void *data, size_t size);
+static int on_sample(void *ctx, const void *data, size_t size);
 
 /* ---- open ----------------------------------------------------------------- */
 
@@ -72,75 +68,50 @@ static double realtime_offset(void)
 	return (double)(rt.tv_sec - mono.tv_sec) + (double)(rt.tv_nsec - mono.tv_nsec) / 1e9;
 }
 
-/* tc attached in other network namespaces: tell the packets their
- * interfaces' names (p.probe). */
-static void note_devs(const struct ti_kernel *k)
+/* Hooks on interfaces of other network namespaces: tell the packets
+ * their names (p.probe). */
+static void note_dev(void *ctx, const struct ti_hook_info *h)
 {
-	uint32_t here;
+	if (h->dev && h->netns != *(const uint32_t *)ctx)
+		ti_packet_note_dev(h->netns, h->ifindex, h->dev);
+}
 
-	if (k->mode != TI_MODE_TC)
-		return;
-	here = ti_netns_inode();
-	for (int i = 0; i < k->ntc; i++)
-		if (k->tc[i].netns != here)
-			ti_packet_note_dev(k->tc[i].netns, (uint32_t)k->tc[i].ifindex, k->tc[i].name);
+static void note_devs(const struct ti_session *s)
+{
+	uint32_t here = ti_netns_inode();
+
+	ti_kernel_hooks(s->k, note_dev, &here);
 }
 
 /* session.probes: each hook's status.  In tc mode it follows the link
- * monitor (interfaces attached later, or let go), so it is built when read. */
-static void push_probes(lua_State *L, const struct ti_kernel *k)
+ * monitor (interfaces attached later, or let go), so it is built anew
+ * after a change. */
+static void set_probe(void *ctx, const struct ti_hook_info *h)
+{
+	lua_State *L = ctx;
+
+	lua_pushstring(L, h->status);
+	lua_setfield(L, -2, h->probe);
+}
+
+static void push_probes(lua_State *L, const struct ti_session *s)
 {
 	lua_newtable(L);
-	if (k->replay) {
-		lua_pushfstring(L, "replaying a capture (%s)", ti_kernel_replay_linktype(k));
-		lua_setfield(L, -2, ti_probe_names[TI_PROBE_PCAP]);
-		return;
-	}
-	switch (k->mode) {
-	case TI_MODE_FENTRY:
-	case TI_MODE_KPROBE:
-		for (int i = 0; i < 2; i++) {
-			lua_pushstring(L, k->probe_status[i][0] ? k->probe_status[i] : "not requested");
-			lua_setfield(L, -2, ti_probe_names[i ? TI_PROBE_TCP_V6_RCV : TI_PROBE_TCP_V4_RCV]);
-		}
-		break;
-	case TI_MODE_CGROUP:
-		lua_pushfstring(L, "attached to %s", k->cgroup_path);
-		lua_setfield(L, -2, ti_probe_names[TI_PROBE_CGROUP]);
-		break;
-	case TI_MODE_TC:
-		for (int i = 0; i < k->ntc; i++) {
-			lua_pushfstring(L, "%s:%s", ti_probe_names[TI_PROBE_TC], k->tc[i].label);
-			lua_pushstring(L, k->tc[i].link_fd >= 0 ? "attached (tcx link)"
-								: "attached (clsact filter)");
-			lua_settable(L, -3);
-		}
-		if (k->tc_netns_note[0]) {
-			lua_pushfstring(L, "skipped: %s", k->tc_netns_note);
-			lua_setfield(L, -2, "tc/ingress:@*");
-		}
-		for (int i = 0; i < k->ntc_skipped; i++) {
-			lua_pushfstring(L, "%s:%s", ti_probe_names[TI_PROBE_TC], k->tc_skipped[i].name);
-			lua_pushfstring(L, "skipped: %s", k->tc_skipped[i].why);
-			lua_settable(L, -3);
-		}
-		break;
-	default:
-		break;
-	}
+	ti_kernel_hooks(s->k, set_probe, L);
 }
 
 static void push_info(lua_State *L, struct ti_session *s, const struct ti_load_opts *o,
 		      const char *fallback)
 {
-	const struct ti_kernel *k = &s->k;
+	struct ti_kernel_info info;
 
+	ti_kernel_describe(s->k, &info);
 	lua_createtable(L, 0, 7);
-	lua_pushstring(L, k->replay ? "replay" : ti_mode_names[k->mode]);
+	lua_pushstring(L, info.mode);
 	lua_setfield(L, -2, "mode");
 	lua_pushstring(L, fallback);
 	lua_setfield(L, -2, "fallback_reason");
-	push_probes(L, k);
+	push_probes(L, s);
 	lua_setfield(L, -2, "probes");
 	lua_pushinteger(L, o->ring_size);
 	lua_setfield(L, -2, "ring_size");
@@ -156,74 +127,28 @@ static int msgh(lua_State *L);
 
 static int dump_stop(struct ti_session *s);
 
-/* What wakes poll and what fd() hands to an event loop: one epoll fd over
- * the ring's own (records pending) and the tc link monitor (an interface
- * appeared or went: attached at once, not at the next record). */
-enum { WAKE_RING = 1, WAKE_LINKS = 2 };
-
-static int waiter_open(struct ti_session *s)
+/* Wait up to timeout ms (0: not at all, -1: forever) for records, acting
+ * on the news of the tc link monitor (the kernel layer attaches to
+ * interfaces that appeared; session.probes and the packets' interface
+ * names follow).  0 or -errno. */
+static int session_wait(struct ti_session *s, lua_Integer timeout)
 {
-	int fds[2] = { s->rb ? ring_buffer__epoll_fd(s->rb) : -1, ti_kernel_tc_wake_fd(&s->k) };
-	uint32_t tags[2] = { WAKE_RING, WAKE_LINKS };
+	int rc = ti_kernel_wait(s->k, timeout);
 
-	if (fds[0] < 0 && fds[1] < 0)
-		return 0;
-	s->epfd = epoll_create1(EPOLL_CLOEXEC);
-	if (s->epfd < 0)
-		return -errno;
-	for (int i = 0; i < 2; i++) {
-		struct epoll_event ev = { .events = EPOLLIN, .data.u32 = tags[i] };
-
-		if (fds[i] >= 0 && epoll_ctl(s->epfd, EPOLL_CTL_ADD, fds[i], &ev))
-			return -errno;
-	}
-	return 0;
-}
-
-/* tc on every interface: attach to interfaces that appeared */
-static void links_refresh(struct ti_session *s)
-{
-	if (s->state == TI_OPEN && ti_kernel_tc_refresh(&s->k) > 0) {
+	if (rc > 0 && (rc & TI_WAIT_HOOKS)) {
 		s->probes_changed = true;
-		note_devs(&s->k);
+		note_devs(s);
 	}
-}
-
-/* Wait up to timeout ms (-1: forever) for records or an interface change
- * (acted on here).  0 or -errno. */
-static int waiter_wait(struct ti_session *s, int timeout)
-{
-	struct epoll_event ev[2];
-	int n;
-
-	if (s->epfd < 0) {
-		if (timeout > 0)
-			poll(NULL, 0, timeout);
-		return 0;
-	}
-	n = epoll_wait(s->epfd, ev, 2, timeout);
-	if (n < 0)
-		return -errno;
-	for (int i = 0; i < n; i++)
-		if (ev[i].data.u32 == WAKE_LINKS)
-			links_refresh(s);
-	return 0;
+	return rc < 0 ? rc : 0;
 }
 
 /* Everything a session holds in the kernel and in files, released. */
 static void session_close_objects(struct ti_session *s)
 {
 	s->state = TI_CLOSED;
-	if (s->epfd >= 0) {
-		close(s->epfd);
-		s->epfd = -1;
-	}
-	if (s->rb) {
-		ring_buffer__free(s->rb);
-		s->rb = NULL;
-	}
 	dump_stop(s);
-	ti_kernel_close(&s->k);
+	ti_kernel_close(s->k);
+	s->k = NULL;
 }
 
 /* The session userdata, before its kernel objects exist (state closed). */
@@ -232,8 +157,6 @@ static struct ti_session *new_session(lua_State *L)
 	struct ti_session *s = lua_newuserdatauv(L, sizeof(*s), NUV);
 
 	memset(s, 0, sizeof(*s));
-	ti_kernel_init(&s->k);
-	s->epfd = -1;
 	s->state = TI_CLOSED; /* until everything below worked */
 	luaL_setmetatable(L, TI_SESSION_MT);
 	s->realtime_offset = realtime_offset();
@@ -247,6 +170,7 @@ static struct ti_session *new_session(lua_State *L)
 
 int ti_session_open(lua_State *L)
 {
+	struct ti_kernel_info info;
 	struct ti_load_opts o;
 	struct ti_filter *f;
 	struct ti_session *s;
@@ -271,21 +195,10 @@ int ti_session_open(lua_State *L)
 		return ti_fail(L, err, "%s", why);
 	s->state = TI_OPEN;
 	s->events = o.events;
+	ti_kernel_describe(s->k, &info);
 	snprintf(s->netns_path, sizeof(s->netns_path), "%s",
-		 o.scope.netns_path[0] ? o.scope.netns_path : s->k.tc_netns_path);
-	note_devs(&s->k);
-	if (o.events) {
-		s->rb = ring_buffer__new(ti_kernel_ring_fd(&s->k), on_sample, s, NULL);
-		if (!s->rb) {
-			err = -errno;
-			session_close_objects(s);
-			return ti_fail(L, err, "creating the ring buffer reader failed: %s", strerror(-err));
-		}
-	}
-	if ((err = waiter_open(s))) {
-		session_close_objects(s);
-		return ti_fail(L, err, "creating the session's epoll fd failed: %s", strerror(-err));
-	}
+		 o.scope.netns_path[0] ? o.scope.netns_path : info.netns_path);
+	note_devs(s);
 	push_info(L, s, &o, why);
 	lua_setiuservalue(L, 3, UV_INFO);
 	lua_pushvalue(L, 3);
@@ -402,13 +315,23 @@ static int dump_check(lua_State *L, struct ti_session *s)
 static int session_close(lua_State *L)
 {
 	struct ti_session *s = luaL_checkudata(L, 1, TI_SESSION_MT);
+	char why[512];
+	int err;
 
-	if (s->state != TI_OPEN)
-		return 0;
+	if (s->state != TI_OPEN) {
+		lua_pushboolean(L, 1);
+		return 1;
+	}
 	if (s->L)
 		return luaL_error(L, "cannot close a session from inside its own callback; close it after poll returns");
+	/* the dump file's last flush: its error is the caller's to know
+	 * (close() returns it; __gc and __close have nobody to tell) */
+	err = dump_stop_why(s, why, sizeof(why));
 	session_close_objects(s);
-	return 0;
+	if (err)
+		return ti_fail(L, err, "dump: %s", why);
+	lua_pushboolean(L, 1);
+	return 1;
 }
 
 /* ---- events --------------------------------------------------------------- */
@@ -460,12 +383,14 @@ static void dump_record(struct ti_session *s, const void *data, size_t size)
 }
 
 /* Stack during a poll: [base+1] message handler, [base+2] callback, [base+3] view. */
-static int on_sample(void *ctx, void *data, size_t size)
+static int on_sample(void *ctx, const void *data, size_t size)
 {
 	struct ti_session *s = ctx;
 	lua_State *L = s->L;
 	int base = lua_gettop(L) - 3;
 
+	if (!s->events)
+		return 0; /* events = false: a replay's records are counted, not delivered */
 	if (ti_packet_set_record(s->view, data, size))
 		return 0; /* not one of ours: skip it */
 	if (s->cb_changed) {
@@ -523,84 +448,37 @@ static int delivery_begin(lua_State *L, struct ti_session *s, double slice)
 	return lua_gettop(L);
 }
 
-/* poll on a replay: the records of the frames stamped up to timeout_ms of
- * capture time after the session's clock (-1: to the end of the file),
- * which then reads that time; the delivery ends early, as a live poll's
- * does, on stop(), a trapped signal or TI_POLL_SLICE of real time, and the
- * clock stays at the last record delivered. */
-static int replay_poll(lua_State *L, struct ti_session *s, lua_Integer timeout)
-{
-	uint64_t clock = ti_kernel_replay_clock(&s->k);
-	/* saturating: a clock near 2^64 ns stops there instead of wrapping */
-	uint64_t until = timeout < 0 || (uint64_t)timeout > (UINT64_MAX - clock) / 1000000u
-				 ? UINT64_MAX
-				 : clock + (uint64_t)timeout * 1000000u;
-	char why[512];
-	int rc, top;
-
-	top = delivery_begin(L, s, TI_POLL_SLICE);
-	for (;;) {
-		const void *rec;
-		size_t size;
-
-		rc = ti_kernel_replay_next(&s->k, until, &rec, &size, why, sizeof(why));
-		if (rc <= 0)
-			break;
-		if (!s->events)
-			continue;
-		if (on_sample(s, (void *)rec, size) < 0) {
-			rc = 0; /* an error, stop(), the deadline or a signal */
-			break;
-		}
-	}
-	s->L = NULL;
-	s->stop = false;
-	if (s->cb_error)
-		return lua_error(L);
-	lua_settop(L, top);
-	if (rc < 0)
-		return ti_fail(L, rc, "replay: %s", why);
-	if ((rc = dump_check(L, s)))
-		return rc;
-	lua_pushinteger(L, s->delivered);
-	return 1;
-}
-
 /* session:poll([timeout_ms]) -> number of events delivered.
  * Waits up to timeout_ms (default 0; -1 forever) for a wakeup, then delivers
  * what is pending, including records committed without a wakeup (batched),
- * until the ring is empty, timeout_ms have passed since the call (50 ms
- * for 0 and -1) or a trapped signal arrives.  So it returns within about its
- * timeout plus one callback however fast records come. */
+ * until none is left, timeout_ms have passed since the call (50 ms for 0
+ * and -1) or a trapped signal arrives.  So it returns within about its
+ * timeout plus one callback however fast records come.  On a replay the
+ * timeout is capture time (ti_kernel_consume): the records of the frames
+ * stamped up to timeout_ms after the session's clock (-1: to the end of the
+ * file), delivered within TI_POLL_SLICE of real time at a time. */
 static int session_poll(lua_State *L)
 {
 	struct ti_session *s = check_session(L, 1);
 	lua_Integer timeout = luaL_optinteger(L, 2, 0);
+	struct ti_kernel_info info;
+	char why[512];
 	int n, top;
 
-	/* a replay's wait is capture time, which the clock jumps across: any
+	ti_kernel_describe(s->k, &info);
+	/* a capture's wait is capture time, which the clock jumps across: any
 	 * length (the clock saturates at 2^64 ns) */
-	if (timeout < -1 || (timeout > 0x7fffffff && !s->k.replay))
+	if (timeout < -1 || (timeout > 0x7fffffff && !info.capture_clock))
 		return luaL_error(L, "tcpinspect: poll: timeout %I ms out of range", timeout);
 	if (s->L)
 		return luaL_error(L, "poll called from inside a callback of the same session");
-	if (s->k.replay)
-		return replay_poll(L, s, timeout);
-	links_refresh(s); /* news that came while nobody waited */
-	if (!s->rb) {
-		/* events = false: nothing to deliver, just wait (-1: nothing
-		 * would ever end the wait but an interface change: return) */
-		if (timeout > 0)
-			waiter_wait(s, (int)timeout);
-		lua_pushinteger(L, 0);
-		return 1;
-	}
-	top = delivery_begin(L, s, timeout > 0 ? (double)timeout / 1000 : TI_POLL_SLICE);
-	n = timeout != 0 ? waiter_wait(s, (int)timeout) : 0;
+	session_wait(s, 0); /* news that came while nobody waited: at once */
+	top = delivery_begin(L, s, timeout > 0 && !info.capture_clock ? (double)timeout / 1000 : TI_POLL_SLICE);
+	n = timeout != 0 ? session_wait(s, timeout) : 0;
 	if (n == 0 || n == -EINTR)
-		n = ring_buffer__consume(s->rb);
-	if (n == -ETIME)
-		n = 0; /* stop(), the deadline or a signal: the rest waits in the ring */
+		n = ti_kernel_consume(s->k, timeout, on_sample, s, why, sizeof(why));
+	else
+		snprintf(why, sizeof(why), "reading the ring buffer failed: %s", strerror(-n));
 	s->L = NULL;
 	s->stop = false;
 	if (s->cb_error) {
@@ -608,8 +486,8 @@ static int session_poll(lua_State *L)
 		return lua_error(L);
 	}
 	lua_settop(L, top);
-	if (n < 0 && n != -EINTR)
-		return ti_fail(L, n, "reading the ring buffer failed: %s", strerror(-n));
+	if (n < 0)
+		return ti_fail(L, n, "%s", why);
 	if ((n = dump_check(L, s)))
 		return n;
 	lua_pushinteger(L, s->delivered);
@@ -680,11 +558,10 @@ static int session_stop(lua_State *L)
 static int session_now(lua_State *L)
 {
 	struct ti_session *s = check_session(L, 1);
+	struct ti_kernel_info info;
 
-	if (s->k.replay)
-		lua_pushnumber(L, (double)ti_kernel_replay_clock(&s->k) / 1e9);
-	else
-		lua_pushnumber(L, ti_now_monotonic());
+	ti_kernel_describe(s->k, &info);
+	lua_pushnumber(L, (double)info.clock / 1e9);
 	return 1;
 }
 
@@ -721,7 +598,7 @@ static int session_dump(lua_State *L)
 	if (!w)
 		return ti_fail(L, -ENOMEM, "dump: out of memory");
 	err = ti_pcap_writer_open(w, path, 65535,
-				  s->k.replay ? 0 : (int64_t)(s->realtime_offset * 1e9), why, sizeof(why));
+				  (int64_t)(s->realtime_offset * 1e9), why, sizeof(why));
 	if (err) {
 		free(w);
 		return ti_fail(L, err, "dump: %s", why);
@@ -734,8 +611,10 @@ static int session_dump(lua_State *L)
 static int session_fd(lua_State *L)
 {
 	struct ti_session *s = check_session(L, 1);
+	struct ti_kernel_info info;
 
-	lua_pushinteger(L, s->rb ? s->epfd : -1);
+	ti_kernel_describe(s->k, &info);
+	lua_pushinteger(L, info.fd);
 	return 1;
 }
 
@@ -748,7 +627,7 @@ static int session_set_filter(lua_State *L)
 	int err;
 
 	ti_check_filter(L, 2, f, "filter", s->netns_path);
-	if ((err = ti_kernel_set_filter(&s->k, f)))
+	if ((err = ti_kernel_set_filter(s->k, f)))
 		return ti_fail(L, err, "writing the filter failed: %s", strerror(-err));
 	lua_settop(L, 1);
 	return 1;
@@ -758,7 +637,7 @@ static int session_stats(lua_State *L)
 {
 	struct ti_session *s = check_session(L, 1);
 	uint64_t v[TI_STAT_MAX];
-	int err = ti_kernel_stats(&s->k, v);
+	int err = ti_kernel_stats(s->k, v);
 
 	if (err)
 		return ti_fail(L, err, "reading stats failed: %s", strerror(-err));
@@ -797,15 +676,15 @@ static int session_test_run(lua_State *L)
 	lua_Integer repeat = luaL_optinteger(L, 3, 1);
 	int retval, err;
 	uint32_t ns;
+	char why[256];
 
 	if (repeat < 1 || repeat > 0x7fffffff)
 		return luaL_error(L, "tcpinspect: test_run: repeat %I out of range", repeat);
-	err = ti_kernel_test_run(&s->k, frame, n, (int)repeat, &retval, &ns);
+	err = ti_kernel_test_run(s->k, frame, n, (int)repeat, &retval, &ns, why, sizeof(why));
 	if (err == -EOPNOTSUPP)
-		return luaL_error(L, "tcpinspect: test_run needs a session in tc or cgroup mode, not %s",
-				  s->k.replay ? "a replay" : ti_mode_names[s->k.mode]);
+		return luaL_error(L, "tcpinspect: %s", why);
 	if (err)
-		return ti_fail(L, err, "BPF_PROG_TEST_RUN failed: %s", strerror(-err));
+		return ti_fail(L, err, "%s", why);
 	lua_pushinteger(L, retval);
 	lua_pushinteger(L, ns);
 	return 2;
@@ -828,16 +707,22 @@ static int session_index(lua_State *L)
 			if (!strcmp(k, "ended")) {
 				/* a replay that has handled every frame of its file */
 				const struct ti_session *s = lua_touserdata(L, 1);
+				struct ti_kernel_info info;
 
-				lua_pushboolean(L, s->state == TI_OPEN && s->k.replay && ti_kernel_replay_ended(&s->k));
+				if (s->state == TI_OPEN)
+					ti_kernel_describe(s->k, &info);
+				lua_pushboolean(L, s->state == TI_OPEN && info.ended);
 				return 1;
 			}
 			if (!strcmp(k, "next_ts")) {
 				/* a replay's next frame, seconds on session:now()'s clock */
 				const struct ti_session *s = lua_touserdata(L, 1);
-				bool none = s->state != TI_OPEN || ti_kernel_replay_ended(&s->k);
+				struct ti_kernel_info info;
 
-				lua_pushnumber(L, none ? HUGE_VAL : (double)ti_kernel_replay_next_ts(&s->k) / 1e9);
+				if (s->state == TI_OPEN)
+					ti_kernel_describe(s->k, &info);
+				lua_pushnumber(L, s->state != TI_OPEN || !info.next_known ? HUGE_VAL
+											  : (double)info.next_ts / 1e9);
 				return 1;
 			}
 			lua_getiuservalue(L, 1, UV_INFO);
@@ -847,7 +732,7 @@ static int session_index(lua_State *L)
 				struct ti_session *s = lua_touserdata(L, 1);
 
 				/* the link monitor changed the tc attachments */
-				push_probes(L, &s->k);
+				push_probes(L, s);
 				lua_setfield(L, -2, "probes");
 				s->probes_changed = false;
 			}
@@ -858,20 +743,8 @@ static int session_index(lua_State *L)
 	lua_getmetatable(L, 1);
 	lua_getfield(L, -1, "__methods");
 	lua_pushvalue(L, 2);
-	if (lua_rawget(L, -2) != LUA_TNIL)
-		return 1;
-	if (lua_type(L, 2) == LUA_TSTRING && !strcmp(lua_tostring(L, 2), "closed")) {
-		struct ti_session *s = lua_touserdata(L, 1);
-
-		lua_pushboolean(L, s->state != TI_OPEN);
-		return 1;
-	}
-	lua_getiuservalue(L, 1, UV_INFO);
-	if (!lua_istable(L, -1))
-		return 0;
-	lua_pushvalue(L, 2);
 	lua_rawget(L, -2);
-	return 1;
+	return 1; /* the method, or nil */
 }
 
 static int session_tostring(lua_State *L)
@@ -880,8 +753,12 @@ static int session_tostring(lua_State *L)
 
 	if (s->state != TI_OPEN)
 		lua_pushliteral(L, "tcpinspect.session (closed)");
-	else
-		lua_pushfstring(L, "tcpinspect.session (%s)", s->k.replay ? "replay" : ti_mode_names[s->k.mode]);
+	else {
+		struct ti_kernel_info info;
+
+		ti_kernel_describe(s->k, &info);
+		lua_pushfstring(L, "tcpinspect.session (%s)", info.mode);
+	}
 	return 1;
 }
 

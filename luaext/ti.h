@@ -25,7 +25,6 @@
 #define TI_PACKET_MT "tcpinspect.packet"
 #define TI_ERROR_MT "tcpinspect.error"
 
-struct ring_buffer;
 struct ti_packet;
 struct ti_pcap_writer;
 
@@ -34,9 +33,7 @@ struct ti_pcap_writer;
 /* The userdata behind a tcpinspect.session. */
 struct ti_session {
 	int state; /* TI_OPEN, TI_CLOSED */
-	struct ti_kernel k;
-	struct ring_buffer *rb;
-	int epfd; /* waits on the ring (rb) and the tc link monitor; -1: nothing to wait for */
+	struct ti_kernel *k; /* the kernel layer's (kernel.h), NULL once closed */
 	/* event delivery */
 	lua_State *L;       /* valid only inside poll */
 	int cb_error;       /* a callback raised: its error object is on the stack */

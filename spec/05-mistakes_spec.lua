@@ -332,6 +332,6 @@ describe("host names for address options", function()
 		assert.are.same({ "127.0.0.1" }, core.resolve("localhost"))
 		local r = cli.run { "watch", "--daddr", "no-such-host.invalid" }
 		assert.are.equal(2, r.code)
-		assert.matches("tcpinspect: error: argument '%-%-daddr': cannot resolve 'no%-such%-host%.invalid': ", r.err)
+		assert.matches("tcpinspect: error: argument '%-%-daddr': %u+: cannot resolve 'no%-such%-host%.invalid': ", r.err)
 	end)
 end)

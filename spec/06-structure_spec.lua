@@ -97,4 +97,49 @@ describe("luaext/ structure", function()
       assert.is_nil(src:find("lua_State"), h .. " uses lua_State")
     end
   end)
+
+  -- Live and replay are two backends behind one interface (luaext/kernel.h,
+  -- struct ti_kernel_ops in kernel_int.h): the struct is defined inside the
+  -- kernel layer only, the Lua bindings name nothing that belongs to one
+  -- backend, and outside kernel_replay.c no kernel file tests for a replay.
+  local BINDINGS = { "session.c", "map.c", "packet.c", "core.c", "options.c", "errors.c", "signals.c" }
+  local BACKEND_ONLY = {
+    { "[%.>]replay%f[^%w_]", "a replay's state (k->replay)" },
+    { "ti_kernel_replay_", "a replay-only function" },
+    { "ti_replay_", "kernel_replay.c's internals" },
+    { "ti_kernel_tc_", "a tc-only function" },
+    { "[%.>]tc%[", "tc's attachments (k->tc[])" },
+    { "[%.>]n?tc_[%w_]+", "tc's state (k->tc_*, k->ntc_*)" },
+    { "probe_status", "the function probes' status" },
+    { "cgroup_path", "cgroup mode's attach point" },
+    { "ring_buffer", "the live ring's reader" },
+    { "epoll", "the live waiter" },
+    { "epfd", "the live waiter's fd" },
+    { "[%.>]skel%f[^%w_]", "the BPF skeleton" },
+    { "[%.>]links?%f[^%w_]", "the live links" },
+    { "kernel_int%.h", "the kernel layer's private header" },
+    { "ti_kernel_init", "the live backend's constructor step" },
+  }
+  it("keeps the backends behind the kernel interface", function()
+    for _, b in ipairs(BINDINGS) do
+      local f = "luaext/" .. b
+      local code = code_of(read(f))
+      for _, p in ipairs(BACKEND_ONLY) do
+        local at = code:find(p[1])
+        assert(not at, ("%s names %s: '%s'"):format(f, p[2], at and code:sub(math.max(1, at - 12), at + 20) or ""))
+      end
+    end
+    local p = assert(io.popen("ls luaext/*.c luaext/*.h"))
+    for f in p:lines() do
+      local code = code_of(read(f))
+      if code:find("struct ti_kernel%s*{") then
+        assert.are.equal("luaext/kernel_int.h", f, f .. " defines struct ti_kernel")
+      end
+      if f:match("^luaext/kernel") and f ~= "luaext/kernel_replay.c" then
+        assert.is_nil(code:find("[%.>]replay%f[^%w_]"), f .. " tests for a replay (k->replay)")
+      end
+    end
+    p:close()
+    assert.truthy(code_of(read("luaext/kernel.h")):find("struct ti_kernel;", 1, true), "kernel.h declares struct ti_kernel")
+  end)
 end)

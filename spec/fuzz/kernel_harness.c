@@ -253,7 +253,7 @@ static int cycle(enum ti_mode mode, bool verbose)
 	f->saddr[0] = (struct ti_cidr){ .family = 4, .plen = 8, .addr = { 127 } };
 	f->nsaddr = 1;
 
-	err = ti_kernel_open(k, &o, f, why, sizeof(why));
+	err = ti_kernel_open_live(k, &o, f, why, sizeof(why));
 	if (err) {
 		CHECK(err < 0 && why[0], "open failed without -errno and a reason: %d '%s'", err, why);
 		CHECK(!k->skel && !k->nlinks && !k->ntc, "a failed open left kernel objects");
@@ -265,12 +265,12 @@ static int cycle(enum ti_mode mode, bool verbose)
 	nids = prog_ids(k, ids);
 	CHECK(nids >= 1, "%s: no program loaded", ti_mode_names[mode]);
 	n = frame(fr, 9);
-	if ((err = ti_kernel_test_run(k, fr, n, 10, &retval, &ns))) {
+	if ((err = ti_kernel_test_run(k, fr, n, 10, &retval, &ns, why, sizeof(why)))) {
 		rc = 1;
 		goto close;
 	}
 	n = frame(fr, 10); /* filtered out */
-	if ((err = ti_kernel_test_run(k, fr, n, 5, &retval, &ns))) {
+	if ((err = ti_kernel_test_run(k, fr, n, 5, &retval, &ns, why, sizeof(why)))) {
 		rc = 1;
 		goto close;
 	}
@@ -327,7 +327,7 @@ static int cycle(enum ti_mode mode, bool verbose)
 		rc = 1;
 		goto close;
 	}
-	if ((err = ti_kernel_test_run(k, fr, n, 3, &retval, &ns)) || (err = ti_kernel_stats(k, st))) {
+	if ((err = ti_kernel_test_run(k, fr, n, 3, &retval, &ns, why, sizeof(why))) || (err = ti_kernel_stats(k, st))) {
 		rc = 1;
 		goto close;
 	}
@@ -338,8 +338,8 @@ static int cycle(enum ti_mode mode, bool verbose)
 		goto close;
 	}
 close:
-	ti_kernel_close(k);
-	ti_kernel_close(k); /* idempotent */
+	ti_kernel_release(k);
+	ti_kernel_release(k); /* idempotent */
 	CHECK(!k->skel && !k->nlinks && !k->ntc && !k->slot_filter[0] && !k->slot_filter[1],
 	      "close left state behind");
 	if (tc_filter_of(getpid())) {
