@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /* parse.c: the filter's plain-string parsers (parse.h): ports and port
  * ranges, addresses and CIDRs.  No Lua: options.c turns Lua values into
  * these strings and the errors into option errors, and the fuzz targets

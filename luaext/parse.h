@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /* parse.h: the filter's plain-string parsers (luaext/parse.c), no Lua, so
  * that the fuzz targets (spec/fuzz/fuzz_ports.c, fuzz_cidr.c) link them
  * alone.  options.c and map.c call them for open()'s filter and map keys. */

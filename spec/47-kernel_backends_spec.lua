@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 -- The kernel layer's backends (luaext/kernel.h): what the ring's batched
 -- wakeups count.  A record takes ti_record_size(snaplen) bytes of the ring
 -- at most, and `wakeup` counts records of that size: with the largest

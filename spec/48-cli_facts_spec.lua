@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 -- The CLI states each fact once (issue 20): the command list is one table
 -- that the help, the dispatch, the suggestions and doc/cli.md follow; the
 -- modes, "did you mean" and network namespace names come from the C core;

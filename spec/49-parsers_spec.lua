@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 -- The plain-C parsers and the facts stated once (issue 20).
 --
 -- 1. The fuzz targets link only what they test: spec/fuzz/run's

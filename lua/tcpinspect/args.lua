@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: GPL-2.0-only
 --- tcpinspect.args: the `tcpinspect` command line, parsed.
 --
 -- The commands themselves, and the one table that names them, are in

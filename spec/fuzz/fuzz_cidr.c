@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /* spec/fuzz/fuzz_cidr.c: libFuzzer target for ti_parse_cidr() (luaext/parse.c).
  * Any input must return 0 or -1; on success the family is 4 or 6, the prefix
  * fits the family, and printing the address and parsing it again gives the

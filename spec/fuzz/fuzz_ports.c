@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /* spec/fuzz/fuzz_ports.c: libFuzzer target for ti_parse_ports() (luaext/parse.c).
  * Any input must return 0 or -1 with a NUL-terminated message, touch only
  * the 8192-byte bitmap, and, on success, set exactly the bits a simple
