@@ -234,8 +234,7 @@ static long ti_cbpf_cb(__u32 i, void *ctx)
 		x->cbpf.ret = 0;
 		return 1;
 	}
-	return ti_cbpf_step(&x->cbpf, &p->insns[pc & (TI_CBPF_MAX_INSNS - 1)], x->pkt, x->buflen,
-			    x->ev.wirelen);
+	return ti_cbpf_step(&x->cbpf, &p->insns[pc & (TI_CBPF_MAX_INSNS - 1)], x->pkt, x->buflen, x->ev.wirelen);
 }
 
 /* The expression's verdict on the bytes in x->pkt: nonzero accepts. */
@@ -274,8 +273,8 @@ struct ti_frag {
 
 /* Append up to n - done bytes from skb's fragments to x->pkt[done...];
  * returns the new done. */
-static __always_inline __u64 ti_copy_frags(struct ti_scratch *x, struct sk_buff *skb,
-					   unsigned char *head, __u64 done, __u64 n)
+static __always_inline __u64 ti_copy_frags(struct ti_scratch *x, struct sk_buff *skb, unsigned char *head, __u64 done,
+					   __u64 n)
 {
 	void *sh = head + BPF_CORE_READ(skb, end);
 	__u64 frags = bpf_core_field_offset(struct skb_shared_info, frags);
@@ -293,8 +292,8 @@ static __always_inline __u64 ti_copy_frags(struct ti_scratch *x, struct sk_buff 
 	for (int i = 0; i < TI_FRAGS_MAX; i++) {
 		if (i >= nr || done >= n)
 			break;
-		if (bpf_probe_read_kernel(&f, sizeof(f), sh + frags + i * fsize) || (f.page & 1) ||
-		    f.page < vmb || !f.len)
+		if (bpf_probe_read_kernel(&f, sizeof(f), sh + frags + i * fsize) || (f.page & 1) || f.page < vmb ||
+		    !f.len)
 			break;
 		k = f.len < n - done ? f.len : n - done;
 		src = pob + (f.page - vmb) / psize * TI_PAGE_SIZE + f.offset;
@@ -313,8 +312,8 @@ static __always_inline __u64 ti_copy_frags(struct ti_scratch *x, struct sk_buff 
  * skb's linear data (lin bytes from there), then its page fragments.  No
  * bound but the segment's length is passed on: the fragments' own lengths
  * end the copy, and a segment that asks for no bytes costs no read here. */
-static __always_inline void ti_copy_kernel(struct ti_scratch *x, struct sk_buff *skb,
-					   unsigned char *head, __u64 nh, __u64 lin)
+static __always_inline void ti_copy_kernel(struct ti_scratch *x, struct sk_buff *skb, unsigned char *head, __u64 nh,
+					   __u64 lin)
 {
 	__u64 slot = ti_cfg_slot & 1;
 	__u64 n = ti_bounded(ti_bytes_wanted(x, &ti_cfg[slot], slot, ~0ULL), TI_PKT_MAX);
@@ -331,8 +330,7 @@ static __always_inline void ti_copy_kernel(struct ti_scratch *x, struct sk_buff 
 static __always_inline void ti_copy_sk_buff(struct ti_scratch *x, struct __sk_buff *skb, __u64 off)
 {
 	__u64 slot = ti_cfg_slot & 1;
-	__u64 n = ti_bounded(ti_bytes_wanted(x, &ti_cfg[slot], slot, skb->len > off ? skb->len - off : 0),
-			     TI_PKT_MAX);
+	__u64 n = ti_bounded(ti_bytes_wanted(x, &ti_cfg[slot], slot, skb->len > off ? skb->len - off : 0), TI_PKT_MAX);
 
 	if (n && bpf_skb_load_bytes(skb, off, x->pkt, ti_size_arg(n)))
 		n = 0;
@@ -505,8 +503,9 @@ static __always_inline __u64 ti_sock_cgroup(struct sk_buff *skb, __u64 *in_scope
 	if (ti_load.cgroup_id) {
 		level = BPF_CORE_READ(cg, level);
 		if (level >= ti_load.cgroup_level &&
-		    !bpf_probe_read_kernel(&anc, sizeof(anc), (void *)cg + bpf_core_field_offset(struct cgroup, ancestors) +
-								  ti_load.cgroup_level * sizeof(anc)))
+		    !bpf_probe_read_kernel(&anc, sizeof(anc),
+					   (void *)cg + bpf_core_field_offset(struct cgroup, ancestors) +
+						   ti_load.cgroup_level * sizeof(anc)))
 			*in_scope = BPF_CORE_READ(anc, kn, id) == ti_load.cgroup_id;
 	}
 	return BPF_CORE_READ(cg, kn, id);
@@ -586,8 +585,7 @@ int BPF_KPROBE(ti_kprobe_v6, struct sk_buff *skb)
 /* The frame walk and what it counts as an error: ti_frame_segment in
  * bpf/ti_parse.h (the pcap replay walks captured frames with it too). */
 
-static __always_inline void ti_from_sk_buff(struct __sk_buff *skb, __u64 off, __u8 probe,
-					    __u64 netns, __u64 cgroup)
+static __always_inline void ti_from_sk_buff(struct __sk_buff *skb, __u64 off, __u8 probe, __u64 netns, __u64 cgroup)
 {
 	struct ti_scratch *x;
 	__s64 r; /* 64-bit: see ti_count */
@@ -600,8 +598,7 @@ static __always_inline void ti_from_sk_buff(struct __sk_buff *skb, __u64 off, __
 	x->ev.ifindex = skb->ifindex;
 	x->ev.netns = netns;
 	x->ev.cgroup = cgroup;
-	r = ti_frame_segment(skb, off, skb->len, skb->protocol == bpf_htons(ETH_P_IP), &x->ev,
-			     &x->w);
+	r = ti_frame_segment(skb, off, skb->len, skb->protocol == bpf_htons(ETH_P_IP), &x->ev, &x->w);
 	if (r < 0)
 		ti_count(TI_STAT_ERRORS);
 	else if (r > 0) {

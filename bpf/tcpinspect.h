@@ -20,10 +20,15 @@
  * TCP flag bits, as in the TCP header's 8-bit flags byte, in bit order, which
  * is also the order tcpdump prints their letters in ("S.", "F.", ".U"):
  *	X(ID, bit, name, letter) */
-#define TI_TCP_FLAGS(X)                                                                  \
-	X(FIN, 0x01, "fin", 'F') X(SYN, 0x02, "syn", 'S') X(RST, 0x04, "rst", 'R')      \
-	X(PSH, 0x08, "psh", 'P') X(ACK, 0x10, "ack", '.') X(URG, 0x20, "urg", 'U')      \
-	X(ECE, 0x40, "ece", 'E') X(CWR, 0x80, "cwr", 'W')
+#define TI_TCP_FLAGS(X)          \
+	X(FIN, 0x01, "fin", 'F') \
+	X(SYN, 0x02, "syn", 'S') \
+	X(RST, 0x04, "rst", 'R') \
+	X(PSH, 0x08, "psh", 'P') \
+	X(ACK, 0x10, "ack", '.') \
+	X(URG, 0x20, "urg", 'U') \
+	X(ECE, 0x40, "ece", 'E') \
+	X(CWR, 0x80, "cwr", 'W')
 
 enum ti_tcp_flag {
 #define TI_X(id, bit, name, letter) TI_##id = bit,
@@ -35,15 +40,19 @@ enum ti_tcp_flag {
  * p.probe reports it.  The function probes' names are the probed functions;
  * "pcap" is a replayed capture (luaext/kernel_replay.c).
  *	X(ID, name) in value order, from 0 */
-#define TI_PROBES(X)                                                                     \
-	X(NONE, "unknown") X(TCP_V4_RCV, "tcp_v4_rcv") X(TCP_V6_RCV, "tcp_v6_rcv")      \
-	X(CGROUP, "cgroup_skb/ingress") X(TC, "tc/ingress") X(PCAP, "pcap")
+#define TI_PROBES(X)                    \
+	X(NONE, "unknown")              \
+	X(TCP_V4_RCV, "tcp_v4_rcv")     \
+	X(TCP_V6_RCV, "tcp_v6_rcv")     \
+	X(CGROUP, "cgroup_skb/ingress") \
+	X(TC, "tc/ingress")             \
+	X(PCAP, "pcap")
 
 enum ti_probe {
 #define TI_X(id, name) TI_PROBE_##id,
 	TI_PROBES(TI_X)
 #undef TI_X
-	TI_PROBE_COUNT,
+		TI_PROBE_COUNT,
 };
 
 /* One incoming TCP segment: the ring-buffer record. */
@@ -54,18 +63,18 @@ struct ti_event {
 	__u32 seq;
 	__u32 ack;
 	__u32 ifindex;
-	__u32 netns; /* network namespace inode, 0 when the hook cannot tell */
+	__u32 netns;  /* network namespace inode, 0 when the hook cannot tell */
 	__u64 cgroup; /* the socket's cgroup v2 id, 0 when the hook cannot tell */
 	__u32 cpu;
 	__u16 sport;
 	__u16 dport;
-	__u16 window; /* raw window field, not scaled */
-	__u16 caplen; /* bytes of the segment after this record (<= snaplen) */
-	__u32 len;    /* TCP payload bytes */
-	__u8 flags;   /* TI_FIN ... TI_CWR */
-	__u8 family;  /* 4 or 6 */
-	__u8 ttl;     /* IPv4 TTL or IPv6 hop limit */
-	__u8 probe;   /* enum ti_probe */
+	__u16 window;  /* raw window field, not scaled */
+	__u16 caplen;  /* bytes of the segment after this record (<= snaplen) */
+	__u32 len;     /* TCP payload bytes */
+	__u8 flags;    /* TI_FIN ... TI_CWR */
+	__u8 family;   /* 4 or 6 */
+	__u8 ttl;      /* IPv4 TTL or IPv6 hop limit */
+	__u8 probe;    /* enum ti_probe */
 	__u32 wirelen; /* the segment's length from the IP header on, as pcap's
 			* len: the IPv4 total length, IPv6 40 + the payload
 			* length; where that field is 0, the real length
@@ -183,17 +192,23 @@ struct ti_source_val {
  * no longer in the map.  busy counts segments not inspected because every
  * scratch slot of their CPU was in use (not in seen; bpf/tcpinspect.bpf.c,
  * struct ti_scratch). */
-#define TI_STATS(X)                                                                      \
-	X(SEEN, "seen") X(FILTERED, "filtered") X(MATCHED, "matched")                     \
-	X(SAMPLED_OUT, "sampled_out") X(DELIVERED, "delivered") X(DROPPED, "dropped")     \
-	X(ERRORS, "errors") X(EVICTED_FLOWS, "evicted_flows")                             \
-	X(EVICTED_SOURCES, "evicted_sources") X(BUSY, "busy")
+#define TI_STATS(X)                           \
+	X(SEEN, "seen")                       \
+	X(FILTERED, "filtered")               \
+	X(MATCHED, "matched")                 \
+	X(SAMPLED_OUT, "sampled_out")         \
+	X(DELIVERED, "delivered")             \
+	X(DROPPED, "dropped")                 \
+	X(ERRORS, "errors")                   \
+	X(EVICTED_FLOWS, "evicted_flows")     \
+	X(EVICTED_SOURCES, "evicted_sources") \
+	X(BUSY, "busy")
 
 enum ti_stat {
 #define TI_X(id, name) TI_STAT_##id,
 	TI_STATS(TI_X)
 #undef TI_X
-	TI_STAT_MAX,
+		TI_STAT_MAX,
 };
 
 /* Load-time configuration: the program's `const volatile` rodata, set by user
@@ -201,14 +216,14 @@ enum ti_stat {
  * the values and prunes what they turn off (events = 0: no ring code;
  * aggregates = 0: no map updates; sample <= 1: no sampling counter). */
 struct ti_load_config {
-	__u32 sample;       /* deliver 1 in N (0 or 1: all) */
-	__u32 events;       /* 0: aggregates only, no ring traffic */
+	__u32 sample;	    /* deliver 1 in N (0 or 1: all) */
+	__u32 events;	    /* 0: aggregates only, no ring traffic */
 	__u32 aggregates;   /* 0: skip the flows/ports/sources/len_hist maps */
 	__u32 wakeup_bytes; /* wake the reader once this much is pending */
-	__u32 netns;        /* reported in events by hooks that cannot read it */
-	__u32 family;       /* the open() family: 0 any, 4 or 6 */
+	__u32 netns;	    /* reported in events by hooks that cannot read it */
+	__u32 family;	    /* the open() family: 0 any, 4 or 6 */
 	__u32 table_mask;   /* buckets - 1 of the flows and sources tables */
-	__u32 snaplen;      /* bytes of each segment appended to its record */
+	__u32 snaplen;	    /* bytes of each segment appended to its record */
 	/* the scope (doc/modes.md, "Scoping to a container"): segments outside
 	 * it are not seen at all; 0 turns each test off */
 	__u32 scope_netns;  /* fentry/kprobe, cgroup (ti_cgroup_ingress_ns): only this netns inode */
@@ -233,12 +248,12 @@ enum ti_match {
 };
 
 struct ti_config {
-	__u32 match;        /* enum ti_match bits: which tests are on */
-	__u32 flags_any;    /* TI_M_FLAGS: segment has any of these */
-	__u32 len_min;      /* TI_M_LEN: payload bounds, inclusive */
+	__u32 match;	 /* enum ti_match bits: which tests are on */
+	__u32 flags_any; /* TI_M_FLAGS: segment has any of these */
+	__u32 len_min;	 /* TI_M_LEN: payload bounds, inclusive */
 	__u32 len_max;
-	__u32 ifindex;      /* TI_M_IFINDEX */
-	__u32 family;       /* TI_M_FAMILY: 4 or 6 */
+	__u32 ifindex;	       /* TI_M_IFINDEX */
+	__u32 family;	       /* TI_M_FAMILY: 4 or 6 */
 	__u8 sport_bits[8192]; /* one bit per port */
 	__u8 dport_bits[8192];
 	__u8 port_bits[8192];

@@ -39,7 +39,7 @@
 #define TI_CBPF_OPAQUE(v) __asm__ volatile("" : "+r"(v))
 
 /* Classic BPF's encoding (as in <linux/filter.h>, <pcap/bpf.h>) */
-#define TI_BPF_CLASS(c) ((c) & 0x07)
+#define TI_BPF_CLASS(c) ((c)&0x07)
 #define TI_BPF_LD 0x00
 #define TI_BPF_LDX 0x01
 #define TI_BPF_ST 0x02
@@ -48,18 +48,18 @@
 #define TI_BPF_JMP 0x05
 #define TI_BPF_RET 0x06
 #define TI_BPF_MISC 0x07
-#define TI_BPF_SIZE(c) ((c) & 0x18)
+#define TI_BPF_SIZE(c) ((c)&0x18)
 #define TI_BPF_W 0x00
 #define TI_BPF_H 0x08
 #define TI_BPF_B 0x10
-#define TI_BPF_MODE(c) ((c) & 0xe0)
+#define TI_BPF_MODE(c) ((c)&0xe0)
 #define TI_BPF_IMM 0x00
 #define TI_BPF_ABS 0x20
 #define TI_BPF_IND 0x40
 #define TI_BPF_MEM 0x60
 #define TI_BPF_LEN 0x80
 #define TI_BPF_MSH 0xa0
-#define TI_BPF_OP(c) ((c) & 0xf0)
+#define TI_BPF_OP(c) ((c)&0xf0)
 #define TI_BPF_ADD 0x00
 #define TI_BPF_SUB 0x10
 #define TI_BPF_MUL 0x20
@@ -76,12 +76,12 @@
 #define TI_BPF_JGT 0x20
 #define TI_BPF_JGE 0x30
 #define TI_BPF_JSET 0x40
-#define TI_BPF_SRC(c) ((c) & 0x08)
+#define TI_BPF_SRC(c) ((c)&0x08)
 #define TI_BPF_K 0x00
 #define TI_BPF_X 0x08
-#define TI_BPF_RVAL(c) ((c) & 0x18)
+#define TI_BPF_RVAL(c) ((c)&0x18)
 #define TI_BPF_A 0x10
-#define TI_BPF_MISCOP(c) ((c) & 0xf8)
+#define TI_BPF_MISCOP(c) ((c)&0xf8)
 #define TI_BPF_TAX 0x00
 #define TI_BPF_TXA 0x80
 
@@ -96,8 +96,7 @@ struct ti_cbpf_state {
 
 /* Load size bytes (1, 2 or 4, big-endian) at off: 0, or -1 when they are
  * not all in the buffer. */
-static __always_inline int ti_cbpf_load(const __u8 *pkt, __u64 buflen, __u64 off, __u64 size,
-					__u32 *out)
+static __always_inline int ti_cbpf_load(const __u8 *pkt, __u64 buflen, __u64 off, __u64 size, __u32 *out)
 {
 	__u64 i;
 
@@ -109,15 +108,14 @@ static __always_inline int ti_cbpf_load(const __u8 *pkt, __u64 buflen, __u64 off
 	else if (size == 2)
 		*out = ((__u32)pkt[i] << 8) | pkt[i + 1];
 	else
-		*out = ((__u32)pkt[i] << 24) | ((__u32)pkt[i + 1] << 16) | ((__u32)pkt[i + 2] << 8) |
-		       pkt[i + 3];
+		*out = ((__u32)pkt[i] << 24) | ((__u32)pkt[i + 1] << 16) | ((__u32)pkt[i + 2] << 8) | pkt[i + 3];
 	return 0;
 }
 
 /* Execute the instruction in at st->pc.  Returns 0 to go on, 1 when the
  * program has ended (st->ret holds its verdict). */
-static __always_inline int ti_cbpf_step(struct ti_cbpf_state *st, const struct ti_cbpf_insn *in,
-					const __u8 *pkt, __u64 buflen, __u64 wirelen)
+static __always_inline int ti_cbpf_step(struct ti_cbpf_state *st, const struct ti_cbpf_insn *in, const __u8 *pkt,
+					__u64 buflen, __u64 wirelen)
 {
 	__u64 code = in->code, k = in->k, jt = in->jt, jf = in->jf, a = st->a, x = st->x, v, size;
 	__u32 w = 0;
@@ -131,22 +129,14 @@ static __always_inline int ti_cbpf_step(struct ti_cbpf_state *st, const struct t
 
 	st->pc++;
 	switch (TI_BPF_CLASS(code)) {
-	case TI_BPF_RET:
-		st->ret = TI_BPF_RVAL(code) == TI_BPF_A ? (__u32)a : (__u32)k;
-		return 1;
+	case TI_BPF_RET: st->ret = TI_BPF_RVAL(code) == TI_BPF_A ? (__u32)a : (__u32)k; return 1;
 	case TI_BPF_LD:
 	case TI_BPF_LDX:
 		size = TI_BPF_SIZE(code) == TI_BPF_B ? 1 : TI_BPF_SIZE(code) == TI_BPF_H ? 2 : 4;
 		switch (TI_BPF_MODE(code)) {
-		case TI_BPF_IMM:
-			v = k;
-			break;
-		case TI_BPF_LEN:
-			v = wirelen;
-			break;
-		case TI_BPF_MEM:
-			v = st->m[k & 15];
-			break;
+		case TI_BPF_IMM: v = k; break;
+		case TI_BPF_LEN: v = wirelen; break;
+		case TI_BPF_MEM: v = st->m[k & 15]; break;
 		case TI_BPF_ABS:
 			if (ti_cbpf_load(pkt, buflen, k, size, &w))
 				goto reject;
@@ -162,20 +152,15 @@ static __always_inline int ti_cbpf_step(struct ti_cbpf_state *st, const struct t
 				goto reject;
 			v = (w & 0xf) << 2;
 			break;
-		default:
-			goto reject;
+		default: goto reject;
 		}
 		if (TI_BPF_CLASS(code) == TI_BPF_LD)
 			st->a = (__u32)v;
 		else
 			st->x = (__u32)v;
 		return 0;
-	case TI_BPF_ST:
-		st->m[k & 15] = (__u32)a;
-		return 0;
-	case TI_BPF_STX:
-		st->m[k & 15] = (__u32)x;
-		return 0;
+	case TI_BPF_ST: st->m[k & 15] = (__u32)a; return 0;
+	case TI_BPF_STX: st->m[k & 15] = (__u32)x; return 0;
 	case TI_BPF_ALU:
 		v = TI_BPF_SRC(code) == TI_BPF_X ? x : k;
 		switch (TI_BPF_OP(code)) {
@@ -234,8 +219,7 @@ reject:
  * the segment's length).  The verdict: 0 rejects.  User space only; the
  * BPF program steps through it with bpf_loop. */
 #ifndef __VMLINUX_H__
-static inline __u32 ti_cbpf_run(const struct ti_cbpf_prog *p, const __u8 *buf, __u64 buflen,
-				__u64 wirelen)
+static inline __u32 ti_cbpf_run(const struct ti_cbpf_prog *p, const __u8 *buf, __u64 buflen, __u64 wirelen)
 {
 	struct ti_cbpf_state st = { 0 };
 

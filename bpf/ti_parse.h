@@ -88,9 +88,9 @@ struct ti_tcphdr {
  * zero before a walk: an IPv4 walk loads only 20 bytes of ip. */
 struct ti_walk {
 	__u8 ip[40] __attribute__((aligned(4))); /* the IP header bytes */
-	struct ti_tcphdr th; /* the TCP header */
-	__u8 ext[8];         /* an IPv6 extension header's first bytes */
-	__u32 nh, l4;        /* the IPv6 header walk: next header, its offset */
+	struct ti_tcphdr th;			 /* the TCP header */
+	__u8 ext[8];				 /* an IPv6 extension header's first bytes */
+	__u32 nh, l4;				 /* the IPv6 header walk: next header, its offset */
 };
 
 /* Fill e from an IP header (ip points at 40 bytes, enough for either family)
@@ -106,8 +106,7 @@ struct ti_walk {
  *   TCP on a kernel that no longer inserts that header.
  * e->wirelen is the segment's length from the IP header on (32 bits).
  * Returns 0, or -1 for a segment too short to be real. */
-TI_INLINE int
-ti_parse(struct ti_event *e, const __u8 *ip, __u32 l4_off, const struct ti_tcphdr *th, __u64 frame)
+TI_INLINE int ti_parse(struct ti_event *e, const __u8 *ip, __u32 l4_off, const struct ti_tcphdr *th, __u64 frame)
 {
 	__u64 wirelen, hdrlen = (th->doff_res >> 4) * 4;
 
@@ -165,8 +164,7 @@ ti_parse(struct ti_event *e, const __u8 *ip, __u32 l4_off, const struct ti_tcphd
  * A total length smaller than the frame is Ethernet padding: the segment
  * ends at the total length.  IPv6 hop-by-hop, routing, destination-options
  * and AH headers are walked; the segment after them counts as usual. */
-TI_INLINE __s64 ti_frame_segment(TI_PARSE_CTX ctx, __u64 off, __u64 len, int v4,
-				 struct ti_event *e, struct ti_walk *x)
+TI_INLINE __s64 ti_frame_segment(TI_PARSE_CTX ctx, __u64 off, __u64 len, int v4, struct ti_event *e, struct ti_walk *x)
 {
 	/* 64-bit locals and no byte buffer on the stack (bpf/ti_rules.h,
 	 * "Stack slots") */
@@ -197,22 +195,24 @@ TI_INLINE __s64 ti_frame_segment(TI_PARSE_CTX ctx, __u64 off, __u64 len, int v4,
 		 * clang does not unroll this walk (it has exits), and its counter
 		 * or state cannot be on the stack (bpf/ti_rules.h, "Stack
 		 * slots"): the state lives in x. */
-#define TI_V6_EXT_STEP()                                                                  \
-	if (x->nh != TI_IPPROTO_TCP) {                                                    \
-		if (x->nh != TI_IPPROTO_HOPOPTS && x->nh != TI_IPPROTO_ROUTING &&           \
-		    x->nh != TI_IPPROTO_DSTOPTS && x->nh != TI_IPPROTO_AH &&                \
-		    x->nh != TI_IPPROTO_FRAGMENT)                                           \
-			return 0; /* UDP, ICMPv6, no next header, ...: not TCP */            \
-		if (TI_PARSE_LOAD(ctx, off + x->l4, x->ext, 2))                             \
-			return -1;                                                          \
-		if (x->nh == TI_IPPROTO_FRAGMENT) /* a fragment: of TCP? */                \
-			return x->ext[0] == TI_IPPROTO_TCP ? -1 : 0;                        \
-		x->l4 += x->nh == TI_IPPROTO_AH ? ((__u32)x->ext[1] + 2) * 4              \
-						 : ((__u32)x->ext[1] + 1) * 8;             \
-		x->nh = x->ext[0];                                                          \
+#define TI_V6_EXT_STEP()                                                                                         \
+	if (x->nh != TI_IPPROTO_TCP) {                                                                           \
+		if (x->nh != TI_IPPROTO_HOPOPTS && x->nh != TI_IPPROTO_ROUTING && x->nh != TI_IPPROTO_DSTOPTS && \
+		    x->nh != TI_IPPROTO_AH && x->nh != TI_IPPROTO_FRAGMENT)                                      \
+			return 0; /* UDP, ICMPv6, no next header, ...: not TCP */                                \
+		if (TI_PARSE_LOAD(ctx, off + x->l4, x->ext, 2))                                                  \
+			return -1;                                                                               \
+		if (x->nh == TI_IPPROTO_FRAGMENT) /* a fragment: of TCP? */                                      \
+			return x->ext[0] == TI_IPPROTO_TCP ? -1 : 0;                                             \
+		x->l4 += x->nh == TI_IPPROTO_AH ? ((__u32)x->ext[1] + 2) * 4 : ((__u32)x->ext[1] + 1) * 8;       \
+		x->nh = x->ext[0];                                                                               \
 	}
-		TI_V6_EXT_STEP() TI_V6_EXT_STEP() TI_V6_EXT_STEP()
-		TI_V6_EXT_STEP() TI_V6_EXT_STEP() TI_V6_EXT_STEP()
+		TI_V6_EXT_STEP()
+		TI_V6_EXT_STEP()
+		TI_V6_EXT_STEP()
+		TI_V6_EXT_STEP()
+		TI_V6_EXT_STEP()
+		TI_V6_EXT_STEP()
 #undef TI_V6_EXT_STEP
 		if (x->nh != TI_IPPROTO_TCP)
 			return -1; /* too many extension headers to tell */
@@ -223,11 +223,10 @@ TI_INLINE __s64 ti_frame_segment(TI_PARSE_CTX ctx, __u64 off, __u64 len, int v4,
 		else if (x->ip[6] == TI_IPPROTO_HOPOPTS) {
 			/* a jumbogram: the Jumbo Payload option, first in the
 			 * Hop-by-Hop header (RFC 2675; Linux's hop_jumbo_hdr) */
-			if (TI_PARSE_LOAD(ctx, off + 40, x->ext, 8) || x->ext[2] != 0xc2 ||
-			    x->ext[3] != 4)
+			if (TI_PARSE_LOAD(ctx, off + 40, x->ext, 8) || x->ext[2] != 0xc2 || x->ext[3] != 4)
 				return -1;
-			iplen = 40 + (((__u64)x->ext[4] << 24) | ((__u32)x->ext[5] << 16) |
-				      ((__u32)x->ext[6] << 8) | x->ext[7]);
+			iplen = 40 + (((__u64)x->ext[4] << 24) | ((__u32)x->ext[5] << 16) | ((__u32)x->ext[6] << 8) |
+				      x->ext[7]);
 		} else if (TI_PARSE_GSO(ctx))
 			iplen = avail; /* BIG TCP without the Hop-by-Hop header */
 	}

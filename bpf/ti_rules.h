@@ -58,20 +58,20 @@
  * runs (busy; bpf/tcpinspect.bpf.c, ti_scratch_get).  In the pcap replay:
  * one, the first member of struct ti_replay (luaext/kernel_replay.c). */
 struct ti_scratch {
-	struct ti_event ev;   /* the segment being handled */
-	__u8 pkt[2 * TI_PKT_MAX]; /* its first bytes from the IP header on, at most
+	struct ti_event ev;	   /* the segment being handled */
+	__u8 pkt[2 * TI_PKT_MAX];  /* its first bytes from the IP header on, at most
 				   * TI_PKT_MAX (ti_bytes_wanted; twice that room for
 				   * the verifier: ti_bounded in tcpinspect.bpf.c);
 				   * right after ev, so that a record with its bytes
 				   * is one copy into the ring */
-	__u64 buflen;         /* bytes in pkt */
-	__u64 cfg_slot;       /* the filter slot the bytes were copied for */
+	__u64 buflen;		   /* bytes in pkt */
+	__u64 cfg_slot;		   /* the filter slot the bytes were copied for */
 	struct ti_cbpf_state cbpf; /* the filter expression's interpreter */
-	struct ti_walk w;     /* its headers (bpf/ti_parse.h) */
-	__u32 entry;          /* the table entry being looked up (ti_count_*) */
+	struct ti_walk w;	   /* its headers (bpf/ti_parse.h) */
+	__u32 entry;		   /* the table entry being looked up (ti_count_*) */
 	__u32 pad1;
-	__u64 busy;           /* BPF: 1 while a hook run owns this slot */
-	__u64 sslot;          /* BPF: this scratch slot's index, for ti_handle */
+	__u64 busy;  /* BPF: 1 while a hook run owns this slot */
+	__u64 sslot; /* BPF: this scratch slot's index, for ti_handle */
 	/* keys, zeroed per segment by ti_aggregate */
 	struct ti_flow_key fk;
 	struct ti_addr_key ak;
@@ -86,8 +86,7 @@ struct ti_scratch {
  * (wirelen: no Ethernet padding), what the hook can read (avail) and
  * TI_PKT_MAX.  Also sets x->cfg_slot, so that the path filters
  * with the configuration the copy was made for. */
-TI_INLINE __u64 ti_bytes_wanted(struct ti_scratch *x, const struct ti_config *c, __u64 slot,
-				__u64 avail)
+TI_INLINE __u64 ti_bytes_wanted(struct ti_scratch *x, const struct ti_config *c, __u64 slot, __u64 avail)
 {
 	__u64 n = TI_LOAD_CFG(x).snaplen, wirelen;
 
@@ -119,8 +118,7 @@ TI_INLINE int ti_port_in(const __u8 *bits, __u16 port)
 }
 
 /* The LPM key of addr (x->lk), for TI_LPM_HAS. */
-TI_INLINE struct ti_lpm_key *ti_lpm_key_of(__u32 slot, const struct ti_event *e, const __u8 *addr,
-					 struct ti_scratch *x)
+TI_INLINE struct ti_lpm_key *ti_lpm_key_of(__u32 slot, const struct ti_event *e, const __u8 *addr, struct ti_scratch *x)
 {
 	x->lk.prefixlen = 16 + (e->family == 4 ? 32 : 128);
 	x->lk.slot = slot;
@@ -132,8 +130,7 @@ TI_INLINE struct ti_lpm_key *ti_lpm_key_of(__u32 slot, const struct ti_event *e,
 /* addr is in the trie's prefixes of this slot and family */
 #define ti_addr_in(trie, slot, e, addr, x) TI_LPM_HAS(x, trie, ti_lpm_key_of(slot, e, addr, x))
 
-TI_INLINE int
-ti_filter(const struct ti_config *c, __u32 slot, const struct ti_event *e, struct ti_scratch *x)
+TI_INLINE int ti_filter(const struct ti_config *c, __u32 slot, const struct ti_event *e, struct ti_scratch *x)
 {
 	__u32 m = c->match;
 
@@ -147,8 +144,7 @@ ti_filter(const struct ti_config *c, __u32 slot, const struct ti_event *e, struc
 		return 0;
 	if ((m & TI_M_DPORT) && !ti_port_in(c->dport_bits, e->dport))
 		return 0;
-	if ((m & TI_M_PORT) && !ti_port_in(c->port_bits, e->sport) &&
-	    !ti_port_in(c->port_bits, e->dport))
+	if ((m & TI_M_PORT) && !ti_port_in(c->port_bits, e->sport) && !ti_port_in(c->port_bits, e->dport))
 		return 0;
 	if ((m & TI_M_FLAGS) && !(e->flags & c->flags_any))
 		return 0;
@@ -217,45 +213,45 @@ TI_INLINE __u32 ti_log2_slot(__u32 v)
  * arithmetic with it prohibited for !root", "invalid mem access
  * 'scalar'").  Array lookups are inlined by the verifier: a few
  * instructions each.  The indexes are 64-bit ("Stack slots", above). */
-#define TI_TABLE_COUNTER(name, map, key_type, entry_type, hash, key_eq, evicted, HIT, FILL) \
-TI_INLINE void name(const struct ti_event *e, const key_type *k, struct ti_scratch *x) \
-{									\
-	__u32 base = (hash(k) & TI_LOAD_CFG(x).table_mask) * TI_TABLE_WAYS; \
-	entry_type *en;							\
-	__u64 fewest = ~0ULL, syn = TI_IS_SYN(e);			\
-	__s64 slot = -1, victim = 0; /* 64-bit: "Stack slots", above */ \
-									\
-	TI_UNROLL							\
-	for (int w = 0; w < TI_TABLE_WAYS; w++) {			\
-		x->entry = base + w;					\
-		en = TI_LOOKUP(x, map, &x->entry);			\
-		if (!en)						\
-			return;						\
-		if (!en->val.packets) {					\
-			if (slot < 0)					\
-				slot = w;				\
-			continue;					\
-		}							\
-		if (key_eq(&en->key, k)) {				\
-			HIT(en, e, syn);				\
-			return;						\
-		}							\
-		if (en->val.packets < fewest) {				\
-			fewest = en->val.packets;			\
-			victim = w;					\
-		}							\
-	}								\
-	if (slot < 0) {							\
-		TI_COUNT(x, evicted);					\
-		slot = victim;						\
-	}								\
-	x->entry = base + (slot & (TI_TABLE_WAYS - 1));			\
-	en = TI_LOOKUP(x, map, &x->entry);				\
-	if (!en)							\
-		return;							\
-	en->key = *k;							\
-	FILL(en, e, syn);						\
-}
+#define TI_TABLE_COUNTER(name, map, key_type, entry_type, hash, key_eq, evicted, HIT, FILL)    \
+	TI_INLINE void name(const struct ti_event *e, const key_type *k, struct ti_scratch *x) \
+	{                                                                                      \
+		__u32 base = (hash(k) & TI_LOAD_CFG(x).table_mask) * TI_TABLE_WAYS;            \
+		entry_type *en;                                                                \
+		__u64 fewest = ~0ULL, syn = TI_IS_SYN(e);                                      \
+		__s64 slot = -1, victim = 0; /* 64-bit: "Stack slots", above */                \
+                                                                                               \
+		TI_UNROLL                                                                      \
+		for (int w = 0; w < TI_TABLE_WAYS; w++) {                                      \
+			x->entry = base + w;                                                   \
+			en = TI_LOOKUP(x, map, &x->entry);                                     \
+			if (!en)                                                               \
+				return;                                                        \
+			if (!en->val.packets) {                                                \
+				if (slot < 0)                                                  \
+					slot = w;                                              \
+				continue;                                                      \
+			}                                                                      \
+			if (key_eq(&en->key, k)) {                                             \
+				HIT(en, e, syn);                                               \
+				return;                                                        \
+			}                                                                      \
+			if (en->val.packets < fewest) {                                        \
+				fewest = en->val.packets;                                      \
+				victim = w;                                                    \
+			}                                                                      \
+		}                                                                              \
+		if (slot < 0) {                                                                \
+			TI_COUNT(x, evicted);                                                  \
+			slot = victim;                                                         \
+		}                                                                              \
+		x->entry = base + (slot & (TI_TABLE_WAYS - 1));                                \
+		en = TI_LOOKUP(x, map, &x->entry);                                             \
+		if (!en)                                                                       \
+			return;                                                                \
+		en->key = *k;                                                                  \
+		FILL(en, e, syn);                                                              \
+	}
 
 TI_INLINE void ti_flow_hit(struct ti_flow_entry *en, const struct ti_event *e, __u64 syn)
 {
@@ -287,10 +283,10 @@ TI_INLINE void ti_source_fill(struct ti_source_entry *en, const struct ti_event 
 	en->val.syns = syn;
 }
 
-TI_TABLE_COUNTER(ti_count_flow, flows, struct ti_flow_key, struct ti_flow_entry,
-		 ti_flow_hash, ti_flow_key_eq, TI_STAT_EVICTED_FLOWS, ti_flow_hit, ti_flow_fill)
-TI_TABLE_COUNTER(ti_count_source, sources, struct ti_addr_key, struct ti_source_entry,
-		 ti_addr_hash, ti_addr_key_eq, TI_STAT_EVICTED_SOURCES, ti_source_hit, ti_source_fill)
+TI_TABLE_COUNTER(ti_count_flow, flows, struct ti_flow_key, struct ti_flow_entry, ti_flow_hash, ti_flow_key_eq,
+		 TI_STAT_EVICTED_FLOWS, ti_flow_hit, ti_flow_fill)
+TI_TABLE_COUNTER(ti_count_source, sources, struct ti_addr_key, struct ti_source_entry, ti_addr_hash, ti_addr_key_eq,
+		 TI_STAT_EVICTED_SOURCES, ti_source_hit, ti_source_fill)
 
 TI_INLINE void ti_aggregate(const struct ti_event *e, struct ti_scratch *x)
 {
@@ -342,8 +338,7 @@ TI_INLINE int ti_sampled_out(const struct ti_event *e, struct ti_scratch *x)
 /* Counters, filter, aggregates, sampling, delivery of the segment in
  * x->ev, with the filter c (the active slot, slot).  The identities of
  * tcpinspect.h's counters hold because every segment takes one branch. */
-TI_INLINE void
-ti_path(struct ti_scratch *x, const struct ti_config *c, __u32 slot)
+TI_INLINE void ti_path(struct ti_scratch *x, const struct ti_config *c, __u32 slot)
 {
 	const struct ti_event *e = &x->ev;
 

@@ -160,8 +160,11 @@ static int core_resolve(lua_State *L)
 	rc = getaddrinfo(name, NULL, &hints, &res);
 	if (rc) {
 		/* getaddrinfo's own codes, as the errno they mean */
-		int err = rc == EAI_SYSTEM ? errno : rc == EAI_MEMORY ? ENOMEM : rc == EAI_AGAIN ? EAGAIN
-			: rc == EAI_NONAME ? ENOENT : EINVAL;
+		int err = rc == EAI_SYSTEM   ? errno
+			  : rc == EAI_MEMORY ? ENOMEM
+			  : rc == EAI_AGAIN  ? EAGAIN
+			  : rc == EAI_NONAME ? ENOENT
+					     : EINVAL;
 
 		return ti_fail(L, err, "cannot resolve '%s': %s", name,
 			       rc == EAI_SYSTEM ? strerror(err) : gai_strerror(rc));
@@ -322,7 +325,11 @@ static int core_expr_match(lua_State *L)
 	} else if (!strcmp(engine, "tcpinspect")) {
 		/* the last expression's program, kept: one expression runs on
 		 * thousands of segments in a row in the specs */
-		static struct { char expr[1024]; struct ti_cbpf_prog p; bool valid; } c;
+		static struct {
+			char expr[1024];
+			struct ti_cbpf_prog p;
+			bool valid;
+		} c;
 
 		v = 0;
 		if (!c.valid || strcmp(c.expr, expr)) {
@@ -334,8 +341,8 @@ static int core_expr_match(lua_State *L)
 			}
 		}
 		if (!v)
-			v = c.p.len == 0 || ti_cbpf_run(&c.p, buf, n < TI_CBPF_WINDOW ? n : TI_CBPF_WINDOW,
-							(uint64_t)wirelen) != 0;
+			v = c.p.len == 0 ||
+			    ti_cbpf_run(&c.p, buf, n < TI_CBPF_WINDOW ? n : TI_CBPF_WINDOW, (uint64_t)wirelen) != 0;
 	} else {
 		return luaL_argerror(L, 4, "expected \"tcpinspect\" or \"pcap\"");
 	}
@@ -348,24 +355,15 @@ static int core_expr_match(lua_State *L)
 int luaopen_tcpinspect_core(lua_State *L)
 {
 	static const luaL_Reg funcs[] = {
-		{ "open", ti_session_open },
-		{ "replay", ti_session_open_replay },
-		{ "features", core_features },
-		{ "monotonic", core_monotonic },
-		{ "sleep", core_sleep },
-		{ "drop_privileges", core_drop_privileges },
-		{ "flagstr", core_flagstr },
-		{ "check_options", core_check_options },
-		{ "errname", core_errname },
-		{ "versions", core_versions },
-		{ "resolve", core_resolve },
-		{ "expr_compile", core_expr_compile },
-		{ "expr_match", core_expr_match },
-		{ "suggest", core_suggest },
-		{ "netns_path", core_netns_path },
-		{ "netns_inode", core_netns_inode },
-		{ "set_debug", core_set_debug },
-		{ NULL, NULL },
+		{ "open", ti_session_open },	   { "replay", ti_session_open_replay },
+		{ "features", core_features },	   { "monotonic", core_monotonic },
+		{ "sleep", core_sleep },	   { "drop_privileges", core_drop_privileges },
+		{ "flagstr", core_flagstr },	   { "check_options", core_check_options },
+		{ "errname", core_errname },	   { "versions", core_versions },
+		{ "resolve", core_resolve },	   { "expr_compile", core_expr_compile },
+		{ "expr_match", core_expr_match }, { "suggest", core_suggest },
+		{ "netns_path", core_netns_path }, { "netns_inode", core_netns_inode },
+		{ "set_debug", core_set_debug },   { NULL, NULL },
 	};
 
 	ti_kernel_log_init();

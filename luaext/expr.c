@@ -87,8 +87,7 @@ static uint64_t alu_bound(unsigned op, uint64_t a, uint64_t v, bool is_k)
  * (the snaplen, live or replay).  An indirect load whose X has no bound
  * (an offset read from the segment, `tcp[tcp[4:4]]`, or computed with a
  * subtraction) is therefore refused, not "checked at run time". */
-static int check_load(const char *expr, uint64_t base, uint32_t k, unsigned size, int pc, char *err,
-		      size_t errlen)
+static int check_load(const char *expr, uint64_t base, uint32_t k, unsigned size, int pc, char *err, size_t errlen)
 {
 	uint64_t end = base + k + size;
 
@@ -116,18 +115,27 @@ static int check_load(const char *expr, uint64_t base, uint32_t k, unsigned size
 static bool valid_code(unsigned c)
 {
 	switch (c) {
-	case TI_BPF_LD | TI_BPF_W | TI_BPF_ABS: case TI_BPF_LD | TI_BPF_H | TI_BPF_ABS:
-	case TI_BPF_LD | TI_BPF_B | TI_BPF_ABS: case TI_BPF_LD | TI_BPF_W | TI_BPF_IND:
-	case TI_BPF_LD | TI_BPF_H | TI_BPF_IND: case TI_BPF_LD | TI_BPF_B | TI_BPF_IND:
-	case TI_BPF_LD | TI_BPF_W | TI_BPF_LEN: case TI_BPF_LD | TI_BPF_IMM: case TI_BPF_LD | TI_BPF_MEM:
-	case TI_BPF_LDX | TI_BPF_W | TI_BPF_IMM: case TI_BPF_LDX | TI_BPF_W | TI_BPF_MEM:
-	case TI_BPF_LDX | TI_BPF_W | TI_BPF_LEN: case TI_BPF_LDX | TI_BPF_B | TI_BPF_MSH:
-	case TI_BPF_ST: case TI_BPF_STX:
+	case TI_BPF_LD | TI_BPF_W | TI_BPF_ABS:
+	case TI_BPF_LD | TI_BPF_H | TI_BPF_ABS:
+	case TI_BPF_LD | TI_BPF_B | TI_BPF_ABS:
+	case TI_BPF_LD | TI_BPF_W | TI_BPF_IND:
+	case TI_BPF_LD | TI_BPF_H | TI_BPF_IND:
+	case TI_BPF_LD | TI_BPF_B | TI_BPF_IND:
+	case TI_BPF_LD | TI_BPF_W | TI_BPF_LEN:
+	case TI_BPF_LD | TI_BPF_IMM:
+	case TI_BPF_LD | TI_BPF_MEM:
+	case TI_BPF_LDX | TI_BPF_W | TI_BPF_IMM:
+	case TI_BPF_LDX | TI_BPF_W | TI_BPF_MEM:
+	case TI_BPF_LDX | TI_BPF_W | TI_BPF_LEN:
+	case TI_BPF_LDX | TI_BPF_B | TI_BPF_MSH:
+	case TI_BPF_ST:
+	case TI_BPF_STX:
 	case TI_BPF_ALU | TI_BPF_NEG:
 	case TI_BPF_JMP | TI_BPF_JA:
-	case TI_BPF_RET | TI_BPF_K: case TI_BPF_RET | TI_BPF_A:
-	case TI_BPF_MISC | TI_BPF_TAX: case TI_BPF_MISC | TI_BPF_TXA:
-		return true;
+	case TI_BPF_RET | TI_BPF_K:
+	case TI_BPF_RET | TI_BPF_A:
+	case TI_BPF_MISC | TI_BPF_TAX:
+	case TI_BPF_MISC | TI_BPF_TXA: return true;
 	}
 	if (c > 0xff)
 		return false;
@@ -146,8 +154,7 @@ int ti_expr_check(const char *expr, const struct ti_cbpf_prog *p, char *err, siz
 	uint32_t n = p->len;
 
 	if (n == 0 || n > TI_CBPF_MAX_INSNS) {
-		snprintf(err, errlen, "'%s': compiles to %u instructions; at most %d fit", expr, n,
-			 TI_CBPF_MAX_INSNS);
+		snprintf(err, errlen, "'%s': compiles to %u instructions; at most %d fit", expr, n, TI_CBPF_MAX_INSNS);
 		return -1;
 	}
 	memset(st, 0, sizeof(st));
@@ -162,8 +169,7 @@ int ti_expr_check(const char *expr, const struct ti_cbpf_prog *p, char *err, siz
 		if (!valid_code(c))
 			goto bad;
 		switch (TI_BPF_CLASS(c)) {
-		case TI_BPF_RET:
-			continue;
+		case TI_BPF_RET: continue;
 		case TI_BPF_LD:
 		case TI_BPF_LDX: {
 			uint64_t v;
@@ -183,8 +189,8 @@ int ti_expr_check(const char *expr, const struct ti_cbpf_prog *p, char *err, siz
 			case TI_BPF_IND:
 				if (TI_BPF_CLASS(c) == TI_BPF_LDX)
 					goto bad;
-				if (check_load(expr, TI_BPF_MODE(c) == TI_BPF_IND ? s.x : 0, in->k, size,
-					       (int)pc, err, errlen))
+				if (check_load(expr, TI_BPF_MODE(c) == TI_BPF_IND ? s.x : 0, in->k, size, (int)pc, err,
+					       errlen))
 					return -1;
 				v = size == 1 ? 0xff : size == 2 ? 0xffff : UNBOUNDED;
 				break;
@@ -195,8 +201,7 @@ int ti_expr_check(const char *expr, const struct ti_cbpf_prog *p, char *err, siz
 					return -1;
 				v = 60;
 				break;
-			default:
-				goto bad;
+			default: goto bad;
 			}
 			if (TI_BPF_CLASS(c) == TI_BPF_LD)
 				s.a = v;
@@ -216,7 +221,7 @@ int ti_expr_check(const char *expr, const struct ti_cbpf_prog *p, char *err, siz
 			if (TI_BPF_OP(c) > TI_BPF_XOR)
 				goto bad;
 			s.a = TI_BPF_OP(c) == TI_BPF_NEG ? UNBOUNDED
-				: alu_bound(TI_BPF_OP(c), s.a, is_k ? in->k : s.x, is_k);
+							 : alu_bound(TI_BPF_OP(c), s.a, is_k ? in->k : s.x, is_k);
 			break;
 		}
 		case TI_BPF_JMP:
@@ -245,8 +250,7 @@ int ti_expr_check(const char *expr, const struct ti_cbpf_prog *p, char *err, siz
 		merge(&st[pc + 1], &s);
 		continue;
 bad:
-		snprintf(err, errlen, "'%s': instruction %u (code 0x%02x) is not one tcpinspect can run",
-			 expr, pc, c);
+		snprintf(err, errlen, "'%s': instruction %u (code 0x%02x) is not one tcpinspect can run", expr, pc, c);
 		return -1;
 	}
 	return 0;
@@ -288,7 +292,8 @@ int ti_expr_compile(const char *expr, struct ti_cbpf_prog *out, char *err, size_
 	if (strspn(expr, " \t\r\n") == strlen(expr))
 		return 0; /* empty: no expression, everything matches */
 	if ((lb = link_bytes(expr))) {
-		snprintf(err, errlen, "'%s': %.*s[...] reads a link-layer header, and tcpinspect sees "
+		snprintf(err, errlen,
+			 "'%s': %.*s[...] reads a link-layer header, and tcpinspect sees "
 			 "segments from their IP header on (no link layer); use ip[...], ip6[...] or tcp[...]",
 			 expr, strncmp(lb, "ether", 5) ? 4 : 5, lb);
 		return -1;
@@ -304,8 +309,8 @@ int ti_expr_compile(const char *expr, struct ti_cbpf_prog *out, char *err, size_
 		return -1;
 	}
 	if (fp.bf_len > TI_CBPF_MAX_INSNS) {
-		snprintf(err, errlen, "'%s': compiles to %u instructions; at most %d fit", expr,
-			 fp.bf_len, TI_CBPF_MAX_INSNS);
+		snprintf(err, errlen, "'%s': compiles to %u instructions; at most %d fit", expr, fp.bf_len,
+			 TI_CBPF_MAX_INSNS);
 		goto out;
 	}
 	out->len = fp.bf_len;
@@ -332,8 +337,7 @@ static struct {
 	bool valid;
 } offline;
 
-int ti_expr_offline(const char *expr, const uint8_t *buf, uint32_t caplen, uint32_t wirelen,
-		    char *err, size_t errlen)
+int ti_expr_offline(const char *expr, const uint8_t *buf, uint32_t caplen, uint32_t wirelen, char *err, size_t errlen)
 {
 	struct pcap_pkthdr h = { .caplen = caplen, .len = wirelen };
 	pcap_t *p;

@@ -24,7 +24,6 @@ int ti_expr_check(const char *expr, const struct ti_cbpf_prog *p, char *err, siz
 /* libpcap's own verdict (pcap_offline_filter) on a segment of wirelen
  * bytes whose first caplen are in buf: 1 match, 0 not, -1 (err filled)
  * when expr does not compile.  For the differential specs. */
-int ti_expr_offline(const char *expr, const uint8_t *buf, uint32_t caplen, uint32_t wirelen,
-		    char *err, size_t errlen);
+int ti_expr_offline(const char *expr, const uint8_t *buf, uint32_t caplen, uint32_t wirelen, char *err, size_t errlen);
 
 #endif /* TI_EXPR_H */

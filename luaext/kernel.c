@@ -63,8 +63,8 @@ static bool hidden_for_test(const char *name)
 
 /* Choose which programs load: only those of the mode, and of the probed
  * functions the kernel has.  Returns 0 or -ENOENT with why filled. */
-static int select_programs(struct ti_kernel *k, const struct ti_load_opts *o, enum ti_mode mode,
-			   bool tc_here_only, char *why, size_t whylen)
+static int select_programs(struct ti_kernel *k, const struct ti_load_opts *o, enum ti_mode mode, bool tc_here_only,
+			   char *why, size_t whylen)
 {
 	struct tcpinspect_bpf *sk = k->skel;
 	struct bpf_program *prog;
@@ -73,22 +73,21 @@ static int select_programs(struct ti_kernel *k, const struct ti_load_opts *o, en
 	struct btf *btf = NULL;
 	int n = 0;
 
-	bpf_object__for_each_program(prog, sk->obj)
-		bpf_program__set_autoload(prog, false);
+	bpf_object__for_each_program(prog, sk->obj) bpf_program__set_autoload(prog, false);
 	switch (mode) {
 	case TI_MODE_TC:
 		/* no scope, no dev=: every network namespace, each segment
 		 * with its device's (read from the kernel: CAP_PERFMON) */
-		bpf_program__set_autoload(!o->scope.netns && !o->ndevs && !tc_here_only
-						  ? sk->progs.ti_tc_ingress_ns : sk->progs.ti_tc_ingress, true);
+		bpf_program__set_autoload(!o->scope.netns && !o->ndevs && !tc_here_only ? sk->progs.ti_tc_ingress_ns
+											: sk->progs.ti_tc_ingress,
+					  true);
 		return 0;
 	case TI_MODE_CGROUP:
 		/* the socket's netns takes CAP_PERFMON: a program of its own */
-		bpf_program__set_autoload(ti_can_read_kernel() ? sk->progs.ti_cgroup_ingress_ns
-							: sk->progs.ti_cgroup_ingress, true);
+		bpf_program__set_autoload(
+			ti_can_read_kernel() ? sk->progs.ti_cgroup_ingress_ns : sk->progs.ti_cgroup_ingress, true);
 		return 0;
-	default:
-		break;
+	default: break;
 	}
 	/* fentry finds its targets in the kernel's BTF: without it, say that */
 	if (mode == TI_MODE_FENTRY && !ti_kernel_has_btf())
@@ -102,9 +101,8 @@ static int select_programs(struct ti_kernel *k, const struct ti_load_opts *o, en
 		if (!want)
 			snprintf(k->probe_status[i], sizeof(k->probe_status[i]), "not requested (family)");
 		else if (!have)
-			snprintf(k->probe_status[i], sizeof(k->probe_status[i]),
-				 "missing: %s is not in this kernel%s", probe_fn(i),
-				 i ? " (IPv6 disabled or ipv6 module not loaded?)" : "");
+			snprintf(k->probe_status[i], sizeof(k->probe_status[i]), "missing: %s is not in this kernel%s",
+				 probe_fn(i), i ? " (IPv6 disabled or ipv6 module not loaded?)" : "");
 		if (want && have) {
 			bpf_program__set_autoload(mode == TI_MODE_FENTRY ? fe[i] : kp[i], true);
 			n++;
@@ -113,8 +111,7 @@ static int select_programs(struct ti_kernel *k, const struct ti_load_opts *o, en
 	btf__free(btf);
 	if (!n) {
 		snprintf(why, whylen, "%s: no probe target: %s; %s", ti_mode_names[mode],
-			 o->family == 6 ? k->probe_status[1] : k->probe_status[0],
-			 "try mode='tc' or 'cgroup'");
+			 o->family == 6 ? k->probe_status[1] : k->probe_status[0], "try mode='tc' or 'cgroup'");
 		return -ENOENT;
 	}
 	return 0;
@@ -156,7 +153,9 @@ static int scope_supported(const struct ti_load_opts *o, enum ti_mode mode, char
 	const struct ti_scope *sc = &o->scope;
 
 	if (mode == TI_MODE_TC && sc->cgroup_id) {
-		snprintf(why, whylen, "tc: tc runs before the socket lookup and cannot tell a segment's cgroup (cgroup=); use mode='cgroup', 'fentry' or 'kprobe'");
+		snprintf(
+			why, whylen,
+			"tc: tc runs before the socket lookup and cannot tell a segment's cgroup (cgroup=); use mode='cgroup', 'fentry' or 'kprobe'");
 		return -EOPNOTSUPP;
 	}
 	if (mode == TI_MODE_CGROUP && sc->container && sc->cgroup_err) {
@@ -164,14 +163,15 @@ static int scope_supported(const struct ti_load_opts *o, enum ti_mode mode, char
 		return sc->cgroup_err;
 	}
 	if (mode == TI_MODE_CGROUP && !sc->container && sc->netns && !ti_can_read_kernel()) {
-		snprintf(why, whylen, "cgroup: scoping cgroup mode to a network namespace (netns=) reads each socket's namespace, which needs CAP_PERFMON (or CAP_SYS_ADMIN); run as root, or use mode='tc', or scope by cgroup= or container=");
+		snprintf(
+			why, whylen,
+			"cgroup: scoping cgroup mode to a network namespace (netns=) reads each socket's namespace, which needs CAP_PERFMON (or CAP_SYS_ADMIN); run as root, or use mode='tc', or scope by cgroup= or container=");
 		return -EPERM;
 	}
 	return 0;
 }
 
-static int live_load(struct ti_kernel *k, const struct ti_load_opts *o, enum ti_mode mode, char *why,
-		   size_t whylen)
+static int live_load(struct ti_kernel *k, const struct ti_load_opts *o, enum ti_mode mode, char *why, size_t whylen)
 {
 	struct tcpinspect_bpf *sk;
 	bool tc_here_only = false;
@@ -184,7 +184,9 @@ static int live_load(struct ti_kernel *k, const struct ti_load_opts *o, enum ti_
 	if ((err = scope_supported(o, mode, why, whylen)))
 		return err;
 	if (mode == TI_MODE_KPROBE && !ti_have_kprobes()) {
-		snprintf(why, whylen, "kprobe: this kernel has no kprobes (CONFIG_KPROBES/CONFIG_KPROBE_EVENTS off); try mode='tc' or 'cgroup'");
+		snprintf(
+			why, whylen,
+			"kprobe: this kernel has no kprobes (CONFIG_KPROBES/CONFIG_KPROBE_EVENTS off); try mode='tc' or 'cgroup'");
 		return -EOPNOTSUPP;
 	}
 	if (!k->ncpus) {
@@ -192,7 +194,8 @@ static int live_load(struct ti_kernel *k, const struct ti_load_opts *o, enum ti_
 		if (k->ncpus <= 0) {
 			err = k->ncpus ? k->ncpus : -EINVAL;
 			k->ncpus = 0;
-			snprintf(why, whylen, "%s: cannot read the number of possible CPUs (/sys/devices/system/cpu/possible): %s",
+			snprintf(why, whylen,
+				 "%s: cannot read the number of possible CPUs (/sys/devices/system/cpu/possible): %s",
 				 ti_mode_names[mode], strerror(-err));
 			return err;
 		}
@@ -204,8 +207,9 @@ static int live_load(struct ti_kernel *k, const struct ti_load_opts *o, enum ti_
 	 * session.probes says why */
 	k->tc_netns_note[0] = '\0';
 	if (mode == TI_MODE_TC && !o->scope.netns && !o->ndevs && !ti_can_read_kernel()) {
-		snprintf(k->tc_netns_note, sizeof(k->tc_netns_note),
-			 "not attached in the other network namespaces: telling their segments apart reads the kernel's sk_buff, which needs CAP_PERFMON (run as root)");
+		snprintf(
+			k->tc_netns_note, sizeof(k->tc_netns_note),
+			"not attached in the other network namespaces: telling their segments apart reads the kernel's sk_buff, which needs CAP_PERFMON (run as root)");
 		tc_here_only = true;
 	}
 again:
@@ -222,9 +226,10 @@ again:
 	if ((err = tcpinspect_bpf__load(sk))) {
 		ti_explain(err, why, whylen, mode, "loading the BPF programs");
 		if (mode == TI_MODE_TC && !tc_here_only) {
-			snprintf(k->tc_netns_note, sizeof(k->tc_netns_note),
-				 "not attached in the other network namespaces: the kernel refused the program that reads each segment's namespace (%.60s)",
-				 strerror(-err));
+			snprintf(
+				k->tc_netns_note, sizeof(k->tc_netns_note),
+				"not attached in the other network namespaces: the kernel refused the program that reads each segment's namespace (%.60s)",
+				strerror(-err));
 			tc_here_only = true;
 			tcpinspect_bpf__destroy(sk);
 			k->skel = NULL;
@@ -325,8 +330,7 @@ static int live_set_filter(struct ti_kernel *k, const struct ti_filter *f)
 
 /* ---- attach ----------------------------------------------------------------------- */
 
-static int attach_probes(struct ti_kernel *k, bool fentry, struct bpf_program *const progs[2],
-			 char *why, size_t whylen)
+static int attach_probes(struct ti_kernel *k, bool fentry, struct bpf_program *const progs[2], char *why, size_t whylen)
 {
 	for (int i = 0; i < 2; i++) {
 		struct bpf_link *l;
@@ -336,8 +340,7 @@ static int attach_probes(struct ti_kernel *k, bool fentry, struct bpf_program *c
 		l = fentry ? bpf_program__attach_trace(progs[i])
 			   : bpf_program__attach_kprobe(progs[i], false, probe_fn(i));
 		if (!l)
-			return ti_explain(-errno, why, whylen, fentry ? TI_MODE_FENTRY : TI_MODE_KPROBE,
-					  probe_fn(i));
+			return ti_explain(-errno, why, whylen, fentry ? TI_MODE_FENTRY : TI_MODE_KPROBE, probe_fn(i));
 		k->links[k->nlinks++] = l;
 		snprintf(k->probe_status[i], sizeof(k->probe_status[i]), "attached");
 	}
@@ -348,7 +351,7 @@ static int attach_probes(struct ti_kernel *k, bool fentry, struct bpf_program *c
 static struct bpf_program *cgroup_prog(const struct ti_kernel *k)
 {
 	return bpf_program__autoload(k->skel->progs.ti_cgroup_ingress_ns) ? k->skel->progs.ti_cgroup_ingress_ns
-									 : k->skel->progs.ti_cgroup_ingress;
+									  : k->skel->progs.ti_cgroup_ingress;
 }
 
 /* The tc program select_programs chose. */
@@ -366,7 +369,9 @@ static int attach_cgroup(struct ti_kernel *k, const struct ti_load_opts *o, char
 	if (o->cgroup[0])
 		snprintf(k->cgroup_path, sizeof(k->cgroup_path), "%s", o->cgroup);
 	else if ((err = ti_cgroup_root(k->cgroup_path, sizeof(k->cgroup_path)))) {
-		snprintf(why, whylen, "cgroup: no cgroup v2 hierarchy is mounted in this mount namespace (`ip netns exec` remounts /sys); give cgroup=PATH, or mount -t cgroup2 none /sys/fs/cgroup");
+		snprintf(
+			why, whylen,
+			"cgroup: no cgroup v2 hierarchy is mounted in this mount namespace (`ip netns exec` remounts /sys); give cgroup=PATH, or mount -t cgroup2 none /sys/fs/cgroup");
 		return err;
 	}
 	fd = open(k->cgroup_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -409,11 +414,8 @@ static int live_attach(struct ti_kernel *k, const struct ti_load_opts *o, char *
 		k->tc_every_netns = bpf_program__autoload(sk->progs.ti_tc_ingress_ns);
 		err = ti_tc_attach(k, o, bpf_program__fd(tc_prog(k)), why, whylen);
 		break;
-	case TI_MODE_CGROUP:
-		err = attach_cgroup(k, o, why, whylen);
-		break;
-	default:
-		err = -EINVAL;
+	case TI_MODE_CGROUP: err = attach_cgroup(k, o, why, whylen); break;
+	default: err = -EINVAL;
 	}
 	if (err)
 		live_close(k);
@@ -422,8 +424,8 @@ static int live_attach(struct ti_kernel *k, const struct ti_load_opts *o, char *
 
 /* ---- open: the three steps, in one mode or each of auto's ------------------------- */
 
-static int open_mode(struct ti_kernel *k, const struct ti_load_opts *o, enum ti_mode mode,
-		     const struct ti_filter *f, char *why, size_t whylen)
+static int open_mode(struct ti_kernel *k, const struct ti_load_opts *o, enum ti_mode mode, const struct ti_filter *f,
+		     char *why, size_t whylen)
 {
 	int err;
 
@@ -466,8 +468,8 @@ static int waiter_open(struct ti_kernel *k)
 
 /* open_mode in o->mode or each of auto's, then the ring's reader and the
  * waiter; on failure k is released. */
-int ti_kernel_open_live(struct ti_kernel *k, const struct ti_load_opts *o, const struct ti_filter *f,
-			char *why, size_t whylen)
+int ti_kernel_open_live(struct ti_kernel *k, const struct ti_load_opts *o, const struct ti_filter *f, char *why,
+			size_t whylen)
 {
 	enum ti_mode first = o->mode == TI_MODE_AUTO ? TI_MODE_FENTRY : o->mode;
 	enum ti_mode last = o->mode == TI_MODE_AUTO ? TI_MODE_CGROUP : o->mode;
@@ -543,8 +545,7 @@ static int live_ring_record(void *ctx, void *data, size_t size)
 	return rc;
 }
 
-static int live_consume(struct ti_kernel *k, int64_t timeout_ms, ti_record_fn fn, void *ctx,
-			char *why, size_t whylen)
+static int live_consume(struct ti_kernel *k, int64_t timeout_ms, ti_record_fn fn, void *ctx, char *why, size_t whylen)
 {
 	int n;
 
@@ -604,9 +605,9 @@ static void live_hooks(const struct ti_kernel *k, ti_hook_fn fn, void *ctx)
 	case TI_MODE_FENTRY:
 	case TI_MODE_KPROBE:
 		for (int i = 0; i < 2; i++)
-			fn(ctx, &(struct ti_hook_info){
-					.probe = probe_fn(i),
-					.status = k->probe_status[i][0] ? k->probe_status[i] : "not requested" });
+			fn(ctx, &(struct ti_hook_info){ .probe = probe_fn(i),
+							.status = k->probe_status[i][0] ? k->probe_status[i]
+											: "not requested" });
 		break;
 	case TI_MODE_CGROUP:
 		snprintf(status, sizeof(status), "attached to %s", k->cgroup_path);
@@ -615,12 +616,12 @@ static void live_hooks(const struct ti_kernel *k, ti_hook_fn fn, void *ctx)
 	case TI_MODE_TC:
 		for (int i = 0; i < k->ntc; i++) {
 			snprintf(probe, sizeof(probe), "%s:%s", ti_probe_key(TI_PROBE_TC), k->tc[i].label);
-			fn(ctx, &(struct ti_hook_info){
-					.probe = probe,
-					.status = k->tc[i].link_fd >= 0 ? "attached (tcx link)" : "attached (clsact filter)",
-					.netns = k->tc[i].netns,
-					.ifindex = (uint32_t)k->tc[i].ifindex,
-					.dev = k->tc[i].name });
+			fn(ctx, &(struct ti_hook_info){ .probe = probe,
+							.status = k->tc[i].link_fd >= 0 ? "attached (tcx link)"
+											: "attached (clsact filter)",
+							.netns = k->tc[i].netns,
+							.ifindex = (uint32_t)k->tc[i].ifindex,
+							.dev = k->tc[i].name });
 		}
 		if (k->tc_netns_note[0]) {
 			snprintf(status, sizeof(status), "skipped: %s", k->tc_netns_note);
@@ -632,16 +633,14 @@ static void live_hooks(const struct ti_kernel *k, ti_hook_fn fn, void *ctx)
 			fn(ctx, &(struct ti_hook_info){ .probe = probe, .status = status });
 		}
 		break;
-	default:
-		break;
+	default: break;
 	}
 }
 
-static int live_test_run(const struct ti_kernel *k, const void *frame, size_t len, int repeat,
-			 int *retval, uint32_t *ns, char *why, size_t whylen)
+static int live_test_run(const struct ti_kernel *k, const void *frame, size_t len, int repeat, int *retval,
+			 uint32_t *ns, char *why, size_t whylen)
 {
-	DECLARE_LIBBPF_OPTS(bpf_test_run_opts, t, .data_in = frame, .data_size_in = (__u32)len,
-			    .repeat = repeat);
+	DECLARE_LIBBPF_OPTS(bpf_test_run_opts, t, .data_in = frame, .data_size_in = (__u32)len, .repeat = repeat);
 	struct bpf_program *prog;
 
 	if (!k->skel)
@@ -651,8 +650,7 @@ static int live_test_run(const struct ti_kernel *k, const void *frame, size_t le
 	} else if (k->mode == TI_MODE_CGROUP) {
 		prog = cgroup_prog(k);
 	} else {
-		snprintf(why, whylen, "test_run needs a session in tc or cgroup mode, not %s",
-			 ti_mode_names[k->mode]);
+		snprintf(why, whylen, "test_run needs a session in tc or cgroup mode, not %s", ti_mode_names[k->mode]);
 		return -EOPNOTSUPP;
 	}
 	if (bpf_prog_test_run_opts(bpf_program__fd(prog), &t)) {
@@ -717,8 +715,8 @@ static const struct ti_kernel_ops live_ops = {
 
 /* ---- the interface: one call through the backend's operations ------------------------ */
 
-int ti_kernel_open(struct ti_kernel **out, const struct ti_load_opts *o, const struct ti_filter *f,
-		   char *why, size_t whylen)
+int ti_kernel_open(struct ti_kernel **out, const struct ti_load_opts *o, const struct ti_filter *f, char *why,
+		   size_t whylen)
 {
 	struct ti_kernel *k = malloc(sizeof(*k));
 	int err;
@@ -760,8 +758,7 @@ int ti_kernel_wait(struct ti_kernel *k, int64_t timeout_ms)
 	return k->ops->wait(k, timeout_ms);
 }
 
-int ti_kernel_consume(struct ti_kernel *k, int64_t timeout_ms, ti_record_fn fn, void *ctx,
-		      char *why, size_t whylen)
+int ti_kernel_consume(struct ti_kernel *k, int64_t timeout_ms, ti_record_fn fn, void *ctx, char *why, size_t whylen)
 {
 	return k->ops->consume(k, timeout_ms, fn, ctx, why, whylen);
 }
@@ -781,8 +778,8 @@ void ti_kernel_hooks(const struct ti_kernel *k, ti_hook_fn fn, void *ctx)
 	k->ops->hooks(k, fn, ctx);
 }
 
-int ti_kernel_test_run(const struct ti_kernel *k, const void *frame, size_t len, int repeat,
-		       int *retval, uint32_t *ns, char *why, size_t whylen)
+int ti_kernel_test_run(const struct ti_kernel *k, const void *frame, size_t len, int repeat, int *retval, uint32_t *ns,
+		       char *why, size_t whylen)
 {
 	return k->ops->test_run(k, frame, len, repeat, retval, ns, why, whylen);
 }

@@ -39,25 +39,34 @@
 #include "tcpinspect.h"
 
 /* The modes, X(ID, name), in auto's order of preference; auto last. */
-#define TI_MODES(X) X(FENTRY, "fentry") X(KPROBE, "kprobe") X(TC, "tc") X(CGROUP, "cgroup") X(AUTO, "auto")
+#define TI_MODES(X)         \
+	X(FENTRY, "fentry") \
+	X(KPROBE, "kprobe") \
+	X(TC, "tc")         \
+	X(CGROUP, "cgroup") \
+	X(AUTO, "auto")
 
 enum ti_mode {
 #define TI_X(id, name) TI_MODE_##id,
 	TI_MODES(TI_X)
 #undef TI_X
-	TI_MODE_COUNT,
+		TI_MODE_COUNT,
 };
 
 extern const char *const ti_mode_names[TI_MODE_COUNT + 1]; /* NULL-terminated */
 
 /* The aggregate maps user space reads, X(ID, name). */
-#define TI_MAPS(X) X(FLOWS, "flows") X(PORTS, "ports") X(SOURCES, "sources") X(LEN_HIST, "len_hist")
+#define TI_MAPS(X)            \
+	X(FLOWS, "flows")     \
+	X(PORTS, "ports")     \
+	X(SOURCES, "sources") \
+	X(LEN_HIST, "len_hist")
 
 enum ti_map_id {
 #define TI_X(id, name) TI_MAP_##id,
 	TI_MAPS(TI_X)
 #undef TI_X
-	TI_MAP_COUNT,
+		TI_MAP_COUNT,
 };
 
 #define TI_MAX_DEVS 32
@@ -90,14 +99,14 @@ struct ti_filter {
  * the segments it sees at all.  Resolved from the netns, container and
  * cgroup options by kernel_env.c. */
 struct ti_scope {
-	uint32_t netns;          /* network namespace inode; 0: every namespace */
-	char netns_path[256];    /* a file naming it, to enter it (dev names, tc); "" for this one */
-	uint64_t cgroup_id;      /* cgroup=: the directory's cgroup id; 0: none */
-	uint32_t cgroup_level;   /* its depth below the cgroup v2 root */
-	int container;           /* container=PID (its netns above, its cgroup in ti_load_opts.cgroup); 0: none */
-	int cgroup_err;          /* container: its cgroup could not be found (-errno; cgroup mode fails) */
+	uint32_t netns;	       /* network namespace inode; 0: every namespace */
+	char netns_path[256];  /* a file naming it, to enter it (dev names, tc); "" for this one */
+	uint64_t cgroup_id;    /* cgroup=: the directory's cgroup id; 0: none */
+	uint32_t cgroup_level; /* its depth below the cgroup v2 root */
+	int container;	       /* container=PID (its netns above, its cgroup in ti_load_opts.cgroup); 0: none */
+	int cgroup_err;	       /* container: its cgroup could not be found (-errno; cgroup mode fails) */
 	char cgroup_why[256];
-	int err;                 /* resolving failed for want of something (EACCES ...): -errno; open fails */
+	int err; /* resolving failed for want of something (EACCES ...): -errno; open fails */
 	char why[320];
 };
 
@@ -114,7 +123,7 @@ struct ti_load_opts {
 	uint32_t snaplen; /* bytes of each segment in its record (0 .. TI_SNAPLEN_MAX) */
 	char cgroup[512]; /* cgroup mode's attach point (cgroup= or the container's); empty: the cgroup v2 root */
 	struct ti_scope scope;
-	int ndevs;        /* tc: 0 means every interface that is up */
+	int ndevs; /* tc: 0 means every interface that is up */
 	char devs[TI_MAX_DEVS][32];
 };
 
@@ -125,16 +134,15 @@ struct ti_kernel; /* opaque: kernel_int.h */
  * session's; why holds the reasons the modes tried before failed (empty if
  * none).  <0: -errno, *k is NULL, nothing is left behind, why says what
  * to do. */
-int ti_kernel_open(struct ti_kernel **k, const struct ti_load_opts *o, const struct ti_filter *f,
-		   char *why, size_t whylen);
+int ti_kernel_open(struct ti_kernel **k, const struct ti_load_opts *o, const struct ti_filter *f, char *why,
+		   size_t whylen);
 
 /* The replay backend: a pcap file instead of the kernel (kernel_replay.c),
  * with one CPU's copy of each map.  Its clock is the capture's: records'
  * ts are the frames' timestamps, ns since the epoch.  0 or -errno with
  * why, as ti_kernel_open. */
-int ti_kernel_open_replay(struct ti_kernel **k, const struct ti_load_opts *o,
-			  const struct ti_filter *f, const char *path, uint32_t snaplen, char *why,
-			  size_t whylen);
+int ti_kernel_open_replay(struct ti_kernel **k, const struct ti_load_opts *o, const struct ti_filter *f,
+			  const char *path, uint32_t snaplen, char *why, size_t whylen);
 
 /* Detach, unload, close and free; NULL is a no-op.  A forked child closing
  * its copy only closes its fds (the parent's hooks stay). */
@@ -171,23 +179,22 @@ typedef int (*ti_record_fn)(void *ctx, const void *rec, size_t size);
  * the end of the file), which then reads that time (the clock stays at
  * the last record when fn stops it).  0 (also when fn stopped it) or
  * -errno with why ("reading the ring buffer failed: ...", "replay: ..."). */
-int ti_kernel_consume(struct ti_kernel *k, int64_t timeout_ms, ti_record_fn fn, void *ctx,
-		      char *why, size_t whylen);
+int ti_kernel_consume(struct ti_kernel *k, int64_t timeout_ms, ti_record_fn fn, void *ctx, char *why, size_t whylen);
 
 /* Sum the per-CPU counters.  0 or -errno. */
 int ti_kernel_stats(const struct ti_kernel *k, uint64_t out[TI_STAT_MAX]);
 
 /* What a session shows of its backend, read when asked. */
 struct ti_kernel_info {
-	const char *mode;       /* "fentry", "kprobe", "tc", "cgroup" or "replay" */
+	const char *mode;	/* "fentry", "kprobe", "tc", "cgroup" or "replay" */
 	const char *netns_path; /* the file the attachments' namespace was entered by ("": here) */
-	int fd;                 /* readable when ti_kernel_wait would return at once: for an
+	int fd;			/* readable when ti_kernel_wait would return at once: for an
 				 * event loop (session:fd()); -1: none */
-	bool capture_clock;     /* time is a capture's: a timeout is capture time, of any length */
-	uint64_t clock;         /* now on the records' clock, ns: CLOCK_MONOTONIC or the capture's */
-	bool ended;             /* no record will ever come (a replay at the end of its file) */
-	bool next_known;        /* next_ts is known (a replay not at its end) */
-	uint64_t next_ts;       /* the next frame's time, ns (it may be below clock) */
+	bool capture_clock;	/* time is a capture's: a timeout is capture time, of any length */
+	uint64_t clock;		/* now on the records' clock, ns: CLOCK_MONOTONIC or the capture's */
+	bool ended;		/* no record will ever come (a replay at the end of its file) */
+	bool next_known;	/* next_ts is known (a replay not at its end) */
+	uint64_t next_ts;	/* the next frame's time, ns (it may be below clock) */
 };
 void ti_kernel_describe(const struct ti_kernel *k, struct ti_kernel_info *info);
 
@@ -207,8 +214,8 @@ void ti_kernel_hooks(const struct ti_kernel *k, ti_hook_fn fn, void *ctx);
 
 /* BPF_PROG_TEST_RUN of the tc or cgroup program on a frame.  0 or -errno;
  * -EOPNOTSUPP (why says so) in the other modes and a replay. */
-int ti_kernel_test_run(const struct ti_kernel *k, const void *frame, size_t len, int repeat,
-		       int *retval, uint32_t *ns, char *why, size_t whylen);
+int ti_kernel_test_run(const struct ti_kernel *k, const void *frame, size_t len, int repeat, int *retval, uint32_t *ns,
+		       char *why, size_t whylen);
 
 /* The aggregate maps, merged across CPUs (kernel_maps.c).  An entry is
  * the key (ti_map_key_size: struct ti_flow_key, struct ti_addr_key, or the
@@ -217,9 +224,9 @@ int ti_kernel_test_run(const struct ti_kernel *k, const void *frame, size_t len,
  * uint64_t count).  All return 0 or -errno; -ENOENT: no such key. */
 struct ti_snapshot {
 	enum ti_map_id map;
-	size_t n, cap;     /* entries */
-	size_t ksize;      /* the value starts at this offset of an entry */
-	size_t esize;      /* bytes per entry */
+	size_t n, cap; /* entries */
+	size_t ksize;  /* the value starts at this offset of an entry */
+	size_t esize;  /* bytes per entry */
 	uint8_t *e;
 };
 
@@ -236,10 +243,10 @@ int ti_kernel_map_clear(const struct ti_kernel *k, enum ti_map_id m);
 int ti_kernel_probe_mode(enum ti_mode mode, bool *tcx, char *why, size_t whylen);
 
 /* kernel_env.c */
-void ti_kernel_log_init(void); /* route libbpf's messages (once per process) */
+void ti_kernel_log_init(void);	     /* route libbpf's messages (once per process) */
 void ti_kernel_set_verbose(bool on); /* print all of libbpf's log on stderr */
-bool ti_kernel_has_btf(void);     /* /sys/kernel/btf/vmlinux is there */
-bool ti_kernel_btf_loads(void);   /* ... and libbpf can parse it */
+bool ti_kernel_has_btf(void);	     /* /sys/kernel/btf/vmlinux is there */
+bool ti_kernel_btf_loads(void);	     /* ... and libbpf can parse it */
 bool ti_kernel_has_ringbuf(void);
 int ti_cgroup_root(char *buf, size_t len);
 /* tcpdump's -Z: become user (initgroups, setgid, setuid, in that order,
@@ -253,10 +260,8 @@ int ti_drop_privileges(const char *user, char *why, size_t whylen);
  * (EACCES ...).  why says what and what to do. */
 int ti_netns_resolve(const char *spec, struct ti_scope *s, char *why, size_t whylen);
 int ti_netns_resolve_inode(uint32_t ino, struct ti_scope *s, char *why, size_t whylen);
-int ti_cgroup_resolve(const char *path, struct ti_scope *s, char *canon, size_t clen, char *why,
-		      size_t whylen);
-int ti_container_resolve(int pid, struct ti_scope *s, char *cgroup, size_t clen, char *why,
-			 size_t whylen);
+int ti_cgroup_resolve(const char *path, struct ti_scope *s, char *canon, size_t clen, char *why, size_t whylen);
+int ti_container_resolve(int pid, struct ti_scope *s, char *cgroup, size_t clen, char *why, size_t whylen);
 uint32_t ti_netns_inode(void); /* the calling thread's */
 /* A file that names network namespace ino: /run/netns/NAME first, else some
  * /proc/PID/ns/net.  0, or -ENOENT (path ""). */

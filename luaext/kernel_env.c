@@ -41,7 +41,7 @@ const char *const ti_mode_names[TI_MODE_COUNT + 1] = {
 #define TI_X(id, name) name,
 	TI_MODES(TI_X)
 #undef TI_X
-	NULL,
+		NULL,
 };
 
 /* ---- libbpf's messages ------------------------------------------------------ */
@@ -127,7 +127,8 @@ int ti_check_privileges(enum ti_mode mode, char *why, size_t whylen)
 		return 0;
 	if (bpf && other)
 		return 0;
-	snprintf(why, whylen, "%s mode needs CAP_BPF and %s; missing %s%s%s: run as root or grant them (setpriv/setcap)",
+	snprintf(why, whylen,
+		 "%s mode needs CAP_BPF and %s; missing %s%s%s: run as root or grant them (setpriv/setcap)",
 		 ti_mode_names[mode], second_name, bpf ? "" : "CAP_BPF", !bpf && !other ? " and " : "",
 		 other ? "" : second_name);
 	return -EPERM;
@@ -154,8 +155,10 @@ int ti_drop_privileges(const char *user, char *why, size_t whylen)
 	uid = pw->pw_uid, gid = pw->pw_gid;
 	if (initgroups(pw->pw_name, gid)) {
 		e = errno;
-		snprintf(why, whylen, "setting the groups of '%s' failed (initgroups): %s; only root can drop "
-			 "to another user", user, strerror(e));
+		snprintf(why, whylen,
+			 "setting the groups of '%s' failed (initgroups): %s; only root can drop "
+			 "to another user",
+			 user, strerror(e));
 		return -e;
 	}
 	if (setgid(gid)) {
@@ -170,8 +173,8 @@ int ti_drop_privileges(const char *user, char *why, size_t whylen)
 	}
 	if (getuid() != uid || geteuid() != uid || getgid() != gid || getegid() != gid ||
 	    (uid != 0 && (setuid(0) == 0 || seteuid(0) == 0))) {
-		snprintf(why, whylen, "dropping to '%s' did not take (ids %u/%u, %u/%u)", user,
-			 (unsigned)getuid(), (unsigned)geteuid(), (unsigned)getgid(), (unsigned)getegid());
+		snprintf(why, whylen, "dropping to '%s' did not take (ids %u/%u, %u/%u)", user, (unsigned)getuid(),
+			 (unsigned)geteuid(), (unsigned)getgid(), (unsigned)getegid());
 		return -EPERM;
 	}
 	return 0;
@@ -280,8 +283,7 @@ int ti_cgroup_root(char *buf, size_t len)
 
 static bool mistake(int err)
 {
-	return err == ENOENT || err == ENOTDIR || err == ESRCH || err == ELOOP ||
-	       err == ENAMETOOLONG;
+	return err == ENOENT || err == ENOTDIR || err == ESRCH || err == ELOOP || err == ENAMETOOLONG;
 }
 
 /* fd is open on path: is it a network namespace?  Fills *ino. */
@@ -305,7 +307,9 @@ int ti_netns_resolve(const char *spec, struct ti_scope *s, char *why, size_t why
 	int fd, err;
 
 	if (!spec[0]) {
-		snprintf(why, whylen, "an empty name: give a name from `ip netns list`, a path such as /proc/PID/ns/net or /run/netns/NAME, or an inode number");
+		snprintf(
+			why, whylen,
+			"an empty name: give a name from `ip netns list`, a path such as /proc/PID/ns/net or /run/netns/NAME, or an inode number");
 		return -EINVAL;
 	}
 	if (strchr(spec, '/')) {
@@ -323,13 +327,15 @@ int ti_netns_resolve(const char *spec, struct ti_scope *s, char *why, size_t why
 	if (fd < 0) {
 		err = errno;
 		if (mistake(err) && !strchr(spec, '/'))
-			snprintf(why, whylen, "no network namespace named '%s' (%s: %s; see `ip netns list`)",
-				 spec, path, strerror(err));
+			snprintf(why, whylen, "no network namespace named '%s' (%s: %s; see `ip netns list`)", spec,
+				 path, strerror(err));
 		else if (mistake(err))
 			snprintf(why, whylen, "cannot open '%s': %s", path, strerror(err));
 		else
-			snprintf(why, whylen, "cannot open '%s': %s; reading another process's namespace needs root (CAP_SYS_PTRACE)",
-				 path, strerror(err));
+			snprintf(
+				why, whylen,
+				"cannot open '%s': %s; reading another process's namespace needs root (CAP_SYS_PTRACE)",
+				path, strerror(err));
 		return mistake(err) ? -EINVAL : -err;
 	}
 	err = netns_check_fd(fd, path, &s->netns, why, whylen);
@@ -348,8 +354,10 @@ int ti_netns_resolve_inode(uint32_t ino, struct ti_scope *s, char *why, size_t w
 	s->netns_path[0] = '\0';
 	if (ino == ti_netns_inode() || !ti_netns_find(ino, s->netns_path, sizeof(s->netns_path)))
 		return 0;
-	snprintf(why, whylen, "no /run/netns entry or process is in network namespace %u, so it cannot be entered; give netns= a path (/proc/PID/ns/net, /run/netns/NAME) or container=PID",
-		 ino);
+	snprintf(
+		why, whylen,
+		"no /run/netns entry or process is in network namespace %u, so it cannot be entered; give netns= a path (/proc/PID/ns/net, /run/netns/NAME) or container=PID",
+		ino);
 	return -ENOENT;
 }
 
@@ -396,8 +404,7 @@ static int cgroup2_mount_of(const char *real, char *mnt, size_t mlen, char *root
 	return best ? 0 : -ENOENT;
 }
 
-int ti_cgroup_resolve(const char *path, struct ti_scope *s, char *canon, size_t clen, char *why,
-		      size_t whylen)
+int ti_cgroup_resolve(const char *path, struct ti_scope *s, char *canon, size_t clen, char *why, size_t whylen)
 {
 	char real[4096], mnt[1024], root[1024];
 	struct statfs sf;
@@ -420,8 +427,10 @@ int ti_cgroup_resolve(const char *path, struct ti_scope *s, char *canon, size_t 
 		if (ti_cgroup_root(v2, sizeof(v2)))
 			snprintf(v2, sizeof(v2), "%s", "nowhere here: mount -t cgroup2 none /sys/fs/cgroup");
 		if (sf.f_type == CGROUP_SUPER_MAGIC)
-			snprintf(why, whylen, "'%s' is a cgroup v1 directory; tcpinspect needs cgroup v2 (the unified hierarchy, mounted %s%s)",
-				 path, strncmp(v2, "nowhere", 7) ? "at " : "", v2);
+			snprintf(
+				why, whylen,
+				"'%s' is a cgroup v1 directory; tcpinspect needs cgroup v2 (the unified hierarchy, mounted %s%s)",
+				path, strncmp(v2, "nowhere", 7) ? "at " : "", v2);
 		else
 			snprintf(why, whylen, "'%s' is not a cgroup v2 directory (cgroup v2 is mounted %s%s)", path,
 				 strncmp(v2, "nowhere", 7) ? "at " : "", v2);
@@ -438,8 +447,7 @@ int ti_cgroup_resolve(const char *path, struct ti_scope *s, char *canon, size_t 
 	return 0;
 }
 
-int ti_container_resolve(int pid, struct ti_scope *s, char *cgroup, size_t clen, char *why,
-			 size_t whylen)
+int ti_container_resolve(int pid, struct ti_scope *s, char *cgroup, size_t clen, char *why, size_t whylen)
 {
 	char path[64], line[4096], v2[1024], mnt[1024], root[1024];
 	const char *rel = NULL;
@@ -477,14 +485,16 @@ int ti_container_resolve(int pid, struct ti_scope *s, char *cgroup, size_t clen,
 	fclose(f);
 	if (!rel) {
 		s->cgroup_err = -EOPNOTSUPP;
-		snprintf(s->cgroup_why, sizeof(s->cgroup_why), "process %d is in no cgroup v2 hierarchy (%s has no 0:: line: cgroup v1 only)",
-			 pid, path);
+		snprintf(s->cgroup_why, sizeof(s->cgroup_why),
+			 "process %d is in no cgroup v2 hierarchy (%s has no 0:: line: cgroup v1 only)", pid, path);
 		return 0;
 	}
 	if (ti_cgroup_root(v2, sizeof(v2)) || cgroup2_mount_of(v2, mnt, sizeof(mnt), root, sizeof(root))) {
 		s->cgroup_err = -ENOENT;
-		snprintf(s->cgroup_why, sizeof(s->cgroup_why), "process %d's cgroup is %.100s, but no cgroup v2 hierarchy is mounted here; mount -t cgroup2 none /sys/fs/cgroup",
-			 pid, rel);
+		snprintf(
+			s->cgroup_why, sizeof(s->cgroup_why),
+			"process %d's cgroup is %.100s, but no cgroup v2 hierarchy is mounted here; mount -t cgroup2 none /sys/fs/cgroup",
+			pid, rel);
 		return 0;
 	}
 	/* rel is relative to our cgroup namespace's root; the mount shows root */
@@ -493,8 +503,9 @@ int ti_container_resolve(int pid, struct ti_scope *s, char *cgroup, size_t clen,
 
 		if (strncmp(rel, root, rl) || (rel[rl] && rel[rl] != '/')) {
 			s->cgroup_err = -ENOENT;
-			snprintf(s->cgroup_why, sizeof(s->cgroup_why), "process %d's cgroup %.60s is outside the cgroup v2 mount at %.60s (root %.60s)",
-				 pid, rel, mnt, root);
+			snprintf(s->cgroup_why, sizeof(s->cgroup_why),
+				 "process %d's cgroup %.60s is outside the cgroup v2 mount at %.60s (root %.60s)", pid,
+				 rel, mnt, root);
 			return 0;
 		}
 		rel += rl;
@@ -610,8 +621,10 @@ int ti_explain(int err, char *why, size_t whylen, enum ti_mode mode, const char 
 	/* every mode's programs are CO-RE (relocated against the kernel's BTF
 	 * at load time): without BTF no mode loads, so no other mode is advised */
 	if (!ti_kernel_has_btf() && (mode == TI_MODE_FENTRY || mode == TI_MODE_KPROBE || loading)) {
-		snprintf(why, whylen, "%s: this kernel has no BTF (/sys/kernel/btf/vmlinux is missing); tcpinspect's programs are CO-RE in every mode and need a kernel built with CONFIG_DEBUG_INFO_BTF=y",
-			 mname);
+		snprintf(
+			why, whylen,
+			"%s: this kernel has no BTF (/sys/kernel/btf/vmlinux is missing); tcpinspect's programs are CO-RE in every mode and need a kernel built with CONFIG_DEBUG_INFO_BTF=y",
+			mname);
 		return err;
 	}
 	if (err == -EMFILE || err == -ENFILE) {
@@ -643,15 +656,14 @@ int ti_explain(int err, char *why, size_t whylen, enum ti_mode mode, const char 
 		if (attaching)
 			hint = "check that the cgroup v2 path exists and CONFIG_CGROUP_BPF=y";
 		break;
-	default:
-		break;
+	default: break;
 	}
 out:
 	if (!*hint && loading)
 		hint = "the kernel refused the BPF object; -v (tcpinspect.set_debug(true)) prints libbpf's log";
 	if (err == -EPERM && !*hint)
 		hint = "permission denied: run as root (needs CAP_BPF plus CAP_PERFMON or CAP_NET_ADMIN)";
-	snprintf(why, whylen, "%s: %s failed: %s%s%s%s%s%s", mname, step, strerror(-err), *hint ? "; " : "",
-		 hint, *last_log ? " [libbpf: " : "", last_log, *last_log ? "]" : "");
+	snprintf(why, whylen, "%s: %s failed: %s%s%s%s%s%s", mname, step, strerror(-err), *hint ? "; " : "", hint,
+		 *last_log ? " [libbpf: " : "", last_log, *last_log ? "]" : "");
 	return err;
 }

@@ -24,21 +24,18 @@ struct ti_replay;
 struct ti_kernel_ops {
 	int (*set_filter)(struct ti_kernel *k, const struct ti_filter *f);
 	int (*wait)(struct ti_kernel *k, int64_t timeout_ms);
-	int (*consume)(struct ti_kernel *k, int64_t timeout_ms, ti_record_fn fn, void *ctx, char *why,
-		       size_t whylen);
+	int (*consume)(struct ti_kernel *k, int64_t timeout_ms, ti_record_fn fn, void *ctx, char *why, size_t whylen);
 	int (*stats)(const struct ti_kernel *k, uint64_t out[TI_STAT_MAX]);
 	void (*describe)(const struct ti_kernel *k, struct ti_kernel_info *info);
 	void (*hooks)(const struct ti_kernel *k, ti_hook_fn fn, void *ctx);
-	int (*test_run)(const struct ti_kernel *k, const void *frame, size_t len, int repeat,
-			int *retval, uint32_t *ns, char *why, size_t whylen);
+	int (*test_run)(const struct ti_kernel *k, const void *frame, size_t len, int repeat, int *retval, uint32_t *ns,
+			char *why, size_t whylen);
 	/* map m: its number of elements; n elements from `first` read into
 	 * vals or written from it (n * k->ncpus strides; write: the elements
 	 * exist, as BPF_EXIST) */
 	uint32_t (*map_elems)(const struct ti_kernel *k, enum ti_map_id m);
-	int (*map_read)(const struct ti_kernel *k, enum ti_map_id m, uint32_t first, uint32_t n,
-			void *vals);
-	int (*map_write)(const struct ti_kernel *k, enum ti_map_id m, uint32_t first, uint32_t n,
-			 const void *vals);
+	int (*map_read)(const struct ti_kernel *k, enum ti_map_id m, uint32_t first, uint32_t n, void *vals);
+	int (*map_write)(const struct ti_kernel *k, enum ti_map_id m, uint32_t first, uint32_t n, const void *vals);
 	void (*close)(struct ti_kernel *k); /* release what the backend holds (not k itself) */
 };
 
@@ -46,12 +43,12 @@ struct ti_kernel_ops {
 struct ti_tc_hook {
 	int ifindex;
 	uint32_t handle; /* netlink filter handle; 0 when a tcx link is used */
-	int link_fd;     /* tcx link, or -1 */
-	int state_fd;    /* the netlink filter's state file, flock-ed while we live, or -1 */
-	int ns;          /* its network namespace: an index in ti_kernel.tcns */
-	uint32_t netns;  /* that namespace's inode */
-	char name[32];   /* the interface's name, in its namespace */
-	char label[48];  /* session.probes' "tc/ingress:LABEL": the name, "NAME@NETNS" for
+	int link_fd;	 /* tcx link, or -1 */
+	int state_fd;	 /* the netlink filter's state file, flock-ed while we live, or -1 */
+	int ns;		 /* its network namespace: an index in ti_kernel.tcns */
+	uint32_t netns;	 /* that namespace's inode */
+	char name[32];	 /* the interface's name, in its namespace */
+	char label[48];	 /* session.probes' "tc/ingress:LABEL": the name, "NAME@NETNS" for
 			  * another namespace's interface in a session over every one */
 };
 
@@ -64,52 +61,52 @@ struct ti_tc_skip {
 };
 #define TI_MAX_SKIPPED 64
 #define TI_MAX_HOOKS 256 /* tc attachments of one session, every namespace together */
-#define TI_MAX_NETNS 64  /* network namespaces one tc session attaches in */
+#define TI_MAX_NETNS 64	 /* network namespaces one tc session attaches in */
 
 /* A network namespace a tc session attaches in (kernel_tc.c). */
 struct ti_tc_ns {
 	uint32_t ino;
-	int fd;         /* entered by (setns) around netlink/tcx calls; -1: the process's own */
+	int fd;		/* entered by (setns) around netlink/tcx calls; -1: the process's own */
 	int monitor_fd; /* netlink RTMGRP_LINK socket opened inside it, or -1 (dev= given) */
-	bool news;      /* the monitor reported changes not acted on yet */
-	bool present;   /* found by the last rescan (a session over every namespace) */
+	bool news;	/* the monitor reported changes not acted on yet */
+	bool present;	/* found by the last rescan (a session over every namespace) */
 };
 
 /* The interface's struct: what both backends share first, then each
  * backend's own state, which only its files touch. */
 struct ti_kernel {
 	const struct ti_kernel_ops *ops;
-	int ncpus;                        /* the copies of a map element (a replay: 1) */
+	int ncpus; /* the copies of a map element (a replay: 1) */
 
 	/* live (kernel.c, kernel_tc.c, kernel_maps.c's live_* functions) */
 	struct tcpinspect_bpf *skel;
-	enum ti_mode mode;                /* the mode loaded */
+	enum ti_mode mode; /* the mode loaded */
 	struct bpf_link *links[4];
 	int nlinks;
 	struct ti_tc_hook tc[TI_MAX_HOOKS];
 	int ntc;
 	struct ti_tc_skip tc_skipped[TI_MAX_SKIPPED]; /* tc, every interface: not attached */
 	int ntc_skipped;
-	struct ti_tc_ns tcns[TI_MAX_NETNS];   /* tc: the namespaces attached in; [0] the first */
+	struct ti_tc_ns tcns[TI_MAX_NETNS]; /* tc: the namespaces attached in; [0] the first */
 	int ntcns;
-	bool tc_every_netns;              /* tc with no scope and no dev=: every namespace */
-	int tc_wake_fd;                   /* epoll over the monitors (and the rescan timer), or -1 */
-	int tc_timer_fd;                  /* every namespace: the rescan's timerfd, or -1 */
-	int tc_prog_fd;                   /* what the monitor attaches to new interfaces */
-	char tc_netns_path[256];          /* the file tc entered a scope's namespace by ("" if not scoped) */
-	char tc_netns_note[192];          /* tc with no scope: why only this namespace ("" if every one) */
-	char probe_status[2][192];        /* tcp_v4_rcv, tcp_v6_rcv: "attached" or why not */
+	bool tc_every_netns;	   /* tc with no scope and no dev=: every namespace */
+	int tc_wake_fd;		   /* epoll over the monitors (and the rescan timer), or -1 */
+	int tc_timer_fd;	   /* every namespace: the rescan's timerfd, or -1 */
+	int tc_prog_fd;		   /* what the monitor attaches to new interfaces */
+	char tc_netns_path[256];   /* the file tc entered a scope's namespace by ("" if not scoped) */
+	char tc_netns_note[192];   /* tc with no scope: why only this namespace ("" if every one) */
+	char probe_status[2][192]; /* tcp_v4_rcv, tcp_v6_rcv: "attached" or why not */
 	char cgroup_path[512];
-	uint32_t slot;                    /* the active filter slot */
+	uint32_t slot;			  /* the active filter slot */
 	struct ti_filter *slot_filter[2]; /* what each slot holds (for deletes) */
-	int owner;                        /* the PID that loaded and attached: only it detaches
+	int owner;			  /* the PID that loaded and attached: only it detaches
 					   * (a forked child closes its copies of the fds, no more) */
 	/* the waiter: what ti_kernel_wait sleeps on and session:fd() hands out */
-	struct ring_buffer *rb;           /* the ring's reader (events), or NULL */
-	int epfd;                         /* epoll over the ring's and tc_wake_fd, or -1 */
-	ti_record_fn rec_fn;              /* during ti_kernel_consume: where records go */
+	struct ring_buffer *rb; /* the ring's reader (events), or NULL */
+	int epfd;		/* epoll over the ring's and tc_wake_fd, or -1 */
+	ti_record_fn rec_fn;	/* during ti_kernel_consume: where records go */
 	void *rec_ctx;
-	bool rec_stopped;                 /* rec_fn returned < 0 */
+	bool rec_stopped; /* rec_fn returned < 0 */
 
 	/* replay (kernel_replay.c) */
 	struct ti_replay *replay;
@@ -133,8 +130,8 @@ static inline const char *ti_probe_key(int probe)
  * ti_kernel_open and ti_kernel_close are init + open_live and release +
  * free; spec/fuzz/kernel_harness.c calls the steps to look inside. */
 void ti_kernel_init(struct ti_kernel *k);
-int ti_kernel_open_live(struct ti_kernel *k, const struct ti_load_opts *o, const struct ti_filter *f,
-			char *why, size_t whylen);
+int ti_kernel_open_live(struct ti_kernel *k, const struct ti_load_opts *o, const struct ti_filter *f, char *why,
+			size_t whylen);
 void ti_kernel_release(struct ti_kernel *k);
 /* the rodata of a load (kernel_replay.c runs the same code with it) */
 void ti_set_load_config(struct ti_load_config *c, const struct ti_load_opts *o, enum ti_mode mode);
@@ -153,8 +150,7 @@ void ti_libbpf_log_clear(void);
 int ti_explain(int err, char *why, size_t whylen, enum ti_mode mode, const char *step);
 
 /* kernel_tc.c */
-int ti_tc_attach(struct ti_kernel *k, const struct ti_load_opts *o, int prog_fd, char *why,
-		 size_t whylen);
+int ti_tc_attach(struct ti_kernel *k, const struct ti_load_opts *o, int prog_fd, char *why, size_t whylen);
 void ti_tc_detach(struct ti_kernel *k);
 void ti_tc_sweep_stale(void);
 /* tc mode on every interface: attach to interfaces that appeared (or came
@@ -168,20 +164,16 @@ int ti_kernel_tc_wake_fd(const struct ti_kernel *k);
 
 /* kernel_maps.c: the live backend's map operations */
 uint32_t ti_live_map_elems(const struct ti_kernel *k, enum ti_map_id m);
-int ti_live_map_read(const struct ti_kernel *k, enum ti_map_id m, uint32_t first, uint32_t n,
-		     void *vals);
-int ti_live_map_write(const struct ti_kernel *k, enum ti_map_id m, uint32_t first, uint32_t n,
-		      const void *vals);
+int ti_live_map_read(const struct ti_kernel *k, enum ti_map_id m, uint32_t first, uint32_t n, void *vals);
+int ti_live_map_write(const struct ti_kernel *k, enum ti_map_id m, uint32_t first, uint32_t n, const void *vals);
 size_t ti_map_stride(enum ti_map_id m); /* one CPU's copy of an element, rounded up to 8 */
 
 /* kernel_replay.c: a pcap file through the kernel's path in user space */
 struct ti_replay;
-int ti_replay_open(struct ti_replay **out, const char *path, const struct ti_load_config *load,
-		   uint32_t table_entries, uint32_t snaplen, const struct ti_filter *f, char *why,
-		   size_t whylen);
+int ti_replay_open(struct ti_replay **out, const char *path, const struct ti_load_config *load, uint32_t table_entries,
+		   uint32_t snaplen, const struct ti_filter *f, char *why, size_t whylen);
 int ti_replay_set_filter(struct ti_replay *r, const struct ti_filter *f);
-int ti_replay_next(struct ti_replay *r, uint64_t until_ns, const void **rec, size_t *size,
-		   char *why, size_t whylen);
+int ti_replay_next(struct ti_replay *r, uint64_t until_ns, const void **rec, size_t *size, char *why, size_t whylen);
 uint64_t ti_replay_clock(const struct ti_replay *r);
 uint64_t ti_replay_next_ts(const struct ti_replay *r);
 bool ti_replay_ended(const struct ti_replay *r);

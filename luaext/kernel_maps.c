@@ -100,7 +100,8 @@ static int read_all(int fd, uint32_t n, size_t vstride, int ncpus, void *vals)
 				/* no batch operations: one lookup per element */
 				err = 0;
 				for (uint32_t i = done; i < n && !err; i++)
-					if (bpf_map_lookup_elem(fd, &i, (uint8_t *)vals + (size_t)i * vstride * (size_t)ncpus))
+					if (bpf_map_lookup_elem(fd, &i,
+								(uint8_t *)vals + (size_t)i * vstride * (size_t)ncpus))
 						err = -errno;
 				done = n;
 			}
@@ -151,8 +152,7 @@ static void merge(enum ti_map_id m, void *into, const void *from, bool first)
 }
 
 /* A table entry (one CPU's copy of an element): key, value and "in use". */
-static void table_entry(enum ti_map_id m, const void *elem, const void **key, const void **val,
-			bool *used)
+static void table_entry(enum ti_map_id m, const void *elem, const void **key, const void **val, bool *used)
 {
 	if (m == TI_MAP_FLOWS) {
 		const struct ti_flow_entry *e = elem;
@@ -224,7 +224,10 @@ int ti_kernel_map_snapshot(const struct ti_kernel *k, enum ti_map_id m, struct t
 	for (uint32_t i = 0; i < n; i++) {
 		if (!is_table(m)) {
 			/* an array: the sum over CPUs, for every slot, for ports with packets */
-			union { struct ti_port_val port; uint64_t count; } sum;
+			union {
+				struct ti_port_val port;
+				uint64_t count;
+			} sum;
 			uint64_t key = i;
 			int at;
 
@@ -295,7 +298,7 @@ static int elems_of(const struct ti_kernel *k, enum ti_map_id m, const void *key
 		*first = (key_hash(m, key) & (n / TI_TABLE_WAYS - 1)) * TI_TABLE_WAYS;
 		return TI_TABLE_WAYS;
 	}
-	*first = (uint32_t)*(const uint64_t *)key;
+	*first = (uint32_t) * (const uint64_t *)key;
 	return *first < n ? 1 : 0;
 }
 
@@ -404,8 +407,7 @@ uint32_t ti_live_map_elems(const struct ti_kernel *k, enum ti_map_id m)
 }
 
 /* One element: bpf_map_lookup_elem; every element from 0: in batches. */
-int ti_live_map_read(const struct ti_kernel *k, enum ti_map_id m, uint32_t first, uint32_t n,
-		     void *vals)
+int ti_live_map_read(const struct ti_kernel *k, enum ti_map_id m, uint32_t first, uint32_t n, void *vals)
 {
 	size_t bytes = stride(m) * (size_t)k->ncpus;
 	int fd = map_fd(k, m), err = 0;
@@ -423,8 +425,7 @@ int ti_live_map_read(const struct ti_kernel *k, enum ti_map_id m, uint32_t first
 /* One element: bpf_map_update_elem; every element from 0: one
  * BPF_MAP_UPDATE_BATCH (65536 ports in one call), or one update per
  * element where the kernel has no batch operations. */
-int ti_live_map_write(const struct ti_kernel *k, enum ti_map_id m, uint32_t first, uint32_t n,
-		      const void *vals)
+int ti_live_map_write(const struct ti_kernel *k, enum ti_map_id m, uint32_t first, uint32_t n, const void *vals)
 {
 	size_t bytes = stride(m) * (size_t)k->ncpus;
 	uint32_t *keys, count = n;

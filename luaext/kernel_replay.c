@@ -94,7 +94,7 @@ struct ti_replay {
 	struct ti_pcap_reader rd;
 	struct ti_pcap_frame f; /* the next frame, read but not handled (pending) */
 	bool pending;
-	bool at_end; /* the file ended in this ti_replay_next: the clock stays */
+	bool at_end;	  /* the file ended in this ti_replay_next: the clock stays */
 	uint64_t held_ns; /* the horizon that poll was asked for (0: none) */
 	uint64_t clock_ns;
 	uint32_t snaplen;
@@ -211,9 +211,8 @@ static int read_pending(struct ti_replay *r, char *why, size_t whylen)
 	return 1;
 }
 
-int ti_replay_open(struct ti_replay **out, const char *path, const struct ti_load_config *load,
-		   uint32_t table_entries, uint32_t snaplen, const struct ti_filter *f, char *why,
-		   size_t whylen)
+int ti_replay_open(struct ti_replay **out, const char *path, const struct ti_load_config *load, uint32_t table_entries,
+		   uint32_t snaplen, const struct ti_filter *f, char *why, size_t whylen)
 {
 	struct ti_replay *r = calloc(1, sizeof(*r));
 	int err;
@@ -285,8 +284,7 @@ static void handle(struct ti_replay *r)
 	}
 }
 
-int ti_replay_next(struct ti_replay *r, uint64_t until_ns, const void **rec, size_t *size,
-		   char *why, size_t whylen)
+int ti_replay_next(struct ti_replay *r, uint64_t until_ns, const void **rec, size_t *size, char *why, size_t whylen)
 {
 	int rc;
 
@@ -401,8 +399,7 @@ static int replay_wait(struct ti_kernel *k, int64_t timeout_ms)
 	return 0;
 }
 
-static int replay_consume(struct ti_kernel *k, int64_t timeout_ms, ti_record_fn fn, void *ctx,
-			  char *why, size_t whylen)
+static int replay_consume(struct ti_kernel *k, int64_t timeout_ms, ti_record_fn fn, void *ctx, char *why, size_t whylen)
 {
 	uint64_t clock = ti_replay_clock(k->replay);
 	/* saturating: a clock near 2^64 ns stops there instead of wrapping */
@@ -455,8 +452,8 @@ static void replay_hooks(const struct ti_kernel *k, ti_hook_fn fn, void *ctx)
 	fn(ctx, &(struct ti_hook_info){ .probe = ti_probe_key(TI_PROBE_PCAP), .status = status });
 }
 
-static int replay_test_run(const struct ti_kernel *k, const void *frame, size_t len, int repeat,
-			   int *retval, uint32_t *ns, char *why, size_t whylen)
+static int replay_test_run(const struct ti_kernel *k, const void *frame, size_t len, int repeat, int *retval,
+			   uint32_t *ns, char *why, size_t whylen)
 {
 	snprintf(why, whylen, "test_run needs a session in tc or cgroup mode, not a replay");
 	return -EOPNOTSUPP;
@@ -479,8 +476,7 @@ static uint8_t *replay_elems(const struct ti_kernel *k, enum ti_map_id m, uint32
 	return mem && first <= have && n <= have - first ? mem + (size_t)first * ti_map_stride(m) : NULL;
 }
 
-static int replay_map_read(const struct ti_kernel *k, enum ti_map_id m, uint32_t first, uint32_t n,
-			   void *vals)
+static int replay_map_read(const struct ti_kernel *k, enum ti_map_id m, uint32_t first, uint32_t n, void *vals)
 {
 	uint8_t *e = replay_elems(k, m, first, n);
 
@@ -490,8 +486,7 @@ static int replay_map_read(const struct ti_kernel *k, enum ti_map_id m, uint32_t
 	return 0;
 }
 
-static int replay_map_write(const struct ti_kernel *k, enum ti_map_id m, uint32_t first, uint32_t n,
-			    const void *vals)
+static int replay_map_write(const struct ti_kernel *k, enum ti_map_id m, uint32_t first, uint32_t n, const void *vals)
 {
 	uint8_t *e = replay_elems(k, m, first, n);
 
@@ -521,9 +516,8 @@ static const struct ti_kernel_ops replay_ops = {
 	.close = replay_release,
 };
 
-int ti_kernel_open_replay(struct ti_kernel **out, const struct ti_load_opts *o,
-			  const struct ti_filter *f, const char *path, uint32_t snaplen, char *why,
-			  size_t whylen)
+int ti_kernel_open_replay(struct ti_kernel **out, const struct ti_load_opts *o, const struct ti_filter *f,
+			  const char *path, uint32_t snaplen, char *why, size_t whylen)
 {
 	struct ti_kernel *k = calloc(1, sizeof(*k));
 	struct ti_load_config c;
@@ -537,8 +531,8 @@ int ti_kernel_open_replay(struct ti_kernel **out, const struct ti_load_opts *o,
 	}
 	ti_set_load_config(&c, o, TI_MODE_AUTO);
 	c.netns = 0; /* a capture does not say */
-	err = ti_replay_open(&k->replay, path, &c, ti_table_buckets(o->max_flows) * TI_TABLE_WAYS,
-			     snaplen, f, why, whylen);
+	err = ti_replay_open(&k->replay, path, &c, ti_table_buckets(o->max_flows) * TI_TABLE_WAYS, snaplen, f, why,
+			     whylen);
 	if (err) {
 		free(k);
 		return err;

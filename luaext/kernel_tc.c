@@ -59,11 +59,11 @@
 
 struct ti_link {
 	int ifindex;
-	int master;         /* IFLA_MASTER: a bridge port's bridge, a bond slave's bond */
-	unsigned type;      /* ARPHRD_* */
-	unsigned flags;     /* IFF_* */
+	int master;	/* IFLA_MASTER: a bridge port's bridge, a bond slave's bond */
+	unsigned type;	/* ARPHRD_* */
+	unsigned flags; /* IFF_* */
 	char name[IFNAMSIZ];
-	char kind[16];      /* IFLA_INFO_KIND: "bridge", "bond", "veth", ... */
+	char kind[16]; /* IFLA_INFO_KIND: "bridge", "bond", "veth", ... */
 };
 
 static void parse_link(struct nlmsghdr *h, struct ti_link *l)
@@ -99,8 +99,10 @@ static int links_dump(struct ti_link **out, int *n)
 	struct {
 		struct nlmsghdr h;
 		struct ifinfomsg i;
-	} req = { .h = { .nlmsg_len = sizeof(req), .nlmsg_type = RTM_GETLINK,
-			 .nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP, .nlmsg_seq = 1 },
+	} req = { .h = { .nlmsg_len = sizeof(req),
+			 .nlmsg_type = RTM_GETLINK,
+			 .nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP,
+			 .nlmsg_seq = 1 },
 		  .i = { .ifi_family = AF_UNSPEC } };
 	static char buf[32768];
 	struct ti_link *v = NULL;
@@ -170,23 +172,27 @@ static const struct ti_link *link_by_index(const struct ti_link *v, int n, int i
 
 /* Can tc mode attach to l?  0, or fill why (for session.probes or the
  * error) and return -EOPNOTSUPP. */
-static int link_refused(const struct ti_link *l, const struct ti_link *all, int n, char *why,
-			size_t whylen)
+static int link_refused(const struct ti_link *l, const struct ti_link *all, int n, char *why, size_t whylen)
 {
 	if (l->type != ARPHRD_ETHER && l->type != ARPHRD_LOOPBACK) {
 		if (l->type == ARPHRD_NONE)
-			snprintf(why, whylen, "an L3 device (%s: IP without an Ethernet header); tc mode reads Ethernet frames: use mode='fentry', 'kprobe' or 'cgroup'",
-				 l->kind[0] ? l->kind : "tun, wireguard");
+			snprintf(
+				why, whylen,
+				"an L3 device (%s: IP without an Ethernet header); tc mode reads Ethernet frames: use mode='fentry', 'kprobe' or 'cgroup'",
+				l->kind[0] ? l->kind : "tun, wireguard");
 		else
-			snprintf(why, whylen, "not Ethernet or loopback (link type %u%s%s); tc mode reads Ethernet frames",
-				 l->type, l->kind[0] ? ", " : "", l->kind);
+			snprintf(why, whylen,
+				 "not Ethernet or loopback (link type %u%s%s); tc mode reads Ethernet frames", l->type,
+				 l->kind[0] ? ", " : "", l->kind);
 		return -EOPNOTSUPP;
 	}
 	if (l->master) {
 		const struct ti_link *m = link_by_index(all, n, l->master);
 
-		snprintf(why, whylen, "a port of %s '%s': its segments reach the IP stack on '%s' and are counted there (dev='%s')",
-			 m && m->kind[0] ? m->kind : "device", m ? m->name : "?", m ? m->name : "its master", m ? m->name : "?");
+		snprintf(why, whylen,
+			 "a port of %s '%s': its segments reach the IP stack on '%s' and are counted there (dev='%s')",
+			 m && m->kind[0] ? m->kind : "device", m ? m->name : "?", m ? m->name : "its master",
+			 m ? m->name : "?");
 		return -EOPNOTSUPP;
 	}
 	return 0;
@@ -297,8 +303,7 @@ static bool claimed_by_living(DIR *d, const char *skip, unsigned ns, int ifindex
 			close(fd); /* nobody holds it: not a living owner's */
 			continue;
 		}
-		found = state_read(f, &fns, &ifi, &h, &confirmed) >= 3 && fns == ns && ifi == ifindex &&
-			h == handle;
+		found = state_read(f, &fns, &ifi, &h, &confirmed) >= 3 && fns == ns && ifi == ifindex && h == handle;
 		fclose(f);
 	}
 	seekdir(d, pos);
@@ -390,8 +395,7 @@ static uint32_t next_handle(int attempt)
 static int state_write(int fd, int ifindex, uint32_t handle, bool confirmed)
 {
 	char line[64];
-	int n = snprintf(line, sizeof(line), "%u %d %u %d\n", ti_netns_inode(), ifindex, handle,
-			 confirmed ? 1 : 0);
+	int n = snprintf(line, sizeof(line), "%u %d %u %d\n", ti_netns_inode(), ifindex, handle, confirmed ? 1 : 0);
 
 	return pwrite(fd, line, (size_t)n, 0) == n ? 0 : -1;
 }
@@ -455,8 +459,8 @@ static void hook_label(const struct ti_kernel *k, int ns, const char *name, char
 		snprintf(buf, len, "%s", name);
 }
 
-static int tc_attach_dev(struct ti_kernel *k, int ns, int prog_fd, const char *dev, int ifindex,
-			 char *why, size_t whylen)
+static int tc_attach_dev(struct ti_kernel *k, int ns, int prog_fd, const char *dev, int ifindex, char *why,
+			 size_t whylen)
 {
 	struct ti_tc_hook *t = &k->tc[k->ntc];
 	int err;
@@ -523,8 +527,7 @@ static bool hooked(const struct ti_kernel *k, int ns, int ifindex)
 /* Every interface of namespace ns (the current one): attach to each
  * eligible one that is up and not attached yet, up to TI_MAX_HOOKS, and
  * list the others with the reason. */
-static int attach_all(struct ti_kernel *k, int ns, const struct ti_link *v, int n, char *why,
-		      size_t whylen)
+static int attach_all(struct ti_kernel *k, int ns, const struct ti_link *v, int n, char *why, size_t whylen)
 {
 	char reason[192], label[48];
 	int err;
@@ -541,8 +544,8 @@ static int attach_all(struct ti_kernel *k, int ns, const struct ti_link *v, int 
 			continue;
 		}
 		if (k->ntc >= TI_MAX_HOOKS) {
-			snprintf(reason, sizeof(reason), "not attached: tc mode attaches at most %d interfaces; give dev={...}",
-				 TI_MAX_HOOKS);
+			snprintf(reason, sizeof(reason),
+				 "not attached: tc mode attaches at most %d interfaces; give dev={...}", TI_MAX_HOOKS);
 			add_skipped(k, ns, label, reason);
 			continue;
 		}
@@ -623,8 +626,7 @@ static void ns_close(struct ti_tc_ns *n)
  * Ethernet/loopback interface that is up (and, through its link monitor,
  * those that come up later).  On failure the caller detaches what was
  * made. */
-static int tc_attach_ns(struct ti_kernel *k, int ns, const struct ti_load_opts *o, char *why,
-			size_t whylen)
+static int tc_attach_ns(struct ti_kernel *k, int ns, const struct ti_load_opts *o, char *why, size_t whylen)
 {
 	struct ti_link *v = NULL;
 	int n = 0, err;
@@ -737,15 +739,17 @@ static void ns_join(struct ti_kernel *k, uint32_t ino, const char *path)
 	}
 	ns = ns_add(k, ino, fd);
 	if (ns < 0) {
-		snprintf(why, sizeof(why), "network namespace %u (%s) not attached: tc mode attaches in at most %d namespaces",
-			 ino, path, TI_MAX_NETNS);
+		snprintf(why, sizeof(why),
+			 "network namespace %u (%s) not attached: tc mode attaches in at most %d namespaces", ino, path,
+			 TI_MAX_NETNS);
 		add_skipped(k, -1, label, why);
 		close(fd);
 		return;
 	}
 	if ((err = ns_enter(k, ns, &back))) {
-		snprintf(why, sizeof(why), "entering network namespace %u (%s) failed: %s; setns needs CAP_SYS_ADMIN: run as root",
-			 ino, path, strerror(-err));
+		snprintf(why, sizeof(why),
+			 "entering network namespace %u (%s) failed: %s; setns needs CAP_SYS_ADMIN: run as root", ino,
+			 path, strerror(-err));
 		ns_drop(k, ns);
 		add_skipped(k, -1, label, why);
 		return;
@@ -813,8 +817,7 @@ static int ns_rescan(struct ti_kernel *k)
 /* The scope's network namespace, open in fd: by the path the options
  * named, or, given an inode, a /run/netns entry or a process's
  * /proc/PID/ns/net that is that namespace.  0 or -errno with why filled. */
-static int tc_netns_open(struct ti_kernel *k, const struct ti_scope *sc, int *out, char *why,
-			 size_t whylen)
+static int tc_netns_open(struct ti_kernel *k, const struct ti_scope *sc, int *out, char *why, size_t whylen)
 {
 	const char *path = sc->netns_path;
 	struct stat st;
@@ -822,8 +825,10 @@ static int tc_netns_open(struct ti_kernel *k, const struct ti_scope *sc, int *ou
 
 	if (!path[0]) {
 		if (ti_netns_find(sc->netns, k->tc_netns_path, sizeof(k->tc_netns_path))) {
-			snprintf(why, whylen, "tc: no /run/netns entry or process is in network namespace %u, so tc cannot enter it to attach; give netns= a path (/proc/PID/ns/net, /run/netns/NAME) or container=PID",
-				 sc->netns);
+			snprintf(
+				why, whylen,
+				"tc: no /run/netns entry or process is in network namespace %u, so tc cannot enter it to attach; give netns= a path (/proc/PID/ns/net, /run/netns/NAME) or container=PID",
+				sc->netns);
 			return -ENOENT;
 		}
 		path = k->tc_netns_path;
@@ -836,7 +841,8 @@ static int tc_netns_open(struct ti_kernel *k, const struct ti_scope *sc, int *ou
 	/* the file may name another namespace by now (a reused PID) */
 	if (fstat(fd, &st) || (uint32_t)st.st_ino != sc->netns) {
 		close(fd);
-		snprintf(why, whylen, "tc: %s is no longer network namespace %u (its process exited?)", path, sc->netns);
+		snprintf(why, whylen, "tc: %s is no longer network namespace %u (its process exited?)", path,
+			 sc->netns);
 		return -ESRCH;
 	}
 	*out = fd;
@@ -848,8 +854,7 @@ static int tc_netns_open(struct ti_kernel *k, const struct ti_scope *sc, int *ou
 /* Attach: in the scope's network namespace (entered and left), with no
  * scope in this one, and, when k->tc_every_netns, in every other one too,
  * rescanned every TI_TC_RESCAN_MS (a timerfd beside the link monitors). */
-int ti_tc_attach(struct ti_kernel *k, const struct ti_load_opts *o, int prog_fd, char *why,
-		 size_t whylen)
+int ti_tc_attach(struct ti_kernel *k, const struct ti_load_opts *o, int prog_fd, char *why, size_t whylen)
 {
 	int back, err, fd = -1, ns;
 
@@ -864,7 +869,8 @@ int ti_tc_attach(struct ti_kernel *k, const struct ti_load_opts *o, int prog_fd,
 		if ((err = tc_attach_ns(k, ns, o, why, whylen)))
 			return err;
 		if (k->tc_every_netns) {
-			struct itimerspec it = { .it_interval = { TI_TC_RESCAN_MS / 1000, (TI_TC_RESCAN_MS % 1000) * 1000000L } };
+			struct itimerspec it = { .it_interval = { TI_TC_RESCAN_MS / 1000,
+								  (TI_TC_RESCAN_MS % 1000) * 1000000L } };
 			struct epoll_event ev = { .events = EPOLLIN, .data.u32 = 0 };
 
 			it.it_value = it.it_interval;
@@ -884,7 +890,8 @@ int ti_tc_attach(struct ti_kernel *k, const struct ti_load_opts *o, int prog_fd,
 		return err;
 	ns = ns_add(k, o->scope.netns, fd);
 	if ((err = ns_enter(k, ns, &back))) {
-		snprintf(why, whylen, "tc: entering network namespace %u (%s) failed: %s; setns needs CAP_SYS_ADMIN: run as root",
+		snprintf(why, whylen,
+			 "tc: entering network namespace %u (%s) failed: %s; setns needs CAP_SYS_ADMIN: run as root",
 			 o->scope.netns, k->tc_netns_path, strerror(-err));
 		return err;
 	}

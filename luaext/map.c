@@ -22,7 +22,7 @@ const char *const ti_map_names[TI_MAP_COUNT + 1] = {
 #define TI_X(id, name) name,
 	TI_MAPS(TI_X)
 #undef TI_X
-	NULL,
+		NULL,
 };
 
 struct ti_map {
@@ -72,8 +72,7 @@ static const char *const value_fields[TI_MAP_COUNT][6] = {
 static int entry_index(lua_State *L)
 {
 	int kind = (int)lua_tointeger(L, lua_upvalueindex(3));
-	const char *const *names = lua_tointeger(L, lua_upvalueindex(4)) ? value_fields[kind]
-									  : key_fields[kind];
+	const char *const *names = lua_tointeger(L, lua_upvalueindex(4)) ? value_fields[kind] : key_fields[kind];
 
 	if (lua_type(L, 2) != LUA_TSTRING)
 		return luaL_error(L, "tcpinspect: map '%s' %s fields are names, got a %s key",
@@ -81,8 +80,7 @@ static int entry_index(lua_State *L)
 				  luaL_typename(L, 2));
 	return luaL_error(L, "tcpinspect: map '%s' %s has no field '%s'%s (fields: %s)",
 			  lua_tostring(L, lua_upvalueindex(1)), lua_tostring(L, lua_upvalueindex(2)),
-			  lua_tostring(L, 2), ti_push_suggestion(L, lua_tostring(L, 2), names),
-			  ti_push_list(L, names));
+			  lua_tostring(L, 2), ti_push_suggestion(L, lua_tostring(L, 2), names), ti_push_list(L, names));
 }
 
 static void register_entry_mts(lua_State *L)
@@ -133,9 +131,7 @@ static void push_key(lua_State *L, enum ti_map_id kind, const void *key)
 		set_int(L, "dport", k->dport);
 		break;
 	}
-	case TI_MAP_PORTS:
-		set_int(L, "dport", *(const uint64_t *)key);
-		break;
+	case TI_MAP_PORTS: set_int(L, "dport", *(const uint64_t *)key); break;
 	case TI_MAP_SOURCES: {
 		const struct ti_addr_key *k = key;
 
@@ -145,15 +141,14 @@ static void push_key(lua_State *L, enum ti_map_id kind, const void *key)
 		break;
 	}
 	case TI_MAP_LEN_HIST: {
-		uint32_t slot = (uint32_t)*(const uint64_t *)key;
+		uint32_t slot = (uint32_t) * (const uint64_t *)key;
 
 		set_int(L, "slot", slot);
 		set_int(L, "low", slot ? (lua_Integer)1 << (slot - 1) : 0);
 		set_int(L, "high", slot ? ((lua_Integer)1 << slot) - 1 : 0);
 		break;
 	}
-	default:
-		break;
+	default: break;
 	}
 	set_entry_mt(L, kind, "key");
 }
@@ -187,26 +182,22 @@ static void push_value(lua_State *L, enum ti_map_id kind, const void *val)
 		set_int(L, "syns", v->syns);
 		break;
 	}
-	case TI_MAP_LEN_HIST:
-		set_int(L, "count", *(const uint64_t *)val);
-		break;
-	default:
-		break;
+	case TI_MAP_LEN_HIST: set_int(L, "count", *(const uint64_t *)val); break;
+	default: break;
 	}
 	set_entry_mt(L, kind, "value");
 }
 
 /* ---- encoding keys from Lua ------------------------------------------------ */
 
-static void check_addr_field(lua_State *L, int t, const char *field, uint8_t *family,
-			     uint8_t *addr)
+static void check_addr_field(lua_State *L, int t, const char *field, uint8_t *family, uint8_t *addr)
 {
 	struct ti_cidr c;
 
 	if (lua_getfield(L, t, field) != LUA_TSTRING || ti_parse_cidr(lua_tostring(L, -1), &c) ||
 	    c.plen != (c.family == 4 ? 32 : 128))
-		luaL_error(L, "tcpinspect: map key field '%s': expected an IPv4/IPv6 address, got %s",
-			   field, lua_tostring(L, -1) ? lua_tostring(L, -1) : luaL_typename(L, -1));
+		luaL_error(L, "tcpinspect: map key field '%s': expected an IPv4/IPv6 address, got %s", field,
+			   lua_tostring(L, -1) ? lua_tostring(L, -1) : luaL_typename(L, -1));
 	lua_pop(L, 1);
 	if (*family && *family != c.family)
 		luaL_error(L, "tcpinspect: map key: saddr and daddr are of different families");
@@ -245,9 +236,7 @@ static void check_key(lua_State *L, int t, enum ti_map_id kind, void *key)
 		k->dport = (uint16_t)check_key_int(L, t, "dport", 65535);
 		break;
 	}
-	case TI_MAP_PORTS:
-		*(uint64_t *)key = (uint64_t)check_key_int(L, t, "dport", 65535);
-		break;
+	case TI_MAP_PORTS: *(uint64_t *)key = (uint64_t)check_key_int(L, t, "dport", 65535); break;
 	case TI_MAP_SOURCES: {
 		struct ti_addr_key *k = key;
 
@@ -261,11 +250,8 @@ static void check_key(lua_State *L, int t, enum ti_map_id kind, void *key)
 		check_addr_field(L, t, "saddr", &k->family, k->addr);
 		break;
 	}
-	case TI_MAP_LEN_HIST:
-		*(uint64_t *)key = (uint64_t)check_key_int(L, t, "slot", TI_HIST_SLOTS - 1);
-		break;
-	default:
-		break;
+	case TI_MAP_LEN_HIST: *(uint64_t *)key = (uint64_t)check_key_int(L, t, "slot", TI_HIST_SLOTS - 1); break;
+	default: break;
 	}
 }
 
@@ -324,8 +310,8 @@ static int map_pairs(lua_State *L)
 	int err = ti_kernel_map_snapshot(s->k, m->kind, snap);
 
 	if (err)
-		return luaL_error(L, "%s: iterating map '%s' failed: %s", ti_errname(err),
-				  ti_map_names[m->kind], strerror(-err));
+		return luaL_error(L, "%s: iterating map '%s' failed: %s", ti_errname(err), ti_map_names[m->kind],
+				  strerror(-err));
 	lua_pushinteger(L, 0);
 	lua_pushcclosure(L, pairs_next, 2);
 	return 1;
@@ -410,8 +396,7 @@ int ti_map_new(lua_State *L, int session_idx, const char *name)
 	for (kind = 0; kind < TI_MAP_COUNT && strcmp(ti_map_names[kind], name); kind++)
 		;
 	if (kind == TI_MAP_COUNT)
-		return ti_usage_error(L, NULL, "unknown map '%s' (known: %s)", name,
-				      ti_push_list(L, ti_map_names));
+		return ti_usage_error(L, NULL, "unknown map '%s' (known: %s)", name, ti_push_list(L, ti_map_names));
 	session_idx = lua_absindex(L, session_idx);
 	m = lua_newuserdatauv(L, sizeof(*m), 1);
 	m->kind = (enum ti_map_id)kind;
@@ -428,12 +413,8 @@ void ti_map_register(lua_State *L)
 		{ NULL, NULL },
 	};
 	static const luaL_Reg methods[] = {
-		{ "pairs", map_pairs },
-		{ "lookup", map_lookup },
-		{ "delete", map_delete },
-		{ "clear", map_clear },
-		{ "count", map_count },
-		{ NULL, NULL },
+		{ "pairs", map_pairs }, { "lookup", map_lookup }, { "delete", map_delete },
+		{ "clear", map_clear }, { "count", map_count },	  { NULL, NULL },
 	};
 
 	register_entry_mts(L);

@@ -63,8 +63,7 @@ static void check_ports(lua_State *L, int idx, const char *name, uint8_t *bits)
 			lua_pop(L, 1);
 		}
 	} else {
-		OPT_ERR(L, name, "expected a port, a range string or a list, got %s",
-			luaL_typename(L, idx));
+		OPT_ERR(L, name, "expected a port, a range string or a list, got %s", luaL_typename(L, idx));
 	}
 }
 
@@ -77,8 +76,7 @@ static void check_cidrs(lua_State *L, int idx, const char *name, struct ti_cidr 
 		if (*n >= TI_MAX_CIDRS)
 			OPT_ERR(L, name, "more than %d addresses", TI_MAX_CIDRS);
 		if (ti_parse_cidr(check_cstr(L, idx, name), &out[*n]))
-			OPT_ERR(L, name, "'%s' is not an IPv4/IPv6 address or CIDR",
-				lua_tostring(L, idx));
+			OPT_ERR(L, name, "'%s' is not an IPv4/IPv6 address or CIDR", lua_tostring(L, idx));
 		(*n)++;
 	} else if (lua_type(L, idx) == LUA_TTABLE) {
 		lua_Integer len = luaL_len(L, idx);
@@ -88,14 +86,13 @@ static void check_cidrs(lua_State *L, int idx, const char *name, struct ti_cidr 
 		for (lua_Integer i = 1; i <= len; i++) {
 			lua_geti(L, idx, i);
 			if (lua_type(L, -1) != LUA_TSTRING)
-				OPT_ERR(L, name, "list item %d is a %s, expected an address string",
-					(int)i, luaL_typename(L, -1));
+				OPT_ERR(L, name, "list item %d is a %s, expected an address string", (int)i,
+					luaL_typename(L, -1));
 			check_cidrs(L, -1, name, out, n);
 			lua_pop(L, 1);
 		}
 	} else {
-		OPT_ERR(L, name, "expected an address/CIDR string or a list, got %s",
-			luaL_typename(L, idx));
+		OPT_ERR(L, name, "expected an address/CIDR string or a list, got %s", luaL_typename(L, idx));
 	}
 }
 
@@ -105,7 +102,7 @@ const char *const ti_flag_names[] = {
 #define TI_X(id, bit, name, letter) name,
 	TI_TCP_FLAGS(TI_X)
 #undef TI_X
-	NULL,
+		NULL,
 };
 
 static unsigned flag_bit(const char *s)
@@ -151,8 +148,7 @@ static unsigned check_flags(lua_State *L, int idx, const char *name)
 
 			if (!b) /* the names: ti_flag_names, from TI_TCP_FLAGS */
 				OPT_ERR(L, name, "unknown TCP flag '%s'%s (known: %s)", tok,
-					ti_push_suggestion(L, tok, ti_flag_names),
-					ti_push_list(L, ti_flag_names));
+					ti_push_suggestion(L, tok, ti_flag_names), ti_push_list(L, ti_flag_names));
 			mask |= b;
 		}
 		if (!mask)
@@ -174,14 +170,12 @@ static unsigned check_flags(lua_State *L, int idx, const char *name)
 		}
 		return mask;
 	}
-	return OPT_ERR(L, name, "expected flag names like {\"syn\",\"rst\"}, got %s",
-		       luaL_typename(L, idx));
+	return OPT_ERR(L, name, "expected flag names like {\"syn\",\"rst\"}, got %s", luaL_typename(L, idx));
 }
 
 /* ---- generic helpers ------------------------------------------------------ */
 
-static lua_Integer check_int(lua_State *L, int idx, const char *name, lua_Integer lo,
-			     lua_Integer hi)
+static lua_Integer check_int(lua_State *L, int idx, const char *name, lua_Integer lo, lua_Integer hi)
 {
 	lua_Integer v;
 
@@ -234,9 +228,8 @@ static void check_keys(lua_State *L, int idx, const char *ctx, const char *const
 		if (!ok) {
 			/* the key's path: "bogus", "filter.dprot", "filter.len.maximum" */
 			const char *sp = strstr(ctx, " key");
-			const char *path = sp ? lua_pushfstring(L, "%s.%s",
-								lua_pushlstring(L, ctx, (size_t)(sp - ctx)), k)
-					      : k;
+			const char *path =
+				sp ? lua_pushfstring(L, "%s.%s", lua_pushlstring(L, ctx, (size_t)(sp - ctx)), k) : k;
 
 			const char *hint = ti_push_suggestion(L, k, allowed);
 
@@ -249,12 +242,10 @@ static void check_keys(lua_State *L, int idx, const char *ctx, const char *const
 /* ---- filter tables -------------------------------------------------------- */
 
 const char *const ti_filter_keys[] = {
-	"sport", "dport", "port", "saddr", "daddr", "host", "flags", "len",
-	"ifindex", "dev", "family", "expr", NULL,
+	"sport", "dport", "port", "saddr", "daddr", "host", "flags", "len", "ifindex", "dev", "family", "expr", NULL,
 };
 
-void ti_check_filter(lua_State *L, int idx, struct ti_filter *f, const char *ctx,
-		     const char *netns_path)
+void ti_check_filter(lua_State *L, int idx, struct ti_filter *f, const char *ctx, const char *netns_path)
 {
 	struct ti_config *c = &f->cfg;
 	char name[64];
@@ -268,8 +259,7 @@ void ti_check_filter(lua_State *L, int idx, struct ti_filter *f, const char *ctx
 	snprintf(name, sizeof(name), "%s key", ctx);
 	check_keys(L, idx, name, ti_filter_keys);
 
-#define FIELD(key) (snprintf(name, sizeof(name), "%s.%s", ctx, key), \
-		    lua_getfield(L, idx, key) != LUA_TNIL)
+#define FIELD(key) (snprintf(name, sizeof(name), "%s.%s", ctx, key), lua_getfield(L, idx, key) != LUA_TNIL)
 	if (FIELD("sport")) {
 		check_ports(L, -1, name, c->sport_bits);
 		c->match |= TI_M_SPORT;
@@ -328,8 +318,7 @@ void ti_check_filter(lua_State *L, int idx, struct ti_filter *f, const char *ctx
 				OPT_ERR(L, name, "min %I is greater than max %I", (lua_Integer)c->len_min,
 					(lua_Integer)c->len_max);
 		} else {
-			OPT_ERR(L, name, "expected a length or {min=, max=}, got %s",
-				luaL_typename(L, -1));
+			OPT_ERR(L, name, "expected a length or {min=, max=}, got %s", luaL_typename(L, -1));
 		}
 	}
 	lua_pop(L, 1);
@@ -349,7 +338,8 @@ void ti_check_filter(lua_State *L, int idx, struct ti_filter *f, const char *ctx
 		c->ifindex = ti_netns_ifindex(netns_path, dev);
 		if (!c->ifindex)
 			OPT_ERR(L, name, "no interface named '%s' in %s", dev,
-				netns_path && netns_path[0] ? "the session's network namespace" : "this network namespace");
+				netns_path && netns_path[0] ? "the session's network namespace"
+							    : "this network namespace");
 		c->match |= TI_M_IFINDEX;
 	}
 	lua_pop(L, 1);
@@ -378,8 +368,8 @@ void ti_check_filter(lua_State *L, int idx, struct ti_filter *f, const char *ctx
 /* ---- open() options ------------------------------------------------------- */
 
 const char *const ti_option_keys[] = {
-	"mode", "family", "filter", "sample", "events", "aggregates", "ring_size",
-	"max_flows", "wakeup", "cgroup", "dev", "snaplen", "netns", "container", NULL,
+	"mode",	  "family", "filter", "sample",	 "events", "aggregates", "ring_size", "max_flows",
+	"wakeup", "cgroup", "dev",    "snaplen", "netns",  "container",	 NULL,
 };
 
 static bool check_bool(lua_State *L, int idx, const char *name)
@@ -391,8 +381,7 @@ static bool check_bool(lua_State *L, int idx, const char *name)
 
 /* A resolver's verdict: a mistake raises naming the option; an environment
  * failure is kept in o->scope for open() to return (check_options passes). */
-static void scope_verdict(lua_State *L, struct ti_load_opts *o, const char *option, int err,
-			  const char *why)
+static void scope_verdict(lua_State *L, struct ti_load_opts *o, const char *option, int err, const char *why)
 {
 	if (err == -EINVAL)
 		OPT_ERR(L, option, "%s", why);
@@ -431,7 +420,8 @@ static void check_scope(lua_State *L, int idx, struct ti_load_opts *o)
 
 			scope_verdict(L, o, "netns", ti_netns_resolve(spec, &o->scope, why, sizeof(why)), why);
 		} else {
-			OPT_ERR(L, "netns", "expected a name from `ip netns list`, a path (/proc/PID/ns/net, /run/netns/NAME) or an inode number, got %s",
+			OPT_ERR(L, "netns",
+				"expected a name from `ip netns list`, a path (/proc/PID/ns/net, /run/netns/NAME) or an inode number, got %s",
 				lua_type(L, t) == LUA_TNUMBER ? "a non-integer number" : luaL_typename(L, t));
 		}
 	}
@@ -446,8 +436,7 @@ static void check_scope(lua_State *L, int idx, struct ti_load_opts *o)
 		if (pid <= 0 || pid > 0x3fffffff)
 			OPT_ERR(L, "container", "process id %I out of range 1-%d", pid, 0x3fffffff);
 		scope_verdict(L, o, "container",
-			      ti_container_resolve((int)pid, &o->scope, o->cgroup, sizeof(o->cgroup), why,
-						   sizeof(why)),
+			      ti_container_resolve((int)pid, &o->scope, o->cgroup, sizeof(o->cgroup), why, sizeof(why)),
 			      why);
 	}
 	if (has_cgroup) {
@@ -459,10 +448,10 @@ static void check_scope(lua_State *L, int idx, struct ti_load_opts *o)
 		if (lua_rawlen(L, top) >= sizeof(o->cgroup))
 			OPT_ERR(L, "cgroup", "path too long");
 		if (o->mode == TI_MODE_TC)
-			OPT_ERR(L, "cgroup", "tc mode runs before the socket lookup and cannot tell a segment's cgroup; use mode='cgroup', 'fentry' or 'kprobe'");
+			OPT_ERR(L, "cgroup",
+				"tc mode runs before the socket lookup and cannot tell a segment's cgroup; use mode='cgroup', 'fentry' or 'kprobe'");
 		scope_verdict(L, o, "cgroup",
-			      ti_cgroup_resolve(path, &o->scope, o->cgroup, sizeof(o->cgroup), why, sizeof(why)),
-			      why);
+			      ti_cgroup_resolve(path, &o->scope, o->cgroup, sizeof(o->cgroup), why, sizeof(why)), why);
 		if (!o->cgroup[0]) /* not resolved (an environment failure, kept) */
 			strcpy(o->cgroup, path);
 	}
@@ -520,8 +509,8 @@ void ti_check_options(lua_State *L, int idx, struct ti_load_opts *o)
 		lua_Integer v = check_int(L, -1, "ring_size", 1, 1 << 30);
 
 		if ((v & (v - 1)) || v % page)
-			OPT_ERR(L, "ring_size", "%I is not a power of two multiple of the page size (%d)",
-				v, (int)page);
+			OPT_ERR(L, "ring_size", "%I is not a power of two multiple of the page size (%d)", v,
+				(int)page);
 		o->ring_size = (uint32_t)v;
 	}
 	lua_pop(L, 1);
@@ -534,7 +523,8 @@ void ti_check_options(lua_State *L, int idx, struct ti_load_opts *o)
 	if (lua_getfield(L, idx, "snaplen") != LUA_TNIL) {
 		o->snaplen = (uint32_t)check_int(L, -1, "snaplen", 0, TI_SNAPLEN_MAX);
 		if (ti_record_size(o->snaplen) > o->ring_size / 2)
-			OPT_ERR(L, "snaplen", "%d: a record takes %d bytes of the ring, more than half of ring_size (%d)",
+			OPT_ERR(L, "snaplen",
+				"%d: a record takes %d bytes of the ring, more than half of ring_size (%d)",
 				(int)o->snaplen, (int)ti_record_size(o->snaplen), (int)o->ring_size);
 	}
 	lua_pop(L, 1);
@@ -549,20 +539,20 @@ void ti_check_options(lua_State *L, int idx, struct ti_load_opts *o)
 			lua_replace(L, t);
 		}
 		if (!lua_istable(L, t))
-			OPT_ERR(L, "dev", "expected an interface name or a list, got %s",
-				luaL_typename(L, t));
+			OPT_ERR(L, "dev", "expected an interface name or a list, got %s", luaL_typename(L, t));
 		for (lua_Integer i = 1; i <= luaL_len(L, t); i++) {
 			lua_geti(L, t, i);
 			if (lua_type(L, -1) != LUA_TSTRING)
-				OPT_ERR(L, "dev", "list item %d is a %s, expected an interface name",
-					(int)i, luaL_typename(L, -1));
+				OPT_ERR(L, "dev", "list item %d is a %s, expected an interface name", (int)i,
+					luaL_typename(L, -1));
 			if (o->ndevs >= TI_MAX_DEVS)
 				OPT_ERR(L, "dev", "more than %d interfaces", TI_MAX_DEVS);
 			check_cstr(L, -1, "dev");
 			if (lua_rawlen(L, -1) >= sizeof(o->devs[0]) ||
 			    (!o->scope.err && !ti_netns_ifindex(o->scope.netns_path, lua_tostring(L, -1))))
 				OPT_ERR(L, "dev", "no interface named '%s' in %s", lua_tostring(L, -1),
-					o->scope.netns_path[0] ? "the session's network namespace" : "this network namespace");
+					o->scope.netns_path[0] ? "the session's network namespace"
+							       : "this network namespace");
 			strcpy(o->devs[o->ndevs++], lua_tostring(L, -1));
 			lua_pop(L, 1);
 		}

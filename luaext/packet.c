@@ -38,42 +38,42 @@ static lua_Integer iplen_of(const struct ti_event *e)
 
 /* The fields of a packet, X(name, how to push it), in the order of the
  * reference docs (tcpinspect.packet_fields()).  In scope: L, p, e. */
-#define PACKET_FIELDS(X)                                                   \
+#define PACKET_FIELDS(X)                                                                                  \
 	X(ts, lua_pushinteger(L, e->ts > (uint64_t)LUA_MAXINTEGER ? LUA_MAXINTEGER : (lua_Integer)e->ts)) \
-	X(time, lua_pushnumber(L, (double)e->ts / 1e9 + p->rt_offset))    \
-	X(family, lua_pushinteger(L, e->family))                           \
-	X(saddr, ti_push_addr(L, e->family, e->saddr))                     \
-	X(daddr, ti_push_addr(L, e->family, e->daddr))                     \
-	X(sport, lua_pushinteger(L, e->sport))                             \
-	X(dport, lua_pushinteger(L, e->dport))                             \
-	X(seq, lua_pushinteger(L, e->seq))                                 \
-	X(ack, lua_pushinteger(L, e->ack))                                 \
-	X(window, lua_pushinteger(L, e->window))                           \
-	X(flags, lua_pushinteger(L, e->flags))                             \
-	X(flagstr, ti_push_flagstr(L, e->flags))                           \
-	X(len, lua_pushinteger(L, e->len))                                 \
-	X(iplen, lua_pushinteger(L, iplen_of(e)))                          \
-	X(ttl, lua_pushinteger(L, e->ttl))                                 \
-	X(ifindex, lua_pushinteger(L, e->ifindex))                         \
-	X(netns, lua_pushinteger(L, e->netns))                             \
-	X(cgroup, lua_pushinteger(L, (lua_Integer)e->cgroup))              \
-	X(probe, push_probe(L, e))                                         \
-	X(cpu, lua_pushinteger(L, e->cpu))                                 \
-	X(caplen, lua_pushinteger(L, e->caplen))                           \
+	X(time, lua_pushnumber(L, (double)e->ts / 1e9 + p->rt_offset))                                    \
+	X(family, lua_pushinteger(L, e->family))                                                          \
+	X(saddr, ti_push_addr(L, e->family, e->saddr))                                                    \
+	X(daddr, ti_push_addr(L, e->family, e->daddr))                                                    \
+	X(sport, lua_pushinteger(L, e->sport))                                                            \
+	X(dport, lua_pushinteger(L, e->dport))                                                            \
+	X(seq, lua_pushinteger(L, e->seq))                                                                \
+	X(ack, lua_pushinteger(L, e->ack))                                                                \
+	X(window, lua_pushinteger(L, e->window))                                                          \
+	X(flags, lua_pushinteger(L, e->flags))                                                            \
+	X(flagstr, ti_push_flagstr(L, e->flags))                                                          \
+	X(len, lua_pushinteger(L, e->len))                                                                \
+	X(iplen, lua_pushinteger(L, iplen_of(e)))                                                         \
+	X(ttl, lua_pushinteger(L, e->ttl))                                                                \
+	X(ifindex, lua_pushinteger(L, e->ifindex))                                                        \
+	X(netns, lua_pushinteger(L, e->netns))                                                            \
+	X(cgroup, lua_pushinteger(L, (lua_Integer)e->cgroup))                                             \
+	X(probe, push_probe(L, e))                                                                        \
+	X(cpu, lua_pushinteger(L, e->cpu))                                                                \
+	X(caplen, lua_pushinteger(L, e->caplen))                                                          \
 	X(wirelen, lua_pushinteger(L, e->wirelen))
 
 enum packet_field {
 #define TI_X(name, push) F_##name,
 	PACKET_FIELDS(TI_X)
 #undef TI_X
-	F_COUNT,
+		F_COUNT,
 };
 
 static const char *const fields[F_COUNT + 1] = {
 #define TI_X(name, push) #name,
 	PACKET_FIELDS(TI_X)
 #undef TI_X
-	NULL,
+		NULL,
 };
 
 /* what p.NAME can be: the fields, then the methods (for suggestions) */
@@ -81,14 +81,17 @@ static const char *const field_and_method_names[F_COUNT + 4] = {
 #define TI_X(name, push) #name,
 	PACKET_FIELDS(TI_X)
 #undef TI_X
-	"copy", "totable", "bytes", NULL,
+		"copy",
+	"totable",
+	"bytes",
+	NULL,
 };
 
 const char *const ti_probe_names[TI_PROBE_COUNT + 1] = {
 #define TI_X(id, name) name,
 	TI_PROBES(TI_X)
 #undef TI_X
-	NULL,
+		NULL,
 };
 
 static const char *probe_name(unsigned probe)
@@ -109,7 +112,10 @@ void ti_push_addr(lua_State *L, int family, const uint8_t *addr)
  * ".U"); "none" if empty. */
 void ti_push_flagstr(lua_State *L, unsigned flags)
 {
-	static const struct { unsigned bit; char c; } letters[] = {
+	static const struct {
+		unsigned bit;
+		char c;
+	} letters[] = {
 #define TI_X(id, bit, name, letter) { bit, letter },
 		TI_TCP_FLAGS(TI_X)
 #undef TI_X
@@ -155,7 +161,11 @@ void ti_packet_note_dev(uint32_t netns, uint32_t ifindex, const char *name)
  * the names of recently seen interfaces are kept, for one second. */
 static void push_probe(lua_State *L, const struct ti_event *e)
 {
-	static __thread struct { uint32_t ifindex; double at; char name[IF_NAMESIZE]; } cache[16];
+	static __thread struct {
+		uint32_t ifindex;
+		double at;
+		char name[IF_NAMESIZE];
+	} cache[16];
 	static uint32_t here; /* this process's netns */
 	unsigned slot = e->ifindex & 15;
 	double now;
@@ -195,13 +205,10 @@ static void push_field(lua_State *L, const struct ti_packet *p, int i)
 
 	switch (i) {
 #define TI_X(name, push) \
-	case F_##name:   \
-		push;    \
-		break;
+	case F_##name: push; break;
 		PACKET_FIELDS(TI_X)
 #undef TI_X
-	default:
-		lua_pushnil(L);
+	default: lua_pushnil(L);
 	}
 }
 
@@ -228,11 +235,8 @@ static int packet_index(lua_State *L)
 	lua_settop(L, 2);
 	lua_pushvalue(L, 2);
 	switch (lua_rawget(L, lua_upvalueindex(1))) {
-	case LUA_TNUMBER:
-		push_field(L, p, (int)lua_tointeger(L, 3));
-		return 1;
-	case LUA_TFUNCTION:
-		return 1;
+	case LUA_TNUMBER: push_field(L, p, (int)lua_tointeger(L, 3)); return 1;
+	case LUA_TFUNCTION: return 1;
 	default:
 		if (lua_type(L, 2) == LUA_TSTRING)
 			return luaL_error(L, "tcpinspect: packet has no field '%s'%s", lua_tostring(L, 2),
@@ -280,9 +284,8 @@ static int packet_tostring(lua_State *L)
 	push_field(L, p, F_saddr);
 	push_field(L, p, F_daddr);
 	push_field(L, p, F_flagstr);
-	lua_pushfstring(L, "tcpinspect.packet %s.%d > %s.%d [%s] len %d", lua_tostring(L, -3),
-			(int)p->e.sport, lua_tostring(L, -2), (int)p->e.dport, lua_tostring(L, -1),
-			(int)p->e.len);
+	lua_pushfstring(L, "tcpinspect.packet %s.%d > %s.%d [%s] len %d", lua_tostring(L, -3), (int)p->e.sport,
+			lua_tostring(L, -2), (int)p->e.dport, lua_tostring(L, -1), (int)p->e.len);
 	return 1;
 }
 
@@ -305,8 +308,7 @@ static int packet_decode(lua_State *L)
 	struct ti_event e;
 
 	if (n < sizeof(e))
-		return luaL_error(L, "record is %d bytes, expected %d and its caplen bytes", (int)n,
-				  (int)sizeof(e));
+		return luaL_error(L, "record is %d bytes, expected %d and its caplen bytes", (int)n, (int)sizeof(e));
 	memcpy(&e, raw, sizeof(e));
 	if (n != sizeof(e) + e.caplen)
 		return luaL_error(L, "record is %d bytes, expected %d and its caplen (%d) bytes", (int)n,

@@ -46,8 +46,8 @@ const char *ti_pcap_linktype_name(int linktype)
 
 static bool supported(int lt)
 {
-	return lt == DLT_EN10MB || lt == DLT_LINUX_SLL || lt == DLT_LINUX_SLL2 || lt == DLT_RAW ||
-	       lt == DLT_IPV4 || lt == DLT_IPV6 || lt == DLT_NULL || lt == DLT_LOOP;
+	return lt == DLT_EN10MB || lt == DLT_LINUX_SLL || lt == DLT_LINUX_SLL2 || lt == DLT_RAW || lt == DLT_IPV4 ||
+	       lt == DLT_IPV6 || lt == DLT_NULL || lt == DLT_LOOP;
 }
 
 int ti_pcap_reader_open(struct ti_pcap_reader *r, const char *path, char *why, size_t whylen)
@@ -70,9 +70,10 @@ int ti_pcap_reader_open(struct ti_pcap_reader *r, const char *path, char *why, s
 	}
 	r->linktype = pcap_datalink(p);
 	if (!supported(r->linktype)) {
-		snprintf(why, whylen,
-			 "%s: link type %s (%d) is not one tcpinspect reads (EN10MB, LINUX_SLL, LINUX_SLL2, RAW, IPV4, IPV6, NULL, LOOP)",
-			 path, ti_pcap_linktype_name(r->linktype), r->linktype);
+		snprintf(
+			why, whylen,
+			"%s: link type %s (%d) is not one tcpinspect reads (EN10MB, LINUX_SLL, LINUX_SLL2, RAW, IPV4, IPV6, NULL, LOOP)",
+			path, ti_pcap_linktype_name(r->linktype), r->linktype);
 		pcap_close(p);
 		return -EPROTONOSUPPORT;
 	}
@@ -169,7 +170,7 @@ uint64_t ti_pcap_ts_ns(int64_t sec, int64_t nsec)
 		return UINT64_MAX;
 	s = (uint64_t)sec * 1000000000u;
 	if (nsec < 0) {
-		uint64_t borrow = (uint64_t)-(nsec + 1) + 1;
+		uint64_t borrow = (uint64_t) - (nsec + 1) + 1;
 
 		return borrow > s ? 0 : s - borrow;
 	}
@@ -189,8 +190,7 @@ int ti_pcap_reader_next(struct ti_pcap_reader *r, struct ti_pcap_frame *f, char 
 	if (rc == PCAP_ERROR_BREAK) /* the end of the file */
 		return 0;
 	if (rc != 1) {
-		snprintf(why, whylen, "reading frame %llu: %s", (unsigned long long)r->frames + 1,
-			 pcap_geterr(r->p));
+		snprintf(why, whylen, "reading frame %llu: %s", (unsigned long long)r->frames + 1, pcap_geterr(r->p));
 		return -EIO;
 	}
 	r->frames++;
@@ -198,8 +198,8 @@ int ti_pcap_reader_next(struct ti_pcap_reader *r, struct ti_pcap_frame *f, char 
 	/* a classic pcap's seconds are an unsigned 32-bit field (to 2106, as
 	 * the format and tshark read it) that libpcap reads as signed; a
 	 * pcapng's 64-bit count never comes out negative */
-	f->ts_ns = ti_pcap_ts_ns(h->ts.tv_sec < 0 && h->ts.tv_sec >= INT32_MIN
-					 ? (int64_t)h->ts.tv_sec + 0x100000000LL : (int64_t)h->ts.tv_sec,
+	f->ts_ns = ti_pcap_ts_ns(h->ts.tv_sec < 0 && h->ts.tv_sec >= INT32_MIN ? (int64_t)h->ts.tv_sec + 0x100000000LL
+									       : (int64_t)h->ts.tv_sec,
 				 h->ts.tv_usec);
 	f->data = d;
 	f->caplen = h->caplen;
@@ -280,8 +280,8 @@ static const cookie_io_functions_t writer_cookie = {
 	.close = writer_cookie_close,
 };
 
-int ti_pcap_writer_open(struct ti_pcap_writer *w, const char *path, uint32_t snaplen,
-			int64_t rt_offset_ns, char *why, size_t whylen)
+int ti_pcap_writer_open(struct ti_pcap_writer *w, const char *path, uint32_t snaplen, int64_t rt_offset_ns, char *why,
+			size_t whylen)
 {
 	pcap_t *p;
 	pcap_dumper_t *d;
@@ -302,9 +302,11 @@ int ti_pcap_writer_open(struct ti_pcap_writer *w, const char *path, uint32_t sna
 			/* ELOOP; EACCES where the kernel refuses first (a link of
 			 * another user's in a sticky directory, as /tmp) */
 			if ((e == ELOOP || e == EACCES) && lstat(path, &st) == 0 && S_ISLNK(st.st_mode))
-				snprintf(why, whylen, "%s: a symbolic link: tcpinspect does not write through one "
+				snprintf(why, whylen,
+					 "%s: a symbolic link: tcpinspect does not write through one "
 					 "(a link planted in a directory others can write would redirect the capture); "
-					 "give the path of the file itself", path);
+					 "give the path of the file itself",
+					 path);
 			else
 				snprintf(why, whylen, "%s: %s", path, strerror(e));
 			return -e;
@@ -346,8 +348,8 @@ int ti_pcap_writer_open(struct ti_pcap_writer *w, const char *path, uint32_t sna
 	return 0;
 }
 
-void ti_pcap_writer_write(struct ti_pcap_writer *w, const struct ti_event *e, const uint8_t *bytes,
-			  uint32_t caplen, uint32_t wirelen)
+void ti_pcap_writer_write(struct ti_pcap_writer *w, const struct ti_event *e, const uint8_t *bytes, uint32_t caplen,
+			  uint32_t wirelen)
 {
 	uint8_t buf[TI_SLL2_HLEN + 65536];
 	uint16_t proto = e->family == 4 ? ETH_P_IP_ : ETH_P_IPV6_;

@@ -31,13 +31,13 @@
 
 /* One frame of a capture. */
 struct ti_pcap_frame {
-	uint64_t ts_ns;        /* the capture's timestamp, ns since the epoch */
-	const uint8_t *data;   /* caplen bytes, valid until the next read */
-	uint32_t caplen;       /* bytes in the file */
-	uint32_t wirelen;      /* the frame's length on the wire */
-	uint32_t ip_off;       /* where the IP header starts */
-	bool v4;               /* the link layer says IPv4 (else IPv6) */
-	uint32_t ifindex;      /* LINUX_SLL2's interface index, else 0 */
+	uint64_t ts_ns;	     /* the capture's timestamp, ns since the epoch */
+	const uint8_t *data; /* caplen bytes, valid until the next read */
+	uint32_t caplen;     /* bytes in the file */
+	uint32_t wirelen;    /* the frame's length on the wire */
+	uint32_t ip_off;     /* where the IP header starts */
+	bool v4;	     /* the link layer says IPv4 (else IPv6) */
+	uint32_t ifindex;    /* LINUX_SLL2's interface index, else 0 */
 };
 
 struct ti_pcap_reader {
@@ -65,35 +65,35 @@ void ti_pcap_reader_close(struct ti_pcap_reader *r);
 #define TI_PCAP_PENDING 1024
 
 struct ti_pcap_writer {
-	void *p;         /* pcap_t (dead) */
-	void *d;         /* pcap_dumper_t, over f */
-	void *f;         /* FILE (fopencookie over fd: every write(2) is ours) */
+	void *p; /* pcap_t (dead) */
+	void *d; /* pcap_dumper_t, over f */
+	void *f; /* FILE (fopencookie over fd: every write(2) is ours) */
 	int fd;
-	bool own_fd;     /* false for "-" (stdout): not closed */
-	bool regular;    /* a regular file: cut back to its last whole record on an error */
-	int err;         /* the first write(2)/close(2) error (errno), then nothing more is written */
-	int64_t rt_offset_ns; /* added to a record's ts: CLOCK_MONOTONIC -> wall clock */
-	uint64_t written;     /* records handed to libpcap */
-	uint64_t in_file;     /* records whose last byte write(2) accepted */
-	uint64_t unflushed;   /* records since the last flush */
-	uint64_t bytes;       /* bytes handed to libpcap (the file's header included) */
-	uint64_t disk;        /* bytes write(2) accepted */
-	uint64_t good_end;    /* where the last whole record (or the header) ends */
+	bool own_fd;			/* false for "-" (stdout): not closed */
+	bool regular;			/* a regular file: cut back to its last whole record on an error */
+	int err;			/* the first write(2)/close(2) error (errno), then nothing more is written */
+	int64_t rt_offset_ns;		/* added to a record's ts: CLOCK_MONOTONIC -> wall clock */
+	uint64_t written;		/* records handed to libpcap */
+	uint64_t in_file;		/* records whose last byte write(2) accepted */
+	uint64_t unflushed;		/* records since the last flush */
+	uint64_t bytes;			/* bytes handed to libpcap (the file's header included) */
+	uint64_t disk;			/* bytes write(2) accepted */
+	uint64_t good_end;		/* where the last whole record (or the header) ends */
 	uint64_t ends[TI_PCAP_PENDING]; /* ring: where the records not yet known in the file end */
 	unsigned head, npending;
-	char path[256];       /* for messages */
+	char path[256]; /* for messages */
 };
 
 /* Create path ("-": stdout) for records of up to snaplen captured bytes,
  * their ts + rt_offset_ns being the wall clock.  0, or -errno with why.
  * The file is opened with O_NOFOLLOW (a symbolic link is refused: ELOOP),
  * created 0600, truncated if it exists. */
-int ti_pcap_writer_open(struct ti_pcap_writer *w, const char *path, uint32_t snaplen,
-			int64_t rt_offset_ns, char *why, size_t whylen);
+int ti_pcap_writer_open(struct ti_pcap_writer *w, const char *path, uint32_t snaplen, int64_t rt_offset_ns, char *why,
+			size_t whylen);
 /* One record: e and its caplen bytes from the IP header on.  After a write
  * error nothing more is written (flush and close report it). */
-void ti_pcap_writer_write(struct ti_pcap_writer *w, const struct ti_event *e, const uint8_t *bytes,
-			  uint32_t caplen, uint32_t wirelen);
+void ti_pcap_writer_write(struct ti_pcap_writer *w, const struct ti_event *e, const uint8_t *bytes, uint32_t caplen,
+			  uint32_t wirelen);
 /* Push what is buffered to the file: 0 or -errno of the first error. */
 int ti_pcap_writer_flush(struct ti_pcap_writer *w);
 /* Flush and close (idempotent): 0 or -errno of the first write or close

@@ -37,13 +37,13 @@ const char *const ti_stat_names[TI_STAT_MAX + 1] = {
 #define TI_X(id, name) name,
 	TI_STATS(TI_X)
 #undef TI_X
-	NULL,
+		NULL,
 };
 
 /* The fields of session.X besides the methods (push_info, session_index). */
 const char *const ti_session_fields[] = {
-	"mode", "fallback_reason", "probes", "ring_size", "events", "sample", "closed", "file",
-	"ended", "next_ts", NULL,
+	"mode", "fallback_reason", "probes",  "ring_size", "events", "sample", "closed",
+	"file", "ended",	   "next_ts", NULL,
 };
 
 static struct ti_session *check_session(lua_State *L, int idx)
@@ -100,8 +100,7 @@ static void push_probes(lua_State *L, const struct ti_session *s)
 	ti_kernel_hooks(s->k, set_probe, L);
 }
 
-static void push_info(lua_State *L, struct ti_session *s, const struct ti_load_opts *o,
-		      const char *fallback)
+static void push_info(lua_State *L, struct ti_session *s, const struct ti_load_opts *o, const char *fallback)
 {
 	struct ti_kernel_info info;
 
@@ -208,8 +207,9 @@ int ti_session_open(lua_State *L)
 /* replay{ file = PATH, ... }: the open() options that mean something for a
  * capture, the others (the hooks' and the ring's) are accepted and ignored,
  * so that the options of a live session replay unchanged. */
-static const char *const replay_ignored[] = { "mode", "ring_size", "wakeup", "cgroup", "dev", "netns",
-						"container", NULL };
+static const char *const replay_ignored[] = {
+	"mode", "ring_size", "wakeup", "cgroup", "dev", "netns", "container", NULL
+};
 
 int ti_session_open_replay(lua_State *L)
 {
@@ -323,7 +323,8 @@ static int session_close(lua_State *L)
 		return 1;
 	}
 	if (s->L)
-		return luaL_error(L, "cannot close a session from inside its own callback; close it after poll returns");
+		return luaL_error(L,
+				  "cannot close a session from inside its own callback; close it after poll returns");
 	/* the dump file's last flush: its error is the caller's to know
 	 * (close() returns it; __gc and __close have nobody to tell) */
 	err = dump_stop_why(s, why, sizeof(why));
@@ -524,7 +525,8 @@ static int session_on_packet(lua_State *L)
 			lua_geti(L, 3, i);
 			f = lua_type(L, -1) == LUA_TSTRING ? ti_packet_field_index(lua_tostring(L, -1)) : -1;
 			if (f < 0)
-				ti_option_error(L, "fields", "'%s' is not a packet field (see tcpinspect.packet_fields())",
+				ti_option_error(L, "fields",
+						"'%s' is not a packet field (see tcpinspect.packet_fields())",
 						luaL_tolstring(L, -1, NULL));
 			args[nargs++] = (uint8_t)f;
 			lua_pop(L, 1);
@@ -584,8 +586,7 @@ static int session_dump(lua_State *L)
 		return 1;
 	}
 	if (lua_type(L, 2) != LUA_TSTRING)
-		ti_option_error(L, "path", "expected a file name (\"-\": stdout) or nil, got %s",
-				luaL_typename(L, 2));
+		ti_option_error(L, "path", "expected a file name (\"-\": stdout) or nil, got %s", luaL_typename(L, 2));
 	path = lua_tostring(L, 2);
 	if (strlen(path) != lua_rawlen(L, 2) || !*path)
 		ti_option_error(L, "path", "an empty path or one holding a NUL byte");
@@ -597,8 +598,7 @@ static int session_dump(lua_State *L)
 	w = malloc(sizeof(*w));
 	if (!w)
 		return ti_fail(L, -ENOMEM, "dump: out of memory");
-	err = ti_pcap_writer_open(w, path, 65535,
-				  (int64_t)(s->realtime_offset * 1e9), why, sizeof(why));
+	err = ti_pcap_writer_open(w, path, 65535, (int64_t)(s->realtime_offset * 1e9), why, sizeof(why));
 	if (err) {
 		free(w);
 		return ti_fail(L, err, "dump: %s", why);

@@ -11,8 +11,11 @@
 volatile sig_atomic_t ti_pending_signal;
 volatile sig_atomic_t ti_signal_count; /* trapped signals so far: poll stops when it moves */
 
-static const struct { const char *name; int signo; } signals[] = {
-	{ "INT", SIGINT }, { "TERM", SIGTERM }, { "HUP", SIGHUP }, { "QUIT", SIGQUIT },
+static const struct {
+	const char *name;
+	int signo;
+} signals[] = {
+	{ "INT", SIGINT },   { "TERM", SIGTERM }, { "HUP", SIGHUP },   { "QUIT", SIGQUIT },
 	{ "USR1", SIGUSR1 }, { "USR2", SIGUSR2 }, { "PIPE", SIGPIPE },
 };
 
@@ -41,8 +44,9 @@ static int signals_trap(lua_State *L)
 			if (!strcmp(name, signals[k].name))
 				break;
 		if (k == sizeof(signals) / sizeof(signals[0]))
-			return ti_usage_error(L, NULL, "trap_signals: unknown signal '%s' (INT, TERM, HUP, QUIT, USR1, USR2, PIPE)",
-					      name);
+			return ti_usage_error(
+				L, NULL, "trap_signals: unknown signal '%s' (INT, TERM, HUP, QUIT, USR1, USR2, PIPE)",
+				name);
 		sigaction(signals[k].signo, &sa, NULL);
 		lua_pop(L, 1);
 	}

@@ -32,24 +32,24 @@ struct ti_pcap_writer;
 
 /* The userdata behind a tcpinspect.session. */
 struct ti_session {
-	int state; /* TI_OPEN, TI_CLOSED */
+	int state;	     /* TI_OPEN, TI_CLOSED */
 	struct ti_kernel *k; /* the kernel layer's (kernel.h), NULL once closed */
 	/* event delivery */
-	lua_State *L;       /* valid only inside poll */
-	int cb_error;       /* a callback raised: its error object is on the stack */
-	int delivered;      /* callbacks run in this poll */
-	double deadline;    /* CLOCK_MONOTONIC: stop delivering after this */
-	sig_atomic_t signals; /* ti_signal_count when this poll began */
-	bool probes_changed;  /* the tc link monitor changed what session.probes shows */
-	bool stop;          /* stop() was called: end delivery after this callback */
-	bool cb_changed;    /* on_packet from a callback: the next record takes the new one */
-	struct ti_packet *view; /* the reused packet view (user value 2) */
+	lua_State *L;		   /* valid only inside poll */
+	int cb_error;		   /* a callback raised: its error object is on the stack */
+	int delivered;		   /* callbacks run in this poll */
+	double deadline;	   /* CLOCK_MONOTONIC: stop delivering after this */
+	sig_atomic_t signals;	   /* ti_signal_count when this poll began */
+	bool probes_changed;	   /* the tc link monitor changed what session.probes shows */
+	bool stop;		   /* stop() was called: end delivery after this callback */
+	bool cb_changed;	   /* on_packet from a callback: the next record takes the new one */
+	struct ti_packet *view;	   /* the reused packet view (user value 2) */
 	uint8_t args[TI_MAX_ARGS]; /* on_packet(fn, fields): the fields passed */
 	int nargs;
-	double realtime_offset; /* wall clock minus CLOCK_MONOTONIC, seconds */
-	bool events;            /* records are delivered (the ring, or a replay's) */
+	double realtime_offset;	     /* wall clock minus CLOCK_MONOTONIC, seconds */
+	bool events;		     /* records are delivered (the ring, or a replay's) */
 	struct ti_pcap_writer *dump; /* session:dump(path): every delivered record, or NULL */
-	char netns_path[256];   /* netns=/container=: where filter.dev names an interface ("": here) */
+	char netns_path[256];	     /* netns=/container=: where filter.dev names an interface ("": here) */
 };
 
 enum { TI_OPEN = 1, TI_CLOSED = 2 };
@@ -69,8 +69,7 @@ extern const char *const ti_option_keys[];
 extern const char *const ti_filter_keys[];
 extern const char *const ti_flag_names[];
 void ti_check_options(lua_State *L, int idx, struct ti_load_opts *o);
-void ti_check_filter(lua_State *L, int idx, struct ti_filter *f, const char *ctx,
-		     const char *netns_path);
+void ti_check_filter(lua_State *L, int idx, struct ti_filter *f, const char *ctx, const char *netns_path);
 
 /* session.c */
 int ti_session_open(lua_State *L);
@@ -102,7 +101,7 @@ void ti_packet_note_dev(uint32_t netns, uint32_t ifindex, const char *name);
 
 /* signals.c */
 extern volatile sig_atomic_t ti_pending_signal; /* the last trapped signal, 0: none */
-extern volatile sig_atomic_t ti_signal_count;   /* trapped signals so far */
+extern volatile sig_atomic_t ti_signal_count;	/* trapped signals so far */
 void ti_signals_register(lua_State *L);
 
 /* CLOCK_MONOTONIC in seconds, the clock of p.ts */

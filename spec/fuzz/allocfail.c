@@ -120,8 +120,8 @@ int main(int argc, char **argv)
 	kmax = argc > 2 ? atol(argv[2]) : total;
 	if (kmax > total)
 		kmax = total;
-	printf("allocfail: %s makes %ld allocations; failing each k in 1..%ld (%s)\n", argv[1],
-	       total, kmax, sticky ? "sticky" : "transient");
+	printf("allocfail: %s makes %ld allocations; failing each k in 1..%ld (%s)\n", argv[1], total, kmax,
+	       sticky ? "sticky" : "transient");
 	fflush(stdout);
 	for (long k = 1; k <= kmax; k++) {
 		int left;
@@ -135,21 +135,20 @@ int main(int argc, char **argv)
 		else if (rc == LUA_OK)
 			ok++;
 		if (left) {
-			printf("allocfail: k=%ld: %d ti_ BPF programs left after lua_close (status %d: %s)\n",
-			       k, left, rc, msg);
+			printf("allocfail: k=%ld: %d ti_ BPF programs left after lua_close (status %d: %s)\n", k, left,
+			       rc, msg);
 			bad++;
 		}
 		if (rc != -1 && rc != LUA_OK && rc != LUA_ERRMEM) {
 			/* a Lua error that is not LUA_ERRMEM: fine only if it says memory */
-			if (!strstr(msg, "not enough memory") && !strstr(msg, "ENOMEM") &&
-			    !strstr(msg, "memory")) {
+			if (!strstr(msg, "not enough memory") && !strstr(msg, "ENOMEM") && !strstr(msg, "memory")) {
 				printf("allocfail: k=%ld: status %d, not a memory error: %s\n", k, rc, msg);
 				bad++;
 			}
 			other++;
 		}
 	}
-	printf("allocfail: %ld runs: %ld LUA_ERRMEM, %ld ok, %ld other memory errors, %ld bad\n", kmax,
-	       errmem, ok, other, bad);
+	printf("allocfail: %ld runs: %ld LUA_ERRMEM, %ld ok, %ld other memory errors, %ld bad\n", kmax, errmem, ok,
+	       other, bad);
 	return bad ? 1 : 0;
 }

@@ -68,7 +68,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (comparable && bpf_validate(li, (int)n)) {
 			theirs = bpf_filter(li, pkt, (u_int)plen + 7, (u_int)plen);
 			if (mine != theirs) {
-				fprintf(stderr, "fuzz_cbpf: verdict differs: tcpinspect %u, libpcap %u\n", mine, theirs);
+				fprintf(stderr, "fuzz_cbpf: verdict differs: tcpinspect %u, libpcap %u\n", mine,
+					theirs);
 				abort();
 			}
 		}

@@ -86,23 +86,22 @@ static bool extra_dev;
 
 static int checks, failures;
 
-#define CHECK(cond, ...)                                                        \
-	do {                                                                    \
-		checks++;                                                       \
-		if (!(cond)) {                                                  \
-			failures++;                                             \
+#define CHECK(cond, ...)                                                                \
+	do {                                                                            \
+		checks++;                                                               \
+		if (!(cond)) {                                                          \
+			failures++;                                                     \
 			fprintf(stderr, "kernel_harness: %s:%d: ", __FILE__, __LINE__); \
-			fprintf(stderr, __VA_ARGS__);                           \
-			fputc('\n', stderr);                                    \
-		}                                                               \
+			fprintf(stderr, __VA_ARGS__);                                   \
+			fputc('\n', stderr);                                            \
+		}                                                                       \
 	} while (0)
 
 /* An Ethernet + IPv4 + TCP SYN frame to lo (dst MAC 0: PACKET_HOST there),
  * 127.0.0.1:40000 -> 127.0.0.1:9, as spec/bench/common.lua builds it. */
 static size_t frame(unsigned char *f, unsigned dport)
 {
-	static const unsigned char ip[20] = { 0x45, 0, 0, 40, 0, 1, 0, 0, 64, 6, 0, 0,
-					      127, 0, 0, 1, 127, 0, 0, 1 };
+	static const unsigned char ip[20] = { 0x45, 0, 0, 40, 0, 1, 0, 0, 64, 6, 0, 0, 127, 0, 0, 1, 127, 0, 0, 1 };
 	unsigned char *t = f + 14 + 20;
 
 	memset(f, 0, 14 + 40);
@@ -125,7 +124,8 @@ static int prog_ids(const struct ti_kernel *k, __u32 *ids)
 
 	ti_failinj_paused++; /* the harness's own calls */
 
-	bpf_object__for_each_program(p, k->skel->obj) {
+	bpf_object__for_each_program(p, k->skel->obj)
+	{
 		struct bpf_prog_info info = {};
 		__u32 len = sizeof(info);
 		int fd = bpf_program__fd(p);
@@ -167,10 +167,8 @@ static bool tc_filter_of(pid_t pid)
 	ti_failinj_paused++;
 	for (int i = 0; i < 2 && !found; i++) {
 		for (unsigned seq = 1; ifindexes[i] && seq <= 8 && !found; seq++) {
-			DECLARE_LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindexes[i],
-					    .attach_point = BPF_TC_INGRESS);
-			DECLARE_LIBBPF_OPTS(bpf_tc_opts, q, .handle = ((uint32_t)pid << 8) | seq,
-					    .priority = 0x7149);
+			DECLARE_LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindexes[i], .attach_point = BPF_TC_INGRESS);
+			DECLARE_LIBBPF_OPTS(bpf_tc_opts, q, .handle = ((uint32_t)pid << 8) | seq, .priority = 0x7149);
 
 			found = !bpf_tc_query(&hook, &q);
 		}
@@ -223,8 +221,13 @@ static int cycle(enum ti_mode mode, bool verbose)
 {
 	struct ti_kernel *k;
 	struct ti_filter *f;
-	struct ti_load_opts o = { .mode = mode, .sample = 1, .events = true, .aggregates = true,
-				  .ring_size = 1 << 16, .max_flows = 64, .wakeup = 1 };
+	struct ti_load_opts o = { .mode = mode,
+				  .sample = 1,
+				  .events = true,
+				  .aggregates = true,
+				  .ring_size = 1 << 16,
+				  .max_flows = 64,
+				  .wakeup = 1 };
 	uint64_t st[TI_STAT_MAX];
 	unsigned char fr[64];
 	size_t n;
@@ -288,8 +291,11 @@ static int cycle(enum ti_mode mode, bool verbose)
 	/* the maps: the one flow of our 10 segments, read, looked up, deleted */
 	{
 		struct ti_snapshot snap;
-		struct ti_flow_key key = { .family = 4, .saddr = { 127, 0, 0, 1 }, .daddr = { 127, 0, 0, 1 },
-					   .sport = 40000, .dport = 9 };
+		struct ti_flow_key key = { .family = 4,
+					   .saddr = { 127, 0, 0, 1 },
+					   .daddr = { 127, 0, 0, 1 },
+					   .sport = 40000,
+					   .dport = 9 };
 		struct ti_flow_val v;
 
 		if ((err = ti_kernel_map_snapshot(k, TI_MAP_FLOWS, &snap))) {
@@ -304,8 +310,8 @@ static int cycle(enum ti_mode mode, bool verbose)
 			rc = 1;
 			goto close;
 		}
-		CHECK(v.packets == 10 && v.flags_seen == TI_SYN, "%s: our flow: %llu packets",
-		      ti_mode_names[mode], (unsigned long long)v.packets);
+		CHECK(v.packets == 10 && v.flags_seen == TI_SYN, "%s: our flow: %llu packets", ti_mode_names[mode],
+		      (unsigned long long)v.packets);
 		if ((err = ti_kernel_map_delete(k, TI_MAP_FLOWS, &key)) ||
 		    (err = ti_kernel_map_clear(k, TI_MAP_PORTS))) {
 			rc = 1;
@@ -340,8 +346,7 @@ static int cycle(enum ti_mode mode, bool verbose)
 close:
 	ti_kernel_release(k);
 	ti_kernel_release(k); /* idempotent */
-	CHECK(!k->skel && !k->nlinks && !k->ntc && !k->slot_filter[0] && !k->slot_filter[1],
-	      "close left state behind");
+	CHECK(!k->skel && !k->nlinks && !k->ntc && !k->slot_filter[0] && !k->slot_filter[1], "close left state behind");
 	if (tc_filter_of(getpid())) {
 		/* only when the kernel refused to remove it (netlink failures
 		 * injected): then its state file stays, for the next start's sweep
@@ -350,8 +355,8 @@ close:
 		      "%s: a tc filter of ours is left after close, without a state file", ti_mode_names[mode]);
 	} else {
 		for (int i = 0; i < nids; i++)
-			CHECK(!prog_exists(ids[i]), "%s: program %u still loaded after close",
-			      ti_mode_names[mode], ids[i]);
+			CHECK(!prog_exists(ids[i]), "%s: program %u still loaded after close", ti_mode_names[mode],
+			      ids[i]);
 	}
 out:
 	free(f);
@@ -400,16 +405,13 @@ static void arm(enum inject what, int k)
 		setenv("TI_FAILINJ_NL_NTH", buf, 1);
 		setenv("TI_FAILINJ_ERRNO", k % 2 ? "105" : "1", 1); /* ENOBUFS, EPERM */
 		break;
-	case INJECT_ALLOC:
-		alloc_fail_at = k;
-		break;
+	case INJECT_ALLOC: alloc_fail_at = k; break;
 	}
 }
 
 static long injected(enum inject what)
 {
-	return what == INJECT_BPF ? ti_failinj_failed : what == INJECT_NETLINK ? ti_failinj_nl_failed
-									      : alloc_failed;
+	return what == INJECT_BPF ? ti_failinj_failed : what == INJECT_NETLINK ? ti_failinj_nl_failed : alloc_failed;
 }
 
 /* For k = 1, 2, ...: a child arms the k-th failure of one kind and runs one
@@ -446,12 +448,11 @@ static void inject_each(enum inject what, enum ti_mode mode, const char *label)
 			n = -1;
 		close(fd[0]);
 		waitpid(pid, &status, 0);
-		CHECK(WIFEXITED(status) && WEXITSTATUS(status) <= 1,
-		      "%s, %s %d failing: child ended with status 0x%x", label, inject_what[what], k, status);
+		CHECK(WIFEXITED(status) && WEXITSTATUS(status) <= 1, "%s, %s %d failing: child ended with status 0x%x",
+		      label, inject_what[what], k, status);
 		ti_tc_sweep_stale(); /* what the next tc start does */
 		CHECK(!tc_filter_of(pid), "%s, %s %d failing: a tc filter is left", label, inject_what[what], k);
-		CHECK(!state_files_of(pid), "%s, %s %d failing: a tc state file is left", label,
-		      inject_what[what], k);
+		CHECK(!state_files_of(pid), "%s, %s %d failing: a tc state file is left", label, inject_what[what], k);
 		if (WIFEXITED(status) && WEXITSTATUS(status) == 1)
 			failed_steps++;
 		else

@@ -83,8 +83,8 @@ static bool nth_says_fail(int *err)
 
 static void report(void)
 {
-	fprintf(stderr, "failinj: %ld bpf calls, %ld failed; %ld netlink operations, %ld failed\n",
-		ti_failinj_calls, ti_failinj_failed, ti_failinj_nl_calls, ti_failinj_nl_failed);
+	fprintf(stderr, "failinj: %ld bpf calls, %ld failed; %ld netlink operations, %ld failed\n", ti_failinj_calls,
+		ti_failinj_failed, ti_failinj_nl_calls, ti_failinj_nl_failed);
 }
 
 /* Like libc's syscall(), it reads six arguments whatever the call takes (the
@@ -191,7 +191,7 @@ ssize_t send(int fd, const void *buf, size_t len, int flags)
 	int err;
 
 	if (!real)
-		real = (ssize_t (*)(int, const void *, size_t, int))real_fn("send");
+		real = (ssize_t(*)(int, const void *, size_t, int))real_fn("send");
 	if (is_nl(fd) && nl_fails(&err)) {
 		errno = err;
 		return -1;
@@ -205,15 +205,14 @@ ssize_t send(int fd, const void *buf, size_t len, int flags)
 	}
 }
 
-ssize_t sendto(int fd, const void *buf, size_t len, int flags, const struct sockaddr *to,
-	       socklen_t tolen)
+ssize_t sendto(int fd, const void *buf, size_t len, int flags, const struct sockaddr *to, socklen_t tolen)
 {
 	static ssize_t (*real)(int, const void *, size_t, int, const struct sockaddr *, socklen_t);
 	int err;
 
 	if (!real)
-		real = (ssize_t (*)(int, const void *, size_t, int, const struct sockaddr *,
-				    socklen_t))real_fn("sendto");
+		real = (ssize_t(*)(int, const void *, size_t, int, const struct sockaddr *, socklen_t))real_fn(
+			"sendto");
 	if (is_nl(fd) && nl_fails(&err)) {
 		errno = err;
 		return -1;
@@ -233,7 +232,7 @@ ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 	int err;
 
 	if (!real)
-		real = (ssize_t (*)(int, const struct msghdr *, int))real_fn("sendmsg");
+		real = (ssize_t(*)(int, const struct msghdr *, int))real_fn("sendmsg");
 	if (is_nl(fd) && nl_fails(&err)) {
 		errno = err;
 		return -1;
