@@ -118,6 +118,16 @@ struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 } host_lpm SEC(".maps");
 
+/* Drops: per-reason counts, then the drop path's counters (tcpinspect.h,
+ * TI_DROP_STATS).  Written only by the drop hook, which loads only with
+ * drops = true. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, TI_DROP_CTR_SLOTS);
+	__type(key, __u32);
+	__type(value, __u64);
+} drop_ctr SEC(".maps");
+
 /* The key is 64-bit, though the map reads only 4 bytes of it
  * (bpf/ti_rules.h, "Stack slots"). */
 static __always_inline void ti_count(__u32 stat)
@@ -127,6 +137,24 @@ static __always_inline void ti_count(__u32 stat)
 
 	if (v)
 		*v += 1;
+}
+
+static __always_inline void ti_drop_count(__u64 i)
+{
+	__u64 *v = bpf_map_lookup_elem(&drop_ctr, &i);
+
+	if (v)
+		*v += 1;
+}
+
+/* A record went to the ring (ok) or found it full: counted as the
+ * record's kind (a drop, or a received segment). */
+static __always_inline void ti_count_emit(const struct ti_event *e, int ok)
+{
+	if (e->probe == TI_PROBE_KFREE_SKB)
+		ti_drop_count(TI_DROP_REASON_SLOTS + (ok ? TI_DROP_DELIVERED : TI_DROP_LOST));
+	else
+		ti_count(ok ? TI_STAT_DELIVERED : TI_STAT_DROPPED);
 }
 
 /* ---- parse: bpf/ti_parse.h (ti_parse, ti_frame_segment) ------------------- */
@@ -177,6 +205,7 @@ static long ti_test_spin(__u32 i, void *ctx)
 #define TI_EMIT(x, e) (bpf_loop(100000, ti_test_spin, 0, 0), ti_emit(e))
 #endif
 #define TI_EXPR_MATCH(x, c) ti_expr_match(x, (c)->expr.len)
+#define TI_DROP_COUNT(x, i) ti_drop_count(i)
 #include "ti_rules.h"
 
 /* The scratch space of the segment being handled (struct ti_scratch,
@@ -358,11 +387,7 @@ static __always_inline void ti_emit_bytes(const struct ti_event *e)
 			flags = BPF_RB_FORCE_WAKEUP;
 		}
 	}
-	if (bpf_ringbuf_output(&events, (void *)e, len, flags)) {
-		ti_count(TI_STAT_DROPPED);
-		return;
-	}
-	ti_count(TI_STAT_DELIVERED);
+	ti_count_emit(e, !bpf_ringbuf_output(&events, (void *)e, len, flags));
 }
 
 static __always_inline void ti_emit(const struct ti_event *e)
@@ -377,7 +402,7 @@ static __always_inline void ti_emit(const struct ti_event *e)
 
 	r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
 	if (!r) {
-		ti_count(TI_STAT_DROPPED);
+		ti_count_emit(e, 0);
 		return;
 	}
 	__builtin_memcpy(r, e, sizeof(*r));
@@ -400,7 +425,7 @@ static __always_inline void ti_emit(const struct ti_event *e)
 		}
 	}
 	bpf_ringbuf_submit(r, flags);
-	ti_count(TI_STAT_DELIVERED);
+	ti_count_emit(e, 1);
 }
 
 /* ---- the one path every hook takes ---------------------------------------- */
@@ -421,6 +446,19 @@ __attribute__((noinline)) int ti_handle(__u64 sslot)
 		return 0;
 	slot = x->cfg_slot & 1; /* the filter slot the hook copied the bytes for */
 	ti_path(x, &ti_cfg[slot], slot);
+	return 0;
+}
+
+/* The drop hook's path (ti_drop_path), a global function as ti_handle is. */
+__attribute__((noinline)) int ti_handle_drop(__u64 sslot)
+{
+	struct ti_scratch *x = bpf_map_lookup_elem(&scratch, &sslot);
+	__u32 slot;
+
+	if (!x)
+		return 0;
+	slot = x->cfg_slot & 1;
+	ti_drop_path(x, &ti_cfg[slot], slot);
 	return 0;
 }
 
@@ -673,4 +711,87 @@ int ti_tc_ingress_ns(struct __sk_buff *skb)
 	if (skb->pkt_type == PACKET_HOST_ && !skb->vlan_present)
 		ti_from_sk_buff(skb, ETH_HLEN, TI_PROBE_TC, BPF_CORE_READ(kskb, dev, nd_net.net, ns.inum), 0);
 	return -1;
+}
+
+/* ---- entry: drops (skb:kfree_skb) --------------------------------------------- */
+
+#define TI_IP_MF_OFFSET 0x3fff /* IPv4 frag_off: more fragments, or an offset */
+#define TI_TH_UNSET 0xffff     /* skb->transport_header not set */
+
+/* A TCP segment this host received, freed with a reason (the tracepoint
+ * fires for every skb the kernel drops: sent ones too, and other
+ * protocols').  What makes it one of ours, read before a scratch slot is
+ * claimed:
+ *   - it came in through the receive path: __netif_receive_skb_core sets
+ *     skb->skb_iif to the receiving device, and an skb built here (a TCP
+ *     segment being sent, a clone of one, a reset or an ACK we answer
+ *     with) has 0 there (alloc_skb zeroes it, clones copy it).  On lo a
+ *     sent segment becomes a received one at loopback_xmit -> netif_rx,
+ *     and is seen from then on, as the receive hooks see it;
+ *   - addressed to this host (pkt_type PACKET_HOST, as tc mode takes it):
+ *     not a frame picked up for another host or a broadcast;
+ *   - IPv4 or IPv6 carrying TCP right after the IP header (an IPv6 segment
+ *     behind extension headers is not reported), not an IPv4 fragment.
+ * The TCP header follows the IP header: IPv4's ihl, IPv6's 40 bytes
+ * (transport_header is not set yet for drops before ip_rcv).
+ * The scope is the session's (drop_netns, and cgroup_id for a drop whose
+ * skb has a socket), then the path is ti_drop_path: the filter, the
+ * reason counted, the record. */
+static __always_inline int ti_from_dropped_skb(struct sk_buff *skb, __u64 location, __u64 reason)
+{
+	struct ti_scratch *x;
+	unsigned char *head;
+	__u64 proto = BPF_CORE_READ(skb, protocol), nh, tp, netns, cgroup, in_scope;
+	__u8 ip[10];
+
+	if (proto != bpf_htons(ETH_P_IP) && proto != bpf_htons(ETH_P_IPV6))
+		return 0;
+	if (!BPF_CORE_READ(skb, skb_iif) || BPF_CORE_READ_BITFIELD_PROBED(skb, pkt_type) != PACKET_HOST_)
+		return 0;
+	netns = BPF_CORE_READ(skb, dev, nd_net.net, ns.inum);
+	if (ti_load.drop_netns && netns != ti_load.drop_netns)
+		return 0;
+	head = BPF_CORE_READ(skb, head);
+	nh = BPF_CORE_READ(skb, network_header);
+	if (nh == TI_TH_UNSET || bpf_probe_read_kernel(ip, sizeof(ip), head + nh))
+		return 0;
+	if (proto == bpf_htons(ETH_P_IP)) {
+		if ((ip[0] >> 4) != 4 || ip[9] != TI_IPPROTO_TCP || (((ip[6] << 8) | ip[7]) & TI_IP_MF_OFFSET))
+			return 0;
+		tp = nh + (ip[0] & 15) * 4;
+	} else {
+		if ((ip[0] >> 4) != 6 || ip[6] != TI_IPPROTO_TCP)
+			return 0;
+		tp = nh + 40;
+	}
+	cgroup = ti_sock_cgroup(skb, &in_scope);
+	if (ti_load.cgroup_id && !in_scope)
+		return 0;
+	x = ti_scratch_get(TI_PROBE_KFREE_SKB);
+	if (!x)
+		return 0;
+	x->ev.ifindex = BPF_CORE_READ(skb, dev, ifindex);
+	x->ev.netns = netns;
+	x->ev.cgroup = cgroup;
+	x->ev.reason = reason;
+	x->ev.location = location;
+	if (bpf_probe_read_kernel(x->w.ip, sizeof(x->w.ip), head + nh) ||
+	    bpf_probe_read_kernel(&x->w.th, sizeof(x->w.th), head + tp) ||
+	    ti_parse(&x->ev, x->w.ip, (__u16)(tp - nh), &x->w.th, ti_kernel_skb_len(skb, head, nh, x)))
+		ti_drop_count(TI_DROP_REASON_SLOTS + TI_DROP_SEEN); /* unreadable: seen, never matched */
+	else {
+		ti_copy_kernel(x, skb, head, nh, (__u32)(BPF_CORE_READ(skb, tail) - nh));
+		ti_handle_drop(x->sslot);
+	}
+	ti_scratch_put(x);
+	return 0;
+}
+
+/* skb:kfree_skb as a BTF tracepoint: (skb, location, reason) in 6.1, and
+ * rx_sk after them from 6.11 (not read here).  Loaded only with drops =
+ * true (luaext/kernel.c, select_programs). */
+SEC("tp_btf/kfree_skb")
+int BPF_PROG(ti_drop_btf, struct sk_buff *skb, void *location, int reason)
+{
+	return ti_from_dropped_skb(skb, (__u64)location, (__u32)reason);
 }

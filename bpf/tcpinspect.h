@@ -38,7 +38,9 @@ enum ti_tcp_flag {
 
 /* Which hook produced a record (struct ti_event.probe), and its name as
  * p.probe reports it.  The function probes' names are the probed functions;
- * "pcap" is a replayed capture (luaext/kernel_replay.c).
+ * "pcap" is a replayed capture (luaext/kernel_replay.c); "skb:kfree_skb" is
+ * the drop hook: its records are drops (ti_event.reason, .location), the
+ * others segments that arrived.
  *	X(ID, name) in value order, from 0 */
 #define TI_PROBES(X)                    \
 	X(NONE, "unknown")              \
@@ -46,7 +48,8 @@ enum ti_tcp_flag {
 	X(TCP_V6_RCV, "tcp_v6_rcv")     \
 	X(CGROUP, "cgroup_skb/ingress") \
 	X(TC, "tc/ingress")             \
-	X(PCAP, "pcap")
+	X(PCAP, "pcap")                 \
+	X(KFREE_SKB, "skb:kfree_skb")
 
 enum ti_probe {
 #define TI_X(id, name) TI_PROBE_##id,
@@ -55,7 +58,8 @@ enum ti_probe {
 		TI_PROBE_COUNT,
 };
 
-/* One incoming TCP segment: the ring-buffer record. */
+/* One incoming TCP segment, or the drop of one (probe TI_PROBE_KFREE_SKB):
+ * the ring-buffer record. */
 struct ti_event {
 	__u64 ts; /* CLOCK_MONOTONIC, ns */
 	__u8 saddr[16];
@@ -80,6 +84,12 @@ struct ti_event {
 			* length; where that field is 0, the real length
 			* (bpf/ti_parse.h: BIG TCP, RFC 2675 jumbograms).  The
 			* IP header's own length (p.iplen) follows from it. */
+	/* a drop (probe TI_PROBE_KFREE_SKB); 0 in every other record */
+	__u32 reason;	/* the kernel's enum skb_drop_reason, as its BTF numbers it */
+	__u32 location; /* the low 32 bits of the dropping code's address (the
+			 * tracepoint's location): kernel text and modules lie
+			 * within 2 GiB of _stext, which gives the rest
+			 * (luaext/kernel_env.c, ti_kallsyms_name) */
 };
 
 /* The largest length a record (len, wirelen) and filter.len carry. */
@@ -87,8 +97,14 @@ struct ti_event {
 
 /* The record's layout is ABI between the BPF object and the C module, and
  * the ring reader and the pcap writer take the captured bytes from right
- * after it: 88 bytes, 8-aligned, the 32-bit lengths on 4-byte boundaries. */
-_Static_assert(sizeof(struct ti_event) == 88, "struct ti_event is 88 bytes");
+ * after it: 96 bytes, 8-aligned, the 32-bit lengths on 4-byte boundaries.
+ * It was 88 bytes before drops: those were all packet fields (a drop
+ * record has every one of them), and a drop needs its reason and where
+ * the kernel dropped it, so one record kind with 8 more bytes costs every
+ * record 8 bytes of ring (96 -> 104 with the ring's header) instead of a
+ * second record layout that the reader, the dump and the replay would each
+ * have to tell apart. */
+_Static_assert(sizeof(struct ti_event) == 96, "struct ti_event is 96 bytes");
 _Static_assert(__builtin_offsetof(struct ti_event, caplen) == 74, "ti_event.caplen at 74");
 _Static_assert(__builtin_offsetof(struct ti_event, len) == 76, "ti_event.len at 76");
 _Static_assert(__builtin_offsetof(struct ti_event, wirelen) == 84, "ti_event.wirelen at 84");
@@ -211,6 +227,30 @@ enum ti_stat {
 		TI_STAT_MAX,
 };
 
+/* Drop counters ("drop_ctr" map, a per-CPU array; bpf/ti_rules.h,
+ * ti_drop_path): the first TI_DROP_REASON_SLOTS count drops per reason
+ * (enum skb_drop_reason; a reason past the last slot, a subsystem's
+ * (2^16 and up) say, in the last one), then the path's counters at
+ * TI_DROP_REASON_SLOTS + i, X(ID, name) in index order, whose identities are
+ *   seen == filtered + matched
+ *   matched == delivered + lost   (events on; drops are never sampled)
+ * and the reason slots sum to matched. */
+#define TI_DROP_REASON_SLOTS 256
+#define TI_DROP_STATS(X)          \
+	X(SEEN, "seen")           \
+	X(FILTERED, "filtered")   \
+	X(MATCHED, "matched")     \
+	X(DELIVERED, "delivered") \
+	X(LOST, "lost")
+
+enum ti_drop_stat {
+#define TI_X(id, name) TI_DROP_##id,
+	TI_DROP_STATS(TI_X)
+#undef TI_X
+		TI_DROP_STAT_MAX,
+};
+#define TI_DROP_CTR_SLOTS (TI_DROP_REASON_SLOTS + TI_DROP_STAT_MAX)
+
 /* Load-time configuration: the program's `const volatile` rodata, set by user
  * space between open and load and frozen by the load, so the verifier knows
  * the values and prunes what they turn off (events = 0: no ring code;
@@ -228,7 +268,9 @@ struct ti_load_config {
 	 * it are not seen at all; 0 turns each test off */
 	__u32 scope_netns;  /* fentry/kprobe, cgroup (ti_cgroup_ingress_ns): only this netns inode */
 	__u32 cgroup_level; /* fentry/kprobe: cgroup_id's depth below the root */
-	__u64 cgroup_id;    /* fentry/kprobe: only sockets in this cgroup or below */
+	__u64 cgroup_id;    /* fentry/kprobe, drops: only sockets in this cgroup or below */
+	__u32 drops;	    /* the drop hook is loaded (open's drops = true) */
+	__u32 drop_netns;   /* drops: only in this netns inode (the scope's, any mode); 0: all */
 };
 
 /* The filter: what set_filter changes.  Two copies live in the program's

@@ -338,13 +338,20 @@ TI_INLINE int ti_sampled_out(const struct ti_event *e, struct ti_scratch *x)
 /* Counters, filter, aggregates, sampling, delivery of the segment in
  * x->ev, with the filter c (the active slot, slot).  The identities of
  * tcpinspect.h's counters hold because every segment takes one branch. */
+/* The session's filter on the segment in x->ev: the native tests first
+ * (cheap), then the expression; both must match.  Received segments and
+ * drops take the same test. */
+TI_INLINE int ti_match(struct ti_scratch *x, const struct ti_config *c, __u32 slot)
+{
+	return ti_filter(c, slot, &x->ev, x) && (!c->expr.len || TI_EXPR_MATCH(x, c));
+}
+
 TI_INLINE void ti_path(struct ti_scratch *x, const struct ti_config *c, __u32 slot)
 {
 	const struct ti_event *e = &x->ev;
 
 	TI_COUNT(x, TI_STAT_SEEN);
-	/* the native tests first (cheap), then the expression: both must match */
-	if (!ti_filter(c, slot, e, x) || (c->expr.len && !TI_EXPR_MATCH(x, c))) {
+	if (!ti_match(x, c, slot)) {
 		TI_COUNT(x, TI_STAT_FILTERED);
 		return;
 	}
@@ -359,5 +366,33 @@ TI_INLINE void ti_path(struct ti_scratch *x, const struct ti_config *c, __u32 sl
 	}
 	TI_EMIT(x, e);
 }
+
+/* The path of a dropped segment (x->ev, its reason and location filled;
+ * probe TI_PROBE_KFREE_SKB): its own counters (tcpinspect.h, "drop_ctr"),
+ * the same filter as a received segment, its reason counted, then the
+ * record; no aggregate (the segment, if it reached a probe, is in them
+ * already) and no sampling.  Only an includer with a drop hook defines
+ *   TI_DROP_COUNT(x, i)     add 1 to drop counter i (0 ..
+ *                           TI_DROP_CTR_SLOTS - 1)
+ * (BPF: the per-CPU array drop_ctr); the pcap replay has no drops: a
+ * capture holds no fates.  TI_EMIT counts the record as delivered or
+ * lost by its probe. */
+#ifdef TI_DROP_COUNT
+TI_INLINE void ti_drop_path(struct ti_scratch *x, const struct ti_config *c, __u32 slot)
+{
+	const struct ti_event *e = &x->ev;
+	__u64 r = e->reason; /* 64-bit: "Stack slots", above */
+
+	TI_DROP_COUNT(x, TI_DROP_REASON_SLOTS + TI_DROP_SEEN);
+	if (!ti_match(x, c, slot)) {
+		TI_DROP_COUNT(x, TI_DROP_REASON_SLOTS + TI_DROP_FILTERED);
+		return;
+	}
+	TI_DROP_COUNT(x, TI_DROP_REASON_SLOTS + TI_DROP_MATCHED);
+	TI_DROP_COUNT(x, r < TI_DROP_REASON_SLOTS ? r : TI_DROP_REASON_SLOTS - 1);
+	if (TI_LOAD_CFG(x).events)
+		TI_EMIT(x, e);
+}
+#endif
 
 #endif /* TI_RULES_H */

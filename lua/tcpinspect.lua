@@ -59,6 +59,11 @@ end
 -- @treturn string
 M.flagstr = core.flagstr
 
+--- The running kernel's drop reasons (`enum skb_drop_reason` in its BTF), in
+-- value order, without the `SKB_DROP_REASON_` prefix.
+-- @treturn table a list of names
+M.drop_reasons = core.drop_reasons
+
 --- Seconds on CLOCK_MONOTONIC, as a float (the clock of `p.ts`).
 -- @treturn number
 M.monotonic = core.monotonic

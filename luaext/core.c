@@ -88,10 +88,41 @@ static int core_features(lua_State *L)
 	}
 	lua_pushboolean(L, tcx);
 	lua_setfield(L, -3, "tcx");
+	/* drops: the drop hook alone, loaded and attached, then removed */
+	{
+		bool ok = !ti_kernel_probe_drops(why, sizeof(why));
+
+		if (!ok) {
+			lua_pushstring(L, why);
+			lua_setfield(L, -2, "drops");
+		}
+		lua_pushboolean(L, ok);
+		lua_setfield(L, -3, "drops");
+	}
+	/* a replay never has drops, whatever this kernel can do */
+	lua_pushboolean(L, false);
+	lua_setfield(L, -3, "replay_drops");
+	lua_pushliteral(L, "a capture holds what arrived, not what became of it: on_drop never fires in a replay");
+	lua_setfield(L, -2, "replay_drops");
 	lua_setfield(L, -2, "reasons");
 	if (uname(&u) == 0) {
 		lua_pushstring(L, u.release);
 		lua_setfield(L, -2, "kernel");
+	}
+	return 1;
+}
+
+/* tcpinspect.drop_reasons() -> {name, ...}: the running kernel's drop
+ * reasons (enum skb_drop_reason in its BTF) in value order, without the
+ * SKB_DROP_REASON_ prefix; {} without BTF. */
+static int core_drop_reasons(lua_State *L)
+{
+	const char *name;
+
+	lua_newtable(L);
+	for (size_t i = 0; (name = ti_drop_reason_at(i)); i++) {
+		lua_pushstring(L, name);
+		lua_rawseti(L, -2, (lua_Integer)i + 1);
 	}
 	return 1;
 }
@@ -355,15 +386,25 @@ static int core_expr_match(lua_State *L)
 int luaopen_tcpinspect_core(lua_State *L)
 {
 	static const luaL_Reg funcs[] = {
-		{ "open", ti_session_open },	   { "replay", ti_session_open_replay },
-		{ "features", core_features },	   { "monotonic", core_monotonic },
-		{ "sleep", core_sleep },	   { "drop_privileges", core_drop_privileges },
-		{ "flagstr", core_flagstr },	   { "check_options", core_check_options },
-		{ "errname", core_errname },	   { "versions", core_versions },
-		{ "resolve", core_resolve },	   { "expr_compile", core_expr_compile },
-		{ "expr_match", core_expr_match }, { "suggest", core_suggest },
-		{ "netns_path", core_netns_path }, { "netns_inode", core_netns_inode },
-		{ "set_debug", core_set_debug },   { NULL, NULL },
+		{ "open", ti_session_open },
+		{ "replay", ti_session_open_replay },
+		{ "features", core_features },
+		{ "monotonic", core_monotonic },
+		{ "sleep", core_sleep },
+		{ "drop_privileges", core_drop_privileges },
+		{ "flagstr", core_flagstr },
+		{ "check_options", core_check_options },
+		{ "errname", core_errname },
+		{ "versions", core_versions },
+		{ "resolve", core_resolve },
+		{ "expr_compile", core_expr_compile },
+		{ "expr_match", core_expr_match },
+		{ "suggest", core_suggest },
+		{ "netns_path", core_netns_path },
+		{ "netns_inode", core_netns_inode },
+		{ "set_debug", core_set_debug },
+		{ "drop_reasons", core_drop_reasons },
+		{ NULL, NULL },
 	};
 
 	ti_kernel_log_init();

@@ -8,6 +8,9 @@
  *   fentry, kprobe   tcp_v4_rcv / tcp_v6_rcv (a missing one is reported, not fatal)
  *   tc               kernel_tc.c
  *   cgroup           cgroup_skb/ingress link on a cgroup v2 directory
+ *   drops = true     and in any mode, skb:kfree_skb (tp_btf): a drop hook
+ *                    that cannot load or attach is reported in
+ *                    session.probes, and the session runs without it
  *
  * Every failure leaves nothing behind and fills `why` with one line that
  * says what went wrong and what to do (kernel_env.c).
@@ -145,6 +148,38 @@ void ti_set_load_config(struct ti_load_config *c, const struct ti_load_opts *o, 
 	} else if (mode == TI_MODE_CGROUP && !o->scope.container) {
 		c->scope_netns = o->scope.netns;
 	}
+	/* drops are scoped in every mode by what the drop hook reads: the
+	 * device's netns, and the socket's cgroup (only the tc and cgroup
+	 * programs never read cgroup_id: tc refuses a cgroup scope, cgroup
+	 * mode is scoped by where it attaches) */
+	c->drops = o->drops;
+	if (o->drops) {
+		c->drop_netns = o->scope.netns;
+		c->cgroup_id = o->scope.cgroup_id;
+		c->cgroup_level = o->scope.cgroup_level;
+	}
+}
+
+/* drops = true: load the drop hook too, if this process may (tp_btf needs
+ * CAP_PERFMON and the kernel's BTF); else say why in drop_status. */
+static void select_drops(struct ti_kernel *k, const struct ti_load_opts *o, const char *refused)
+{
+	k->drop_status[0] = '\0';
+	if (!o->drops)
+		return;
+	if (!ti_can_read_kernel())
+		snprintf(
+			k->drop_status, sizeof(k->drop_status),
+			"not attached: the drop hook (tp_btf/kfree_skb) needs CAP_PERFMON (or CAP_SYS_ADMIN); run as root");
+	else if (!ti_kernel_has_btf())
+		snprintf(
+			k->drop_status, sizeof(k->drop_status),
+			"not attached: the drop hook (tp_btf/kfree_skb) needs the kernel's BTF (CONFIG_DEBUG_INFO_BTF=y)");
+	else if (refused[0])
+		snprintf(k->drop_status, sizeof(k->drop_status),
+			 "not attached: the kernel refused the drop hook: %.200s", refused);
+	else
+		bpf_program__set_autoload(k->skel->progs.ti_drop_btf, true);
 }
 
 /* Can mode honour the session's scope?  0, or -errno with why filled. */
@@ -175,6 +210,7 @@ static int live_load(struct ti_kernel *k, const struct ti_load_opts *o, enum ti_
 {
 	struct tcpinspect_bpf *sk;
 	bool tc_here_only = false;
+	char drops_refused[200] = "";
 	int err;
 
 	ti_libbpf_log_clear();
@@ -223,8 +259,17 @@ again:
 	ti_set_load_config((struct ti_load_config *)&sk->rodata->ti_load, o, mode);
 	if ((err = select_programs(k, o, mode, tc_here_only, why, whylen)))
 		goto fail;
+	select_drops(k, o, drops_refused);
 	if ((err = tcpinspect_bpf__load(sk))) {
 		ti_explain(err, why, whylen, mode, "loading the BPF programs");
+		/* the drop hook refused: the session goes on without it */
+		if (bpf_program__autoload(sk->progs.ti_drop_btf)) {
+			snprintf(drops_refused, sizeof(drops_refused), "%s", why);
+			tcpinspect_bpf__destroy(sk);
+			k->skel = NULL;
+			ti_libbpf_log_clear();
+			goto again;
+		}
 		if (mode == TI_MODE_TC && !tc_here_only) {
 			snprintf(
 				k->tc_netns_note, sizeof(k->tc_netns_note),
@@ -390,6 +435,20 @@ static int attach_cgroup(struct ti_kernel *k, const struct ti_load_opts *o, char
 	return 0;
 }
 
+/* The drop hook, if it loaded: a failure to attach it is reported in
+ * session.probes, not fatal. */
+static void attach_drops(struct ti_kernel *k)
+{
+	if (!bpf_program__autoload(k->skel->progs.ti_drop_btf))
+		return;
+	k->drop_link = bpf_program__attach_trace(k->skel->progs.ti_drop_btf);
+	if (!k->drop_link)
+		snprintf(k->drop_status, sizeof(k->drop_status), "not attached: attaching tp_btf/kfree_skb failed: %s",
+			 strerror(errno));
+	else
+		snprintf(k->drop_status, sizeof(k->drop_status), "attached (tp_btf)");
+}
+
 static int live_attach(struct ti_kernel *k, const struct ti_load_opts *o, char *why, size_t whylen)
 {
 	struct tcpinspect_bpf *sk = k->skel;
@@ -417,9 +476,12 @@ static int live_attach(struct ti_kernel *k, const struct ti_load_opts *o, char *
 	case TI_MODE_CGROUP: err = attach_cgroup(k, o, why, whylen); break;
 	default: err = -EINVAL;
 	}
-	if (err)
+	if (err) {
 		live_close(k);
-	return err;
+		return err;
+	}
+	attach_drops(k);
+	return 0;
 }
 
 /* ---- open: the three steps, in one mode or each of auto's ------------------------- */
@@ -583,6 +645,30 @@ static int live_stats(const struct ti_kernel *k, uint64_t out[TI_STAT_MAX])
 	return 0;
 }
 
+static int live_drop_stats(const struct ti_kernel *k, uint64_t out[TI_DROP_CTR_SLOTS], char *why, size_t whylen)
+{
+	uint64_t vals[k->ncpus > 0 ? k->ncpus : 1];
+	int fd;
+
+	if (!k->skel)
+		return -EBADF;
+	if (!k->drop_link) {
+		snprintf(why, whylen, "%s",
+			 k->drop_status[0] ? k->drop_status : "drops are off: open the session with drops = true");
+		return -EOPNOTSUPP;
+	}
+	fd = bpf_map__fd(k->skel->maps.drop_ctr);
+	/* downstream first, as live_stats: the reasons, then lost ... seen */
+	for (uint32_t i = TI_DROP_CTR_SLOTS; i-- > 0;) {
+		out[i] = 0;
+		if (bpf_map_lookup_elem(fd, &i, vals))
+			return -errno;
+		for (int c = 0; c < k->ncpus; c++)
+			out[i] += vals[c];
+	}
+	return 0;
+}
+
 static void live_describe(const struct ti_kernel *k, struct ti_kernel_info *info)
 {
 	struct timespec ts;
@@ -635,6 +721,8 @@ static void live_hooks(const struct ti_kernel *k, ti_hook_fn fn, void *ctx)
 		break;
 	default: break;
 	}
+	if (k->drop_status[0])
+		fn(ctx, &(struct ti_hook_info){ .probe = ti_probe_key(TI_PROBE_KFREE_SKB), .status = k->drop_status });
 }
 
 static int live_test_run(const struct ti_kernel *k, const void *frame, size_t len, int repeat, int *retval,
@@ -686,6 +774,12 @@ static void live_close(struct ti_kernel *k)
 		bpf_link__destroy(k->links[i]);
 	}
 	k->nlinks = 0;
+	if (k->drop_link) {
+		if (k->owner != (int)getpid())
+			bpf_link__disconnect(k->drop_link);
+		bpf_link__destroy(k->drop_link);
+		k->drop_link = NULL;
+	}
 	ti_tc_detach(k);
 	if (k->skel) {
 		tcpinspect_bpf__destroy(k->skel);
@@ -704,6 +798,7 @@ static const struct ti_kernel_ops live_ops = {
 	.wait = live_wait,
 	.consume = live_consume,
 	.stats = live_stats,
+	.drop_stats = live_drop_stats,
 	.describe = live_describe,
 	.hooks = live_hooks,
 	.test_run = live_test_run,
@@ -768,6 +863,11 @@ int ti_kernel_stats(const struct ti_kernel *k, uint64_t out[TI_STAT_MAX])
 	return k->ops->stats(k, out);
 }
 
+int ti_kernel_drop_stats(const struct ti_kernel *k, uint64_t out[TI_DROP_CTR_SLOTS], char *why, size_t whylen)
+{
+	return k->ops->drop_stats(k, out, why, whylen);
+}
+
 void ti_kernel_describe(const struct ti_kernel *k, struct ti_kernel_info *info)
 {
 	k->ops->describe(k, info);
@@ -811,5 +911,49 @@ int ti_kernel_probe_mode(enum ti_mode mode, bool *tcx, char *why, size_t whylen)
 		*tcx = k->ntc > 0 && k->tc[0].link_fd >= 0;
 	live_close(k);
 	free(k);
+	return err;
+}
+
+int ti_kernel_probe_drops(char *why, size_t whylen)
+{
+	struct tcpinspect_bpf *sk;
+	struct bpf_link *l;
+	struct bpf_program *prog;
+	int err;
+
+	if (!ti_can_read_kernel()) {
+		snprintf(why, whylen,
+			 "the drop hook (tp_btf/kfree_skb) needs CAP_PERFMON (or CAP_SYS_ADMIN); run as root");
+		return -EPERM;
+	}
+	if (!ti_kernel_has_btf()) {
+		snprintf(why, whylen,
+			 "the drop hook (tp_btf/kfree_skb) needs the kernel's BTF (CONFIG_DEBUG_INFO_BTF=y)");
+		return -ENOENT;
+	}
+	ti_libbpf_log_clear();
+	sk = tcpinspect_bpf__open();
+	if (!sk) {
+		err = -errno;
+		snprintf(why, whylen, "opening the BPF object failed: %s", strerror(-err));
+		return err;
+	}
+	bpf_object__for_each_program(prog, sk->obj) bpf_program__set_autoload(prog, false);
+	bpf_program__set_autoload(sk->progs.ti_drop_btf, true);
+	bpf_map__set_max_entries(sk->maps.flows, TI_TABLE_WAYS);
+	bpf_map__set_max_entries(sk->maps.sources, TI_TABLE_WAYS);
+	bpf_map__set_max_entries(sk->maps.events, 4096 * 4);
+	sk->rodata->ti_load.drops = 1;
+	if ((err = tcpinspect_bpf__load(sk))) {
+		snprintf(why, whylen, "the kernel refused the drop hook (tp_btf/kfree_skb): %s", strerror(-err));
+		tcpinspect_bpf__destroy(sk);
+		return err;
+	}
+	l = bpf_program__attach_trace(sk->progs.ti_drop_btf);
+	err = l ? 0 : -errno;
+	if (!l)
+		snprintf(why, whylen, "attaching tp_btf/kfree_skb failed: %s", strerror(-err));
+	bpf_link__destroy(l);
+	tcpinspect_bpf__destroy(sk);
 	return err;
 }

@@ -121,6 +121,7 @@ struct ti_load_opts {
 	uint32_t max_flows;
 	uint32_t wakeup;  /* records per wakeup */
 	uint32_t snaplen; /* bytes of each segment in its record (0 .. TI_SNAPLEN_MAX) */
+	bool drops;	  /* the drop hook (skb:kfree_skb) too: drop records and counters */
 	char cgroup[512]; /* cgroup mode's attach point (cgroup= or the container's); empty: the cgroup v2 root */
 	struct ti_scope scope;
 	int ndevs; /* tc: 0 means every interface that is up */
@@ -184,6 +185,11 @@ int ti_kernel_consume(struct ti_kernel *k, int64_t timeout_ms, ti_record_fn fn, 
 /* Sum the per-CPU counters.  0 or -errno. */
 int ti_kernel_stats(const struct ti_kernel *k, uint64_t out[TI_STAT_MAX]);
 
+/* The drop counters (tcpinspect.h: per reason, then TI_DROP_STATS), summed
+ * over the CPUs.  0, or -EOPNOTSUPP (why says why: drops off, the hook
+ * could not attach, a replay), or -errno. */
+int ti_kernel_drop_stats(const struct ti_kernel *k, uint64_t out[TI_DROP_CTR_SLOTS], char *why, size_t whylen);
+
 /* What a session shows of its backend, read when asked. */
 struct ti_kernel_info {
 	const char *mode;	/* "fentry", "kprobe", "tc", "cgroup" or "replay" */
@@ -241,6 +247,23 @@ int ti_kernel_map_clear(const struct ti_kernel *k, enum ti_map_id m);
 /* Load and attach one mode for real, then undo (features()).  0, or -errno
  * with why filled.  *tcx: tc mode used a tcx link. */
 int ti_kernel_probe_mode(enum ti_mode mode, bool *tcx, char *why, size_t whylen);
+
+/* Load and attach the drop hook alone, then undo (features().drops).  0, or
+ * -errno with why filled. */
+int ti_kernel_probe_drops(char *why, size_t whylen);
+
+/* Drops' names (kernel_env.c), read once per process: the running kernel's
+ * enum skb_drop_reason from its BTF (the values differ between kernels),
+ * each without its SKB_DROP_REASON_ (or SKB_) prefix.  ti_drop_reason_name:
+ * the name of value v, or NULL when the BTF has none (or no BTF).
+ * ti_drop_reason_at: the i-th name in value order, NULL past the last. */
+const char *ti_drop_reason_name(uint32_t v);
+const char *ti_drop_reason_at(size_t i);
+/* The kernel function at a drop's location (struct ti_event.location, the
+ * address's low 32 bits) from /proc/kallsyms, read once per process: its
+ * name into buf, or "0x..." (the address completed from _stext, when
+ * kallsyms hides the addresses) . */
+void ti_kallsyms_name(uint32_t location, char *buf, size_t len);
 
 /* kernel_env.c */
 void ti_kernel_log_init(void);	     /* route libbpf's messages (once per process) */

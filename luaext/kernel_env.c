@@ -6,6 +6,8 @@
  *   privileges     the capabilities each mode needs, checked up front;
  *                  dropping them for a user (tcpdump's -Z)
  *   kernel facts   BTF, kallsyms, kprobes, perf_event_paranoid, cgroup2 mount
+ *   drops' names   enum skb_drop_reason from the kernel's BTF; a drop's
+ *                  location as a kernel function, from /proc/kallsyms
  *   libbpf's log   kept for error reports; all of it on stderr when verbose
  *                  (ti_kernel_set_verbose: the CLI's -v, tcpinspect.set_debug)
  *   ti_explain     one line: what failed, strerror, what to do
@@ -221,6 +223,162 @@ bool ti_kallsyms_has(const char *name)
 		found = sscanf(line, "%*s %*s %199s", sym) == 1 && !strcmp(sym, name);
 	fclose(f);
 	return found;
+}
+
+/* ---- drops' names ------------------------------------------------------------ */
+
+/* The running kernel's enum skb_drop_reason, read once: the values differ
+ * between kernels (6.1's NO_SOCKET is 2, 6.18's 3: SKB_CONSUMED came
+ * before it), so the names come from its BTF, never from a header. */
+struct drop_reason {
+	uint32_t value;
+	char *name;
+};
+static struct drop_reason *drop_reasons;
+static size_t ndrop_reasons;
+static bool drop_reasons_read;
+
+static int drop_reason_cmp(const void *a, const void *b)
+{
+	const struct drop_reason *x = a, *y = b;
+
+	return x->value < y->value ? -1 : x->value > y->value;
+}
+
+static void drop_reasons_read_btf(void)
+{
+	struct btf *btf;
+	int id;
+
+	drop_reasons_read = true;
+	btf = btf__load_vmlinux_btf();
+	if (!btf)
+		return;
+	id = btf__find_by_name_kind(btf, "skb_drop_reason", BTF_KIND_ENUM);
+	if (id > 0) {
+		const struct btf_type *t = btf__type_by_id(btf, id);
+		const struct btf_enum *e = btf_enum(t);
+		size_t n = btf_vlen(t);
+
+		drop_reasons = calloc(n ? n : 1, sizeof(*drop_reasons));
+		for (size_t i = 0; drop_reasons && i < n; i++) {
+			const char *name = btf__name_by_offset(btf, e[i].name_off);
+
+			if (!name || !strcmp(name, "SKB_DROP_REASON_MAX"))
+				continue;
+			if (!strncmp(name, "SKB_DROP_REASON_", 16))
+				name += 16;
+			else if (!strncmp(name, "SKB_", 4))
+				name += 4;
+			drop_reasons[ndrop_reasons].value = (uint32_t)e[i].val;
+			if (!(drop_reasons[ndrop_reasons].name = strdup(name)))
+				break;
+			ndrop_reasons++;
+		}
+		if (drop_reasons)
+			qsort(drop_reasons, ndrop_reasons, sizeof(*drop_reasons), drop_reason_cmp);
+	}
+	btf__free(btf);
+}
+
+const char *ti_drop_reason_name(uint32_t v)
+{
+	struct drop_reason key = { .value = v }, *r;
+
+	if (!drop_reasons_read)
+		drop_reasons_read_btf();
+	if (!ndrop_reasons)
+		return NULL;
+	r = bsearch(&key, drop_reasons, ndrop_reasons, sizeof(*drop_reasons), drop_reason_cmp);
+	return r ? r->name : NULL;
+}
+
+const char *ti_drop_reason_at(size_t i)
+{
+	if (!drop_reasons_read)
+		drop_reasons_read_btf();
+	return i < ndrop_reasons ? drop_reasons[i].name : NULL;
+}
+
+/* /proc/kallsyms' text symbols, sorted by address, read once. */
+struct ksym {
+	uint64_t addr;
+	char *name;
+};
+static struct ksym *ksyms;
+static size_t nksyms;
+static uint64_t ksym_stext;
+static bool ksyms_read;
+
+static int ksym_cmp(const void *a, const void *b)
+{
+	const struct ksym *x = a, *y = b;
+
+	return x->addr < y->addr ? -1 : x->addr > y->addr;
+}
+
+static void ksyms_load(void)
+{
+	FILE *f = fopen("/proc/kallsyms", "re");
+	char line[512], name[256], type;
+	unsigned long long addr;
+	size_t cap = 0;
+
+	ksyms_read = true;
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%llx %c %255s", &addr, &type, name) != 3 || !addr)
+			continue;
+		if (!strcmp(name, "_stext"))
+			ksym_stext = addr;
+		if (type != 't' && type != 'T')
+			continue;
+		if (nksyms == cap) {
+			struct ksym *n = realloc(ksyms, (cap ? cap * 2 : 4096) * sizeof(*ksyms));
+
+			if (!n)
+				break;
+			ksyms = n;
+			cap = cap ? cap * 2 : 4096;
+		}
+		if (!(ksyms[nksyms].name = strdup(name)))
+			break;
+		ksyms[nksyms++].addr = addr;
+	}
+	fclose(f);
+	if (ksyms)
+		qsort(ksyms, nksyms, sizeof(*ksyms), ksym_cmp);
+}
+
+void ti_kallsyms_name(uint32_t location, char *buf, size_t len)
+{
+	uint64_t addr, base;
+	size_t lo = 0, hi;
+
+	if (!ksyms_read)
+		ksyms_load();
+	/* the address whose low 32 bits these are, nearest to _stext: kernel
+	 * text and modules lie within 2 GiB of it (x86-64: the top 2 GiB) */
+	base = ksym_stext ? ksym_stext : 0xffffffff80000000ULL;
+	addr = (base & ~0xffffffffULL) | location;
+	if (addr > base && addr - base > 0x80000000ULL)
+		addr -= 0x100000000ULL;
+	else if (addr < base && base - addr > 0x80000000ULL)
+		addr += 0x100000000ULL;
+	hi = nksyms;
+	while (lo < hi) { /* the last symbol at or below addr */
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (ksyms[mid].addr <= addr)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo > 0 && ksym_stext)
+		snprintf(buf, len, "%s", ksyms[lo - 1].name);
+	else
+		snprintf(buf, len, "0x%llx", (unsigned long long)addr);
 }
 
 bool ti_have_kprobes(void)

@@ -26,6 +26,7 @@ struct ti_kernel_ops {
 	int (*wait)(struct ti_kernel *k, int64_t timeout_ms);
 	int (*consume)(struct ti_kernel *k, int64_t timeout_ms, ti_record_fn fn, void *ctx, char *why, size_t whylen);
 	int (*stats)(const struct ti_kernel *k, uint64_t out[TI_STAT_MAX]);
+	int (*drop_stats)(const struct ti_kernel *k, uint64_t out[TI_DROP_CTR_SLOTS], char *why, size_t whylen);
 	void (*describe)(const struct ti_kernel *k, struct ti_kernel_info *info);
 	void (*hooks)(const struct ti_kernel *k, ti_hook_fn fn, void *ctx);
 	int (*test_run)(const struct ti_kernel *k, const void *frame, size_t len, int repeat, int *retval, uint32_t *ns,
@@ -82,6 +83,8 @@ struct ti_kernel {
 	struct tcpinspect_bpf *skel;
 	enum ti_mode mode; /* the mode loaded */
 	struct bpf_link *links[4];
+	struct bpf_link *drop_link; /* the drop hook's, or NULL */
+	char drop_status[256];	    /* session.probes["skb:kfree_skb"]: "attached ..." or why not ("": drops off) */
 	int nlinks;
 	struct ti_tc_hook tc[TI_MAX_HOOKS];
 	int ntc;

@@ -424,6 +424,13 @@ static int replay_consume(struct ti_kernel *k, int64_t timeout_ms, ti_record_fn 
 	return rc;
 }
 
+/* A capture holds no fates: a replay has no drops. */
+static int replay_drop_stats(const struct ti_kernel *k, uint64_t out[TI_DROP_CTR_SLOTS], char *why, size_t whylen)
+{
+	snprintf(why, whylen, "a replay has no drops: a capture holds what arrived, not what became of it");
+	return -EOPNOTSUPP;
+}
+
 static int replay_stats(const struct ti_kernel *k, uint64_t out[TI_STAT_MAX])
 {
 	ti_replay_stats(k->replay, out);
@@ -507,6 +514,7 @@ static const struct ti_kernel_ops replay_ops = {
 	.wait = replay_wait,
 	.consume = replay_consume,
 	.stats = replay_stats,
+	.drop_stats = replay_drop_stats,
 	.describe = replay_describe,
 	.hooks = replay_hooks,
 	.test_run = replay_test_run,

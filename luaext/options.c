@@ -369,7 +369,7 @@ void ti_check_filter(lua_State *L, int idx, struct ti_filter *f, const char *ctx
 
 const char *const ti_option_keys[] = {
 	"mode",	  "family", "filter", "sample",	 "events", "aggregates", "ring_size", "max_flows",
-	"wakeup", "cgroup", "dev",    "snaplen", "netns",  "container",	 NULL,
+	"wakeup", "cgroup", "dev",    "snaplen", "netns",  "container",	 "drops",     NULL,
 };
 
 static bool check_bool(lua_State *L, int idx, const char *name)
@@ -504,6 +504,9 @@ void ti_check_options(lua_State *L, int idx, struct ti_load_opts *o)
 	lua_pop(L, 1);
 	if (lua_getfield(L, idx, "aggregates") != LUA_TNIL)
 		o->aggregates = check_bool(L, -1, "aggregates");
+	lua_pop(L, 1);
+	if (lua_getfield(L, idx, "drops") != LUA_TNIL)
+		o->drops = check_bool(L, -1, "drops");
 	lua_pop(L, 1);
 	if (lua_getfield(L, idx, "ring_size") != LUA_TNIL) {
 		lua_Integer v = check_int(L, -1, "ring_size", 1, 1 << 30);

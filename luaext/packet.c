@@ -36,6 +36,43 @@ static lua_Integer iplen_of(const struct ti_event *e)
 	return e->wirelen;
 }
 
+static bool is_drop(const struct ti_event *e)
+{
+	return e->probe == TI_PROBE_KFREE_SKB;
+}
+
+/* p.reason: a drop's reason by the running kernel's name ("NO_SOCKET"),
+ * its number when the kernel's BTF has no name for it; nil for a segment
+ * that was not dropped. */
+static void push_reason(lua_State *L, const struct ti_event *e)
+{
+	const char *name;
+
+	if (!is_drop(e)) {
+		lua_pushnil(L);
+		return;
+	}
+	name = ti_drop_reason_name(e->reason);
+	if (name)
+		lua_pushstring(L, name);
+	else
+		lua_pushfstring(L, "%d", (int)e->reason);
+}
+
+/* p.location: the kernel function that dropped it (kallsyms); nil for a
+ * segment that was not dropped. */
+static void push_location(lua_State *L, const struct ti_event *e)
+{
+	char buf[128];
+
+	if (!is_drop(e)) {
+		lua_pushnil(L);
+		return;
+	}
+	ti_kallsyms_name(e->location, buf, sizeof(buf));
+	lua_pushstring(L, buf);
+}
+
 /* The fields of a packet, X(name, how to push it), in the order of the
  * reference docs (tcpinspect.packet_fields()).  In scope: L, p, e. */
 #define PACKET_FIELDS(X)                                                                                  \
@@ -60,7 +97,9 @@ static lua_Integer iplen_of(const struct ti_event *e)
 	X(probe, push_probe(L, e))                                                                        \
 	X(cpu, lua_pushinteger(L, e->cpu))                                                                \
 	X(caplen, lua_pushinteger(L, e->caplen))                                                          \
-	X(wirelen, lua_pushinteger(L, e->wirelen))
+	X(wirelen, lua_pushinteger(L, e->wirelen))                                                        \
+	X(reason, push_reason(L, e))                                                                      \
+	X(location, push_location(L, e))
 
 enum packet_field {
 #define TI_X(name, push) F_##name,

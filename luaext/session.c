@@ -6,8 +6,8 @@
  * auto in turn; an environment failure returns nil, message, errno.  This
  * file holds only Lua state: the session's user values hold the callback
  * (1), the reused packet view (2), the info table behind
- * session.mode/.probes/.fallback_reason (3), the message handler (4) and the
- * traceback of the last callback error (5).
+ * session.mode/.probes/.fallback_reason (3), the message handler (4), the
+ * traceback of the last callback error (5) and the drop callback (6).
  *
  * Events: the ring callback copies each record into the view and calls the
  * Lua function under lua_pcall with a message handler.  An error stops the
@@ -31,7 +31,8 @@
 #define UV_INFO 3
 #define UV_MSGH 4
 #define UV_TRACEBACK 5
-#define NUV 5
+#define UV_DROP 6
+#define NUV 6
 
 const char *const ti_stat_names[TI_STAT_MAX + 1] = {
 #define TI_X(id, name) name,
@@ -194,6 +195,7 @@ int ti_session_open(lua_State *L)
 		return ti_fail(L, err, "%s", why);
 	s->state = TI_OPEN;
 	s->events = o.events;
+	s->drops = o.drops;
 	ti_kernel_describe(s->k, &info);
 	snprintf(s->netns_path, sizeof(s->netns_path), "%s",
 		 o.scope.netns_path[0] ? o.scope.netns_path : info.netns_path);
@@ -267,6 +269,7 @@ int ti_session_open_replay(lua_State *L)
 		return ti_fail(L, err, "%s", why);
 	s->state = TI_OPEN;
 	s->events = o.events;
+	s->drops = o.drops;	/* accepted, so scripts run unchanged; no drop comes */
 	s->realtime_offset = 0; /* ts is the capture's wall clock already */
 	push_info(L, s, &o, "");
 	lua_pushvalue(L, 2);
@@ -383,6 +386,32 @@ static void dump_record(struct ti_session *s, const void *data, size_t size)
 	ti_pcap_writer_write(s->dump, e, (const uint8_t *)data + sizeof(*e), caplen, e->wirelen);
 }
 
+/* A drop record, in the view: to the on_drop callback (fetched per drop:
+ * drops are rare next to segments, and on_drop from a callback takes
+ * effect at the next drop), never to the dump (it holds what arrived, and
+ * the segment has been there already when a receive hook saw it).
+ * Stack as on_sample's. */
+static int on_drop_record(struct ti_session *s)
+{
+	lua_State *L = s->L;
+	int base = lua_gettop(L) - 3;
+
+	s->delivered++;
+	if (lua_getiuservalue(L, 1, UV_DROP) != LUA_TFUNCTION) {
+		lua_pop(L, 1);
+		return poll_should_stop(s) ? -ETIME : 0;
+	}
+	lua_pushvalue(L, base + 3);
+	ti_packet_set_valid(s->view, true, s->realtime_offset);
+	if (lua_pcall(L, 1, 0, base + 1) != LUA_OK) {
+		ti_packet_set_valid(s->view, false, 0);
+		s->cb_error = 1;
+		return -ECANCELED;
+	}
+	ti_packet_set_valid(s->view, false, 0);
+	return s->stop || poll_should_stop(s) ? -ETIME : 0;
+}
+
 /* Stack during a poll: [base+1] message handler, [base+2] callback, [base+3] view. */
 static int on_sample(void *ctx, const void *data, size_t size)
 {
@@ -394,6 +423,8 @@ static int on_sample(void *ctx, const void *data, size_t size)
 		return 0; /* events = false: a replay's records are counted, not delivered */
 	if (ti_packet_set_record(s->view, data, size))
 		return 0; /* not one of ours: skip it */
+	if (ti_packet_event(s->view)->probe == TI_PROBE_KFREE_SKB)
+		return on_drop_record(s);
 	if (s->cb_changed) {
 		/* on_packet was called from the callback before: from this
 		 * record on, the new function with its own fields (s->args) */
@@ -544,6 +575,29 @@ static int session_on_packet(lua_State *L)
 	return 1;
 }
 
+/* session:on_drop(fn | nil) -> session: fn(p) for each drop of an
+ * incoming segment that the filter matches (p.reason, p.location and the
+ * packet fields).  Needs open's drops = true. */
+static int session_on_drop(lua_State *L)
+{
+	struct ti_session *s = check_session(L, 1);
+
+	if (!lua_isnoneornil(L, 2)) {
+		luaL_checktype(L, 2, LUA_TFUNCTION);
+		if (!s->drops)
+			return ti_usage_error(L, "drops",
+					      "on_drop: this session was opened without drops = true, so no drop "
+					      "will be delivered; open it with drops = true");
+		if (!s->events)
+			return luaL_error(L, "tcpinspect: on_drop: this session was opened with events = false, "
+					     "so no drop will be delivered; open it with events = true");
+	}
+	lua_settop(L, 2);
+	lua_setiuservalue(L, 1, UV_DROP);
+	lua_settop(L, 1);
+	return 1;
+}
+
 /* session:stop() (the C half; lua/tcpinspect.lua adds the run loop's):
  * inside a callback, delivery ends after that callback. */
 static int session_stop(lua_State *L)
@@ -633,6 +687,51 @@ static int session_set_filter(lua_State *L)
 	return 1;
 }
 
+static const char *const drop_stat_names[] = {
+#define TI_X(id, name) name,
+	TI_DROP_STATS(TI_X)
+#undef TI_X
+};
+
+/* stats().drops, with drops = true where the drop hook runs: its counters
+ * and `reasons`, each reason's count by the kernel's name (a value the
+ * BTF does not name, by its number; the last slot, values past it, as
+ * "OTHER").  0, or ti_fail's count of results. */
+static int push_drop_stats(lua_State *L, struct ti_session *s)
+{
+	uint64_t v[TI_DROP_CTR_SLOTS];
+	char why[300];
+	int err = ti_kernel_drop_stats(s->k, v, why, sizeof(why));
+
+	if (err == -EOPNOTSUPP)
+		return 0; /* no drop hook: no drops table (session.probes says why) */
+	if (err)
+		return ti_fail(L, err, "reading the drop counters failed: %s", strerror(-err));
+	lua_createtable(L, 0, TI_DROP_STAT_MAX + 1);
+	for (int i = 0; i < TI_DROP_STAT_MAX; i++) {
+		lua_pushinteger(L, (lua_Integer)v[TI_DROP_REASON_SLOTS + i]);
+		lua_setfield(L, -2, drop_stat_names[i]);
+	}
+	lua_newtable(L);
+	for (uint32_t r = 0; r < TI_DROP_REASON_SLOTS; r++) {
+		const char *name = ti_drop_reason_name(r);
+
+		if (!v[r])
+			continue;
+		if (r == TI_DROP_REASON_SLOTS - 1)
+			lua_pushliteral(L, "OTHER");
+		else if (name)
+			lua_pushstring(L, name);
+		else
+			lua_pushfstring(L, "%d", (int)r);
+		lua_pushinteger(L, (lua_Integer)v[r]);
+		lua_settable(L, -3);
+	}
+	lua_setfield(L, -2, "reasons");
+	lua_setfield(L, -2, "drops");
+	return 0;
+}
+
 static int session_stats(lua_State *L)
 {
 	struct ti_session *s = check_session(L, 1);
@@ -641,11 +740,13 @@ static int session_stats(lua_State *L)
 
 	if (err)
 		return ti_fail(L, err, "reading stats failed: %s", strerror(-err));
-	lua_createtable(L, 0, TI_STAT_MAX);
+	lua_createtable(L, 0, TI_STAT_MAX + 1);
 	for (int i = 0; i < TI_STAT_MAX; i++) {
 		lua_pushinteger(L, (lua_Integer)v[i]);
 		lua_setfield(L, -2, ti_stat_names[i]);
 	}
+	if (s->drops && (err = push_drop_stats(L, s)))
+		return err;
 	return 1;
 }
 
@@ -772,19 +873,11 @@ void ti_session_register(lua_State *L)
 		{ NULL, NULL },
 	};
 	static const luaL_Reg methods[] = {
-		{ "close", session_close },
-		{ "poll", session_poll },
-		{ "on_packet", session_on_packet },
-		{ "fd", session_fd },
-		{ "set_filter", session_set_filter },
-		{ "stats", session_stats },
-		{ "map", session_map },
-		{ "test_run", session_test_run },
-		{ "traceback", session_traceback },
-		{ "stop", session_stop },
-		{ "now", session_now },
-		{ "dump", session_dump },
-		{ NULL, NULL },
+		{ "close", session_close },	    { "poll", session_poll }, { "on_packet", session_on_packet },
+		{ "on_drop", session_on_drop },	    { "fd", session_fd },     { "set_filter", session_set_filter },
+		{ "stats", session_stats },	    { "map", session_map },   { "test_run", session_test_run },
+		{ "traceback", session_traceback }, { "stop", session_stop }, { "now", session_now },
+		{ "dump", session_dump },	    { NULL, NULL },
 	};
 
 	luaL_newmetatable(L, TI_SESSION_MT);

@@ -48,6 +48,7 @@ struct ti_session {
 	int nargs;
 	double realtime_offset;	     /* wall clock minus CLOCK_MONOTONIC, seconds */
 	bool events;		     /* records are delivered (the ring, or a replay's) */
+	bool drops;		     /* opened with drops = true (on_drop allowed) */
 	struct ti_pcap_writer *dump; /* session:dump(path): every delivered record, or NULL */
 	char netns_path[256];	     /* netns=/container=: where filter.dev names an interface ("": here) */
 };
