@@ -264,7 +264,9 @@ static void drop_reasons_read_btf(void)
 		for (size_t i = 0; drop_reasons && i < n; i++) {
 			const char *name = btf__name_by_offset(btf, e[i].name_off);
 
-			if (!name || !strcmp(name, "SKB_DROP_REASON_MAX"))
+			/* the bound and the subsystem mask are not reasons */
+			if (!name || !strcmp(name, "SKB_DROP_REASON_MAX") ||
+			    !strcmp(name, "SKB_DROP_REASON_SUBSYS_MASK"))
 				continue;
 			if (!strncmp(name, "SKB_DROP_REASON_", 16))
 				name += 16;

@@ -5,8 +5,9 @@ local core = require "tcpinspect.core"
 local tcpinspect = require "tcpinspect"
 
 -- struct ti_event (bpf/tcpinspect.h), little-endian x86_64 layout
--- (sport, dport, window, caplen, len, flags, family, ttl, probe, wirelen)
-local FMT = "<I8c16c16I4I4I4I4I8I4I2I2I2I2I4BBBBI4"
+-- (sport, dport, window, caplen, len, flags, family, ttl, probe, wirelen,
+-- reason, location)
+local FMT = "<I8c16c16I4I4I4I4I8I4I2I2I2I2I4BBBBI4I4I4"
 
 local function v4(a, b, c, d)
 	return string.char(a, b, c, d) .. ("\0"):rep(12)
@@ -23,7 +24,7 @@ local function record(t)
 	local raw = string.pack(FMT, t.ts or 0, t.saddr or v4(0, 0, 0, 0), t.daddr or v4(0, 0, 0, 0),
 		t.seq or 0, t.ack or 0, t.ifindex or 0, t.netns or 0, t.cgroup or 0, t.cpu or 0,
 		t.sport or 0, t.dport or 0, t.window or 0, t.bytes and #t.bytes or 0, t.len or 0,
-		t.flags or 0, t.family or 4, t.ttl or 0, t.probe or 0, t.wirelen or 0)
+		t.flags or 0, t.family or 4, t.ttl or 0, t.probe or 0, t.wirelen or 0, t.reason or 0, t.location or 0)
 	return raw .. ("\0"):rep(core.record_size - #raw) .. (t.bytes or "")
 end
 
@@ -31,8 +32,8 @@ local LOOPBACK6 = v6(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1)
 
 describe("packet decoding", function()
 	it("has the record size of struct ti_event", function()
-		assert.are.equal(88, core.record_size)
-		assert.are.equal(core.record_size, #string.pack(FMT, 0, ("\0"):rep(16), ("\0"):rep(16), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))
+		assert.are.equal(96, core.record_size)
+		assert.are.equal(core.record_size, #string.pack(FMT, 0, ("\0"):rep(16), ("\0"):rep(16), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))
 	end)
 
 	it("decodes an IPv4 segment field by field", function()
@@ -101,6 +102,38 @@ describe("packet decoding", function()
 		assert.are.equal("unknown", core.decode_record(record{ probe = 200 }).probe)
 	end)
 
+	it("names a drop's reason by the running kernel's BTF, and its number when it has none", function()
+		local names = tcpinspect.drop_reasons()
+		assert.is_true(#names > 0, "no drop reasons: this host has kernel BTF (/sys/kernel/btf/vmlinux)")
+		-- enum skb_drop_reason is dense from 0 (its members take implicit values)
+		for i, name in ipairs(names) do
+			assert.are.equal(name, core.decode_record(record{ probe = 6, reason = i - 1 }).reason)
+		end
+		assert.are.equal("60000", core.decode_record(record{ probe = 6, reason = 60000 }).reason)
+		assert.are.equal("skb:kfree_skb", core.decode_record(record{ probe = 6 }).probe)
+		-- a segment that was not dropped has neither
+		local p = core.decode_record(record{ probe = 1, reason = 3, location = 5 })
+		assert.is_nil(p.reason)
+		assert.is_nil(p.location)
+	end)
+
+	it("names a drop's location by /proc/kallsyms", function()
+		local f = assert(io.open("/proc/kallsyms"))
+		local addr
+		for line in f:lines() do
+			local a, name = line:match("^(%x+) [tT] (%S+)$")
+			if name == "tcp_v4_rcv" then addr = tonumber(a, 16) break end
+		end
+		f:close()
+		assert(addr, "tcp_v4_rcv is in /proc/kallsyms")
+		local p = core.decode_record(record{ probe = 6, location = (addr + 4) & 0xffffffff })
+		if addr ~= 0 then
+			assert.are.equal("tcp_v4_rcv", p.location)
+		else -- kallsyms hides the addresses from this user
+			assert.truthy(p.location:match("^0x%x+$"), p.location)
+		end
+	end)
+
 	it("writes flags as tcpdump does", function()
 		-- tcpdump 4.99 prints the letters in bit order (checked with tcpdump -r on
 		-- a pcap of these flag bytes): FIN SYN RST PSH ACK URG ECE CWR
@@ -117,10 +150,10 @@ describe("packet decoding", function()
 
 	it("totable has every field of packet_fields, equal to the fields", function()
 		local p = core.decode_record(record{ saddr = v4(10, 0, 0, 1), daddr = v4(10, 0, 0, 2), sport = 5, dport = 6,
-			flags = 0x11, len = 3, probe = 3, ts = 5e9 })
+			flags = 0x11, len = 3, probe = 6, reason = 3, ts = 5e9 }) -- a drop: every field set
 		local t = p:totable()
 		local names = tcpinspect.packet_fields()
-		assert.are.equal(22, #names)
+		assert.are.equal(24, #names)
 		for _, name in ipairs(names) do
 			assert.is_not_nil(t[name], name)
 			assert.are.equal(p[name], t[name], name)
@@ -178,9 +211,14 @@ describe("packet decoding", function()
 			local raw = table.concat(b)
 			raw = raw .. ("x"):rep((string.unpack("<I2", raw, 75)))
 			local p = core.decode_record(raw)
+			local drop = string.byte(raw, 84) == 6 -- probe TI_PROBE_KFREE_SKB
 			for _, name in ipairs(tcpinspect.packet_fields()) do
 				local v = p[name]
-				assert.is_not_nil(v, name)
+				if (name == "reason" or name == "location") and not drop then
+					assert.is_nil(v, name) -- only a drop has them
+				else
+					assert.is_not_nil(v, name)
+				end
 			end
 			assert.is_string(p.saddr)
 			assert.is_true(p.sport >= 0 and p.sport <= 65535)

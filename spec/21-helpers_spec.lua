@@ -231,6 +231,13 @@ describe("json", function()
 		local core = require "tcpinspect.core"
 		local p = core.decode_record(string.rep("\0", core.record_size))
 		local v = dkjson.decode(json.packet(p))
+		for _, f in ipairs(fields) do
+			-- a drop's fields are nil, so absent, in a segment that was not dropped
+			if f == "reason" or f == "location" then assert.is_nil(v[f], f) else assert.is_not_nil(v[f], f) end
+		end
+		-- a drop record (probe TI_PROBE_KFREE_SKB, the byte at offset 83) has them all
+		p = core.decode_record(string.rep("\0", 83) .. "\6" .. string.rep("\0", core.record_size - 84))
+		v = dkjson.decode(json.packet(p))
 		for _, f in ipairs(fields) do assert.is_not_nil(v[f], f) end
 	end)
 	it("encodes other values with sorted keys and no duplicates", function()

@@ -29,6 +29,9 @@ local NF = #FIELDS
 local parts = {}
 local sformat, mtype, concat = string.format, math.type, table.concat
 
+-- the fields only a drop record has (nil in the others)
+local DROP_ONLY = { reason = true, location = true }
+
 local function quote(s)
 	if s:find('[%c"\\\127-\255]') then return dkjson.quotestring(s) end
 	return '"' .. s .. '"'
@@ -50,15 +53,22 @@ local function value(f, v)
 end
 
 --- A packet (view, copy, or table of fields) as one line of JSON: an object
--- with every documented field, in the documented order.
+-- with every documented field, in the documented order; a drop's own
+-- fields (reason, location) only in a drop's line, as dkjson leaves out a
+-- nil.
 -- @param p
 -- @treturn string
 function M.packet(p)
+	local n = 0
 	for i = 1, NF do
 		local f = FIELDS[i]
-		parts[i] = KEYS[i] .. value(f, p[f])
+		local v = p[f]
+		if v ~= nil or not DROP_ONLY[f] then
+			n = n + 1
+			parts[n] = KEYS[i] .. value(f, v)
+		end
 	end
-	return "{" .. concat(parts, ",", 1, NF) .. "}"
+	return "{" .. concat(parts, ",", 1, n) .. "}"
 end
 
 --- The same line through dkjson's encoder (the slow, general path; kept for

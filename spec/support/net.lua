@@ -789,7 +789,14 @@ function net.map_flows(s, pred)
 end
 
 local function same_stats(a, b)
-	for k, v in pairs(a) do if b[k] ~= v then return false end end
+	for k, v in pairs(a) do
+		-- stats().drops (drops = true) is a table of counters, with reasons
+		if type(v) == "table" then
+			if type(b[k]) ~= "table" or not same_stats(v, b[k]) or not same_stats(b[k], v) then return false end
+		elseif b[k] ~= v then
+			return false
+		end
+	end
 	return true
 end
 

@@ -1,0 +1,143 @@
+-- SPDX-License-Identifier: GPL-2.0-only
+-- Drops of incoming TCP segments (issue 21, item 1): the skb:kfree_skb hook
+-- (tp_btf), loaded only with open's drops = true, through the same filter as
+-- received segments, its records to on_drop and its counters in
+-- stats().drops.
+--
+-- Kernel part, in every mode that must work here (host: tc, cgroup; the
+-- guests: all four): N SYNs to a closed port on a fresh 127.X.Y.Z address
+-- (or ::1) give exactly N drops with the reason the running kernel gives
+-- for a segment no socket takes, each delivered to on_drop and counted per
+-- reason, equal to the SYNs tcpdump saw; M SYNs to the next port, also
+-- closed, are kept out by the session's filter (dport), exactly.  Without
+-- drops = true no drop program is loaded and on_drop raises naming the
+-- option.  The unit part: a replay never delivers a drop, and says so.
+local net = require "support.net"
+local tcpinspect = require "tcpinspect"
+
+local N, M = 7, 4
+
+-- The reason and the dropping function for a SYN to a closed port, per
+-- kernel line: measured (6.18 host, 6.1-cloud, 6.12-rt guests).
+local function expected(family)
+	return "NO_SOCKET", family == 6 and "tcp_v6_rcv" or "tcp_v4_rcv"
+end
+
+-- Our own BPF programs' names, through their fds.
+local function prog_names()
+	local names = {}
+	for _, id in ipairs(net.bpf_ids(net.getpid()).progs) do
+		local _, out = net.sh("bpftool prog show id " .. id)
+		local name = out:match("name (%S+)")
+		if name then names[name] = true end
+	end
+	return names
+end
+
+describe("#kernel drops", function()
+	it("features() says the drop hook loads and attaches here", function()
+		local f = tcpinspect.features()
+		assert.is_true(f.drops, f.reasons.drops)
+		assert.is_false(f.replay_drops)
+		assert.is_string(f.reasons.replay_drops)
+		local names = tcpinspect.drop_reasons()
+		assert.truthy(#names > 0)
+		local has = {}
+		for _, n in ipairs(names) do has[n] = true end
+		assert.is_true(has.NO_SOCKET and has.NOT_SPECIFIED and true)
+		assert.is_nil(has.MAX)
+	end)
+
+	for _, mode in ipairs(net.modes()) do
+		for _, family in ipairs{ 4, 6 } do
+			it(("[%s] ipv%d: N SYNs to a closed port -> N drops, the filter keeps the other port's out"):format(mode, family), function()
+				local port = net.port(2) -- port and port + 1, both closed
+				local host = family == 4 and net.addr4() or "::1"
+				local s <close> = net.open{ mode = mode, drops = true, filter = { dport = port } }
+				assert.are.equal("attached (tp_btf)", s.probes["skb:kfree_skb"])
+				local want_reason, want_location = expected(family)
+				local drops, other = 0, 0
+				s:on_drop(function(p)
+					assert.are.equal("skb:kfree_skb", p.probe)
+					if p.daddr == host and p.dport == port then
+						drops = drops + 1
+						assert.are.equal(want_reason, p.reason)
+						assert.are.equal(want_location, p.location)
+						assert.are.equal("S", p.flagstr)
+						assert.are.equal(family, p.family)
+						assert.are.equal(0, p.len)
+					else
+						other = other + 1
+					end
+				end)
+				local cap = net.tcpdump{ filter = ("tcp and dst host %s and (dst port %d or dst port %d)"):format(
+					host, port, port + 1) }
+				for _ = 1, N do assert.is_true(net.connect_closed(host, port)) end
+				for _ = 1, M do assert.is_true(net.connect_closed(host, port + 1)) end
+				local pkts = cap:stop()
+				net.drain(s)
+				-- the capture: N SYNs to the port, M to the other
+				local function syns_to(dport)
+					return net.count(pkts, function(p) return p.dport == dport and p.flags & 0x12 == 0x02 end)
+				end
+				assert.are.equal(N, syns_to(port))
+				assert.are.equal(M, syns_to(port + 1))
+				-- exactly the N, and nothing of any other port (the filter)
+				assert.are.equal(N, drops)
+				assert.are.equal(0, other)
+				local st = net.stats(s)
+				local d = assert(st.drops, "stats().drops")
+				assert.are.equal(d.seen, d.filtered + d.matched)
+				assert.are.equal(d.matched, d.delivered + d.lost)
+				assert.are.equal(0, d.lost)
+				assert.are.equal(N, d.matched)
+				assert.are.equal(N, d.delivered)
+				assert.are.same({ [want_reason] = N }, d.reasons)
+				-- the other port's M drops were seen and filtered out
+				assert.is_true(d.filtered >= M, ("filtered %d < %d"):format(d.filtered, M))
+				-- the receive hooks' counters keep their own identity
+				net.identity(st)
+				net.say("%s ipv%d: %d SYNs -> %d %s drops in %s; %d to the other port filtered (drops seen %d)",
+					mode, family, N, drops, want_reason, want_location, M, d.seen)
+			end)
+		end
+
+		it(("[%s] without drops = true: no drop hook, on_drop raises naming the option"):format(mode), function()
+			local s <close> = net.open{ mode = mode, filter = { dport = net.port() } }
+			assert.is_nil(s.probes["skb:kfree_skb"])
+			assert.is_nil(prog_names().ti_drop_btf)
+			assert.is_nil(s:stats().drops)
+			local ok, err = pcall(s.on_drop, s, function() end)
+			assert.is_false(ok)
+			assert.are.equal("drops", err.option)
+			assert.truthy(tostring(err.message):find("drops = true", 1, true))
+			s:on_drop(nil) -- clearing is always allowed
+			-- with it, the program is there
+			local d <close> = net.open{ mode = mode, drops = true, filter = { dport = net.port() } }
+			assert.are.equal("attached (tp_btf)", d.probes["skb:kfree_skb"])
+			assert.is_true(prog_names().ti_drop_btf)
+		end)
+	end
+end)
+
+describe("drops in a replay", function()
+	it("on_drop never fires, stats has no drops table, features say so", function()
+		local s <close> = tcpinspect.replay{ file = "spec/fixtures/port_scan.pcap", drops = true }
+		local drops, pkts = 0, 0
+		s:on_drop(function() drops = drops + 1 end)
+		s:on_packet(function(p)
+			pkts = pkts + 1
+			assert.is_nil(p.reason)
+			assert.is_nil(p.location)
+		end)
+		while s:poll(-1) > 0 do end
+		assert.is_true(pkts > 0)
+		assert.are.equal(0, drops)
+		assert.is_nil(s:stats().drops)
+		-- the options accepted, as a live session's
+		local r <close> = tcpinspect.replay{ file = "spec/fixtures/port_scan.pcap" }
+		local ok, err = pcall(r.on_drop, r, function() end)
+		assert.is_false(ok)
+		assert.are.equal("drops", err.option)
+	end)
+end)
