@@ -789,9 +789,21 @@ static __always_inline int ti_from_dropped_skb(struct sk_buff *skb, __u64 locati
 
 /* skb:kfree_skb as a BTF tracepoint: (skb, location, reason) in 6.1, and
  * rx_sk after them from 6.11 (not read here).  Loaded only with drops =
- * true (luaext/kernel.c, select_programs). */
+ * true (luaext/kernel.c, select_drops). */
 SEC("tp_btf/kfree_skb")
 int BPF_PROG(ti_drop_btf, struct sk_buff *skb, void *location, int reason)
+{
+	return ti_from_dropped_skb(skb, (__u64)location, (__u32)reason);
+}
+
+/* The same tracepoint without BTF typing, where the kernel refuses tp_btf
+ * (a tracing program) but takes a raw tracepoint: the same arguments, as
+ * untyped words, and skb read through bpf_probe_read_kernel as above
+ * (BPF_CORE_READ).  Not the classic tracepoint: that one attaches through
+ * its id in tracefs, which is not mounted everywhere (this development
+ * host), while a raw tracepoint attaches by name. */
+SEC("raw_tp/kfree_skb")
+int BPF_PROG(ti_drop_raw, struct sk_buff *skb, void *location, int reason)
 {
 	return ti_from_dropped_skb(skb, (__u64)location, (__u32)reason);
 }

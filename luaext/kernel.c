@@ -8,9 +8,10 @@
  *   fentry, kprobe   tcp_v4_rcv / tcp_v6_rcv (a missing one is reported, not fatal)
  *   tc               kernel_tc.c
  *   cgroup           cgroup_skb/ingress link on a cgroup v2 directory
- *   drops = true     and in any mode, skb:kfree_skb (tp_btf): a drop hook
- *                    that cannot load or attach is reported in
- *                    session.probes, and the session runs without it
+ *   drops = true     and in any mode, skb:kfree_skb (tp_btf, else
+ *                    raw_tp): a drop hook that cannot load or attach is
+ *                    reported in session.probes, and the session runs
+ *                    without it
  *
  * Every failure leaves nothing behind and fills `why` with one line that
  * says what went wrong and what to do (kernel_env.c).
@@ -160,9 +161,44 @@ void ti_set_load_config(struct ti_load_config *c, const struct ti_load_opts *o, 
 	}
 }
 
-/* drops = true: load the drop hook too, if this process may (tp_btf needs
- * CAP_PERFMON and the kernel's BTF); else say why in drop_status. */
-static void select_drops(struct ti_kernel *k, const struct ti_load_opts *o, const char *refused)
+/* The drop hooks, in order of preference: skb:kfree_skb as a BTF
+ * tracepoint, else as a raw one (bpf/tcpinspect.bpf.c). */
+#define TI_DROP_HOOKS 2
+static const char *const drop_hook_names[TI_DROP_HOOKS] = { "tp_btf", "raw_tp" };
+
+static struct bpf_program *drop_prog(const struct tcpinspect_bpf *sk, int i)
+{
+	return i == 0 ? sk->progs.ti_drop_btf : sk->progs.ti_drop_raw;
+}
+
+/* The drop hook loaded, or -1. */
+static int drop_loaded(const struct ti_kernel *k)
+{
+	for (int i = 0; k->skel && i < TI_DROP_HOOKS; i++)
+		if (bpf_program__autoload(drop_prog(k->skel, i)))
+			return i;
+	return -1;
+}
+
+/* The first and last drop hook to try: both, or the one that
+ * TCPINSPECT_DROP_HOOK names ("tp_btf", "raw_tp": a test hook, so that the
+ * specs run the fallback on kernels that take the first). */
+static void drop_hook_range(int *first, int *last)
+{
+	const char *h = getenv("TCPINSPECT_DROP_HOOK");
+
+	*first = 0;
+	*last = TI_DROP_HOOKS - 1;
+	for (int i = 0; h && i < TI_DROP_HOOKS; i++)
+		if (!strcmp(h, drop_hook_names[i]))
+			*first = *last = i;
+}
+
+/* drops = true: load drop hook `hook` too (past `last`: none, the kernel
+ * refused them all, `refused` says how), if this process may (CAP_PERFMON
+ * and the kernel's BTF, for the CO-RE reads); else say why in
+ * drop_status. */
+static void select_drops(struct ti_kernel *k, const struct ti_load_opts *o, int hook, int last, const char *refused)
 {
 	k->drop_status[0] = '\0';
 	if (!o->drops)
@@ -170,16 +206,16 @@ static void select_drops(struct ti_kernel *k, const struct ti_load_opts *o, cons
 	if (!ti_can_read_kernel())
 		snprintf(
 			k->drop_status, sizeof(k->drop_status),
-			"not attached: the drop hook (tp_btf/kfree_skb) needs CAP_PERFMON (or CAP_SYS_ADMIN); run as root");
+			"not attached: the drop hook (skb:kfree_skb) needs CAP_PERFMON (or CAP_SYS_ADMIN); run as root");
 	else if (!ti_kernel_has_btf())
 		snprintf(
 			k->drop_status, sizeof(k->drop_status),
-			"not attached: the drop hook (tp_btf/kfree_skb) needs the kernel's BTF (CONFIG_DEBUG_INFO_BTF=y)");
-	else if (refused[0])
+			"not attached: the drop hook (skb:kfree_skb) needs the kernel's BTF (CONFIG_DEBUG_INFO_BTF=y)");
+	else if (hook > last)
 		snprintf(k->drop_status, sizeof(k->drop_status),
 			 "not attached: the kernel refused the drop hook: %.200s", refused);
 	else
-		bpf_program__set_autoload(k->skel->progs.ti_drop_btf, true);
+		bpf_program__set_autoload(drop_prog(k->skel, hook), true);
 }
 
 /* Can mode honour the session's scope?  0, or -errno with why filled. */
@@ -211,6 +247,7 @@ static int live_load(struct ti_kernel *k, const struct ti_load_opts *o, enum ti_
 	struct tcpinspect_bpf *sk;
 	bool tc_here_only = false;
 	char drops_refused[200] = "";
+	int drop_hook, drop_last;
 	int err;
 
 	ti_libbpf_log_clear();
@@ -242,6 +279,7 @@ static int live_load(struct ti_kernel *k, const struct ti_load_opts *o, enum ti_
 	 * it, or when the verifier refuses it, in this namespace only, and
 	 * session.probes says why */
 	k->tc_netns_note[0] = '\0';
+	drop_hook_range(&drop_hook, &drop_last);
 	if (mode == TI_MODE_TC && !o->scope.netns && !o->ndevs && !ti_can_read_kernel()) {
 		snprintf(
 			k->tc_netns_note, sizeof(k->tc_netns_note),
@@ -259,12 +297,14 @@ again:
 	ti_set_load_config((struct ti_load_config *)&sk->rodata->ti_load, o, mode);
 	if ((err = select_programs(k, o, mode, tc_here_only, why, whylen)))
 		goto fail;
-	select_drops(k, o, drops_refused);
+	select_drops(k, o, drop_hook, drop_last, drops_refused);
 	if ((err = tcpinspect_bpf__load(sk))) {
 		ti_explain(err, why, whylen, mode, "loading the BPF programs");
-		/* the drop hook refused: the session goes on without it */
-		if (bpf_program__autoload(sk->progs.ti_drop_btf)) {
+		/* a drop hook refused: the next one, or the session goes on
+		 * without one */
+		if (drop_loaded(k) >= 0) {
 			snprintf(drops_refused, sizeof(drops_refused), "%s", why);
+			drop_hook++;
 			tcpinspect_bpf__destroy(sk);
 			k->skel = NULL;
 			ti_libbpf_log_clear();
@@ -435,18 +475,20 @@ static int attach_cgroup(struct ti_kernel *k, const struct ti_load_opts *o, char
 	return 0;
 }
 
-/* The drop hook, if it loaded: a failure to attach it is reported in
+/* The drop hook, if one loaded: a failure to attach it is reported in
  * session.probes, not fatal. */
 static void attach_drops(struct ti_kernel *k)
 {
-	if (!bpf_program__autoload(k->skel->progs.ti_drop_btf))
+	int i = drop_loaded(k);
+
+	if (i < 0)
 		return;
-	k->drop_link = bpf_program__attach_trace(k->skel->progs.ti_drop_btf);
+	k->drop_link = bpf_program__attach(drop_prog(k->skel, i));
 	if (!k->drop_link)
-		snprintf(k->drop_status, sizeof(k->drop_status), "not attached: attaching tp_btf/kfree_skb failed: %s",
-			 strerror(errno));
+		snprintf(k->drop_status, sizeof(k->drop_status), "not attached: attaching %s/kfree_skb failed: %s",
+			 drop_hook_names[i], strerror(errno));
 	else
-		snprintf(k->drop_status, sizeof(k->drop_status), "attached (tp_btf)");
+		snprintf(k->drop_status, sizeof(k->drop_status), "attached (%s)", drop_hook_names[i]);
 }
 
 static int live_attach(struct ti_kernel *k, const struct ti_load_opts *o, char *why, size_t whylen)
@@ -914,23 +956,14 @@ int ti_kernel_probe_mode(enum ti_mode mode, bool *tcx, char *why, size_t whylen)
 	return err;
 }
 
-int ti_kernel_probe_drops(char *why, size_t whylen)
+/* Load and attach drop hook i alone, then undo.  0 or -errno with why. */
+static int probe_drop_hook(int i, char *why, size_t whylen)
 {
 	struct tcpinspect_bpf *sk;
 	struct bpf_link *l;
 	struct bpf_program *prog;
 	int err;
 
-	if (!ti_can_read_kernel()) {
-		snprintf(why, whylen,
-			 "the drop hook (tp_btf/kfree_skb) needs CAP_PERFMON (or CAP_SYS_ADMIN); run as root");
-		return -EPERM;
-	}
-	if (!ti_kernel_has_btf()) {
-		snprintf(why, whylen,
-			 "the drop hook (tp_btf/kfree_skb) needs the kernel's BTF (CONFIG_DEBUG_INFO_BTF=y)");
-		return -ENOENT;
-	}
 	ti_libbpf_log_clear();
 	sk = tcpinspect_bpf__open();
 	if (!sk) {
@@ -939,21 +972,41 @@ int ti_kernel_probe_drops(char *why, size_t whylen)
 		return err;
 	}
 	bpf_object__for_each_program(prog, sk->obj) bpf_program__set_autoload(prog, false);
-	bpf_program__set_autoload(sk->progs.ti_drop_btf, true);
+	bpf_program__set_autoload(drop_prog(sk, i), true);
 	bpf_map__set_max_entries(sk->maps.flows, TI_TABLE_WAYS);
 	bpf_map__set_max_entries(sk->maps.sources, TI_TABLE_WAYS);
 	bpf_map__set_max_entries(sk->maps.events, 4096 * 4);
 	sk->rodata->ti_load.drops = 1;
 	if ((err = tcpinspect_bpf__load(sk))) {
-		snprintf(why, whylen, "the kernel refused the drop hook (tp_btf/kfree_skb): %s", strerror(-err));
+		snprintf(why, whylen, "the kernel refused the drop hook (%s/kfree_skb): %s", drop_hook_names[i],
+			 strerror(-err));
 		tcpinspect_bpf__destroy(sk);
 		return err;
 	}
-	l = bpf_program__attach_trace(sk->progs.ti_drop_btf);
+	l = bpf_program__attach(drop_prog(sk, i));
 	err = l ? 0 : -errno;
 	if (!l)
-		snprintf(why, whylen, "attaching tp_btf/kfree_skb failed: %s", strerror(-err));
+		snprintf(why, whylen, "attaching %s/kfree_skb failed: %s", drop_hook_names[i], strerror(-err));
 	bpf_link__destroy(l);
 	tcpinspect_bpf__destroy(sk);
+	return err;
+}
+
+int ti_kernel_probe_drops(char *why, size_t whylen)
+{
+	int first, last, err = -ENOENT;
+
+	if (!ti_can_read_kernel()) {
+		snprintf(why, whylen,
+			 "the drop hook (skb:kfree_skb) needs CAP_PERFMON (or CAP_SYS_ADMIN); run as root");
+		return -EPERM;
+	}
+	if (!ti_kernel_has_btf()) {
+		snprintf(why, whylen, "the drop hook (skb:kfree_skb) needs the kernel's BTF (CONFIG_DEBUG_INFO_BTF=y)");
+		return -ENOENT;
+	}
+	drop_hook_range(&first, &last);
+	for (int i = first; i <= last && err; i++)
+		err = probe_drop_hook(i, why, whylen);
 	return err;
 }
