@@ -401,9 +401,14 @@ static int on_drop_record(struct ti_session *s)
 		lua_pop(L, 1);
 		return poll_should_stop(s) ? -ETIME : 0;
 	}
-	lua_pushvalue(L, base + 3);
 	ti_packet_set_valid(s->view, true, s->realtime_offset);
-	if (lua_pcall(L, 1, 0, base + 1) != LUA_OK) {
+	if (s->drop_nargs) {
+		for (int i = 0; i < s->drop_nargs; i++)
+			ti_packet_push_field(L, s->view, s->drop_args[i]);
+	} else {
+		lua_pushvalue(L, base + 3);
+	}
+	if (lua_pcall(L, s->drop_nargs ? s->drop_nargs : 1, 0, base + 1) != LUA_OK) {
 		ti_packet_set_valid(s->view, false, 0);
 		s->cb_error = 1;
 		return -ECANCELED;
@@ -526,6 +531,34 @@ static int session_poll(lua_State *L)
 	return 1;
 }
 
+/* The fields argument of on_packet and on_drop at idx (none or nil: 0):
+ * their indexes into args; raises naming "fields". */
+static int check_fields(lua_State *L, int idx, uint8_t args[TI_MAX_ARGS])
+{
+	lua_Integer n;
+	int nargs = 0;
+
+	if (lua_isnoneornil(L, idx))
+		return 0;
+	if (!lua_istable(L, idx))
+		ti_option_error(L, "fields", "expected a list of packet field names, got %s", luaL_typename(L, idx));
+	n = luaL_len(L, idx);
+	if (n < 1 || n > TI_MAX_ARGS)
+		ti_option_error(L, "fields", "%I fields: give 1 to %d", n, TI_MAX_ARGS);
+	for (lua_Integer i = 1; i <= n; i++) {
+		int f;
+
+		lua_geti(L, idx, i);
+		f = lua_type(L, -1) == LUA_TSTRING ? ti_packet_field_index(lua_tostring(L, -1)) : -1;
+		if (f < 0)
+			ti_option_error(L, "fields", "'%s' is not a packet field (see tcpinspect.packet_fields())",
+					luaL_tolstring(L, -1, NULL));
+		args[nargs++] = (uint8_t)f;
+		lua_pop(L, 1);
+	}
+	return nargs;
+}
+
 /* session:on_packet(fn | nil [, fields]) -> session.  With a list of field
  * names, fn receives those fields' values as its arguments instead of the
  * packet view: fn(sport, len, flags) for {"sport", "len", "flags"}. */
@@ -533,7 +566,7 @@ static int session_on_packet(lua_State *L)
 {
 	struct ti_session *s = check_session(L, 1);
 	uint8_t args[TI_MAX_ARGS];
-	int nargs = 0;
+	int nargs;
 
 	if (!lua_isnoneornil(L, 2)) {
 		luaL_checktype(L, 2, LUA_TFUNCTION);
@@ -541,28 +574,7 @@ static int session_on_packet(lua_State *L)
 			return luaL_error(L, "tcpinspect: on_packet: this session was opened with events = false, "
 					     "so no packet will be delivered; open it with events = true");
 	}
-	if (!lua_isnoneornil(L, 3)) {
-		lua_Integer n;
-
-		if (!lua_istable(L, 3))
-			ti_option_error(L, "fields", "expected a list of packet field names, got %s",
-					luaL_typename(L, 3));
-		n = luaL_len(L, 3);
-		if (n < 1 || n > TI_MAX_ARGS)
-			ti_option_error(L, "fields", "%I fields: give 1 to %d", n, TI_MAX_ARGS);
-		for (lua_Integer i = 1; i <= n; i++) {
-			int f;
-
-			lua_geti(L, 3, i);
-			f = lua_type(L, -1) == LUA_TSTRING ? ti_packet_field_index(lua_tostring(L, -1)) : -1;
-			if (f < 0)
-				ti_option_error(L, "fields",
-						"'%s' is not a packet field (see tcpinspect.packet_fields())",
-						luaL_tolstring(L, -1, NULL));
-			args[nargs++] = (uint8_t)f;
-			lua_pop(L, 1);
-		}
-	}
+	nargs = check_fields(L, 3, args);
 	/* from a callback of this session: the callback running keeps what it
 	 * was given; the next record goes to fn with these fields */
 	memcpy(s->args, args, sizeof(args));
@@ -575,12 +587,15 @@ static int session_on_packet(lua_State *L)
 	return 1;
 }
 
-/* session:on_drop(fn | nil) -> session: fn(p) for each drop of an
- * incoming segment that the filter matches (p.reason, p.location and the
- * packet fields).  Needs open's drops = true. */
+/* session:on_drop(fn | nil [, fields]) -> session: fn(p) for each drop of
+ * an incoming segment that the filter matches (p.reason, p.location and
+ * the packet fields), or fn(values...) of the fields named.  Needs open's
+ * drops = true. */
 static int session_on_drop(lua_State *L)
 {
 	struct ti_session *s = check_session(L, 1);
+	uint8_t args[TI_MAX_ARGS];
+	int nargs;
 
 	if (!lua_isnoneornil(L, 2)) {
 		luaL_checktype(L, 2, LUA_TFUNCTION);
@@ -592,6 +607,9 @@ static int session_on_drop(lua_State *L)
 			return luaL_error(L, "tcpinspect: on_drop: this session was opened with events = false, "
 					     "so no drop will be delivered; open it with events = true");
 	}
+	nargs = check_fields(L, 3, args);
+	memcpy(s->drop_args, args, sizeof(args));
+	s->drop_nargs = nargs;
 	lua_settop(L, 2);
 	lua_setiuservalue(L, 1, UV_DROP);
 	lua_settop(L, 1);

@@ -46,9 +46,11 @@ struct ti_session {
 	struct ti_packet *view;	   /* the reused packet view (user value 2) */
 	uint8_t args[TI_MAX_ARGS]; /* on_packet(fn, fields): the fields passed */
 	int nargs;
-	double realtime_offset;	     /* wall clock minus CLOCK_MONOTONIC, seconds */
-	bool events;		     /* records are delivered (the ring, or a replay's) */
-	bool drops;		     /* opened with drops = true (on_drop allowed) */
+	double realtime_offset;		/* wall clock minus CLOCK_MONOTONIC, seconds */
+	bool events;			/* records are delivered (the ring, or a replay's) */
+	bool drops;			/* opened with drops = true (on_drop allowed) */
+	uint8_t drop_args[TI_MAX_ARGS]; /* on_drop(fn, fields): the fields passed */
+	int drop_nargs;
 	struct ti_pcap_writer *dump; /* session:dump(path): every delivered record, or NULL */
 	char netns_path[256];	     /* netns=/container=: where filter.dev names an interface ("": here) */
 };

@@ -107,11 +107,51 @@ describe("#kernel drops", function()
 			assert.are.equal("drops", err.option)
 			assert.truthy(tostring(err.message):find("drops = true", 1, true))
 			s:on_drop(nil) -- clearing is always allowed
-			-- with it, the program is there
-			local d <close> = net.open{ mode = mode, drops = true, filter = { dport = net.port() } }
+			-- with it, the program is there, and on_drop(fn, fields) passes
+			-- the fields' values
+			local port, host = net.port(), net.addr4()
+			local d <close> = net.open{ mode = mode, drops = true, filter = { dport = port } }
 			assert.are.equal("attached (tp_btf)", d.probes["skb:kfree_skb"])
 			assert.is_true(prog_names().ti_drop_btf)
+			local got = {}
+			d:on_drop(function(reason, location, dport, daddr)
+				got[#got + 1] = table.concat({ reason, location, dport, daddr }, " ")
+			end, { "reason", "location", "dport", "daddr" })
+			for _ = 1, 2 do assert.is_true(net.connect_closed(host, port)) end
+			net.drain(d)
+			local reason, location = expected(4)
+			local want = ("%s %s %d %s"):format(reason, location, port, host)
+			assert.are.same({ want, want }, got)
 		end)
+	end
+end)
+
+-- Graceful absence: where the drop hook cannot load (no CAP_PERFMON), a
+-- session with drops = true still opens, in a mode that needs no
+-- CAP_PERFMON, and says why; so does features().
+describe("#kernel drops without CAP_PERFMON", function()
+	for _, mode in ipairs(net.modes()) do
+		if mode == "tc" or mode == "cgroup" then
+			it(("[%s] open succeeds without the drop hook, and says why"):format(mode), function()
+				local out = net.lua_child(([[
+					local t = require "tcpinspect"
+					local s, err = t.open{ mode = %q, drops = true }
+					if not s then print("FAIL " .. err) return end
+					print("PROBE " .. tostring(s.probes["skb:kfree_skb"]))
+					print("STATS " .. tostring(s:stats().drops))
+					local ok, e = pcall(s.on_drop, s, function() end)
+					print("ON_DROP " .. tostring(ok) .. " " .. tostring(not ok and e.option))
+					local f = t.features()
+					print("FEATURES " .. tostring(f.drops) .. " " .. tostring(f.reasons.drops))
+				]]):format(mode), { wrap = function(cmd) return "setpriv --bounding-set=-all,+bpf,+net_admin " .. cmd end })
+				local why = "needs CAP_PERFMON (or CAP_SYS_ADMIN); run as root"
+				assert.truthy(out:find("PROBE not attached: the drop hook (skb:kfree_skb) " .. why, 1, true), out)
+				assert.truthy(out:find("STATS nil", 1, true), out)
+				-- the option was given: on_drop is allowed, no drop will come
+				assert.truthy(out:find("ON_DROP true", 1, true), out)
+				assert.truthy(out:find("FEATURES false the drop hook (skb:kfree_skb) " .. why, 1, true), out)
+			end)
+		end
 	end
 end)
 
@@ -129,9 +169,14 @@ describe("drops in a replay", function()
 		assert.is_true(pkts > 0)
 		assert.are.equal(0, ndrops)
 		assert.is_nil(s:stats().drops)
+		-- on_drop's fields, checked as on_packet's
+		s:on_drop(function() end, { "reason", "dport" })
+		local ok, err = pcall(s.on_drop, s, function() end, { "nosuch" })
+		assert.is_false(ok)
+		assert.are.equal("fields", err.option)
 		-- the options accepted, as a live session's
 		local r <close> = tcpinspect.replay{ file = "spec/fixtures/port_scan.pcap" }
-		local ok, err = pcall(r.on_drop, r, function() end)
+		ok, err = pcall(r.on_drop, r, function() end)
 		assert.is_false(ok)
 		assert.are.equal("drops", err.option)
 	end)
