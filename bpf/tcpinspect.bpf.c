@@ -778,7 +778,7 @@ static __always_inline int ti_from_dropped_skb(struct sk_buff *skb, __u64 locati
 	if (bpf_probe_read_kernel(x->w.ip, sizeof(x->w.ip), head + nh) ||
 	    bpf_probe_read_kernel(&x->w.th, sizeof(x->w.th), head + tp) ||
 	    ti_parse(&x->ev, x->w.ip, (__u16)(tp - nh), &x->w.th, ti_kernel_skb_len(skb, head, nh, x)))
-		ti_drop_count(TI_DROP_REASON_SLOTS + TI_DROP_SEEN); /* unreadable: seen, never matched */
+		ti_drop_count(TI_DROP_REASON_SLOTS + TI_DROP_ERRORS); /* unreadable: not in seen */
 	else {
 		ti_copy_kernel(x, skb, head, nh, (__u32)(BPF_CORE_READ(skb, tail) - nh));
 		ti_handle_drop(x->sslot);

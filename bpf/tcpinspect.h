@@ -234,14 +234,16 @@ enum ti_stat {
  * TI_DROP_REASON_SLOTS + i, X(ID, name) in index order, whose identities are
  *   seen == filtered + matched
  *   matched == delivered + lost   (events on; drops are never sampled)
- * and the reason slots sum to matched. */
+ * and the reason slots sum to matched.  errors counts drops of incoming
+ * TCP segments whose headers could not be read (not in seen). */
 #define TI_DROP_REASON_SLOTS 256
 #define TI_DROP_STATS(X)          \
 	X(SEEN, "seen")           \
 	X(FILTERED, "filtered")   \
 	X(MATCHED, "matched")     \
 	X(DELIVERED, "delivered") \
-	X(LOST, "lost")
+	X(LOST, "lost")           \
+	X(ERRORS, "errors")
 
 enum ti_drop_stat {
 #define TI_X(id, name) TI_DROP_##id,

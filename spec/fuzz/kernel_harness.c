@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /* spec/fuzz/kernel_harness.c: drives the kernel layer (luaext/kernel*.c)
- * without Lua: open -> set_filter -> stats -> test_run -> close, in each
- * mode given, built with ASan/LSan/UBSan by spec/fuzz/run (asan, failinj).
+ * without Lua: open (drops = true: the drop hook too) -> set_filter ->
+ * stats, drop stats -> test_run -> close, in each mode given, built with ASan/LSan/UBSan by spec/fuzz/run (asan, failinj).
  *
  *   kernel_harness all     [MODES]   cycle, then failinj
  *   kernel_harness cycle   [MODES]   one cycle per mode (default "tc,cgroup"),
@@ -227,7 +227,8 @@ static int cycle(enum ti_mode mode, bool verbose)
 				  .aggregates = true,
 				  .ring_size = 1 << 16,
 				  .max_flows = 64,
-				  .wakeup = 1 };
+				  .wakeup = 1,
+				  .drops = true };
 	uint64_t st[TI_STAT_MAX];
 	unsigned char fr[64];
 	size_t n;
@@ -288,6 +289,23 @@ static int cycle(enum ti_mode mode, bool verbose)
 	      "%s: seen %llu matched %llu filtered %llu, expected 10 matched of 15+", ti_mode_names[mode],
 	      (unsigned long long)st[TI_STAT_SEEN], (unsigned long long)st[TI_STAT_MATCHED],
 	      (unsigned long long)st[TI_STAT_FILTERED]);
+	/* drops = true: the drop hook's counters (seen read last: it can only
+	 * be ahead), or, where an injected failure kept the hook out, why */
+	{
+		uint64_t dv[TI_DROP_CTR_SLOTS];
+
+		err = ti_kernel_drop_stats(k, dv, why, sizeof(why));
+		if (err && err != -EOPNOTSUPP) {
+			rc = 1;
+			goto close;
+		}
+		CHECK(err || dv[TI_DROP_REASON_SLOTS + TI_DROP_SEEN] >=
+				      dv[TI_DROP_REASON_SLOTS + TI_DROP_FILTERED] +
+					      dv[TI_DROP_REASON_SLOTS + TI_DROP_MATCHED],
+		      "%s: drops: seen < filtered + matched", ti_mode_names[mode]);
+		CHECK(!err || (why[0] && strstr(k->drop_status, "not attached")),
+		      "%s: no drop counters, and no reason: '%s' '%s'", ti_mode_names[mode], why, k->drop_status);
+	}
 	/* the maps: the one flow of our 10 segments, read, looked up, deleted */
 	{
 		struct ti_snapshot snap;
