@@ -98,6 +98,44 @@ describe("#kernel drops", function()
 			end
 		end
 
+		it(("[%s] a netns scope and a filter expression: exactly that namespace's drops to the port"):format(mode), function()
+			local ns = net.netns("drop")
+			finally(function() ns:destroy() end)
+			local ino = tonumber((net.must("stat -L -c %i /run/netns/" .. ns.name)))
+			local port = net.port(2)
+			local s <close> = net.open{ mode = mode, drops = true, netns = ns.name,
+				filter = { expr = ("tcp dst port %d"):format(port) } }
+			assert.are.equal("attached (tp_btf)", s.probes["skb:kfree_skb"])
+			local want_reason, want_location = expected(4)
+			local got, bad = 0, {}
+			s:on_drop(function(p)
+				if p.netns == ino and p.dport == port and p.reason == want_reason and p.location == want_location then
+					got = got + 1
+				else
+					bad[#bad + 1] = ("%s:%d netns %d %s"):format(p.daddr, p.dport, p.netns, p.reason)
+				end
+			end)
+			local function refused_in_ns(dport)
+				local _, out = ns:exec(("timeout %d bash -c 'echo > /dev/tcp/127.0.0.1/%d' 2>&1"):format(net.scale(2), dport))
+				assert.truthy(out:find("refused", 1, true), out)
+			end
+			for _ = 1, N do refused_in_ns(port) end
+			for _ = 1, M do refused_in_ns(port + 1) end -- the expression keeps these out
+			for _ = 1, M do assert.is_true(net.connect_closed(net.addr4(), port)) end -- another namespace
+			net.drain(s)
+			assert.are.same({}, bad)
+			assert.are.equal(N, got)
+			local d = net.stats(s).drops
+			-- the namespace holds nothing else: its N + M drops, no more (the
+			-- host's M are out of scope, not even seen)
+			assert.are.equal(N + M, d.seen)
+			assert.are.equal(M, d.filtered)
+			assert.are.equal(N, d.matched)
+			assert.are.same({ [want_reason] = N }, d.reasons)
+			net.say("%s netns scope + expr: %d of %d drops in the namespace matched, %d on the host not seen",
+				mode, N, N + M, M)
+		end)
+
 		it(("[%s] without drops = true: no drop hook, on_drop raises naming the option"):format(mode), function()
 			local s <close> = net.open{ mode = mode, filter = { dport = net.port() } }
 			assert.is_nil(s.probes["skb:kfree_skb"])
