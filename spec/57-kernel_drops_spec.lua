@@ -173,6 +173,7 @@ describe("#kernel drops without CAP_PERFMON", function()
 		if mode == "tc" or mode == "cgroup" then
 			it(("[%s] open succeeds without the drop hook, and says why"):format(mode), function()
 				local out = net.lua_child(([[
+					package.cpath = %q .. "/?.so;" .. package.cpath -- the build under test
 					local t = require "tcpinspect"
 					local s, err = t.open{ mode = %q, drops = true }
 					if not s then print("FAIL " .. err) return end
@@ -182,7 +183,7 @@ describe("#kernel drops without CAP_PERFMON", function()
 					print("ON_DROP " .. tostring(ok) .. " " .. tostring(not ok and e.option))
 					local f = t.features()
 					print("FEATURES " .. tostring(f.drops) .. " " .. tostring(f.reasons.drops))
-				]]):format(mode), { wrap = function(cmd) return "setpriv --bounding-set=-all,+bpf,+net_admin " .. cmd end })
+				]]):format(net.BUILD, mode), { wrap = function(cmd) return "setpriv --bounding-set=-all,+bpf,+net_admin " .. cmd end })
 				local why = "needs CAP_PERFMON (or CAP_SYS_ADMIN); run as root"
 				assert.truthy(out:find("PROBE not attached: the drop hook (skb:kfree_skb) " .. why, 1, true), out)
 				assert.truthy(out:find("STATS nil", 1, true), out)
