@@ -8,13 +8,8 @@
 
 local SPDX = "SPDX-License-Identifier: GPL-2.0-only"
 
-local function read(path)
-	local f = io.open(path, "rb")
-	if not f then return nil end
-	local s = f:read("a")
-	f:close()
-	return s
-end
+local net = require "support.net"
+local read = net.read_file
 
 local function lines(cmd)
 	local p = assert(io.popen(cmd))

@@ -8,12 +8,6 @@
 local net = require "support.net"
 local cli = require "support.cli"
 
-local function state_file_of(pid)
-	for _, name in ipairs(net.tc_state_files()) do
-		if tonumber(name:match("^tc%-(%d+)%-")) == pid then return name end
-	end
-end
-
 describe("#kernel tc state after a crash", function()
 	if net.has_mode("tc") then
 		it("[tc] the CLI detaches a script's own session after the script raises (netlink filter, state file)", function()
@@ -44,7 +38,7 @@ describe("#kernel tc state after a crash", function()
 				-- a dead owner whose PID was reused: its file renamed to PID 1's name
 				ch = net.session_child({ open = { mode = "tc", dev = "lo" } }, { netns = ns.name, env = env })
 				ch:ready()
-				local name = assert(state_file_of(ch.pid), "no state file")
+				local name = assert(net.tc_state_files(ch.pid)[1], "no state file")
 				ch:kill()
 				local reused = name:gsub("^tc%-%d+%-", "tc-1-")
 				net.must(("mv /run/tcpinspect/%s /run/tcpinspect/%s"):format(name, reused))
@@ -52,7 +46,7 @@ describe("#kernel tc state after a crash", function()
 				-- a live owner whose PID looks dead (another PID namespace)
 				live = net.session_child({ open = { mode = "tc", dev = "lo" } }, { netns = ns.name, env = env })
 				live:ready()
-				local lname = assert(state_file_of(live.pid), "no state file for the live owner")
+				local lname = assert(net.tc_state_files(live.pid)[1], "no state file for the live owner")
 				local far = lname:gsub("^tc%-%d+%-", "tc-4194000-")
 				net.must(("mv /run/tcpinspect/%s /run/tcpinspect/%s"):format(lname, far))
 				-- the next start sweeps the dead one, keeps the live one
@@ -86,7 +80,7 @@ describe("#kernel tc state after a crash", function()
 				ch = net.session_child({ open = { mode = "tc", dev = "lo" } },
 					{ netns = ns.name, env = "TCPINSPECT_TC_NO_TCX=1" })
 				ch:ready()
-				local name = assert(state_file_of(ch.pid), "no state file")
+				local name = assert(net.tc_state_files(ch.pid)[1], "no state file")
 				local ino = tonumber(net.must("stat -L -c %i /run/netns/" .. ns.name):match("%d+"))
 				assert.matches("^" .. ino .. " ", net.read_file("/run/tcpinspect/" .. name))
 				ch:kill() -- SIGKILL: its filter and state file stay
