@@ -63,7 +63,7 @@ describe("#kernel listen overflow", function()
 					end
 				end)
 				local before = listen_drops(ns.name)
-				local ok, out = ns:exec(("timeout %d python3 %s/spec/support/listeners.py overflow %s %d %d"):format(
+				local ok, out = ns:exec(("timeout %d /usr/bin/python3 %s/spec/support/listeners.py overflow %s %d %d"):format(
 					net.scale(30), net.ROOT, addr, port, M))
 				assert(ok and out:find("done"), out)
 				net.drain(s)

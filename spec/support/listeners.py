@@ -7,13 +7,19 @@
 #     a listener with backlog 1 that never accepts, then M connection
 #     attempts to it, 0.2 s apart, each left to the kernel's SYN retries
 #     for 3 s, then everything closed.  Prints "done".
-#   listeners.py serve ADDR PORT N
-#     a listener (backlog 16) that accepts N connections, echoes each one's
-#     bytes until EOF and closes; prints "listening PID INODE" first, then
-#     for each accepted connection "accepted PID INODE" (the accepted
-#     socket's inode).  Exits after N, or after 60 s.
+#   listeners.py serve ADDR PORT N NAME
+#     a process named NAME (its comm) listening (backlog 16), which prints
+#     "LISTEN <its ss -tlnpeH line>", then accepts N connections: for each,
+#     "ESTAB <client port> <its ss -tnpeH line>", then one byte "!" to the
+#     client, then echoes until EOF and closes.  Stays 30 s after the N-th.
+#   listeners.py client ADDR PORT N
+#     N conversations with a serve: connect, wait for "!", send "hello",
+#     read it back, 0.2 s later half-close, read EOF, close; prints
+#     "conn <port>" each, "done" at the end.
+import ctypes
 import os
 import socket
+import subprocess
 import sys
 import time
 
@@ -44,17 +50,24 @@ def overflow(addr, port, m):
     print("done", flush=True)
 
 
-def serve(addr, port, n):
+def ss(args, filt):
+    out = subprocess.run(["ss", "-H"] + args + [filt], capture_output=True, text=True, timeout=10).stdout
+    return " ".join(out.split())
+
+
+def serve(addr, port, n, name):
+    ctypes.CDLL(None).prctl(15, name.encode(), 0, 0, 0)  # PR_SET_NAME
     lst = socket.socket(family(addr))
     lst.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     lst.bind((addr, port))
     lst.listen(16)
     lst.settimeout(60)
-    print("listening", os.getpid(), os.fstat(lst.fileno()).st_ino, flush=True)
+    print("LISTEN", ss(["-tlnpe"], "sport = :%d" % port), flush=True)
     for _ in range(n):
-        conn, _ = lst.accept()
+        conn, peer = lst.accept()
         conn.settimeout(30)
-        print("accepted", os.getpid(), os.fstat(conn.fileno()).st_ino, flush=True)
+        print("ESTAB", peer[1], ss(["-tnpe"], "sport = :%d and dport = :%d" % (port, peer[1])), flush=True)
+        conn.sendall(b"!")
         while True:
             data = conn.recv(4096)
             if not data:
@@ -62,14 +75,35 @@ def serve(addr, port, n):
             conn.sendall(data)
         conn.close()
     lst.close()
+    time.sleep(30)  # stays, as its sockets' owner did, until the spec ends it
+
+
+def client(addr, port, n):
+    for _ in range(n):
+        c = socket.socket(family(addr))
+        c.settimeout(30)
+        c.connect((addr, port))
+        assert c.recv(1) == b"!"
+        c.sendall(b"hello")
+        got = b""
+        while len(got) < 5:
+            got += c.recv(5 - len(got))
+        time.sleep(0.2)  # the session reads the records while the sockets live
+        c.shutdown(socket.SHUT_WR)
+        assert c.recv(1) == b""
+        print("conn", c.getsockname()[1], flush=True)
+        c.close()
+    print("done", flush=True)
 
 
 def main():
     cmd, addr, port, k = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     if cmd == "overflow":
         overflow(addr, port, k)
+    elif cmd == "serve":
+        serve(addr, port, k, sys.argv[5])
     else:
-        serve(addr, port, k)
+        client(addr, port, k)
 
 
 main()
