@@ -12,7 +12,8 @@
 -- segment of those conversations the record must agree:
 --   a SYN: LISTEN, the listener's uid, pid, comm and cookie (ss's sk:);
 --   the handshake's last ACK: tc looks up the request socket (SYN_RECV,
---     the listener's owner), cgroup runs for the listener (LISTEN);
+--     the listener's owner); cgroup, and fentry/kprobe's socket-side hook
+--     (sk_filter_trim_cap, where cgroup_skb runs), see the listener (LISTEN);
 --   then ESTABLISHED, the accepted socket's uid, pid, comm, cookie;
 --   the last ACK, after the server closed: LAST_ACK, its uid, and no
 --     process (an orphan: ss shows ino:0 and no users) or, where the ACK
@@ -71,10 +72,6 @@ describe("#kernel receiving socket", function()
 	for _, mode in ipairs(net.modes()) do
 		it(("[%s] three listeners, three users, one in another netns: every segment's socket is ss's"):format(mode),
 			function()
-			if mode == "fentry" or mode == "kprobe" then
-				pending(mode .. ": names only a socket early demux found; the listener's is not built (doc/modes.md)")
-				return
-			end
 			local defer = net.cleanups(finally)
 			local ns = net.netns("sk")
 			defer(function() ns:destroy() end)

@@ -11,9 +11,9 @@
 -- kernel's SYN retries for 3 s.  The drops reported with that reason, each
 -- a SYN or a bare ACK to the port, equal TcpExtListenDrops's change in the
 -- namespace, and stats().drops.reasons agrees; at least one happened.
--- Modes: tc and cgroup, which know the listener; fentry and kprobe do not
--- see it at tcp_v4_rcv's entry (doc/modes.md, "The receiving socket"):
--- marked pending there, not passed.
+-- Every mode: tc and cgroup know the listener; fentry and kprobe through
+-- their socket-side hook (sk_filter_trim_cap; doc/modes.md, "The receiving
+-- socket").
 local net = require "support.net"
 
 local M = 4
@@ -39,10 +39,6 @@ describe("#kernel listen overflow", function()
 		for _, family in ipairs{ 4, 6 } do
 			it(("[%s] ipv%d: a full accept queue's refusals are TCP_LISTEN_OVERFLOW drops, == ListenDrops"):format(
 				mode, family), function()
-				if mode == "fentry" or mode == "kprobe" then
-					pending(mode .. ": the listener is not known at tcp_v4_rcv's entry; not built (doc/modes.md)")
-					return
-				end
 				local defer = net.cleanups(finally)
 				local ns = net.netns("ov")
 				defer(function() ns:destroy() end)
