@@ -21,6 +21,9 @@
 -- Then the in-kernel filters, counted exactly: sessions with filter.uid =
 -- 65534 and filter.sk_state = {"LISTEN", "SYN_RECV"} match exactly the
 -- records of the first session with that uid / those states.
+-- Drops: K bare ACKs to a listener (no connection) are K drops; where the
+-- kernel's skb:kfree_skb names the receiving socket (rx_sk, 6.11+:
+-- features().sockets_drops) each names the listener as ss does, else none.
 local net = require "support.net"
 local tcpinspect = require "tcpinspect"
 
@@ -70,6 +73,39 @@ describe("#kernel receiving socket", function()
 	end)
 
 	for _, mode in ipairs(net.modes()) do
+		it(("[%s] drops name the receiving socket where the tracepoint has rx_sk"):format(mode), function()
+			local defer = net.cleanups(finally)
+			local K = 5
+			local addr, port = net.addr4(), net.port()
+			local out = net.tmpfile(".out")
+			local pid = net.spawn(("timeout %d setpriv --reuid 65534 --regid 65534 --clear-groups %s serve %s %d 0 ti-srv-d")
+				:format(net.scale(60), PY, addr, port), out)
+			defer(function() net.kill(pid, "KILL") end)
+			assert(net.wait_until(function() return read_server(out).listen end, 10), "not listening")
+			local l = read_server(out).listen
+			local s <close> = net.open{ mode = mode, sockets = true, drops = true, filter = { dport = port } }
+			local rx = tcpinspect.features().sockets_drops
+			local got = {}
+			s:on_drop(function(p)
+				-- the sender's raw socket holds copies of its segments: purged at its close
+				if p.daddr == addr and p.location ~= "inet_sock_destruct" then
+					got[#got + 1] = { p.reason, p.sk_state, p.uid, p.pid, p.comm }
+				end
+			end)
+			local ok, o = net.sh(("%s acks %s %d %d"):format(PY, addr, port, K))
+			assert(ok, o)
+			net.drain(s)
+			net.say("%s: %d drops, rx_sk %s: %s", mode, #got, tostring(rx), net.serialize(got[1]))
+			assert.are.equal(K, #got)
+			for _, g in ipairs(got) do
+				if rx then
+					assert.are.same({ "LISTEN", 65534, l.pid, "ti-srv-d" }, { g[2], g[3], g[4], g[5] })
+				else
+					assert.are.same({}, { g[2], g[3], g[4], g[5] })
+				end
+			end
+		end)
+
 		it(("[%s] three listeners, three users, one in another netns: every segment's socket is ss's"):format(mode),
 			function()
 			local defer = net.cleanups(finally)

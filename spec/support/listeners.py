@@ -12,6 +12,9 @@
 #     "LISTEN <its ss -tlnpeH line>", then accepts N connections: for each,
 #     "ESTAB <client port> <its ss -tnpeH line>", then one byte "!" to the
 #     client, then echoes until EOF and closes.  Stays 30 s after the N-th.
+#   listeners.py acks ADDR PORT K
+#     K bare ACKs (no connection: the listener resets and drops each) to
+#     ADDR:PORT (IPv4) from a raw socket, from source ports 40000...
 #   listeners.py client ADDR PORT N
 #     N conversations with a serve: connect, wait for "!", send "hello",
 #     read it back, 0.2 s later half-close, read EOF, close; prints
@@ -19,6 +22,7 @@
 import ctypes
 import os
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -74,8 +78,8 @@ def serve(addr, port, n, name):
                 break
             conn.sendall(data)
         conn.close()
+    time.sleep(30)  # stays, listening, until the spec ends it
     lst.close()
-    time.sleep(30)  # stays, as its sockets' owner did, until the spec ends it
 
 
 def client(addr, port, n):
@@ -96,10 +100,34 @@ def client(addr, port, n):
     print("done", flush=True)
 
 
+def csum(data):
+    if len(data) % 2:
+        data += b"\0"
+    s = sum(struct.unpack("!%dH" % (len(data) // 2), data))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
+
+
+def acks(addr, port, k):
+    r = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP)
+    r.bind((addr, 0))  # the source the checksum covers
+    src = dst = socket.inet_aton(addr)
+    for i in range(k):
+        th = struct.pack("!HHIIBBHHH", 40000 + i, port, 1000 + i, 2000, 5 << 4, 0x10, 65535, 0, 0)
+        pseudo = src + dst + struct.pack("!BBH", 0, socket.IPPROTO_TCP, len(th))
+        th = th[:16] + struct.pack("!H", csum(pseudo + th)) + th[18:]
+        r.sendto(th, (addr, 0))
+    r.close()
+    print("done", flush=True)
+
+
 def main():
     cmd, addr, port, k = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     if cmd == "overflow":
         overflow(addr, port, k)
+    elif cmd == "acks":
+        acks(addr, port, k)
     elif cmd == "serve":
         serve(addr, port, k, sys.argv[5])
     else:
