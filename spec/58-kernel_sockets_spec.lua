@@ -233,3 +233,26 @@ describe("#kernel receiving socket", function()
 		end)
 	end
 end)
+
+describe("receiving socket in a replay", function()
+	it("accepts sockets = true, and its socket fields are nil: a capture holds no sockets", function()
+		local s = assert(tcpinspect.replay{ file = net.ROOT .. "/spec/fixtures/connections.pcap", sockets = true })
+		local n, named = 0, 0
+		s:on_packet(function(p)
+			n = n + 1
+			if p.sk_state or p.sk_cookie or p.uid or p.pid or p.comm then named = named + 1 end
+		end)
+		s:run{}
+		assert.is_true(n > 0)
+		assert.are.equal(0, named)
+		-- the socket filter keys are allowed there, and match nothing
+		local f = assert(tcpinspect.replay{ file = net.ROOT .. "/spec/fixtures/connections.pcap", sockets = true,
+			filter = { sk_state = "ESTABLISHED" } })
+		f:run{}
+		local st = f:stats()
+		assert.is_true(st.seen > 0)
+		assert.are.equal(0, st.matched)
+		s:close()
+		f:close()
+	end)
+end)
