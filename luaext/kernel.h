@@ -274,6 +274,9 @@ const char *ti_sk_state_name(uint32_t v);
 int ti_sk_state_value(const char *name);
 const char *ti_sk_state_at(size_t i);
 int ti_sock_owner(uint64_t ino, int *pid, const char **comm);
+/* ... of the record e's socket: its inode's, or for a connection not yet
+ * accepted (ESTABLISHED or CLOSE_WAIT, no inode) its listener's. */
+int ti_sock_owner_of(const struct ti_event *e, int *pid, const char **comm);
 uint32_t ti_listen_overflow_reason(void);
 /* The kernel's skb:kfree_skb names the receiving socket (rx_sk, 6.11+). */
 bool ti_kernel_drop_has_rx_sk(void);

@@ -21,6 +21,8 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/stat.h>
+#include <arpa/inet.h>
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include "kernel_int.h"
@@ -125,6 +127,14 @@ static bool scanned;
 static int known_pids[TI_OWNER_PIDS], nknown;
 static uint64_t missed[TI_OWNER_MISSES];
 static unsigned nmissed;
+/* a process in each network namespace seen holding sockets, to read
+ * that namespace's /proc/PID/net/tcp{,6} (listener_ino) */
+#define TI_OWNER_NETNS 64
+static struct {
+	uint64_t netns;
+	int pid;
+} netns_pid[TI_OWNER_NETNS];
+static int nnetns;
 
 static uint64_t now_ns(void)
 {
@@ -199,6 +209,20 @@ static void scan_pid(int pid)
 		memcpy(o->comm, comm, sizeof(o->comm));
 	}
 	closedir(fds);
+	if (any && nnetns < TI_OWNER_NETNS) {
+		struct stat st;
+		bool have = false;
+
+		snprintf(path, sizeof(path), "/proc/%d/ns/net", pid);
+		if (!stat(path, &st)) {
+			for (int i = 0; i < nnetns && !have; i++)
+				have = netns_pid[i].netns == (uint64_t)st.st_ino;
+			if (!have) {
+				netns_pid[nnetns].netns = (uint64_t)st.st_ino;
+				netns_pid[nnetns++].pid = pid;
+			}
+		}
+	}
 	if (any && nknown < TI_OWNER_PIDS) {
 		for (int i = 0; i < nknown; i++)
 			if (known_pids[i] == pid)
@@ -217,6 +241,7 @@ static void owners_scan(void)
 	scanned = true;
 	nknown = 0;
 	nmissed = 0;
+	nnetns = 0;
 	memset(owners, 0, TI_OWNER_SLOTS * sizeof(*owners));
 	if (!proc)
 		return;
@@ -277,6 +302,92 @@ int ti_sock_owner(uint64_t ino, int *pid, const char **comm)
 	*pid = o->pid;
 	*comm = o->comm;
 	return 0;
+}
+
+/* ---- a connection not yet accepted: its listener's owner ---------------------------- */
+
+#define TCP_ESTABLISHED_ 1
+#define TCP_CLOSE_WAIT_ 8
+
+/* The inode of the socket listening on e's destination (its address or the
+ * wildcard; for IPv4 also a dual-stack IPv6 one) in e's network namespace,
+ * from /proc/PID/net/tcp{,6} of a process in it (the session's own when
+ * the record names none); 0 when none is found. */
+static uint64_t listener_ino(const struct ti_event *e)
+{
+	static const char *const files[2] = { "tcp", "tcp6" };
+	char path[64], line[512];
+	int pid = 0;
+
+	for (int i = 0; i < nnetns && !pid; i++)
+		if (netns_pid[i].netns == e->netns)
+			pid = netns_pid[i].pid;
+	for (int f = e->family == 6 ? 1 : 0; f < 2; f++) {
+		FILE *fp;
+
+		if (pid)
+			snprintf(path, sizeof(path), "/proc/%d/net/%s", pid, files[f]);
+		else
+			snprintf(path, sizeof(path), "/proc/self/net/%s", files[f]);
+		if (!(fp = fopen(path, "re")))
+			continue;
+		while (fgets(line, sizeof(line), fp)) {
+			char addr[40];
+			unsigned port, st, n;
+			unsigned long long ino;
+			uint8_t a[16];
+			bool any = true, same = true;
+
+			if (sscanf(line, " %*u: %39[0-9A-Fa-f]:%x %*s %x %*s %*s %*s %*u %*u %llu", addr, &port, &st,
+				   &ino) != 4 ||
+			    st != 0x0A || port != e->dport)
+				continue;
+			n = (unsigned)strlen(addr) / 2;
+			if (n != 4 && n != 16)
+				continue;
+			/* /proc prints each 32-bit word of the address in host order */
+			for (unsigned w = 0; w < n / 4; w++) {
+				char word[9];
+				uint32_t v;
+
+				memcpy(word, addr + w * 8, 8);
+				word[8] = '\0';
+				v = (uint32_t)strtoul(word, NULL, 16);
+				memcpy(a + w * 4, &v, 4);
+			}
+			for (unsigned i = 0; i < n; i++)
+				any = any && !a[i];
+			if (n == 4)
+				same = !memcmp(a, e->daddr, 4);
+			else if (e->family == 6)
+				same = !memcmp(a, e->daddr, 16);
+			else /* an IPv4 connection to an IPv6 socket: ::ffff:a.b.c.d */
+				same = !memcmp(a, "\0\0\0\0\0\0\0\0\0\0\xff\xff", 12) && !memcmp(a + 12, e->daddr, 4);
+			if ((any || same) && ino) {
+				fclose(fp);
+				return ino;
+			}
+		}
+		fclose(fp);
+	}
+	return 0;
+}
+
+int ti_sock_owner_of(const struct ti_event *e, int *pid, const char **comm)
+{
+	uint64_t ino = e->sk_ino;
+
+	/* a full socket that no file holds yet, in a state only a connection
+	 * waiting in its listener's accept queue has (once accepted and then
+	 * closed it would have moved on: FIN_WAIT*, LAST_ACK, CLOSING) */
+	if (!ino && (e->sk_flags & TI_SK_UID) && (e->sk_state == TCP_ESTABLISHED_ || e->sk_state == TCP_CLOSE_WAIT_)) {
+		if (!owners && !(owners = calloc(TI_OWNER_SLOTS, sizeof(*owners))))
+			return -ENOMEM;
+		if (!scanned)
+			owners_scan();
+		ino = listener_ino(e);
+	}
+	return ti_sock_owner(ino, pid, comm);
 }
 
 /* ---- drops' rx_sk ------------------------------------------------------------------ */

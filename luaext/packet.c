@@ -104,15 +104,15 @@ static void push_uid(lua_State *L, const struct ti_event *e)
 }
 
 /* p.pid, p.comm: the process holding the socket's inode (its listener's
- * for a request socket), found as ss -p finds it (kernel_sockets.c);
- * nil when no process holds it (a connection not yet accepted, a
+ * for a request socket or a connection not yet accepted), found as ss -p
+ * finds it (kernel_sockets.c); nil when no process holds it (an orphan, a
  * time-wait socket, a process gone). */
 static void push_owner(lua_State *L, const struct ti_event *e, bool comm)
 {
 	const char *c;
 	int pid;
 
-	if (ti_sock_owner(e->sk_ino, &pid, &c))
+	if (ti_sock_owner_of(e, &pid, &c))
 		lua_pushnil(L);
 	else if (comm)
 		lua_pushstring(L, c);

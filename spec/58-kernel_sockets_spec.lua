@@ -112,6 +112,40 @@ describe("#kernel receiving socket", function()
 			end
 		end)
 
+		it(("[%s] a connection not yet accepted: its listener's owner"):format(mode), function()
+			local defer = net.cleanups(finally)
+			local K = 2
+			local addr, port = net.addr4(), net.port()
+			local out = net.tmpfile(".out")
+			local pid = net.spawn(("timeout %d setpriv --reuid 65534 --regid 65534 --clear-groups %s hold %s %d 0 ti-srv-e")
+				:format(net.scale(60), PY, addr, port), out)
+			defer(function() net.kill(pid, "KILL") end)
+			assert(net.wait_until(function() return read_server(out).listen end, 10), "not listening")
+			local l = read_server(out).listen
+			local s <close> = net.open{ mode = mode, sockets = true, filter = { dport = port } }
+			local waiting, other = 0, 0
+			s:on_packet(function(p)
+				if p.daddr ~= addr then return end
+				-- read now, as a live script does
+				local got = { p.sk_state, p.uid, p.pid, p.comm }
+				if p.sk_state == "ESTABLISHED" or p.sk_state == "CLOSE_WAIT" then
+					waiting = waiting + 1
+					assert.are.same({ p.sk_state, 65534, l.pid, "ti-srv-e" }, got)
+				else
+					other = other + 1
+				end
+			end)
+			local cout = net.tmpfile(".out")
+			local cpid = net.spawn(("timeout %d %s send %s %d %d"):format(net.scale(30), PY, addr, port, K), cout)
+			defer(function() net.kill(cpid, "KILL") end)
+			local deadline = tcpinspect.monotonic() + net.scale(20)
+			while tcpinspect.monotonic() < deadline and not (net.read_file(cout) or ""):find("done") do s:poll(20) end
+			net.drain(s)
+			net.say("%s: %d segments to connections waiting in the accept queue, %d others", mode, waiting, other)
+			-- each: "hello" and the FIN, at least
+			assert.is_true(waiting >= 2 * K, waiting .. " segments to waiting connections")
+		end)
+
 		it(("[%s] three listeners, three users, one in another netns: every segment's socket is ss's"):format(mode),
 			function()
 			local defer = net.cleanups(finally)

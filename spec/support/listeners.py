@@ -12,6 +12,11 @@
 #     "LISTEN <its ss -tlnpeH line>", then accepts N connections: for each,
 #     "ESTAB <client port> <its ss -tnpeH line>", then one byte "!" to the
 #     client, then echoes until EOF and closes.  Stays 30 s after the N-th.
+#   listeners.py hold ADDR PORT 0 NAME
+#     a process named NAME listening (backlog 4) that never accepts: prints
+#     "LISTEN <its ss -tlnpeH line>", stays 30 s.
+#   listeners.py send ADDR PORT K
+#     K connections that each send "hello" and close, unanswered; "done".
 #   listeners.py acks ADDR PORT K
 #     K bare ACKs (no connection: the listener resets and drops each) to
 #     ADDR:PORT (IPv4) from a raw socket, from source ports 40000...
@@ -82,6 +87,28 @@ def serve(addr, port, n, name):
     lst.close()
 
 
+def hold(addr, port, name):
+    ctypes.CDLL(None).prctl(15, name.encode(), 0, 0, 0)  # PR_SET_NAME
+    lst = socket.socket(family(addr))
+    lst.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    lst.bind((addr, port))
+    lst.listen(4)
+    print("LISTEN", ss(["-tlnpe"], "sport = :%d" % port), flush=True)
+    time.sleep(30)
+    lst.close()
+
+
+def send(addr, port, k):
+    for _ in range(k):
+        c = socket.socket(family(addr))
+        c.settimeout(10)
+        c.connect((addr, port))
+        c.sendall(b"hello")
+        time.sleep(0.2)
+        c.close()
+    print("done", flush=True)
+
+
 def client(addr, port, n):
     for _ in range(n):
         c = socket.socket(family(addr))
@@ -126,6 +153,10 @@ def main():
     cmd, addr, port, k = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     if cmd == "overflow":
         overflow(addr, port, k)
+    elif cmd == "hold":
+        hold(addr, port, sys.argv[5])
+    elif cmd == "send":
+        send(addr, port, k)
     elif cmd == "acks":
         acks(addr, port, k)
     elif cmd == "serve":
