@@ -286,6 +286,26 @@ describe("#kernel receiving socket", function()
 	end
 end)
 
+describe("receiving socket options", function()
+	it("check_options: filter.uid / filter.sk_state need sockets = true, and sk_state takes this kernel's names", function()
+		for _, filt in ipairs{ { uid = 1000 }, { sk_state = "LISTEN" }, { sk_state = { "LISTEN", "TIME_WAIT" } } } do
+			local ok, err = pcall(tcpinspect.check_options, { filter = filt })
+			assert.is_false(ok)
+			assert.truthy(tostring(err):find("sockets = true", 1, true), tostring(err))
+			assert.is_true(tcpinspect.check_options{ sockets = true, filter = filt })
+		end
+		for _, bad in ipairs{ { uid = -1 }, { uid = "root" }, { sk_state = "LISTENING" }, { sk_state = {} },
+			{ sk_state = 10 } } do
+			local ok, err = pcall(tcpinspect.check_options, { sockets = true, filter = bad })
+			assert.is_false(ok, net.serialize(bad))
+			assert.truthy(tostring(err):find("filter.", 1, true), tostring(err))
+		end
+		local ok, err = pcall(tcpinspect.check_options, { sockets = "yes" })
+		assert.is_false(ok)
+		assert.truthy(tostring(err):find("sockets", 1, true), tostring(err))
+	end)
+end)
+
 describe("receiving socket in a replay", function()
 	it("accepts sockets = true, and its socket fields are nil: a capture holds no sockets", function()
 		local s = assert(tcpinspect.replay{ file = net.ROOT .. "/spec/fixtures/connections.pcap", sockets = true })
