@@ -288,11 +288,11 @@ struct ti_load_config {
 	__u32 snaplen;	    /* bytes of each segment appended to its record */
 	/* the scope (doc/modes.md, "Scoping to a container"): segments outside
 	 * it are not seen at all; 0 turns each test off */
-	__u32 scope_netns;  /* fentry/kprobe, cgroup (ti_cgroup_ingress_ns): only this netns inode */
-	__u32 cgroup_level; /* fentry/kprobe: cgroup_id's depth below the root */
-	__u64 cgroup_id;    /* fentry/kprobe, drops: only sockets in this cgroup or below */
-	__u32 drops;	    /* the drop hook is loaded (open's drops = true) */
-	__u32 drop_netns;   /* drops: only in this netns inode (the scope's, any mode); 0: all */
+	__u32 scope_netns;     /* fentry/kprobe, cgroup (ti_cgroup_ingress_ns): only this netns inode */
+	__u32 cgroup_level;    /* fentry/kprobe: cgroup_id's depth below the root */
+	__u64 cgroup_id;       /* fentry/kprobe, drops: only sockets in this cgroup or below */
+	__u32 drops;	       /* the drop hook is loaded (open's drops = true) */
+	__u32 drop_netns;      /* drops: only in this netns inode (the scope's, any mode); 0: all */
 	__u32 sockets;	       /* fill the receiving socket's fields (open's sockets = true) */
 	__u32 overflow_reason; /* drops: the value a listen overflow is reported with: the
 				* kernel's SKB_DROP_REASON_TCP_LISTEN_OVERFLOW, else
@@ -316,9 +316,9 @@ enum ti_match {
 	TI_M_LEN = 1 << 5,
 	TI_M_IFINDEX = 1 << 6,
 	TI_M_FAMILY = 1 << 7,
-	TI_M_PORT = 1 << 8, /* sport or dport in port_bits */
-	TI_M_HOST = 1 << 9, /* saddr or daddr in host_lpm */
-	TI_M_UID = 1 << 10, /* the socket's uid (sockets = true) */
+	TI_M_PORT = 1 << 8,	 /* sport or dport in port_bits */
+	TI_M_HOST = 1 << 9,	 /* saddr or daddr in host_lpm */
+	TI_M_UID = 1 << 10,	 /* the socket's uid (sockets = true) */
 	TI_M_SK_STATE = 1 << 11, /* the socket's state in sk_states (sockets = true) */
 };
 

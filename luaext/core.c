@@ -109,14 +109,16 @@ static int core_features(lua_State *L)
 		lua_pushboolean(L, ok);
 		lua_setfield(L, -3, "sockets");
 		if (!ok)
-			lua_pushliteral(L, "sockets = true reads the receiving socket from the kernel: needs CAP_PERFMON "
-					   "(or CAP_SYS_ADMIN) and the kernel's BTF");
+			lua_pushliteral(L,
+					"sockets = true reads the receiving socket from the kernel: needs CAP_PERFMON "
+					"(or CAP_SYS_ADMIN) and the kernel's BTF");
 		else
-			lua_pushliteral(L, "tc: the socket the kernel's lookup finds (listener, request, established, "
-					   "time-wait); cgroup: the full socket taking the segment (the listener for a "
-					   "SYN and a handshake's last ACK); fentry, kprobe: the socket early demux found, "
-					   "else the one the kernel passes to sk_filter_trim_cap (as cgroup), nil for a "
-					   "segment that reaches none (no listener, time-wait without early demux)");
+			lua_pushliteral(
+				L, "tc: the socket the kernel's lookup finds (listener, request, established, "
+				   "time-wait); cgroup: the full socket taking the segment (the listener for a "
+				   "SYN and a handshake's last ACK); fentry, kprobe: the socket early demux found, "
+				   "else the one the kernel passes to sk_filter_trim_cap (as cgroup), nil for a "
+				   "segment that reaches none (no listener, time-wait without early demux)");
 		lua_setfield(L, -2, "sockets");
 		lua_pushboolean(L, rx);
 		lua_setfield(L, -3, "sockets_drops");

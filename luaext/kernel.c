@@ -100,7 +100,7 @@ static int select_programs(struct ti_kernel *k, const struct ti_load_opts *o, en
 		return 0;
 	case TI_MODE_CGROUP:
 		/* the socket's netns takes CAP_PERFMON: a program of its own */
-		bpf_program__set_autoload(o->sockets		? sk->progs.ti_cgroup_ingress_sk
+		bpf_program__set_autoload(o->sockets		 ? sk->progs.ti_cgroup_ingress_sk
 					  : ti_can_read_kernel() ? sk->progs.ti_cgroup_ingress_ns
 								 : sk->progs.ti_cgroup_ingress,
 					  true);
@@ -134,8 +134,10 @@ static int select_programs(struct ti_kernel *k, const struct ti_load_opts *o, en
 
 		if (mode == TI_MODE_FENTRY ? !ti_kernel_btf_has_func(&btf, side) : !ti_kallsyms_has(side)) {
 			btf__free(btf);
-			snprintf(why, whylen, "%s: sockets = true needs the socket-side hook %s, which is not in this kernel; "
-				 "try mode='tc' or 'cgroup'", ti_mode_names[mode], side);
+			snprintf(why, whylen,
+				 "%s: sockets = true needs the socket-side hook %s, which is not in this kernel; "
+				 "try mode='tc' or 'cgroup'",
+				 ti_mode_names[mode], side);
 			return -ENOENT;
 		}
 		bpf_program__set_autoload(mode == TI_MODE_FENTRY ? sk->progs.ti_fentry_sock : sk->progs.ti_kprobe_sock,
@@ -477,8 +479,8 @@ static int attach_probes(struct ti_kernel *k, bool fentry, struct bpf_program *c
 static int attach_socket_side(struct ti_kernel *k, char *why, size_t whylen)
 {
 	struct tcpinspect_bpf *sk = k->skel;
-	struct bpf_program *const progs[] = { sk->progs.ti_fentry_sock, sk->progs.ti_kprobe_sock,
-					      sk->progs.ti_fexit_v4,	sk->progs.ti_fexit_v6,
+	struct bpf_program *const progs[] = { sk->progs.ti_fentry_sock,	 sk->progs.ti_kprobe_sock,
+					      sk->progs.ti_fexit_v4,	 sk->progs.ti_fexit_v6,
 					      sk->progs.ti_kretprobe_v4, sk->progs.ti_kretprobe_v6 };
 
 	for (size_t i = 0; i < sizeof(progs) / sizeof(progs[0]); i++) {

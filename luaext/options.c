@@ -242,8 +242,8 @@ static void check_keys(lua_State *L, int idx, const char *ctx, const char *const
 /* ---- filter tables -------------------------------------------------------- */
 
 const char *const ti_filter_keys[] = {
-	"sport", "dport", "port", "saddr", "daddr", "host", "flags", "len", "ifindex", "dev", "family", "expr",
-	"uid",	 "sk_state", NULL,
+	"sport",   "dport", "port",   "saddr", "daddr", "host",	    "flags", "len",
+	"ifindex", "dev",   "family", "expr",  "uid",	"sk_state", NULL,
 };
 
 void ti_check_filter(lua_State *L, int idx, struct ti_filter *f, const char *ctx, const char *netns_path)
@@ -385,7 +385,8 @@ void ti_check_filter(lua_State *L, int idx, struct ti_filter *f, const char *ctx
 				}
 				luaL_pushresult(&b);
 				OPT_ERR(L, name, "unknown TCP state %s (this kernel's: %s)",
-					st && lua_type(L, -2) == LUA_TSTRING ? st : "(not a string)", lua_tostring(L, -1));
+					st && lua_type(L, -2) == LUA_TSTRING ? st : "(not a string)",
+					lua_tostring(L, -1));
 			}
 			c->sk_states |= 1U << v;
 			lua_pop(L, 1);
@@ -421,8 +422,8 @@ void ti_check_filter_sockets(lua_State *L, const struct ti_filter *f, bool socke
 /* ---- open() options ------------------------------------------------------- */
 
 const char *const ti_option_keys[] = {
-	"mode",	  "family", "filter", "sample",	 "events", "aggregates", "ring_size", "max_flows",
-	"wakeup", "cgroup", "dev",    "snaplen", "netns",  "container",	 "drops",     "sockets", NULL,
+	"mode",	  "family", "filter",  "sample", "events",    "aggregates", "ring_size", "max_flows", "wakeup",
+	"cgroup", "dev",    "snaplen", "netns",	 "container", "drops",	    "sockets",	 NULL,
 };
 
 static bool check_bool(lua_State *L, int idx, const char *name)
