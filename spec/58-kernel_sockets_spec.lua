@@ -79,14 +79,17 @@ describe("#kernel receiving socket", function()
 	end)
 
 	for _, mode in ipairs(net.modes()) do
+		-- each child is `timeout` itself (exec; ip netns exec and setpriv
+		-- exec too): TERM reaches the process under it, and waiting for
+		-- timeout waits for it
 		it(("[%s] drops name the receiving socket where the tracepoint has rx_sk"):format(mode), function()
 			local defer = net.cleanups(finally)
 			local K = 5
 			local addr, port = net.addr4(), net.port()
 			local out = net.tmpfile(".out")
-			local pid = net.spawn(("timeout %d setpriv --reuid 65534 --regid 65534 --clear-groups %s serve %s %d 0 ti-srv-d")
+			local pid = net.spawn(("exec timeout %d setpriv --reuid 65534 --regid 65534 --clear-groups %s serve %s %d 0 ti-srv-d")
 				:format(net.scale(60), PY, addr, port), out)
-			defer(function() net.kill(pid, "KILL") end)
+			defer(function() net.kill(pid, "TERM"); net.wait_exit(pid, 5) end)
 			assert(net.wait_until(function() return read_server(out).listen end, 10), "not listening")
 			local l = read_server(out).listen
 			local s <close> = net.open{ mode = mode, sockets = true, drops = true, filter = { dport = port } }
@@ -117,9 +120,9 @@ describe("#kernel receiving socket", function()
 			local K = 2
 			local addr, port = net.addr4(), net.port()
 			local out = net.tmpfile(".out")
-			local pid = net.spawn(("timeout %d setpriv --reuid 65534 --regid 65534 --clear-groups %s hold %s %d 0 ti-srv-e")
+			local pid = net.spawn(("exec timeout %d setpriv --reuid 65534 --regid 65534 --clear-groups %s hold %s %d 0 ti-srv-e")
 				:format(net.scale(60), PY, addr, port), out)
-			defer(function() net.kill(pid, "KILL") end)
+			defer(function() net.kill(pid, "TERM"); net.wait_exit(pid, 5) end)
 			assert(net.wait_until(function() return read_server(out).listen end, 10), "not listening")
 			local l = read_server(out).listen
 			local s <close> = net.open{ mode = mode, sockets = true, filter = { dport = port } }
@@ -136,8 +139,8 @@ describe("#kernel receiving socket", function()
 				end
 			end)
 			local cout = net.tmpfile(".out")
-			local cpid = net.spawn(("timeout %d %s send %s %d %d"):format(net.scale(30), PY, addr, port, K), cout)
-			defer(function() net.kill(cpid, "KILL") end)
+			local cpid = net.spawn(("exec timeout %d %s send %s %d %d"):format(net.scale(30), PY, addr, port, K), cout)
+			defer(function() net.kill(cpid, "TERM"); net.wait_exit(cpid, 5) end)
 			local deadline = tcpinspect.monotonic() + net.scale(20)
 			while tcpinspect.monotonic() < deadline and not (net.read_file(cout) or ""):find("done") do s:poll(20) end
 			net.drain(s)
@@ -174,8 +177,8 @@ describe("#kernel receiving socket", function()
 				local cmd = ("timeout %d setpriv --reuid %d --regid %d --clear-groups %s serve %s %d %d %s"):format(
 					net.scale(60), l.uid, l.uid, PY, l.addr, l.port, N, l.name)
 				if l.ns then cmd = "ip netns exec " .. l.ns .. " " .. cmd end
-				l.pid = net.spawn(cmd, l.out)
-				defer(function() net.kill(l.pid, "KILL") end)
+				l.pid = net.spawn("exec " .. cmd, l.out)
+				defer(function() net.kill(l.pid, "TERM"); net.wait_exit(l.pid, 5) end)
 			end
 			for _, l in ipairs(L) do
 				assert(net.wait_until(function() return read_server(l.out).listen end, 10), l.name .. " not listening")
@@ -186,8 +189,8 @@ describe("#kernel receiving socket", function()
 			for _, l in ipairs(L) do
 				local cmd = ("timeout %d %s client %s %d %d"):format(net.scale(30), PY, l.addr, l.port, N)
 				l.cout = net.tmpfile(".out")
-				l.cpid = net.spawn(l.ns and ("ip netns exec " .. l.ns .. " " .. cmd) or cmd, l.cout)
-				defer(function() net.kill(l.cpid, "KILL") end)
+				l.cpid = net.spawn("exec " .. (l.ns and ("ip netns exec " .. l.ns .. " " .. cmd) or cmd), l.cout)
+				defer(function() net.kill(l.cpid, "TERM"); net.wait_exit(l.cpid, 5) end)
 			end
 			local deadline = tcpinspect.monotonic() + net.scale(30)
 			while tcpinspect.monotonic() < deadline do
