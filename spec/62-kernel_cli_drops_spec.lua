@@ -184,3 +184,51 @@ describe("#kernel cli drops", function()
 		end)
 	end
 end)
+
+-- Graceful absence: without CAP_PERFMON the drop hook cannot load.  The
+-- commands that show only drops end (exit 1) saying why; watch --drops and
+-- export go on without drops, their ready line saying why.
+describe("#kernel cli drops without CAP_PERFMON", function()
+	local WRAP = "setpriv --bounding-set=-all,+bpf,+net_admin"
+	local WHY = "not attached: the drop hook (skb:kfree_skb) needs CAP_PERFMON (or CAP_SYS_ADMIN); run as root"
+	for _, mode in ipairs(net.modes()) do
+		if mode == "tc" or mode == "cgroup" then
+			it(("[%s] drops and top --by reason exit 1 saying why; watch --drops and export go on without drops"):format(mode),
+				function()
+					local defer = cleanups()
+					local host, port = net.addr4(), net.port(2)
+					for _, words in ipairs { { "drops" }, { "top", "--by", "reason" } } do
+						local r = cli.start(mode_args(mode, words), { wrap = WRAP }):wait(net.scale(30))
+						assert.are.equal(1, r.code, r.err)
+						assert.are.equal("", r.out)
+						local want = ("tcpinspect: %s: no drops here: %s\n"):format(table.concat(words, " "), WHY)
+						assert.are.equal(want, r.err:sub(-#want))
+					end
+					local a = mode_args(mode, { "watch", "--drops", "--daddr", host, "--dport", tostring(port) })
+					local p = cli.start(a, { wrap = WRAP })
+					defer(function() p:kill() end)
+					p:ready(net.scale(20))
+					assert.truthy(p:stderr():find("; skb:kfree_skb no drops: " .. WHY .. "); Ctrl-C to stop", 1, true),
+						p:stderr())
+					refused(host, port, N, 0)
+					local r = finish(p)
+					local lines = cli.lines(r.out)
+					-- the segments, no drop (cgroup sees no segment no socket takes)
+					assert.are.equal(mode == "cgroup" and 0 or N, #lines, r.out)
+					assert.is_nil(r.out:find(" DROP ", 1, true), r.out)
+					-- export: serves the rest, no drop metric
+					local lport = net.port()
+					local e = cli.start(mode_args(mode, { "export", "--listen", "127.0.0.1:" .. lport }), { wrap = WRAP })
+					defer(function() e:kill() end)
+					e:ready(net.scale(20))
+					assert.truthy(e:stderr():find("; skb:kfree_skb no drops: " .. WHY .. "); serving", 1, true),
+						e:stderr())
+					local body, code = http.request(("http://127.0.0.1:%d/metrics"):format(lport))
+					assert.are.equal(200, code, body)
+					assert.matches("\ntcpinspect_seen_total %d+\n", body)
+					assert.is_nil(body:find("tcpinspect_drops_total", 1, true), body)
+					finish(e)
+				end)
+		end
+	end
+end)

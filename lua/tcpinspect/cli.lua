@@ -76,7 +76,20 @@ local function check_options(o, usage, given)
 	error(err, 0)
 end
 
-local function probes_text(s)
+-- the drop hook's name in session.probes
+local DROP_HOOK = "skb:kfree_skb"
+
+local probes_text
+function probes_text(s)
+	-- the drop hook (drops = true) is named apart, with its state or why
+	-- it is not attached
+	local drop = s.probes and s.probes[DROP_HOOK]
+	if drop then
+		local probes = {}
+		for k, v in pairs(s.probes) do if k ~= DROP_HOOK then probes[k] = v end end
+		local text = drop:find("^attached") and drop:gsub("^attached", "drops", 1) or "no drops: " .. drop
+		return probes_text({ mode = s.mode, probes = probes }) .. "; " .. DROP_HOOK .. " " .. text
+	end
 	if s.mode == "tc" then
 		-- "tc/ingress: 5 interfaces in 3 network namespaces" (another
 		-- namespace's interface is "NAME@INODE"; "@INODE" alone: one not entered)
@@ -161,7 +174,9 @@ end
 -- "8 packets printed in 1.5s (duration); seen 8, filtered 0, ...".
 -- @tparam string what "8 packets printed", "3 reports printed", ...
 function M.summary(what, elapsed, why, st)
-	return string.format("%s in %s (%s); %s", what, fmt.duration(elapsed), why, stats_summary(st))
+	local d = st.drops
+	return string.format("%s in %s (%s); %s%s", what, fmt.duration(elapsed), why, stats_summary(st),
+		d and string.format("; drops %d, lost %d", d.matched, d.lost) or "")
 end
 
 --- The line printed once the probes are attached ("ready").
@@ -194,8 +209,7 @@ local function cmd_watch(a, s, say, usage)
 	if a.drops then
 		-- --drops: the drops among the segments, "... DROP REASON (location)";
 		-- -c counts them too.  Without the drop hook the segments still come,
-		-- and a line says why there are no drops.
-		M.check_drop_hook(s, "watch --drops", say)
+		-- and the ready line says why there are no drops.
 		local drop_line = a.json and json.packet or M.drop_line
 		s:on_drop(function(p)
 			if count and printed >= count then return end
@@ -232,17 +246,12 @@ function M.drop_line(p)
 		fmt.printable(tostring(p.location)))
 end
 
---- Is the session's drop hook attached?  When it is not: with `say`, a
--- line saying why (the command goes on without drops); without, exit 1
--- with that message (the command shows nothing else).
--- @treturn boolean
-function M.check_drop_hook(s, who, say)
-	if s:stats().drops then return true end
-	local why = (s.probes or {})["skb:kfree_skb"] or "no drop hook"
-	local msg = string.format("%s: no drops here: %s", who, why)
-	if not say then script.fail(1, "tcpinspect: " .. msg) end
-	say(msg)
-	return false
+--- For a command that shows drops only: exit 1 when the session's drop
+-- hook is not attached, saying why (session.probes).
+function M.check_drop_hook(s, who)
+	if s:stats().drops then return end
+	local why = (s.probes or {})[DROP_HOOK] or "no drop hook"
+	script.fail(1, string.format("tcpinspect: %s: no drops here: %s", who, why))
 end
 
 -- ---- stats -------------------------------------------------------------------------
@@ -674,9 +683,8 @@ end
 
 local function cmd_export(a, s, say)
 	local reg = metrics.registry { max_series = a.max_series }
-	-- drops (unless --no-drops): where the hook is not attached, a line
-	-- says why and the rest is served
-	if not a.no_drops and not a.read then M.check_drop_hook(s, "export", say) end
+	-- drops (unless --no-drops): where the hook is not attached, the
+	-- ready line says why and the rest is served
 	exporter.kernel_metrics(s, reg)
 	local srv, err = exporter.server { listen = a.listen, registry = reg, max_per_source = a.max_per_source }
 	if not srv then script.fail(1, "tcpinspect: export: " .. err) end
