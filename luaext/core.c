@@ -104,6 +104,12 @@ static int core_features(lua_State *L)
 	lua_setfield(L, -3, "replay_drops");
 	lua_pushliteral(L, "a capture holds what arrived, not what became of it: on_drop never fires in a replay");
 	lua_setfield(L, -2, "replay_drops");
+	/* nor the receiving socket: a replay's socket fields are nil */
+	lua_pushboolean(L, false);
+	lua_setfield(L, -3, "replay_sockets");
+	lua_pushliteral(L, "a capture names no receiving socket: the socket fields (sk_state, sk_cookie, uid, pid, "
+			   "comm) are nil in a replay");
+	lua_setfield(L, -2, "replay_sockets");
 	lua_setfield(L, -2, "reasons");
 	if (uname(&u) == 0) {
 		lua_pushstring(L, u.release);

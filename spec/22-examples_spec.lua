@@ -282,6 +282,32 @@ describe("examples #kernel #examples", function()
 		assert.are.equal(500, bytes[p2], last)
 	end)
 
+	it("why_refused.lua names the closed port's drops by reason, exactly, and not the open port", function()
+		local defer = cleanups()
+		local addr, closed, open_port = net.addr4(), net.port(), net.port()
+		local srv = net.server(addr, open_port)
+		defer(function() srv:close() end)
+		local p = example("why_refused.lua", { "--duration", tostring(net.scale(3)), "--daddr", addr })
+		defer(function() p:kill() end)
+		local n = 4
+		local cap = net.tcpdump { filter = ("tcp and dst host %s and dst port %d"):format(addr, closed) }
+		for _ = 1, n do assert(net.connect_closed(addr, closed), "not refused") end
+		local syns = net.count(cap:stop(), function(x) return x.flags & 0x12 == 0x02 end)
+		net.conversation(srv, addr, open_port, { data = "hello" })
+		local r = p:wait(net.scale(30))
+		assert.are.equal(0, r.code, r.err)
+		assert.are.equal(n, syns)
+		local lines = cli.grep(r.out, "REFUSED ")
+		assert.are.equal(1, #lines, r.out)
+		local kv = cli.kv(lines[1])
+		assert.are.same({ closed, n, n, "NO_SOCKET:" .. n, "tcp_v4_rcv:" .. n },
+			{ kv.dport, kv.syns, kv.drops, kv.reasons, kv.where })
+		assert.matches('why="no socket listens on the port"', lines[1])
+		local _, sum = summary(r.out, "why%-refused")
+		-- the open port's SYN counted, no drop there
+		assert.are.same({ 1, n + 1, n }, { sum.ports, sum.syns, sum.drops })
+	end)
+
 	it("json_export.lua writes every field of every segment", function()
 		local defer = cleanups()
 		local addr, port, caddr = net.addr4(), net.port(), net.addr4()
