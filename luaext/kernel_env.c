@@ -302,6 +302,18 @@ const char *ti_drop_reason_at(size_t i)
 	return i < ndrop_reasons ? drop_reasons[i].name : NULL;
 }
 
+int ti_drop_reason_value(const char *name, uint32_t *v)
+{
+	if (!drop_reasons_read)
+		drop_reasons_read_btf();
+	for (size_t i = 0; i < ndrop_reasons; i++)
+		if (!strcmp(drop_reasons[i].name, name)) {
+			*v = drop_reasons[i].value;
+			return 0;
+		}
+	return -ENOENT;
+}
+
 /* /proc/kallsyms' text symbols, sorted by address, read once. */
 struct ksym {
 	uint64_t addr;

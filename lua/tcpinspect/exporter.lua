@@ -302,6 +302,7 @@ M.STAT_HELP = {
 	errors = "Segments whose headers could not be read.",
 	evicted_flows = "Flow table entries replaced by a new flow (their counts left the table).",
 	evicted_sources = "Source table entries replaced by a new source (their counts left the table).",
+	evicted_drops = "Drop table entries replaced by a new key (their counts left the table).",
 	busy = "Segments not inspected because every scratch slot of their CPU was in use.",
 }
 
