@@ -558,6 +558,49 @@ static __always_inline __u64 ti_sock_cgroup(struct sk_buff *skb, __u64 *in_scope
 	return BPF_CORE_READ(cg, kn, id);
 }
 
+/* ---- the receiving socket (sockets = true) ---------------------------------- */
+
+#define TCP_SYN_RECV_ 3
+#define TCP_LISTEN_ 10
+#define TI_CURRENT_NETNS ((__u64)-1) /* BPF_F_CURRENT_NETNS */
+
+/* The fields of the socket sk (a kernel pointer: a full, request or
+ * time-wait socket; NULL: none) into e, read with probe reads, so that
+ * every hook that has the pointer (tc's lookup, cgroup's skb->sk, early
+ * demux's skb->sk at tcp_v4_rcv, the drop tracepoint's rx_sk) fills them
+ * alike.  A request socket is reported as SYN_RECV with its listener's
+ * owner (uid, inode); a time-wait socket has no owner.  TI_SK_FULLQ: the
+ * owning listener's accept queue is full (sk_acceptq_is_full), so a SYN
+ * or a handshake's last ACK to it is refused (ListenDrops). */
+static __always_inline void ti_sock_fill(struct ti_event *e, struct sock *sk)
+{
+	struct sock *owner = sk;
+	__u64 state;
+
+	if (!sk)
+		return;
+	state = BPF_CORE_READ(sk, __sk_common.skc_state);
+	e->sk_cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
+	if (state == TCP_TIME_WAIT_) {
+		e->sk_state = state;
+		return;
+	}
+	if (state == TCP_NEW_SYN_RECV_) {
+		owner = BPF_CORE_READ(sk, __sk_common.skc_listener);
+		e->sk_flags = TI_SK_LISTENER;
+		state = TCP_SYN_RECV_;
+	}
+	e->sk_state = state;
+	if (!owner)
+		return;
+	e->uid = BPF_CORE_READ(owner, sk_uid.val);
+	e->sk_flags |= TI_SK_UID;
+	e->sk_ino = BPF_CORE_READ(owner, sk_socket, file, f_inode, i_ino);
+	if ((state == TCP_LISTEN_ || state == TCP_SYN_RECV_) &&
+	    BPF_CORE_READ(owner, sk_ack_backlog) > BPF_CORE_READ(owner, sk_max_ack_backlog))
+		e->sk_flags |= TI_SK_FULLQ;
+}
+
 /* The skb's bytes from the network header on, for a segment whose IP
  * header carries no length (ti_parse: BIG TCP's IPv4 total length 0, or an
  * IPv6 jumbogram, which ipv6_hop_jumbo has trimmed the skb to); read only
@@ -591,6 +634,9 @@ static __always_inline int ti_from_kernel_skb(struct sk_buff *skb, __u8 probe)
 	x->ev.ifindex = BPF_CORE_READ(skb, dev, ifindex);
 	x->ev.netns = netns;
 	x->ev.cgroup = cgroup;
+	/* the socket, where early demux found it (doc/modes.md) */
+	if (ti_load.sockets)
+		ti_sock_fill(&x->ev, BPF_CORE_READ(skb, sk));
 	if (bpf_probe_read_kernel(x->w.ip, sizeof(x->w.ip), head + nh) ||
 	    bpf_probe_read_kernel(&x->w.th, sizeof(x->w.th), head + tp) ||
 	    ti_parse(&x->ev, x->w.ip, (__u16)(tp - nh), &x->w.th, ti_kernel_skb_len(skb, head, nh, x)))
@@ -632,7 +678,88 @@ int BPF_KPROBE(ti_kprobe_v6, struct sk_buff *skb)
 /* The frame walk and what it counts as an error: ti_frame_segment in
  * bpf/ti_parse.h (the pcap replay walks captured frames with it too). */
 
-static __always_inline void ti_from_sk_buff(struct __sk_buff *skb, __u64 off, __u8 probe, __u64 netns, __u64 cgroup)
+/* How an __sk_buff hook finds the receiving socket (a compile-time
+ * constant per program: the other ways are not in its code). */
+enum ti_sk_how {
+	TI_SK_NONE,   /* sockets off: the programs that load without CAP_PERFMON */
+	TI_SK_LOOKUP, /* tc: the socket the kernel will find, looked up */
+	TI_SK_SKB,    /* cgroup: skb->sk, the socket taking the segment */
+};
+
+/* A listen overflow (TI_SK_FULLQ) refuses a SYN without ACK (tcp_conn_request)
+ * and a handshake's last ACK (tcp_check_req, or a SYN cookie's check):
+ * either is consumed, not freed through kfree_skb (the SYN) or freed without
+ * this reason, so with drops = true the receive hook that knows the
+ * listener reports it, through the drop path. */
+extern const void tcp_conn_request __ksym __weak;
+extern const void tcp_check_req __ksym __weak;
+
+static __always_inline int ti_listen_overflow(const struct ti_event *e)
+{
+	__u8 f = e->flags & (TI_SYN | TI_ACK | TI_RST | TI_FIN);
+
+	return (e->sk_flags & TI_SK_FULLQ) && (f == TI_SYN || (f == TI_ACK && e->len == 0));
+}
+
+static __always_inline void ti_report_overflow(struct ti_scratch *x)
+{
+	x->ev.location = (__u32)(__u64)((x->ev.flags & TI_SYN) ? &tcp_conn_request : &tcp_check_req);
+	x->ev.probe = TI_PROBE_KFREE_SKB;
+	x->ev.reason = ti_load.overflow_reason;
+	ti_handle_drop(x->sslot);
+}
+
+/* tc: the socket the kernel's lookup will find for the segment in x->ev,
+ * in the device's namespace: established, request or time-wait first,
+ * then a listener.  bpf_skc_lookup_tcp takes a reference: released here. */
+static __always_inline void ti_sock_lookup(struct __sk_buff *skb, struct ti_scratch *x)
+{
+	struct bpf_sock_tuple t = {};
+	struct bpf_sock *s;
+	struct sock *k = 0;
+	__u32 size;
+
+	if (x->ev.family == 4) {
+		__builtin_memcpy(&t.ipv4.saddr, x->ev.saddr, 4);
+		__builtin_memcpy(&t.ipv4.daddr, x->ev.daddr, 4);
+		t.ipv4.sport = bpf_htons(x->ev.sport);
+		t.ipv4.dport = bpf_htons(x->ev.dport);
+		size = sizeof(t.ipv4);
+	} else {
+		__builtin_memcpy(t.ipv6.saddr, x->ev.saddr, 16);
+		__builtin_memcpy(t.ipv6.daddr, x->ev.daddr, 16);
+		t.ipv6.sport = bpf_htons(x->ev.sport);
+		t.ipv6.dport = bpf_htons(x->ev.dport);
+		size = sizeof(t.ipv6);
+	}
+	s = bpf_skc_lookup_tcp(skb, &t, size, TI_CURRENT_NETNS, 0);
+	if (!s)
+		return;
+	k = (struct sock *)bpf_skc_to_tcp_sock(s);
+	if (!k)
+		k = (struct sock *)bpf_skc_to_tcp_request_sock(s);
+	if (!k)
+		k = (struct sock *)bpf_skc_to_tcp_timewait_sock(s);
+	ti_sock_fill(&x->ev, k);
+	bpf_sk_release(s);
+}
+
+/* cgroup: skb->sk is the full socket the segment is for (the listener for
+ * a SYN and for a handshake's last ACK); its cookie through the helper,
+ * which makes one if the socket has none yet. */
+static __always_inline void ti_sock_skb(struct __sk_buff *skb, struct ti_scratch *x)
+{
+	struct bpf_sock *sk = skb->sk;
+
+	if (!sk)
+		return;
+	ti_sock_fill(&x->ev, (struct sock *)bpf_skc_to_tcp_sock(sk));
+	if (x->ev.sk_state)
+		x->ev.sk_cookie = bpf_get_socket_cookie(skb);
+}
+
+static __always_inline void ti_from_sk_buff(struct __sk_buff *skb, __u64 off, __u8 probe, __u64 netns, __u64 cgroup,
+					    enum ti_sk_how how)
 {
 	struct ti_scratch *x;
 	__s64 r; /* 64-bit: see ti_count */
@@ -649,8 +776,14 @@ static __always_inline void ti_from_sk_buff(struct __sk_buff *skb, __u64 off, __
 	if (r < 0)
 		ti_count(TI_STAT_ERRORS);
 	else if (r > 0) {
+		if (how == TI_SK_LOOKUP)
+			ti_sock_lookup(skb, x);
+		else if (how == TI_SK_SKB)
+			ti_sock_skb(skb, x);
 		ti_copy_sk_buff(x, skb, off);
 		ti_handle(x->sslot);
+		if (how != TI_SK_NONE && ti_load.drops && ti_listen_overflow(&x->ev))
+			ti_report_overflow(x);
 	}
 	ti_scratch_put(x);
 }
@@ -679,7 +812,7 @@ static __always_inline __u64 ti_skb_sock_netns(struct __sk_buff *skb)
 SEC("cgroup_skb/ingress")
 int ti_cgroup_ingress(struct __sk_buff *skb)
 {
-	ti_from_sk_buff(skb, 0, TI_PROBE_CGROUP, 0, bpf_skb_cgroup_id(skb));
+	ti_from_sk_buff(skb, 0, TI_PROBE_CGROUP, 0, bpf_skb_cgroup_id(skb), TI_SK_NONE);
 	return 1; /* allow: tcpinspect observes, it never drops */
 }
 
@@ -691,7 +824,19 @@ int ti_cgroup_ingress_ns(struct __sk_buff *skb)
 
 	if (ti_load.scope_netns && netns != ti_load.scope_netns)
 		return 1;
-	ti_from_sk_buff(skb, 0, TI_PROBE_CGROUP, netns, bpf_skb_cgroup_id(skb));
+	ti_from_sk_buff(skb, 0, TI_PROBE_CGROUP, netns, bpf_skb_cgroup_id(skb), TI_SK_NONE);
+	return 1;
+}
+
+/* ... and the receiving socket (sockets = true; CAP_PERFMON) */
+SEC("cgroup_skb/ingress")
+int ti_cgroup_ingress_sk(struct __sk_buff *skb)
+{
+	__u64 netns = ti_skb_sock_netns(skb); /* 64-bit: see ti_count */
+
+	if (ti_load.scope_netns && netns != ti_load.scope_netns)
+		return 1;
+	ti_from_sk_buff(skb, 0, TI_PROBE_CGROUP, netns, bpf_skb_cgroup_id(skb), TI_SK_SKB);
 	return 1;
 }
 
@@ -703,7 +848,7 @@ int ti_tc_ingress(struct __sk_buff *skb)
 	 * the device took off (vlan_present) goes on to the VLAN device, and
 	 * is counted there (doc/modes.md, "Stacked devices"). */
 	if (skb->pkt_type == PACKET_HOST_ && !skb->vlan_present)
-		ti_from_sk_buff(skb, ETH_HLEN, TI_PROBE_TC, ti_load.netns, 0);
+		ti_from_sk_buff(skb, ETH_HLEN, TI_PROBE_TC, ti_load.netns, 0, TI_SK_NONE);
 	return -1; /* TC_ACT_UNSPEC: continue as if we were not here */
 }
 
@@ -718,7 +863,22 @@ int ti_tc_ingress_ns(struct __sk_buff *skb)
 	struct sk_buff *kskb = (struct sk_buff *)skb;
 
 	if (skb->pkt_type == PACKET_HOST_ && !skb->vlan_present)
-		ti_from_sk_buff(skb, ETH_HLEN, TI_PROBE_TC, BPF_CORE_READ(kskb, dev, nd_net.net, ns.inum), 0);
+		ti_from_sk_buff(skb, ETH_HLEN, TI_PROBE_TC, BPF_CORE_READ(kskb, dev, nd_net.net, ns.inum), 0,
+				TI_SK_NONE);
+	return -1;
+}
+
+/* ... and the receiving socket (sockets = true; CAP_PERFMON): each
+ * segment with its device's namespace, as ti_tc_ingress_ns, in which the
+ * socket is looked up */
+SEC("tc")
+int ti_tc_ingress_sk(struct __sk_buff *skb)
+{
+	struct sk_buff *kskb = (struct sk_buff *)skb;
+
+	if (skb->pkt_type == PACKET_HOST_ && !skb->vlan_present)
+		ti_from_sk_buff(skb, ETH_HLEN, TI_PROBE_TC, BPF_CORE_READ(kskb, dev, nd_net.net, ns.inum), 0,
+				TI_SK_LOOKUP);
 	return -1;
 }
 
@@ -746,7 +906,7 @@ int ti_tc_ingress_ns(struct __sk_buff *skb)
  * The scope is the session's (drop_netns, and cgroup_id for a drop whose
  * skb has a socket), then the path is ti_drop_path: the filter, the
  * reason counted, the record. */
-static __always_inline int ti_from_dropped_skb(struct sk_buff *skb, __u64 location, __u64 reason)
+static __always_inline int ti_from_dropped_skb(struct sk_buff *skb, __u64 location, __u64 reason, struct sock *rx_sk)
 {
 	struct ti_scratch *x;
 	unsigned char *head;
@@ -784,6 +944,8 @@ static __always_inline int ti_from_dropped_skb(struct sk_buff *skb, __u64 locati
 	x->ev.cgroup = cgroup;
 	x->ev.reason = reason;
 	x->ev.location = location;
+	if (ti_load.sockets)
+		ti_sock_fill(&x->ev, rx_sk);
 	if (bpf_probe_read_kernel(x->w.ip, sizeof(x->w.ip), head + nh) ||
 	    bpf_probe_read_kernel(&x->w.th, sizeof(x->w.th), head + tp) ||
 	    ti_parse(&x->ev, x->w.ip, (__u16)(tp - nh), &x->w.th, ti_kernel_skb_len(skb, head, nh, x)))
@@ -802,7 +964,16 @@ static __always_inline int ti_from_dropped_skb(struct sk_buff *skb, __u64 locati
 SEC("tp_btf/kfree_skb")
 int BPF_PROG(ti_drop_btf, struct sk_buff *skb, void *location, int reason)
 {
-	return ti_from_dropped_skb(skb, (__u64)location, (__u32)reason);
+	return ti_from_dropped_skb(skb, (__u64)location, (__u32)reason, 0);
+}
+
+/* ... from 6.11, with the receiving socket the tracepoint names (rx_sk),
+ * for sockets = true: loaded only where the kernel's tracepoint has it
+ * (luaext/kernel.c) */
+SEC("tp_btf/kfree_skb")
+int BPF_PROG(ti_drop_btf_sk, struct sk_buff *skb, void *location, int reason, struct sock *rx_sk)
+{
+	return ti_from_dropped_skb(skb, (__u64)location, (__u32)reason, rx_sk);
 }
 
 /* The same tracepoint without BTF typing, where the kernel refuses tp_btf
@@ -814,5 +985,5 @@ int BPF_PROG(ti_drop_btf, struct sk_buff *skb, void *location, int reason)
 SEC("raw_tp/kfree_skb")
 int BPF_PROG(ti_drop_raw, struct sk_buff *skb, void *location, int reason)
 {
-	return ti_from_dropped_skb(skb, (__u64)location, (__u32)reason);
+	return ti_from_dropped_skb(skb, (__u64)location, (__u32)reason, 0);
 }

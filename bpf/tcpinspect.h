@@ -90,21 +90,41 @@ struct ti_event {
 			 * tracepoint's location): kernel text and modules lie
 			 * within 2 GiB of _stext, which gives the rest
 			 * (luaext/kernel_env.c, ti_kallsyms_name) */
+	/* the receiving socket (open's sockets = true; doc/modes.md, "The
+	 * receiving socket"): 0 in every field where the hook names none */
+	__u64 sk_cookie; /* the socket's cookie, 0: none (or not generated) */
+	__u64 sk_ino;	 /* its inode (ss's ino:) -- for a request socket or a
+			  * connection not yet accepted, its listener's -- from
+			  * which user space finds pid and comm; 0: none */
+	__u32 uid;	 /* sk_uid, valid with TI_SK_UID */
+	__u8 sk_state;	 /* the kernel's TCP state (TCP_ESTABLISHED = 1 ...; a
+			  * request socket's NEW_SYN_RECV reported as SYN_RECV),
+			  * 0: no socket */
+	__u8 sk_flags;	 /* TI_SK_* */
+	__u16 sk_pad;
 };
+
+/* struct ti_event.sk_flags */
+#define TI_SK_UID 0x01	    /* uid is the socket's (a time-wait socket has none) */
+#define TI_SK_LISTENER 0x02 /* sk_ino and uid are the listener's (a request socket) */
+#define TI_SK_FULLQ 0x04    /* the listener's accept queue is full (BPF-side only) */
 
 /* The largest length a record (len, wirelen) and filter.len carry. */
 #define TI_LEN_MAX 0xffffffffLL
 
 /* The record's layout is ABI between the BPF object and the C module, and
  * the ring reader and the pcap writer take the captured bytes from right
- * after it: 96 bytes, 8-aligned, the 32-bit lengths on 4-byte boundaries.
+ * after it: 120 bytes, 8-aligned, the 32-bit lengths on 4-byte boundaries.
  * It was 88 bytes before drops: those were all packet fields (a drop
  * record has every one of them), and a drop needs its reason and where
  * the kernel dropped it, so one record kind with 8 more bytes costs every
  * record 8 bytes of ring (96 -> 104 with the ring's header) instead of a
  * second record layout that the reader, the dump and the replay would each
- * have to tell apart. */
-_Static_assert(sizeof(struct ti_event) == 96, "struct ti_event is 96 bytes");
+ * have to tell apart.  The receiving socket (sockets = true) adds 24 more
+ * (120, 128 with the ring's header), for the same reason: one record for
+ * every hook, its socket fields 0 where the hook names no socket. */
+_Static_assert(sizeof(struct ti_event) == 120, "struct ti_event is 120 bytes");
+_Static_assert(__builtin_offsetof(struct ti_event, sk_cookie) == 96, "ti_event.sk_cookie at 96");
 _Static_assert(__builtin_offsetof(struct ti_event, caplen) == 74, "ti_event.caplen at 74");
 _Static_assert(__builtin_offsetof(struct ti_event, len) == 76, "ti_event.len at 76");
 _Static_assert(__builtin_offsetof(struct ti_event, wirelen) == 84, "ti_event.wirelen at 84");
@@ -295,7 +315,16 @@ struct ti_load_config {
 	__u64 cgroup_id;    /* fentry/kprobe, drops: only sockets in this cgroup or below */
 	__u32 drops;	    /* the drop hook is loaded (open's drops = true) */
 	__u32 drop_netns;   /* drops: only in this netns inode (the scope's, any mode); 0: all */
+	__u32 sockets;	       /* fill the receiving socket's fields (open's sockets = true) */
+	__u32 overflow_reason; /* drops: the value a listen overflow is reported with: the
+				* kernel's SKB_DROP_REASON_TCP_LISTEN_OVERFLOW, else
+				* TI_DROP_LISTEN_OVERFLOW */
 };
+
+/* A listen overflow's reason where the kernel's BTF has no
+ * SKB_DROP_REASON_TCP_LISTEN_OVERFLOW (6.1): outside every kernel's enum so
+ * far, below the drop counters' last ("OTHER") slot. */
+#define TI_DROP_LISTEN_OVERFLOW 254
 
 /* The filter: what set_filter changes.  Two copies live in the program's
  * .bss; user space writes the idle one and then flips ti_cfg_slot, so a
@@ -311,6 +340,8 @@ enum ti_match {
 	TI_M_FAMILY = 1 << 7,
 	TI_M_PORT = 1 << 8, /* sport or dport in port_bits */
 	TI_M_HOST = 1 << 9, /* saddr or daddr in host_lpm */
+	TI_M_UID = 1 << 10, /* the socket's uid (sockets = true) */
+	TI_M_SK_STATE = 1 << 11, /* the socket's state in sk_states (sockets = true) */
 };
 
 struct ti_config {
@@ -320,6 +351,8 @@ struct ti_config {
 	__u32 len_max;
 	__u32 ifindex;	       /* TI_M_IFINDEX */
 	__u32 family;	       /* TI_M_FAMILY: 4 or 6 */
+	__u32 uid;	       /* TI_M_UID */
+	__u32 sk_states;       /* TI_M_SK_STATE: bit s for state s (0: no socket) */
 	__u8 sport_bits[8192]; /* one bit per port */
 	__u8 dport_bits[8192];
 	__u8 port_bits[8192];

@@ -153,6 +153,10 @@ TI_INLINE int ti_filter(const struct ti_config *c, __u32 slot, const struct ti_e
 		return 0;
 	if ((m & TI_M_IFINDEX) && e->ifindex != c->ifindex)
 		return 0;
+	if ((m & TI_M_UID) && (!(e->sk_flags & TI_SK_UID) || e->uid != c->uid))
+		return 0;
+	if ((m & TI_M_SK_STATE) && !(c->sk_states & (1U << (e->sk_state & 31))))
+		return 0;
 	if ((m & TI_M_SADDR) && !ti_addr_in(saddr_lpm, slot, e, e->saddr, x))
 		return 0;
 	if ((m & TI_M_DADDR) && !ti_addr_in(daddr_lpm, slot, e, e->daddr, x))

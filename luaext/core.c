@@ -99,17 +99,41 @@ static int core_features(lua_State *L)
 		lua_pushboolean(L, ok);
 		lua_setfield(L, -3, "drops");
 	}
+	/* sockets = true: the receiving socket is read from the kernel's
+	 * structures (CAP_PERFMON, BTF for the CO-RE reads); which hook names
+	 * it (doc/modes.md, "The receiving socket") is in its reason, always
+	 * set; sockets_drops: drop records name it too (rx_sk, 6.11+) */
+	{
+		bool ok = ti_kernel_sockets_ok(), rx = ok && ti_kernel_drop_has_rx_sk();
+
+		lua_pushboolean(L, ok);
+		lua_setfield(L, -3, "sockets");
+		if (!ok)
+			lua_pushliteral(L, "sockets = true reads the receiving socket from the kernel: needs CAP_PERFMON "
+					   "(or CAP_SYS_ADMIN) and the kernel's BTF");
+		else
+			lua_pushliteral(L, "tc: the socket the kernel's lookup finds (listener, request, established, "
+					   "time-wait); cgroup: the full socket taking the segment (the listener for a "
+					   "SYN and a handshake's last ACK); fentry, kprobe: only a socket early demux "
+					   "found (established connections), nil for the rest");
+		lua_setfield(L, -2, "sockets");
+		lua_pushboolean(L, rx);
+		lua_setfield(L, -3, "sockets_drops");
+		if (!rx) {
+			lua_pushliteral(L, "drop records name the receiving socket where skb:kfree_skb has rx_sk "
+					   "(Linux 6.11+, with CAP_PERFMON and BTF); this kernel's does not");
+			lua_setfield(L, -2, "sockets_drops");
+		}
+		lua_pushboolean(L, false);
+		lua_setfield(L, -3, "replay_sockets");
+		lua_pushliteral(L, "a capture holds no sockets: a replay's socket fields are nil");
+		lua_setfield(L, -2, "replay_sockets");
+	}
 	/* a replay never has drops, whatever this kernel can do */
 	lua_pushboolean(L, false);
 	lua_setfield(L, -3, "replay_drops");
 	lua_pushliteral(L, "a capture holds what arrived, not what became of it: on_drop never fires in a replay");
 	lua_setfield(L, -2, "replay_drops");
-	/* nor the receiving socket: a replay's socket fields are nil */
-	lua_pushboolean(L, false);
-	lua_setfield(L, -3, "replay_sockets");
-	lua_pushliteral(L, "a capture names no receiving socket: the socket fields (sk_state, sk_cookie, uid, pid, "
-			   "comm) are nil in a replay");
-	lua_setfield(L, -2, "replay_sockets");
 	lua_setfield(L, -2, "reasons");
 	if (uname(&u) == 0) {
 		lua_pushstring(L, u.release);
@@ -165,6 +189,7 @@ static int core_check_options(lua_State *L)
 	f = lua_newuserdatauv(L, sizeof(*f), 0);
 	lua_getfield(L, 1, "filter");
 	ti_check_filter(L, -1, f, "filter", o.scope.netns_path);
+	ti_check_filter_sockets(L, f, o.sockets);
 	lua_pushboolean(L, 1);
 	return 1;
 }

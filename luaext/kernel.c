@@ -78,8 +78,20 @@ static int select_programs(struct ti_kernel *k, const struct ti_load_opts *o, en
 	int n = 0;
 
 	bpf_object__for_each_program(prog, sk->obj) bpf_program__set_autoload(prog, false);
+	/* the receiving socket: read from the kernel's structures (CAP_PERFMON) */
+	if (o->sockets && !ti_can_read_kernel()) {
+		snprintf(why, whylen,
+			 "sockets = true reads the receiving socket from the kernel, which needs CAP_PERFMON (or "
+			 "CAP_SYS_ADMIN): run as root, or open without sockets");
+		return -EPERM;
+	}
 	switch (mode) {
 	case TI_MODE_TC:
+		if (o->sockets) { /* the lookup, in each device's namespace */
+			bpf_program__set_autoload(sk->progs.ti_tc_ingress_sk, true);
+			k->tc_sk_every_netns = !o->scope.netns && !o->ndevs && !tc_here_only;
+			return 0;
+		}
 		/* no scope, no dev=: every network namespace, each segment
 		 * with its device's (read from the kernel: CAP_PERFMON) */
 		bpf_program__set_autoload(!o->scope.netns && !o->ndevs && !tc_here_only ? sk->progs.ti_tc_ingress_ns
@@ -88,8 +100,10 @@ static int select_programs(struct ti_kernel *k, const struct ti_load_opts *o, en
 		return 0;
 	case TI_MODE_CGROUP:
 		/* the socket's netns takes CAP_PERFMON: a program of its own */
-		bpf_program__set_autoload(
-			ti_can_read_kernel() ? sk->progs.ti_cgroup_ingress_ns : sk->progs.ti_cgroup_ingress, true);
+		bpf_program__set_autoload(o->sockets		? sk->progs.ti_cgroup_ingress_sk
+					  : ti_can_read_kernel() ? sk->progs.ti_cgroup_ingress_ns
+								 : sk->progs.ti_cgroup_ingress,
+					  true);
 		return 0;
 	default: break;
 	}
@@ -154,6 +168,8 @@ void ti_set_load_config(struct ti_load_config *c, const struct ti_load_opts *o, 
 	 * programs never read cgroup_id: tc refuses a cgroup scope, cgroup
 	 * mode is scoped by where it attaches) */
 	c->drops = o->drops;
+	c->sockets = o->sockets;
+	c->overflow_reason = o->drops && o->sockets ? ti_listen_overflow_reason() : 0;
 	if (o->drops) {
 		c->drop_netns = o->scope.netns;
 		c->cgroup_id = o->scope.cgroup_id;
@@ -168,6 +184,9 @@ static const char *const drop_hook_names[TI_DROP_HOOKS] = { "tp_btf", "raw_tp" }
 
 static struct bpf_program *drop_prog(const struct tcpinspect_bpf *sk, int i)
 {
+	/* tp_btf with rx_sk where sockets = true chose it (select_drops) */
+	if (i == 0 && bpf_program__autoload(sk->progs.ti_drop_btf_sk))
+		return sk->progs.ti_drop_btf_sk;
 	return i == 0 ? sk->progs.ti_drop_btf : sk->progs.ti_drop_raw;
 }
 
@@ -214,6 +233,8 @@ static void select_drops(struct ti_kernel *k, const struct ti_load_opts *o, int 
 	else if (hook > last)
 		snprintf(k->drop_status, sizeof(k->drop_status),
 			 "not attached: the kernel refused the drop hook: %.200s", refused);
+	else if (hook == 0 && o->sockets && ti_kernel_drop_has_rx_sk())
+		bpf_program__set_autoload(k->skel->progs.ti_drop_btf_sk, true);
 	else
 		bpf_program__set_autoload(drop_prog(k->skel, hook), true);
 }
@@ -439,6 +460,8 @@ static int attach_probes(struct ti_kernel *k, bool fentry, struct bpf_program *c
 /* The cgroup program select_programs chose. */
 static struct bpf_program *cgroup_prog(const struct ti_kernel *k)
 {
+	if (bpf_program__autoload(k->skel->progs.ti_cgroup_ingress_sk))
+		return k->skel->progs.ti_cgroup_ingress_sk;
 	return bpf_program__autoload(k->skel->progs.ti_cgroup_ingress_ns) ? k->skel->progs.ti_cgroup_ingress_ns
 									  : k->skel->progs.ti_cgroup_ingress;
 }
@@ -446,6 +469,8 @@ static struct bpf_program *cgroup_prog(const struct ti_kernel *k)
 /* The tc program select_programs chose. */
 static struct bpf_program *tc_prog(const struct ti_kernel *k)
 {
+	if (bpf_program__autoload(k->skel->progs.ti_tc_ingress_sk))
+		return k->skel->progs.ti_tc_ingress_sk;
 	return bpf_program__autoload(k->skel->progs.ti_tc_ingress_ns) ? k->skel->progs.ti_tc_ingress_ns
 								      : k->skel->progs.ti_tc_ingress;
 }
@@ -516,7 +541,8 @@ static int live_attach(struct ti_kernel *k, const struct ti_load_opts *o, char *
 		break;
 	}
 	case TI_MODE_TC:
-		k->tc_every_netns = bpf_program__autoload(sk->progs.ti_tc_ingress_ns);
+		k->tc_every_netns = bpf_program__autoload(sk->progs.ti_tc_ingress_ns) ||
+				    (bpf_program__autoload(sk->progs.ti_tc_ingress_sk) && k->tc_sk_every_netns);
 		err = ti_tc_attach(k, o, bpf_program__fd(tc_prog(k)), why, whylen);
 		break;
 	case TI_MODE_CGROUP: err = attach_cgroup(k, o, why, whylen); break;

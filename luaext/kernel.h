@@ -123,6 +123,7 @@ struct ti_load_opts {
 	uint32_t wakeup;  /* records per wakeup */
 	uint32_t snaplen; /* bytes of each segment in its record (0 .. TI_SNAPLEN_MAX) */
 	bool drops;	  /* the drop hook (skb:kfree_skb) too: drop records and counters */
+	bool sockets;	  /* the receiving socket's fields (sk_state, sk_cookie, uid, pid, comm) */
 	char cgroup[512]; /* cgroup mode's attach point (cgroup= or the container's); empty: the cgroup v2 root */
 	struct ti_scope scope;
 	int ndevs; /* tc: 0 means every interface that is up */
@@ -262,6 +263,24 @@ int ti_kernel_probe_drops(char *why, size_t whylen);
 const char *ti_drop_reason_name(uint32_t v);
 const char *ti_drop_reason_at(size_t i);
 int ti_drop_reason_value(const char *name, uint32_t *v);
+
+/* The receiving socket (kernel_sockets.c).  TCP state names from the
+ * running kernel's BTF, without TCP_ ("ESTABLISHED"): the name of value v
+ * or NULL, the value of a name or -1, the i-th name or NULL past the
+ * last.  ti_sock_owner: the process holding socket inode ino (as ss -p
+ * finds it, cached; a miss rescans /proc at most every 100 ms): 0 with
+ * *pid and *comm (valid until the next call), or -ENOENT.
+ * ti_listen_overflow_reason: the value drops report a listen overflow with
+ * (the kernel's, else TI_DROP_LISTEN_OVERFLOW). */
+const char *ti_sk_state_name(uint32_t v);
+int ti_sk_state_value(const char *name);
+const char *ti_sk_state_at(size_t i);
+int ti_sock_owner(uint64_t ino, int *pid, const char **comm);
+uint32_t ti_listen_overflow_reason(void);
+/* The kernel's skb:kfree_skb names the receiving socket (rx_sk, 6.11+). */
+bool ti_kernel_drop_has_rx_sk(void);
+/* sockets = true can work here: CAP_PERFMON and the kernel's BTF. */
+bool ti_kernel_sockets_ok(void);
 /* The kernel function at a drop's location (struct ti_event.location, the
  * address's low 32 bits) from /proc/kallsyms, read once per process: its
  * name into buf, or "0x..." (the address completed from _stext, when

@@ -290,8 +290,12 @@ const char *ti_drop_reason_name(uint32_t v)
 	if (!drop_reasons_read)
 		drop_reasons_read_btf();
 	if (!ndrop_reasons)
-		return NULL;
+		return v == TI_DROP_LISTEN_OVERFLOW ? "TCP_LISTEN_OVERFLOW" : NULL;
 	r = bsearch(&key, drop_reasons, ndrop_reasons, sizeof(*drop_reasons), drop_reason_cmp);
+	/* a listen overflow where the kernel has no name for it (6.1):
+	 * reported by the receive hooks with a value of our own */
+	if (!r && v == TI_DROP_LISTEN_OVERFLOW && ti_drop_reason_value("TCP_LISTEN_OVERFLOW", &(uint32_t){ 0 }))
+		return "TCP_LISTEN_OVERFLOW";
 	return r ? r->name : NULL;
 }
 

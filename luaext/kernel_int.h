@@ -84,6 +84,7 @@ struct ti_kernel {
 	enum ti_mode mode; /* the mode loaded */
 	struct bpf_link *links[4];
 	struct bpf_link *drop_link; /* the drop hook's, or NULL */
+	bool tc_sk_every_netns;	    /* sockets = true in tc: the one program, attached in every netns */
 	char drop_status[256];	    /* session.probes["skb:kfree_skb"]: "attached ..." or why not ("": drops off) */
 	int nlinks;
 	struct ti_tc_hook tc[TI_MAX_HOOKS];

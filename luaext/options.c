@@ -242,7 +242,8 @@ static void check_keys(lua_State *L, int idx, const char *ctx, const char *const
 /* ---- filter tables -------------------------------------------------------- */
 
 const char *const ti_filter_keys[] = {
-	"sport", "dport", "port", "saddr", "daddr", "host", "flags", "len", "ifindex", "dev", "family", "expr", NULL,
+	"sport", "dport", "port", "saddr", "daddr", "host", "flags", "len", "ifindex", "dev", "family", "expr",
+	"uid",	 "sk_state", NULL,
 };
 
 void ti_check_filter(lua_State *L, int idx, struct ti_filter *f, const char *ctx, const char *netns_path)
@@ -352,6 +353,48 @@ void ti_check_filter(lua_State *L, int idx, struct ti_filter *f, const char *ctx
 		}
 	}
 	lua_pop(L, 1);
+	if (FIELD("uid")) {
+		c->uid = (uint32_t)check_int(L, -1, name, 0, 0xfffffffe);
+		c->match |= TI_M_UID;
+	}
+	lua_pop(L, 1);
+	if (FIELD("sk_state")) {
+		int t = lua_absindex(L, -1), n = lua_istable(L, t) ? (int)lua_rawlen(L, t) : 1;
+
+		if (!lua_istable(L, t) && lua_type(L, t) != LUA_TSTRING)
+			OPT_ERR(L, name, "expected a TCP state name like 'LISTEN' or a list of them, got %s",
+				luaL_typename(L, t));
+		for (int i = 1; i <= n; i++) {
+			const char *st;
+			int v;
+
+			if (lua_istable(L, t))
+				lua_rawgeti(L, t, i);
+			else
+				lua_pushvalue(L, t);
+			st = lua_tostring(L, -1);
+			v = lua_type(L, -1) == LUA_TSTRING ? ti_sk_state_value(st) : -1;
+			if (v < 0) {
+				luaL_Buffer b;
+
+				luaL_buffinit(L, &b);
+				for (size_t k = 0; ti_sk_state_at(k); k++) {
+					if (k)
+						luaL_addstring(&b, ", ");
+					luaL_addstring(&b, ti_sk_state_at(k));
+				}
+				luaL_pushresult(&b);
+				OPT_ERR(L, name, "unknown TCP state %s (this kernel's: %s)",
+					st && lua_type(L, -2) == LUA_TSTRING ? st : "(not a string)", lua_tostring(L, -1));
+			}
+			c->sk_states |= 1U << v;
+			lua_pop(L, 1);
+		}
+		if (!n)
+			OPT_ERR(L, name, "expected at least one TCP state");
+		c->match |= TI_M_SK_STATE;
+	}
+	lua_pop(L, 1);
 	if (FIELD("expr")) {
 		char err[512];
 
@@ -365,11 +408,21 @@ void ti_check_filter(lua_State *L, int idx, struct ti_filter *f, const char *ctx
 #undef FIELD
 }
 
+/* The socket keys need the socket's fields, which sockets = true fills. */
+void ti_check_filter_sockets(lua_State *L, const struct ti_filter *f, bool sockets)
+{
+	if (!sockets && (f->cfg.match & (TI_M_UID | TI_M_SK_STATE)))
+		ti_usage_error(L, "sockets",
+			       "filter.%s tests the receiving socket, which only a session opened with sockets = true "
+			       "reads; open it with sockets = true",
+			       f->cfg.match & TI_M_UID ? "uid" : "sk_state");
+}
+
 /* ---- open() options ------------------------------------------------------- */
 
 const char *const ti_option_keys[] = {
 	"mode",	  "family", "filter", "sample",	 "events", "aggregates", "ring_size", "max_flows",
-	"wakeup", "cgroup", "dev",    "snaplen", "netns",  "container",	 "drops",     NULL,
+	"wakeup", "cgroup", "dev",    "snaplen", "netns",  "container",	 "drops",     "sockets", NULL,
 };
 
 static bool check_bool(lua_State *L, int idx, const char *name)
@@ -507,6 +560,9 @@ void ti_check_options(lua_State *L, int idx, struct ti_load_opts *o)
 	lua_pop(L, 1);
 	if (lua_getfield(L, idx, "drops") != LUA_TNIL)
 		o->drops = check_bool(L, -1, "drops");
+	lua_pop(L, 1);
+	if (lua_getfield(L, idx, "sockets") != LUA_TNIL)
+		o->sockets = check_bool(L, -1, "sockets");
 	lua_pop(L, 1);
 	if (lua_getfield(L, idx, "ring_size") != LUA_TNIL) {
 		lua_Integer v = check_int(L, -1, "ring_size", 1, 1 << 30);

@@ -73,6 +73,53 @@ static void push_location(lua_State *L, const struct ti_event *e)
 	lua_pushstring(L, buf);
 }
 
+/* The receiving socket (sockets = true; bpf/tcpinspect.h): nil where the
+ * hook named none.  p.sk_state by the running kernel's name for it. */
+static void push_sk_state(lua_State *L, const struct ti_event *e)
+{
+	const char *name = e->sk_state ? ti_sk_state_name(e->sk_state) : NULL;
+
+	if (name)
+		lua_pushstring(L, name);
+	else if (e->sk_state)
+		lua_pushinteger(L, e->sk_state);
+	else
+		lua_pushnil(L);
+}
+
+static void push_sk_cookie(lua_State *L, const struct ti_event *e)
+{
+	if (e->sk_cookie)
+		lua_pushinteger(L, (lua_Integer)e->sk_cookie);
+	else
+		lua_pushnil(L);
+}
+
+static void push_uid(lua_State *L, const struct ti_event *e)
+{
+	if (e->sk_flags & TI_SK_UID)
+		lua_pushinteger(L, e->uid);
+	else
+		lua_pushnil(L);
+}
+
+/* p.pid, p.comm: the process holding the socket's inode (its listener's
+ * for a request socket), found as ss -p finds it (kernel_sockets.c);
+ * nil when no process holds it (a connection not yet accepted, a
+ * time-wait socket, a process gone). */
+static void push_owner(lua_State *L, const struct ti_event *e, bool comm)
+{
+	const char *c;
+	int pid;
+
+	if (ti_sock_owner(e->sk_ino, &pid, &c))
+		lua_pushnil(L);
+	else if (comm)
+		lua_pushstring(L, c);
+	else
+		lua_pushinteger(L, pid);
+}
+
 /* The fields of a packet, X(name, how to push it), in the order of the
  * reference docs (tcpinspect.packet_fields()).  In scope: L, p, e. */
 #define PACKET_FIELDS(X)                                                                                  \
@@ -99,7 +146,12 @@ static void push_location(lua_State *L, const struct ti_event *e)
 	X(caplen, lua_pushinteger(L, e->caplen))                                                          \
 	X(wirelen, lua_pushinteger(L, e->wirelen))                                                        \
 	X(reason, push_reason(L, e))                                                                      \
-	X(location, push_location(L, e))
+	X(location, push_location(L, e))                                                                  \
+	X(sk_state, push_sk_state(L, e))                                                                  \
+	X(sk_cookie, push_sk_cookie(L, e))                                                                \
+	X(uid, push_uid(L, e))                                                                            \
+	X(pid, push_owner(L, e, false))                                                                   \
+	X(comm, push_owner(L, e, true))
 
 enum packet_field {
 #define TI_X(name, push) F_##name,

@@ -186,6 +186,7 @@ int ti_session_open(lua_State *L)
 		return ti_fail(L, o.scope.err, "%s", o.scope.why);
 	lua_getfield(L, 1, "filter");
 	ti_check_filter(L, -1, f, "filter", o.scope.netns_path);
+	ti_check_filter_sockets(L, f, o.sockets);
 	lua_pop(L, 1);
 
 	/* the userdata that owns the kernel objects exists before they do */
@@ -196,6 +197,7 @@ int ti_session_open(lua_State *L)
 	s->state = TI_OPEN;
 	s->events = o.events;
 	s->drops = o.drops;
+	s->sockets = o.sockets;
 	ti_kernel_describe(s->k, &info);
 	snprintf(s->netns_path, sizeof(s->netns_path), "%s",
 		 o.scope.netns_path[0] ? o.scope.netns_path : info.netns_path);
@@ -261,6 +263,7 @@ int ti_session_open_replay(lua_State *L)
 	f = lua_newuserdatauv(L, sizeof(*f), 0); /* 4 */
 	lua_getfield(L, 1, "filter");
 	ti_check_filter(L, -1, f, "filter", NULL);
+	ti_check_filter_sockets(L, f, o.sockets);
 	lua_pop(L, 1);
 
 	s = new_session(L); /* 5 */
@@ -270,6 +273,7 @@ int ti_session_open_replay(lua_State *L)
 	s->state = TI_OPEN;
 	s->events = o.events;
 	s->drops = o.drops;	/* accepted, so scripts run unchanged; no drop comes */
+	s->sockets = o.sockets; /* accepted too; the socket fields stay nil */
 	s->realtime_offset = 0; /* ts is the capture's wall clock already */
 	push_info(L, s, &o, "");
 	lua_pushvalue(L, 2);
@@ -699,6 +703,7 @@ static int session_set_filter(lua_State *L)
 	int err;
 
 	ti_check_filter(L, 2, f, "filter", s->netns_path);
+	ti_check_filter_sockets(L, f, s->sockets);
 	if ((err = ti_kernel_set_filter(s->k, f)))
 		return ti_fail(L, err, "writing the filter failed: %s", strerror(-err));
 	lua_settop(L, 1);

@@ -49,6 +49,7 @@ struct ti_session {
 	double realtime_offset;		/* wall clock minus CLOCK_MONOTONIC, seconds */
 	bool events;			/* records are delivered (the ring, or a replay's) */
 	bool drops;			/* opened with drops = true (on_drop allowed) */
+	bool sockets;			/* opened with sockets = true (filter.uid, .sk_state allowed) */
 	uint8_t drop_args[TI_MAX_ARGS]; /* on_drop(fn, fields): the fields passed */
 	int drop_nargs;
 	struct ti_pcap_writer *dump; /* session:dump(path): every delivered record, or NULL */
@@ -73,6 +74,7 @@ extern const char *const ti_filter_keys[];
 extern const char *const ti_flag_names[];
 void ti_check_options(lua_State *L, int idx, struct ti_load_opts *o);
 void ti_check_filter(lua_State *L, int idx, struct ti_filter *f, const char *ctx, const char *netns_path);
+void ti_check_filter_sockets(lua_State *L, const struct ti_filter *f, bool sockets);
 
 /* session.c */
 int ti_session_open(lua_State *L);

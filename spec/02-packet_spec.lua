@@ -6,8 +6,8 @@ local tcpinspect = require "tcpinspect"
 
 -- struct ti_event (bpf/tcpinspect.h), little-endian x86_64 layout
 -- (sport, dport, window, caplen, len, flags, family, ttl, probe, wirelen,
--- reason, location)
-local FMT = "<I8c16c16I4I4I4I4I8I4I2I2I2I2I4BBBBI4I4I4"
+-- reason, location, sk_cookie, sk_ino, uid, sk_state, sk_flags, pad)
+local FMT = "<I8c16c16I4I4I4I4I8I4I2I2I2I2I4BBBBI4I4I4I8I8I4BBI2"
 
 local function v4(a, b, c, d)
 	return string.char(a, b, c, d) .. ("\0"):rep(12)
@@ -24,16 +24,21 @@ local function record(t)
 	local raw = string.pack(FMT, t.ts or 0, t.saddr or v4(0, 0, 0, 0), t.daddr or v4(0, 0, 0, 0),
 		t.seq or 0, t.ack or 0, t.ifindex or 0, t.netns or 0, t.cgroup or 0, t.cpu or 0,
 		t.sport or 0, t.dport or 0, t.window or 0, t.bytes and #t.bytes or 0, t.len or 0,
-		t.flags or 0, t.family or 4, t.ttl or 0, t.probe or 0, t.wirelen or 0, t.reason or 0, t.location or 0)
+		t.flags or 0, t.family or 4, t.ttl or 0, t.probe or 0, t.wirelen or 0, t.reason or 0, t.location or 0,
+		t.sk_cookie or 0, t.sk_ino or 0, t.uid or 0, t.sk_state or 0, t.sk_flags or 0, 0)
 	return raw .. ("\0"):rep(core.record_size - #raw) .. (t.bytes or "")
 end
+
+-- the receiving socket's fields and their type where set
+local SOCKET_FIELDS = { sk_state = "string", sk_cookie = "integer", uid = "integer", pid = "integer", comm = "string" }
 
 local LOOPBACK6 = v6(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1)
 
 describe("packet decoding", function()
 	it("has the record size of struct ti_event", function()
-		assert.are.equal(96, core.record_size)
-		assert.are.equal(core.record_size, #string.pack(FMT, 0, ("\0"):rep(16), ("\0"):rep(16), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))
+		assert.are.equal(120, core.record_size)
+		assert.are.equal(core.record_size, #string.pack(FMT, 0, ("\0"):rep(16), ("\0"):rep(16), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+			0, 0, 0, 0, 0, 0))
 	end)
 
 	it("decodes an IPv4 segment field by field", function()
@@ -150,17 +155,19 @@ describe("packet decoding", function()
 
 	it("totable has every field of packet_fields, equal to the fields", function()
 		local p = core.decode_record(record{ saddr = v4(10, 0, 0, 1), daddr = v4(10, 0, 0, 2), sport = 5, dport = 6,
-			flags = 0x11, len = 3, probe = 6, reason = 3, ts = 5e9 }) -- a drop: every field set
+			flags = 0x11, len = 3, probe = 6, reason = 3, ts = 5e9, sk_state = 10, sk_flags = 1, uid = 7,
+			sk_cookie = 9 }) -- a drop with its socket: every field set but pid and comm (no such inode)
 		local t = p:totable()
 		local names = tcpinspect.packet_fields()
-		assert.are.equal(24, #names)
+		assert.are.equal(29, #names)
 		for _, name in ipairs(names) do
-			assert.is_not_nil(t[name], name)
+			if name ~= "pid" and name ~= "comm" then assert.is_not_nil(t[name], name) end
 			assert.are.equal(p[name], t[name], name)
 		end
+		assert.are.same({ "LISTEN", 7, 9 }, { p.sk_state, p.uid, p.sk_cookie })
 		local n = 0
 		for _ in pairs(t) do n = n + 1 end
-		assert.are.equal(#names, n)
+		assert.are.equal(#names - 2, n) -- pid and comm: nil
 	end)
 
 	it("a copy is independent and equal", function()
@@ -216,6 +223,11 @@ describe("packet decoding", function()
 				local v = p[name]
 				if (name == "reason" or name == "location") and not drop then
 					assert.is_nil(v, name) -- only a drop has them
+				elseif SOCKET_FIELDS[name] then
+					-- nil where the hook named no socket, or no process holds it
+					-- (a state the kernel has no name for: its number)
+					assert.is_true(v == nil or type(v) == SOCKET_FIELDS[name] or math.type(v) == SOCKET_FIELDS[name]
+						or (name == "sk_state" and math.type(v) == "integer"), name)
 				else
 					assert.is_not_nil(v, name)
 				end

@@ -233,12 +233,22 @@ describe("json", function()
 		local v = dkjson.decode(json.packet(p))
 		for _, f in ipairs(fields) do
 			-- a drop's fields are nil, so absent, in a segment that was not dropped
-			if f == "reason" or f == "location" then assert.is_nil(v[f], f) else assert.is_not_nil(v[f], f) end
+			-- and the socket's, where the hook named none
+			if f == "reason" or f == "location" or f == "sk_state" or f == "sk_cookie" or f == "uid"
+				or f == "pid" or f == "comm" then
+				assert.is_nil(v[f], f)
+			else
+				assert.is_not_nil(v[f], f)
+			end
 		end
-		-- a drop record (probe TI_PROBE_KFREE_SKB, the byte at offset 83) has them all
-		p = core.decode_record(string.rep("\0", 83) .. "\6" .. string.rep("\0", core.record_size - 84))
+		-- a drop record (probe TI_PROBE_KFREE_SKB, the byte at offset 83)
+		-- with its socket, which a live process holds, has them all
+		local raw, pid, done = require("spec.support.sock_record").full_record(core)
+		p = core.decode_record(raw)
 		v = dkjson.decode(json.packet(p))
+		done()
 		for _, f in ipairs(fields) do assert.is_not_nil(v[f], f) end
+		assert.are.same({ "ESTABLISHED", 1000, pid, "python3" }, { v.sk_state, v.uid, v.pid, v.comm })
 	end)
 	it("encodes other values with sorted keys and no duplicates", function()
 		assert.are.equal('{"a":1,"b":[{"a":2,"c":"x"}],"c":true}',

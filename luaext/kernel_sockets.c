@@ -1,0 +1,261 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/* kernel_sockets.c: what user space adds to a record's receiving socket
+ * (open's sockets = true; the BPF side fills struct ti_event's sk_* fields):
+ *
+ *   state names   the running kernel's TCP states (the enum of
+ *                 include/net/tcp_states.h, TCP_ESTABLISHED = 1 ...) from
+ *                 its BTF, never from a table of our own
+ *   owners        the process that holds a socket inode open, as `ss -p`
+ *                 finds it: /proc/PID/fd/N -> "socket:[INODE]", cached
+ *                 here, the cache rebuilt on a miss at most every
+ *                 TI_OWNER_RESCAN_NS
+ *   overflow      the value a listen overflow is reported with
+ *
+ * No per-record allocation: the cache is one table, rebuilt in place.
+ */
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <bpf/btf.h>
+#include <bpf/libbpf.h>
+#include "kernel_int.h"
+
+/* ---- TCP state names ------------------------------------------------------------ */
+
+#define TI_SK_STATES 32
+static char *state_names[TI_SK_STATES];
+static bool states_read;
+
+/* The enum whose enumerators include TCP_ESTABLISHED (anonymous in the
+ * kernel's headers; BPF's BPF_TCP_ESTABLISHED is another name, not this
+ * one), each name without its TCP_ prefix; TCP_MAX_STATES is a bound. */
+static void states_read_btf(void)
+{
+	struct btf *btf;
+	int n;
+
+	states_read = true;
+	btf = btf__load_vmlinux_btf();
+	if (!btf)
+		return;
+	n = (int)btf__type_cnt(btf);
+	for (int id = 1; id < n; id++) {
+		const struct btf_type *t = btf__type_by_id(btf, id);
+		const struct btf_enum *e;
+		bool ours = false;
+
+		if (!btf_is_enum(t))
+			continue;
+		e = btf_enum(t);
+		for (int i = 0; i < btf_vlen(t) && !ours; i++)
+			ours = !strcmp(btf__name_by_offset(btf, e[i].name_off), "TCP_ESTABLISHED");
+		if (!ours)
+			continue;
+		for (int i = 0; i < btf_vlen(t); i++) {
+			const char *name = btf__name_by_offset(btf, e[i].name_off);
+
+			if (e[i].val < 0 || e[i].val >= TI_SK_STATES || strncmp(name, "TCP_", 4) ||
+			    !strcmp(name, "TCP_MAX_STATES"))
+				continue;
+			state_names[e[i].val] = strdup(name + 4);
+		}
+		break;
+	}
+	btf__free(btf);
+}
+
+const char *ti_sk_state_name(uint32_t v)
+{
+	if (!states_read)
+		states_read_btf();
+	return v < TI_SK_STATES ? state_names[v] : NULL;
+}
+
+int ti_sk_state_value(const char *name)
+{
+	if (!states_read)
+		states_read_btf();
+	for (int v = 1; v < TI_SK_STATES; v++)
+		if (state_names[v] && !strcmp(state_names[v], name))
+			return v;
+	return -1;
+}
+
+const char *ti_sk_state_at(size_t i)
+{
+	size_t k = 0;
+
+	if (!states_read)
+		states_read_btf();
+	for (int v = 1; v < TI_SK_STATES; v++)
+		if (state_names[v] && k++ == i)
+			return state_names[v];
+	return NULL;
+}
+
+/* ---- listen overflow ---------------------------------------------------------------- */
+
+uint32_t ti_listen_overflow_reason(void)
+{
+	uint32_t v;
+
+	return ti_drop_reason_value("TCP_LISTEN_OVERFLOW", &v) ? TI_DROP_LISTEN_OVERFLOW : v;
+}
+
+/* ---- socket owners ---------------------------------------------------------------- */
+
+#define TI_OWNER_SLOTS 8192 /* a power of two; more sockets than this: the rest unnamed */
+#define TI_OWNER_RESCAN_NS 100000000ULL
+
+struct owner {
+	uint64_t ino; /* 0: free */
+	int pid;
+	char comm[16];
+};
+static struct owner *owners;
+static uint64_t last_scan_ns;
+static bool scanned;
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+static struct owner *owner_slot(uint64_t ino)
+{
+	uint64_t h = ino * 0x9e3779b97f4a7c15ULL;
+
+	for (uint32_t i = 0; i < TI_OWNER_SLOTS; i++) {
+		struct owner *o = &owners[(h + i) & (TI_OWNER_SLOTS - 1)];
+
+		if (!o->ino || o->ino == ino)
+			return o;
+	}
+	return NULL;
+}
+
+static void read_comm(int pid, char comm[16])
+{
+	char path[64];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/comm", pid);
+	comm[0] = '\0';
+	f = fopen(path, "re");
+	if (!f)
+		return;
+	if (fgets(comm, 16, f))
+		comm[strcspn(comm, "\n")] = '\0';
+	fclose(f);
+}
+
+/* Every process's socket fds, in /proc's order (ss -p's): the first
+ * process found holding an inode is its owner. */
+static void owners_scan(void)
+{
+	DIR *proc = opendir("/proc");
+	struct dirent *d;
+
+	last_scan_ns = now_ns();
+	scanned = true;
+	memset(owners, 0, TI_OWNER_SLOTS * sizeof(*owners));
+	if (!proc)
+		return;
+	while ((d = readdir(proc))) {
+		char path[300], link[64], comm[16] = "";
+		struct dirent *f;
+		DIR *fds;
+		int pid;
+
+		if (!isdigit((unsigned char)d->d_name[0]))
+			continue;
+		pid = atoi(d->d_name);
+		snprintf(path, sizeof(path), "/proc/%d/fd", pid);
+		if (!(fds = opendir(path)))
+			continue;
+		while ((f = readdir(fds))) {
+			unsigned long long ino;
+			struct owner *o;
+			ssize_t n;
+
+			if (f->d_name[0] == '.')
+				continue;
+			snprintf(path, sizeof(path), "/proc/%d/fd/%s", pid, f->d_name);
+			n = readlink(path, link, sizeof(link) - 1);
+			if (n <= 0)
+				continue;
+			link[n] = '\0';
+			if (sscanf(link, "socket:[%llu]", &ino) != 1 || !ino || !(o = owner_slot(ino)) || o->ino)
+				continue;
+			if (!comm[0])
+				read_comm(pid, comm);
+			o->ino = ino;
+			o->pid = pid;
+			memcpy(o->comm, comm, sizeof(o->comm));
+		}
+		closedir(fds);
+	}
+	closedir(proc);
+}
+
+int ti_sock_owner(uint64_t ino, int *pid, const char **comm)
+{
+	struct owner *o;
+
+	if (!ino)
+		return -ENOENT;
+	if (!owners && !(owners = calloc(TI_OWNER_SLOTS, sizeof(*owners))))
+		return -ENOMEM;
+	o = scanned ? owner_slot(ino) : NULL;
+	if ((!o || !o->ino) && (!scanned || now_ns() - last_scan_ns >= TI_OWNER_RESCAN_NS)) {
+		owners_scan();
+		o = owner_slot(ino);
+	}
+	if (!o || o->ino != ino)
+		return -ENOENT;
+	*pid = o->pid;
+	*comm = o->comm;
+	return 0;
+}
+
+/* ---- drops' rx_sk ------------------------------------------------------------------ */
+
+/* skb:kfree_skb's BTF prototype (the typedef btf_trace_kfree_skb: a
+ * pointer to a function of (void *, skb, location, reason[, rx_sk])) has
+ * rx_sk from 6.11 on. */
+bool ti_kernel_drop_has_rx_sk(void)
+{
+	static int known = -1;
+	struct btf *btf;
+	int id;
+
+	if (known >= 0)
+		return known;
+	known = 0;
+	btf = btf__load_vmlinux_btf();
+	if (!btf)
+		return false;
+	id = btf__find_by_name_kind(btf, "btf_trace_kfree_skb", BTF_KIND_TYPEDEF);
+	if (id > 0) {
+		const struct btf_type *t = btf__type_by_id(btf, btf__type_by_id(btf, id)->type);
+
+		if (t && btf_is_ptr(t))
+			t = btf__type_by_id(btf, t->type);
+		known = t && btf_is_func_proto(t) && btf_vlen(t) >= 5;
+	}
+	btf__free(btf);
+	return known;
+}
+
+bool ti_kernel_sockets_ok(void)
+{
+	return ti_can_read_kernel() && ti_kernel_has_btf();
+}
