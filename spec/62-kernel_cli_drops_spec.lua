@@ -157,6 +157,37 @@ describe("#kernel cli drops", function()
 			assert.are.equal(N, drops, r.out)
 		end)
 
+		it(("[%s] top --by process: the listener's process owns the connections' segments, all counted"):format(mode),
+			function()
+				local defer = cleanups()
+				local host, port = net.addr4(), net.port()
+				local srv = net.server(host, port)
+				defer(function() srv:close() end)
+				local p = start(mode, { "top", "--by", "process", "--json", "--interval", "0.2" }, host, port, defer)
+				local cap = net.tcpdump { filter = ("tcp and dst host %s and dst port %d"):format(host, port) }
+				local K = 3
+				net.conversations(srv, host, port, K, { data = "hello" })
+				local segs = #cap:stop()
+				local r = finish(p)
+				local v = last_json(r.out)
+				assert.are.same({ "top", "process", true }, { v.type, v.by, v.final })
+				local comm = net.read_file("/proc/self/comm"):match("[^\n]+")
+				local total, mine = 0, nil
+				for _, row in ipairs(v.processes) do
+					total = total + row.packets
+					if row.pid == net.getpid() then mine = row end
+				end
+				-- every segment tcpdump saw to the port is in one row or another
+				-- (pid nil: no socket the mode names), each delivered
+				assert.are.equal(segs, total, r.out)
+				assert.are.equal(segs, v.stats.matched, r.out)
+				-- this process listens and accepts: at least each connection's
+				-- data segment is its (every mode names an accepted socket)
+				assert.is_table(mine, r.out)
+				assert.are.equal(comm, mine.comm)
+				assert.is_true(mine.packets >= K, r.out)
+			end)
+
 		it(("[%s] export: tcpinspect_drops_total{reason=\"NO_SOCKET\"} == N; --no-drops: none"):format(mode), function()
 			local defer = cleanups()
 			local host, port = net.addr4(), net.port(2)
