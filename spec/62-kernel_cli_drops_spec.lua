@@ -204,6 +204,10 @@ describe("#kernel cli drops", function()
 			local n = 0
 			for _ in body:gmatch("\ntcpinspect_drops_total{") do n = n + 1 end
 			assert.are.equal(1, n, body)
+			-- per port, from the drops map: the one port, N
+			local series = {}
+			for l, v in body:gmatch('\n(tcpinspect_port_drops_total{[^}]*}) (%d+)') do series[l] = tonumber(v) end
+			assert.are.same({ [('tcpinspect_port_drops_total{reason="NO_SOCKET",dport="%d"}'):format(port)] = N }, series)
 			assert.matches('tcpinspect_probe_info{probe="skb:kfree_skb",status="attached %(', body)
 			-- --no-drops: no drop hook, no drop metric (its segments still counted)
 			local body2, code2 = http.request(("http://127.0.0.1:%d/metrics"):format(lport + 1))
