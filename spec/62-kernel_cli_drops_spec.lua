@@ -181,11 +181,18 @@ describe("#kernel cli drops", function()
 				-- (pid nil: no socket the mode names), each delivered
 				assert.are.equal(segs, total, r.out)
 				assert.are.equal(segs, v.stats.matched, r.out)
-				-- this process listens and accepts: at least each connection's
-				-- data segment is its (every mode names an accepted socket)
-				assert.is_table(mine, r.out)
-				assert.are.equal(comm, mine.comm)
-				assert.is_true(mine.packets >= K, r.out)
+				-- a row with a pid is this process's: it listens and accepts
+				for _, row in ipairs(v.processes) do
+					if row.pid then assert.are.same({ net.getpid(), comm }, { row.pid, row.comm }) end
+				end
+				-- tc and cgroup name the socket of every segment here (the
+				-- listener for the SYN): at least the K SYNs are this
+				-- process's.  fentry/kprobe name only a socket early demux
+				-- found (doc/modes.md; none on 6.12-rt's loopback)
+				if mode == "tc" or mode == "cgroup" then
+					assert.is_table(mine, r.out)
+					assert.is_true(mine.packets >= K, r.out)
+				end
 			end)
 
 		it(("[%s] export: tcpinspect_drops_total{reason=\"NO_SOCKET\"} == N; --no-drops: none"):format(mode), function()

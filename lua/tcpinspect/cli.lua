@@ -478,49 +478,17 @@ end
 
 -- ---- drops ---------------------------------------------------------------------------
 
--- Does this build keep the kernel's `drops` map (reason x dport x source)?
-local function has_map(name)
-	for _, n in ipairs(core.map_names) do if n == name then return true end end
-	return false
-end
-M.DROPS_MAP = has_map("drops")
-
 local function has_option(name)
 	for _, n in ipairs(core.option_names) do if n == name then return true end end
 	return false
 end
 
---- A drop reason by its name: a name as it is; a number (the kernel's
--- value) by the running kernel's BTF (`drop_reasons()`), else the number.
-local reason_names
-function M.reason_name(r)
-	if math.type(r) ~= "integer" then return tostring(r) end
-	reason_names = reason_names or tcpinspect.drop_reasons()
-	return reason_names[r + 1] or tostring(r)
-end
-
---- Where the drops table's rows come from: the kernel's `drops` map
--- (reason x destination port x source), or, in a build without it, the
--- session's drop records (on_drop), counted here.
+--- The drops table's rows, from the kernel's `drops` map (reason x
+-- destination port x source; reasons by the running kernel's names).
 -- @treturn function read(visit): visit(reason, dport, family, saddr, packets, bytes) per row
 function M.drop_rows(s)
-	if M.DROPS_MAP then
-		return function(visit)
-			for k, v in s:map("drops"):pairs() do visit(k.reason, k.dport, k.family, k.saddr, v.packets, v.bytes) end
-		end
-	end
-	local rows = {}
-	s:on_drop(function(reason, dport, family, saddr, len)
-		local key = reason .. " " .. dport .. " " .. saddr
-		local e = rows[key]
-		if not e then
-			e = { reason, dport, family, saddr, 0, 0 }
-			rows[key] = e
-		end
-		e[5], e[6] = e[5] + 1, e[6] + len
-	end, { "reason", "dport", "family", "saddr", "len" })
 	return function(visit)
-		for _, e in pairs(rows) do visit(table.unpack(e)) end
+		for k, v in s:map("drops"):pairs() do visit(k.reason, k.dport, k.family, k.saddr, v.packets, v.bytes) end
 	end
 end
 
@@ -531,7 +499,6 @@ function M.drops_snapshot(read, prev, dt, n, sort)
 	local by = sort == "bytes" and { "bytes", "packets" } or { "packets", "bytes" }
 	local cur, reasons = {}, {}
 	read(function(reason, dport, family, saddr, packets, bytes)
-		reason = M.reason_name(reason)
 		local label = reason .. " " .. dport .. " " .. saddr
 		local o = prev[label]
 		local e = { label = label, reason = reason, dport = dport, family = family, saddr = saddr,
@@ -824,8 +791,8 @@ local TOP = {
 			choices = { "flow", "netns", "reason", "process" } },
 	},
 	-- --by netns and process count the events' fields (the maps have
-	-- neither); --by reason reads the drops map, or without one the drops
-	events = function(a) return a.by == "netns" or a.by == "process" or (a.by == "reason" and not M.DROPS_MAP) end,
+	-- neither); --by reason reads the drops map
+	events = function(a) return a.by == "netns" or a.by == "process" end,
 	drops = function(a) return a.by == "reason" end,
 	sockets = function(a) return a.by == "process" end,
 	replay = function(a)
@@ -844,7 +811,7 @@ local DROPS = {
 		{ "-n --top", "Rows per table (default 10).", args.posint "--top", argname = "<n>" },
 		{ "--sort", "Order rows by packets (default) or bytes.", choices = { "packets", "bytes" } },
 	},
-	events = function() return not M.DROPS_MAP end,
+	events = function() return false end,
 	drops = function() return true end,
 	replay = function()
 		return "-r", "a capture holds no fates: 'tcpinspect drops' reads the kernel's drops, live only (without -r)"

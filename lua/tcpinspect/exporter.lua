@@ -340,15 +340,12 @@ function M.kernel_metrics(s, reg)
 	info:set({ s.mode, version }, 1)
 	for name, status in pairs(s.probes or {}) do probe:set({ name, status }, 1) end
 	-- drops: where the session has the drop hook (drops = true, attached)
-	local drops, port_drops, drops_map
+	local drops, port_drops
 	if s:stats().drops then
 		drops = reg:counter(p .. "drops_total", { "reason" },
 			"Drops of incoming TCP segments that matched the filter, per kernel drop reason.")
-		for _, n in ipairs(require("tcpinspect.core").map_names) do drops_map = drops_map or n == "drops" end
-		if drops_map then
-			port_drops = reg:counter(p .. "port_drops_total", { "reason", "dport" },
-				"Drops of incoming TCP segments per kernel drop reason and destination port.")
-		end
+		port_drops = reg:counter(p .. "port_drops_total", { "reason", "dport" },
+			"Drops of incoming TCP segments per kernel drop reason and destination port.")
 	end
 	reg:on_collect(function()
 		local st = s:stats()
