@@ -96,6 +96,33 @@ describe("#kernel cli drops", function()
 			assert.are.same({ NO_SOCKET = N }, v.stats.drops.reasons)
 		end)
 
+		it(("[%s] drops --netns NS with an expression: exactly that namespace's drops to the port"):format(mode),
+			function()
+				local defer = cleanups()
+				local ns = net.netns("cdrop")
+				defer(function() ns:destroy() end)
+				local port = net.port(2)
+				local p = cli.start { "drops", "--mode", mode, "--netns", ns.name, "--json", "--interval", "0.2",
+					("tcp dst port %d"):format(port) }
+				defer(function() p:kill() end)
+				p:ready(net.scale(20))
+				local function refused_in_ns(dport)
+					local _, out = ns:exec(("timeout %d bash -c 'echo > /dev/tcp/127.0.0.1/%d' 2>&1"):format(net.scale(2),
+						dport))
+					assert.truthy(out:find("refused", 1, true), out)
+				end
+				for _ = 1, N do refused_in_ns(port) end
+				for _ = 1, M do refused_in_ns(port + 1) end -- the expression keeps these out
+				for _ = 1, M do assert.is_true(net.connect_closed(net.addr4(), port)) end -- another namespace
+				local v = last_json(finish(p).out)
+				assert.are.equal(1, #v.drops)
+				local row = v.drops[1]
+				assert.are.same({ "NO_SOCKET", port, "127.0.0.1", N }, { row.reason, row.dport, row.saddr, row.packets })
+				-- the namespace's N + M seen, M filtered; the host's M not seen
+				local d = v.stats.drops
+				assert.are.same({ N + M, M, N }, { d.seen, d.filtered, d.matched })
+			end)
+
 		it(("[%s] drops (text) and top --by reason: the reason's row and the port's row == N"):format(mode), function()
 			local defer = cleanups()
 			local host, port = net.addr4(), net.port(2)
