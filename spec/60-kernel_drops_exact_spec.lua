@@ -22,6 +22,8 @@
 --     TcpExtBeyondWindow's change where the kernel has that MIB (6.18);
 --   - K SYNs to a fourth closed port -> the filter keeps them out:
 --     nothing of it reported, matched == the sum of the three ports'.
+-- And the loss accounting of drop records under a full ring, and the
+-- drops map as a table (full: kept + evicted_drops == matched).
 -- IPv4 (hping3 crafts IPv4 only).  Timestamps are off in the receiving
 -- namespace, so that a crafted segment (without the option) is judged by
 -- its sequence alone, not by PAWS.
@@ -224,8 +226,48 @@ local function table_run(mode, n)
 	return r
 end
 
+-- Loss accounting of drop records: N SYNs to a closed port (hping3 -c,
+-- paced) into a one-page ring that nobody reads until they are all sent:
+-- the ring fills, and every matched drop is delivered or counted lost,
+-- exactly; the reasons and the drops map count them all the same.
+local function flood_run(mode, n)
+	local host, port = net.addr4(), net.port()
+	local s <close> = net.open{ mode = mode, drops = true, ring_size = 4096, wakeup = 1,
+		filter = { daddr = host, dport = port } }
+	local r = { calls = 0, kept = 0 }
+	s:on_drop(function(p)
+		if p.reason == "NO_SOCKET" and p.dport == port and p.daddr == host then r.calls = r.calls + 1 end
+	end)
+	local _, out = net.sh(("timeout %d hping3 -q -S -c %d -i %s -p %d %s 2>&1"):format(net.scale(60), n,
+		net.IN_VM and "u2000" or "u100", port, host))
+	r.sent = tonumber(out:match("(%d+) packets transmitted"))
+	net.drain(s)
+	r.stats = net.stats(s)
+	for k, v in s:map("drops"):pairs() do
+		if k.reason == "NO_SOCKET" and k.dport == port then r.kept = r.kept + v.packets end
+	end
+	return r
+end
+
 describe("#kernel drops, exactly", function()
 	for _, mode in ipairs(net.modes()) do
+		it(("[%s] a full ring: every matched drop delivered or counted lost, exactly"):format(mode), function()
+			local n = net.IN_VM and 600 or 3000
+			local r = flood_run(mode, n)
+			local d = r.stats.drops
+			assert.are.equal(n, r.sent)
+			assert.are.equal(n, d.matched)
+			assert.are.equal(n, d.reasons.NO_SOCKET)
+			assert.are.equal(n, r.kept)
+			assert.are.equal(0, r.stats.evicted_drops)
+			assert.are.equal(d.matched, d.delivered + d.lost)
+			assert.is_true(d.lost > 0, "the ring never filled")
+			assert.are.equal(d.delivered, r.calls)
+			assert.are.equal(d.seen, d.filtered + d.matched)
+			net.say("[%s] drops under a full ring: %d SYNs, %d matched = %d delivered + %d lost; map %d", mode, r.sent,
+				d.matched, d.delivered, d.lost, r.kept)
+		end)
+
 		it(("[%s] the drops map: a full table evicts, kept + evicted == matched; lookup, delete, clear"):format(mode),
 			function()
 				local N = 12 -- more keys than 2 CPUs' 4 entries each hold
