@@ -614,6 +614,8 @@ static __always_inline __u64 ti_kernel_skb_len(struct sk_buff *skb, unsigned cha
 	return BPF_CORE_READ(skb, len) + ((unsigned char *)BPF_CORE_READ(skb, data) - head) - nh;
 }
 
+static __always_inline void ti_sock_flush(void);
+
 static __always_inline int ti_from_kernel_skb(struct sk_buff *skb, __u8 probe)
 {
 	struct ti_scratch *x;
@@ -622,6 +624,10 @@ static __always_inline int ti_from_kernel_skb(struct sk_buff *skb, __u8 probe)
 	__u16 tp = BPF_CORE_READ(skb, transport_header);
 	__u64 netns = BPF_CORE_READ(skb, dev, nd_net.net, ns.inum), cgroup, in_scope;
 
+	/* a segment of this task still waiting for its socket is from a run
+	 * whose return was not seen (a kretprobe can miss): finish it now */
+	if (ti_load.sockets)
+		ti_sock_flush();
 	/* out of the session's scope: not seen at all, for one compare */
 	if (ti_load.scope_netns && netns != ti_load.scope_netns)
 		return 0;
@@ -643,6 +649,14 @@ static __always_inline int ti_from_kernel_skb(struct sk_buff *skb, __u8 probe)
 		ti_count(TI_STAT_ERRORS);
 	else {
 		ti_copy_kernel(x, skb, head, nh, (__u32)(BPF_CORE_READ(skb, tail) - nh));
+		if (ti_load.sockets && !x->ev.sk_state) {
+			/* no socket yet: the slot stays claimed until the
+			 * socket-side hook names it, or tcp_v{4,6}_rcv returns
+			 * without one (ti_sock_side, ti_sock_flush) */
+			x->skb = (__u64)skb;
+			x->task = bpf_get_current_task();
+			return 0;
+		}
 		ti_handle(x->sslot);
 	}
 	ti_scratch_put(x);
@@ -986,4 +1000,112 @@ SEC("raw_tp/kfree_skb")
 int BPF_PROG(ti_drop_raw, struct sk_buff *skb, void *location, int reason)
 {
 	return ti_from_dropped_skb(skb, (__u64)location, (__u32)reason, 0);
+}
+
+/* ---- the socket side of fentry/kprobe (sockets = true) ------------------------ */
+
+/* At tcp_v{4,6}_rcv's entry the kernel has not looked the socket up yet
+ * (only early demux may have: an established one, in skb->sk).  A segment
+ * without one waits in its claimed scratch slot, parsed, for the one
+ * socket-side hook: sk_filter_trim_cap(sk, skb), which tcp_filter calls
+ * once the kernel has found the socket that takes the segment -- the full
+ * socket, or for a request socket its listener, as the cgroup_skb program
+ * (which the kernel runs from that very function) sees it.  A segment that
+ * reaches no socket (none listens, a time-wait socket, a bad checksum)
+ * goes its way without one when tcp_v{4,6}_rcv returns (fexit, kretprobe).
+ * Either way it takes the one path, once. */
+static __always_inline void ti_sock_complete(__u64 k, struct sock *sk)
+{
+	struct ti_scratch *x = bpf_map_lookup_elem(&scratch, &k);
+
+	if (!x)
+		return;
+	x->skb = 0;
+	ti_sock_fill(&x->ev, sk);
+	ti_handle(x->sslot);
+	if (ti_load.drops && ti_listen_overflow(&x->ev))
+		ti_report_overflow(x);
+	ti_scratch_put(x);
+}
+
+/* Slot k of this CPU waits for skb (nonzero), or holds task's waiting
+ * segment (skb 0). */
+static __always_inline int ti_sock_is(__u64 k, __u64 skb, __u64 task)
+{
+	struct ti_scratch *x = bpf_map_lookup_elem(&scratch, &k);
+
+	return x && x->busy && x->skb && (skb ? x->skb == skb : x->task == task);
+}
+
+/* The slot of this CPU waiting for skb (or task's), or TI_SCRATCH_SLOTS:
+ * straight code, as ti_scratch_get's claim. */
+static __always_inline __u64 ti_sock_waiting(__u64 skb, __u64 task)
+{
+	if (ti_sock_is(0, skb, task))
+		return 0;
+	if (ti_sock_is(1, skb, task))
+		return 1;
+	if (ti_sock_is(2, skb, task))
+		return 2;
+	if (ti_sock_is(3, skb, task))
+		return 3;
+	return TI_SCRATCH_SLOTS;
+}
+
+static __always_inline int ti_sock_side(struct sock *sk, struct sk_buff *skb)
+{
+	__u64 k = ti_sock_waiting((__u64)skb, 0);
+
+	if (k < TI_SCRATCH_SLOTS)
+		ti_sock_complete(k, sk);
+	return 0;
+}
+
+/* tcp_v{4,6}_rcv returned: this task's waiting segment reached no socket */
+static __always_inline void ti_sock_flush(void)
+{
+	__u64 k = ti_sock_waiting(0, bpf_get_current_task());
+
+	if (k < TI_SCRATCH_SLOTS)
+		ti_sock_complete(k, 0);
+}
+
+SEC("fentry/sk_filter_trim_cap")
+int BPF_PROG(ti_fentry_sock, struct sock *sk, struct sk_buff *skb)
+{
+	return ti_sock_side(sk, skb);
+}
+
+SEC("kprobe/sk_filter_trim_cap")
+int BPF_KPROBE(ti_kprobe_sock, struct sock *sk, struct sk_buff *skb)
+{
+	return ti_sock_side(sk, skb);
+}
+
+SEC("fexit/tcp_v4_rcv")
+int BPF_PROG(ti_fexit_v4, struct sk_buff *skb, int ret)
+{
+	ti_sock_flush();
+	return 0;
+}
+
+SEC("fexit/tcp_v6_rcv")
+int BPF_PROG(ti_fexit_v6, struct sk_buff *skb, int ret)
+{
+	ti_sock_flush();
+	return 0;
+}
+
+SEC("kretprobe/tcp_v4_rcv")
+int BPF_KRETPROBE(ti_kretprobe_v4)
+{
+	ti_sock_flush();
+	return 0;
+}
+
+SEC("kretprobe/tcp_v6_rcv")
+int BPF_KRETPROBE(ti_kretprobe_v6)
+{
+	ti_sock_flush();
+	return 0;
 }

@@ -72,6 +72,9 @@ struct ti_scratch {
 	__u32 pad1;
 	__u64 busy;  /* BPF: 1 while a hook run owns this slot */
 	__u64 sslot; /* BPF: this scratch slot's index, for ti_handle */
+	__u64 skb;   /* BPF, sockets = true in fentry/kprobe: the sk_buff whose
+		      * socket the socket-side hook is to name (0: none pending) */
+	__u64 task;  /* ... and the task whose tcp_v{4,6}_rcv run claimed the slot */
 	/* keys, zeroed per segment by ti_aggregate */
 	struct ti_flow_key fk;
 	struct ti_addr_key ak;

@@ -114,8 +114,9 @@ static int core_features(lua_State *L)
 		else
 			lua_pushliteral(L, "tc: the socket the kernel's lookup finds (listener, request, established, "
 					   "time-wait); cgroup: the full socket taking the segment (the listener for a "
-					   "SYN and a handshake's last ACK); fentry, kprobe: only a socket early demux "
-					   "found (established connections), nil for the rest");
+					   "SYN and a handshake's last ACK); fentry, kprobe: the socket early demux found, "
+					   "else the one the kernel passes to sk_filter_trim_cap (as cgroup), nil for a "
+					   "segment that reaches none (no listener, time-wait without early demux)");
 		lua_setfield(L, -2, "sockets");
 		lua_pushboolean(L, rx);
 		lua_setfield(L, -3, "sockets_drops");

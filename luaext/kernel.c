@@ -126,6 +126,24 @@ static int select_programs(struct ti_kernel *k, const struct ti_load_opts *o, en
 			n++;
 		}
 	}
+	/* sockets = true: the socket-side hook and the returns (bpf/tcpinspect.bpf.c) */
+	if (n && o->sockets) {
+		const char *side = "sk_filter_trim_cap";
+		struct bpf_program *const fx[2] = { sk->progs.ti_fexit_v4, sk->progs.ti_fexit_v6 };
+		struct bpf_program *const kr[2] = { sk->progs.ti_kretprobe_v4, sk->progs.ti_kretprobe_v6 };
+
+		if (mode == TI_MODE_FENTRY ? !ti_kernel_btf_has_func(&btf, side) : !ti_kallsyms_has(side)) {
+			btf__free(btf);
+			snprintf(why, whylen, "%s: sockets = true needs the socket-side hook %s, which is not in this kernel; "
+				 "try mode='tc' or 'cgroup'", ti_mode_names[mode], side);
+			return -ENOENT;
+		}
+		bpf_program__set_autoload(mode == TI_MODE_FENTRY ? sk->progs.ti_fentry_sock : sk->progs.ti_kprobe_sock,
+					  true);
+		for (int i = 0; i < 2; i++)
+			if (bpf_program__autoload(mode == TI_MODE_FENTRY ? fe[i] : kp[i]))
+				bpf_program__set_autoload(mode == TI_MODE_FENTRY ? fx[i] : kr[i], true);
+	}
 	btf__free(btf);
 	if (!n) {
 		snprintf(why, whylen, "%s: no probe target: %s; %s", ti_mode_names[mode],
@@ -457,6 +475,29 @@ static int attach_probes(struct ti_kernel *k, bool fentry, struct bpf_program *c
 	return 0;
 }
 
+/* sockets = true in fentry/kprobe: the socket-side hook and the returns
+ * of tcp_v{4,6}_rcv, attached before the entries, so that no segment waits
+ * for a hook that is not there yet. */
+static int attach_socket_side(struct ti_kernel *k, char *why, size_t whylen)
+{
+	struct tcpinspect_bpf *sk = k->skel;
+	struct bpf_program *const progs[] = { sk->progs.ti_fentry_sock, sk->progs.ti_kprobe_sock,
+					      sk->progs.ti_fexit_v4,	sk->progs.ti_fexit_v6,
+					      sk->progs.ti_kretprobe_v4, sk->progs.ti_kretprobe_v6 };
+
+	for (size_t i = 0; i < sizeof(progs) / sizeof(progs[0]); i++) {
+		struct bpf_link *l;
+
+		if (!bpf_program__autoload(progs[i]))
+			continue;
+		l = bpf_program__attach(progs[i]);
+		if (!l)
+			return ti_explain(-errno, why, whylen, k->mode, bpf_program__section_name(progs[i]));
+		k->links[k->nlinks++] = l;
+	}
+	return 0;
+}
+
 /* The cgroup program select_programs chose. */
 static struct bpf_program *cgroup_prog(const struct ti_kernel *k)
 {
@@ -531,13 +572,17 @@ static int live_attach(struct ti_kernel *k, const struct ti_load_opts *o, char *
 	case TI_MODE_FENTRY: {
 		struct bpf_program *const p[2] = { sk->progs.ti_fentry_v4, sk->progs.ti_fentry_v6 };
 
-		err = attach_probes(k, true, p, why, whylen);
+		err = attach_socket_side(k, why, whylen);
+		if (!err)
+			err = attach_probes(k, true, p, why, whylen);
 		break;
 	}
 	case TI_MODE_KPROBE: {
 		struct bpf_program *const p[2] = { sk->progs.ti_kprobe_v4, sk->progs.ti_kprobe_v6 };
 
-		err = attach_probes(k, false, p, why, whylen);
+		err = attach_socket_side(k, why, whylen);
+		if (!err)
+			err = attach_probes(k, false, p, why, whylen);
 		break;
 	}
 	case TI_MODE_TC:

@@ -82,7 +82,7 @@ struct ti_kernel {
 	/* live (kernel.c, kernel_tc.c, kernel_maps.c's live_* functions) */
 	struct tcpinspect_bpf *skel;
 	enum ti_mode mode; /* the mode loaded */
-	struct bpf_link *links[4];
+	struct bpf_link *links[8]; /* entries, and with sockets = true the socket side and returns */
 	struct bpf_link *drop_link; /* the drop hook's, or NULL */
 	bool tc_sk_every_netns;	    /* sockets = true in tc: the one program, attached in every netns */
 	char drop_status[256];	    /* session.probes["skb:kfree_skb"]: "attached ..." or why not ("": drops off) */

@@ -111,6 +111,8 @@ uint32_t ti_listen_overflow_reason(void)
 
 #define TI_OWNER_SLOTS 8192 /* a power of two; more sockets than this: the rest unnamed */
 #define TI_OWNER_RESCAN_NS 100000000ULL
+#define TI_OWNER_PIDS 64   /* processes known to hold sockets, rescanned first on a miss */
+#define TI_OWNER_MISSES 64 /* inodes missed since the last full scan */
 
 struct owner {
 	uint64_t ino; /* 0: free */
@@ -120,6 +122,9 @@ struct owner {
 static struct owner *owners;
 static uint64_t last_scan_ns;
 static bool scanned;
+static int known_pids[TI_OWNER_PIDS], nknown;
+static uint64_t missed[TI_OWNER_MISSES];
+static unsigned nmissed;
 
 static uint64_t now_ns(void)
 {
@@ -157,8 +162,52 @@ static void read_comm(int pid, char comm[16])
 	fclose(f);
 }
 
-/* Every process's socket fds, in /proc's order (ss -p's): the first
- * process found holding an inode is its owner. */
+/* Add pid's socket fds to the table (an inode already there keeps its
+ * first owner, as ss -p lists /proc in order); remember pid as one that
+ * holds sockets. */
+static void scan_pid(int pid)
+{
+	char path[300], link[64], comm[16] = "";
+	struct dirent *f;
+	bool any = false;
+	DIR *fds;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd", pid);
+	if (!(fds = opendir(path)))
+		return;
+	while ((f = readdir(fds))) {
+		unsigned long long ino;
+		struct owner *o;
+		ssize_t n;
+
+		if (f->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/fd/%s", pid, f->d_name);
+		n = readlink(path, link, sizeof(link) - 1);
+		if (n <= 0)
+			continue;
+		link[n] = '\0';
+		if (sscanf(link, "socket:[%llu]", &ino) != 1 || !ino)
+			continue;
+		any = true;
+		if (!(o = owner_slot(ino)) || o->ino)
+			continue;
+		if (!comm[0])
+			read_comm(pid, comm);
+		o->ino = ino;
+		o->pid = pid;
+		memcpy(o->comm, comm, sizeof(o->comm));
+	}
+	closedir(fds);
+	if (any && nknown < TI_OWNER_PIDS) {
+		for (int i = 0; i < nknown; i++)
+			if (known_pids[i] == pid)
+				return;
+		known_pids[nknown++] = pid;
+	}
+}
+
+/* Every process's socket fds, in /proc's order (ss -p's). */
 static void owners_scan(void)
 {
 	DIR *proc = opendir("/proc");
@@ -166,46 +215,37 @@ static void owners_scan(void)
 
 	last_scan_ns = now_ns();
 	scanned = true;
+	nknown = 0;
+	nmissed = 0;
 	memset(owners, 0, TI_OWNER_SLOTS * sizeof(*owners));
 	if (!proc)
 		return;
-	while ((d = readdir(proc))) {
-		char path[300], link[64], comm[16] = "";
-		struct dirent *f;
-		DIR *fds;
-		int pid;
-
-		if (!isdigit((unsigned char)d->d_name[0]))
-			continue;
-		pid = atoi(d->d_name);
-		snprintf(path, sizeof(path), "/proc/%d/fd", pid);
-		if (!(fds = opendir(path)))
-			continue;
-		while ((f = readdir(fds))) {
-			unsigned long long ino;
-			struct owner *o;
-			ssize_t n;
-
-			if (f->d_name[0] == '.')
-				continue;
-			snprintf(path, sizeof(path), "/proc/%d/fd/%s", pid, f->d_name);
-			n = readlink(path, link, sizeof(link) - 1);
-			if (n <= 0)
-				continue;
-			link[n] = '\0';
-			if (sscanf(link, "socket:[%llu]", &ino) != 1 || !ino || !(o = owner_slot(ino)) || o->ino)
-				continue;
-			if (!comm[0])
-				read_comm(pid, comm);
-			o->ino = ino;
-			o->pid = pid;
-			memcpy(o->comm, comm, sizeof(o->comm));
-		}
-		closedir(fds);
-	}
+	while ((d = readdir(proc)))
+		if (isdigit((unsigned char)d->d_name[0]))
+			scan_pid(atoi(d->d_name));
 	closedir(proc);
 }
 
+static bool was_missed(uint64_t ino)
+{
+	for (unsigned i = 0; i < nmissed && i < TI_OWNER_MISSES; i++)
+		if (missed[i] == ino)
+			return true;
+	return false;
+}
+
+static struct owner *owner_find(uint64_t ino)
+{
+	struct owner *o = owner_slot(ino);
+
+	return o && o->ino == ino ? o : NULL;
+}
+
+/* A hit is answered from the table.  A miss first rescans the processes
+ * already known to hold sockets (a new connection is most often its
+ * listener's process's: cheap), then, at most every TI_OWNER_RESCAN_NS,
+ * all of /proc; an inode still not found is remembered until the next
+ * full scan, so that a socket no process holds costs nothing more. */
 int ti_sock_owner(uint64_t ino, int *pid, const char **comm)
 {
 	struct owner *o;
@@ -214,13 +254,26 @@ int ti_sock_owner(uint64_t ino, int *pid, const char **comm)
 		return -ENOENT;
 	if (!owners && !(owners = calloc(TI_OWNER_SLOTS, sizeof(*owners))))
 		return -ENOMEM;
-	o = scanned ? owner_slot(ino) : NULL;
-	if ((!o || !o->ino) && (!scanned || now_ns() - last_scan_ns >= TI_OWNER_RESCAN_NS)) {
+	if (!scanned)
 		owners_scan();
-		o = owner_slot(ino);
+	o = owner_find(ino);
+	if (!o && !was_missed(ino)) {
+		int pids[TI_OWNER_PIDS], n = nknown;
+
+		memcpy(pids, known_pids, sizeof(pids));
+		for (int i = 0; i < n && !o; i++) {
+			scan_pid(pids[i]);
+			o = owner_find(ino);
+		}
 	}
-	if (!o || o->ino != ino)
+	if (!o && now_ns() - last_scan_ns >= TI_OWNER_RESCAN_NS) {
+		owners_scan();
+		o = owner_find(ino);
+	}
+	if (!o) {
+		missed[nmissed++ % TI_OWNER_MISSES] = ino;
 		return -ENOENT;
+	}
 	*pid = o->pid;
 	*comm = o->comm;
 	return 0;

@@ -29,9 +29,9 @@ local NF = #FIELDS
 local parts = {}
 local sformat, mtype, concat = string.format, math.type, table.concat
 
--- the fields only some records have: a drop's (reason, location), and the
--- receiving socket's (sockets = true, where a socket took the segment);
--- nil in the others, and then left out
+-- the fields only some records have, left out where nil: a drop's own
+-- (reason, location) and the receiving socket's (sockets = true, and a
+-- hook that named one)
 local DROP_ONLY = { reason = true, location = true, sk_state = true, sk_cookie = true, uid = true, pid = true,
 	comm = true }
 
@@ -57,8 +57,8 @@ end
 
 --- A packet (view, copy, or table of fields) as one line of JSON: an object
 -- with every documented field, in the documented order; a drop's own
--- fields (reason, location) only in a drop's line, the socket's (sk_state,
--- sk_cookie, uid, pid, comm) only where known, as dkjson leaves out a nil.
+-- fields (reason, location) only in a drop's line, and the receiving
+-- socket's where set, as dkjson leaves out a nil.
 -- @param p
 -- @treturn string
 function M.packet(p)
