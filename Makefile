@@ -191,7 +191,7 @@ DEB_PACKAGES := make gcc clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool \
 	lua5.4 liblua5.4-dev luarocks lua-busted lua-dkjson lua-argparse lua-socket \
 	lua-posix lua-check lua-cqueues clang-format prometheus qemu-system-x86 busybox-static cpio kmod xz-utils \
 	iproute2 tcpdump hping3 bpftrace netcat-openbsd libcap2-bin procps \
-	libpcap-dev tshark tcpreplay iperf3 curl
+	libpcap-dev tshark tcpreplay iperf3 curl nftables ethtool
 
 deps:
 	@if dpkg-query -W -f='$${Status}\n' $(DEB_PACKAGES) 2>/dev/null | grep -qv 'ok installed' || \

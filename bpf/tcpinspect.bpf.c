@@ -118,6 +118,15 @@ struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 } host_lpm SEC(".maps");
 
+/* Drops by reason x destination port x source: a set-associative table as
+ * flows (ti_table.h), sized with it when drops = true, one bucket else. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 16384); /* entries, resized by user space */
+	__type(key, __u32);
+	__type(value, struct ti_drop_entry);
+} drops SEC(".maps");
+
 /* Drops: per-reason counts, then the drop path's counters (tcpinspect.h,
  * TI_DROP_STATS).  Written only by the drop hook, which loads only with
  * drops = true. */

@@ -211,6 +211,25 @@ struct ti_source_val {
 	__u64 syns; /* SYN without ACK: connection attempts */
 };
 
+/* Key and value of the "drops" map (drops = true): a dropped segment's
+ * reason (enum skb_drop_reason as the running kernel numbers it, whole: not
+ * capped at the counters' slots), destination port and source address.
+ * 24 bytes, 8-aligned, hashed as words like ti_addr_key. */
+struct ti_drop_key {
+	__u32 reason;
+	__u8 family;
+	__u8 pad;
+	__u16 dport;
+	__u8 saddr[16];
+} __attribute__((aligned(8)));
+
+struct ti_drop_val {
+	__u64 packets;
+	__u64 bytes; /* payload bytes */
+	__u64 first_ts;
+	__u64 last_ts;
+};
+
 /* "len_hist": a per-CPU array of TI_HIST_SLOTS counters; slot 0 counts
  * empty payloads, slot k (k >= 1) payloads of 2^(k-1) .. 2^k - 1 bytes:
  * every 32-bit length has its slot (BIG TCP segments are larger than 64 KiB). */
@@ -223,8 +242,8 @@ struct ti_source_val {
  * frames that carry TCP but are not one whole readable segment: headers that
  * could not be read, IP fragments, lengths larger than the frame (not in
  * seen; doc/modes.md, "Odd frames").
- * evicted_flows / evicted_sources count entries of the full "flows" /
- * "sources" tables replaced by a new key (bpf/ti_table.h): their counts are
+ * evicted_flows / evicted_sources / evicted_drops count entries of the full
+ * "flows" / "sources" / "drops" tables replaced by a new key (bpf/ti_table.h): their counts are
  * no longer in the map.  busy counts segments not inspected because every
  * scratch slot of their CPU was in use (not in seen; bpf/tcpinspect.bpf.c,
  * struct ti_scratch). */
@@ -238,6 +257,7 @@ struct ti_source_val {
 	X(ERRORS, "errors")                   \
 	X(EVICTED_FLOWS, "evicted_flows")     \
 	X(EVICTED_SOURCES, "evicted_sources") \
+	X(EVICTED_DROPS, "evicted_drops")     \
 	X(BUSY, "busy")
 
 enum ti_stat {
@@ -254,7 +274,9 @@ enum ti_stat {
  * TI_DROP_REASON_SLOTS + i, X(ID, name) in index order, whose identities are
  *   seen == filtered + matched
  *   matched == delivered + lost   (events on; drops are never sampled)
- * and the reason slots sum to matched.  errors counts drops of incoming
+ * and the reason slots sum to matched; with aggregates on, the "drops"
+ * map's packets sum to matched too while evicted_drops (stats) is 0, and
+ * its packets of a reason to that reason's slot.  errors counts drops of incoming
  * TCP segments whose headers could not be read (not in seen). */
 #define TI_DROP_REASON_SLOTS 256
 #define TI_DROP_STATS(X)          \
@@ -284,7 +306,7 @@ struct ti_load_config {
 	__u32 wakeup_bytes; /* wake the reader once this much is pending */
 	__u32 netns;	    /* reported in events by hooks that cannot read it */
 	__u32 family;	    /* the open() family: 0 any, 4 or 6 */
-	__u32 table_mask;   /* buckets - 1 of the flows and sources tables */
+	__u32 table_mask;   /* buckets - 1 of the flows, sources and drops tables */
 	__u32 snaplen;	    /* bytes of each segment appended to its record */
 	/* the scope (doc/modes.md, "Scoping to a container"): segments outside
 	 * it are not seen at all; 0 turns each test off */

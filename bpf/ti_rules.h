@@ -79,6 +79,7 @@ struct ti_scratch {
 	struct ti_flow_key fk;
 	struct ti_addr_key ak;
 	struct ti_lpm_key lk;
+	struct ti_drop_key dk; /* the drop path's (ti_drop_path) */
 };
 
 /* ---- the segment's bytes ---------------------------------------------------- */
@@ -376,15 +377,44 @@ TI_INLINE void ti_path(struct ti_scratch *x, const struct ti_config *c, __u32 sl
 
 /* The path of a dropped segment (x->ev, its reason and location filled;
  * probe TI_PROBE_KFREE_SKB): its own counters (tcpinspect.h, "drop_ctr"),
- * the same filter as a received segment, its reason counted, then the
- * record; no aggregate (the segment, if it reached a probe, is in them
- * already) and no sampling.  Only an includer with a drop hook defines
+ * the same filter as a received segment, its reason counted, its entry
+ * in the "drops" table (reason x dport x source; aggregates on), then the
+ * record; not in the segments' aggregates (the segment, if it reached a
+ * probe, is in them already) and no sampling.  Only an includer with a drop hook defines
  *   TI_DROP_COUNT(x, i)     add 1 to drop counter i (0 ..
  *                           TI_DROP_CTR_SLOTS - 1)
  * (BPF: the per-CPU array drop_ctr); the pcap replay has no drops: a
  * capture holds no fates.  TI_EMIT counts the record as delivered or
  * lost by its probe. */
 #ifdef TI_DROP_COUNT
+TI_INLINE void ti_drop_hit(struct ti_drop_entry *en, const struct ti_event *e, __u64 syn)
+{
+	en->val.packets++;
+	en->val.bytes += e->len;
+	en->val.last_ts = e->ts;
+}
+
+TI_INLINE void ti_drop_fill(struct ti_drop_entry *en, const struct ti_event *e, __u64 syn)
+{
+	en->val.packets = 1;
+	en->val.bytes = e->len;
+	en->val.first_ts = en->val.last_ts = e->ts;
+}
+
+TI_TABLE_COUNTER(ti_count_drop, drops, struct ti_drop_key, struct ti_drop_entry, ti_drop_hash, ti_drop_key_eq,
+		 TI_STAT_EVICTED_DROPS, ti_drop_hit, ti_drop_fill)
+
+/* The "drops" table's entry of the drop in x->ev: reason x dport x source. */
+TI_INLINE void ti_aggregate_drop(const struct ti_event *e, struct ti_scratch *x)
+{
+	__builtin_memset(&x->dk, 0, sizeof(x->dk));
+	x->dk.reason = e->reason;
+	x->dk.family = e->family;
+	x->dk.dport = e->dport;
+	__builtin_memcpy(x->dk.saddr, e->saddr, 16);
+	ti_count_drop(e, &x->dk, x);
+}
+
 TI_INLINE void ti_drop_path(struct ti_scratch *x, const struct ti_config *c, __u32 slot)
 {
 	const struct ti_event *e = &x->ev;
@@ -397,6 +427,8 @@ TI_INLINE void ti_drop_path(struct ti_scratch *x, const struct ti_config *c, __u
 	}
 	TI_DROP_COUNT(x, TI_DROP_REASON_SLOTS + TI_DROP_MATCHED);
 	TI_DROP_COUNT(x, r < TI_DROP_REASON_SLOTS ? r : TI_DROP_REASON_SLOTS - 1);
+	if (TI_LOAD_CFG(x).aggregates)
+		ti_aggregate_drop(e, x);
 	if (TI_LOAD_CFG(x).events)
 		TI_EMIT(x, e);
 }

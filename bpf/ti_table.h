@@ -3,12 +3,13 @@
  * compiled for both targets: the BPF program places entries with it, and
  * user space (luaext/kernel_maps.c) finds them with the very same code.
  *
- * "flows" and "sources" are per-CPU, set-associative tables: a per-CPU
+ * "flows", "sources" and "drops" are per-CPU, set-associative tables: a per-CPU
  * array of entries, in buckets of TI_TABLE_WAYS consecutive entries.  A key
  * lives in bucket hash(key) % buckets of the CPU that saw the segment (its
  * entries bucket * TI_TABLE_WAYS + 0..3); a new key
  * takes a free entry of its bucket, or replaces the entry with the fewest
- * packets (counted in stats as evicted_flows / evicted_sources).  No
+ * packets (counted in stats as evicted_flows / evicted_sources /
+ * evicted_drops).  No
  * insert, no lock, no atomic: the cost per segment is the same for a new
  * flow as for a known one, which is what a new-flow flood needs.  User
  * space merges the CPUs' entries of a key (sums, min first_ts, max last_ts).
@@ -28,6 +29,11 @@ struct ti_flow_entry {
 struct ti_source_entry {
 	struct ti_addr_key key;
 	struct ti_source_val val;
+};
+
+struct ti_drop_entry {
+	struct ti_drop_key key;
+	struct ti_drop_val val;
 };
 
 /* Keys are read as words through these types: may_alias, so that a
@@ -63,7 +69,8 @@ static inline __u32 ti_flow_hash(const struct ti_flow_key *k)
 	return ti_hash_final(h);
 }
 
-static inline __u32 ti_addr_hash(const struct ti_addr_key *k)
+/* a 24-byte key: ti_addr_key, ti_drop_key */
+static inline __u32 ti_hash24(const void *k)
 {
 	const ti_word32 *w = (const ti_word32 *)k; /* 6 words */
 	__u32 h = 0x9e3779b9u;
@@ -71,6 +78,16 @@ static inline __u32 ti_addr_hash(const struct ti_addr_key *k)
 	TI_HASH_STEP(h, w[0]), TI_HASH_STEP(h, w[1]), TI_HASH_STEP(h, w[2]);
 	TI_HASH_STEP(h, w[3]), TI_HASH_STEP(h, w[4]), TI_HASH_STEP(h, w[5]);
 	return ti_hash_final(h);
+}
+
+static inline __u32 ti_addr_hash(const struct ti_addr_key *k)
+{
+	return ti_hash24(k);
+}
+
+static inline __u32 ti_drop_hash(const struct ti_drop_key *k)
+{
+	return ti_hash24(k);
 }
 
 /* Keys are equal: compared as 64-bit words, written out (see above). */
@@ -81,15 +98,26 @@ static inline int ti_flow_key_eq(const struct ti_flow_key *a, const struct ti_fl
 	return x[0] == y[0] && x[1] == y[1] && x[2] == y[2] && x[3] == y[3] && x[4] == y[4];
 }
 
-static inline int ti_addr_key_eq(const struct ti_addr_key *a, const struct ti_addr_key *b)
+static inline int ti_key24_eq(const void *a, const void *b)
 {
 	const ti_word64 *x = (const ti_word64 *)a, *y = (const ti_word64 *)b; /* 3 words */
 
 	return x[0] == y[0] && x[1] == y[1] && x[2] == y[2];
 }
 
+static inline int ti_addr_key_eq(const struct ti_addr_key *a, const struct ti_addr_key *b)
+{
+	return ti_key24_eq(a, b);
+}
+
+static inline int ti_drop_key_eq(const struct ti_drop_key *a, const struct ti_drop_key *b)
+{
+	return ti_key24_eq(a, b);
+}
+
 _Static_assert(sizeof(struct ti_flow_key) == 40, "ti_flow_hash reads 10 words");
 _Static_assert(sizeof(struct ti_addr_key) == 24, "ti_addr_hash reads 6 words");
+_Static_assert(sizeof(struct ti_drop_key) == 24, "ti_drop_hash reads 6 words");
 
 /* Buckets for max entries: a power of two, at least one. */
 static inline __u32 ti_table_buckets(__u32 max_entries)

@@ -335,6 +335,10 @@ again:
 	bpf_map__set_max_entries(sk->maps.events, o->ring_size);
 	bpf_map__set_max_entries(sk->maps.flows, ti_table_buckets(o->max_flows) * TI_TABLE_WAYS);
 	bpf_map__set_max_entries(sk->maps.sources, ti_table_buckets(o->max_flows) * TI_TABLE_WAYS);
+	/* drops' table as large as flows' (one table_mask), only when drops
+	 * are asked for: else one bucket, never written */
+	bpf_map__set_max_entries(sk->maps.drops,
+				 o->drops ? ti_table_buckets(o->max_flows) * TI_TABLE_WAYS : TI_TABLE_WAYS);
 	ti_set_load_config((struct ti_load_config *)&sk->rodata->ti_load, o, mode);
 	if ((err = select_programs(k, o, mode, tc_here_only, why, whylen)))
 		goto fail;
@@ -1048,6 +1052,7 @@ static int probe_drop_hook(int i, char *why, size_t whylen)
 	bpf_program__set_autoload(drop_prog(sk, i), true);
 	bpf_map__set_max_entries(sk->maps.flows, TI_TABLE_WAYS);
 	bpf_map__set_max_entries(sk->maps.sources, TI_TABLE_WAYS);
+	bpf_map__set_max_entries(sk->maps.drops, TI_TABLE_WAYS);
 	bpf_map__set_max_entries(sk->maps.events, 4096 * 4);
 	sk->rodata->ti_load.drops = 1;
 	if ((err = tcpinspect_bpf__load(sk))) {

@@ -59,8 +59,9 @@ extern const char *const ti_mode_names[TI_MODE_COUNT + 1]; /* NULL-terminated */
 #define TI_MAPS(X)            \
 	X(FLOWS, "flows")     \
 	X(PORTS, "ports")     \
-	X(SOURCES, "sources") \
-	X(LEN_HIST, "len_hist")
+	X(SOURCES, "sources")   \
+	X(LEN_HIST, "len_hist") \
+	X(DROPS, "drops")
 
 enum ti_map_id {
 #define TI_X(id, name) TI_MAP_##id,
@@ -257,10 +258,11 @@ int ti_kernel_probe_drops(char *why, size_t whylen);
  * enum skb_drop_reason from its BTF (the values differ between kernels),
  * each without its SKB_DROP_REASON_ (or SKB_) prefix.  ti_drop_reason_name:
  * the name of value v, or NULL when the BTF has none (or no BTF).
- * ti_drop_reason_at: the i-th name in value order, NULL past the last. */
+ * ti_drop_reason_at: the i-th name in value order, NULL past the last.
+ * ti_drop_reason_value: name's value (0), or -ENOENT. */
 const char *ti_drop_reason_name(uint32_t v);
 const char *ti_drop_reason_at(size_t i);
-int64_t ti_drop_reason_value(const char *name); /* -1: not in this kernel's BTF */
+int ti_drop_reason_value(const char *name, uint32_t *v);
 
 /* The receiving socket (kernel_sockets.c).  TCP state names from the
  * running kernel's BTF, without TCP_ ("ESTABLISHED"): the name of value v

@@ -294,19 +294,9 @@ const char *ti_drop_reason_name(uint32_t v)
 	r = bsearch(&key, drop_reasons, ndrop_reasons, sizeof(*drop_reasons), drop_reason_cmp);
 	/* a listen overflow where the kernel has no name for it (6.1):
 	 * reported by the receive hooks with a value of our own */
-	if (!r && v == TI_DROP_LISTEN_OVERFLOW && ti_drop_reason_value("TCP_LISTEN_OVERFLOW") < 0)
+	if (!r && v == TI_DROP_LISTEN_OVERFLOW && ti_drop_reason_value("TCP_LISTEN_OVERFLOW", &(uint32_t){ 0 }))
 		return "TCP_LISTEN_OVERFLOW";
 	return r ? r->name : NULL;
-}
-
-int64_t ti_drop_reason_value(const char *name)
-{
-	if (!drop_reasons_read)
-		drop_reasons_read_btf();
-	for (size_t i = 0; i < ndrop_reasons; i++)
-		if (!strcmp(drop_reasons[i].name, name))
-			return drop_reasons[i].value;
-	return -1;
 }
 
 const char *ti_drop_reason_at(size_t i)
@@ -314,6 +304,18 @@ const char *ti_drop_reason_at(size_t i)
 	if (!drop_reasons_read)
 		drop_reasons_read_btf();
 	return i < ndrop_reasons ? drop_reasons[i].name : NULL;
+}
+
+int ti_drop_reason_value(const char *name, uint32_t *v)
+{
+	if (!drop_reasons_read)
+		drop_reasons_read_btf();
+	for (size_t i = 0; i < ndrop_reasons; i++)
+		if (!strcmp(drop_reasons[i].name, name)) {
+			*v = drop_reasons[i].value;
+			return 0;
+		}
+	return -ENOENT;
 }
 
 /* /proc/kallsyms' text symbols, sorted by address, read once. */

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /* kernel_maps.c: reading the aggregate maps, merged across CPUs (no Lua).
  *
- *   flows, sources   per-CPU set-associative tables (bpf/ti_table.h): the
- *                    entries of a key on every CPU are merged into one;
+ *   flows, sources,  per-CPU set-associative tables (bpf/ti_table.h): the
+ *   drops            entries of a key on every CPU are merged into one;
  *                    a key's bucket is 4 consecutive elements
  *   ports            per-CPU array indexed by port: ports with packets
  *   len_hist         per-CPU array of slots: every slot
@@ -29,6 +29,7 @@ size_t ti_map_key_size(enum ti_map_id m)
 	switch (m) {
 	case TI_MAP_FLOWS: return sizeof(struct ti_flow_key);
 	case TI_MAP_SOURCES: return sizeof(struct ti_addr_key);
+	case TI_MAP_DROPS: return sizeof(struct ti_drop_key);
 	default: return sizeof(uint64_t); /* ports: the port, len_hist: the slot (as u64) */
 	}
 }
@@ -39,6 +40,7 @@ size_t ti_map_val_size(enum ti_map_id m)
 	case TI_MAP_FLOWS: return sizeof(struct ti_flow_val);
 	case TI_MAP_PORTS: return sizeof(struct ti_port_val);
 	case TI_MAP_SOURCES: return sizeof(struct ti_source_val);
+	case TI_MAP_DROPS: return sizeof(struct ti_drop_val);
 	default: return sizeof(uint64_t);
 	}
 }
@@ -50,6 +52,7 @@ static size_t elem_size(enum ti_map_id m)
 	switch (m) {
 	case TI_MAP_FLOWS: return sizeof(struct ti_flow_entry);
 	case TI_MAP_SOURCES: return sizeof(struct ti_source_entry);
+	case TI_MAP_DROPS: return sizeof(struct ti_drop_entry);
 	default: return ti_map_val_size(m);
 	}
 }
@@ -133,6 +136,16 @@ static void merge(enum ti_map_id m, void *into, const void *from, bool first)
 			a->first_ts = b->first_ts;
 		if (b->last_ts > a->last_ts)
 			a->last_ts = b->last_ts;
+	} else if (m == TI_MAP_DROPS) {
+		struct ti_drop_val *a = into;
+		const struct ti_drop_val *b = from;
+
+		a->packets += b->packets;
+		a->bytes += b->bytes;
+		if (b->first_ts < a->first_ts)
+			a->first_ts = b->first_ts;
+		if (b->last_ts > a->last_ts)
+			a->last_ts = b->last_ts;
 	} else if (m == TI_MAP_SOURCES) {
 		struct ti_source_val *a = into;
 		const struct ti_source_val *b = from;
@@ -158,6 +171,10 @@ static void table_entry(enum ti_map_id m, const void *elem, const void **key, co
 		const struct ti_flow_entry *e = elem;
 
 		*key = &e->key, *val = &e->val, *used = e->val.packets != 0;
+	} else if (m == TI_MAP_DROPS) {
+		const struct ti_drop_entry *e = elem;
+
+		*key = &e->key, *val = &e->val, *used = e->val.packets != 0;
 	} else {
 		const struct ti_source_entry *e = elem;
 
@@ -167,13 +184,13 @@ static void table_entry(enum ti_map_id m, const void *elem, const void **key, co
 
 static bool is_table(enum ti_map_id m)
 {
-	return m == TI_MAP_FLOWS || m == TI_MAP_SOURCES;
+	return m == TI_MAP_FLOWS || m == TI_MAP_SOURCES || m == TI_MAP_DROPS;
 }
 
 /* The hash the BPF program places a key with (bpf/ti_table.h). */
 static uint32_t key_hash(enum ti_map_id m, const void *key)
 {
-	return m == TI_MAP_FLOWS ? ti_flow_hash(key) : ti_addr_hash(key);
+	return m == TI_MAP_FLOWS ? ti_flow_hash(key) : m == TI_MAP_DROPS ? ti_drop_hash(key) : ti_addr_hash(key);
 }
 
 static int append(struct ti_snapshot *s, const void *key, size_t ksize)
@@ -205,6 +222,8 @@ int ti_kernel_map_snapshot(const struct ti_kernel *k, enum ti_map_id m, struct t
 	s->ksize = ks;
 	s->esize = ks + ti_map_val_size(m);
 	n = nkeys(k, m);
+	if (!n)
+		return 0; /* a map this backend has not (a replay's drops): empty */
 	vals = malloc((size_t)n * st * (size_t)k->ncpus);
 	if (!vals)
 		return -ENOMEM;
@@ -294,6 +313,8 @@ static int elems_of(const struct ti_kernel *k, enum ti_map_id m, const void *key
 {
 	uint32_t n = nkeys(k, m);
 
+	if (n < TI_TABLE_WAYS && is_table(m))
+		return 0; /* a map this backend has not (a replay's drops) */
 	if (is_table(m)) {
 		*first = (key_hash(m, key) & (n / TI_TABLE_WAYS - 1)) * TI_TABLE_WAYS;
 		return TI_TABLE_WAYS;
@@ -367,9 +388,12 @@ int ti_kernel_map_delete(const struct ti_kernel *k, enum ti_map_id m, const void
 int ti_kernel_map_clear(const struct ti_kernel *k, enum ti_map_id m)
 {
 	uint32_t n = nkeys(k, m);
-	uint8_t *zero = calloc(n ? n : 1, stride(m) * (size_t)k->ncpus);
+	uint8_t *zero;
 	int err;
 
+	if (!n)
+		return 0; /* a map this backend has not (a replay's drops) */
+	zero = calloc(n, stride(m) * (size_t)k->ncpus);
 	if (!zero)
 		return -ENOMEM;
 	err = k->ops->map_write(k, m, 0, n, zero);
@@ -390,6 +414,7 @@ static int map_fd(const struct ti_kernel *k, enum ti_map_id map)
 	case TI_MAP_PORTS: return bpf_map__fd(sk->maps.ports);
 	case TI_MAP_SOURCES: return bpf_map__fd(sk->maps.sources);
 	case TI_MAP_LEN_HIST: return bpf_map__fd(sk->maps.len_hist);
+	case TI_MAP_DROPS: return bpf_map__fd(sk->maps.drops);
 	default: return -EINVAL;
 	}
 }
@@ -402,6 +427,7 @@ uint32_t ti_live_map_elems(const struct ti_kernel *k, enum ti_map_id m)
 	case TI_MAP_FLOWS: return bpf_map__max_entries(k->skel->maps.flows);
 	case TI_MAP_SOURCES: return bpf_map__max_entries(k->skel->maps.sources);
 	case TI_MAP_PORTS: return bpf_map__max_entries(k->skel->maps.ports);
+	case TI_MAP_DROPS: return bpf_map__max_entries(k->skel->maps.drops);
 	default: return TI_HIST_SLOTS;
 	}
 }

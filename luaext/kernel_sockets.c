@@ -104,9 +104,9 @@ const char *ti_sk_state_at(size_t i)
 
 uint32_t ti_listen_overflow_reason(void)
 {
-	int64_t v = ti_drop_reason_value("TCP_LISTEN_OVERFLOW");
+	uint32_t v;
 
-	return v >= 0 ? (uint32_t)v : TI_DROP_LISTEN_OVERFLOW;
+	return ti_drop_reason_value("TCP_LISTEN_OVERFLOW", &v) ? TI_DROP_LISTEN_OVERFLOW : v;
 }
 
 /* ---- socket owners ---------------------------------------------------------------- */

@@ -5,6 +5,7 @@
  *   ports     {dport}                              -> {packets, bytes}
  *   sources   {family, saddr}                      -> {packets, bytes, syns}
  *   len_hist  {slot, low, high}                    -> {count}   (per-CPU, summed)
+ *   drops     {reason, dport, family, saddr}       -> {packets, bytes, first_ts, last_ts}
  *
  * The kernel layer (kernel_maps.c) reads the maps and merges the CPUs'
  * entries; this file converts keys and values.  pairs() iterates over a
@@ -57,12 +58,14 @@ static const char *const key_fields[TI_MAP_COUNT][6] = {
 	[TI_MAP_PORTS] = { "dport", NULL },
 	[TI_MAP_SOURCES] = { "family", "saddr", NULL },
 	[TI_MAP_LEN_HIST] = { "slot", "low", "high", NULL },
+	[TI_MAP_DROPS] = { "reason", "dport", "family", "saddr", NULL },
 };
 static const char *const value_fields[TI_MAP_COUNT][6] = {
 	[TI_MAP_FLOWS] = { "packets", "bytes", "first_ts", "last_ts", "flags_seen", NULL },
 	[TI_MAP_PORTS] = { "packets", "bytes", NULL },
 	[TI_MAP_SOURCES] = { "packets", "bytes", "syns", NULL },
 	[TI_MAP_LEN_HIST] = { "count", NULL },
+	[TI_MAP_DROPS] = { "packets", "bytes", "first_ts", "last_ts", NULL },
 };
 
 #define ENTRY_MT "tcpinspect.map.%s.%s"
@@ -148,6 +151,22 @@ static void push_key(lua_State *L, enum ti_map_id kind, const void *key)
 		set_int(L, "high", slot ? ((lua_Integer)1 << slot) - 1 : 0);
 		break;
 	}
+	case TI_MAP_DROPS: {
+		const struct ti_drop_key *k = key;
+		const char *name = ti_drop_reason_name(k->reason);
+
+		/* as p.reason: the kernel's name, its number where none */
+		if (name)
+			lua_pushstring(L, name);
+		else
+			lua_pushfstring(L, "%d", (int)k->reason);
+		lua_setfield(L, -2, "reason");
+		set_int(L, "dport", k->dport);
+		set_int(L, "family", k->family);
+		ti_push_addr(L, k->family, k->saddr);
+		lua_setfield(L, -2, "saddr");
+		break;
+	}
 	default: break;
 	}
 	set_entry_mt(L, kind, "key");
@@ -183,6 +202,15 @@ static void push_value(lua_State *L, enum ti_map_id kind, const void *val)
 		break;
 	}
 	case TI_MAP_LEN_HIST: set_int(L, "count", *(const uint64_t *)val); break;
+	case TI_MAP_DROPS: {
+		const struct ti_drop_val *v = val;
+
+		set_int(L, "packets", v->packets);
+		set_int(L, "bytes", v->bytes);
+		set_int(L, "first_ts", v->first_ts);
+		set_int(L, "last_ts", v->last_ts);
+		break;
+	}
 	default: break;
 	}
 	set_entry_mt(L, kind, "value");
@@ -221,6 +249,26 @@ static lua_Integer check_key_int(lua_State *L, int t, const char *field, lua_Int
 	return v;
 }
 
+/* A drops key's reason: the running kernel's name (as the key gives it), or
+ * its number (an integer, or the string the key gives for a value the
+ * kernel's BTF does not name). */
+static uint32_t check_reason(lua_State *L, int t)
+{
+	uint32_t v;
+	lua_Integer n;
+	int isnum;
+
+	lua_getfield(L, t, "reason");
+	n = lua_tointegerx(L, -1, &isnum); /* 5 or "5" */
+	if (isnum && n >= 0 && n <= UINT32_MAX)
+		v = (uint32_t)n;
+	else if (lua_type(L, -1) != LUA_TSTRING || ti_drop_reason_value(lua_tostring(L, -1), &v))
+		luaL_error(L, "tcpinspect: map key field 'reason': expected a drop reason (tcpinspect.drop_reasons()) or its number, got %s",
+			   lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : luaL_typename(L, -1));
+	lua_pop(L, 1);
+	return v;
+}
+
 static void check_key(lua_State *L, int t, enum ti_map_id kind, void *key)
 {
 	memset(key, 0, MAX_KEY);
@@ -251,6 +299,15 @@ static void check_key(lua_State *L, int t, enum ti_map_id kind, void *key)
 		break;
 	}
 	case TI_MAP_LEN_HIST: *(uint64_t *)key = (uint64_t)check_key_int(L, t, "slot", TI_HIST_SLOTS - 1); break;
+	case TI_MAP_DROPS: {
+		struct ti_drop_key *k = key;
+
+		luaL_checktype(L, t, LUA_TTABLE);
+		k->reason = check_reason(L, t);
+		k->dport = (uint16_t)check_key_int(L, t, "dport", 65535);
+		check_addr_field(L, t, "saddr", &k->family, k->saddr);
+		break;
+	}
 	default: break;
 	}
 }

@@ -282,6 +282,68 @@ describe("examples #kernel #examples", function()
 		assert.are.equal(500, bytes[p2], last)
 	end)
 
+	it("why_refused.lua names the closed port's drops by reason, exactly, and not the open port", function()
+		local defer = cleanups()
+		local addr, closed, open_port = net.addr4(), net.port(), net.port()
+		local srv = net.server(addr, open_port)
+		defer(function() srv:close() end)
+		local p = example("why_refused.lua", { "--duration", tostring(net.scale(3)), "--daddr", addr })
+		defer(function() p:kill() end)
+		local n = 4
+		local cap = net.tcpdump { filter = ("tcp and dst host %s and dst port %d"):format(addr, closed) }
+		for _ = 1, n do assert(net.connect_closed(addr, closed), "not refused") end
+		local syns = net.count(cap:stop(), function(x) return x.flags & 0x12 == 0x02 end)
+		net.conversation(srv, addr, open_port, { data = "hello" })
+		local r = p:wait(net.scale(30))
+		assert.are.equal(0, r.code, r.err)
+		assert.are.equal(n, syns)
+		local lines = cli.grep(r.out, "REFUSED ")
+		assert.are.equal(1, #lines, r.out)
+		local kv = cli.kv(lines[1])
+		assert.are.same({ closed, n, n, "NO_SOCKET:" .. n, "tcp_v4_rcv:" .. n },
+			{ kv.dport, kv.syns, kv.drops, kv.reasons, kv.where })
+		assert.matches('why="no socket listens on the port"', lines[1])
+		local _, sum = summary(r.out, "why%-refused")
+		-- the open port's SYN counted, no drop there
+		assert.are.same({ 1, n + 1, n }, { sum.ports, sum.syns, sum.drops })
+	end)
+
+	it("why_refused.lua: a full accept queue's refusals, as many as ListenDrops, with the listener's state",
+		function()
+			local defer = cleanups()
+			local ns = net.netns("why")
+			defer(function() ns:destroy() end)
+			local port = 24000 + math.random(0, 999)
+			local p = cli.start({ EX .. "why_refused.lua", "--netns", ns.name, "--dport", tostring(port) }):ready()
+			defer(function() p:kill() end)
+			local function listen_drops()
+				local out = net.must("ip netns exec " .. ns.name .. " cat /proc/net/netstat")
+				local names, vals = {}, {}
+				for line in out:gmatch("[^\n]+") do
+					local t = line:match("^TcpExt: %a") and names or line:match("^TcpExt: [%d-]") and vals
+					if t then for w in line:gmatch("%S+") do t[#t + 1] = w end end
+				end
+				for i, n in ipairs(names) do if n == "ListenDrops" then return tonumber(vals[i]) end end
+				error("no TcpExt ListenDrops")
+			end
+			local before = listen_drops()
+			-- a backlog-1 listener that never accepts, 4 attempts left to the SYN retries
+			local ok, out = ns:exec(("timeout %d /usr/bin/python3 %s/spec/support/listeners.py overflow 127.0.0.1 %d 4")
+				:format(net.scale(30), net.ROOT, port))
+			assert(ok and out:find("done"), out)
+			local n = listen_drops() - before
+			assert.is_true(n > 0, "no listen drop happened")
+			net.sleep(net.scale(0.5))
+			p:interrupt()
+			local r = p:wait(net.scale(30))
+			assert.are.equal(0, r.code, r.err)
+			local lines = cli.grep(r.out, "REFUSED ")
+			assert.are.equal(1, #lines, r.out)
+			local kv = cli.kv(lines[1])
+			assert.are.same({ port, n, "TCP_LISTEN_OVERFLOW:" .. n, "LISTEN" }, { kv.dport, kv.drops, kv.reasons, kv.state })
+			assert.matches('why="the listener\'s accept queue is full"', lines[1])
+		end)
+
 	it("json_export.lua writes every field of every segment", function()
 		local defer = cleanups()
 		local addr, port, caddr = net.addr4(), net.port(), net.addr4()

@@ -170,7 +170,7 @@ describe("a new user's mistakes, live #kernel #cli", function()
 		local addr, port = net.addr4(), net.port()
 		-- (seen and filtered count the machine's other traffic too)
 		local summary = "^tcpinspect: (.-) in [%w%.]+ %(duration%); seen %d+, filtered %d+, matched 0, " ..
-			"sampled_out 0, delivered 0, dropped 0, errors %d+, evicted_flows %d+, evicted_sources %d+, busy 0$"
+			"sampled_out 0, delivered 0, dropped 0, errors %d+, evicted_flows %d+, evicted_sources %d+, evicted_drops 0, busy 0$"
 		local f = script('on_packet(function() end)\n')
 		for _, c in ipairs { { "watch", "%d+ packets printed" }, { "top", "%d+ reports printed" },
 			{ "stats", "%d+ reports printed" }, { f, esc(f) .. " ran" } } do

@@ -78,7 +78,7 @@ test("counts every segment of a capture as tcpdump reads it, and fills the maps"
 	assert.are.equal(tcpdump_count(FIX .. "connections.pcap", "tcp[tcpflags] == tcp-syn"), syns)
 	local st = s:stats()
 	assert.are.same({ seen = 30, filtered = 0, matched = 30, sampled_out = 0, delivered = 30, dropped = 0,
-		errors = 0, evicted_flows = 0, evicted_sources = 0, busy = 0 }, st)
+		errors = 0, evicted_flows = 0, evicted_sources = 0, evicted_drops = 0, busy = 0 }, st)
 	-- 3 connections, 2 directions: 6 flows; packets per port as tcpdump counts them
 	assert.are.equal(6, s:map("flows"):count())
 	local v = s:map("ports"):lookup(18123)

@@ -76,7 +76,20 @@ local function check_options(o, usage, given)
 	error(err, 0)
 end
 
-local function probes_text(s)
+-- the drop hook's name in session.probes
+local DROP_HOOK = "skb:kfree_skb"
+
+local probes_text
+function probes_text(s)
+	-- the drop hook (drops = true) is named apart, with its state or why
+	-- it is not attached
+	local drop = s.probes and s.probes[DROP_HOOK]
+	if drop then
+		local probes = {}
+		for k, v in pairs(s.probes) do if k ~= DROP_HOOK then probes[k] = v end end
+		local text = drop:find("^attached") and drop:gsub("^attached", "drops", 1) or "no drops: " .. drop
+		return probes_text({ mode = s.mode, probes = probes }) .. "; " .. DROP_HOOK .. " " .. text
+	end
 	if s.mode == "tc" then
 		-- "tc/ingress: 5 interfaces in 3 network namespaces" (another
 		-- namespace's interface is "NAME@INODE"; "@INODE" alone: one not entered)
@@ -161,7 +174,9 @@ end
 -- "8 packets printed in 1.5s (duration); seen 8, filtered 0, ...".
 -- @tparam string what "8 packets printed", "3 reports printed", ...
 function M.summary(what, elapsed, why, st)
-	return string.format("%s in %s (%s); %s", what, fmt.duration(elapsed), why, stats_summary(st))
+	local d = st.drops
+	return string.format("%s in %s (%s); %s%s", what, fmt.duration(elapsed), why, stats_summary(st),
+		d and string.format("; drops %d, lost %d", d.matched, d.lost) or "")
 end
 
 --- The line printed once the probes are attached ("ready").
@@ -191,6 +206,18 @@ local function cmd_watch(a, s, say, usage)
 		out = { write = function() end }
 	end
 	local dump = (a.X and not a.json and fmt.hex_ascii) or (a.A and not a.json and fmt.ascii) or nil
+	if a.drops then
+		-- --drops: the drops among the segments, "... DROP REASON (location)";
+		-- -c counts them too.  Without the drop hook the segments still come,
+		-- and the ready line says why there are no drops.
+		local drop_line = a.json and json.packet or M.drop_line
+		s:on_drop(function(p)
+			if count and printed >= count then return end
+			printed = printed + 1
+			out:write(drop_line(p), "\n")
+			if count and printed >= count then s:stop() end
+		end)
+	end
 	s:on_packet(function(p)
 		if count and printed >= count then return end
 		printed = printed + 1
@@ -210,6 +237,21 @@ local function cmd_watch(a, s, say, usage)
 	say(M.summary(printed .. (a.write and " packets written" or " packets printed"),
 		s:now() - t0, why, s:stats()))
 	return 0
+end
+
+--- A drop's line for watch --drops: the segment's, then "DROP REASON
+-- (location)", e.g. "... length 0 DROP NO_SOCKET (tcp_v4_rcv)".
+function M.drop_line(p)
+	return string.format("%s DROP %s (%s)", fmt.packet(p), fmt.printable(tostring(p.reason)),
+		fmt.printable(tostring(p.location)))
+end
+
+--- For a command that shows drops only: exit 1 when the session's drop
+-- hook is not attached, saying why (session.probes).
+function M.check_drop_hook(s, who)
+	if s:stats().drops then return end
+	local why = (s.probes or {})[DROP_HOOK] or "no drop hook"
+	script.fail(1, string.format("tcpinspect: %s: no drops here: %s", who, why))
 end
 
 -- ---- stats -------------------------------------------------------------------------
@@ -434,10 +476,182 @@ local function cmd_top(a, s, say)
 	return run_reports(a, s, say, t0, report, function() return reports end)
 end
 
+-- ---- drops ---------------------------------------------------------------------------
+
+local function has_option(name)
+	for _, n in ipairs(core.option_names) do if n == name then return true end end
+	return false
+end
+
+--- The drops table's rows, from the kernel's `drops` map (reason x
+-- destination port x source; reasons by the running kernel's names).
+-- @treturn function read(visit): visit(reason, dport, family, saddr, packets, bytes) per row
+function M.drop_rows(s)
+	return function(visit)
+		for k, v in s:map("drops"):pairs() do visit(k.reason, k.dport, k.family, k.saddr, v.packets, v.bytes) end
+	end
+end
+
+--- Read the drops into lists, best first, with rates against the
+-- previous read (`prev`, updated): `rows` (reason x port x source) and
+-- `reasons` (each reason's totals).
+function M.drops_snapshot(read, prev, dt, n, sort)
+	local by = sort == "bytes" and { "bytes", "packets" } or { "packets", "bytes" }
+	local cur, reasons = {}, {}
+	read(function(reason, dport, family, saddr, packets, bytes)
+		local label = reason .. " " .. dport .. " " .. saddr
+		local o = prev[label]
+		local e = { label = label, reason = reason, dport = dport, family = family, saddr = saddr,
+			packets = packets, bytes = bytes, pps = (packets - (o and o.packets or 0)) / dt,
+			bps = (bytes - (o and o.bytes or 0)) / dt }
+		cur[label] = e
+		local r = reasons[reason]
+		if not r then
+			r = { label = reason, reason = reason, packets = 0, bytes = 0, pps = 0, bps = 0 }
+			reasons[reason] = r
+		end
+		r.packets, r.bytes, r.pps, r.bps = r.packets + packets, r.bytes + bytes, r.pps + e.pps, r.bps + e.bps
+	end)
+	for k in pairs(prev) do prev[k] = nil end
+	for k, e in pairs(cur) do prev[k] = e end
+	local snap = { rows = {}, reasons = {} }
+	for _, e in ipairs(topk.top(cur, n, by)) do snap.rows[#snap.rows + 1] = e.value end
+	for _, e in ipairs(topk.top(reasons, n, by)) do snap.reasons[#snap.reasons + 1] = e.value end
+	return snap
+end
+
+local function reasons_text(out, list)
+	local P = fmt.pad
+	out[#out + 1] = table.concat({ P("REASON", 28), P("PACKETS", -9), P("BYTES", -10), P("PKT/S", -8) }, " ")
+	for _, e in ipairs(list) do
+		out[#out + 1] = table.concat({ P(fmt.printable(e.reason), 28), P(e.packets, -9), P(fmt.bytes(e.bytes), -10),
+			P(fmt.rate(e.pps), -8) }, " ")
+	end
+end
+
+--- The text of one `drops` block (with `reasons_only`: top --by reason's).
+function M.drops_text(snap, head, reasons_only)
+	local out = { head, "" }
+	reasons_text(out, snap.reasons)
+	if reasons_only then return table.concat(out, "\n") .. "\n" end
+	out[#out + 1] = ""
+	local P = fmt.pad
+	out[#out + 1] = table.concat({ P("REASON", 28), P("DPORT", 7), P("SOURCE", 39), P("PACKETS", -9),
+		P("BYTES", -10), P("PKT/S", -8) }, " ")
+	for _, e in ipairs(snap.rows) do
+		out[#out + 1] = table.concat({ P(fmt.printable(e.reason), 28), P(e.dport, 7), P(e.saddr, 39),
+			P(e.packets, -9), P(fmt.bytes(e.bytes), -10), P(fmt.rate(e.pps), -8) }, " ")
+	end
+	return table.concat(out, "\n") .. "\n"
+end
+
+-- drops, and top --by reason: the same reports, top's loop
+local function drops_reports(a, s, say, who, reasons_only)
+	M.check_drop_hook(s, who)
+	local read = M.drop_rows(s)
+	local rows, tty = a.top or 10, not a.json and M.isatty()
+	local prev, last, reports = {}, 0, 0
+	local t0 = s:now()
+	local function report(elapsed, final)
+		reports = reports + 1
+		if final then prev, last = {}, 0 end
+		local snap = M.drops_snapshot(read, prev, math.max(elapsed - last, 1e-9), rows, a.sort)
+		last = elapsed
+		local st = s:stats()
+		local d = st.drops or {}
+		if a.json then
+			local t = { type = reasons_only and "top" or "drops", final = final or false, elapsed = elapsed,
+				time = M.wall(s), reasons = snap.reasons, stats = st }
+			if reasons_only then t.by = "reason" else t.drops = snap.rows end
+			io.write(json.encode(t), "\n")
+			return
+		end
+		local head = string.format("tcpinspect %s%s  %s  incoming TCP drops, %s mode  elapsed %s  drops %d  lost %d",
+			who, final and " (final)" or "", os.date("%H:%M:%S", M.wall(s)), s.mode, fmt.duration(elapsed),
+			d.matched or 0, d.lost or 0)
+		if tty then io.write("\27[H\27[2J") end
+		io.write(M.drops_text(snap, head, reasons_only), tty and "" or "\n")
+	end
+	say((M.ready_line(who, s):gsub("incoming TCP segments", "drops of incoming TCP segments")))
+	local why = M.drive(s, { duration = a.duration, interval = a.interval or 1,
+		on_interval = function(_, elapsed) report(elapsed) end })
+	local elapsed = s:now() - t0
+	report(elapsed, true)
+	say(M.summary(reports .. " reports printed", elapsed, why, s:stats()))
+	return 0
+end
+
+local function cmd_drops(a, s, say)
+	return drops_reports(a, s, say, "drops")
+end
+
+-- ---- top --by process ------------------------------------------------------------
+
+-- the receiving socket's process, per segment (sockets = true)
+local function cmd_top_process(a, s, say)
+	local rows, tty = a.top or 10, not a.json and M.isatty()
+	local by = a.sort == "packets" and { "packets", "bytes" } or { "bytes", "packets" }
+	local cur, prev, reports, last = {}, {}, 0, 0
+	local t0 = s:now()
+	s:on_packet(function(pid, comm, len)
+		local key = pid and (pid .. " " .. tostring(comm)) or "-"
+		local e = cur[key]
+		if not e then
+			e = { pid = pid, comm = comm, packets = 0, bytes = 0 }
+			cur[key] = e
+		end
+		e.packets, e.bytes = e.packets + 1, e.bytes + len
+	end, { "pid", "comm", "len" })
+	local function report(elapsed, final)
+		reports = reports + 1
+		local dt = final and math.max(elapsed, 1e-9) or math.max(elapsed - last, 1e-9)
+		local t = {}
+		for key, e in pairs(cur) do
+			local o = (not final and prev[key]) or { packets = 0, bytes = 0 }
+			t[key] = { pid = e.pid, comm = e.comm, packets = e.packets, bytes = e.bytes,
+				pps = (e.packets - o.packets) / dt, bps = (e.bytes - o.bytes) / dt }
+			prev[key] = { packets = e.packets, bytes = e.bytes }
+		end
+		last = elapsed
+		local list = {}
+		for _, e in ipairs(topk.top(t, rows, by)) do list[#list + 1] = e.value end
+		local st = s:stats()
+		if a.json then
+			io.write(json.encode { type = "top", by = "process", final = final or false, elapsed = elapsed,
+				time = M.wall(s), processes = list, stats = st }, "\n")
+			return
+		end
+		local P = fmt.pad
+		local out = { string.format("tcpinspect top --by process%s  %s  incoming TCP, %s mode  elapsed %s  " ..
+			"seen %d  matched %d",
+			final and " (final)" or "", os.date("%H:%M:%S", M.wall(s)), s.mode, fmt.duration(elapsed), st.seen,
+			st.matched), "" }
+		out[#out + 1] = table.concat({ P("PID", 8), P("COMM", 16), P("PACKETS", -9), P("BYTES", -10),
+			P("PKT/S", -8), P("BYTES/S", -12) }, " ")
+		for _, e in ipairs(list) do
+			-- no socket took the segment (or none the kernel names): "-"
+			out[#out + 1] = table.concat({ P(e.pid or "-", 8), P(fmt.printable(e.comm or "-"), 16), P(e.packets, -9),
+				P(fmt.bytes(e.bytes), -10), P(fmt.rate(e.pps), -8), P(fmt.byterate(e.bps), -12) }, " ")
+		end
+		if tty then io.write("\27[H\27[2J") end
+		io.write(table.concat(out, "\n"), "\n", tty and "" or "\n")
+	end
+	return run_reports(a, s, say, t0, report, function() return reports end)
+end
+
+-- top, whatever it groups by
+local function cmd_top_by(a, s, say)
+	if a.by == "reason" then return drops_reports(a, s, say, "top --by reason", true) end
+	if a.by == "process" then return cmd_top_process(a, s, say) end
+	return cmd_top(a, s, say)
+end
+
 -- ---- export ------------------------------------------------------------------------
 
 local function cmd_export(a, s, say)
 	local reg = metrics.registry { max_series = a.max_series }
+	-- drops (unless --no-drops): where the hook is not attached, the
+	-- ready line says why and the rest is served
 	exporter.kernel_metrics(s, reg)
 	local srv, err = exporter.server { listen = a.listen, registry = reg, max_per_source = a.max_per_source }
 	if not srv then script.fail(1, "tcpinspect: export: " .. err) end
@@ -557,7 +771,13 @@ local WATCH = {
 		{ "-Z --relinquish-privileges", "As tcpdump -Z: once attached, become this user " ..
 			"(groups, gid, uid) before opening the -w file, which the user then owns.", args.nonempty "-Z",
 			argname = "<user>" },
+		{ flag = "--drops", "Also a line per drop of an incoming segment the filter matches: the " ..
+			"segment's, then DROP REASON (kernel function)." },
 	},
+	drops = function(a) return a.drops end,
+	replay = function(a)
+		if a.drops then return "--drops", "a capture holds no fates: drops are the kernel's, seen live only (without -r)" end
+	end,
 }
 
 local TOP = {
@@ -565,11 +785,37 @@ local TOP = {
 	options = {
 		{ "-n --top", "Rows per table (default 10).", args.posint "--top", argname = "<n>" },
 		{ "--sort", "Order rows by bytes (default) or packets.", choices = { "bytes", "packets" } },
-		{ "--by", "Group by flow (default: flows, ports and sources) or netns (one row per " ..
-			"network namespace).", choices = { "flow", "netns" } },
+		{ "--by", "Group by flow (default: flows, ports and sources), netns (one row per " ..
+			"network namespace), reason (drops per kernel drop reason; turns drops on) or process (the " ..
+			"receiving socket's pid and comm; turns the socket lookup on).",
+			choices = { "flow", "netns", "reason", "process" } },
 	},
-	-- --by netns counts the events' netns (the maps have no netns)
-	events = function(a) return a.by == "netns" end,
+	-- --by netns and process count the events' fields (the maps have
+	-- neither); --by reason reads the drops map
+	events = function(a) return a.by == "netns" or a.by == "process" end,
+	drops = function(a) return a.by == "reason" end,
+	sockets = function(a) return a.by == "process" end,
+	replay = function(a)
+		if a.by == "reason" then
+			return "--by", "a capture holds no fates: drop reasons are the kernel's, seen live only (without -r)"
+		elseif a.by == "process" then
+			return "--by", "a capture names no receiving socket: --by process is live only (without -r)"
+		end
+	end,
+}
+
+local DROPS = {
+	description = "The drops of incoming TCP segments, by kernel drop reason, destination port and source, " ..
+		"every interval.",
+	options = {
+		{ "-n --top", "Rows per table (default 10).", args.posint "--top", argname = "<n>" },
+		{ "--sort", "Order rows by packets (default) or bytes.", choices = { "packets", "bytes" } },
+	},
+	events = function() return false end,
+	drops = function() return true end,
+	replay = function()
+		return "-r", "a capture holds no fates: 'tcpinspect drops' reads the kernel's drops, live only (without -r)"
+	end,
 }
 
 local STATS_CMD = {
@@ -583,7 +829,10 @@ local EXPORT = {
 		"metrics on http://ADDR:PORT/metrics.  See doc/cli.md.",
 	options = serving "Serve the metrics on ADDR:PORT, default 127.0.0.1:9464",
 	events = function() return false end,
+	-- drops by default (a replay has none: left out, no message)
+	drops = function(a) return not a.no_drops and not a.read end,
 }
+EXPORT.options[#EXPORT.options + 1] = { flag = "--no-drops", "Leave the drop metrics out (no drop hook is loaded)." }
 
 -- A script or -e CODE: the parser of everything that is not a command.
 local RUN = {
@@ -612,7 +861,8 @@ end
 -- the function that runs it with the session open.
 local COMMANDS = {
 	{ name = "watch", summary = "one tcpdump-style line per segment", parse = WATCH, run = cmd_watch },
-	{ name = "top", summary = "top flows, ports and sources", parse = TOP, run = cmd_top },
+	{ name = "top", summary = "top flows, ports and sources", parse = TOP, run = cmd_top_by },
+	{ name = "drops", summary = "drops by reason, port and source", parse = DROPS, run = cmd_drops },
 	{ name = "stats", summary = "counters every interval", parse = STATS_CMD, run = cmd_stats },
 	{ name = "export", summary = "Prometheus metrics on --listen", parse = EXPORT, run = cmd_export },
 }
@@ -695,6 +945,18 @@ function M.main(argv)
 		local o = args.open_options(a)
 		-- events only for what reads them (watch; top --by netns; stats --events)
 		if c.parse.events and not c.parse.events(a) then o.events = false end
+		-- what became of the segments is the kernel's: a capture has none of it
+		local flag, why
+		if c.parse.replay and o.file then flag, why = c.parse.replay(a) end
+		if flag then script.fail(2, string.format("argument '%s': %s", flag, why), usage) end
+		if c.parse.drops and c.parse.drops(a) then o.drops = true end
+		if c.parse.sockets and c.parse.sockets(a) then
+			if not has_option("sockets") then
+				script.fail(1, string.format("tcpinspect: %s: this build has no socket lookup (open's sockets option)",
+					r.cmd))
+			end
+			o.sockets = true
+		end
 		session = open_session(o, usage, given)
 		return c.run(a, session, say, usage)
 	end)

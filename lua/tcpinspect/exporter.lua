@@ -302,6 +302,7 @@ M.STAT_HELP = {
 	errors = "Segments whose headers could not be read.",
 	evicted_flows = "Flow table entries replaced by a new flow (their counts left the table).",
 	evicted_sources = "Source table entries replaced by a new source (their counts left the table).",
+	evicted_drops = "Drop table entries replaced by a new key (their counts left the table).",
 	busy = "Segments not inspected because every scratch slot of their CPU was in use.",
 }
 
@@ -338,9 +339,42 @@ function M.kernel_metrics(s, reg)
 	local version = require("tcpinspect")._VERSION:match("(%d[%w%.%-]*)") or "0"
 	info:set({ s.mode, version }, 1)
 	for name, status in pairs(s.probes or {}) do probe:set({ name, status }, 1) end
+	-- drops: where the session has the drop hook (drops = true, attached)
+	local drops, port_drops
+	if s:stats().drops then
+		drops = reg:counter(p .. "drops_total", { "reason" },
+			"Drops of incoming TCP segments that matched the filter, per kernel drop reason.")
+		port_drops = reg:counter(p .. "port_drops_total", { "reason", "dport" },
+			"Drops of incoming TCP segments per kernel drop reason and destination port.")
+	end
 	reg:on_collect(function()
 		local st = s:stats()
 		for _, k in ipairs(M.STATS) do stats[k]:set_total(nil, st[k]) end
+		if drops and st.drops then
+			local list = {}
+			for reason, n in pairs(st.drops.reasons) do list[#list + 1] = { reason, n } end
+			table.sort(list, function(x, y) return x[2] > y[2] or (x[2] == y[2] and x[1] < y[1]) end)
+			for _, e in ipairs(list) do drops:set_total(e[1], e[2]) end
+			drops:sweep_totals()
+		end
+		if port_drops then
+			local sums, list = {}, {}
+			for k, v in s:map("drops"):pairs() do
+				local key = tostring(k.reason) .. " " .. k.dport
+				local e = sums[key]
+				if not e then
+					e = { { tostring(k.reason), k.dport }, 0 }
+					sums[key] = e
+					list[#list + 1] = e
+				end
+				e[2] = e[2] + v.packets
+			end
+			table.sort(list, function(x, y)
+				return x[2] > y[2] or (x[2] == y[2] and (x[1][1] < y[1][1] or (x[1][1] == y[1][1] and x[1][2] < y[1][2])))
+			end)
+			for _, e in ipairs(list) do port_drops:set_total(e[1], e[2]) end
+			port_drops:sweep_totals()
+		end
 		-- biggest first: while a family has room, values are kept in the
 		-- order they come, so the first scrape keeps the top ones
 		local sum, list = 0, {}

@@ -18,9 +18,16 @@
 #   writes with TCP_NODELAY, as fast as one Python sender goes):
 #                               base-est, ti-tc-bare-est, ti-tc-agg-est, bpftrace-est,
 #                               tcpdump-est
+#   closed port, the cost of drops (filter dport, so every SYN the hook
+#   matches is one NO_SOCKET drop; tcpdump beside them):
+#                               ti-tc-agg-nodrops, ti-tc-agg-drops, ti-tc-lua-drops
 #   bare: hook, parse, filter and counters only; agg: plus the aggregates;
 #   lua: plus a per-event callback reading 3 fields of the view; args: the
-#   same 3 fields passed as arguments (on_packet(fn, fields)).
+#   same 3 fields passed as arguments (on_packet(fn, fields)); -drops:
+#   drops = true (lua-drops: the callback is on_drop), and the trial
+#   fails unless every SYN matched is exactly one NO_SOCKET drop in
+#   stats().drops, its reasons and the drops map, none lost
+#   (spec/bench/live_probe.lua, check=).
 #
 # Env: BENCH_ROUNDS (7), BENCH_SECS (3), BENCH_PORT (47999), BENCH_OPEN_PORT (47998),
 # BENCH_EST_PORT (47997), BENCH_CONFIGS (space-separated subset).
@@ -32,7 +39,7 @@ SECS=${BENCH_SECS:-3}
 PORT=${BENCH_PORT:-47999}
 OPEN_PORT=${BENCH_OPEN_PORT:-47998}
 EST_PORT=${BENCH_EST_PORT:-47997}
-CONFIGS=${BENCH_CONFIGS:-"base ti-tc-bare ti-tc-agg ti-tc-lua ti-tc-args ti-tc-lua-w1 bpftrace tcpdump base-open ti-cg-agg ti-cg-lua base-est ti-tc-bare-est ti-tc-agg-est bpftrace-est tcpdump-est"}
+CONFIGS=${BENCH_CONFIGS:-"base ti-tc-bare ti-tc-agg ti-tc-lua ti-tc-args ti-tc-lua-w1 ti-tc-agg-nodrops ti-tc-agg-drops ti-tc-lua-drops bpftrace tcpdump base-open ti-cg-agg ti-cg-lua base-est ti-tc-bare-est ti-tc-agg-est bpftrace-est tcpdump-est"}
 LUA=${LUA:-lua5.4}
 TMP=$(mktemp -d /tmp/ti-bench.XXXXXX)
 RES=$TMP/results # lines: round config rate sent extra...
@@ -126,7 +133,7 @@ trial() { # trial ROUND CONFIG
 	case $cfg in
 	ti-*)
 		touch "$TMP/stop"
-		wait $pid
+		wait $pid || echo "live.sh: $cfg: live_probe failed: $(cat "$TMP/probe.out" 2>/dev/null)" >&2
 		extra=$(cat "$TMP/probe.out" 2>/dev/null)
 		;;
 	bpftrace*)
@@ -141,7 +148,7 @@ trial() { # trial ROUND CONFIG
 	local rate
 	rate=$(awk -v a="$a" -v b="$b" -v t0="$t0" -v t1="$t1" 'BEGIN { printf "%.0f", (b - a) / (t1 - t0) }')
 	echo "$round $cfg $rate ${sent:-0} insegs=$((b - a)) $extra" >>"$RES"
-	printf '  round %d  %-13s %9s seg/s  %s\n' "$round" "$cfg" "$rate" "$extra"
+	printf '  round %d  %-17s %9s seg/s  %s\n' "$round" "$cfg" "$rate" "$extra"
 }
 
 echo "== 2. Real traffic on $(uname -r): hping3 --flood -S to 127.0.0.1, ${SECS}s per config, $ROUNDS rounds, shuffled"
@@ -167,8 +174,8 @@ function kv(s, key,    m) { if (match(s, key "=[0-9]+")) return substr(s, RSTART
 END {
 	ncfg = 0; nc = split(configs, cl, " ")
 	for (i = 1; i <= nc; i++) if (cl[i] in seen_cfg) order[++ncfg] = cl[i]
-	printf "  %-13s %12s %14s %10s %10s %12s %12s %10s %10s %9s\n", "config", "median seg/s", "ratio to base", "min-max", "InSegs", "tool seen", "delivered", "lost", "ctxsw/1k", "cpu ms/1k"
-	printf "  %-13s %12s %14s %10s %10s %12s %12s %10s %10s %9s\n", "------", "------------", "-------------", "-------", "------", "---------", "---------", "----", "--------", "---------"
+	printf "  %-17s %12s %14s %10s %10s %12s %12s %10s %10s %9s\n", "config", "median seg/s", "ratio to base", "min-max", "InSegs", "tool seen", "delivered", "lost", "ctxsw/1k", "cpu ms/1k"
+	printf "  %-17s %12s %14s %10s %10s %12s %12s %10s %10s %9s\n", "------", "------------", "-------------", "-------", "------", "---------", "---------", "----", "--------", "---------"
 	for (c = 1; c <= ncfg; c++) {
 		cfg = order[c]; base = (cfg ~ /-est$/) ? "base-est" : ((cfg ~ /^(base-open|ti-cg-)/) ? "base-open" : "base")
 		n = 0; nr = 0; ins = 0; matched = 0; lo = 1e9; hi = 0; seen = 0; deliv = 0; lost = 0; csw = 0; cpu = 0; ev = 0; tool = ""
@@ -193,7 +200,7 @@ END {
 		lost_s = (cfg ~ /^(ti-|tcpdump)/) ? lost : "-"
 		csw_s = (cfg ~ /^ti-/ && cfg !~ /agg|bare/ && ev > 0) ? sprintf("%.2f", csw * 1000 / ev) : "-"
 		cpu_s = (cfg ~ /^ti-/ && cfg !~ /agg|bare/ && ev > 0) ? sprintf("%.3f", cpu * 1000 / ev) : "-"
-		printf "  %-13s %12d %14s %10s %10d %12s %12s %10s %10s %9s\n", cfg, mr, (cfg ~ /^base/) ? "1 (baseline)" : ratio_s, (cfg ~ /^base/) ? "-" : mm, ins, seen_s, deliv_s, lost_s, csw_s, cpu_s
+		printf "  %-17s %12d %14s %10s %10d %12s %12s %10s %10s %9s\n", cfg, mr, (cfg ~ /^base/) ? "1 (baseline)" : ratio_s, (cfg ~ /^base/) ? "-" : mm, ins, seen_s, deliv_s, lost_s, csw_s, cpu_s
 		summ[cfg] = ratio_s
 		if (cfg ~ /^ti-/ && cfg !~ /agg|bare/) lossline = lossline sprintf(" %s delivered %d of %d matched (seen %d), lost %d;", cfg, deliv, matched, seen, lost)
 	}
@@ -208,3 +215,8 @@ END {
 	print s
 	print "SUMMARY live loss:" lossline
 }' "$RES"
+# the drops trials: every SYN one NO_SOCKET drop, or the run fails
+if grep -q 'check=' "$RES"; then
+	awk '/check=/ { n++; if ($0 !~ /check=ok/) { bad++; print "  drops do not add up: " $0 } }
+		END { printf "SUMMARY live drops: %d trials, %d with every SYN matched == NO_SOCKET drops == the drops map, none lost\n", n, n - bad; exit bad > 0 }' "$RES" || exit 1
+fi

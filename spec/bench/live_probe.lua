@@ -8,6 +8,18 @@
 --                              | args (the 3 fields as callback arguments)
 --                              | bare (events=false, aggregates=false: hook,
 --                                parse, filter and counters only)
+--                              | agg-nodrops, agg-drops, lua-drops: the
+--                                drops cost (filter dport = PORT, so that
+--                                each SYN is one NO_SOCKET drop and the
+--                                RSTs back are not counted; drops = true
+--                                in the last two, lua-drops with an
+--                                on_drop callback instead of on_packet).
+--                                The line then reports the drop path's
+--                                matched, delivered, lost, and check=ok
+--                                when every SYN the receive hook matched
+--                                is exactly one NO_SOCKET drop (stats,
+--                                reasons, the drops map), else
+--                                check=FAIL and exit status 3
 package.path = "lua/?.lua;lua/?/init.lua;spec/bench/?.lua;" .. package.path
 package.cpath = (os.getenv("TI_CPATH") or "build/?.so;") .. package.cpath
 
@@ -17,7 +29,13 @@ local C = require "common"
 local mode, kind, port, ready, stop, out = table.unpack(arg, 1, 6)
 port = assert(tonumber(port))
 
+local drops = kind:match("%-drops$") and true or nil
 local opts = { mode = mode, filter = { port = port } }
+if kind:match("drops$") then
+	opts.filter = { dport = port }
+	opts.drops = drops
+	kind = kind:gsub("%-n?o?drops$", "")
+end
 if mode == "tc" then opts.dev = "lo" end
 if kind == "agg" or kind == "bare" then opts.events = false end
 if kind == "bare" then opts.aggregates = false end
@@ -29,7 +47,12 @@ if not s then
 	os.exit(2)
 end
 local sink, n = 0, 0 -- luacheck: ignore 231
-if kind == "args" then
+if drops and kind == "lua" then
+	s:on_drop(function(p)
+		sink = p.sport + p.len + p.flags
+		n = n + 1
+	end)
+elseif kind == "args" then
 	s:on_packet(function(sport, len, flags)
 		sink = sport + len + flags
 		n = n + 1
@@ -75,11 +98,26 @@ s:run {
 local secs = C.now() - t0
 local st1, cpu1 = C.status(), cpu_ticks()
 local stats = s:stats()
+local check = ""
+if drops then
+	local d, kept = stats.drops, 0
+	for k, v in s:map("drops"):pairs() do
+		if k.reason == "NO_SOCKET" and k.dport == port then kept = kept + v.packets end
+	end
+	local ok = d.matched == stats.matched and (d.reasons.NO_SOCKET or 0) == d.matched and kept == d.matched
+		and stats.evicted_drops == 0 and d.errors == 0 and (kind ~= "lua" or (d.lost == 0 and n == d.delivered))
+	check = (" dseen=%d dmatched=%d dmap=%d dlost=%d check=%s"):format(d.seen, d.matched, kept, d.lost,
+		ok and "ok" or "FAIL")
+	-- the table reports the drop path's delivery
+	stats = { seen = stats.seen, matched = d.matched, delivered = d.delivered, dropped = d.lost }
+	if not ok then io.stderr:write("live_probe: drops do not add up:", check, "\n") end
+end
 s:close()
 local csw = (st1.voluntary_ctxt_switches - st0.voluntary_ctxt_switches)
 	+ (st1.nonvoluntary_ctxt_switches - st0.nonvoluntary_ctxt_switches)
 f = assert(io.open(out, "w"))
-f:write(("seen=%d matched=%d delivered=%d dropped=%d callbacks=%d csw=%d vcsw=%d cpu_ticks=%d secs=%.3f\n")
+f:write(("seen=%d matched=%d delivered=%d dropped=%d callbacks=%d csw=%d vcsw=%d cpu_ticks=%d secs=%.3f%s\n")
 	:format(stats.seen, stats.matched, stats.delivered, stats.dropped, n, csw,
-		st1.voluntary_ctxt_switches - st0.voluntary_ctxt_switches, cpu1 - cpu0, secs))
+		st1.voluntary_ctxt_switches - st0.voluntary_ctxt_switches, cpu1 - cpu0, secs, check))
 f:close()
+if check:find("check=FAIL", 1, true) then os.exit(3) end

@@ -17,8 +17,9 @@ local M = {}
 M.BIN = net.ROOT .. "/build/bin/tcpinspect"
 
 --- The shell command line for `tcpinspect ARGS...` (optionally in a netns).
-function M.cmdline(args, netns, env)
+function M.cmdline(args, netns, env, wrap)
 	local parts = { net.q(M.BIN) }
+	if wrap then table.insert(parts, 1, wrap) end
 	for _, a in ipairs(args) do parts[#parts + 1] = net.q(a) end
 	local cmd = table.concat(parts, " ")
 	if env then cmd = "env " .. env .. " " .. cmd end
@@ -31,12 +32,13 @@ Proc.__index = Proc
 
 --- Start `tcpinspect ARGS...` in the background; stdout and stderr go to
 -- files, the exit status to a third.  opts.netns runs it in a namespace,
--- opts.env ("VAR=x ...") sets environment variables.
+-- opts.env ("VAR=x ...") sets environment variables, opts.wrap is a
+-- command that runs it ("setpriv --bounding-set=...").
 function M.start(args, opts)
 	opts = opts or {}
 	local p = setmetatable({ outf = net.tmpfile(".out"), errf = net.tmpfile(".err"),
 		rcf = net.tmpfile(".rc"), pidf = net.tmpfile(".pid"), args = args }, Proc)
-	p.cmd = M.cmdline(args, opts.netns, opts.env)
+	p.cmd = M.cmdline(args, opts.netns, opts.env, opts.wrap)
 	-- `exec` everywhere: the pid is the lua5.4 process itself (ip netns exec
 	-- and the launcher exec too), so signals reach it directly.
 	local sh = ("(%s) </dev/null >%s 2>%s & echo $! >%s; wait $!; echo $? >%s"):format(
