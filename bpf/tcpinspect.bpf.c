@@ -931,7 +931,12 @@ static __always_inline int ti_from_dropped_skb(struct sk_buff *skb, __u64 locati
 		return 0;
 	if (!BPF_CORE_READ(skb, skb_iif) || BPF_CORE_READ_BITFIELD_PROBED(skb, pkt_type) != PACKET_HOST_)
 		return 0;
+	/* TCP clears skb->dev once a socket has the segment (a drop in the
+	 * sequence checks has none): the netns is then the receiving
+	 * socket's, where the tracepoint names it (rx_sk, 6.11+) */
 	netns = BPF_CORE_READ(skb, dev, nd_net.net, ns.inum);
+	if (!netns && rx_sk)
+		netns = BPF_CORE_READ(rx_sk, __sk_common.skc_net.net, ns.inum);
 	if (ti_load.drop_netns && netns != ti_load.drop_netns)
 		return 0;
 	head = BPF_CORE_READ(skb, head);
@@ -953,7 +958,7 @@ static __always_inline int ti_from_dropped_skb(struct sk_buff *skb, __u64 locati
 	x = ti_scratch_get(TI_PROBE_KFREE_SKB);
 	if (!x)
 		return 0;
-	x->ev.ifindex = BPF_CORE_READ(skb, dev, ifindex);
+	x->ev.ifindex = BPF_CORE_READ(skb, skb_iif); /* the receiving device's, dev or not */
 	x->ev.netns = netns;
 	x->ev.cgroup = cgroup;
 	x->ev.reason = reason;
@@ -974,16 +979,17 @@ static __always_inline int ti_from_dropped_skb(struct sk_buff *skb, __u64 locati
 
 /* skb:kfree_skb as a BTF tracepoint: (skb, location, reason) in 6.1, and
  * rx_sk after them from 6.11 (not read here).  Loaded only with drops =
- * true (luaext/kernel.c, select_drops). */
+ * true (luaext/kernel.c, select_drops), where the kernel has no rx_sk. */
 SEC("tp_btf/kfree_skb")
 int BPF_PROG(ti_drop_btf, struct sk_buff *skb, void *location, int reason)
 {
 	return ti_from_dropped_skb(skb, (__u64)location, (__u32)reason, 0);
 }
 
-/* ... from 6.11, with the receiving socket the tracepoint names (rx_sk),
- * for sockets = true: loaded only where the kernel's tracepoint has it
- * (luaext/kernel.c) */
+/* ... from 6.11, with the receiving socket the tracepoint names (rx_sk):
+ * the netns of a drop after TCP took the segment, and the socket fields
+ * with sockets = true; loaded instead of ti_drop_btf where the kernel's
+ * tracepoint has rx_sk (luaext/kernel.c) */
 SEC("tp_btf/kfree_skb")
 int BPF_PROG(ti_drop_btf_sk, struct sk_buff *skb, void *location, int reason, struct sock *rx_sk)
 {

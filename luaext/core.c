@@ -281,6 +281,17 @@ static int core_errname(lua_State *L)
 
 /* ---- for the CLI: one implementation each, shared with the C side ---------------- */
 
+/* sockets_ok() -> boolean: can open's sockets = true read the receiving
+ * socket here (the privilege and the BTF it needs; features().sockets'
+ * test, without its probe loads).  The CLI's drop views ask for sockets
+ * where they can: a full accept queue's refusals are seen through the
+ * listener (doc/modes.md, "Listen overflow"). */
+static int core_sockets_ok(lua_State *L)
+{
+	lua_pushboolean(L, ti_kernel_sockets_ok());
+	return 1;
+}
+
 /* suggest(word, {name, ...}) -> the name closest to word if it is close
  * enough to be a typo, or nil: errors.c's ti_suggest, the rule of every
  * "did you mean" (options, fields, commands). */
@@ -434,6 +445,7 @@ int luaopen_tcpinspect_core(lua_State *L)
 		{ "expr_compile", core_expr_compile },
 		{ "expr_match", core_expr_match },
 		{ "suggest", core_suggest },
+		{ "sockets_ok", core_sockets_ok },
 		{ "netns_path", core_netns_path },
 		{ "netns_inode", core_netns_inode },
 		{ "set_debug", core_set_debug },

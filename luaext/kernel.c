@@ -204,7 +204,7 @@ static const char *const drop_hook_names[TI_DROP_HOOKS] = { "tp_btf", "raw_tp" }
 
 static struct bpf_program *drop_prog(const struct tcpinspect_bpf *sk, int i)
 {
-	/* tp_btf with rx_sk where sockets = true chose it (select_drops) */
+	/* tp_btf with rx_sk where the kernel has it (select_drops) */
 	if (i == 0 && bpf_program__autoload(sk->progs.ti_drop_btf_sk))
 		return sk->progs.ti_drop_btf_sk;
 	return i == 0 ? sk->progs.ti_drop_btf : sk->progs.ti_drop_raw;
@@ -253,7 +253,7 @@ static void select_drops(struct ti_kernel *k, const struct ti_load_opts *o, int 
 	else if (hook > last)
 		snprintf(k->drop_status, sizeof(k->drop_status),
 			 "not attached: the kernel refused the drop hook: %.200s", refused);
-	else if (hook == 0 && o->sockets && ti_kernel_drop_has_rx_sk())
+	else if (hook == 0 && ti_kernel_drop_has_rx_sk())
 		bpf_program__set_autoload(k->skel->progs.ti_drop_btf_sk, true);
 	else
 		bpf_program__set_autoload(drop_prog(k->skel, hook), true);

@@ -56,9 +56,9 @@ enum ti_mode {
 extern const char *const ti_mode_names[TI_MODE_COUNT + 1]; /* NULL-terminated */
 
 /* The aggregate maps user space reads, X(ID, name). */
-#define TI_MAPS(X)            \
-	X(FLOWS, "flows")     \
-	X(PORTS, "ports")     \
+#define TI_MAPS(X)              \
+	X(FLOWS, "flows")       \
+	X(PORTS, "ports")       \
 	X(SOURCES, "sources")   \
 	X(LEN_HIST, "len_hist") \
 	X(DROPS, "drops")

@@ -263,8 +263,10 @@ static uint32_t check_reason(lua_State *L, int t)
 	if (isnum && n >= 0 && n <= UINT32_MAX)
 		v = (uint32_t)n;
 	else if (lua_type(L, -1) != LUA_TSTRING || ti_drop_reason_value(lua_tostring(L, -1), &v))
-		luaL_error(L, "tcpinspect: map key field 'reason': expected a drop reason (tcpinspect.drop_reasons()) or its number, got %s",
-			   lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : luaL_typename(L, -1));
+		luaL_error(
+			L,
+			"tcpinspect: map key field 'reason': expected a drop reason (tcpinspect.drop_reasons()) or its number, got %s",
+			lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : luaL_typename(L, -1));
 	lua_pop(L, 1);
 	return v;
 }

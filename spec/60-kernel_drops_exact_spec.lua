@@ -85,7 +85,8 @@ end
 local function run(mode)
 	local pair = net.netns_pair()
 	local r = { records = {}, other = 0 }
-	local cap, srv, cli, s
+	local cap, srv, cli, s, scoped
+	r.server_ino = tonumber((net.must("stat -L -c %i /run/netns/" .. pair.server)))
 	local ok, err = pcall(function()
 		for _, x in ipairs{ { pair.server, pair.sdev }, { pair.client, pair.cdev } } do
 			net.must(("ip netns exec %s ethtool -K %s rx off tx off"):format(x[1], x[2]))
@@ -102,6 +103,14 @@ local function run(mode)
 		s = net.open{ mode = mode, drops = true,
 			filter = { saddr = pair.client4, daddr = pair.server4, dport = { P_CSUM, P_NFT, P_OOW } } }
 		r.status = s.probes["skb:kfree_skb"]
+		-- and one scoped to the receiving namespace: a drop after a socket
+		-- took the segment has no device; its netns is then rx_sk's where
+		-- the tracepoint has one (6.11+), else unknown (doc/modes.md)
+		scoped = net.open{ mode = mode, drops = true, netns = pair.server, filter = { dport = P_OOW } }
+		r.scoped = 0
+		scoped:on_drop(function(p)
+			if p.netns == r.server_ino then r.scoped = r.scoped + 1 end
+		end)
 		s:on_drop(function(p)
 			if p.daddr == pair.server4 and p.probe == "skb:kfree_skb" then
 				local k = p.dport .. " " .. p.reason
@@ -154,6 +163,7 @@ local function run(mode)
 		for k in pairs(before) do r.mib_names[k] = true end
 		local pkts = cap:stop()
 		net.drain(s)
+		net.drain(scoped)
 		r.sent = {}
 		for _, p in ipairs(pkts) do
 			local k = p.dport == P_OOW and p.len == 10 and "oow" or p.dport
@@ -169,6 +179,7 @@ local function run(mode)
 		end
 	end)
 	if s then s:close() end
+	if scoped then scoped:close() end
 	for _, pid in ipairs{ srv or false, cli or false } do
 		if pid then net.kill(pid, "KILL") end
 	end
@@ -327,6 +338,12 @@ describe("#kernel drops, exactly", function()
 				assert.are.same(reasons, d.reasons)
 				assert.are.same(records, r.map)
 				assert.are.equal(0, r.stats.evicted_drops)
+				-- scoped to the namespace: the sequence drops carry rx_sk's netns
+				-- where the tracepoint has rx_sk, and none without it
+				local rx = require("tcpinspect").features().sockets_drops
+				assert.are.equal(rx and 2 * K or 0, r.scoped)
+				net.say("[%s] scoped to the namespace: %d of %d sequence drops (rx_sk: %s)", mode, r.scoped, 2 * K,
+					tostring(rx))
 				net.say("[%s] drops exact: %d x TCP_CSUM == InCsumErrors +%d, %d x NETFILTER_DROP == nft counter %d, " ..
 					"%d x %s == %s +%d, %d x %s%s; %d to port %d filtered out",
 					mode, K, r.mib.TcpInCsumErrors, K, r.nft, K, want.old, want.old_mib, r.mib[want.old_mib], K,

@@ -123,6 +123,46 @@ describe("#kernel cli drops", function()
 				assert.are.same({ N + M, M, N }, { d.seen, d.filtered, d.matched })
 			end)
 
+		it(("[%s] drops --netns NS: a full accept queue's refusals, TCP_LISTEN_OVERFLOW == ListenDrops"):format(mode),
+			function()
+				local defer = cleanups()
+				local ns = net.netns("cov")
+				defer(function() ns:destroy() end)
+				local port = net.port(1)
+				local p = cli.start { "drops", "--mode", mode, "--netns", ns.name, "--json", "--interval", "0.2",
+					"--dport", tostring(port) }
+				defer(function() p:kill() end)
+				p:ready(net.scale(20))
+				local function listen_drops() -- TcpExt's ListenDrops, by its column
+					local _, out = ns:exec("cat /proc/net/netstat")
+					local names, vals = ("\n" .. out):match("\nTcpExt: (%a[^\n]*)\nTcpExt: ([%d%s]*)")
+					local col = 0
+					for w in names:gmatch("%S+") do
+						col = col + 1
+						if w == "ListenDrops" then break end
+					end
+					local i = 0
+					for v in vals:gmatch("%d+") do
+						i = i + 1
+						if i == col then return tonumber(v) end
+					end
+				end
+				local before = listen_drops()
+				local ok, out = ns:exec(("timeout %d /usr/bin/python3 %s/spec/support/listeners.py overflow 127.0.0.1 %d 4")
+					:format(net.scale(30), net.ROOT, port))
+				assert(ok and out:find("done"), out)
+				local delta = listen_drops() - before
+				local v = last_json(finish(p).out)
+				local got = 0
+				for _, row in ipairs(v.drops) do
+					assert.are.same({ "TCP_LISTEN_OVERFLOW", port }, { row.reason, row.dport })
+					got = got + row.packets
+				end
+				net.say("[%s] drops: ListenDrops +%d, TCP_LISTEN_OVERFLOW rows %d", mode, delta, got)
+				assert.is_true(delta > 0, "no listen drop happened")
+				assert.are.equal(delta, got)
+			end)
+
 		it(("[%s] drops (text) and top --by reason: the reason's row and the port's row == N"):format(mode), function()
 			local defer = cleanups()
 			local host, port = net.addr4(), net.port(2)
@@ -212,14 +252,11 @@ describe("#kernel cli drops", function()
 				for _, row in ipairs(v.processes) do
 					if row.pid then assert.are.same({ net.getpid(), comm }, { row.pid, row.comm }) end
 				end
-				-- tc and cgroup name the socket of every segment here (the
-				-- listener for the SYN): at least the K SYNs are this
-				-- process's.  fentry/kprobe name only a socket early demux
-				-- found (doc/modes.md; none on 6.12-rt's loopback)
-				if mode == "tc" or mode == "cgroup" then
-					assert.is_table(mine, r.out)
-					assert.is_true(mine.packets >= K, r.out)
-				end
+				-- every mode names the listener for the SYNs (tc: the lookup;
+				-- cgroup: skb->sk; fentry/kprobe: sk_filter_trim_cap's socket,
+				-- doc/modes.md): at least the K SYNs are this process's
+				assert.is_table(mine, r.out)
+				assert.is_true(mine.packets >= K, r.out)
 			end)
 
 		it(("[%s] export: tcpinspect_drops_total{reason=\"NO_SOCKET\"} == N; --no-drops: none"):format(mode), function()

@@ -794,7 +794,8 @@ local TOP = {
 	-- neither); --by reason reads the drops map
 	events = function(a) return a.by == "netns" or a.by == "process" end,
 	drops = function(a) return a.by == "reason" end,
-	sockets = function(a) return a.by == "process" end,
+	-- by reason: where the lookup can run, for the listen overflows
+	sockets = function(a) return a.by == "process" or a.by == "reason" and core.sockets_ok() end,
 	replay = function(a)
 		if a.by == "reason" then
 			return "--by", "a capture holds no fates: drop reasons are the kernel's, seen live only (without -r)"
@@ -813,6 +814,9 @@ local DROPS = {
 	},
 	events = function() return false end,
 	drops = function() return true end,
+	-- where the lookup can run: a full accept queue's refusals are seen
+	-- through the listener (TCP_LISTEN_OVERFLOW; doc/modes.md)
+	sockets = function() return core.sockets_ok() end,
 	replay = function()
 		return "-r", "a capture holds no fates: 'tcpinspect drops' reads the kernel's drops, live only (without -r)"
 	end,
