@@ -32,8 +32,10 @@ local sformat, mtype, concat = string.format, math.type, table.concat
 -- the fields only some records have, left out where nil: a drop's own
 -- (reason, location) and the receiving socket's (sockets = true, and a
 -- hook that named one)
-local DROP_ONLY = { reason = true, location = true, sk_state = true, sk_cookie = true, uid = true, pid = true,
+local OPTIONAL = { reason = true, location = true, sk_state = true, sk_cookie = true, uid = true, pid = true,
 	comm = true }
+--- The packet fields a line leaves out where nil (a set: name -> true).
+M.OPTIONAL = OPTIONAL
 
 local function quote(s)
 	if s:find('[%c"\\\127-\255]') then return dkjson.quotestring(s) end
@@ -66,7 +68,7 @@ function M.packet(p)
 	for i = 1, NF do
 		local f = FIELDS[i]
 		local v = p[f]
-		if v ~= nil or not DROP_ONLY[f] then
+		if v ~= nil or not OPTIONAL[f] then
 			n = n + 1
 			parts[n] = KEYS[i] .. value(f, v)
 		end
