@@ -743,18 +743,15 @@ static int live_consume(struct ti_kernel *k, int64_t timeout_ms, ti_record_fn fn
 	return n;
 }
 
-static int live_stats(const struct ti_kernel *k, uint64_t out[TI_STAT_MAX])
+/* Sum the CPUs' values of entries 0..n-1 of per-CPU array fd into out,
+ * the last entry first: the kernel counts seen, then filtered or matched,
+ * then the rest, so under live traffic reading downstream counters first
+ * keeps seen >= filtered + matched >= ... instead of the reverse. */
+static int sum_percpu(const struct ti_kernel *k, int fd, uint32_t n, uint64_t *out)
 {
 	uint64_t vals[k->ncpus > 0 ? k->ncpus : 1];
-	int fd;
 
-	if (!k->skel)
-		return -EBADF;
-	fd = bpf_map__fd(k->skel->maps.stats);
-	/* Read downstream counters first: the kernel counts seen, then filtered
-	 * or matched, then the rest, so under live traffic this order keeps
-	 * seen >= filtered + matched >= ... instead of the reverse. */
-	for (uint32_t i = TI_STAT_MAX; i-- > 0;) {
+	for (uint32_t i = n; i-- > 0;) {
 		out[i] = 0;
 		if (bpf_map_lookup_elem(fd, &i, vals))
 			return -errno;
@@ -764,11 +761,15 @@ static int live_stats(const struct ti_kernel *k, uint64_t out[TI_STAT_MAX])
 	return 0;
 }
 
+static int live_stats(const struct ti_kernel *k, uint64_t out[TI_STAT_MAX])
+{
+	if (!k->skel)
+		return -EBADF;
+	return sum_percpu(k, bpf_map__fd(k->skel->maps.stats), TI_STAT_MAX, out);
+}
+
 static int live_drop_stats(const struct ti_kernel *k, uint64_t out[TI_DROP_CTR_SLOTS], char *why, size_t whylen)
 {
-	uint64_t vals[k->ncpus > 0 ? k->ncpus : 1];
-	int fd;
-
 	if (!k->skel)
 		return -EBADF;
 	if (!k->drop_link) {
@@ -776,16 +777,8 @@ static int live_drop_stats(const struct ti_kernel *k, uint64_t out[TI_DROP_CTR_S
 			 k->drop_status[0] ? k->drop_status : "drops are off: open the session with drops = true");
 		return -EOPNOTSUPP;
 	}
-	fd = bpf_map__fd(k->skel->maps.drop_ctr);
 	/* downstream first, as live_stats: the reasons, then lost ... seen */
-	for (uint32_t i = TI_DROP_CTR_SLOTS; i-- > 0;) {
-		out[i] = 0;
-		if (bpf_map_lookup_elem(fd, &i, vals))
-			return -errno;
-		for (int c = 0; c < k->ncpus; c++)
-			out[i] += vals[c];
-	}
-	return 0;
+	return sum_percpu(k, bpf_map__fd(k->skel->maps.drop_ctr), TI_DROP_CTR_SLOTS, out);
 }
 
 static void live_describe(const struct ti_kernel *k, struct ti_kernel_info *info)

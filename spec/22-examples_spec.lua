@@ -317,22 +317,12 @@ describe("examples #kernel #examples", function()
 			local port = 24000 + math.random(0, 999)
 			local p = cli.start({ EX .. "why_refused.lua", "--netns", ns.name, "--dport", tostring(port) }):ready()
 			defer(function() p:kill() end)
-			local function listen_drops()
-				local out = net.must("ip netns exec " .. ns.name .. " cat /proc/net/netstat")
-				local names, vals = {}, {}
-				for line in out:gmatch("[^\n]+") do
-					local t = line:match("^TcpExt: %a") and names or line:match("^TcpExt: [%d-]") and vals
-					if t then for w in line:gmatch("%S+") do t[#t + 1] = w end end
-				end
-				for i, n in ipairs(names) do if n == "ListenDrops" then return tonumber(vals[i]) end end
-				error("no TcpExt ListenDrops")
-			end
-			local before = listen_drops()
+			local before = net.mibs(ns.name).TcpExtListenDrops
 			-- a backlog-1 listener that never accepts, 4 attempts left to the SYN retries
 			local ok, out = ns:exec(("timeout %d /usr/bin/python3 %s/spec/support/listeners.py overflow 127.0.0.1 %d 4")
 				:format(net.scale(30), net.ROOT, port))
 			assert(ok and out:find("done"), out)
-			local n = listen_drops() - before
+			local n = net.mibs(ns.name).TcpExtListenDrops - before
 			assert.is_true(n > 0, "no listen drop happened")
 			net.sleep(net.scale(0.5))
 			p:interrupt()

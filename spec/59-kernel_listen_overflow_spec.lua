@@ -18,22 +18,6 @@ local net = require "support.net"
 
 local M = 4
 
-local function listen_drops(ns)
-	local out = net.must("ip netns exec " .. ns .. " cat /proc/net/netstat")
-	local names, vals
-	for line in out:gmatch("[^\n]+") do
-		if line:match("^TcpExt: %a") then names = line
-		elseif line:match("^TcpExt: [%d-]") then vals = line end
-	end
-	local nl, vl = {}, {}
-	for w in names:gmatch("%S+") do nl[#nl + 1] = w end
-	for w in vals:gmatch("%S+") do vl[#vl + 1] = w end
-	for i = 2, #nl do
-		if nl[i] == "ListenDrops" then return tonumber(vl[i]) end
-	end
-	error("no TcpExt ListenDrops")
-end
-
 describe("#kernel listen overflow", function()
 	for _, mode in ipairs(net.modes()) do
 		for _, family in ipairs{ 4, 6 } do
@@ -58,12 +42,12 @@ describe("#kernel listen overflow", function()
 						other[#other + 1] = p.reason .. " " .. f
 					end
 				end)
-				local before = listen_drops(ns.name)
+				local before = net.mibs(ns.name).TcpExtListenDrops
 				local ok, out = ns:exec(("timeout %d /usr/bin/python3 %s/spec/support/listeners.py overflow %s %d %d"):format(
 					net.scale(30), net.ROOT, addr, port, M))
 				assert(ok and out:find("done"), out)
 				net.drain(s)
-				local after = listen_drops(ns.name)
+				local after = net.mibs(ns.name).TcpExtListenDrops
 				local st = s:stats()
 				net.say("%s ipv%d: ListenDrops +%d, TCP_LISTEN_OVERFLOW drops %d, others %s", mode, family,
 					after - before, overflows, table.concat(other, ","))

@@ -32,31 +32,6 @@ local net = require "support.net"
 local K = 6
 local P_CSUM, P_NFT, P_OOW, P_OTHER = 5001, 5002, 5003, 5004
 
--- The namespace's MIBs (/proc/net/snmp and /proc/net/netstat) as nstat
--- names them: "TcpInCsumErrors", "TcpExtDelayedACKLost".
-local function mibs(ns)
-	local t = {}
-	for _, f in ipairs{ "/proc/net/snmp", "/proc/net/netstat" } do
-		local out = net.must("ip netns exec " .. net.q(ns) .. " cat " .. f)
-		local names
-		for line in out:gmatch("[^\n]+") do
-			local pre, rest = line:match("^(%w+): (.*)$")
-			if pre and rest:match("^%a") then
-				names = {}
-				for w in rest:gmatch("%S+") do names[#names + 1] = w end
-			elseif pre and names then
-				local i = 0
-				for w in rest:gmatch("%S+") do
-					i = i + 1
-					t[pre .. names[i]] = tonumber(w)
-				end
-				names = nil
-			end
-		end
-	end
-	return t
-end
-
 local function mib_delta(a, b)
 	local d = {}
 	for k, v in pairs(b) do
@@ -122,7 +97,7 @@ local function run(mode)
 		cap = net.tcpdump{ iface = pair.sdev, netns = pair.server, filter = "tcp and dst host " .. pair.server4,
 			snaplen = 96 }
 		local ccap = net.tcpdump{ iface = pair.cdev, netns = pair.client, filter = "tcp port " .. P_OOW }
-		local before = mibs(pair.server)
+		local before = net.mibs(pair.server)
 
 		hping(pair, "-S -b -p " .. P_CSUM)
 		hping(pair, "-S -p " .. P_NFT)
@@ -158,7 +133,7 @@ local function run(mode)
 		hping(pair, ("-A -s %d -k -p %d -M %d -L %d -d 10"):format(sport, P_OOW,
 			math.tointeger((syn + 101 + 2 ^ 30) % 2 ^ 32), (synack + 1) % 2 ^ 32))
 
-		r.mib = mib_delta(before, mibs(pair.server))
+		r.mib = mib_delta(before, net.mibs(pair.server))
 		r.mib_names = {}
 		for k in pairs(before) do r.mib_names[k] = true end
 		local pkts = cap:stop()

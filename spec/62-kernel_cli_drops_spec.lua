@@ -133,25 +133,11 @@ describe("#kernel cli drops", function()
 					"--dport", tostring(port) }
 				defer(function() p:kill() end)
 				p:ready(net.scale(20))
-				local function listen_drops() -- TcpExt's ListenDrops, by its column
-					local _, out = ns:exec("cat /proc/net/netstat")
-					local names, vals = ("\n" .. out):match("\nTcpExt: (%a[^\n]*)\nTcpExt: ([%d%s]*)")
-					local col = 0
-					for w in names:gmatch("%S+") do
-						col = col + 1
-						if w == "ListenDrops" then break end
-					end
-					local i = 0
-					for v in vals:gmatch("%d+") do
-						i = i + 1
-						if i == col then return tonumber(v) end
-					end
-				end
-				local before = listen_drops()
+				local before = net.mibs(ns.name).TcpExtListenDrops
 				local ok, out = ns:exec(("timeout %d /usr/bin/python3 %s/spec/support/listeners.py overflow 127.0.0.1 %d 4")
 					:format(net.scale(30), net.ROOT, port))
 				assert(ok and out:find("done"), out)
-				local delta = listen_drops() - before
+				local delta = net.mibs(ns.name).TcpExtListenDrops - before
 				local v = last_json(finish(p).out)
 				local got = 0
 				for _, row in ipairs(v.drops) do

@@ -397,6 +397,26 @@ local function run_reports(a, s, say, t0, report, count)
 	return 0
 end
 
+-- The rows of a table of counts per key (top --by netns, --by process):
+-- cur is key -> {packets=, bytes=}; each row is make(key, e) with those
+-- counts and their rates over dt (since the last report; the whole run in
+-- the final one), prev keeping the counts each rate starts from.  Returns
+-- the best `rows` of them by `by`.
+local function rate_rows(cur, prev, dt, final, rows, by, make)
+	local t = {}
+	for key, e in pairs(cur) do
+		local o = (not final and prev[key]) or { packets = 0, bytes = 0 }
+		local r = make(key, e)
+		r.packets, r.bytes = e.packets, e.bytes
+		r.pps, r.bps = (e.packets - o.packets) / dt, (e.bytes - o.bytes) / dt
+		t[tostring(key)] = r
+		prev[key] = { packets = e.packets, bytes = e.bytes }
+	end
+	local list = {}
+	for _, e in ipairs(topk.top(t, rows, by)) do list[#list + 1] = e.value end
+	return list
+end
+
 local function cmd_top_netns(a, s, say)
 	local rows, tty = a.top or 10, not a.json and M.isatty()
 	local by = a.sort == "packets" and { "packets", "bytes" } or { "bytes", "packets" }
@@ -415,19 +435,10 @@ local function cmd_top_netns(a, s, say)
 	local function report(elapsed, final)
 		reports = reports + 1
 		rescan()
-		local dt = math.max(elapsed - last, 1e-9)
-		local t = {}
-		for ino, e in pairs(cur) do
-			local o = (not final and prev[ino]) or { packets = 0, bytes = 0 }
-			local r = { netns = ino, name = name_of(ino), packets = e.packets, bytes = e.bytes,
-				pps = (e.packets - o.packets) / (final and math.max(elapsed, 1e-9) or dt),
-				bps = (e.bytes - o.bytes) / (final and math.max(elapsed, 1e-9) or dt) }
-			t[tostring(ino)] = r
-			prev[ino] = { packets = e.packets, bytes = e.bytes }
-		end
+		local dt = final and math.max(elapsed, 1e-9) or math.max(elapsed - last, 1e-9)
+		local list = rate_rows(cur, prev, dt, final, rows, by,
+			function(ino) return { netns = ino, name = name_of(ino) } end)
 		last = elapsed
-		local list = {}
-		for _, e in ipairs(topk.top(t, rows, by)) do list[#list + 1] = e.value end
 		local st = s:stats()
 		if a.json then
 			io.write(json.encode { type = "top", by = "netns", final = final or false, elapsed = elapsed,
@@ -605,16 +616,9 @@ local function cmd_top_process(a, s, say)
 	local function report(elapsed, final)
 		reports = reports + 1
 		local dt = final and math.max(elapsed, 1e-9) or math.max(elapsed - last, 1e-9)
-		local t = {}
-		for key, e in pairs(cur) do
-			local o = (not final and prev[key]) or { packets = 0, bytes = 0 }
-			t[key] = { pid = e.pid, comm = e.comm, packets = e.packets, bytes = e.bytes,
-				pps = (e.packets - o.packets) / dt, bps = (e.bytes - o.bytes) / dt }
-			prev[key] = { packets = e.packets, bytes = e.bytes }
-		end
+		local list = rate_rows(cur, prev, dt, final, rows, by,
+			function(_, e) return { pid = e.pid, comm = e.comm } end)
 		last = elapsed
-		local list = {}
-		for _, e in ipairs(topk.top(t, rows, by)) do list[#list + 1] = e.value end
 		local st = s:stats()
 		if a.json then
 			io.write(json.encode { type = "top", by = "process", final = final or false, elapsed = elapsed,

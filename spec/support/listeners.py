@@ -32,6 +32,8 @@ import subprocess
 import sys
 import time
 
+from tcp_flags_sender import csum  # the TCP checksum, next to this file
+
 
 def family(addr):
     return socket.AF_INET6 if ":" in addr else socket.AF_INET
@@ -125,15 +127,6 @@ def client(addr, port, n):
         print("conn", c.getsockname()[1], flush=True)
         c.close()
     print("done", flush=True)
-
-
-def csum(data):
-    if len(data) % 2:
-        data += b"\0"
-    s = sum(struct.unpack("!%dH" % (len(data) // 2), data))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
 
 
 def acks(addr, port, k):

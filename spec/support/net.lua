@@ -30,6 +30,7 @@
 --   net.lua_cmd(script_path, args...) -> "lua5.4 ..." command line with the
 --                             checkout's package.path/cpath
 --   net.tmpfile([suffix]) / net.read_file(path) / net.write_file(path, s)
+--   net.mibs([ns]): a namespace's MIB counters by nstat's names
 --   net.getpid()              pid of this Lua process
 --
 -- Traffic (lua-socket, blocking, bounded by timeouts)
@@ -234,6 +235,33 @@ function net.read_file(path)
 	local s = f:read("a")
 	f:close()
 	return s
+end
+
+-- The MIB counters of network namespace `ns` (a name in /run/netns; nil:
+-- this one), from /proc/net/snmp and /proc/net/netstat, as nstat names them:
+-- "TcpInCsumErrors", "TcpExtListenDrops".  The kernel keeps them per
+-- namespace, so a fresh namespace's count only its own traffic.
+function net.mibs(ns)
+	local t = {}
+	for _, f in ipairs{ "/proc/net/snmp", "/proc/net/netstat" } do
+		local out = net.must((ns and "ip netns exec " .. net.q(ns) .. " " or "") .. "cat " .. f)
+		local names
+		for line in out:gmatch("[^\n]+") do
+			local pre, rest = line:match("^(%w+): (.*)$")
+			if pre and rest:match("^%a") then
+				names = {}
+				for w in rest:gmatch("%S+") do names[#names + 1] = w end
+			elseif pre and names then
+				local i = 0
+				for w in rest:gmatch("%S+") do
+					i = i + 1
+					t[pre .. names[i]] = tonumber(w)
+				end
+				names = nil
+			end
+		end
+	end
+	return t
 end
 
 function net.write_file(path, s)
