@@ -254,7 +254,7 @@ static lua_Integer check_key_int(lua_State *L, int t, const char *field, lua_Int
  * kernel's BTF does not name). */
 static uint32_t check_reason(lua_State *L, int t)
 {
-	uint32_t v;
+	uint32_t v = 0; /* luaL_error does not return */
 	lua_Integer n;
 	int isnum;
 
