@@ -830,28 +830,29 @@ int ti_cgroup_ingress(struct __sk_buff *skb)
 	return 1; /* allow: tcpinspect observes, it never drops */
 }
 
-/* ... and its netns (CAP_PERFMON), out of the scope's: not seen */
-SEC("cgroup_skb/ingress")
-int ti_cgroup_ingress_ns(struct __sk_buff *skb)
+/* ... and its netns (CAP_PERFMON), out of the scope's: not seen; how says
+ * whether the record names the receiving socket too */
+static __always_inline int ti_cgroup_in_netns(struct __sk_buff *skb, enum ti_sk_how how)
 {
 	__u64 netns = ti_skb_sock_netns(skb); /* 64-bit: see ti_count */
 
 	if (ti_load.scope_netns && netns != ti_load.scope_netns)
 		return 1;
-	ti_from_sk_buff(skb, 0, TI_PROBE_CGROUP, netns, bpf_skb_cgroup_id(skb), TI_SK_NONE);
+	ti_from_sk_buff(skb, 0, TI_PROBE_CGROUP, netns, bpf_skb_cgroup_id(skb), how);
 	return 1;
+}
+
+SEC("cgroup_skb/ingress")
+int ti_cgroup_ingress_ns(struct __sk_buff *skb)
+{
+	return ti_cgroup_in_netns(skb, TI_SK_NONE);
 }
 
 /* ... and the receiving socket (sockets = true; CAP_PERFMON) */
 SEC("cgroup_skb/ingress")
 int ti_cgroup_ingress_sk(struct __sk_buff *skb)
 {
-	__u64 netns = ti_skb_sock_netns(skb); /* 64-bit: see ti_count */
-
-	if (ti_load.scope_netns && netns != ti_load.scope_netns)
-		return 1;
-	ti_from_sk_buff(skb, 0, TI_PROBE_CGROUP, netns, bpf_skb_cgroup_id(skb), TI_SK_SKB);
-	return 1;
+	return ti_cgroup_in_netns(skb, TI_SK_SKB);
 }
 
 SEC("tc")
