@@ -225,6 +225,8 @@ bool ti_kallsyms_has(const char *name)
 	return found;
 }
 
+static void btf_facts(void);
+
 /* ---- drops' names ------------------------------------------------------------ */
 
 /* The running kernel's enum skb_drop_reason, read once: the values differ
@@ -236,7 +238,6 @@ struct drop_reason {
 };
 static struct drop_reason *drop_reasons;
 static size_t ndrop_reasons;
-static bool drop_reasons_read;
 
 static int drop_reason_cmp(const void *a, const void *b)
 {
@@ -245,16 +246,10 @@ static int drop_reason_cmp(const void *a, const void *b)
 	return x->value < y->value ? -1 : x->value > y->value;
 }
 
-static void drop_reasons_read_btf(void)
+static void drop_reasons_from(const struct btf *btf)
 {
-	struct btf *btf;
-	int id;
+	int id = btf__find_by_name_kind(btf, "skb_drop_reason", BTF_KIND_ENUM);
 
-	drop_reasons_read = true;
-	btf = btf__load_vmlinux_btf();
-	if (!btf)
-		return;
-	id = btf__find_by_name_kind(btf, "skb_drop_reason", BTF_KIND_ENUM);
 	if (id > 0) {
 		const struct btf_type *t = btf__type_by_id(btf, id);
 		const struct btf_enum *e = btf_enum(t);
@@ -280,6 +275,111 @@ static void drop_reasons_read_btf(void)
 		if (drop_reasons)
 			qsort(drop_reasons, ndrop_reasons, sizeof(*drop_reasons), drop_reason_cmp);
 	}
+}
+
+/* ---- TCP state names ------------------------------------------------------------ */
+
+#define TI_SK_STATES 32
+static char *state_names[TI_SK_STATES];
+
+/* The enum whose enumerators include TCP_ESTABLISHED (anonymous in the
+ * kernel's headers; BPF's BPF_TCP_ESTABLISHED is another name, not this
+ * one), each name without its TCP_ prefix; TCP_MAX_STATES is a bound. */
+static void sk_states_from(const struct btf *btf)
+{
+	int n = (int)btf__type_cnt(btf);
+
+	for (int id = 1; id < n; id++) {
+		const struct btf_type *t = btf__type_by_id(btf, id);
+		const struct btf_enum *e;
+		bool ours = false;
+
+		if (!btf_is_enum(t))
+			continue;
+		e = btf_enum(t);
+		for (int i = 0; i < btf_vlen(t) && !ours; i++)
+			ours = !strcmp(btf__name_by_offset(btf, e[i].name_off), "TCP_ESTABLISHED");
+		if (!ours)
+			continue;
+		for (int i = 0; i < btf_vlen(t); i++) {
+			const char *name = btf__name_by_offset(btf, e[i].name_off);
+
+			if (e[i].val < 0 || e[i].val >= TI_SK_STATES || strncmp(name, "TCP_", 4) ||
+			    !strcmp(name, "TCP_MAX_STATES"))
+				continue;
+			state_names[e[i].val] = strdup(name + 4);
+		}
+		break;
+	}
+}
+
+const char *ti_sk_state_name(uint32_t v)
+{
+	btf_facts();
+	return v < TI_SK_STATES ? state_names[v] : NULL;
+}
+
+int ti_sk_state_value(const char *name)
+{
+	btf_facts();
+	for (int v = 1; v < TI_SK_STATES; v++)
+		if (state_names[v] && !strcmp(state_names[v], name))
+			return v;
+	return -1;
+}
+
+const char *ti_sk_state_at(size_t i)
+{
+	size_t k = 0;
+
+	btf_facts();
+	for (int v = 1; v < TI_SK_STATES; v++)
+		if (state_names[v] && k++ == i)
+			return state_names[v];
+	return NULL;
+}
+
+/* skb:kfree_skb's BTF prototype (the typedef btf_trace_kfree_skb: a
+ * pointer to a function of (void *, skb, location, reason[, rx_sk])) has
+ * rx_sk from 6.11 on. */
+static bool drop_rx_sk;
+
+static void drop_rx_sk_from(const struct btf *btf)
+{
+	int id = btf__find_by_name_kind(btf, "btf_trace_kfree_skb", BTF_KIND_TYPEDEF);
+
+	if (id > 0) {
+		const struct btf_type *t = btf__type_by_id(btf, btf__type_by_id(btf, id)->type);
+
+		if (t && btf_is_ptr(t))
+			t = btf__type_by_id(btf, t->type);
+		drop_rx_sk = t && btf_is_func_proto(t) && btf_vlen(t) >= 5;
+	}
+}
+
+bool ti_kernel_drop_has_rx_sk(void)
+{
+	btf_facts();
+	return drop_rx_sk;
+}
+
+/* The names and shapes user space takes from the running kernel's BTF
+ * (drop reasons, TCP states, kfree_skb's rx_sk), read in one parse of /sys/kernel/btf/vmlinux (it is
+ * megabytes), the first time any of them is asked for. */
+static void btf_facts(void)
+{
+	static bool read;
+	struct btf *btf;
+
+	if (read)
+		return;
+	read = true;
+	btf = btf__load_vmlinux_btf();
+	if (!btf)
+		return;
+	drop_reasons_from(btf);
+	sk_states_from(btf);
+	drop_rx_sk_from(btf);
 	btf__free(btf);
 }
 
@@ -287,8 +387,7 @@ const char *ti_drop_reason_name(uint32_t v)
 {
 	struct drop_reason key = { .value = v }, *r;
 
-	if (!drop_reasons_read)
-		drop_reasons_read_btf();
+	btf_facts();
 	if (!ndrop_reasons)
 		return v == TI_DROP_LISTEN_OVERFLOW ? "TCP_LISTEN_OVERFLOW" : NULL;
 	r = bsearch(&key, drop_reasons, ndrop_reasons, sizeof(*drop_reasons), drop_reason_cmp);
@@ -301,15 +400,13 @@ const char *ti_drop_reason_name(uint32_t v)
 
 const char *ti_drop_reason_at(size_t i)
 {
-	if (!drop_reasons_read)
-		drop_reasons_read_btf();
+	btf_facts();
 	return i < ndrop_reasons ? drop_reasons[i].name : NULL;
 }
 
 int ti_drop_reason_value(const char *name, uint32_t *v)
 {
-	if (!drop_reasons_read)
-		drop_reasons_read_btf();
+	btf_facts();
 	for (size_t i = 0; i < ndrop_reasons; i++)
 		if (!strcmp(drop_reasons[i].name, name)) {
 			*v = drop_reasons[i].value;

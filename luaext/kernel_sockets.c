@@ -27,79 +27,6 @@
 #include <bpf/libbpf.h>
 #include "kernel_int.h"
 
-/* ---- TCP state names ------------------------------------------------------------ */
-
-#define TI_SK_STATES 32
-static char *state_names[TI_SK_STATES];
-static bool states_read;
-
-/* The enum whose enumerators include TCP_ESTABLISHED (anonymous in the
- * kernel's headers; BPF's BPF_TCP_ESTABLISHED is another name, not this
- * one), each name without its TCP_ prefix; TCP_MAX_STATES is a bound. */
-static void states_read_btf(void)
-{
-	struct btf *btf;
-	int n;
-
-	states_read = true;
-	btf = btf__load_vmlinux_btf();
-	if (!btf)
-		return;
-	n = (int)btf__type_cnt(btf);
-	for (int id = 1; id < n; id++) {
-		const struct btf_type *t = btf__type_by_id(btf, id);
-		const struct btf_enum *e;
-		bool ours = false;
-
-		if (!btf_is_enum(t))
-			continue;
-		e = btf_enum(t);
-		for (int i = 0; i < btf_vlen(t) && !ours; i++)
-			ours = !strcmp(btf__name_by_offset(btf, e[i].name_off), "TCP_ESTABLISHED");
-		if (!ours)
-			continue;
-		for (int i = 0; i < btf_vlen(t); i++) {
-			const char *name = btf__name_by_offset(btf, e[i].name_off);
-
-			if (e[i].val < 0 || e[i].val >= TI_SK_STATES || strncmp(name, "TCP_", 4) ||
-			    !strcmp(name, "TCP_MAX_STATES"))
-				continue;
-			state_names[e[i].val] = strdup(name + 4);
-		}
-		break;
-	}
-	btf__free(btf);
-}
-
-const char *ti_sk_state_name(uint32_t v)
-{
-	if (!states_read)
-		states_read_btf();
-	return v < TI_SK_STATES ? state_names[v] : NULL;
-}
-
-int ti_sk_state_value(const char *name)
-{
-	if (!states_read)
-		states_read_btf();
-	for (int v = 1; v < TI_SK_STATES; v++)
-		if (state_names[v] && !strcmp(state_names[v], name))
-			return v;
-	return -1;
-}
-
-const char *ti_sk_state_at(size_t i)
-{
-	size_t k = 0;
-
-	if (!states_read)
-		states_read_btf();
-	for (int v = 1; v < TI_SK_STATES; v++)
-		if (state_names[v] && k++ == i)
-			return state_names[v];
-	return NULL;
-}
-
 /* ---- listen overflow ---------------------------------------------------------------- */
 
 uint32_t ti_listen_overflow_reason(void)
@@ -391,33 +318,6 @@ int ti_sock_owner_of(const struct ti_event *e, int *pid, const char **comm)
 }
 
 /* ---- drops' rx_sk ------------------------------------------------------------------ */
-
-/* skb:kfree_skb's BTF prototype (the typedef btf_trace_kfree_skb: a
- * pointer to a function of (void *, skb, location, reason[, rx_sk])) has
- * rx_sk from 6.11 on. */
-bool ti_kernel_drop_has_rx_sk(void)
-{
-	static int known = -1;
-	struct btf *btf;
-	int id;
-
-	if (known >= 0)
-		return known;
-	known = 0;
-	btf = btf__load_vmlinux_btf();
-	if (!btf)
-		return false;
-	id = btf__find_by_name_kind(btf, "btf_trace_kfree_skb", BTF_KIND_TYPEDEF);
-	if (id > 0) {
-		const struct btf_type *t = btf__type_by_id(btf, btf__type_by_id(btf, id)->type);
-
-		if (t && btf_is_ptr(t))
-			t = btf__type_by_id(btf, t->type);
-		known = t && btf_is_func_proto(t) && btf_vlen(t) >= 5;
-	}
-	btf__free(btf);
-	return known;
-}
 
 bool ti_kernel_sockets_ok(void)
 {
