@@ -72,7 +72,7 @@ end
 
 describe("#kernel cli drops", function()
 	for _, mode in ipairs(net.modes()) do
-		it(("[%s] drops: N SYNs to a closed port -> the NO_SOCKET x port row == N, the other port filtered out #anymode"):format(
+		it(("[%s] drops: N SYNs to a closed port -> the NO_SOCKET x port row == N, the other port filtered out #anymode #cli"):format(
 			mode), function()
 			local defer = cleanups()
 			local host, port = net.addr4(), net.port(2)
@@ -96,7 +96,7 @@ describe("#kernel cli drops", function()
 			assert.are.same({ NO_SOCKET = N }, v.stats.drops.reasons)
 		end)
 
-		it(("[%s] drops --netns NS with an expression: exactly that namespace's drops to the port #anymode"):format(mode),
+		it(("[%s] drops --netns NS with an expression: exactly that namespace's drops to the port #anymode #cli"):format(mode),
 			function()
 				local defer = cleanups()
 				local ns = net.netns("cdrop")
@@ -123,7 +123,7 @@ describe("#kernel cli drops", function()
 				assert.are.same({ N + M, M, N }, { d.seen, d.filtered, d.matched })
 			end)
 
-		it(("[%s] drops --netns NS: a full accept queue's refusals, TCP_LISTEN_OVERFLOW == ListenDrops #anymode"):format(mode),
+		it(("[%s] drops --netns NS: a full accept queue's refusals, TCP_LISTEN_OVERFLOW == ListenDrops #anymode #cli"):format(mode),
 			function()
 				local defer = cleanups()
 				local ns = net.netns("cov")
@@ -149,7 +149,7 @@ describe("#kernel cli drops", function()
 				assert.are.equal(delta, got)
 			end)
 
-		it(("[%s] drops (text) and top --by reason: the reason's row and the port's row == N #anymode"):format(mode), function()
+		it(("[%s] drops (text) and top --by reason: the reason's row and the port's row == N #anymode #cli"):format(mode), function()
 			local defer = cleanups()
 			local host, port = net.addr4(), net.port(2)
 			local p1 = start(mode, { "drops" }, host, port, defer)
@@ -192,7 +192,7 @@ describe("#kernel cli drops", function()
 			assert.matches(("%d packets printed"):format(N + segments), r.err)
 		end)
 
-		it(("[%s] watch --drops --json: N lines with the reason and the kernel function #anymode"):format(mode), function()
+		it(("[%s] watch --drops --json: N lines with the reason and the kernel function #anymode #cli"):format(mode), function()
 			local defer = cleanups()
 			local host, port = net.addr4(), net.port(2)
 			local p = start(mode, { "watch", "--drops", "--json" }, host, port, defer)
@@ -245,7 +245,7 @@ describe("#kernel cli drops", function()
 				assert.is_true(mine.packets >= K, r.out)
 			end)
 
-		it(("[%s] export: tcpinspect_drops_total{reason=\"NO_SOCKET\"} == N; --no-drops: none #anymode"):format(mode), function()
+		it(("[%s] export: tcpinspect_drops_total{reason=\"NO_SOCKET\"} == N; --no-drops: none #anymode #cli"):format(mode), function()
 			local defer = cleanups()
 			local host, port = net.addr4(), net.port(2)
 			local lport = net.port(2)
