@@ -77,7 +77,7 @@ describe("#kernel events", function()
 				mode, st.matched, st.delivered, st.dropped, calls)
 		end)
 
-		it(("[%s] a callback that raises: error with traceback, nothing lost or repeated, stack balanced"):format(mode), function()
+		it(("[%s] a callback that raises: error with traceback, nothing lost or repeated, stack balanced #anymode"):format(mode), function()
 			local A, port = net.addr4(), net.port()
 			local s <close> = net.open{ mode = mode, filter = { port = port, host = A } }
 			local order = {}
@@ -138,7 +138,7 @@ describe("#kernel events", function()
 				mode, #pkts, errors, #pkts2)
 		end)
 
-		it(("[%s] a callback that yields gets a clear error, no crash"):format(mode), function()
+		it(("[%s] a callback that yields gets a clear error, no crash #anymode"):format(mode), function()
 			local A, port = net.addr4(), net.port()
 			local s <close> = net.open{ mode = mode, filter = { port = port, host = A } }
 			local pkts = run_traffic(A, port, 1, "")
@@ -161,7 +161,7 @@ describe("#kernel events", function()
 			assert.are.equal(#pkts - 1, rest)
 		end)
 
-		it(("[%s] the packet view is invalid after its callback; p:copy() survives"):format(mode), function()
+		it(("[%s] the packet view is invalid after its callback; p:copy() survives #anymode"):format(mode), function()
 			local A, port = net.addr4(), net.port()
 			local s <close> = net.open{ mode = mode, filter = { port = port, host = A } }
 			local kept, copy, fields

@@ -30,7 +30,7 @@ end
 describe("event loop embedding #kernel", function()
 	for _, mode in ipairs(net.modes()) do
 		for _, wakeup in ipairs{ 1, 64 } do
-			it(("%s: cqueues drives the session (wakeup=%d)"):format(mode, wakeup), function()
+			it(("%s: cqueues drives the session (wakeup=%d) #anymode"):format(mode, wakeup), function()
 				local host, port = net.addr4(), net.port()
 				local s <close> = net.open{ mode = mode, wakeup = wakeup, filter = { port = port, host = host } }
 				assert.equals("r", s:pollable():events())

@@ -123,10 +123,11 @@ describe("examples #kernel #examples", function()
 			local _, out = pair:exec(pair.server, "ss -Hltn")
 			return out:find(":9000", 1, true)
 		end, 5)
-		-- 5 s on the host; under emulation the transfer and the sender's
-		-- backed-off retransmissions can take longer than that (a guest run
-		-- ended with none seen yet), so the script watches for 20 s there
-		local p = example("retransmits.lua", { "--duration", net.IN_VM and "20" or "5", "--dport", "9000" },
+		-- watched until the transfer is over (then Ctrl-C): under emulation the
+		-- transfer and the sender's backed-off retransmissions take seconds
+		-- (a guest run with a fixed 5 s ended with none seen yet); --duration
+		-- only bounds a run that never gets its Ctrl-C
+		local p = example("retransmits.lua", { "--duration", tostring(net.scale(6)), "--dport", "9000" },
 			pair.server)
 		defer(function() p:kill() net.kill(sink, "KILL") end)
 		-- 100 KB with a 10 s idle limit (30 s under emulation: a 6.12-rt guest's
@@ -135,7 +136,9 @@ describe("examples #kernel #examples", function()
 		local ok, out = pair:exec(pair.client, ("sh -c 'head -c 100000 /dev/zero | nc -N -w %d -s %s %s 9000'")
 			:format(net.IN_VM and 30 or 10, pair.client4, pair.server4))
 		assert(ok, out)
-		local r = p:wait()
+		net.sleep(net.scale(0.5))
+		p:interrupt()
+		local r = p:wait(net.scale(30))
 		assert.are.equal(0, r.code, r.err)
 		local lines = cli.grep(r.out, "SUMMARY retransmits flow=")
 		assert.are.equal(1, #lines, r.out)
@@ -288,13 +291,17 @@ describe("examples #kernel #examples", function()
 		local addr, closed, open_port = net.addr4(), net.port(), net.port()
 		local srv = net.server(addr, open_port)
 		defer(function() srv:close() end)
-		local p = example("why_refused.lua", { "--duration", tostring(net.scale(3)), "--daddr", addr })
+		-- Ctrl-C once the traffic is over; --duration only bounds a run that
+		-- never gets it
+		local p = example("why_refused.lua", { "--duration", tostring(net.scale(6)), "--daddr", addr })
 		defer(function() p:kill() end)
 		local n = 4
 		local cap = net.tcpdump { filter = ("tcp and dst host %s and dst port %d"):format(addr, closed) }
 		for _ = 1, n do assert(net.connect_closed(addr, closed), "not refused") end
 		local syns = net.count(cap:stop(), function(x) return x.flags & 0x12 == 0x02 end)
 		net.conversation(srv, addr, open_port, { data = "hello" })
+		net.sleep(net.scale(0.5))
+		p:interrupt()
 		local r = p:wait(net.scale(30))
 		assert.are.equal(0, r.code, r.err)
 		assert.are.equal(n, syns)

@@ -69,7 +69,7 @@ end
 
 describe("errors #kernel", function()
 	for _, mode in ipairs(modes) do
-		it(mode .. ": a failing map syscall is nil, 'ENAME: ...', errno; a missing key is nil alone", function()
+		it(mode .. ": a failing map syscall is nil, 'ENAME: ...', errno; a missing key is nil alone #anymode", function()
 			local out = run_child(mode)
 			assert.not_matches("FAIL", out)
 			assert.matches("MISSING\t1\tnil\n", out)

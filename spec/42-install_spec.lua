@@ -127,7 +127,7 @@ end)
 
 describe("LuaRocks, offline, with Debian's modules", function()
 	local tmp, sysconf
-	setup(function()
+	lazy_setup(function()
 		tmp = must("mktemp -d /tmp/tcpinspect-rocks-XXXXXXXX"):match("^(%S+)")
 		-- LuaRocks' system config as Debian ships it (without make deps' block)
 		sysconf = tmp .. "/etc"
@@ -137,7 +137,7 @@ describe("LuaRocks, offline, with Debian's modules", function()
 		must("mkdir " .. q(tmp .. "/src") .. " && cp -a Makefile bpf luaext lua doc build tcpinspect-0.2.0-1.rockspec " ..
 			q(tmp .. "/src/"))
 	end)
-	teardown(function()
+	lazy_teardown(function()
 		if tmp then sh("rm -rf " .. q(tmp)) end
 	end)
 	local LR = function() return "LUAROCKS_SYSCONFDIR=" .. q(sysconf) .. " luarocks --lua-version=5.4 " end

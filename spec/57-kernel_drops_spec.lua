@@ -136,7 +136,7 @@ describe("#kernel drops", function()
 				mode, N, N + M, M)
 		end)
 
-		it(("[%s] without drops = true: no drop hook, on_drop raises naming the option"):format(mode), function()
+		it(("[%s] without drops = true: no drop hook, on_drop raises naming the option #anymode"):format(mode), function()
 			local s <close> = net.open{ mode = mode, filter = { dport = net.port() } }
 			assert.is_nil(s.probes["skb:kfree_skb"])
 			local names = prog_names()

@@ -82,7 +82,7 @@ describe("#kernel receiving socket", function()
 		-- each child is `timeout` itself (exec; ip netns exec and setpriv
 		-- exec too): TERM reaches the process under it, and waiting for
 		-- timeout waits for it
-		it(("[%s] drops name the receiving socket where the tracepoint has rx_sk"):format(mode), function()
+		it(("[%s] drops name the receiving socket where the tracepoint has rx_sk #anymode"):format(mode), function()
 			local defer = net.cleanups(finally)
 			local K = 5
 			local addr, port = net.addr4(), net.port()

@@ -237,7 +237,7 @@ end
 
 describe("#kernel drops, exactly", function()
 	for _, mode in ipairs(net.modes()) do
-		it(("[%s] a full ring: every matched drop delivered or counted lost, exactly"):format(mode), function()
+		it(("[%s] a full ring: every matched drop delivered or counted lost, exactly #anymode"):format(mode), function()
 			local n = net.IN_VM and 600 or 3000
 			local r = flood_run(mode, n)
 			local d = r.stats.drops
@@ -254,7 +254,7 @@ describe("#kernel drops, exactly", function()
 				d.matched, d.delivered, d.lost, r.kept)
 		end)
 
-		it(("[%s] the drops map: a full table evicts, kept + evicted == matched; lookup, delete, clear"):format(mode),
+		it(("[%s] the drops map: a full table evicts, kept + evicted == matched; lookup, delete, clear #anymode"):format(mode),
 			function()
 				local N = 12 -- more keys than 2 CPUs' 4 entries each hold
 				local r = table_run(mode, N)
