@@ -256,7 +256,7 @@ function M.conn_header()
 end
 
 local function seconds6(v)
-	if v == nil then return "-" end
+	if not v then return "-" end
 	return sformat("%.6f", v)
 end
 
