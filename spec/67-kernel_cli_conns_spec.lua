@@ -16,7 +16,6 @@
 -- equals the capture's (SYN to the ACK that completed the handshake).
 -- --json parses with dkjson and says the same; the live table shows the
 -- connections held open; bad options are named.
-local net = require "support.net"
 local cli = require "support.cli"
 local dkjson = require "dkjson"
 local fmt = require "tcpinspect.format"
@@ -24,7 +23,7 @@ local json = require "tcpinspect.json"
 
 -- a conn as the view's :totable() gives it
 local function conn(t)
-	local c = { start = 1700000000.25, family = 4, saddr = "10.0.0.1", sport = 41234, daddr = "10.0.0.2",
+	local c = { start = 1700000000.25, last = 1700000001.75, family = 4, saddr = "10.0.0.1", sport = 41234, daddr = "10.0.0.2",
 		dport = 9000, netns = 4026531840, duration = 1.5, segments = 12, bytes = 4000, history = "SADF",
 		handshake = 0.000118, retransmits = 1, zero_windows = 0, end_reason = "fin" }
 	for k, v in pairs(t or {}) do c[k] = v end
@@ -57,9 +56,12 @@ describe("conn lines", function()
 
 	it("JSON: the conn fields in order, handshake left out when unset", function()
 		local line = json.conn(conn())
-		assert.are.equal('{"start":1700000000.250000,"family":4,"saddr":"10.0.0.1","sport":41234,"daddr":"10.0.0.2",' ..
-			'"dport":9000,"netns":4026531840,"duration":1.5,"segments":12,"bytes":4000,"history":"SADF",' ..
-			'"handshake":0.000118,"retransmits":1,"zero_windows":0,"end_reason":"fin"}', line)
+		assert.are.equal('{"saddr":"10.0.0.1","daddr":"10.0.0.2","sport":41234,"dport":9000,"family":4,' ..
+			'"netns":4026531840,"start":1700000000.250000,"last":1700000001.750000,"duration":1.5,"segments":12,' ..
+			'"bytes":4000,"history":"SADF","handshake":0.000118,"retransmits":1,"zero_windows":0,"end_reason":"fin"}',
+			line)
+		-- the order is the conn view's (tcpinspect.core.conn_fields())
+		assert.are.same(require("tcpinspect.core").conn_fields(), json.conn_fields)
 		local v = assert(dkjson.decode(line))
 		assert.are.same(conn(), v)
 		local c = conn()
