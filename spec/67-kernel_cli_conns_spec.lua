@@ -360,7 +360,8 @@ describe("#kernel #cli conns", function()
 			local rc = count:wait(net.scale(10)) -- -c 3 ended it already
 			local pkts = cap:stop()
 			net.kill(client, "KILL")
-			assert.is_true(#pkts > 0)
+			assert.is_true(#pkts > 0, "tcpdump saw nothing: " .. (net.read_file(cap.log) or "") .. "\nclient:\n" ..
+				(net.read_file(cout) or "") .. "\nconns:\n" .. results[1].out .. results[1].err)
 			local streams = tshark_streams(cap.file)
 
 			-- the text log: the header, then a line per connection
@@ -402,7 +403,8 @@ describe("#kernel #cli conns", function()
 				assert.are.same({ c.saddr, c.daddr, c.dport, c.segments, c.bytes, c.end_reason, c.history },
 					{ v.saddr, v.daddr, v.dport, v.segments, v.bytes, v.end_reason, v.history })
 				assert.are.equal(4, v.family)
-				assert.is_true(math.abs(v.handshake - c.handshake) < 1e-6)
+				-- another session: its own clock reads, near the capture's too
+				assert.is_true(near(v.handshake, streams[v.sport].handshake), l)
 				assert.is_true(v.last >= v.start)
 			end
 
