@@ -186,5 +186,10 @@ void ti_conn_register(lua_State *L)
 	luaL_setfuncs(L, meta, 0);
 	lua_pop(L, 1);
 	luaL_setfuncs(L, funcs, 0); /* into the module table on the stack */
-	ti_push_names(L, end_names, "conn_end_names");
+	lua_newtable(L);
+	for (int i = 0; end_names[i]; i++) {
+		lua_pushstring(L, end_names[i]);
+		lua_rawseti(L, -2, i + 1);
+	}
+	lua_setfield(L, -2, "conn_end_names");
 }

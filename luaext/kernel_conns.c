@@ -129,7 +129,7 @@ static int cmp_aged(const void *a, const void *b)
 static int evict(struct ti_kernel *k, ti_conn_fn fn, void *ctx, int *handed)
 {
 	struct ti_conn_walk *w = k->cw;
-	uint32_t n = w->naged / 8 ? w->naged / 8 : w->naged;
+	uint32_t n = w->naged / 8 ? w->naged / 8 : 1;
 	struct ti_conn c;
 	int rc;
 
@@ -162,7 +162,7 @@ int ti_kernel_conns_expire(struct ti_kernel *k, uint64_t now, bool all, ti_conn_
 	for (int n = 0; all || n < TI_CONN_WALK; n++) {
 		if (!w->in_pass) {
 			w->naged = 0;
-			if (!ti_kernel_stats(k, st))
+			if (!k->ops->stats(k, st))
 				w->untracked_at_start = st[TI_STAT_CONNS_UNTRACKED];
 			rc = k->ops->conn_next(k, NULL, &w->next);
 			if (rc == -ENOENT)
@@ -204,7 +204,7 @@ int ti_kernel_conns_expire(struct ti_kernel *k, uint64_t now, bool all, ti_conn_
 			 * entries or the path found no room meanwhile */
 			bool full = w->naged >= w->max_conns;
 
-			if (!full && !ti_kernel_stats(k, st))
+			if (!full && !k->ops->stats(k, st))
 				full = st[TI_STAT_CONNS_UNTRACKED] != w->untracked_at_start;
 			w->in_pass = false;
 			if (full && !all && (rc = evict(k, fn, ctx, &handed)))

@@ -887,6 +887,9 @@ static int session_stats(lua_State *L)
 		return ti_fail(L, err, "reading stats failed: %s", strerror(-err));
 	lua_createtable(L, 0, TI_STAT_MAX + 1);
 	for (int i = 0; i < TI_STAT_MAX; i++) {
+		/* the connections' counters with conns = true only */
+		if (!s->conns && i >= TI_STAT_CONNS_OPENED && i <= TI_STAT_CONNS_EVICTED)
+			continue;
 		lua_pushinteger(L, (lua_Integer)v[i]);
 		lua_setfield(L, -2, ti_stat_names[i]);
 	}

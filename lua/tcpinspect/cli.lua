@@ -159,14 +159,18 @@ end
 
 local function stats_line(st, elapsed, rates, when)
 	local parts = { string.format("%s elapsed=%.3f", os.date("%H:%M:%S", when), elapsed) }
-	for _, k in ipairs(STATS) do parts[#parts + 1] = k .. "=" .. st[k] end
+	for _, k in ipairs(STATS) do
+		if st[k] ~= nil then parts[#parts + 1] = k .. "=" .. st[k] end -- conns_*: with conns only
+	end
 	if rates then parts[#parts + 1] = "seen/s=" .. fmt._short(rates) end
 	return table.concat(parts, " ")
 end
 
 local function stats_summary(st)
 	local parts = {}
-	for _, k in ipairs(STATS) do parts[#parts + 1] = k .. " " .. st[k] end
+	for _, k in ipairs(STATS) do
+		if st[k] ~= nil then parts[#parts + 1] = k .. " " .. st[k] end -- conns_*: with conns only
+	end
 	return table.concat(parts, ", ")
 end
 

@@ -312,9 +312,11 @@ M.STAT_HELP = {
 -- @tparam registry reg
 function M.kernel_metrics(s, reg)
 	local p = reg.prefix
-	local stats = {}
+	local stats, have = {}, s:stats()
 	for _, k in ipairs(M.STATS) do
-		stats[k] = reg:counter(p .. k .. "_total", nil, M.STAT_HELP[k] or ("The session's " .. k .. " counter."))
+		-- the conns_* counters exist with conns = true only
+		stats[k] = have[k] ~= nil
+			and reg:counter(p .. k .. "_total", nil, M.STAT_HELP[k] or ("The session's " .. k .. " counter."))
 	end
 	local segs = reg:counter(p .. "port_segments_total", { "dport" },
 		"Matched TCP segments per destination port.")
@@ -349,7 +351,9 @@ function M.kernel_metrics(s, reg)
 	end
 	reg:on_collect(function()
 		local st = s:stats()
-		for _, k in ipairs(M.STATS) do stats[k]:set_total(nil, st[k]) end
+		for _, k in ipairs(M.STATS) do
+			if stats[k] then stats[k]:set_total(nil, st[k]) end
+		end
 		if drops and st.drops then
 			local list = {}
 			for reason, n in pairs(st.drops.reasons) do list[#list + 1] = { reason, n } end
