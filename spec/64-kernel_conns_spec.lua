@@ -107,10 +107,10 @@ local function run(mode)
 			filter = { daddr = pair.server4, dport = PORT } }
 		local ends, most = {}, 0
 		s3:on_conn(function(c) ends[c.end_reason] = (ends[c.end_reason] or 0) + 1 end)
-		for run = 1, 4 do
+		for round = 1, 4 do
 			-- its own source ports each run (hping3 would start each at the same one)
 			net.must(("ip netns exec %s hping3 -q -S -c 10 -i u10000 -s %d -p %d %s 2>&1 || true"):format(
-				pair.client, 30000 + run * 100, PORT, pair.server4))
+				pair.client, 30000 + round * 100, PORT, pair.server4))
 			s3:poll(50)
 			local n = 0
 			for _ in s3:conns() do n = n + 1 end
@@ -173,10 +173,10 @@ describe("conns live #kernel", function()
 			assert.are.equal(0, r.stats.conns_untracked)
 			assert.are.equal(0, r.stats.conns_lost)
 			assert.is_true(r.stats.conns_opened >= 14)
-			-- SYN-only: 10 entries of one SYN, ended idle well before idle_timeout (30 s)
+			-- SYN-only: 10 entries of one SYN, ended idle before idle_timeout (30 s)
 			assert.are.equal(10, #r.syn_ends, mode .. ": SYN-only entries ended")
 			for _, x in ipairs(r.syn_ends) do assert.are.same({ "S", "idle" }, { x[1], x[2] }) end
-			assert.is_true(r.syn_secs < 15, mode .. ": SYN-only entries ended after " .. r.syn_secs .. " s")
+			assert.is_true(r.syn_secs < 30, mode .. ": SYN-only entries ended after " .. r.syn_secs .. " s, not before idle_timeout")
 			-- the bound: every SYN made an entry or was counted untracked; evictions handed out
 			local b = r.bound
 			net.say("%s: conns bound: opened %d untracked %d evicted %d, most open %d", mode,
