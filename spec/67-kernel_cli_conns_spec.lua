@@ -384,7 +384,7 @@ describe("#kernel #cli conns", function()
 				assert.are.same({ pair.client4, pair.server4, port }, { c.saddr, c.daddr, c.dport })
 				-- tshark's stream, and what the client did
 				assert.are.same({ s.segments, s.bytes, s["end"], s.retransmits, s.zero_windows },
-					{ c.segments, c.bytes, c.end_reason, c.retransmits, c.zero_windows }, lines[i])
+					{ c.segments, c.bytes, c.end_reason, c.retransmits, c.zero_windows }, lines[i] .. "\n" .. r.err)
 				assert.are.same({ want.bytes, want["end"] }, { c.bytes, c.end_reason }, lines[i])
 				assert.matches("^S", c.history, lines[i])
 				assert.matches(c.end_reason == "rst" and "R" or c.end_reason == "fin" and "F" or "D", c.history)
