@@ -55,14 +55,14 @@
 #endif
 
 /* The history letters, X(ID, letter), in bit order of struct ti_conn.seen. */
-#define TI_CONN_LETTERS(X)      \
-	X(SYN, 'S')             \
-	X(SYNACK, 'H')          \
-	X(ACK, 'A')             \
-	X(DATA, 'D')            \
-	X(FIN, 'F')             \
-	X(RST, 'R')             \
-	X(RETRANS, 'T')         \
+#define TI_CONN_LETTERS(X) \
+	X(SYN, 'S')        \
+	X(SYNACK, 'H')     \
+	X(ACK, 'A')        \
+	X(DATA, 'D')       \
+	X(FIN, 'F')        \
+	X(RST, 'R')        \
+	X(RETRANS, 'T')    \
 	X(ZERO_WINDOW, 'W')
 
 enum ti_conn_letter {
