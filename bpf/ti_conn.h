@@ -55,14 +55,14 @@
 #endif
 
 /* The history letters, X(ID, letter), in bit order of struct ti_conn.seen. */
-#define TI_CONN_LETTERS(X)      \
-	X(SYN, 'S')             \
-	X(SYNACK, 'H')          \
-	X(ACK, 'A')             \
-	X(DATA, 'D')            \
-	X(FIN, 'F')             \
-	X(RST, 'R')             \
-	X(RETRANS, 'T')         \
+#define TI_CONN_LETTERS(X) \
+	X(SYN, 'S')        \
+	X(SYNACK, 'H')     \
+	X(ACK, 'A')        \
+	X(DATA, 'D')       \
+	X(FIN, 'F')        \
+	X(RST, 'R')        \
+	X(RETRANS, 'T')    \
 	X(ZERO_WINDOW, 'W')
 
 enum ti_conn_letter {
@@ -74,17 +74,19 @@ enum ti_conn_letter {
 
 #define TI_CONN_SEQ (1U << 31) /* seen: next_seq holds a value */
 
-/* letter i (its character ch) into the history, the first time only */
-TI_INLINE void ti_conn_mark(struct ti_conn *c, __u32 i, __u8 ch)
+/* letter i (its character ch) into the history, the first time only.
+ * Locals here are 64-bit, as everywhere on the BPF side (bpf/ti_rules.h,
+ * "Stack slots"). */
+TI_INLINE void ti_conn_mark(struct ti_conn *c, __u64 i, __u64 ch)
 {
-	__u32 hl = c->hlen;
+	__u64 hl = c->hlen;
 
 	if (c->seen & (1U << i))
 		return;
 	c->seen |= 1U << i;
 	if (hl < TI_CONN_HISTORY) {
-		c->history[hl & (TI_CONN_HISTORY - 1)] = ch;
-		c->hlen = hl + 1;
+		c->history[hl & (TI_CONN_HISTORY - 1)] = (__u8)ch;
+		c->hlen = (__u8)(hl + 1);
 	}
 }
 
@@ -101,10 +103,10 @@ TI_INLINE void ti_conn_init(struct ti_conn *c, const struct ti_event *e)
  * at once (RST: c->end is TI_CONN_END_RST), else 0. */
 TI_INLINE int ti_conn_step(struct ti_conn *c, const struct ti_event *e)
 {
-	__u32 f = e->flags, len = e->len;
-	__u32 seglen = len + ((f & TI_SYN) ? 1 : 0) + ((f & TI_FIN) ? 1 : 0);
-	__u32 end = e->seq + seglen;
-	__s32 d;
+	__u64 f = e->flags, len = e->len;
+	__u64 seglen = len + ((f & TI_SYN) ? 1 : 0) + ((f & TI_FIN) ? 1 : 0);
+	__u64 end = (__u32)(e->seq + seglen);
+	__s64 d;
 
 	__sync_fetch_and_add(&c->segments, 1);
 	__sync_fetch_and_add(&c->bytes, len);
@@ -141,7 +143,7 @@ TI_INLINE int ti_conn_step(struct ti_conn *c, const struct ti_event *e)
 	if (!seglen)
 		return 0;
 	if (!(c->seen & TI_CONN_SEQ)) {
-		c->next_seq = end;
+		c->next_seq = (__u32)end;
 		c->seen |= TI_CONN_SEQ;
 		return 0;
 	}
@@ -150,8 +152,8 @@ TI_INLINE int ti_conn_step(struct ti_conn *c, const struct ti_event *e)
 		__sync_fetch_and_add(&c->retransmits, 1);
 		TI_CONN_MARK(c, RETRANS, 'T');
 	}
-	if ((__s32)(end - c->next_seq) > 0)
-		c->next_seq = end;
+	if ((__s32)((__u32)end - c->next_seq) > 0)
+		c->next_seq = (__u32)end;
 	return 0;
 }
 

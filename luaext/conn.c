@@ -21,7 +21,7 @@ static const char *const end_names[] = {
 #define TI_X(id, name) name,
 	TI_CONN_ENDS(TI_X)
 #undef TI_X
-	NULL,
+		NULL,
 };
 
 const char *const *ti_conn_end_names = end_names;
@@ -39,22 +39,22 @@ static void push_secs(lua_State *L, uint64_t ns)
 }
 
 /* X(name, push) in documentation order.  In scope: L, u, c. */
-#define CONN_FIELDS(X)                                                                                        \
-	X(saddr, ti_push_addr(L, u->key.family, u->key.saddr))                                                \
-	X(daddr, ti_push_addr(L, u->key.family, u->key.daddr))                                                \
-	X(sport, lua_pushinteger(L, u->key.sport))                                                            \
-	X(dport, lua_pushinteger(L, u->key.dport))                                                            \
-	X(family, lua_pushinteger(L, u->key.family))                                                          \
-	X(netns, lua_pushinteger(L, u->key.netns))                                                            \
-	X(start, lua_pushnumber(L, (double)c->first_ts / 1e9 + u->rt_offset))                                 \
-	X(last, lua_pushnumber(L, (double)c->last_ts / 1e9 + u->rt_offset))                                   \
-	X(duration, push_secs(L, c->last_ts - c->first_ts))                                                   \
-	X(segments, lua_pushinteger(L, (lua_Integer)c->segments))                                             \
-	X(bytes, lua_pushinteger(L, (lua_Integer)c->bytes))                                                   \
-	X(history, push_history(L, c))                                                                        \
-	X(handshake, c->handshake_ns ? push_secs(L, c->handshake_ns) : lua_pushnil(L))                        \
-	X(retransmits, lua_pushinteger(L, (lua_Integer)c->retransmits))                                       \
-	X(zero_windows, lua_pushinteger(L, (lua_Integer)c->zero_windows))                                     \
+#define CONN_FIELDS(X)                                                                 \
+	X(saddr, ti_push_addr(L, u->key.family, u->key.saddr))                         \
+	X(daddr, ti_push_addr(L, u->key.family, u->key.daddr))                         \
+	X(sport, lua_pushinteger(L, u->key.sport))                                     \
+	X(dport, lua_pushinteger(L, u->key.dport))                                     \
+	X(family, lua_pushinteger(L, u->key.family))                                   \
+	X(netns, lua_pushinteger(L, u->key.netns))                                     \
+	X(start, lua_pushnumber(L, (double)c->first_ts / 1e9 + u->rt_offset))          \
+	X(last, lua_pushnumber(L, (double)c->last_ts / 1e9 + u->rt_offset))            \
+	X(duration, push_secs(L, c->last_ts - c->first_ts))                            \
+	X(segments, lua_pushinteger(L, (lua_Integer)c->segments))                      \
+	X(bytes, lua_pushinteger(L, (lua_Integer)c->bytes))                            \
+	X(history, push_history(L, c))                                                 \
+	X(handshake, c->handshake_ns ? push_secs(L, c->handshake_ns) : lua_pushnil(L)) \
+	X(retransmits, lua_pushinteger(L, (lua_Integer)c->retransmits))                \
+	X(zero_windows, lua_pushinteger(L, (lua_Integer)c->zero_windows))              \
 	X(end_reason, lua_pushstring(L, c->end < TI_CONN_END_COUNT ? end_names[c->end] : "open"))
 
 enum {
@@ -68,7 +68,7 @@ static const char *const fields[] = {
 #define TI_X(name, push) #name,
 	CONN_FIELDS(TI_X)
 #undef TI_X
-	NULL,
+		NULL,
 };
 
 const char *const *ti_conn_fields = fields;
@@ -78,7 +78,7 @@ static void push_field(lua_State *L, const struct ti_conn_ud *u, int f)
 	const struct ti_conn *c = &u->c;
 
 	switch (f) {
-#define TI_X(name, push)          \
+#define TI_X(name, push) \
 	case CF_##name: push; break;
 		CONN_FIELDS(TI_X)
 #undef TI_X

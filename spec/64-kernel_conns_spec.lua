@@ -107,6 +107,10 @@ local function run(mode)
 			filter = { daddr = pair.server4, dport = PORT } }
 		local ends, most = {}, 0
 		s3:on_conn(function(c) ends[c.end_reason] = (ends[c.end_reason] or 0) + 1 end)
+		-- the SYNs that arrived, as the server's side captures them (hping3
+		-- in a guest does not always get all it counts onto the wire)
+		local syncap = net.tcpdump{ iface = pair.sdev, netns = pair.server,
+			filter = ("tcp[tcpflags] == tcp-syn and dst host %s and dst port %d"):format(pair.server4, PORT) }
 		for round = 1, 4 do
 			-- its own source ports each run (hping3 would start each at the same one)
 			net.must(("ip netns exec %s hping3 -q -S -c 10 -i u10000 -s %d -p %d %s 2>&1 || true"):format(
@@ -117,7 +121,7 @@ local function run(mode)
 			if n > most then most = n end
 		end
 		s3:poll(50)
-		r.bound = { stats = s3:stats(), ends = ends, most = most }
+		r.bound = { stats = s3:stats(), ends = ends, most = most, syns = #syncap:stop() }
 		s3:close()
 	end)
 	for _, pid in ipairs{ cli, srv } do
@@ -179,11 +183,12 @@ describe("conns live #kernel", function()
 			assert.is_true(r.syn_secs < 30, mode .. ": SYN-only entries ended after " .. r.syn_secs .. " s, not before idle_timeout")
 			-- the bound: every SYN made an entry or was counted untracked; evictions handed out
 			local b = r.bound
-			net.say("%s: conns bound: opened %d untracked %d evicted %d, most open %d", mode,
-				b.stats.conns_opened, b.stats.conns_untracked, b.stats.conns_evicted, b.most)
+			net.say("%s: conns bound: %d SYNs, opened %d untracked %d evicted %d, most open %d", mode,
+				b.syns, b.stats.conns_opened, b.stats.conns_untracked, b.stats.conns_evicted, b.most)
 			-- (hping3's SYNs each from a new port: one connection each)
-			assert.are.equal(40, b.stats.matched)
-			assert.are.equal(40, b.stats.conns_opened + b.stats.conns_untracked)
+			assert.is_true(b.syns >= 30, mode .. ": " .. b.syns .. " SYNs of 40 arrived")
+			assert.are.equal(b.syns, b.stats.matched)
+			assert.are.equal(b.syns, b.stats.conns_opened + b.stats.conns_untracked)
 			assert.is_true(b.stats.conns_untracked > 0)
 			assert.is_true(b.stats.conns_evicted > 0)
 			assert.are.equal(b.stats.conns_evicted, b.ends.evicted)
