@@ -7,7 +7,7 @@ files["examples"] = {
 	read_globals = {
 		"ACK", "CWR", "ECE", "FIN", "PSH", "RST", "SYN", "URG", "after", "args", "cli",
 		"elapsed", "every", "flagstr", "fmt", "getopt", "hist", "json", "map", "metrics", "on_exit",
-		"on_packet", "open", "options", "printf", "session", "stats", "stop", "tcpinspect",
+		"on_conn", "on_packet", "open", "options", "printf", "session", "stats", "stop", "tcpinspect",
 		"timer", "topk",
 	},
 }

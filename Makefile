@@ -39,7 +39,7 @@ EXT_CFLAGS := $(CFLAGS) -std=gnu11 -Wall -Wextra -Wno-unused-parameter \
 EXT_LIBS   := -L$(LIBBPF_LIBDIR) -lbpf -lelf -lz -lpcap
 
 EXT_SRCS := $(wildcard luaext/*.c)
-EXT_HDRS := $(wildcard luaext/*.h) bpf/tcpinspect.h bpf/ti_table.h bpf/ti_parse.h bpf/ti_rules.h bpf/ti_cbpf.h $(B)/tcpinspect.skel.h
+EXT_HDRS := $(wildcard luaext/*.h) bpf/tcpinspect.h bpf/ti_table.h bpf/ti_parse.h bpf/ti_rules.h bpf/ti_cbpf.h bpf/ti_conn.h $(B)/tcpinspect.skel.h
 CORE_SO  := $(B)/tcpinspect/core.so
 
 .PHONY: all clean check test test-unit test-host test-vm vm-selftest clobber-check bench bench-vm soak fuzz deps \
@@ -53,7 +53,7 @@ $(VMLINUX_H):
 		"$@ is not in the source tree. Generate it on a $(ARCH) machine with kernel BTF:" \
 		"make vmlinux-h (doc/HACKING.md)" >&2; exit 1
 
-$(B)/tcpinspect.bpf.o: bpf/tcpinspect.bpf.c bpf/tcpinspect.h bpf/ti_table.h bpf/ti_parse.h bpf/ti_rules.h bpf/ti_cbpf.h $(VMLINUX_H)
+$(B)/tcpinspect.bpf.o: bpf/tcpinspect.bpf.c bpf/tcpinspect.h bpf/ti_table.h bpf/ti_parse.h bpf/ti_rules.h bpf/ti_cbpf.h bpf/ti_conn.h $(VMLINUX_H)
 	@mkdir -p $(B)
 	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
 

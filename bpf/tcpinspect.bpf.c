@@ -137,6 +137,17 @@ struct {
 	__type(value, __u64);
 } drop_ctr SEC(".maps");
 
+/* conns = true: one entry per connection's incoming direction (bpf/ti_conn.h),
+ * shared by every CPU (a flow's segments can arrive on several: lo, veth),
+ * max_conns entries (resized by user space; 1 with conns off, never
+ * written); user space's walk ends the timed-out ones (kernel_conns.c). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct ti_conn_key);
+	__type(value, struct ti_conn);
+} conns SEC(".maps");
+
 /* The key is 64-bit, though the map reads only 4 bytes of it
  * (bpf/ti_rules.h, "Stack slots"). */
 static __always_inline void ti_count(__u32 stat)
@@ -198,6 +209,7 @@ static __always_inline __u64 ti_size_arg(__u64 n)
 
 struct ti_scratch;
 static __always_inline void ti_emit(const struct ti_event *e);
+static __always_inline void ti_conn_emit(struct ti_scratch *x);
 static __always_inline int ti_expr_match(struct ti_scratch *x, __u64 len);
 
 #define TI_LOAD_CFG(x) ti_load
@@ -215,6 +227,10 @@ static long ti_test_spin(__u32 i, void *ctx)
 #endif
 #define TI_EXPR_MATCH(x, c) ti_expr_match(x, (c)->expr.len)
 #define TI_DROP_COUNT(x, i) ti_drop_count(i)
+#define TI_CONN_LOOKUP(x, k) ((struct ti_conn *)bpf_map_lookup_elem(&conns, k))
+#define TI_CONN_INSERT(x, k, v) bpf_map_update_elem(&conns, k, v, BPF_NOEXIST)
+#define TI_CONN_DELETE(x, k) bpf_map_delete_elem(&conns, k)
+#define TI_CONN_EMIT(x) ti_conn_emit(x)
 #include "ti_rules.h"
 
 /* The scratch space of the segment being handled (struct ti_scratch,
@@ -435,6 +451,24 @@ static __always_inline void ti_emit(const struct ti_event *e)
 	}
 	bpf_ringbuf_submit(r, flags);
 	ti_count_emit(e, 1);
+}
+
+/* A connection ended on the path (a RST): its record, the segment's event
+ * (the key's addresses, ports, family, netns) as probe TI_PROBE_CONN with
+ * the struct ti_conn as its caplen bytes.  A full ring: conns_lost. */
+static __always_inline void ti_conn_emit(struct ti_scratch *x)
+{
+	struct ti_event *r = bpf_ringbuf_reserve(&events, sizeof(*r) + sizeof(struct ti_conn), 0);
+
+	if (!r) {
+		ti_count(TI_STAT_CONNS_LOST);
+		return;
+	}
+	__builtin_memcpy(r, &x->ev, sizeof(*r));
+	r->probe = TI_PROBE_CONN;
+	r->caplen = sizeof(struct ti_conn);
+	__builtin_memcpy((__u8 *)(r + 1), &x->cv, sizeof(struct ti_conn));
+	bpf_ringbuf_submit(r, 0);
 }
 
 /* ---- the one path every hook takes ---------------------------------------- */

@@ -49,7 +49,8 @@ enum ti_tcp_flag {
 	X(CGROUP, "cgroup_skb/ingress") \
 	X(TC, "tc/ingress")             \
 	X(PCAP, "pcap")                 \
-	X(KFREE_SKB, "skb:kfree_skb")
+	X(KFREE_SKB, "skb:kfree_skb")   \
+	X(CONN, "conn")
 
 enum ti_probe {
 #define TI_X(id, name) TI_PROBE_##id,
@@ -230,6 +231,65 @@ struct ti_drop_val {
 	__u64 last_ts;
 };
 
+/* Connections (open's conns = true; bpf/ti_conn.h has the step that fills
+ * struct ti_conn and doc/reference.md the fields).  Key of the "conns"
+ * hash map, shared by every CPU: the receiving network namespace, the
+ * family and the 4-tuple of the incoming direction.  48 bytes, 8-aligned,
+ * padding zero. */
+struct ti_conn_key {
+	__u32 netns;
+	__u8 family;
+	__u8 pad[3];
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__u16 sport;
+	__u16 dport;
+	__u32 pad2;
+} __attribute__((aligned(8)));
+
+/* How a connection ended (struct ti_conn.end; the Lua end_reason):
+ *	X(ID, name) in value order, from 0 */
+#define TI_CONN_ENDS(X)         \
+	X(OPEN, "open")         \
+	X(FIN, "fin")           \
+	X(RST, "rst")           \
+	X(IDLE, "idle")         \
+	X(EVICTED, "evicted")
+
+enum ti_conn_end {
+#define TI_X(id, name) TI_CONN_END_##id,
+	TI_CONN_ENDS(TI_X)
+#undef TI_X
+		TI_CONN_END_COUNT,
+};
+
+#define TI_CONN_HISTORY 16 /* room for history letters (8 kinds, each once) */
+
+/* Value of the "conns" map: one connection's incoming direction, as
+ * bpf/ti_conn.h's ti_conn_step keeps it.  It is also the body of a
+ * conn-end record: a struct ti_event of probe TI_PROBE_CONN (the key's
+ * addresses, ports, family and netns; ts: when it ended) whose caplen
+ * bytes are this struct.  96 bytes. */
+struct ti_conn {
+	__u64 first_ts;	    /* the first segment's ts, ns */
+	__u64 last_ts;	    /* the latest segment's */
+	__u64 syn_ts;	    /* the latest SYN without ACK (0: none) */
+	__u64 handshake_ns; /* SYN to the ACK that completed the handshake (0: none) */
+	__u64 segments;
+	__u64 bytes; /* payload */
+	__u64 retransmits;
+	__u64 zero_windows;
+	__u32 next_seq; /* the highest sequence end seen (with TI_CONN_SEQ) */
+	__u32 seen;	/* history letters present (1 << enum ti_conn_letter), TI_CONN_SEQ */
+	__u8 history[TI_CONN_HISTORY];
+	__u8 hlen;
+	__u8 fin; /* a FIN came: the entry waits out the close (fin_timeout) */
+	__u8 end; /* enum ti_conn_end: set when it ends */
+	__u8 pad[5];
+};
+_Static_assert(sizeof(struct ti_conn) == 96, "struct ti_conn is 96 bytes");
+_Static_assert(sizeof(struct ti_conn_key) == 48, "struct ti_conn_key is 48 bytes");
+
 /* "len_hist": a per-CPU array of TI_HIST_SLOTS counters; slot 0 counts
  * empty payloads, slot k (k >= 1) payloads of 2^(k-1) .. 2^k - 1 bytes:
  * every 32-bit length has its slot (BIG TCP segments are larger than 64 KiB). */
@@ -246,7 +306,13 @@ struct ti_drop_val {
  * "flows" / "sources" / "drops" tables replaced by a new key (bpf/ti_table.h): their counts are
  * no longer in the map.  busy counts segments not inspected because every
  * scratch slot of their CPU was in use (not in seen; bpf/tcpinspect.bpf.c,
- * struct ti_scratch). */
+ * struct ti_scratch).
+ * conns = true (bpf/ti_conn.h): conns_opened counts entries the path put in
+ * the "conns" table, conns_untracked segments of a connection the table
+ * had no room for (never silent), conns_lost conn-end records the ring had
+ * no room for; conns_expired and conns_evicted are user space's (the walk:
+ * ended idle or after a FIN, or made room in a full table), added to the
+ * kernel's when stats() reads them. */
 #define TI_STATS(X)                           \
 	X(SEEN, "seen")                       \
 	X(FILTERED, "filtered")               \
@@ -258,7 +324,12 @@ struct ti_drop_val {
 	X(EVICTED_FLOWS, "evicted_flows")     \
 	X(EVICTED_SOURCES, "evicted_sources") \
 	X(EVICTED_DROPS, "evicted_drops")     \
-	X(BUSY, "busy")
+	X(BUSY, "busy")                       \
+	X(CONNS_OPENED, "conns_opened")       \
+	X(CONNS_UNTRACKED, "conns_untracked") \
+	X(CONNS_LOST, "conns_lost")           \
+	X(CONNS_EXPIRED, "conns_expired")     \
+	X(CONNS_EVICTED, "conns_evicted")
 
 enum ti_stat {
 #define TI_X(id, name) TI_STAT_##id,
@@ -316,6 +387,7 @@ struct ti_load_config {
 	__u32 drops;	       /* the drop hook is loaded (open's drops = true) */
 	__u32 drop_netns;      /* drops: only in this netns inode (the scope's, any mode); 0: all */
 	__u32 sockets;	       /* fill the receiving socket's fields (open's sockets = true) */
+	__u32 conns;	       /* track connections (open's conns = true; bpf/ti_conn.h) */
 	__u32 overflow_reason; /* drops: the value a listen overflow is reported with: the
 				* kernel's SKB_DROP_REASON_TCP_LISTEN_OVERFLOW, else
 				* TI_DROP_LISTEN_OVERFLOW */

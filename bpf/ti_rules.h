@@ -20,6 +20,11 @@
  *   TI_EXPR_MATCH(x, c)     the verdict of c's filter expression (c->expr,
  *                           bpf/ti_cbpf.h) on x->pkt: nonzero accepts (BPF:
  *                           one instruction per bpf_loop iteration)
+ *   TI_CONN_LOOKUP(x, k)    the "conns" entry of key k (struct ti_conn *), or NULL
+ *   TI_CONN_INSERT(x, k, v) add entry k = *v if k is not there: 0, -17
+ *                           (EEXIST: another CPU added it), other < 0: full
+ *   TI_CONN_DELETE(x, k)    remove entry k
+ *   TI_CONN_EMIT(x)         the conn-end record of x->ev (its key) and x->cv
  * x is the struct ti_scratch of the segment being handled.
  */
 #ifndef TI_RULES_H
@@ -29,6 +34,7 @@
 #include "ti_table.h"
 #include "ti_parse.h"
 #include "ti_cbpf.h"
+#include "ti_conn.h"
 
 /* Stack slots: the one explanation, which the other BPF-side comments
  * (ti_parse.h, ti_cbpf.h, tcpinspect.bpf.c, below) point to.
@@ -80,6 +86,10 @@ struct ti_scratch {
 	struct ti_addr_key ak;
 	struct ti_lpm_key lk;
 	struct ti_drop_key dk; /* the drop path's (ti_drop_path) */
+	/* conns = true (ti_conn_track) */
+	struct ti_conn_key ck;
+	struct ti_conn cv; /* a new entry; the ended one for its record */
+	__u64 conn_end;	   /* the segment ended its connection (RST) */
 };
 
 /* ---- the segment's bytes ---------------------------------------------------- */
@@ -341,6 +351,42 @@ TI_INLINE int ti_sampled_out(const struct ti_event *e, struct ti_scratch *x)
 	return (*n)++ % TI_LOAD_CFG(x).sample != 0;
 }
 
+/* ---- connections (conns = true; bpf/ti_conn.h) ----------------------------- */
+
+/* The segment in x->ev into its connection's entry of the "conns" table,
+ * which is made if there is none (room permitting: else counted as
+ * conns_untracked); a RST ends it at once: the entry leaves the table and
+ * x->conn_end asks the path for its record.  A FIN keeps the entry until
+ * user space's walk ends it (fin_timeout), so that the last ACK of the
+ * close finds it rather than opening a connection of its own. */
+TI_INLINE void ti_conn_track(struct ti_scratch *x)
+{
+	const struct ti_event *e = &x->ev;
+	struct ti_conn *c;
+	long rc;
+
+	x->conn_end = 0;
+	ti_conn_key_of(&x->ck, e);
+	c = TI_CONN_LOOKUP(x, &x->ck);
+	if (!c) {
+		ti_conn_init(&x->cv, e);
+		rc = TI_CONN_INSERT(x, &x->ck, &x->cv);
+		if (rc == 0)
+			TI_COUNT(x, TI_STAT_CONNS_OPENED);
+		if (rc == 0 || rc == -17)
+			c = TI_CONN_LOOKUP(x, &x->ck);
+		if (!c) {
+			TI_COUNT(x, TI_STAT_CONNS_UNTRACKED);
+			return;
+		}
+	}
+	if (ti_conn_step(c, e)) {
+		x->cv = *c;
+		TI_CONN_DELETE(x, &x->ck);
+		x->conn_end = 1;
+	}
+}
+
 /* ---- the one path ----------------------------------------------------------- */
 
 /* Counters, filter, aggregates, sampling, delivery of the segment in
@@ -364,15 +410,19 @@ TI_INLINE void ti_path(struct ti_scratch *x, const struct ti_config *c, __u32 sl
 		return;
 	}
 	TI_COUNT(x, TI_STAT_MATCHED);
+	if (TI_LOAD_CFG(x).conns)
+		ti_conn_track(x);
 	if (TI_LOAD_CFG(x).aggregates)
 		ti_aggregate(e, x);
-	if (!TI_LOAD_CFG(x).events)
-		return;
-	if (ti_sampled_out(e, x)) {
-		TI_COUNT(x, TI_STAT_SAMPLED_OUT);
-		return;
+	if (TI_LOAD_CFG(x).events) {
+		if (ti_sampled_out(e, x))
+			TI_COUNT(x, TI_STAT_SAMPLED_OUT);
+		else
+			TI_EMIT(x, e);
 	}
-	TI_EMIT(x, e);
+	/* after the segment's record: the end follows the segment that made it */
+	if (TI_LOAD_CFG(x).conns && x->conn_end)
+		TI_CONN_EMIT(x);
 }
 
 /* The path of a dropped segment (x->ev, its reason and location filled;

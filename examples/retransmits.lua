@@ -1,44 +1,28 @@
 -- SPDX-License-Identifier: GPL-2.0-only
--- retransmits.lua: incoming retransmissions.  Per flow, the highest
--- sequence end (seq + len) seen so far is kept; a segment with payload that
--- ends at or below it carries bytes already seen: a retransmission.  Only
--- segments with payload leave the kernel (filter len >= 1), and flows are
--- kept in a Lua table by a string key.  Sequence numbers wrap: compared
--- modulo 2^32.
+-- retransmits.lua: incoming retransmissions, per connection, from the
+-- connection tracking (open's conns = true, doc/reference.md
+-- "Connections"): a segment that occupies sequence space below the
+-- highest end already seen on its connection is a retransmission (or out
+-- of order), as tshark flags them.  A line per connection that had any,
+-- when it ends; at exit, the open ones that had any, then a summary.
 --
---   tcpinspect examples/retransmits.lua [--duration N] [--dport 9000] [--quiet-lines]
+--   tcpinspect examples/retransmits.lua [--duration N] [--dport 9000]
 --
--- Output, one line per retransmitted segment, then per flow at exit:
---   RETRANS flow=10.0.0.1:41234>10.0.0.2:9000 seq=1000:2448 len=1448
---   SUMMARY retransmits flow=10.0.0.1:41234>10.0.0.2:9000 count=7 segments=140
-local o = getopt { quiet_lines = false }
+-- Output:
+--   RETRANS flow=10.0.0.1:41234>10.0.0.2:9000 count=7 segments=140 bytes=100000 end=fin
+--   SUMMARY retransmits connections=1 count=7
+local conns, total = 0, 0
 
-open { filter = { len = { min = 1 } } }
-local high, segs, retrans = {}, {}, {}
+local function report(c, ended)
+	if c.retransmits == 0 then return end
+	conns, total = conns + 1, total + c.retransmits
+	printf("RETRANS flow=%s:%d>%s:%d count=%d segments=%d bytes=%d end=%s", c.saddr, c.sport, c.daddr, c.dport,
+		c.retransmits, c.segments, c.bytes, ended and c.end_reason or "open")
+end
 
-on_packet(function(p)
-	local key = p.saddr .. ":" .. p.sport .. ">" .. p.daddr .. ":" .. p.dport
-	local seq, len = p.seq, p.len
-	local stop = (seq + len) & 0xffffffff
-	local h = high[key]
-	segs[key] = (segs[key] or 0) + 1
-	if h == nil then
-		high[key] = stop
-	elseif (stop - h) & 0xffffffff == 0 or (stop - h) & 0xffffffff >= 0x80000000 then
-		-- stop <= h (mod 2^32): nothing new in this segment
-		retrans[key] = (retrans[key] or 0) + 1
-		if not o.quiet_lines then
-			printf("RETRANS flow=%s seq=%d:%d len=%d", key, seq, stop, len)
-		end
-	else
-		high[key] = stop
-	end
-end)
+on_conn(function(c) report(c, true) end)
 
 on_exit(function()
-	local list = topk.top(retrans, 1000)
-	for _, e in ipairs(list) do
-		printf("SUMMARY retransmits flow=%s count=%d segments=%d", e.key, e.value, segs[e.key])
-	end
-	if #list == 0 then print("SUMMARY retransmits none") end
+	for c in session:conns() do report(c, false) end
+	printf("SUMMARY retransmits connections=%d count=%d", conns, total)
 end)

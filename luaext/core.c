@@ -459,6 +459,7 @@ int luaopen_tcpinspect_core(lua_State *L)
 	ti_map_register(L);
 	luaL_newlib(L, funcs);
 	ti_packet_register(L);
+	ti_conn_register(L);
 	ti_signals_register(L);
 	/* TCP flag bits: FIN = 1, SYN = 2, ... */
 #define TI_X(id, bit, name, letter) (lua_pushinteger(L, bit), lua_setfield(L, -2, #id));

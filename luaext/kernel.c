@@ -189,6 +189,7 @@ void ti_set_load_config(struct ti_load_config *c, const struct ti_load_opts *o, 
 	 * mode is scoped by where it attaches) */
 	c->drops = o->drops;
 	c->sockets = o->sockets;
+	c->conns = o->conns;
 	c->overflow_reason = o->drops && o->sockets ? ti_listen_overflow_reason() : 0;
 	if (o->drops) {
 		c->drop_netns = o->scope.netns;
@@ -339,6 +340,8 @@ again:
 	 * are asked for: else one bucket, never written */
 	bpf_map__set_max_entries(sk->maps.drops,
 				 o->drops ? ti_table_buckets(o->max_flows) * TI_TABLE_WAYS : TI_TABLE_WAYS);
+	/* conns' table: max_conns entries with conns = true, else one, never written */
+	bpf_map__set_max_entries(sk->maps.conns, o->conns ? o->max_conns : 1);
 	ti_set_load_config((struct ti_load_config *)&sk->rodata->ti_load, o, mode);
 	if ((err = select_programs(k, o, mode, tc_here_only, why, whylen)))
 		goto fail;
@@ -670,7 +673,7 @@ int ti_kernel_open_live(struct ti_kernel *k, const struct ti_load_opts *o, const
 	}
 	if (err)
 		return err;
-	if (o->events) {
+	if (o->events || o->conns) { /* conn-end records come on the ring too */
 		k->rb = ring_buffer__new(bpf_map__fd(k->skel->maps.events), live_ring_record, k, NULL);
 		if (!k->rb) {
 			err = -errno;
@@ -905,7 +908,32 @@ static void live_close(struct ti_kernel *k)
 	k->slot = 0;
 }
 
+/* the "conns" hash map (conns = true; kernel_conns.c) */
+static int live_conn_next(const struct ti_kernel *k, const struct ti_conn_key *prev, struct ti_conn_key *next)
+{
+	if (!k->skel)
+		return -EBADF;
+	return bpf_map_get_next_key(bpf_map__fd(k->skel->maps.conns), prev, next) ? -errno : 0;
+}
+
+static int live_conn_lookup(const struct ti_kernel *k, const struct ti_conn_key *key, struct ti_conn *c)
+{
+	if (!k->skel)
+		return -EBADF;
+	return bpf_map_lookup_elem(bpf_map__fd(k->skel->maps.conns), key, c) ? -errno : 0;
+}
+
+static int live_conn_delete(const struct ti_kernel *k, const struct ti_conn_key *key)
+{
+	if (!k->skel)
+		return -EBADF;
+	return bpf_map_delete_elem(bpf_map__fd(k->skel->maps.conns), key) ? -errno : 0;
+}
+
 static const struct ti_kernel_ops live_ops = {
+	.conn_next = live_conn_next,
+	.conn_lookup = live_conn_lookup,
+	.conn_delete = live_conn_delete,
 	.set_filter = live_set_filter,
 	.wait = live_wait,
 	.consume = live_consume,
@@ -938,6 +966,11 @@ int ti_kernel_open(struct ti_kernel **out, const struct ti_load_opts *o, const s
 		free(k);
 		return err;
 	}
+	if ((err = ti_conns_init(k, o))) {
+		snprintf(why, whylen, "out of memory for max_conns = %u", o->max_conns);
+		ti_kernel_close(k);
+		return err;
+	}
 	*out = k;
 	return 0;
 }
@@ -945,6 +978,7 @@ int ti_kernel_open(struct ti_kernel **out, const struct ti_load_opts *o, const s
 void ti_kernel_release(struct ti_kernel *k)
 {
 	k->ops->close(k);
+	ti_conns_free(k);
 }
 
 void ti_kernel_close(struct ti_kernel *k)
@@ -972,7 +1006,11 @@ int ti_kernel_consume(struct ti_kernel *k, int64_t timeout_ms, ti_record_fn fn, 
 
 int ti_kernel_stats(const struct ti_kernel *k, uint64_t out[TI_STAT_MAX])
 {
-	return k->ops->stats(k, out);
+	int err = k->ops->stats(k, out);
+
+	if (!err)
+		ti_conns_stats(k, out);
+	return err;
 }
 
 int ti_kernel_drop_stats(const struct ti_kernel *k, uint64_t out[TI_DROP_CTR_SLOTS], char *why, size_t whylen)

@@ -79,6 +79,7 @@ enum ti_map_id {
  * up front per CPU.  More is a mistake rather than a wish (Linux's own
  * conntrack table defaults to 262144 entries on a 16 GB machine). */
 #define TI_MAX_FLOWS (1 << 20)
+#define TI_MAX_CONNS (1 << 22) /* max_conns' ceiling: 144 bytes per entry */
 
 /* A parsed CIDR, in the byte order the LPM trie wants. */
 struct ti_cidr {
@@ -124,6 +125,9 @@ struct ti_load_opts {
 	uint32_t snaplen; /* bytes of each segment in its record (0 .. TI_SNAPLEN_MAX) */
 	bool drops;	  /* the drop hook (skb:kfree_skb) too: drop records and counters */
 	bool sockets;	  /* the receiving socket's fields (sk_state, sk_cookie, uid, pid, comm) */
+	bool conns;	  /* track connections (bpf/ti_conn.h; kernel_conns.c) */
+	uint32_t max_conns;	  /* the "conns" table's bound */
+	uint64_t idle_timeout_ms; /* a connection idle this long ends ("idle") */
 	char cgroup[512]; /* cgroup mode's attach point (cgroup= or the container's); empty: the cgroup v2 root */
 	struct ti_scope scope;
 	int ndevs; /* tc: 0 means every interface that is up */
@@ -245,6 +249,32 @@ void ti_snapshot_free(struct ti_snapshot *s);
 int ti_kernel_map_lookup(const struct ti_kernel *k, enum ti_map_id m, const void *key, void *val);
 int ti_kernel_map_delete(const struct ti_kernel *k, enum ti_map_id m, const void *key);
 int ti_kernel_map_clear(const struct ti_kernel *k, enum ti_map_id m);
+
+/* Connections (conns = true; bpf/ti_conn.h, kernel_conns.c).  A
+ * connection that ended, or is open, handed to a ti_conn_fn: its key and
+ * its state (c->end says how it ended: enum ti_conn_end).  A negative
+ * return stops the walk after it. */
+typedef int (*ti_conn_fn)(void *ctx, const struct ti_conn_key *key, const struct ti_conn *c);
+
+/* The walk: end what is due at time now (the records' clock, ns; see
+ * ti_kernel_info.clock) -- idle past idle_timeout ("idle"), only a SYN past
+ * TI_CONN_SYN_TIMEOUT_MS ("idle"), a FIN with nothing after it for
+ * TI_CONN_FIN_TIMEOUT_MS ("fin"), and when the table is full the longest
+ * idle eighth ("evicted") -- removing each from the table and handing it
+ * to fn.  At most TI_CONN_WALK entries per call, continuing where the last
+ * call stopped.  all: end every connection now (a replay at the end of its
+ * file: "fin" if a FIN came, else "open").  The number handed out, or
+ * -errno; -EOPNOTSUPP without conns = true. */
+#define TI_CONN_SYN_TIMEOUT_MS 5000
+#define TI_CONN_FIN_TIMEOUT_MS 1000
+#define TI_CONN_WALK 4096
+int ti_kernel_conns_expire(struct ti_kernel *k, uint64_t now, bool all, ti_conn_fn fn, void *ctx);
+/* Every connection still open, in the table's order (none ended).  0 or
+ * -errno. */
+int ti_kernel_conns_each(struct ti_kernel *k, ti_conn_fn fn, void *ctx);
+/* A conn-end record (probe TI_PROBE_CONN): its key and state, or -1 when
+ * rec is not a whole one. */
+int ti_conn_record(const void *rec, size_t size, struct ti_conn_key *key, struct ti_conn *c);
 
 /* Load and attach one mode for real, then undo (features()).  0, or -errno
  * with why filled.  *tcx: tc mode used a tcx link. */

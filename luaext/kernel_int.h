@@ -37,6 +37,11 @@ struct ti_kernel_ops {
 	uint32_t (*map_elems)(const struct ti_kernel *k, enum ti_map_id m);
 	int (*map_read)(const struct ti_kernel *k, enum ti_map_id m, uint32_t first, uint32_t n, void *vals);
 	int (*map_write)(const struct ti_kernel *k, enum ti_map_id m, uint32_t first, uint32_t n, const void *vals);
+	/* the "conns" table (conns = true): the key after prev (NULL: the
+	 * first) or -ENOENT at the end; an entry's value; its removal */
+	int (*conn_next)(const struct ti_kernel *k, const struct ti_conn_key *prev, struct ti_conn_key *next);
+	int (*conn_lookup)(const struct ti_kernel *k, const struct ti_conn_key *key, struct ti_conn *c);
+	int (*conn_delete)(const struct ti_kernel *k, const struct ti_conn_key *key);
 	void (*close)(struct ti_kernel *k); /* release what the backend holds (not k itself) */
 };
 
@@ -78,6 +83,8 @@ struct ti_tc_ns {
 struct ti_kernel {
 	const struct ti_kernel_ops *ops;
 	int ncpus; /* the copies of a map element (a replay: 1) */
+	/* connections (conns = true; kernel_conns.c): the walk's state */
+	struct ti_conn_walk *cw;
 
 	/* live (kernel.c, kernel_tc.c, kernel_maps.c's live_* functions) */
 	struct tcpinspect_bpf *skel;
@@ -172,10 +179,16 @@ int ti_live_map_read(const struct ti_kernel *k, enum ti_map_id m, uint32_t first
 int ti_live_map_write(const struct ti_kernel *k, enum ti_map_id m, uint32_t first, uint32_t n, const void *vals);
 size_t ti_map_stride(enum ti_map_id m); /* one CPU's copy of an element, rounded up to 8 */
 
+/* kernel_conns.c: the walk's state for o (NULL with conns off) and its
+ * counters (conns_expired, conns_evicted) added into a stats array */
+int ti_conns_init(struct ti_kernel *k, const struct ti_load_opts *o);
+void ti_conns_free(struct ti_kernel *k);
+void ti_conns_stats(const struct ti_kernel *k, uint64_t out[TI_STAT_MAX]);
+
 /* kernel_replay.c: a pcap file through the kernel's path in user space */
 struct ti_replay;
 int ti_replay_open(struct ti_replay **out, const char *path, const struct ti_load_config *load, uint32_t table_entries,
-		   uint32_t snaplen, const struct ti_filter *f, char *why, size_t whylen);
+		   uint32_t snaplen, uint32_t max_conns, const struct ti_filter *f, char *why, size_t whylen);
 int ti_replay_set_filter(struct ti_replay *r, const struct ti_filter *f);
 int ti_replay_next(struct ti_replay *r, uint64_t until_ns, const void **rec, size_t *size, char *why, size_t whylen);
 uint64_t ti_replay_clock(const struct ti_replay *r);

@@ -63,6 +63,12 @@ static __u64 *lookup_len_hist(struct ti_scratch *x, __u64 i);
 static __u64 *lookup_sample_ctr(struct ti_scratch *x, __u64 i);
 static int lpm_has(const struct ti_scratch *x, int trie, const struct ti_lpm_key *k);
 static void emit(struct ti_scratch *x);
+struct ti_conn_key;
+struct ti_conn;
+static struct ti_conn *conn_find(struct ti_scratch *x, const struct ti_conn_key *k);
+static long conn_insert(struct ti_scratch *x, const struct ti_conn_key *k, const struct ti_conn *v);
+static void conn_remove(struct ti_scratch *x, const struct ti_conn_key *k);
+static void conn_emit(struct ti_scratch *x);
 
 enum { TRIE_saddr_lpm, TRIE_daddr_lpm, TRIE_host_lpm };
 
@@ -72,6 +78,10 @@ enum { TRIE_saddr_lpm, TRIE_daddr_lpm, TRIE_host_lpm };
 #define TI_LPM_HAS(x, trie, key) lpm_has(x, TRIE_##trie, key)
 #define TI_EMIT(x, e) emit(x)
 #define TI_EXPR_MATCH(x, c) (ti_cbpf_run(&(c)->expr, (x)->pkt, (x)->buflen, (x)->ev.wirelen) != 0)
+#define TI_CONN_LOOKUP(x, k) conn_find(x, k)
+#define TI_CONN_INSERT(x, k, v) conn_insert(x, k, v)
+#define TI_CONN_DELETE(x, k) conn_remove(x, k)
+#define TI_CONN_EMIT(x) conn_emit(x)
 
 #include "ti_rules.h"
 
@@ -101,6 +111,17 @@ struct ti_replay {
 	/* a read error met after a record: reported by the next call */
 	int read_err;
 	char read_why[256];
+	/* the "conns" table (conns = true): open addressing, linear probing,
+	 * removal by backward shift; at most conn_max entries */
+	struct replay_conn *conns;
+	uint32_t conn_mask, conn_count, conn_max;
+	/* a conn-end record ti_path emitted (a RST), handed out after the
+	 * segment's own */
+	bool conn_pending;
+	union {
+		struct ti_event ev;
+		uint8_t bytes[sizeof(struct ti_event) + sizeof(struct ti_conn)];
+	} conn_rec;
 	/* what ti_path emitted for the frame just handled */
 	bool emitted;
 	size_t reclen;
@@ -111,6 +132,95 @@ struct ti_replay {
 };
 
 #define R(x) ((struct ti_replay *)(x))
+
+struct replay_conn {
+	bool used;
+	struct ti_conn_key key;
+	struct ti_conn val;
+};
+
+static uint32_t conn_hash(const struct ti_conn_key *k)
+{
+	const uint8_t *p = (const uint8_t *)k;
+	uint32_t h = 2166136261u;
+
+	for (size_t i = 0; i < sizeof(*k); i++)
+		h = (h ^ p[i]) * 16777619u;
+	return h;
+}
+
+/* k's slot, or -1 */
+static int64_t conn_slot(const struct ti_replay *r, const struct ti_conn_key *k)
+{
+	if (!r->conns)
+		return -1;
+	for (uint32_t i = conn_hash(k) & r->conn_mask;; i = (i + 1) & r->conn_mask) {
+		if (!r->conns[i].used)
+			return -1;
+		if (!memcmp(&r->conns[i].key, k, sizeof(*k)))
+			return i;
+	}
+}
+
+static struct ti_conn *conn_find(struct ti_scratch *x, const struct ti_conn_key *k)
+{
+	int64_t i = conn_slot(R(x), k);
+
+	return i < 0 ? NULL : &R(x)->conns[i].val;
+}
+
+static long conn_insert(struct ti_scratch *x, const struct ti_conn_key *k, const struct ti_conn *v)
+{
+	struct ti_replay *r = R(x);
+	uint32_t i;
+
+	if (conn_slot(r, k) >= 0)
+		return -EEXIST;
+	if (!r->conns || r->conn_count >= r->conn_max)
+		return -E2BIG; /* what a full BPF hash map answers */
+	for (i = conn_hash(k) & r->conn_mask; r->conns[i].used; i = (i + 1) & r->conn_mask)
+		;
+	r->conns[i].used = true;
+	r->conns[i].key = *k;
+	r->conns[i].val = *v;
+	r->conn_count++;
+	return 0;
+}
+
+static void conn_remove(struct ti_scratch *x, const struct ti_conn_key *k)
+{
+	struct ti_replay *r = R(x);
+	int64_t at = conn_slot(r, k);
+	uint32_t i, j, h;
+
+	if (at < 0)
+		return;
+	i = j = (uint32_t)at;
+	for (;;) {
+		j = (j + 1) & r->conn_mask;
+		if (!r->conns[j].used)
+			break;
+		h = conn_hash(&r->conns[j].key) & r->conn_mask;
+		/* j's entry may move back to i if its home is not in (i, j] */
+		if ((i < j) ? (h <= i || h > j) : (h <= i && h > j)) {
+			r->conns[i] = r->conns[j];
+			i = j;
+		}
+	}
+	r->conns[i].used = false;
+	r->conn_count--;
+}
+
+static void conn_emit(struct ti_scratch *x)
+{
+	struct ti_replay *r = R(x);
+
+	r->conn_rec.ev = x->ev;
+	r->conn_rec.ev.probe = TI_PROBE_CONN;
+	r->conn_rec.ev.caplen = sizeof(struct ti_conn);
+	memcpy(r->conn_rec.bytes + sizeof(struct ti_event), &x->cv, sizeof(struct ti_conn));
+	r->conn_pending = true;
+}
 
 static const struct ti_load_config *replay_load(const struct ti_scratch *x)
 {
@@ -212,7 +322,7 @@ static int read_pending(struct ti_replay *r, char *why, size_t whylen)
 }
 
 int ti_replay_open(struct ti_replay **out, const char *path, const struct ti_load_config *load, uint32_t table_entries,
-		   uint32_t snaplen, const struct ti_filter *f, char *why, size_t whylen)
+		   uint32_t snaplen, uint32_t max_conns, const struct ti_filter *f, char *why, size_t whylen)
 {
 	struct ti_replay *r = calloc(1, sizeof(*r));
 	int err;
@@ -230,6 +340,20 @@ int ti_replay_open(struct ti_replay **out, const char *path, const struct ti_loa
 		err = -ENOMEM;
 		snprintf(why, whylen, "replay: out of memory for %u table entries", table_entries);
 		goto fail;
+	}
+	if (load->conns) {
+		uint32_t cap = 2;
+
+		while (cap < 2 * (uint64_t)max_conns)
+			cap <<= 1;
+		r->conns = calloc(cap, sizeof(*r->conns));
+		if (!r->conns) {
+			err = -ENOMEM;
+			snprintf(why, whylen, "replay: out of memory for max_conns = %u", max_conns);
+			goto fail;
+		}
+		r->conn_mask = cap - 1;
+		r->conn_max = max_conns;
 	}
 	if (f)
 		r->filter[0] = *f;
@@ -288,6 +412,12 @@ int ti_replay_next(struct ti_replay *r, uint64_t until_ns, const void **rec, siz
 {
 	int rc;
 
+	if (r->conn_pending) {
+		r->conn_pending = false;
+		*rec = r->conn_rec.bytes;
+		*size = sizeof(r->conn_rec.bytes);
+		return 1;
+	}
 	if (r->read_err) {
 		rc = r->read_err;
 		r->read_err = 0;
@@ -308,7 +438,7 @@ int ti_replay_next(struct ti_replay *r, uint64_t until_ns, const void **rec, siz
 			r->clock_ns = r->f.ts_ns;
 		handle(r);
 		rc = read_pending(r, r->read_why, sizeof(r->read_why));
-		if (rc < 0 && !r->emitted) {
+		if (rc < 0 && !r->emitted && !r->conn_pending) {
 			snprintf(why, whylen, "%s", r->read_why);
 			return rc;
 		}
@@ -317,6 +447,12 @@ int ti_replay_next(struct ti_replay *r, uint64_t until_ns, const void **rec, siz
 		if (r->emitted) {
 			*rec = r->rec.bytes;
 			*size = r->reclen;
+			return 1;
+		}
+		if (r->conn_pending) {
+			r->conn_pending = false;
+			*rec = r->conn_rec.bytes;
+			*size = sizeof(r->conn_rec.bytes);
 			return 1;
 		}
 	}
@@ -383,6 +519,7 @@ void ti_replay_close(struct ti_replay *r)
 	free(r->flows);
 	free(r->sources);
 	free(r->ports);
+	free(r->conns);
 	free(r);
 }
 
@@ -503,6 +640,42 @@ static int replay_map_write(const struct ti_kernel *k, enum ti_map_id m, uint32_
 	return 0;
 }
 
+/* the "conns" table (kernel_conns.c's walk): in slot order; a prev no
+ * longer there starts again from the first, as a BPF hash map does */
+static int replay_conn_next(const struct ti_kernel *k, const struct ti_conn_key *prev, struct ti_conn_key *next)
+{
+	const struct ti_replay *r = k->replay;
+	int64_t at = prev ? conn_slot(r, prev) : -1;
+
+	if (!r->conns)
+		return -ENOENT;
+	for (uint32_t i = (uint32_t)(at + 1); i <= r->conn_mask; i++) {
+		if (r->conns[i].used) {
+			*next = r->conns[i].key;
+			return 0;
+		}
+	}
+	return -ENOENT;
+}
+
+static int replay_conn_lookup(const struct ti_kernel *k, const struct ti_conn_key *key, struct ti_conn *c)
+{
+	int64_t at = conn_slot(k->replay, key);
+
+	if (at < 0)
+		return -ENOENT;
+	*c = k->replay->conns[at].val;
+	return 0;
+}
+
+static int replay_conn_delete(const struct ti_kernel *k, const struct ti_conn_key *key)
+{
+	if (conn_slot(k->replay, key) < 0)
+		return -ENOENT;
+	conn_remove(&k->replay->x, key);
+	return 0;
+}
+
 static void replay_release(struct ti_kernel *k)
 {
 	ti_replay_close(k->replay);
@@ -510,6 +683,9 @@ static void replay_release(struct ti_kernel *k)
 }
 
 static const struct ti_kernel_ops replay_ops = {
+	.conn_next = replay_conn_next,
+	.conn_lookup = replay_conn_lookup,
+	.conn_delete = replay_conn_delete,
 	.set_filter = replay_set_filter,
 	.wait = replay_wait,
 	.consume = replay_consume,
@@ -539,14 +715,19 @@ int ti_kernel_open_replay(struct ti_kernel **out, const struct ti_load_opts *o, 
 	}
 	ti_set_load_config(&c, o, TI_MODE_AUTO);
 	c.netns = 0; /* a capture does not say */
-	err = ti_replay_open(&k->replay, path, &c, ti_table_buckets(o->max_flows) * TI_TABLE_WAYS, snaplen, f, why,
-			     whylen);
+	err = ti_replay_open(&k->replay, path, &c, ti_table_buckets(o->max_flows) * TI_TABLE_WAYS, snaplen,
+			     o->max_conns, f, why, whylen);
 	if (err) {
 		free(k);
 		return err;
 	}
 	k->ops = &replay_ops;
 	k->ncpus = 1;
+	if ((err = ti_conns_init(k, o))) {
+		snprintf(why, whylen, "replay: out of memory for max_conns = %u", o->max_conns);
+		ti_kernel_close(k);
+		return err;
+	}
 	*out = k;
 	return 0;
 }

@@ -423,7 +423,8 @@ void ti_check_filter_sockets(lua_State *L, const struct ti_filter *f, bool socke
 
 const char *const ti_option_keys[] = {
 	"mode",	  "family", "filter",  "sample", "events",    "aggregates", "ring_size", "max_flows", "wakeup",
-	"cgroup", "dev",    "snaplen", "netns",	 "container", "drops",	    "sockets",	 NULL,
+	"cgroup", "dev",    "snaplen", "netns",	 "container", "drops",	    "sockets",	 "conns",
+	"idle_timeout", "max_conns", NULL,
 };
 
 static bool check_bool(lua_State *L, int idx, const char *name)
@@ -525,6 +526,8 @@ void ti_check_options(lua_State *L, int idx, struct ti_load_opts *o)
 	o->ring_size = 1u << 22;
 	o->max_flows = 16384;
 	o->wakeup = 64;
+	o->max_conns = 65536;
+	o->idle_timeout_ms = 300000;
 	if (lua_isnoneornil(L, idx))
 		return;
 	if (!lua_istable(L, idx))
@@ -564,6 +567,23 @@ void ti_check_options(lua_State *L, int idx, struct ti_load_opts *o)
 	lua_pop(L, 1);
 	if (lua_getfield(L, idx, "sockets") != LUA_TNIL)
 		o->sockets = check_bool(L, -1, "sockets");
+	lua_pop(L, 1);
+	if (lua_getfield(L, idx, "conns") != LUA_TNIL)
+		o->conns = check_bool(L, -1, "conns");
+	lua_pop(L, 1);
+	if (lua_getfield(L, idx, "max_conns") != LUA_TNIL)
+		o->max_conns = (uint32_t)check_int(L, -1, "max_conns", 1, TI_MAX_CONNS);
+	lua_pop(L, 1);
+	if (lua_getfield(L, idx, "idle_timeout") != LUA_TNIL) {
+		double v = 0;
+
+		if (!lua_isnumber(L, -1) || (v = lua_tonumber(L, -1)) <= 0 || v > 86400 * 7)
+			OPT_ERR(L, "idle_timeout", "expected seconds, more than 0 and at most a week, got %s",
+				luaL_tolstring(L, -1, NULL));
+		o->idle_timeout_ms = (uint64_t)(v * 1000 + 0.5);
+		if (!o->idle_timeout_ms)
+			o->idle_timeout_ms = 1;
+	}
 	lua_pop(L, 1);
 	if (lua_getfield(L, idx, "ring_size") != LUA_TNIL) {
 		lua_Integer v = check_int(L, -1, "ring_size", 1, 1 << 30);

@@ -32,7 +32,8 @@
 #define UV_MSGH 4
 #define UV_TRACEBACK 5
 #define UV_DROP 6
-#define NUV 6
+#define UV_CONN 7
+#define NUV 7
 
 const char *const ti_stat_names[TI_STAT_MAX + 1] = {
 #define TI_X(id, name) name,
@@ -198,6 +199,7 @@ int ti_session_open(lua_State *L)
 	s->events = o.events;
 	s->drops = o.drops;
 	s->sockets = o.sockets;
+	s->conns = o.conns;
 	ti_kernel_describe(s->k, &info);
 	snprintf(s->netns_path, sizeof(s->netns_path), "%s",
 		 o.scope.netns_path[0] ? o.scope.netns_path : info.netns_path);
@@ -274,6 +276,7 @@ int ti_session_open_replay(lua_State *L)
 	s->events = o.events;
 	s->drops = o.drops;	/* accepted, so scripts run unchanged; no drop comes */
 	s->sockets = o.sockets; /* accepted too; the socket fields stay nil */
+	s->conns = o.conns;
 	s->realtime_offset = 0; /* ts is the capture's wall clock already */
 	push_info(L, s, &o, "");
 	lua_pushvalue(L, 2);
@@ -421,6 +424,40 @@ static int on_drop_record(struct ti_session *s)
 	return s->stop || poll_should_stop(s) ? -ETIME : 0;
 }
 
+/* An ended connection to the on_conn callback (fetched per connection,
+ * as on_drop's).  Stack as on_sample's. */
+static int on_conn_ended(void *ctx, const struct ti_conn_key *key, const struct ti_conn *c)
+{
+	struct ti_session *s = ctx;
+	lua_State *L = s->L;
+	int base = lua_gettop(L) - 3;
+
+	s->delivered++;
+	if (lua_getiuservalue(L, 1, UV_CONN) != LUA_TFUNCTION) {
+		lua_pop(L, 1);
+		return 0;
+	}
+	ti_conn_push(L, key, c, s->realtime_offset);
+	if (lua_pcall(L, 1, 0, base + 1) != LUA_OK) {
+		s->cb_error = 1;
+		return -ECANCELED;
+	}
+	return s->stop ? -ETIME : 0;
+}
+
+/* A conn-end record (a RST ended it on the path). */
+static int on_conn_record(struct ti_session *s, const void *data, size_t size)
+{
+	struct ti_conn_key key;
+	struct ti_conn c;
+
+	if (ti_conn_record(data, size, &key, &c))
+		return 0;
+	if (on_conn_ended(s, &key, &c) < 0)
+		return s->cb_error ? -ECANCELED : -ETIME;
+	return poll_should_stop(s) ? -ETIME : 0;
+}
+
 /* Stack during a poll: [base+1] message handler, [base+2] callback, [base+3] view. */
 static int on_sample(void *ctx, const void *data, size_t size)
 {
@@ -428,6 +465,8 @@ static int on_sample(void *ctx, const void *data, size_t size)
 	lua_State *L = s->L;
 	int base = lua_gettop(L) - 3;
 
+	if (size >= sizeof(struct ti_event) && ((const struct ti_event *)data)->probe == TI_PROBE_CONN)
+		return on_conn_record(s, data, size);
 	if (!s->events)
 		return 0; /* events = false: a replay's records are counted, not delivered */
 	if (ti_packet_set_record(s->view, data, size))
@@ -464,6 +503,28 @@ static int on_sample(void *ctx, const void *data, size_t size)
 	/* stop() from the callback, the deadline or a signal: libbpf has moved
 	 * past this record and stops here; the rest stays in the ring */
 	return s->stop || poll_should_stop(s) ? -ETIME : 0;
+}
+
+/* conns = true: after the records, the walk (kernel_conns.c) ends what is
+ * due on the records' clock and hands each to on_conn; a replay at the end
+ * of its file ends the rest ("fin" or "open"), once.  0 or -errno. */
+static int conns_walk(struct ti_session *s, char *why, size_t whylen)
+{
+	struct ti_kernel_info info;
+	int n;
+
+	ti_kernel_describe(s->k, &info);
+	n = ti_kernel_conns_expire(s->k, info.clock, false, on_conn_ended, s);
+	if (n >= 0 && info.capture_clock && info.ended && !s->conns_flushed && !s->cb_error && !s->stop) {
+		n = ti_kernel_conns_expire(s->k, info.clock, true, on_conn_ended, s);
+		if (n >= 0 && !s->cb_error)
+			s->conns_flushed = true;
+	}
+	if (n < 0 && n != -ECANCELED) {
+		snprintf(why, whylen, "walking the connections table failed: %s", strerror(-n));
+		return n;
+	}
+	return 0;
 }
 
 /* Delivery in a poll with no timeout of its own (0 or -1) stops after this
@@ -520,6 +581,8 @@ static int session_poll(lua_State *L)
 		n = ti_kernel_consume(s->k, timeout, on_sample, s, why, sizeof(why));
 	else
 		snprintf(why, sizeof(why), "reading the ring buffer failed: %s", strerror(-n));
+	if (n >= 0 && s->conns && !s->cb_error && !s->stop)
+		n = conns_walk(s, why, sizeof(why));
 	s->L = NULL;
 	s->stop = false;
 	if (s->cb_error) {
@@ -617,6 +680,65 @@ static int session_on_drop(lua_State *L)
 	lua_settop(L, 2);
 	lua_setiuservalue(L, 1, UV_DROP);
 	lua_settop(L, 1);
+	return 1;
+}
+
+/* session:on_conn(fn | nil) -> session: fn(conn) once for each connection
+ * that ends (tcpinspect.conn: conn.c).  Needs open's conns = true. */
+static int session_on_conn(lua_State *L)
+{
+	struct ti_session *s = check_session(L, 1);
+
+	if (!lua_isnoneornil(L, 2)) {
+		luaL_checktype(L, 2, LUA_TFUNCTION);
+		if (!s->conns)
+			return ti_usage_error(L, "conns",
+					      "on_conn: this session was opened without conns = true, so no connection "
+					      "is tracked; open it with conns = true");
+	}
+	lua_settop(L, 2);
+	lua_setiuservalue(L, 1, UV_CONN);
+	lua_settop(L, 1);
+	return 1;
+}
+
+static int push_conn_list(void *ctx, const struct ti_conn_key *key, const struct ti_conn *c)
+{
+	lua_State *L = ctx;
+
+	ti_conn_push(L, key, c, lua_tonumber(L, -2));
+	lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+	return 0;
+}
+
+static int conns_iter(lua_State *L)
+{
+	lua_Integer i = lua_tointeger(L, lua_upvalueindex(2)) + 1;
+
+	lua_pushinteger(L, i);
+	lua_replace(L, lua_upvalueindex(2));
+	lua_rawgeti(L, lua_upvalueindex(1), i);
+	return 1;
+}
+
+/* session:conns() -> iterator over the connections open now (tcpinspect.conn
+ * copies, end_reason "open"), in the table's order.  Needs conns = true. */
+static int session_conns(lua_State *L)
+{
+	struct ti_session *s = check_session(L, 1);
+	int err;
+
+	if (!s->conns)
+		return ti_usage_error(L, "conns",
+				      "conns(): this session was opened without conns = true, so no connection is "
+				      "tracked; open it with conns = true");
+	lua_pushnumber(L, s->realtime_offset); /* push_conn_list's -2 */
+	lua_newtable(L);
+	err = ti_kernel_conns_each(s->k, push_conn_list, L);
+	if (err)
+		return ti_fail(L, err, "reading the connections table failed: %s", strerror(-err));
+	lua_pushinteger(L, 0);
+	lua_pushcclosure(L, conns_iter, 2);
 	return 1;
 }
 
@@ -765,6 +887,9 @@ static int session_stats(lua_State *L)
 		return ti_fail(L, err, "reading stats failed: %s", strerror(-err));
 	lua_createtable(L, 0, TI_STAT_MAX + 1);
 	for (int i = 0; i < TI_STAT_MAX; i++) {
+		/* the connections' counters with conns = true only */
+		if (!s->conns && i >= TI_STAT_CONNS_OPENED && i <= TI_STAT_CONNS_EVICTED)
+			continue;
 		lua_pushinteger(L, (lua_Integer)v[i]);
 		lua_setfield(L, -2, ti_stat_names[i]);
 	}
@@ -900,7 +1025,8 @@ void ti_session_register(lua_State *L)
 		{ "on_drop", session_on_drop },	    { "fd", session_fd },     { "set_filter", session_set_filter },
 		{ "stats", session_stats },	    { "map", session_map },   { "test_run", session_test_run },
 		{ "traceback", session_traceback }, { "stop", session_stop }, { "now", session_now },
-		{ "dump", session_dump },	    { NULL, NULL },
+		{ "dump", session_dump },	    { "on_conn", session_on_conn }, { "conns", session_conns },
+		{ NULL, NULL },
 	};
 
 	luaL_newmetatable(L, TI_SESSION_MT);

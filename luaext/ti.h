@@ -24,6 +24,7 @@
 #define TI_MAP_MT "tcpinspect.map"
 #define TI_PACKET_MT "tcpinspect.packet"
 #define TI_ERROR_MT "tcpinspect.error"
+#define TI_CONN_MT "tcpinspect.conn"
 
 struct ti_packet;
 struct ti_pcap_writer;
@@ -50,6 +51,8 @@ struct ti_session {
 	bool events;			/* records are delivered (the ring, or a replay's) */
 	bool drops;			/* opened with drops = true (on_drop allowed) */
 	bool sockets;			/* opened with sockets = true (filter.uid, .sk_state allowed) */
+	bool conns;			/* opened with conns = true (on_conn, conns() allowed) */
+	bool conns_flushed;		/* a replay's end: its open connections were handed out */
 	uint8_t drop_args[TI_MAX_ARGS]; /* on_drop(fn, fields): the fields passed */
 	int drop_nargs;
 	struct ti_pcap_writer *dump; /* session:dump(path): every delivered record, or NULL */
@@ -103,6 +106,12 @@ int ti_packet_push_record(lua_State *L, const void *data, size_t size, double rt
 void ti_push_addr(lua_State *L, int family, const uint8_t *addr);
 void ti_push_flagstr(lua_State *L, unsigned flags);
 void ti_packet_note_dev(uint32_t netns, uint32_t ifindex, const char *name);
+
+/* conn.c */
+void ti_conn_register(lua_State *L);
+void ti_conn_push(lua_State *L, const struct ti_conn_key *key, const struct ti_conn *c, double rt_offset);
+extern const char *const *ti_conn_fields;
+extern const char *const *ti_conn_end_names;
 
 /* signals.c */
 extern volatile sig_atomic_t ti_pending_signal; /* the last trapped signal, 0: none */

@@ -41,7 +41,7 @@ describe("doc/reference.md", function()
 	end)
 	it("documents every option, filter key, counter, map, session and packet field", function()
 		for _, list in ipairs{ core.option_names, core.filter_keys, core.stat_names,
-			core.map_names, core.session_fields, core.packet_fields() } do
+			core.map_names, core.session_fields, core.packet_fields(), core.conn_fields() } do
 			for _, k in ipairs(list) do assert(rows[k], "undocumented: " .. k) end
 		end
 	end)
@@ -63,7 +63,7 @@ describe("doc/reference.md", function()
 	it("lists every known name in a row or heading that the code has", function()
 		local known = {}
 		for _, list in ipairs{ core.option_names, core.filter_keys, core.stat_names,
-			core.map_names, core.session_fields, core.packet_fields() } do
+			core.map_names, core.session_fields, core.packet_fields(), core.conn_fields() } do
 			for _, k in ipairs(list) do known[k] = true end
 		end
 		for k in pairs(tcpinspect) do known[k] = true end
@@ -92,7 +92,7 @@ end
 describe("doc/reference.md field types", function()
 	it("gives every session and packet field a Lua type", function()
 		for section, names in pairs{ ["Session fields"] = core.session_fields,
-			["Packet fields"] = core.packet_fields() } do
+			["Packet fields"] = core.packet_fields(), ["Conn fields"] = core.conn_fields() } do
 			local rows = typed_rows(section)
 			for _, k in ipairs(names) do
 				assert(TYPES[rows[k]], section .. ": no type for " .. k .. " (got " .. tostring(rows[k]) .. ")")
@@ -109,6 +109,27 @@ describe("doc/reference.md field types", function()
 			assert.are.equal(rows[k], type_of(p[k]), "packet field " .. k)
 		end
 		done()
+	end)
+end)
+
+describe("doc/reference.md conn field types", function()
+	it("conn fields have the documented types", function()
+		local rows = typed_rows("Conn fields")
+		-- a conn-end record: a struct ti_event of probe "conn" and its struct ti_conn
+		local probe = 0
+		for i, n in ipairs(core.probe_names) do if n == "conn" then probe = i - 1 end end
+		local ev = string.pack("<I8", 5e9) .. "\10\0\0\1" .. ("\0"):rep(12) .. "\10\0\0\2" .. ("\0"):rep(12)
+			.. string.pack("<I4I4I4I4I8I4I2I2I2I2I4BBBBI4I4I4I8I8I4BBI2", 1, 2, 1, 4026531840, 0, 0, 1001, 80, 0, 96,
+				0, 0, 4, 64, probe, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+		local c = string.pack("<I8I8I8I8I8I8I8I8I4I4", 5e9, 6e9, 5e9, 1e7, 9, 300, 1, 1, 0, 0)
+			.. ("SADF" .. ("\0"):rep(12)) .. string.pack("<BBBxxxxx", 4, 1, 1)
+		assert.are.equal(120 + 96, #ev + #c)
+		local conn = assert(core.decode_conn(ev .. c, 0))
+		for _, k in ipairs(core.conn_fields()) do
+			assert.are.equal(rows[k], math.type(conn[k]) or type(conn[k]), "conn field " .. k)
+		end
+		assert.are.same({ "10.0.0.1", 1001, 80, 9, 300, "SADF", "fin", 1.0 },
+			{ conn.saddr, conn.sport, conn.dport, conn.segments, conn.bytes, conn.history, conn.end_reason, conn.duration })
 	end)
 end)
 

@@ -153,11 +153,11 @@ describe("did you mean", function()
 		return r.err:match("tcpinspect: error: ([^\n]*)\n$")
 	end
 	it("CLI commands: a first argument that is neither a file nor a command", function()
-		assert.are.equal("unknown command 'wach'; did you mean 'watch'? (commands: watch, top, drops, stats, export; or a script file)",
+		assert.are.equal("unknown command 'wach'; did you mean 'watch'? (commands: watch, top, drops, stats, conns, export; or a script file)",
 			bad { "wach" })
-		assert.are.equal("unknown command 'stat'; did you mean 'stats'? (commands: watch, top, drops, stats, export; or a script file)",
+		assert.are.equal("unknown command 'stat'; did you mean 'stats'? (commands: watch, top, drops, stats, conns, export; or a script file)",
 			bad { "stat", "--dport", "22" })
-		assert.are.equal("'frobnicate' is neither a command (watch, top, drops, stats, export) nor a script file", bad { "frobnicate" })
+		assert.are.equal("'frobnicate' is neither a command (watch, top, drops, stats, conns, export) nor a script file", bad { "frobnicate" })
 		-- a path is still a script, one that cannot be opened: a bad argument (exit 2)
 		assert.are.equal("cannot open script /nonexistent/wach.lua: No such file or directory",
 			bad { "/nonexistent/wach.lua" })

@@ -340,7 +340,7 @@ describe("script runtime", function()
 		-- not a global of the same name showing through
 		local fake = {}
 		local rt = script.new { options = {}, cli = {}, args = {}, name = "t.lua", open = function() return fake end }
-		for _, n in ipairs { "session", "open", "options", "cli", "args", "arg", "getopt", "on_packet", "every",
+		for _, n in ipairs { "session", "open", "options", "cli", "args", "arg", "getopt", "on_packet", "on_conn", "every",
 			"after", "on_exit", "stop", "elapsed", "map", "stats", "printf", "flagstr", "SYN", "ACK", "FIN",
 			"RST", "PSH", "URG", "ECE", "CWR", "tcpinspect", "fmt", "hist", "topk", "json", "timer" } do
 			local v = rt:load { code = "return " .. n }() -- the chunk alone: no loop

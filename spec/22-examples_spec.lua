@@ -107,7 +107,7 @@ describe("examples #kernel #examples", function()
 		assert.are.equal(#alerts, kv.alerts)
 	end)
 
-	it("retransmits.lua names the flow whose segments netem dropped", function()
+	it("retransmits.lua: the connection's retransmissions == tshark's, its segments and bytes the capture's", function()
 		local defer = cleanups()
 		local pair = scene(defer)
 		-- the data sender's side loses segments: netem loss 30% where the kernel
@@ -123,12 +123,10 @@ describe("examples #kernel #examples", function()
 			local _, out = pair:exec(pair.server, "ss -Hltn")
 			return out:find(":9000", 1, true)
 		end, 5)
-		-- watched until the transfer is over (then Ctrl-C): under emulation the
-		-- transfer and the sender's backed-off retransmissions take seconds
-		-- (a guest run with a fixed 5 s ended with none seen yet); --duration
-		-- only bounds a run that never gets its Ctrl-C
-		local p = example("retransmits.lua", { "--duration", tostring(net.scale(6)), "--dport", "9000" },
-			pair.server)
+		-- what arrives in the server's namespace, beside the script
+		local cap = net.tcpdump { netns = pair.server, iface = pair.sdev, filter = "tcp dst port 9000" }
+		defer(function() if net.alive(cap.pid) then net.kill(cap.pid, "KILL") end end)
+		local p = example("retransmits.lua", { "--duration", tostring(net.scale(30)), "--dport", "9000" }, pair.server)
 		defer(function() p:kill() net.kill(sink, "KILL") end)
 		-- 100 KB with a 10 s idle limit (30 s under emulation: a 6.12-rt guest's
 		-- nc gave up mid-stream at 10): under 30 % loss the sender's RTO backs
@@ -136,19 +134,35 @@ describe("examples #kernel #examples", function()
 		local ok, out = pair:exec(pair.client, ("sh -c 'head -c 100000 /dev/zero | nc -N -w %d -s %s %s 9000'")
 			:format(net.IN_VM and 30 or 10, pair.client4, pair.server4))
 		assert(ok, out)
+		-- the connection ends a second after its FIN: its line comes then
+		net.wait_until(function() return #cli.grep(p:stdout(), "RETRANS ") >= 1 end, net.scale(5))
 		net.sleep(net.scale(0.5))
 		p:interrupt()
 		local r = p:wait(net.scale(30))
 		assert.are.equal(0, r.code, r.err)
-		local lines = cli.grep(r.out, "SUMMARY retransmits flow=")
-		assert.are.equal(1, #lines, r.out)
-		local kv = cli.kv(lines[1])
-		local flow = "^" .. pair.client4:gsub("%.", "%%.") .. ":%d+>" .. pair.server4:gsub("%.", "%%.") .. ":9000$"
-		assert.matches(flow, kv.flow)
-		assert.is_true(kv.count >= 1)
-		assert.are.equal(kv.count, #cli.grep(r.out, "RETRANS flow=" .. kv.flow))
+		local pkts = cap:stop()
+		-- tshark's retransmissions and out-of-order segments of the capture
+		net.must("chmod 644 " .. net.q(cap.file))
+		local ok2, flagged = net.sh(require("support.unpriv").SETPRIV .. "env HOME=/nonexistent tshark -r " ..
+			net.q(cap.file) .. " -n -Y 'tcp.analysis.retransmission or tcp.analysis.out_of_order' -T fields " ..
+			"-e tcp.srcport 2>/dev/null")
+		assert(ok2, flagged)
+		local want = #cli.lines(flagged)
+		local bytes = 0
+		for _, x in ipairs(pkts) do bytes = bytes + x.len end
+		local _, kv = summary(r.out, "retransmits")
+		assert.are.equal(want, kv.count, r.out)
 		-- and the sender's own counter agrees that it retransmitted
 		assert.is_true(net.snmp(pair.client).RetransSegs >= 1)
+		assert.is_true(want >= 1, "tshark saw no retransmission")
+		local lines = cli.grep(r.out, "RETRANS flow=")
+		assert.are.equal(1, #lines, r.out)
+		kv = cli.kv(lines[1])
+		local flow = "^" .. pair.client4:gsub("%.", "%%.") .. ":%d+>" .. pair.server4:gsub("%.", "%%.") .. ":9000$"
+		assert.matches(flow, kv.flow)
+		assert.are.same({ want, #pkts, 100000, "fin" }, { kv.count, kv.segments, kv.bytes, kv["end"] }, lines[1])
+		assert.are.equal(100000, bytes)
+		net.say("retransmits.lua: %d retransmissions of %d segments, as tshark flags them", want, #pkts)
 	end)
 
 	it("zero_window.lua sees a receiver that stops reading", function()
@@ -179,23 +193,37 @@ describe("examples #kernel #examples", function()
 		assert.are.equal(kv.count, #cli.grep(r.out, "ZEROWIN "))
 	end)
 
-	it("new_connections.lua logs one line per SYN", function()
+	it("new_connections.lua logs each accepted connection once: its handshake, segments, end", function()
 		local defer = cleanups()
 		local addr, port, caddr = net.addr4(), net.port(), net.addr4()
 		local srv = net.server(addr, port)
 		defer(function() srv:close() end)
-		local p = example("new_connections.lua", { "--duration", "20", "--host", addr })
+		local p = example("new_connections.lua", { "--duration", tostring(net.scale(30)), "--host", addr })
 		defer(function() p:kill() end)
-		local infos = net.conversations(srv, addr, port, 3, { bind = caddr })
-		net.wait_until(function() return #cli.grep(p:stdout(), "NEW ") >= 3 end, 5)
+		local cap = net.tcpdump { filter = ("tcp and src host %s and dst host %s and dst port %d"):format(caddr, addr,
+			port) }
+		local infos = net.conversations(srv, addr, port, 3, { bind = caddr, data = "hello" })
+		local pkts = cap:stop()
+		-- each ends a second after its FIN (the other half, the server's
+		-- answers, started with a SYN-ACK: not a new connection)
+		net.wait_until(function() return #cli.grep(p:stdout(), "NEW ") >= 3 end, net.scale(10))
 		p:interrupt()
 		local r = p:wait()
 		assert.are.equal(0, r.code, r.err)
 		local lines = cli.grep(r.out, "NEW ")
 		assert.are.equal(3, #lines, r.out)
-		for i, l in ipairs(lines) do
+		local by = {}
+		for _, l in ipairs(lines) do
 			local kv = cli.kv(l)
-			assert.are.same({ caddr, infos[i].sport, addr, port }, { kv.src, kv.sport, kv.dst, kv.dport })
+			by[kv.sport] = kv
+		end
+		for _, info in ipairs(infos) do
+			local kv = by[info.sport]
+			assert.is_table(kv, "no line for sport " .. info.sport .. ":\n" .. r.out)
+			local segs = net.count(pkts, function(x) return x.sport == info.sport end)
+			assert.are.same({ caddr, addr, port, segs, "fin" }, { kv.src, kv.dst, kv.dport, kv.segments, kv["end"] })
+			assert.is_true(type(kv.handshake) == "number" and kv.handshake > 0 and kv.handshake < net.scale(1),
+				tostring(kv.handshake))
 		end
 		local _, kv = summary(r.out, "new%-connections")
 		assert.are.equal(3, kv.count)

@@ -130,18 +130,47 @@ describe("export #kernel #cli #export", function()
 			{ "tcpinspect_payload_bytes_count", to_port + M },
 			{ "tcpinspect_payload_bytes_sum", N * DATALEN },
 			{ 'tcpinspect_payload_bytes_bucket{le="0"}', to_port + M - N },
+			-- connections (issue 22): the N conversations end by FIN (a second
+			-- after it), each with its handshake; the M SYNs to the closed port
+			-- are M SYN-only entries, which expire as idle (5 s)
+			{ 'tcpinspect_connections_total{end="fin"}', N },
+			{ 'tcpinspect_connections_total{end="idle"}', M },
+			{ "tcpinspect_handshake_seconds_count", N },
+			{ "tcpinspect_conns_opened_total", N + M },
+			{ 'tcpinspect_handshake_seconds_bucket{le="+Inf"}', N },
 		}
-		local got = p:await_all(checks)
+		local got = p:await_all(checks, net.scale(20))
 		for _, e in ipairs(checks) do
 			assert.are.equal(e[2], got[e[1]], e[1])
 		end
+		-- loopback handshakes: each well under 10 ms
+		local hs = p:value("tcpinspect_handshake_seconds_sum")
+		assert.is_true(hs > 0 and hs < N * 0.01, tostring(hs))
 		-- the exposition itself passes promtool
 		promtool_ok((metrics_text(ns.name, listen)))
 		exp:terminate()
 		local r = exp:wait()
 		assert.are.equal(0, r.code, r.err)
-		net.say("[%s] export -> prometheus: port %d segments=%d bytes=%d, src %s syns=%d, src 127.0.0.1 syns=%d",
-			MODE, CONN_PORT, to_port, N * DATALEN, SYN_SRC, M, N)
+		net.say("[%s] export -> prometheus: port %d segments=%d bytes=%d, src %s syns=%d, src 127.0.0.1 syns=%d; " ..
+			"connections fin=%d idle=%d, handshakes %d (sum %.6f s)", MODE, CONN_PORT, to_port, N * DATALEN, SYN_SRC, M,
+			N, N, M, N, hs)
+	end)
+
+	it(("[%s] --no-conns: no connection tracking, no connection metric"):format(MODE), function()
+		local defer = cleanups()
+		local ns = net.netns("nc")
+		defer(function() ns:destroy() end)
+		echo_server(ns.name, defer, CONN_PORT)
+		local exp, listen = start_export(ns.name, defer, { "--dport", tostring(CONN_PORT), "--no-conns" })
+		net.must("ip netns exec " .. ns.name .. " " ..
+			net.lua_cmd(net.ROOT .. "/spec/support/client_child.lua", "127.0.0.1", CONN_PORT, 2, DATALEN))
+		local text = metrics_text(ns.name, listen)
+		assert.is_nil(text:find("tcpinspect_connections_total", 1, true), text)
+		assert.is_nil(text:find("tcpinspect_handshake_seconds", 1, true), text)
+		assert.is_nil(text:find("tcpinspect_conns_opened_total", 1, true), text) -- conns_*: with conns only
+		assert.matches(('tcpinspect_port_bytes_total{dport="%d"} %d'):format(CONN_PORT, 2 * DATALEN), text)
+		exp:terminate()
+		assert.are.equal(0, exp:wait().code)
 	end)
 
 	it(("[%s] --max-series 3: at most 4 series per family, exact sums, no flapping #hostonly"):format(MODE), function()

@@ -239,7 +239,7 @@ describe("one explanation of the verifier's stack-slot rule", function()
 		end
 		assert.are.same({ "bpf/ti_rules.h" }, quoting)
 		assert.matches('/%* Stack slots: the one explanation', read("bpf/ti_rules.h"))
-		-- ti_parse.h (3), ti_cbpf.h, tcpinspect.bpf.c's ti_count
-		assert.are.equal(5, pointing)
+		-- ti_parse.h (3), ti_cbpf.h, tcpinspect.bpf.c's ti_count, ti_conn.h's ti_conn_mark
+		assert.are.equal(6, pointing)
 	end)
 end)

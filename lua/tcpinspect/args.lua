@@ -82,7 +82,7 @@ local OPTNAME = {
 	["filter.port"] = "--port", ["filter.saddr"] = "--saddr", ["filter.daddr"] = "--daddr",
 	["filter.host"] = "--host", ["filter.flags"] = "--flags", ["filter.len"] = "--len",
 	["filter.len.min"] = "--len", ["filter.len.max"] = "--len", file = "-r", snaplen = "-s",
-	["filter.dev"] = "-i",
+	["filter.dev"] = "-i", idle_timeout = "--idle-timeout", max_conns = "--max-conns",
 }
 
 --- A library message in the command line's words: the open() options it
@@ -421,6 +421,9 @@ function M.open_options(a)
 		o.snaplen = a.read and 65535 or core.SNAPLEN_MAX -- tcpdump shows whole segments
 	end
 	if a.read then o.file = a.read end
+	-- connection tracking's (conns, export)
+	o.idle_timeout = a.idle_timeout
+	o.max_conns = a.max_conns
 	-- -w: capture as much of each segment as a record holds (tcpdump's
 	-- default snaplen), unless -s says otherwise
 	if a.write and o.snaplen == nil then o.snaplen = o.file and 65535 or core.SNAPLEN_MAX end

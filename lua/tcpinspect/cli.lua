@@ -159,14 +159,18 @@ end
 
 local function stats_line(st, elapsed, rates, when)
 	local parts = { string.format("%s elapsed=%.3f", os.date("%H:%M:%S", when), elapsed) }
-	for _, k in ipairs(STATS) do parts[#parts + 1] = k .. "=" .. st[k] end
+	for _, k in ipairs(STATS) do
+		if st[k] ~= nil then parts[#parts + 1] = k .. "=" .. st[k] end -- conns_*: with conns only
+	end
 	if rates then parts[#parts + 1] = "seen/s=" .. fmt._short(rates) end
 	return table.concat(parts, " ")
 end
 
 local function stats_summary(st)
 	local parts = {}
-	for _, k in ipairs(STATS) do parts[#parts + 1] = k .. " " .. st[k] end
+	for _, k in ipairs(STATS) do
+		if st[k] ~= nil then parts[#parts + 1] = k .. " " .. st[k] end -- conns_*: with conns only
+	end
 	return table.concat(parts, ", ")
 end
 
@@ -650,6 +654,100 @@ local function cmd_top_by(a, s, say)
 	return cmd_top(a, s, say)
 end
 
+-- ---- conns -------------------------------------------------------------------------
+
+-- the open connections, as tables (the views of s:conns() are reused)
+local function open_conns(s)
+	local list = {}
+	for c in s:conns() do list[#list + 1] = c:totable() end
+	return list
+end
+
+--- The rows of the open-connection table: the best `rows` of `list` by
+-- bytes (default) or segments, ties by start then the flow, so the order
+-- is stable.
+function M.conns_rows(list, rows, sort)
+	local a, b = "bytes", "segments"
+	if sort == "segments" then a, b = b, a end
+	table.sort(list, function(x, y)
+		if x[a] ~= y[a] then return x[a] > y[a] end
+		if x[b] ~= y[b] then return x[b] > y[b] end
+		if x.start ~= y.start then return x.start < y.start end
+		return fmt.conn_flow(x) < fmt.conn_flow(y)
+	end)
+	local out = {}
+	for i = 1, math.min(rows, #list) do out[i] = list[i] end
+	return out
+end
+
+--- The text of one block of `conns --open`: a head line, then a row per
+-- open connection (`list`, already cut to the rows wanted).
+function M.conns_text(list, head)
+	local P = fmt.pad
+	local out = { head, "" }
+	out[#out + 1] = table.concat({ P("CONNECTION", 47), P("DURATION", -9), P("SEGS", -8), P("BYTES", -10),
+		P("HANDSHAKE", -10), P("RETR", -5), P("ZWIN", -5), "HISTORY" }, " ")
+	for _, c in ipairs(list) do
+		out[#out + 1] = table.concat({ P(fmt.conn_flow(c), 47), P(fmt.duration(c.duration or 0), -9),
+			P(c.segments, -8), P(fmt.bytes(c.bytes), -10), P(c.handshake and fmt.duration(c.handshake) or "-", -10),
+			P(c.retransmits, -5), P(c.zero_windows, -5), fmt.printable(c.history or "-") }, " ")
+	end
+	return table.concat(out, "\n") .. "\n"
+end
+
+-- conns --open: the open connections every interval, as top shows flows
+local function conns_table(a, s, say)
+	local rows, tty = a.top or 20, not a.json and M.isatty()
+	local reports, ended = 0, 0
+	s:on_conn(function() ended = ended + 1 end)
+	local function report(elapsed, final)
+		reports = reports + 1
+		local all = open_conns(s)
+		local list = M.conns_rows(all, rows, a.sort)
+		local st = s:stats()
+		if a.json then
+			io.write(json.encode { type = "conns", final = final or false, elapsed = elapsed, time = M.wall(s),
+				open = #all, ended = ended, conns = list, stats = st }, "\n")
+			return
+		end
+		local head = string.format("tcpinspect conns --open%s  %s  incoming TCP, %s mode  elapsed %s  open %d  ended %d",
+			final and " (final)" or "", os.date("%H:%M:%S", M.wall(s)), s.mode, fmt.duration(elapsed), #all, ended)
+		if tty then io.write("\27[H\27[2J") end
+		io.write(M.conns_text(list, head), tty and "" or "\n")
+	end
+	say(M.ready_line("conns --open", s))
+	local t0 = s:now()
+	local why = M.drive(s, { duration = a.duration, interval = a.interval or 1,
+		on_interval = function(_, elapsed) report(elapsed) end })
+	local elapsed = s:now() - t0
+	report(elapsed, true)
+	say(M.summary(reports .. " reports printed", elapsed, why, s:stats()))
+	return 0
+end
+
+-- conns: a line per ended connection (the conn log)
+local function cmd_conns(a, s, say)
+	if a.open then return conns_table(a, s, say) end
+	local out = io.stdout
+	local line = a.json and json.conn or fmt.conn
+	local count, printed = a.count, 0
+	if not a.json then out:write(fmt.conn_header(), "\n") end
+	s:on_conn(function(c)
+		if count and printed >= count then return end
+		printed = printed + 1
+		out:write(line(c), "\n")
+		if count and printed >= count then s:stop() end
+	end)
+	say(M.ready_line("conns", s))
+	local t0 = s:now()
+	local why = M.drive(s, { duration = a.duration, interval = a.interval or 1 })
+	local still = 0
+	for _ in s:conns() do still = still + 1 end
+	say(M.summary(string.format("%d connections printed (%d still open)", printed, still), s:now() - t0, why,
+		s:stats()))
+	return 0
+end
+
 -- ---- export ------------------------------------------------------------------------
 
 local function cmd_export(a, s, say)
@@ -657,11 +755,15 @@ local function cmd_export(a, s, say)
 	-- drops (unless --no-drops): where the hook is not attached, the
 	-- ready line says why and the rest is served
 	exporter.kernel_metrics(s, reg)
+	-- connections (unless --no-conns): ended ones counted by how they
+	-- ended, their handshake times
+	if not a.no_conns then exporter.conn_metrics(s, reg) end
 	local srv, err = exporter.server { listen = a.listen, registry = reg, max_per_source = a.max_per_source }
 	if not srv then script.fail(1, "tcpinspect: export: " .. err) end
 	say(string.format("export: incoming TCP segments, %s mode (%s); serving %s; Ctrl-C to stop", s.mode,
 		probes_text(s), srv.url))
-	local ok, why = pcall(exporter.serve, srv, { duration = a.duration })
+	local ok, why = pcall(exporter.serve, srv, { duration = a.duration,
+		poll = not a.no_conns and function() s:poll(0) end or nil })
 	srv:close()
 	if not ok then error(why, 0) end
 	say(string.format("export: %s; %d scrapes served; %s", why, srv.served, stats_summary(s:stats())))
@@ -832,6 +934,14 @@ local STATS_CMD = {
 	events = function(a) return a.events end,
 }
 
+-- connection tracking's options (conns, export)
+local CONN_OPTIONS = {
+	{ "--idle-timeout", "Seconds without a segment after which a connection ends as idle (open's " ..
+		"idle_timeout; SYN-only entries expire sooner).", args.seconds "--idle-timeout", argname = "<s>" },
+	{ "--max-conns", "At most N connections tracked at once; a new one evicts (open's max_conns).",
+		args.posint "--max-conns", argname = "<n>" },
+}
+
 local EXPORT = {
 	description = "Serve the counters, per-port and per-source maps and the payload histogram as Prometheus " ..
 		"metrics on http://ADDR:PORT/metrics.  See doc/cli.md.",
@@ -841,6 +951,26 @@ local EXPORT = {
 	drops = function(a) return not a.no_drops and not a.read end,
 }
 EXPORT.options[#EXPORT.options + 1] = { flag = "--no-drops", "Leave the drop metrics out (no drop hook is loaded)." }
+EXPORT.options[#EXPORT.options + 1] = { flag = "--no-conns", "Leave the connection metrics out (no connection " ..
+	"tracking)." }
+for _, o in ipairs(CONN_OPTIONS) do EXPORT.options[#EXPORT.options + 1] = o end
+EXPORT.conns = function(a) return not a.no_conns end
+
+local CONNS = {
+	description = "One line per ended incoming TCP connection (a conn log: duration, segments, bytes, " ..
+		"handshake time, retransmissions, zero windows, history, how it ended); --open: a live table of " ..
+		"the open ones.",
+	epilog = "A trailing filter expression is run in the kernel, as for watch.  See doc/cli.md.",
+	options = {
+		{ "-c --count", "Exit after this many connections.", args.posint "--count", argname = "<n>" },
+		{ flag = "--open", "A table of the open connections every interval, instead of the log." },
+		{ "-n --top", "Rows of the --open table (default 20).", args.posint "--top", argname = "<n>" },
+		{ "--sort", "Order the --open table by bytes (default) or segments.", choices = { "bytes", "segments" } },
+	},
+	events = function() return false end,
+	conns = function() return true end,
+}
+for _, o in ipairs(CONN_OPTIONS) do CONNS.options[#CONNS.options + 1] = o end
 
 -- A script or -e CODE: the parser of everything that is not a command.
 local RUN = {
@@ -872,6 +1002,7 @@ local COMMANDS = {
 	{ name = "top", summary = "top flows, ports and sources", parse = TOP, run = cmd_top_by },
 	{ name = "drops", summary = "drops by reason, port and source", parse = DROPS, run = cmd_drops },
 	{ name = "stats", summary = "counters every interval", parse = STATS_CMD, run = cmd_stats },
+	{ name = "conns", summary = "one line per ended connection", parse = CONNS, run = cmd_conns },
 	{ name = "export", summary = "Prometheus metrics on --listen", parse = EXPORT, run = cmd_export },
 }
 M.COMMANDS = COMMANDS
@@ -958,6 +1089,7 @@ function M.main(argv)
 		if c.parse.replay and o.file then flag, why = c.parse.replay(a) end
 		if flag then script.fail(2, string.format("argument '%s': %s", flag, why), usage) end
 		if c.parse.drops and c.parse.drops(a) then o.drops = true end
+		if c.parse.conns and c.parse.conns(a) then o.conns = true end
 		if c.parse.sockets and c.parse.sockets(a) then
 			if not has_option("sockets") then
 				script.fail(1, string.format("tcpinspect: %s: this build has no socket lookup (open's sockets option)",

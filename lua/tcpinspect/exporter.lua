@@ -312,9 +312,11 @@ M.STAT_HELP = {
 -- @tparam registry reg
 function M.kernel_metrics(s, reg)
 	local p = reg.prefix
-	local stats = {}
+	local stats, have = {}, s:stats()
 	for _, k in ipairs(M.STATS) do
-		stats[k] = reg:counter(p .. k .. "_total", nil, M.STAT_HELP[k] or ("The session's " .. k .. " counter."))
+		-- the conns_* counters exist with conns = true only
+		stats[k] = have[k] ~= nil
+			and reg:counter(p .. k .. "_total", nil, M.STAT_HELP[k] or ("The session's " .. k .. " counter."))
 	end
 	local segs = reg:counter(p .. "port_segments_total", { "dport" },
 		"Matched TCP segments per destination port.")
@@ -349,7 +351,9 @@ function M.kernel_metrics(s, reg)
 	end
 	reg:on_collect(function()
 		local st = s:stats()
-		for _, k in ipairs(M.STATS) do stats[k]:set_total(nil, st[k]) end
+		for _, k in ipairs(M.STATS) do
+			if stats[k] then stats[k]:set_total(nil, st[k]) end
+		end
 		if drops and st.drops then
 			local list = {}
 			for reason, n in pairs(st.drops.reasons) do list[#list + 1] = { reason, n } end
@@ -402,8 +406,38 @@ function M.kernel_metrics(s, reg)
 	end)
 end
 
+--- Handshake times' buckets, in seconds: 100 us (loopback, a LAN) to 10 s
+-- (SYNs retransmitted).
+M.HANDSHAKE_BUCKETS = { 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
+	2.5, 5, 10 }
+
+--- The connection metrics of a session opened with `conns = true`:
+-- `<prefix>connections_total{end}` (ended connections by how they ended:
+-- fin, rst, idle, evicted) and the histogram `<prefix>handshake_seconds`
+-- (the handshake time of each ended connection whose handshake was seen),
+-- both fed by the session's `on_conn` callback (which this sets), so the
+-- session must be polled (`serve`'s `poll`).
+-- @param s the session
+-- @param reg a tcpinspect.metrics registry
+function M.conn_metrics(s, reg)
+	local p = reg.prefix
+	local ends = reg:counter(p .. "connections_total", { "end" },
+		"Ended incoming TCP connections by how they ended (fin, rst, idle, evicted).")
+	local hs = reg:histogram(p .. "handshake_seconds", nil, { buckets = M.HANDSHAKE_BUCKETS,
+		help = "Handshake time of ended connections, from the client's SYN to the ACK that completes the " ..
+			"handshake, as seen on the receiving side (tshark's tcp.analysis.initial_rtt), in seconds." })
+	s:on_conn(function(c)
+		ends:inc(c.end_reason or "unknown")
+		local h = c.handshake
+		if h then hs:observe(h) end
+	end)
+	-- what has ended by the scrape is counted in it
+	reg:on_collect(function() s:poll(0) end)
+end
+
 --- The `tcpinspect export` loop: serve until the duration ends, a signal
--- (SIGINT, SIGTERM) or `should_stop()`.
+-- (SIGINT, SIGTERM) or `should_stop()`; `poll()`, when given, is called
+-- after every step (a session's `poll(0)`: its callbacks run).
 -- @treturn string why: "duration", "interrupted", "stopped"
 function M.serve(srv, opts)
 	local tcpinspect = require "tcpinspect"
@@ -413,6 +447,7 @@ function M.serve(srv, opts)
 		local wait = 0.25
 		if opts.duration then wait = math.max(0, math.min(wait, t0 + opts.duration - tcpinspect.monotonic())) end
 		srv:step(wait)
+		if opts.poll then opts.poll() end
 		if tcpinspect.signaled() then return "interrupted" end
 		if opts.should_stop and opts.should_stop() then return "stopped" end
 		if opts.duration and tcpinspect.monotonic() - t0 >= opts.duration then return "duration" end

@@ -241,6 +241,70 @@ function M.duration(s)
 	return sformat("%dm%02ds", m, sec)
 end
 
+-- ---- connections (tcpinspect conns) -----------------------------------------
+
+--- The columns of a conn line, in order (`tcpinspect conns`, doc/cli.md
+-- "conns"): one word each, "-" where a value is unset (a connection whose
+-- handshake was not seen has no handshake time), as Zeek's conn.log.
+M.CONN_COLUMNS = { "start", "src", "dst", "duration", "segments", "bytes", "handshake", "retransmits",
+	"zero_windows", "history", "end" }
+
+--- The header line of the conn log: "#fields start src dst ...".
+-- @treturn string
+function M.conn_header()
+	return "#fields " .. table.concat(M.CONN_COLUMNS, " ")
+end
+
+local function seconds6(v)
+	if not v then return "-" end
+	return sformat("%.6f", v)
+end
+
+--- One ended connection as a line of the conn log (a conn view, its
+-- `:totable()`, or a table with the same fields):
+--
+--     15:04:05.123456 10.0.0.1.41234 10.0.0.2.9000 1.204311 12 4000 0.000118 0 0 SADF fin
+--
+-- start (wall-clock time of day, as tcpdump prints it), the sender and the
+-- receiver (address.port), duration and handshake in seconds (6 places;
+-- handshake "-" when not seen), incoming segments, payload bytes,
+-- retransmitted segments, zero windows, the history letters, how it ended.
+-- @param c a connection
+-- @treturn string the line, without a newline
+function M.conn(c)
+	local hist = c.history
+	if hist == nil or hist == "" then hist = "-" end
+	return sformat("%s %s.%d %s.%d %s %d %d %s %d %d %s %s", M.clock(c.start), c.saddr, c.sport, c.daddr,
+		c.dport, seconds6(c.duration), c.segments, c.bytes, seconds6(c.handshake), c.retransmits,
+		c.zero_windows, M.printable(hist), M.printable(c.end_reason or "-"))
+end
+
+--- A connection's endpoints as tcpdump joins them: "10.0.0.1.41234 > 10.0.0.2.9000".
+-- @param c a connection (saddr, sport, daddr, dport)
+-- @treturn string
+function M.conn_flow(c)
+	return sformat("%s.%d > %s.%d", c.saddr, c.sport, c.daddr, c.dport)
+end
+
+--- Parse a conn line (`format.conn`) back into a table, "-" as nil (for
+-- tests and tools reading `tcpinspect conns` output).
+-- @tparam string line
+-- @treturn table|nil clock, saddr, sport, daddr, dport, duration, segments, bytes,
+--   handshake, retransmits, zero_windows, history, end_reason
+function M.parse_conn(line)
+	local w = {}
+	for x in line:gmatch("%S+") do w[#w + 1] = x end
+	if #w ~= #M.CONN_COLUMNS or not w[1]:match("^%d%d:%d%d:%d%d%.%d+$") then return nil end
+	local saddr, sport = w[2]:match("^(.*)%.(%d+)$")
+	local daddr, dport = w[3]:match("^(.*)%.(%d+)$")
+	if not saddr or not daddr then return nil end
+	local function num(x) if x ~= "-" then return tonumber(x) end end
+	return { clock = w[1], saddr = saddr, sport = tonumber(sport), daddr = daddr, dport = tonumber(dport),
+		duration = num(w[4]), segments = num(w[5]), bytes = num(w[6]), handshake = num(w[7]),
+		retransmits = num(w[8]), zero_windows = num(w[9]), history = w[10] ~= "-" and w[10] or nil,
+		end_reason = w[11] ~= "-" and w[11] or nil }
+end
+
 --- Pad or cut a string to a width (left aligned; right aligned if width < 0).
 -- @tparam string s
 -- @tparam integer width

@@ -86,6 +86,49 @@ function M.packet_dkjson(p)
 	return dkjson.encode(t, { keyorder = FIELDS })
 end
 
+-- The conn view's documented fields, in order (tcpinspect.conn_fields()
+-- where the core has it)
+local core = require "tcpinspect.core"
+local CONN_FIELDS = core.conn_fields and core.conn_fields() or { "start", "family", "saddr", "sport", "daddr",
+	"dport", "netns", "duration", "segments", "bytes", "history", "handshake", "retransmits", "zero_windows",
+	"end_reason" }
+M.conn_fields = CONN_FIELDS
+local CONN_KEYS = {}
+for i, f in ipairs(CONN_FIELDS) do CONN_KEYS[i] = dkjson.quotestring(f) .. ":" end
+-- wall-clock times to the microsecond (as packets' `time`); durations to
+-- the nanosecond they are counted in, without trailing zeros
+local CONN_TIMES = { start = true, last = true }
+local CONN_SECONDS = { duration = true, handshake = true }
+local function seconds9(v)
+	local t = sformat("%.9f", v):gsub("0+$", "")
+	if t:sub(-1) == "." then t = t .. "0" end
+	return t
+end
+
+--- An ended (or open) connection as one line of JSON: an object with the
+-- conn view's fields in their documented order (`start` to the
+-- microsecond, `duration` and `handshake` in seconds to the nanosecond); a field that is nil
+-- (`handshake` when the handshake was not seen) is left out.
+-- @param c a conn view, its `:totable()`, or a table with the fields
+-- @treturn string
+function M.conn(c)
+	local out, n = {}, 0
+	for i, f in ipairs(CONN_FIELDS) do
+		local v = c[f]
+		if v ~= nil then
+			n = n + 1
+			if CONN_TIMES[f] and mtype(v) == "float" then
+				out[n] = CONN_KEYS[i] .. sformat("%.6f", v)
+			elseif CONN_SECONDS[f] and mtype(v) == "float" and v == v and v < math.huge and v > -math.huge then
+				out[n] = CONN_KEYS[i] .. seconds9(v)
+			else
+				out[n] = CONN_KEYS[i] .. value(f, v)
+			end
+		end
+	end
+	return "{" .. concat(out, ",", 1, n) .. "}"
+end
+
 -- every string key of t and of the tables inside it, once
 local function collect_keys(t, set, seen)
 	if seen[t] then return end

@@ -11,7 +11,7 @@
 --     cli       the parsed command line (duration, interval, json, ...)
 --     args      the script's arguments (also `arg` and `...`)
 --     getopt(defaults) parse "--name value" script arguments
---     on_packet(fn)  every(s, fn)  after(s, fn)  on_exit(fn)  stop()  elapsed()
+--     on_packet(fn)  on_conn(fn)  every(s, fn)  after(s, fn)  on_exit(fn)  stop()  elapsed()
 --     map(name)  stats()  printf(fmt, ...)  flagstr(n)
 --     SYN ACK FIN RST PSH URG ECE CWR
 --     tcpinspect  fmt  hist  topk  json  timer
@@ -209,7 +209,7 @@ Runtime.__index = Runtime
 --   max_series: the metrics' cap (default 100)
 -- @treturn runtime
 function M.new(cfg)
-	local self = setmetatable({ cfg = cfg, packet_fns = {}, exit_fns = {}, wants_loop = false,
+	local self = setmetatable({ cfg = cfg, packet_fns = {}, conn_fns = {}, exit_fns = {}, wants_loop = false,
 		registry = metrics.registry { max_series = cfg.max_series } }, Runtime)
 	-- every()/after()/elapsed() follow the session's clock (session:now():
 	-- a replay's is the capture's time), the default clock before it opens
@@ -238,6 +238,15 @@ function Runtime:_dispatch(extra)
 	end
 end
 
+-- The session's on_conn callback: the on_conn functions in order.
+function Runtime:_conn_dispatch()
+	local fns = self.conn_fns
+	if #fns == 1 then return fns[1] end
+	return function(c)
+		for i = 1, #fns do fns[i](c) end
+	end
+end
+
 --- Open the prelude session (once).
 -- @tparam[opt] table extra the script's options, merged under the command line's
 function Runtime:open(extra)
@@ -248,10 +257,15 @@ function Runtime:open(extra)
 	if #self.packet_fns > 0 and o.events == false then
 		error("tcpinspect: open: events = false, but on_packet was called: no packet would come", 0)
 	end
+	-- on_conn before the session: connection tracking is on
+	if #self.conn_fns > 0 and o.conns == nil then o.conns = true end
 	local s = self.cfg.open(o, extra)
 	self.session = s
 	if #self.packet_fns > 0 then
 		s:on_packet(self:_dispatch())
+	end
+	if #self.conn_fns > 0 then
+		s:on_conn(self:_conn_dispatch())
 	end
 	return s
 end
@@ -317,6 +331,19 @@ function Runtime:_make_env()
 		end
 		rt.wants_loop = true
 		rt.packet_fns[#rt.packet_fns + 1] = fn
+	end
+	function P.on_conn(fn)
+		if type(fn) ~= "function" then error("tcpinspect: on_conn: expected a function, got " .. type(fn), 2) end
+		rt.wants_loop = true
+		rt.conn_fns[#rt.conn_fns + 1] = fn
+		if rt.session then
+			-- the library refuses a session opened without conns = true
+			local ok, err = pcall(rt.session.on_conn, rt.session, rt:_conn_dispatch())
+			if not ok then
+				rt.conn_fns[#rt.conn_fns] = nil
+				error((tostring(err):gsub("^[^\n]-:%d+: tcpinspect: ", "tcpinspect: ")), 2)
+			end
+		end
 	end
 	function P.every(seconds, fn)
 		rt.wants_loop = true

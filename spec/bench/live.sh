@@ -21,6 +21,10 @@
 #   closed port, the cost of drops (filter dport, so every SYN the hook
 #   matches is one NO_SOCKET drop; tcpdump beside them):
 #                               ti-tc-agg-nodrops, ti-tc-agg-drops, ti-tc-lua-drops
+#   closed port, the cost of connection tracking (conns = true, filter dport,
+#   idle_timeout 0.2 s, max_conns BENCH_MAX_CONNS (16384); beside
+#   ti-tc-agg-nodrops; spec/bench/live_probe.lua says why):
+#                               ti-tc-agg-conns
 #   bare: hook, parse, filter and counters only; agg: plus the aggregates;
 #   lua: plus a per-event callback reading 3 fields of the view; args: the
 #   same 3 fields passed as arguments (on_packet(fn, fields)); -drops:
@@ -39,7 +43,7 @@ SECS=${BENCH_SECS:-3}
 PORT=${BENCH_PORT:-47999}
 OPEN_PORT=${BENCH_OPEN_PORT:-47998}
 EST_PORT=${BENCH_EST_PORT:-47997}
-CONFIGS=${BENCH_CONFIGS:-"base ti-tc-bare ti-tc-agg ti-tc-lua ti-tc-args ti-tc-lua-w1 ti-tc-agg-nodrops ti-tc-agg-drops ti-tc-lua-drops bpftrace tcpdump base-open ti-cg-agg ti-cg-lua base-est ti-tc-bare-est ti-tc-agg-est bpftrace-est tcpdump-est"}
+CONFIGS=${BENCH_CONFIGS:-"base ti-tc-bare ti-tc-agg ti-tc-lua ti-tc-args ti-tc-lua-w1 ti-tc-agg-nodrops ti-tc-agg-drops ti-tc-lua-drops ti-tc-agg-conns bpftrace tcpdump base-open ti-cg-agg ti-cg-lua base-est ti-tc-bare-est ti-tc-agg-est bpftrace-est tcpdump-est"}
 LUA=${LUA:-lua5.4}
 TMP=$(mktemp -d /tmp/ti-bench.XXXXXX)
 RES=$TMP/results # lines: round config rate sent extra...
@@ -215,8 +219,13 @@ END {
 	print s
 	print "SUMMARY live loss:" lossline
 }' "$RES"
+# the conns trials: the table within max_conns, SYN-only entries expired, nothing lost
+if grep -q 'copened=' "$RES"; then
+	awk '/copened=/ { n++; if ($0 !~ /check=ok/) { bad++; print "  conns do not add up: " $0 } }
+		END { printf "SUMMARY live conns: %d trials, %d with the table within max_conns, SYN-only entries expiring, no end lost, every SYN tracked, a hit or counted untracked\n", n, n - bad; exit bad > 0 }' "$RES" || exit 1
+fi
 # the drops trials: every SYN one NO_SOCKET drop, or the run fails
-if grep -q 'check=' "$RES"; then
-	awk '/check=/ { n++; if ($0 !~ /check=ok/) { bad++; print "  drops do not add up: " $0 } }
+if grep -q 'dseen=' "$RES"; then
+	awk '/dseen=/ { n++; if ($0 !~ /check=ok/) { bad++; print "  drops do not add up: " $0 } }
 		END { printf "SUMMARY live drops: %d trials, %d with every SYN matched == NO_SOCKET drops == the drops map, none lost\n", n, n - bad; exit bad > 0 }' "$RES" || exit 1
 fi

@@ -20,6 +20,19 @@
 --                                is exactly one NO_SOCKET drop (stats,
 --                                reasons, the drops map), else
 --                                check=FAIL and exit status 3
+--                              | agg-conns: agg-nodrops with conns = true
+--                                (max_conns BENCH_MAX_CONNS, 16384: fewer
+--                                than the 65536 source ports hping3 cycles
+--                                through, so the table fills; idle_timeout
+--                                0.2 s, which caps the SYN-only timeout:
+--                                hping3 comes back to each port every
+--                                ~0.6 s, so entries expire between): the line adds
+--                                the conns counters, the table's size at
+--                                the end, and check=ok when it is within
+--                                max_conns, SYN-only entries expired, no
+--                                conn-end record was lost and every SYN
+--                                matched was tracked, a hit on an entry,
+--                                or counted untracked
 package.path = "lua/?.lua;lua/?/init.lua;spec/bench/?.lua;" .. package.path
 package.cpath = (os.getenv("TI_CPATH") or "build/?.so;") .. package.cpath
 
@@ -30,7 +43,14 @@ local mode, kind, port, ready, stop, out = table.unpack(arg, 1, 6)
 port = assert(tonumber(port))
 
 local drops = kind:match("%-drops$") and true or nil
+local conns = kind:match("%-conns$") and true or nil
 local opts = { mode = mode, filter = { port = port } }
+local max_conns = tonumber(os.getenv("BENCH_MAX_CONNS")) or 16384
+if conns then
+	opts.filter = { dport = port }
+	opts.conns, opts.idle_timeout, opts.max_conns = true, 0.2, max_conns
+	kind = kind:gsub("%-conns$", "")
+end
 if kind:match("drops$") then
 	opts.filter = { dport = port }
 	opts.drops = drops
@@ -111,6 +131,16 @@ if drops then
 	-- the table reports the drop path's delivery
 	stats = { seen = stats.seen, matched = d.matched, delivered = d.delivered, dropped = d.lost }
 	if not ok then io.stderr:write("live_probe: drops do not add up:", check, "\n") end
+end
+if conns then
+	local open = 0
+	for _ in s:conns() do open = open + 1 end
+	local ok = open <= max_conns and stats.conns_expired > 0 and stats.conns_lost == 0
+		and stats.conns_opened + stats.conns_untracked <= stats.matched and stats.conns_opened > 0
+	check = (" copened=%d cuntracked=%d cexpired=%d cevicted=%d clost=%d copen=%d check=%s"):format(
+		stats.conns_opened, stats.conns_untracked, stats.conns_expired, stats.conns_evicted, stats.conns_lost,
+		open, ok and "ok" or "FAIL")
+	if not ok then io.stderr:write("live_probe: conns do not add up:", check, "\n") end
 end
 s:close()
 local csw = (st1.voluntary_ctxt_switches - st0.voluntary_ctxt_switches)
