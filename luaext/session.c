@@ -147,6 +147,8 @@ static void session_close_objects(struct ti_session *s)
 {
 	s->state = TI_CLOSED;
 	dump_stop(s);
+	ti_recorder_free(s->rec);
+	s->rec = NULL;
 	ti_kernel_close(s->k);
 	s->k = NULL;
 }
@@ -198,6 +200,7 @@ int ti_session_open(lua_State *L)
 	s->events = o.events;
 	s->drops = o.drops;
 	s->sockets = o.sockets;
+	s->snaplen = o.snaplen;
 	ti_kernel_describe(s->k, &info);
 	snprintf(s->netns_path, sizeof(s->netns_path), "%s",
 		 o.scope.netns_path[0] ? o.scope.netns_path : info.netns_path);
@@ -274,6 +277,7 @@ int ti_session_open_replay(lua_State *L)
 	s->events = o.events;
 	s->drops = o.drops;	/* accepted, so scripts run unchanged; no drop comes */
 	s->sockets = o.sockets; /* accepted too; the socket fields stay nil */
+	s->snaplen = (uint32_t)snaplen;
 	s->realtime_offset = 0; /* ts is the capture's wall clock already */
 	push_info(L, s, &o, "");
 	lua_pushvalue(L, 2);
@@ -421,15 +425,14 @@ static int on_drop_record(struct ti_session *s)
 	return s->stop || poll_should_stop(s) ? -ETIME : 0;
 }
 
-/* Stack during a poll: [base+1] message handler, [base+2] callback, [base+3] view. */
-static int on_sample(void *ctx, const void *data, size_t size)
+/* A record to the callbacks (and the dump file).
+ * Stack during a poll: [base+1] message handler, [base+2] callback, [base+3] view. */
+static int deliver(void *ctx, const void *data, size_t size)
 {
 	struct ti_session *s = ctx;
 	lua_State *L = s->L;
 	int base = lua_gettop(L) - 3;
 
-	if (!s->events)
-		return 0; /* events = false: a replay's records are counted, not delivered */
 	if (ti_packet_set_record(s->view, data, size))
 		return 0; /* not one of ours: skip it */
 	if (ti_packet_event(s->view)->probe == TI_PROBE_KFREE_SKB)
@@ -464,6 +467,19 @@ static int on_sample(void *ctx, const void *data, size_t size)
 	/* stop() from the callback, the deadline or a signal: libbpf has moved
 	 * past this record and stops here; the rest stays in the ring */
 	return s->stop || poll_should_stop(s) ? -ETIME : 0;
+}
+
+/* A record from the ring (or the replay): into the recorder's window, if
+ * any, then delivered. */
+static int on_sample(void *ctx, const void *data, size_t size)
+{
+	struct ti_session *s = ctx;
+
+	if (!s->events)
+		return 0; /* events = false: a replay's records are counted, not delivered */
+	if (s->rec)
+		ti_recorder_push(s->rec, data, size, true);
+	return deliver(s, data, size);
 }
 
 /* Delivery in a poll with no timeout of its own (0 or -1) stops after this
@@ -515,9 +531,15 @@ static int session_poll(lua_State *L)
 		return luaL_error(L, "poll called from inside a callback of the same session");
 	session_wait(s, 0); /* news that came while nobody waited: at once */
 	top = delivery_begin(L, s, timeout > 0 && !info.capture_clock ? (double)timeout / 1000 : TI_POLL_SLICE);
-	n = timeout != 0 ? session_wait(s, timeout) : 0;
+	/* records a recorder's dump drained from the ring come first */
+	if (ti_recorder_has_pending(s->rec) && ti_recorder_pending(s->rec, deliver, s) < 0)
+		n = 1; /* stopped: the ring waits for the next poll */
+	else
+		n = timeout != 0 ? session_wait(s, timeout) : 0;
 	if (n == 0 || n == -EINTR)
 		n = ti_kernel_consume(s->k, timeout, on_sample, s, why, sizeof(why));
+	else if (n == 1)
+		n = 0;
 	else
 		snprintf(why, sizeof(why), "reading the ring buffer failed: %s", strerror(-n));
 	s->L = NULL;
@@ -900,7 +922,7 @@ void ti_session_register(lua_State *L)
 		{ "on_drop", session_on_drop },	    { "fd", session_fd },     { "set_filter", session_set_filter },
 		{ "stats", session_stats },	    { "map", session_map },   { "test_run", session_test_run },
 		{ "traceback", session_traceback }, { "stop", session_stop }, { "now", session_now },
-		{ "dump", session_dump },	    { NULL, NULL },
+		{ "dump", session_dump },	    { "recorder", ti_recorder_new }, { NULL, NULL },
 	};
 
 	luaL_newmetatable(L, TI_SESSION_MT);
