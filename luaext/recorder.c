@@ -273,7 +273,12 @@ static double opt_number(lua_State *L, int idx, const char *key, double def, dou
 		return def;
 	}
 	if (!lua_isnumber(L, -1) || lua_type(L, -1) != LUA_TNUMBER || !((v = lua_tonumber(L, -1)) >= lo) || v > hi)
-		ti_option_error(L, key, "expected a number %g to %g, got %s", lo, hi, luaL_tolstring(L, -1, NULL));
+	{
+		char range[64];
+
+		snprintf(range, sizeof(range), "%.15g to %.15g", lo, hi);
+		ti_option_error(L, key, "expected a number %s, got %s", range, luaL_tolstring(L, -1, NULL));
+	}
 	lua_pop(L, 1);
 	return v;
 }
