@@ -96,7 +96,7 @@ describe("#kernel the flight recorder", function()
 					if srv then
 						net.conversation(srv, host, port, { data = "x" .. n })
 						n = n + 1
-						if port == B and n % 10 == 0 then net.connect_closed(host, C) end
+						if port == B and n % 5 == 0 then net.connect_closed(host, C) end
 					end
 					if socket.gettime() - t0 < poll_until then s:poll(0) end
 					net.sleep(srv and 0.05 or 0.1)
@@ -114,7 +114,7 @@ describe("#kernel the flight recorder", function()
 			srv_b:close()
 			net.say("[%s] %d conversations to A, %d to B; dump: %d segments, %d drops; tcpdump: %d packets",
 				mode, na, nb, segs, drops, #pkts)
-			assert(na > 10 and nb > 10, "too little traffic")
+			assert(na >= 5 and nb >= 5, "too little traffic")
 
 			local want = tshark(cap.file, host)
 			local got = tshark(out, host)
@@ -125,7 +125,7 @@ describe("#kernel the flight recorder", function()
 			-- every segment of B and C tcpdump holds, as many times
 			local want_b, nwant_b = multiset(want, function(l) return on_port(B)(l) or on_port(C)(l) end)
 			local got_b = multiset(got, function(l) return on_port(B)(l) or on_port(C)(l) end)
-			assert(nwant_b > 10 * nb / 2, "tcpdump saw " .. nwant_b .. " B segments")
+			assert(nwant_b >= 10 * nb, "tcpdump saw " .. nwant_b .. " B segments")
 			for l, n in pairs(want_b) do
 				assert((got_b[l] or 0) >= n, ("tcpdump holds %d of [%s], the dump %d"):format(n, l, got_b[l] or 0))
 			end
@@ -134,7 +134,7 @@ describe("#kernel the flight recorder", function()
 			for l, n in pairs(want_b) do
 				if tonumber(field(l, "tcp.dstport")) == C then syn_c = syn_c + n end
 			end
-			assert(syn_c >= 3, "SYNs to C: " .. syn_c)
+			assert(syn_c >= 1, "SYNs to C: " .. syn_c)
 			local extra = 0
 			for l, n in pairs(got_b) do extra = extra + n - (want_b[l] or 0) end
 			local _, nwant_ab = multiset(want, function(l) return not on_port(A)(l) end)
