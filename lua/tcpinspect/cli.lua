@@ -938,8 +938,8 @@ local COMMANDS = {
 	{ name = "top", summary = "top flows, ports and sources", parse = TOP, run = cmd_top_by },
 	{ name = "drops", summary = "drops by reason, port and source", parse = DROPS, run = cmd_drops },
 	{ name = "stats", summary = "counters every interval", parse = STATS_CMD, run = cmd_stats },
-	{ name = "record", summary = "keep the last seconds, write them on SIGUSR1", parse = RECORD, run = cmd_record },
 	{ name = "export", summary = "Prometheus metrics on --listen", parse = EXPORT, run = cmd_export },
+	{ name = "record", summary = "keep the last seconds, write them on SIGUSR1", parse = RECORD, run = cmd_record },
 }
 M.COMMANDS = COMMANDS
 
