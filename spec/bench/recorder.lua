@@ -10,7 +10,8 @@
 -- the session's counters and the recorder's.  The check: the recorder's
 -- peak RSS is within 16 MiB + 10 % of the other's; the records it pushed
 -- out are counted (added = records + pushed_out + expired); the session's
--- loss accounting adds up (matched = sampled_out + delivered + dropped, and
+-- loss accounting adds up (also reported: the process's CPU time per
+-- delivered record, os.clock(), poll and the window's copy included) (matched = sampled_out + delivered + dropped, and
 -- every delivered record reached the window: added = delivered).
 --
 --   lua5.4 spec/bench/recorder.lua                 (the parent: both runs)
@@ -33,8 +34,10 @@ if arg[1] == "child" then
 	while C.now() - t0 < secs + 1 do s:poll(100) end
 	for _ = 1, 20 do s:poll(0) end
 	local st, m = s:stats(), C.status()
-	local line = ("recorder=%s rss_before_kib=%d hwm_kib=%d matched=%d delivered=%d dropped=%d sampled_out=%d"):format(
-		on and "on" or "off", before, m.VmHWM, st.matched, st.delivered, st.dropped, st.sampled_out)
+	local cpu = os.clock()
+	local line = ("recorder=%s rss_before_kib=%d hwm_kib=%d matched=%d delivered=%d dropped=%d sampled_out=%d " ..
+		"cpu_ns_per_record=%.0f"):format(on and "on" or "off", before, m.VmHWM, st.matched, st.delivered, st.dropped,
+		st.sampled_out, cpu * 1e9 / math.max(st.delivered, 1))
 	local ok = st.matched == st.sampled_out + st.delivered + st.dropped
 	if rec then
 		local r = rec:stats()
