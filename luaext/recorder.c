@@ -272,8 +272,7 @@ static double opt_number(lua_State *L, int idx, const char *key, double def, dou
 		lua_pop(L, 1);
 		return def;
 	}
-	if (!lua_isnumber(L, -1) || lua_type(L, -1) != LUA_TNUMBER || !((v = lua_tonumber(L, -1)) >= lo) || v > hi)
-	{
+	if (!lua_isnumber(L, -1) || lua_type(L, -1) != LUA_TNUMBER || !((v = lua_tonumber(L, -1)) >= lo) || v > hi) {
 		char range[64];
 
 		snprintf(range, sizeof(range), "%.15g to %.15g", lo, hi);
@@ -305,9 +304,8 @@ static void check_keys(lua_State *L, int idx, const char *const keys[], const ch
 const char *const ti_recorder_option_keys[] = { "seconds", "bytes", "snaplen", NULL };
 const char *const ti_recorder_dump_keys[] = { "seconds", "filter", NULL };
 const char *const ti_recorder_stat_names[] = {
-	"records",  "bytes",		"segments",	    "drops",   "added",	 "added_bytes", "pushed_out",
-	"pushed_out_bytes", "expired", "drained",  "lost_undelivered", "dumps",	 "dumped", "capacity", "undelivered",
-	NULL,
+	"records", "bytes",   "segments",	  "drops", "added",  "added_bytes", "pushed_out",  "pushed_out_bytes",
+	"expired", "drained", "lost_undelivered", "dumps", "dumped", "capacity",    "undelivered", NULL,
 };
 
 /* session:recorder{ seconds =, bytes =, snaplen = } -> recorder */
@@ -341,12 +339,17 @@ int ti_recorder_new(lua_State *L)
 		return ti_option_error(L, "snaplen",
 				       "recorder: this session was opened with snaplen = 0, so its records hold no "
 				       "bytes of the segments; open it with snaplen = %d (or more)",
-				       (int)snaplen > 0 && lua_getfield(L, 2, "snaplen") != LUA_TNIL ? (int)snaplen : 128);
+				       (int)snaplen > 0 && lua_getfield(L, 2, "snaplen") != LUA_TNIL ? (int)snaplen
+												     : 128);
 	if ((uint32_t)snaplen > s->snaplen)
 		return ti_option_error(L, "snaplen",
 				       "recorder: snaplen %d is more than the session's (%d): open the session with "
 				       "snaplen = %d",
 				       (int)snaplen, (int)s->snaplen, (int)snaplen);
+	if ((uint64_t)bytes < rec_size(sizeof(struct ti_event) + (uint32_t)snaplen))
+		return ti_option_error(L, "bytes", "recorder: %I bytes cannot hold one record of snaplen %d (%d bytes)",
+				       (lua_Integer)bytes, (int)snaplen,
+				       (int)rec_size(sizeof(struct ti_event) + (uint32_t)snaplen));
 	if (s->rec)
 		return luaL_error(L, "tcpinspect: recorder: this session has a recorder already; "
 				     "close it (rec:close()) first");
@@ -474,9 +477,21 @@ static int recorder_stats(lua_State *L)
 {
 	struct ti_recorder *r = check_recorder(L, 1, NULL);
 	const uint64_t v[] = {
-		r->count,	     r->used,	 r->segments, r->drops,	 r->added,  r->added_bytes,
-		r->pushed_out,	     r->pushed_out_bytes, r->expired,  r->drained, r->lost_undelivered,
-		r->dumps,	     r->dumped,	 r->cap,      r->tail_seq - r->deliver_seq,
+		r->count,
+		r->used,
+		r->segments,
+		r->drops,
+		r->added,
+		r->added_bytes,
+		r->pushed_out,
+		r->pushed_out_bytes,
+		r->expired,
+		r->drained,
+		r->lost_undelivered,
+		r->dumps,
+		r->dumped,
+		r->cap,
+		r->tail_seq - r->deliver_seq,
 	};
 
 	lua_createtable(L, 0, 18);

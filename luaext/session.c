@@ -918,11 +918,21 @@ void ti_session_register(lua_State *L)
 		{ NULL, NULL },
 	};
 	static const luaL_Reg methods[] = {
-		{ "close", session_close },	    { "poll", session_poll }, { "on_packet", session_on_packet },
-		{ "on_drop", session_on_drop },	    { "fd", session_fd },     { "set_filter", session_set_filter },
-		{ "stats", session_stats },	    { "map", session_map },   { "test_run", session_test_run },
-		{ "traceback", session_traceback }, { "stop", session_stop }, { "now", session_now },
-		{ "dump", session_dump },	    { "recorder", ti_recorder_new }, { NULL, NULL },
+		{ "close", session_close },
+		{ "poll", session_poll },
+		{ "on_packet", session_on_packet },
+		{ "on_drop", session_on_drop },
+		{ "fd", session_fd },
+		{ "set_filter", session_set_filter },
+		{ "stats", session_stats },
+		{ "map", session_map },
+		{ "test_run", session_test_run },
+		{ "traceback", session_traceback },
+		{ "stop", session_stop },
+		{ "now", session_now },
+		{ "dump", session_dump },
+		{ "recorder", ti_recorder_new },
+		{ NULL, NULL },
 	};
 
 	luaL_newmetatable(L, TI_SESSION_MT);

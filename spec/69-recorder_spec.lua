@@ -146,7 +146,7 @@ describe("the flight recorder on a replay", function()
 
 	it("bytes bounds the window: the oldest records go first, and what goes is counted exactly", function()
 		local want = input(CORPUS)
-		local cap = 64 << 10
+		local cap = 128 << 10
 		local s, rec = replayed(CORPUS, { seconds = 1e6, bytes = cap })
 		local st = rec:stats()
 		local added_bytes = 0
@@ -232,6 +232,11 @@ describe("the flight recorder on a replay", function()
 		local s = assert(tcpinspect.replay{ file = CONNS, snaplen = 64 })
 		assert.matches("snaplen = 128", raises("snaplen", s.recorder, s, { snaplen = 128 }))
 		raises("bytes", s.recorder, s, { bytes = 1000 })
+		-- one record of the largest snaplen must fit
+		local big = assert(tcpinspect.replay{ file = CONNS, snaplen = 65535 })
+		assert.matches("cannot hold one record of snaplen 65535 %(65664 bytes%)",
+			raises("bytes", big.recorder, big, { bytes = 64 << 10 }))
+		big:close()
 		raises("seconds", s.recorder, s, { seconds = -1 })
 		raises("secs", s.recorder, s, { secs = 1 })
 		local rec = s:recorder{ seconds = 10 }
