@@ -257,6 +257,23 @@ describe("the flight recorder on a replay", function()
 		raises("events", s1.recorder, s1, {})
 	end)
 
+	it("examples/port_scan.lua --dump DIR writes the window when it alerts: the input's SYNs", function()
+		local want = input("spec/fixtures/port_scan.pcap") -- 40 SYNs
+		local dir = tmpdir .. "/ex"
+		os.execute("mkdir " .. dir)
+		local p = assert(io.popen(("build/bin/tcpinspect -q examples/port_scan.lua -r spec/fixtures/port_scan.pcap " ..
+			"-- --dump %s --threshold 5 2>&1"):format(dir)))
+		local out = p:read("a")
+		p:close()
+		local path, segs, drops = out:match("DUMP port%-scan file=(%S+) segments=(%d+) drops=(%d+)")
+		assert(path, out)
+		assert.matches("^" .. dir:gsub("%p", "%%%0") .. "/port%-scan%-%d+T%d+Z%-0001%.pcap$", path)
+		assert.are.equal(#want, tonumber(segs))
+		assert.are.equal(0, tonumber(drops))
+		same(want, dumped(path), "port_scan --dump")
+		assert.matches("ALERT port%-scan src=127%.0%.0%.1 ports=40", out)
+	end)
+
 	it("a closed session closes its recorder", function()
 		local s, rec = replayed(CONNS)
 		s:close()
