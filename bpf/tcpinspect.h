@@ -249,11 +249,11 @@ struct ti_conn_key {
 
 /* How a connection ended (struct ti_conn.end; the Lua end_reason):
  *	X(ID, name) in value order, from 0 */
-#define TI_CONN_ENDS(X)         \
-	X(OPEN, "open")         \
-	X(FIN, "fin")           \
-	X(RST, "rst")           \
-	X(IDLE, "idle")         \
+#define TI_CONN_ENDS(X) \
+	X(OPEN, "open") \
+	X(FIN, "fin")   \
+	X(RST, "rst")   \
+	X(IDLE, "idle") \
 	X(EVICTED, "evicted")
 
 enum ti_conn_end {

@@ -4,30 +4,57 @@
 -- keeps, per source, the set of ports tried in the current window.
 --
 --   tcpinspect examples/port_scan.lua [--duration N] \
---       [--threshold ports (default 20)] [--window seconds (default 2)]
+--       [--threshold ports (default 20)] [--window seconds (default 2)] \
+--       [--dump DIR [--dump-seconds 30] [--dump-files 10]]
 --
 -- Output, once per source and window over the threshold:
 --   ALERT port-scan src=10.0.0.1 ports=100 window=2s
 -- and at exit:
 --   SUMMARY port-scan alerts=N
+-- With --dump DIR, each check that alerts also writes the last
+-- --dump-seconds of SYNs to a pcap file in DIR (the flight recorder):
+--   DUMP port-scan file=DIR/port-scan-20260101T120000Z-0001.pcap segments=100 drops=0
 -- With --listen ADDR:PORT, Prometheus can scrape port_scan_alerts_total{src}
 -- (one per alert line) from http://ADDR:PORT/metrics.
-local o = getopt { threshold = 20, window = 2 }
+local o = getopt { threshold = 20, window = 2, dump = "", dump_seconds = 30, dump_files = 10 }
 local alert_metric = metrics.counter("port_scan_alerts_total", { "src" },
 	"Windows in which a source tried more than --threshold ports.")
 
-open { filter = { flags = "syn" } }
+open { filter = { flags = "syn" }, snaplen = o.dump ~= "" and 128 or nil }
+
+-- --dump DIR: the flight recorder (session:recorder, tcpinspect.record):
+-- the last --dump-seconds of the segments the filter passes, written to a
+-- new file in DIR when an alert fires (the newest --dump-files kept)
+local rec
+if o.dump ~= "" then
+	local err
+	rec, err = require("tcpinspect.record").new(session, { dir = o.dump, seconds = o.dump_seconds,
+		max_files = o.dump_files, prefix = "port-scan" })
+	if not rec then error("tcpinspect: --dump: " .. tostring(err), 0) end
+end
+local function dump_window()
+	if not rec then return end
+	local path, segs, drops = rec:dump()
+	if path then
+		printf("DUMP port-scan file=%s segments=%d drops=%d", path, segs, drops)
+	else
+		printf("DUMP port-scan failed: %s", segs)
+	end
+end
 local ports, count, alerts = {}, {}, 0
 
 local function check()
+	local fired = false
 	for src, n in pairs(count) do
 		if n >= o.threshold then
 			alerts = alerts + 1
+			fired = true
 			alert_metric:inc(src)
 			printf("ALERT port-scan src=%s ports=%d window=%gs", src, n, o.window)
 		end
 	end
 	ports, count = {}, {}
+	if fired then dump_window() end
 end
 
 on_packet(function(p)

@@ -457,6 +457,7 @@ int luaopen_tcpinspect_core(lua_State *L)
 	ti_error_register(L);
 	ti_session_register(L);
 	ti_map_register(L);
+	ti_recorder_register(L);
 	luaL_newlib(L, funcs);
 	ti_packet_register(L);
 	ti_conn_register(L);
@@ -471,6 +472,9 @@ int luaopen_tcpinspect_core(lua_State *L)
 	ti_push_names(L, ti_filter_keys, "filter_keys");
 	ti_push_names(L, ti_stat_names, "stat_names");
 	ti_push_names(L, ti_map_names, "map_names");
+	ti_push_names(L, ti_recorder_option_keys, "recorder_option_names");
+	ti_push_names(L, ti_recorder_dump_keys, "recorder_dump_option_names");
+	ti_push_names(L, ti_recorder_stat_names, "recorder_stat_names");
 	ti_push_names(L, ti_session_fields, "session_fields");
 	ti_push_names(L, ti_flag_names, "flag_names");
 	ti_push_names(L, ti_probe_names, "probe_names");

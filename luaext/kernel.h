@@ -121,11 +121,11 @@ struct ti_load_opts {
 	bool aggregates;
 	uint32_t ring_size;
 	uint32_t max_flows;
-	uint32_t wakeup;  /* records per wakeup */
-	uint32_t snaplen; /* bytes of each segment in its record (0 .. TI_SNAPLEN_MAX) */
-	bool drops;	  /* the drop hook (skb:kfree_skb) too: drop records and counters */
-	bool sockets;	  /* the receiving socket's fields (sk_state, sk_cookie, uid, pid, comm) */
-	bool conns;	  /* track connections (bpf/ti_conn.h; kernel_conns.c) */
+	uint32_t wakeup;	  /* records per wakeup */
+	uint32_t snaplen;	  /* bytes of each segment in its record (0 .. TI_SNAPLEN_MAX) */
+	bool drops;		  /* the drop hook (skb:kfree_skb) too: drop records and counters */
+	bool sockets;		  /* the receiving socket's fields (sk_state, sk_cookie, uid, pid, comm) */
+	bool conns;		  /* track connections (bpf/ti_conn.h; kernel_conns.c) */
 	uint32_t max_conns;	  /* the "conns" table's bound */
 	uint64_t idle_timeout_ms; /* a connection idle this long ends ("idle") */
 	char cgroup[512]; /* cgroup mode's attach point (cgroup= or the container's); empty: the cgroup v2 root */

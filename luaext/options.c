@@ -422,9 +422,9 @@ void ti_check_filter_sockets(lua_State *L, const struct ti_filter *f, bool socke
 /* ---- open() options ------------------------------------------------------- */
 
 const char *const ti_option_keys[] = {
-	"mode",	  "family", "filter",  "sample", "events",    "aggregates", "ring_size", "max_flows", "wakeup",
-	"cgroup", "dev",    "snaplen", "netns",	 "container", "drops",	    "sockets",	 "conns",
-	"idle_timeout", "max_conns", NULL,
+	"mode",	     "family",	"filter", "sample",	  "events",    "aggregates", "ring_size",
+	"max_flows", "wakeup",	"cgroup", "dev",	  "snaplen",   "netns",	     "container",
+	"drops",     "sockets", "conns",  "idle_timeout", "max_conns", NULL,
 };
 
 static bool check_bool(lua_State *L, int idx, const char *name)

@@ -148,6 +148,8 @@ static void session_close_objects(struct ti_session *s)
 {
 	s->state = TI_CLOSED;
 	dump_stop(s);
+	ti_recorder_free(s->rec);
+	s->rec = NULL;
 	ti_kernel_close(s->k);
 	s->k = NULL;
 }
@@ -200,6 +202,7 @@ int ti_session_open(lua_State *L)
 	s->drops = o.drops;
 	s->sockets = o.sockets;
 	s->conns = o.conns;
+	s->snaplen = o.snaplen;
 	ti_kernel_describe(s->k, &info);
 	snprintf(s->netns_path, sizeof(s->netns_path), "%s",
 		 o.scope.netns_path[0] ? o.scope.netns_path : info.netns_path);
@@ -277,6 +280,7 @@ int ti_session_open_replay(lua_State *L)
 	s->drops = o.drops;	/* accepted, so scripts run unchanged; no drop comes */
 	s->sockets = o.sockets; /* accepted too; the socket fields stay nil */
 	s->conns = o.conns;
+	s->snaplen = (uint32_t)snaplen;
 	s->realtime_offset = 0; /* ts is the capture's wall clock already */
 	push_info(L, s, &o, "");
 	lua_pushvalue(L, 2);
@@ -445,6 +449,11 @@ static int on_conn_ended(void *ctx, const struct ti_conn_key *key, const struct 
 	return s->stop ? -ETIME : 0;
 }
 
+static bool is_conn_record(const void *data, size_t size)
+{
+	return size >= sizeof(struct ti_event) && ((const struct ti_event *)data)->probe == TI_PROBE_CONN;
+}
+
 /* A conn-end record (a RST ended it on the path). */
 static int on_conn_record(struct ti_session *s, const void *data, size_t size)
 {
@@ -458,17 +467,16 @@ static int on_conn_record(struct ti_session *s, const void *data, size_t size)
 	return poll_should_stop(s) ? -ETIME : 0;
 }
 
-/* Stack during a poll: [base+1] message handler, [base+2] callback, [base+3] view. */
-static int on_sample(void *ctx, const void *data, size_t size)
+/* A record to the callbacks (and the dump file).
+ * Stack during a poll: [base+1] message handler, [base+2] callback, [base+3] view. */
+static int deliver(void *ctx, const void *data, size_t size)
 {
 	struct ti_session *s = ctx;
 	lua_State *L = s->L;
 	int base = lua_gettop(L) - 3;
 
-	if (size >= sizeof(struct ti_event) && ((const struct ti_event *)data)->probe == TI_PROBE_CONN)
+	if (is_conn_record(data, size))
 		return on_conn_record(s, data, size);
-	if (!s->events)
-		return 0; /* events = false: a replay's records are counted, not delivered */
 	if (ti_packet_set_record(s->view, data, size))
 		return 0; /* not one of ours: skip it */
 	if (ti_packet_event(s->view)->probe == TI_PROBE_KFREE_SKB)
@@ -527,6 +535,19 @@ static int conns_walk(struct ti_session *s, char *why, size_t whylen)
 	return 0;
 }
 
+/* A record from the ring (or the replay): into the recorder's window, if
+ * any, then delivered. */
+static int on_sample(void *ctx, const void *data, size_t size)
+{
+	struct ti_session *s = ctx;
+
+	if (!s->events && !is_conn_record(data, size))
+		return 0; /* events = false: a replay's records are counted, not delivered */
+	if (s->rec)
+		ti_recorder_push(s->rec, data, size, true);
+	return deliver(s, data, size);
+}
+
 /* Delivery in a poll with no timeout of its own (0 or -1) stops after this
  * long, so that a flood cannot keep poll from returning. */
 #define TI_POLL_SLICE 0.05
@@ -576,9 +597,15 @@ static int session_poll(lua_State *L)
 		return luaL_error(L, "poll called from inside a callback of the same session");
 	session_wait(s, 0); /* news that came while nobody waited: at once */
 	top = delivery_begin(L, s, timeout > 0 && !info.capture_clock ? (double)timeout / 1000 : TI_POLL_SLICE);
-	n = timeout != 0 ? session_wait(s, timeout) : 0;
+	/* records a recorder's dump drained from the ring come first */
+	if (ti_recorder_has_pending(s->rec) && ti_recorder_pending(s->rec, deliver, s) < 0)
+		n = 1; /* stopped: the ring waits for the next poll */
+	else
+		n = timeout != 0 ? session_wait(s, timeout) : 0;
 	if (n == 0 || n == -EINTR)
 		n = ti_kernel_consume(s->k, timeout, on_sample, s, why, sizeof(why));
+	else if (n == 1)
+		n = 0;
 	else
 		snprintf(why, sizeof(why), "reading the ring buffer failed: %s", strerror(-n));
 	if (n >= 0 && s->conns && !s->cb_error && !s->stop)
@@ -1021,11 +1048,22 @@ void ti_session_register(lua_State *L)
 		{ NULL, NULL },
 	};
 	static const luaL_Reg methods[] = {
-		{ "close", session_close },	    { "poll", session_poll }, { "on_packet", session_on_packet },
-		{ "on_drop", session_on_drop },	    { "fd", session_fd },     { "set_filter", session_set_filter },
-		{ "stats", session_stats },	    { "map", session_map },   { "test_run", session_test_run },
-		{ "traceback", session_traceback }, { "stop", session_stop }, { "now", session_now },
-		{ "dump", session_dump },	    { "on_conn", session_on_conn }, { "conns", session_conns },
+		{ "close", session_close },
+		{ "poll", session_poll },
+		{ "on_packet", session_on_packet },
+		{ "on_drop", session_on_drop },
+		{ "fd", session_fd },
+		{ "set_filter", session_set_filter },
+		{ "stats", session_stats },
+		{ "map", session_map },
+		{ "test_run", session_test_run },
+		{ "traceback", session_traceback },
+		{ "stop", session_stop },
+		{ "now", session_now },
+		{ "dump", session_dump },
+		{ "on_conn", session_on_conn },
+		{ "conns", session_conns },
+		{ "recorder", ti_recorder_new },
 		{ NULL, NULL },
 	};
 

@@ -25,9 +25,11 @@
 #define TI_PACKET_MT "tcpinspect.packet"
 #define TI_ERROR_MT "tcpinspect.error"
 #define TI_CONN_MT "tcpinspect.conn"
+#define TI_RECORDER_MT "tcpinspect.recorder"
 
 struct ti_packet;
 struct ti_pcap_writer;
+struct ti_recorder;
 
 #define TI_MAX_ARGS 16 /* fields on_packet can pass as arguments */
 
@@ -56,6 +58,8 @@ struct ti_session {
 	uint8_t drop_args[TI_MAX_ARGS]; /* on_drop(fn, fields): the fields passed */
 	int drop_nargs;
 	struct ti_pcap_writer *dump; /* session:dump(path): every delivered record, or NULL */
+	struct ti_recorder *rec;     /* session:recorder{}: the window (recorder.c), or NULL */
+	uint32_t snaplen;	     /* captured bytes of each record (open's or replay's snaplen) */
 	char netns_path[256];	     /* netns=/container=: where filter.dev names an interface ("": here) */
 };
 
@@ -112,6 +116,19 @@ void ti_conn_register(lua_State *L);
 void ti_conn_push(lua_State *L, const struct ti_conn_key *key, const struct ti_conn *c, double rt_offset);
 extern const char *const *ti_conn_fields;
 extern const char *const *ti_conn_end_names;
+/* recorder.c: the flight recorder's window, fed by session.c's poll */
+extern const char *const ti_recorder_option_keys[];
+extern const char *const ti_recorder_dump_keys[];
+extern const char *const ti_recorder_stat_names[];
+int ti_recorder_new(lua_State *L);
+void ti_recorder_register(lua_State *L);
+/* a record into the window; delivered: the callbacks have had it */
+void ti_recorder_push(struct ti_recorder *r, const void *data, size_t size, bool delivered);
+/* records a dump drained from the ring that no callback has seen yet */
+bool ti_recorder_has_pending(const struct ti_recorder *r);
+/* hand them to fn in order until none is left or fn returns < 0 (its value) */
+int ti_recorder_pending(struct ti_recorder *r, ti_record_fn fn, void *ctx);
+void ti_recorder_free(struct ti_recorder *r);
 
 /* signals.c */
 extern volatile sig_atomic_t ti_pending_signal; /* the last trapped signal, 0: none */

@@ -41,7 +41,8 @@ describe("doc/reference.md", function()
 	end)
 	it("documents every option, filter key, counter, map, session and packet field", function()
 		for _, list in ipairs{ core.option_names, core.filter_keys, core.stat_names,
-			core.map_names, core.session_fields, core.packet_fields(), core.conn_fields() } do
+			core.map_names, core.session_fields, core.packet_fields(), core.conn_fields(), core.recorder_option_names,
+			core.recorder_stat_names } do
 			for _, k in ipairs(list) do assert(rows[k], "undocumented: " .. k) end
 		end
 	end)
@@ -54,6 +55,11 @@ describe("doc/reference.md", function()
 				assert(core.session_methods[name], "documented but missing: " .. h)
 			elseif obj == "packet" then
 				assert(name == "copy" or name == "totable" or name == "bytes", "documented but missing: " .. h)
+			elseif obj == "recorder" then
+				local known = { dump = 1, stats = 1, close = 1 }
+				assert(known[name], "documented but missing: " .. h)
+				local mt = debug.getregistry()["tcpinspect.recorder"]
+				assert(mt and mt.__index[name], "documented but missing: " .. h)
 			elseif obj == "map" then
 				local known = { pairs = 1, lookup = 1, delete = 1, clear = 1, count = 1 }
 				assert(known[name], "documented but missing: " .. h)
@@ -63,7 +69,8 @@ describe("doc/reference.md", function()
 	it("lists every known name in a row or heading that the code has", function()
 		local known = {}
 		for _, list in ipairs{ core.option_names, core.filter_keys, core.stat_names,
-			core.map_names, core.session_fields, core.packet_fields(), core.conn_fields() } do
+			core.map_names, core.session_fields, core.packet_fields(), core.conn_fields(), core.recorder_option_names,
+			core.recorder_stat_names } do
 			for _, k in ipairs(list) do known[k] = true end
 		end
 		for k in pairs(tcpinspect) do known[k] = true end

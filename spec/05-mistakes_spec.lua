@@ -153,11 +153,11 @@ describe("did you mean", function()
 		return r.err:match("tcpinspect: error: ([^\n]*)\n$")
 	end
 	it("CLI commands: a first argument that is neither a file nor a command", function()
-		assert.are.equal("unknown command 'wach'; did you mean 'watch'? (commands: watch, top, drops, stats, conns, export; or a script file)",
+		assert.are.equal("unknown command 'wach'; did you mean 'watch'? (commands: watch, top, drops, stats, conns, export, record; or a script file)",
 			bad { "wach" })
-		assert.are.equal("unknown command 'stat'; did you mean 'stats'? (commands: watch, top, drops, stats, conns, export; or a script file)",
+		assert.are.equal("unknown command 'stat'; did you mean 'stats'? (commands: watch, top, drops, stats, conns, export, record; or a script file)",
 			bad { "stat", "--dport", "22" })
-		assert.are.equal("'frobnicate' is neither a command (watch, top, drops, stats, conns, export) nor a script file", bad { "frobnicate" })
+		assert.are.equal("'frobnicate' is neither a command (watch, top, drops, stats, conns, export, record) nor a script file", bad { "frobnicate" })
 		-- a path is still a script, one that cannot be opened: a bad argument (exit 2)
 		assert.are.equal("cannot open script /nonexistent/wach.lua: No such file or directory",
 			bad { "/nonexistent/wach.lua" })
@@ -168,7 +168,7 @@ describe("did you mean", function()
 		assert.are.equal("argument '-i': give either -i (tcpdump's) or --dev, not both",
 			bad { "watch", "-i", "lo", "--dev", "lo" })
 		assert.are.equal("argument '-s': expected bytes >= 0, got 'x'", bad { "watch", "-s", "x" })
-		assert.are.equal("unknown option '-w': '-w' is an option of 'tcpinspect watch'", bad { "top", "-w", "x.pcap" })
+		assert.are.equal("unknown option '-w': '-w' is an option of 'tcpinspect record' and 'tcpinspect watch'", bad { "top", "-w", "x.pcap" })
 		-- -r reads a file: a missing one is an environment failure (exit 1), as in tcpdump
 		local r = cli.run { "watch", "-r", "/nonexistent/x.pcap" }
 		assert.are.equal(1, r.code)

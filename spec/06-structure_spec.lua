@@ -102,7 +102,7 @@ describe("luaext/ structure", function()
 	-- struct ti_kernel_ops in kernel_int.h): the struct is defined inside the
 	-- kernel layer only, the Lua bindings name nothing that belongs to one
 	-- backend, and outside kernel_replay.c no kernel file tests for a replay.
-	local BINDINGS = { "session.c", "map.c", "packet.c", "core.c", "options.c", "errors.c", "signals.c" }
+	local BINDINGS = { "session.c", "map.c", "packet.c", "core.c", "options.c", "errors.c", "signals.c", "recorder.c" }
 	local BACKEND_ONLY = {
 		{ "[%.>]replay%f[^%w_]", "a replay's state (k->replay)" },
 		{ "ti_kernel_replay_", "a replay-only function" },

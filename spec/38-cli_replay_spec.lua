@@ -145,12 +145,12 @@ describe("cli edges", function()
 	it("export is a command in the lists and the suggestions", function()
 		local r = cli.run { "exprot" }
 		assert.are.equal(2, r.code)
-		assert.matches("unknown command 'exprot'; did you mean 'export'%? %(commands: watch, top, drops, stats, conns, export;", r.err)
+		assert.matches("unknown command 'exprot'; did you mean 'export'%? %(commands: watch, top, drops, stats, conns, export, record;", r.err)
 		r = cli.run { "nocommand" }
 		assert.are.equal(2, r.code)
-		assert.matches("'nocommand' is neither a command %(watch, top, drops, stats, conns, export%) nor a script file", r.err)
+		assert.matches("'nocommand' is neither a command %(watch, top, drops, stats, conns, export, record%) nor a script file", r.err)
 		r = cli.run {}
-		assert.matches("give a command %(watch, top, drops, stats, conns, export%)", r.err)
+		assert.matches("give a command %(watch, top, drops, stats, conns, export, record%)", r.err)
 	end)
 	it("a script that cannot be read: exit 2, a tcpinspect: message", function()
 		local r = cli.run { "nosuch.lua" }

@@ -51,7 +51,7 @@ describe("the CLI's facts, each once", function()
 	for _, c in ipairs(clim.COMMANDS or {}) do names[#names + 1] = c.name end
 
 	it("one command table, with each command's name, summary, parser and handler", function()
-		assert.are.same({ "watch", "top", "drops", "stats", "conns", "export" }, names)
+		assert.are.same({ "watch", "top", "drops", "stats", "conns", "export", "record" }, names)
 		for _, c in ipairs(clim.COMMANDS) do
 			assert.is_string(c.summary, c.name)
 			assert.is_function(c.run, c.name)
@@ -60,7 +60,7 @@ describe("the CLI's facts, each once", function()
 	end)
 
 	it("lua/ writes the list of commands once (the table)", function()
-		local found = lists_of({ "watch", "top", "drops", "stats", "conns", "export" }, lua_files("lua"), 8)
+		local found = lists_of({ "watch", "top", "drops", "stats", "conns", "export", "record" }, lua_files("lua"), 8)
 		assert.are.equal(1, #found, "the commands are listed at " .. table.concat(found, ", "))
 	end)
 

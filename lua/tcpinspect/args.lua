@@ -155,13 +155,20 @@ function M.unknown_option(opt, cmd, P)
 	for c, p in pairs(P) do
 		for _, o in ipairs(p._options) do
 			for _, alias in ipairs(o._aliases) do
-				if c == cmd then names[#names + 1] = alias else owners[alias] = owners[alias] or c end
+				if c == cmd then
+					names[#names + 1] = alias
+				else
+					owners[alias] = owners[alias] or {}
+					table.insert(owners[alias], "'tcpinspect " .. c .. "'")
+				end
 			end
 		end
 	end
 	table.sort(names)
 	if owners[name] and cmd ~= "run" then
-		return string.format("%s: '%s' is an option of 'tcpinspect %s'", msg, name, owners[name])
+		-- every command that has it (-w: watch's file, record's directory)
+		table.sort(owners[name])
+		return string.format("%s: '%s' is an option of %s", msg, name, table.concat(owners[name], " and "))
 	end
 	local long = {}
 	for _, n in ipairs(names) do if n:sub(1, 2) == "--" then long[#long + 1] = n end end

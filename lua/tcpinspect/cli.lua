@@ -15,6 +15,7 @@ local topk = require "tcpinspect.topk"
 local script = require "tcpinspect.script"
 local metrics = require "tcpinspect.metrics"
 local exporter = require "tcpinspect.exporter"
+local record = require "tcpinspect.record"
 local core = require "tcpinspect.core"
 
 local M = {}
@@ -285,6 +286,51 @@ local function cmd_stats(a, s, say)
 	local elapsed = s:now() - t0
 	report(s, elapsed, true)
 	say(M.summary(reports .. " reports printed", elapsed, why, s:stats()))
+	return 0
+end
+
+-- ---- record ------------------------------------------------------------------------
+
+-- The window of the last --seconds, written to a new file in -w DIR on
+-- SIGUSR1 (the newest --max-files kept); INT, TERM and the rest end it.
+local function cmd_record(a, s, say, usage)
+	if not a.write then script.fail(2, "argument '-w': record needs the directory its files go to", usage) end
+	local r, err = record.new(s, { dir = a.write, seconds = a.seconds or 30, bytes = a.bytes or 64 * 1024 * 1024,
+		max_files = a.max_files })
+	if not r then script.fail(1, "tcpinspect: argument '-w': " .. args.cli_words(tostring(err))) end
+	tcpinspect.trap_signals { "INT", "TERM", "HUP", "QUIT", "PIPE", "USR1" }
+	local f = io.open("/proc/self/stat")
+	local pid = f and f:read("l"):match("^%d+") or "PID"
+	if f then f:close() end
+	say(M.ready_line("record", s) .. (" (window %gs, %s; kill -USR1 %s writes it to %s)"):format(
+		a.seconds or 30, fmt.bytes(a.bytes or 64 * 1024 * 1024), pid, a.write))
+	local t0, written, why = s:now(), 0
+	while true do
+		local left = a.duration and a.duration - (s:now() - t0)
+		if left and left <= 0 then why = "duration" break end
+		local ok, n, w = pcall(s.run, s, { duration = left, should_stop = function() io.stdout:flush() return false end })
+		if not ok then
+			if script.is_interrupt(n) then why = "interrupted" break end
+			error(n, 0)
+		end
+		if n == nil then script.fail(1, "tcpinspect: " .. args.cli_words(tostring(w))) end
+		if w ~= "signal" then why = w break end
+		if tcpinspect.signaled() ~= "USR1" then why = "interrupted" break end
+		local path, segs, drops = r:dump()
+		if not path then
+			-- a full disk is no reason to stop recording: say so, go on
+			io.stderr:write(fmt.printable("tcpinspect: record: " .. tostring(segs)), "\n")
+		else
+			written = written + 1
+			io.stdout:write(path, "\n")
+			io.stdout:flush()
+			say(("wrote %s: %d segments, %d drops"):format(path, segs, drops))
+		end
+	end
+	local st = r:stats()
+	say(M.summary(("%d files written (window: %d records, %d pushed out)"):format(written, st.records,
+		st.pushed_out), s:now() - t0, why, s:stats()))
+	r:close()
 	return 0
 end
 
@@ -928,6 +974,26 @@ local DROPS = {
 	end,
 }
 
+local RECORD = {
+	description = "The flight recorder: keep the last --seconds of segments in memory, and write them to a " ..
+		"new pcap file in -w DIR on SIGUSR1 (kill -USR1 PID).  See doc/cli.md.",
+	options = {
+		{ "-w --write", "The directory the files go to (it must exist); each file is " ..
+			"tcpinspect-TIME-N.pcap, 0600.", args.nonempty "-w", argname = "<dir>" },
+		{ "--seconds", "The window: the last this many seconds (default 30).", args.seconds "--seconds",
+			argname = "<s>" },
+		{ "--bytes", "The most memory the window takes (default 64M); the oldest segments go first.",
+			args.size "--bytes", argname = "<size>" },
+		{ "--max-files", "Keep the newest N files this command wrote, removing older ones (as tcpdump -W).",
+			args.posint "--max-files", argname = "<n>" },
+		{ flag = "--drops", "Keep the drops of incoming segments in the window too." },
+	},
+	drops = function(a) return a.drops end,
+	replay = function(a)
+		if a.drops then return "--drops", "a capture holds no fates: drops are the kernel's, seen live only (without -r)" end
+	end,
+}
+
 local STATS_CMD = {
 	description = "The session's counters, every interval.",
 	options = { { flag = "--events", "Deliver events through the ring too (counts delivered/dropped)." } },
@@ -1004,6 +1070,7 @@ local COMMANDS = {
 	{ name = "stats", summary = "counters every interval", parse = STATS_CMD, run = cmd_stats },
 	{ name = "conns", summary = "one line per ended connection", parse = CONNS, run = cmd_conns },
 	{ name = "export", summary = "Prometheus metrics on --listen", parse = EXPORT, run = cmd_export },
+	{ name = "record", summary = "keep the last seconds, write them on SIGUSR1", parse = RECORD, run = cmd_record },
 }
 M.COMMANDS = COMMANDS
 

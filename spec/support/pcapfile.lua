@@ -3,7 +3,7 @@
 -- corpus (spec/fixtures/filter_corpus.pcap, LINKTYPE_RAW) and its makers.
 --
 --   local pcapfile = require "support.pcapfile"
---   local cap = pcapfile.read(path)     -- {linktype=, snaplen=, packets = {{sec=, usec=, data=, len=}}}
+--   local cap = pcapfile.read(path)     -- {linktype=, snaplen=, packets = {{sec=, usec=, nsec=, data=, len=}}}
 --   pcapfile.write(path, linktype, packets)
 --   pcapfile.to_raw(cap)                 -- the TCP segments of an Ethernet capture, from the IP header on
 local M = {}
@@ -30,7 +30,8 @@ function M.parse(data)
 		local sec, frac, incl, orig = string.unpack(E .. "I4I4I4I4", data, pos)
 		local bytes = data:sub(pos + 16, pos + 15 + incl)
 		assert(#bytes == incl, "truncated pcap record")
-		cap.packets[#cap.packets + 1] = { sec = sec, usec = nano and frac // 1000 or frac, data = bytes, len = orig }
+		cap.packets[#cap.packets + 1] = { sec = sec, usec = nano and frac // 1000 or frac,
+			nsec = nano and frac or frac * 1000, data = bytes, len = orig }
 		pos = pos + 16 + incl
 	end
 	return cap
