@@ -173,7 +173,7 @@ describe("did you mean", function()
 		local r = cli.run { "watch", "-r", "/nonexistent/x.pcap" }
 		assert.are.equal(1, r.code)
 		assert.are.equal("tcpinspect: ENOENT: /nonexistent/x.pcap: No such file or directory\n", r.err)
-		assert.are.equal("unknown option '-c': '-c' is an option of 'tcpinspect watch'", bad { "top", "-c", "3" })
+		assert.are.equal("unknown option '-c': '-c' is an option of 'tcpinspect conns' and 'tcpinspect watch'", bad { "top", "-c", "3" })
 		assert.are.equal("unknown option '--bogus'", bad { "watch", "--bogus" })
 	end)
 end)
