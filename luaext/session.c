@@ -515,7 +515,8 @@ static int deliver(void *ctx, const void *data, size_t size)
 
 /* conns = true: after the records, the walk (kernel_conns.c) ends what is
  * due on the records' clock and hands each to on_conn; a replay at the end
- * of its file ends the rest ("fin" or "open"), once.  0 or -errno. */
+ * of its file ends the rest ("fin" or "open"), once, and so does a live
+ * session asked to by end_conns.  0 or -errno. */
 static int conns_walk(struct ti_session *s, char *why, size_t whylen)
 {
 	struct ti_kernel_info info;
@@ -523,7 +524,8 @@ static int conns_walk(struct ti_session *s, char *why, size_t whylen)
 
 	ti_kernel_describe(s->k, &info);
 	n = ti_kernel_conns_expire(s->k, info.clock, false, on_conn_ended, s);
-	if (n >= 0 && info.capture_clock && info.ended && !s->conns_flushed && !s->cb_error && !s->stop) {
+	if (n >= 0 && ((info.capture_clock && info.ended) || s->conns_final) && !s->conns_flushed && !s->cb_error &&
+	    !s->stop) {
 		n = ti_kernel_conns_expire(s->k, info.clock, true, on_conn_ended, s);
 		if (n >= 0 && !s->cb_error)
 			s->conns_flushed = true;
@@ -712,6 +714,22 @@ static int session_on_drop(lua_State *L)
 
 /* session:on_conn(fn | nil) -> session: fn(conn) once for each connection
  * that ends (tcpinspect.conn: conn.c).  Needs open's conns = true. */
+/* s:end_conns() -> session | nil, message, errno: the records still in
+ * the ring first, then every open connection ended now as a replay's end
+ * of file ends them ("fin" if a FIN came, else "open"), each to on_conn:
+ * what a session that stops leaves open (Zeek logs the rest at exit). */
+static int session_end_conns(lua_State *L)
+{
+	struct ti_session *s = check_session(L, 1);
+
+	if (!s->conns)
+		return ti_usage_error(L, "conns", "end_conns: this session was opened without conns = true");
+	s->conns_final = true;
+	lua_settop(L, 1);
+	lua_pushinteger(L, 0);
+	return session_poll(L);
+}
+
 static int session_on_conn(lua_State *L)
 {
 	struct ti_session *s = check_session(L, 1);
@@ -1063,6 +1081,7 @@ void ti_session_register(lua_State *L)
 		{ "dump", session_dump },
 		{ "on_conn", session_on_conn },
 		{ "conns", session_conns },
+		{ "end_conns", session_end_conns },
 		{ "recorder", ti_recorder_new },
 		{ NULL, NULL },
 	};

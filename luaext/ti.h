@@ -55,6 +55,7 @@ struct ti_session {
 	bool sockets;			/* opened with sockets = true (filter.uid, .sk_state allowed) */
 	bool conns;			/* opened with conns = true (on_conn, conns() allowed) */
 	bool conns_flushed;		/* a replay's end: its open connections were handed out */
+	bool conns_final;		/* end_conns: the next walk ends them all, as a replay's end */
 	uint8_t drop_args[TI_MAX_ARGS]; /* on_drop(fn, fields): the fields passed */
 	int drop_nargs;
 	struct ti_pcap_writer *dump; /* session:dump(path): every delivered record, or NULL */

@@ -11,8 +11,10 @@
 -- tcpdump's file with `tcpinspect -r` as nobody with no capabilities
 -- (setpriv), and, per mode, the live and replayed outputs must be the same
 -- text, but for:
---   - new_connections' clock (NEW HH:MM:SS.us): the live one is the kernel's
---     receive time, the replay's tcpdump's timestamp;
+--   - new_connections' clock (NEW HH:MM:SS.us) and handshake time: the live
+--     ones are the kernel's receive times, the replay's tcpdump's timestamps;
+--     and its lines' order, the order the connections ended in (a live
+--     run's walk ends them as they fall due, a replay at the end of the file);
 --   - END elapsed= and port_bytes' rate=: the live session runs from its
 --     attach to its interruption, the replay from the capture's first segment
 --     to its last (capture time), so the seconds differ and the rates with them.
@@ -63,8 +65,16 @@ local SOCKETLESS = "tcp[tcpflags] & (tcp-syn|tcp-ack) == tcp-syn and dst portran
 local function socketless(p) return p.flags & 0x12 == 0x02 and p.dport >= 9100 and p.dport <= 9129 end
 
 local function normalize(out)
-	return (out:gsub("\nNEW %d%d:%d%d:%d%d%.%d+ ", "\nNEW <clock> "):gsub("^NEW %d%d:%d%d:%d%d%.%d+ ", "NEW <clock> ")
-		:gsub("rate=[^\n]-/s", "rate=<rate>"):gsub("elapsed=[%d.]+", "elapsed=<s>"))
+	out = out:gsub("\nNEW %d%d:%d%d:%d%d%.%d+ ", "\nNEW <clock> "):gsub("^NEW %d%d:%d%d:%d%d%.%d+ ", "NEW <clock> ")
+		:gsub("rate=[^\n]-/s", "rate=<rate>"):gsub("elapsed=[%d.]+", "elapsed=<s>"):gsub("handshake=[%d.]+", "handshake=<s>")
+	-- new_connections' lines come in the order the connections ended: the
+	-- walk's, which the timing of a live run's ends decides; compared as a set
+	local news, rest = {}, {}
+	for line in out:gmatch("[^\n]+") do
+		if line:match("^NEW ") then news[#news + 1] = line else rest[#rest + 1] = line end
+	end
+	table.sort(news)
+	return table.concat(news, "\n") .. "\n--\n" .. table.concat(rest, "\n")
 end
 
 local function state(out)

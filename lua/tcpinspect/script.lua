@@ -261,6 +261,7 @@ function Runtime:open(extra)
 	if #self.conn_fns > 0 and o.conns == nil then o.conns = true end
 	local s = self.cfg.open(o, extra)
 	self.session = s
+	self.conns = o.conns
 	if #self.packet_fns > 0 then
 		s:on_packet(self:_dispatch())
 	end
@@ -494,6 +495,13 @@ function Runtime:execute(chunk)
 			end
 			why = w
 		end
+	end
+	-- the connections still open end as a replay's end of file ends them
+	-- (on_conn: "fin" if a FIN came, else "open"), before the on_exit
+	-- functions: a live run's log is then the replay's of its traffic
+	if why and self.session and self.conns then
+		local ok, err = pcall(self.session.end_conns, self.session)
+		if not ok and not M.is_interrupt(err) then self:_fail(err) end
 	end
 	if why or self.session then
 		for _, fn in ipairs(self.exit_fns) do
