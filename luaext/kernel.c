@@ -923,17 +923,20 @@ static int live_conn_lookup(const struct ti_kernel *k, const struct ti_conn_key 
 	return bpf_map_lookup_elem(bpf_map__fd(k->skel->maps.conns), key, c) ? -errno : 0;
 }
 
-static int live_conn_delete(const struct ti_kernel *k, const struct ti_conn_key *key)
+/* BPF_MAP_LOOKUP_AND_DELETE_ELEM (hash maps: 5.14 on): the value the
+ * entry had when it left the table, so that a segment counted between
+ * the walk's lookup and the removal is in the connection's line */
+static int live_conn_take(const struct ti_kernel *k, const struct ti_conn_key *key, struct ti_conn *c)
 {
 	if (!k->skel)
 		return -EBADF;
-	return bpf_map_delete_elem(bpf_map__fd(k->skel->maps.conns), key) ? -errno : 0;
+	return bpf_map_lookup_and_delete_elem(bpf_map__fd(k->skel->maps.conns), key, c) ? -errno : 0;
 }
 
 static const struct ti_kernel_ops live_ops = {
 	.conn_next = live_conn_next,
 	.conn_lookup = live_conn_lookup,
-	.conn_delete = live_conn_delete,
+	.conn_take = live_conn_take,
 	.set_filter = live_set_filter,
 	.wait = live_wait,
 	.consume = live_consume,

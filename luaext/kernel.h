@@ -266,7 +266,7 @@ typedef int (*ti_conn_fn)(void *ctx, const struct ti_conn_key *key, const struct
  * file: "fin" if a FIN came, else "open").  The number handed out, or
  * -errno; -EOPNOTSUPP without conns = true. */
 #define TI_CONN_SYN_TIMEOUT_MS 5000
-#define TI_CONN_FIN_TIMEOUT_MS 1000
+#define TI_CONN_FIN_TIMEOUT_MS 5000
 #define TI_CONN_WALK 4096
 int ti_kernel_conns_expire(struct ti_kernel *k, uint64_t now, bool all, ti_conn_fn fn, void *ctx);
 /* Every connection still open, in the table's order (none ended).  0 or

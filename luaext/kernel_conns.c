@@ -108,7 +108,7 @@ static int due(const struct ti_conn_walk *w, const struct ti_conn *c, uint64_t n
 static int end_one(struct ti_kernel *k, const struct ti_conn_key *key, struct ti_conn *c, int end, ti_conn_fn fn,
 		   void *ctx)
 {
-	int err = k->ops->conn_delete(k, key);
+	int err = k->ops->conn_take(k, key, c);
 
 	if (err && err != -ENOENT)
 		return err;

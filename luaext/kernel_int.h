@@ -38,10 +38,12 @@ struct ti_kernel_ops {
 	int (*map_read)(const struct ti_kernel *k, enum ti_map_id m, uint32_t first, uint32_t n, void *vals);
 	int (*map_write)(const struct ti_kernel *k, enum ti_map_id m, uint32_t first, uint32_t n, const void *vals);
 	/* the "conns" table (conns = true): the key after prev (NULL: the
-	 * first) or -ENOENT at the end; an entry's value; its removal */
+	 * first) or -ENOENT at the end; an entry's value; its removal, with
+	 * its value as it was when removed (a segment may have come since the
+	 * walk read it) */
 	int (*conn_next)(const struct ti_kernel *k, const struct ti_conn_key *prev, struct ti_conn_key *next);
 	int (*conn_lookup)(const struct ti_kernel *k, const struct ti_conn_key *key, struct ti_conn *c);
-	int (*conn_delete)(const struct ti_kernel *k, const struct ti_conn_key *key);
+	int (*conn_take)(const struct ti_kernel *k, const struct ti_conn_key *key, struct ti_conn *c);
 	void (*close)(struct ti_kernel *k); /* release what the backend holds (not k itself) */
 };
 

@@ -668,10 +668,13 @@ static int replay_conn_lookup(const struct ti_kernel *k, const struct ti_conn_ke
 	return 0;
 }
 
-static int replay_conn_delete(const struct ti_kernel *k, const struct ti_conn_key *key)
+static int replay_conn_take(const struct ti_kernel *k, const struct ti_conn_key *key, struct ti_conn *c)
 {
-	if (conn_slot(k->replay, key) < 0)
+	int64_t at = conn_slot(k->replay, key);
+
+	if (at < 0)
 		return -ENOENT;
+	*c = k->replay->conns[at].val;
 	conn_remove(&k->replay->x, key);
 	return 0;
 }
@@ -685,7 +688,7 @@ static void replay_release(struct ti_kernel *k)
 static const struct ti_kernel_ops replay_ops = {
 	.conn_next = replay_conn_next,
 	.conn_lookup = replay_conn_lookup,
-	.conn_delete = replay_conn_delete,
+	.conn_take = replay_conn_take,
 	.set_filter = replay_set_filter,
 	.wait = replay_wait,
 	.consume = replay_consume,

@@ -134,7 +134,7 @@ describe("examples #kernel #examples", function()
 		local ok, out = pair:exec(pair.client, ("sh -c 'head -c 100000 /dev/zero | nc -N -w %d -s %s %s 9000'")
 			:format(net.IN_VM and 30 or 10, pair.client4, pair.server4))
 		assert(ok, out)
-		-- the connection ends a second after its FIN: its line comes then
+		-- the connection ends 5 s after its FIN (or at exit, as the script runtime ends what is open): its line comes then
 		net.wait_until(function() return #cli.grep(p:stdout(), "RETRANS ") >= 1 end, net.scale(5))
 		net.sleep(net.scale(0.5))
 		p:interrupt()
@@ -204,7 +204,7 @@ describe("examples #kernel #examples", function()
 			port) }
 		local infos = net.conversations(srv, addr, port, 3, { bind = caddr, data = "hello" })
 		local pkts = cap:stop()
-		-- each ends a second after its FIN (the other half, the server's
+		-- each ends 5 s after its FIN (the other half, the server's
 		-- answers, started with a SYN-ACK: not a new connection)
 		net.wait_until(function() return #cli.grep(p:stdout(), "NEW ") >= 3 end, net.scale(10))
 		p:interrupt()

@@ -73,7 +73,7 @@ local function run(mode)
 			"the idle connection did not end")
 		r.idle_open = net.alive(cli)
 		net.wait_exit(cli, net.scale(30))
-		-- the FIN halves end 1 s after their last segment; the clients' RST
+		-- the FIN halves end IDLE_TIMEOUT (the FIN timeout, 5 s, at most idle_timeout) after their last segment; the clients' RST
 		-- halves idle_timeout after theirs
 		poll_until(s, function() return false end, IDLE_TIMEOUT + 2)
 		r.spkts, r.cpkts = scap:stop(), ccap:stop()

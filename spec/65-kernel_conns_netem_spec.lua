@@ -88,7 +88,7 @@ local function phase(mode, qdisc, size, dump)
 			if sport then r.conns[#r.conns + 1] = tonumber(sport) end
 		end
 		assert(#r.conns == N, "the client made " .. #r.conns .. " connections: " .. (net.read_file(out) or ""))
-		-- every half ends fin (1 s after its last segment)
+		-- every half ends fin (5 s after its last segment)
 		local function all_ended()
 			for _, sp in ipairs(r.conns) do
 				if not r.ended[key(pair.client4, sp, pair.server4, PORT)]

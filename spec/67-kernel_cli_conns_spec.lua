@@ -345,7 +345,7 @@ describe("#kernel #cli conns", function()
 			for kind, sport, how, bytes in (net.read_file(cout)):gmatch("(%a+) (%d+) (%a+) (%d+)") do
 				sent[tonumber(sport)] = { kind = kind, ["end"] = how, bytes = tonumber(bytes) }
 			end
-			-- every connection ends: RST at once, FIN a second after, the held
+			-- every connection ends: RST at once, FIN 5 s after (at most idle_timeout), the held
 			-- one idle_timeout after its last segment
 			local function lines_of(p)
 				local t = {}
