@@ -22,22 +22,7 @@ open { filter = { flags = "rst" }, snaplen = o.dump ~= "" and 128 or nil }
 -- --dump DIR: the flight recorder (session:recorder, tcpinspect.record):
 -- the last --dump-seconds of the segments the filter passes, written to a
 -- new file in DIR when an alert fires (the newest --dump-files kept)
-local rec
-if o.dump ~= "" then
-	local err
-	rec, err = require("tcpinspect.record").new(session, { dir = o.dump, seconds = o.dump_seconds,
-		max_files = o.dump_files, prefix = "rst-storm" })
-	if not rec then error("tcpinspect: --dump: " .. tostring(err), 0) end
-end
-local function dump_window()
-	if not rec then return end
-	local path, segs, drops = rec:dump()
-	if path then
-		printf("DUMP rst-storm file=%s segments=%d drops=%d", path, segs, drops)
-	else
-		printf("DUMP rst-storm failed: %s", segs)
-	end
-end
+local dump_window = require("tcpinspect.record").alert_dumper(session, o, "rst-storm")
 
 on_packet(function(p)
 	local src = p.saddr

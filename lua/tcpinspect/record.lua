@@ -78,4 +78,27 @@ function Files:close()
 	return self.recorder:close()
 end
 
+--- The alerting examples' --dump DIR: a function that writes the window
+-- to a new file in o.dump (the last o.dump_seconds, the newest
+-- o.dump_files kept, names PREFIX-...) and prints
+-- `DUMP PREFIX file=PATH segments=N drops=N` (or `DUMP PREFIX failed: why`);
+-- a function that does nothing when o.dump is "" (no --dump).
+-- @tparam table s the session
+-- @tparam table o the script's options: dump, dump_seconds, dump_files
+-- @tparam string prefix the files' and the lines' name
+-- @treturn function dump_window()
+function M.alert_dumper(s, o, prefix)
+	if o.dump == "" then return function() end end
+	local rec, err = M.new(s, { dir = o.dump, seconds = o.dump_seconds, max_files = o.dump_files, prefix = prefix })
+	if not rec then error("tcpinspect: --dump: " .. tostring(err), 0) end
+	return function()
+		local path, segs, drops = rec:dump()
+		if path then
+			io.write(("DUMP %s file=%s segments=%d drops=%d\n"):format(prefix, path, segs, drops))
+		else
+			io.write(("DUMP %s failed: %s\n"):format(prefix, segs))
+		end
+	end
+end
+
 return M
