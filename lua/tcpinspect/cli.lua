@@ -435,10 +435,11 @@ function M.netns_namer(path_of)
 	end
 end
 
--- top's loop, whatever it groups by: the ready line, a report every interval
--- and a final one, the summary line
-local function run_reports(a, s, say, t0, report, count)
-	say(M.ready_line("top", s))
+-- top's loop, whatever it groups by (and drops', conns --open's): the
+-- ready line (top's unless given), a report every interval and a final
+-- one, the summary line
+local function run_reports(a, s, say, t0, report, count, ready)
+	say(ready or M.ready_line("top", s))
 	local why = M.drive(s, { duration = a.duration, interval = a.interval or 1,
 		on_interval = function(_, elapsed) report(elapsed) end })
 	local elapsed = s:now() - t0
@@ -633,13 +634,8 @@ local function drops_reports(a, s, say, who, reasons_only)
 		if tty then io.write("\27[H\27[2J") end
 		io.write(M.drops_text(snap, head, reasons_only), tty and "" or "\n")
 	end
-	say((M.ready_line(who, s):gsub("incoming TCP segments", "drops of incoming TCP segments")))
-	local why = M.drive(s, { duration = a.duration, interval = a.interval or 1,
-		on_interval = function(_, elapsed) report(elapsed) end })
-	local elapsed = s:now() - t0
-	report(elapsed, true)
-	say(M.summary(reports .. " reports printed", elapsed, why, s:stats()))
-	return 0
+	return run_reports(a, s, say, t0, report, function() return reports end,
+		(M.ready_line(who, s):gsub("incoming TCP segments", "drops of incoming TCP segments")))
 end
 
 local function cmd_drops(a, s, say)
@@ -761,14 +757,7 @@ local function conns_table(a, s, say)
 		if tty then io.write("\27[H\27[2J") end
 		io.write(M.conns_text(list, head), tty and "" or "\n")
 	end
-	say(M.ready_line("conns --open", s))
-	local t0 = s:now()
-	local why = M.drive(s, { duration = a.duration, interval = a.interval or 1,
-		on_interval = function(_, elapsed) report(elapsed) end })
-	local elapsed = s:now() - t0
-	report(elapsed, true)
-	say(M.summary(reports .. " reports printed", elapsed, why, s:stats()))
-	return 0
+	return run_reports(a, s, say, s:now(), report, function() return reports end, M.ready_line("conns --open", s))
 end
 
 -- conns: a line per ended connection (the conn log)
