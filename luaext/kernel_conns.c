@@ -148,6 +148,48 @@ static int evict(struct ti_kernel *k, ti_conn_fn fn, void *ctx, int *handed)
 	return 0;
 }
 
+/* Every connection now, in the order they began (a replay's end of file,
+ * end_conns): "fin" if a FIN came, else "open".  The table is read whole
+ * first (a hash map's walk restarts when its current key goes), then each
+ * entry taken in turn. */
+static int end_all(struct ti_kernel *k, ti_conn_fn fn, void *ctx)
+{
+	struct ti_conn_walk *w = k->cw;
+	struct ti_conn_key key, next;
+	struct ti_conn c;
+	int rc, handed = 0;
+	bool first = true;
+
+	w->naged = 0;
+	w->in_pass = false;
+	for (;;) {
+		rc = k->ops->conn_next(k, first ? NULL : &key, &next);
+		if (rc == -ENOENT)
+			break;
+		if (rc)
+			return rc;
+		first = false;
+		key = next;
+		if (w->naged < w->max_conns && !k->ops->conn_lookup(k, &key, &c)) {
+			w->aged[w->naged].last_ts = c.first_ts; /* the sort key: when it began */
+			w->aged[w->naged].key = key;
+			w->naged++;
+		}
+	}
+	qsort(w->aged, w->naged, sizeof(*w->aged), cmp_aged);
+	for (uint32_t i = 0; i < w->naged; i++) {
+		if (k->ops->conn_lookup(k, &w->aged[i].key, &c))
+			continue;
+		rc = end_one(k, &w->aged[i].key, &c, c.fin ? TI_CONN_END_FIN : TI_CONN_END_OPEN, fn, ctx);
+		if (rc > 0)
+			handed++;
+		else if (rc < 0)
+			return rc == -ECANCELED ? handed : rc;
+	}
+	w->naged = 0;
+	return handed;
+}
+
 int ti_kernel_conns_expire(struct ti_kernel *k, uint64_t now, bool all, ti_conn_fn fn, void *ctx)
 {
 	struct ti_conn_walk *w = k->cw;
@@ -159,7 +201,9 @@ int ti_kernel_conns_expire(struct ti_kernel *k, uint64_t now, bool all, ti_conn_
 
 	if (!w)
 		return -EOPNOTSUPP;
-	for (int n = 0; all || n < TI_CONN_WALK; n++) {
+	if (all)
+		return end_all(k, fn, ctx);
+	for (int n = 0; n < TI_CONN_WALK; n++) {
 		if (!w->in_pass) {
 			w->naged = 0;
 			if (!k->ops->stats(k, st))
@@ -179,8 +223,8 @@ int ti_kernel_conns_expire(struct ti_kernel *k, uint64_t now, bool all, ti_conn_
 		if (rc && !last)
 			return rc;
 		if (!k->ops->conn_lookup(k, &key, &c)) {
-			end = all ? (c.fin ? TI_CONN_END_FIN : TI_CONN_END_OPEN) : due(w, &c, now);
-			if (!all && end == TI_CONN_END_OPEN) {
+			end = due(w, &c, now);
+			if (end == TI_CONN_END_OPEN) {
 				if (w->naged < w->max_conns) {
 					w->aged[w->naged].last_ts = c.last_ts;
 					w->aged[w->naged].key = key;
@@ -189,7 +233,7 @@ int ti_kernel_conns_expire(struct ti_kernel *k, uint64_t now, bool all, ti_conn_
 			} else {
 				rc = end_one(k, &key, &c, end, fn, ctx);
 				if (rc > 0) {
-					w->expired += !all;
+					w->expired++;
 					handed++;
 				}
 				if (rc < 0) {
@@ -207,7 +251,7 @@ int ti_kernel_conns_expire(struct ti_kernel *k, uint64_t now, bool all, ti_conn_
 			if (!full && !k->ops->stats(k, st))
 				full = st[TI_STAT_CONNS_UNTRACKED] != w->untracked_at_start;
 			w->in_pass = false;
-			if (full && !all && (rc = evict(k, fn, ctx, &handed)))
+			if (full && (rc = evict(k, fn, ctx, &handed)))
 				return rc;
 			break;
 		}
