@@ -89,7 +89,7 @@ struct ti_scratch {
 	/* conns = true (ti_conn_track) */
 	struct ti_conn_key ck;
 	struct ti_conn cv; /* a new entry; the ended one for its record */
-	__u64 conn_end;	   /* the segment ended its connection (RST) */
+	__u64 conn_end;	   /* the segment ended its connection (RST; a SYN after a FIN) */
 };
 
 /* ---- the segment's bytes ---------------------------------------------------- */
@@ -379,6 +379,18 @@ TI_INLINE void ti_conn_track(struct ti_scratch *x)
 			TI_COUNT(x, TI_STAT_CONNS_UNTRACKED);
 			return;
 		}
+	}
+	/* a SYN on a 4-tuple whose connection got a FIN is the next
+	 * connection on it (the port used again within the FIN timeout): the
+	 * closing one ends "fin" now and the entry starts over with this
+	 * segment, as Zeek starts a new connection; a SYN never follows a FIN
+	 * within one connection */
+	if ((e->flags & (TI_SYN | TI_RST)) == TI_SYN && c->fin) {
+		x->cv = *c;
+		x->cv.end = TI_CONN_END_FIN;
+		ti_conn_init(c, e);
+		TI_COUNT(x, TI_STAT_CONNS_OPENED);
+		x->conn_end = 1;
 	}
 	if (ti_conn_step(c, e)) {
 		x->cv = *c;

@@ -179,6 +179,36 @@ describe("conns on replay", function()
 		end)
 	end)
 
+	it("a SYN on a 4-tuple whose connection got a FIN starts the next connection", function()
+		-- the port used again 0.5 s after a close, within the FIN timeout:
+		-- two connections, the first ending fin when the second's SYN comes
+		local path = os.tmpname()
+		pcapfile.write(path, pcapfile.LINKTYPE_RAW, {
+			seg(0.000, 1010, SYN, 100, 0),
+			seg(0.010, 1010, ACK, 101, 0),
+			seg(0.020, 1010, ACK | PSH, 101, 30),
+			seg(0.030, 1010, ACK | FIN, 131, 0),
+			seg(0.040, 1010, ACK, 132, 0),
+			seg(0.500, 1010, SYN, 5000, 0),
+			seg(0.520, 1010, ACK, 5001, 0),
+			seg(0.530, 1010, ACK | PSH, 5001, 7),
+			seg(0.540, 1010, ACK | FIN, 5008, 0),
+		})
+		local s = assert(tcpinspect.replay{ file = path, conns = true })
+		local ends = {}
+		s:on_conn(function(c)
+			ends[#ends + 1] = { c.history, c.segments, c.bytes, c.end_reason, c.retransmits,
+				math.floor(c.handshake * 1000 + 0.5) }
+		end)
+		while not s.ended do s:poll(100) end
+		s:poll(0)
+		local st = s:stats()
+		s:close()
+		os.remove(path)
+		assert.are.same({ { "SADF", 5, 30, "fin", 0, 10 }, { "SADF", 4, 7, "fin", 0, 20 } }, ends)
+		assert.are.equal(2, st.conns_opened)
+	end)
+
 	it("names its fields and raises on an unknown one", function()
 		local names = core.conn_fields()
 		for _, k in ipairs{ "saddr", "daddr", "sport", "dport", "family", "netns", "start", "duration",
