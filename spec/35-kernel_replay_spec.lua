@@ -15,6 +15,10 @@
 --     ones are the kernel's receive times, the replay's tcpdump's timestamps;
 --     and its lines' order, the order the connections ended in (a live
 --     run's walk ends them as they fall due, a replay at the end of the file);
+--     and whether a connection that got no FIN or RST (the scan's SYNs)
+--     ended `idle` or was still `open`: that is when each session stopped
+--     (5 s after a SYN alone: a TCG guest's capture spans that, its live
+--     run was stopped before), as elapsed= below;
 --   - END elapsed= and port_bytes' rate=: the live session runs from its
 --     attach to its interruption, the replay from the capture's first segment
 --     to its last (capture time), so the seconds differ and the rates with them.
@@ -67,6 +71,7 @@ local function socketless(p) return p.flags & 0x12 == 0x02 and p.dport >= 9100 a
 local function normalize(out)
 	out = out:gsub("\nNEW %d%d:%d%d:%d%d%.%d+ ", "\nNEW <clock> "):gsub("^NEW %d%d:%d%d:%d%d%.%d+ ", "NEW <clock> ")
 		:gsub("rate=[^\n]-/s", "rate=<rate>"):gsub("elapsed=[%d.]+", "elapsed=<s>"):gsub("handshake=[%d.]+", "handshake=<s>")
+		:gsub("end=open", "end=<timed>"):gsub("end=idle", "end=<timed>")
 	-- new_connections' lines come in the order the connections ended: the
 	-- walk's, which the timing of a live run's ends decides; compared as a set
 	local news, rest = {}, {}
