@@ -18,7 +18,8 @@
 --     and whether a connection that got no FIN or RST (the scan's SYNs)
 --     ended `idle` or was still `open`: that is when each session stopped
 --     (5 s after a SYN alone: a TCG guest's capture spans that, its live
---     run was stopped before), as elapsed= below;
+--     run was stopped before), and so the conns_expired counter (the timed
+--     ends; the rest end at the stop, uncounted there), as elapsed= below;
 --   - END elapsed= and port_bytes' rate=: the live session runs from its
 --     attach to its interruption, the replay from the capture's first segment
 --     to its last (capture time), so the seconds differ and the rates with them.
@@ -72,6 +73,7 @@ local function normalize(out)
 	out = out:gsub("\nNEW %d%d:%d%d:%d%d%.%d+ ", "\nNEW <clock> "):gsub("^NEW %d%d:%d%d:%d%d%.%d+ ", "NEW <clock> ")
 		:gsub("rate=[^\n]-/s", "rate=<rate>"):gsub("elapsed=[%d.]+", "elapsed=<s>"):gsub("handshake=[%d.]+", "handshake=<s>")
 		:gsub("end=open", "end=<timed>"):gsub("end=idle", "end=<timed>")
+		:gsub("conns_expired=%d+", "conns_expired=<timed>")
 	-- new_connections' lines come in the order the connections ended: the
 	-- walk's, which the timing of a live run's ends decides; compared as a set
 	local news, rest = {}, {}
