@@ -104,7 +104,8 @@ static int due(const struct ti_conn_walk *w, const struct ti_conn *c, uint64_t n
 	return TI_CONN_END_OPEN;
 }
 
-/* End key (state c, reason end): out of the table, to fn. */
+/* End key (reason end; -1: "fin" if a FIN came, else "open"): taken out
+ * of the table into c, to fn.  0 if it had gone meanwhile. */
 static int end_one(struct ti_kernel *k, const struct ti_conn_key *key, struct ti_conn *c, int end, ti_conn_fn fn,
 		   void *ctx)
 {
@@ -114,7 +115,7 @@ static int end_one(struct ti_kernel *k, const struct ti_conn_key *key, struct ti
 		return err;
 	if (err == -ENOENT)
 		return 0; /* ended meanwhile (a RST: its record tells) */
-	c->end = (__u8)end;
+	c->end = (__u8)(end >= 0 ? end : c->fin ? TI_CONN_END_FIN : TI_CONN_END_OPEN);
 	return fn(ctx, key, c) < 0 ? -ECANCELED : 1;
 }
 
@@ -135,8 +136,6 @@ static int evict(struct ti_kernel *k, ti_conn_fn fn, void *ctx, int *handed)
 
 	qsort(w->aged, w->naged, sizeof(*w->aged), cmp_aged);
 	for (uint32_t i = 0; i < n; i++) {
-		if (k->ops->conn_lookup(k, &w->aged[i].key, &c))
-			continue;
 		rc = end_one(k, &w->aged[i].key, &c, TI_CONN_END_EVICTED, fn, ctx);
 		if (rc > 0) {
 			w->evicted++;
@@ -178,9 +177,7 @@ static int end_all(struct ti_kernel *k, ti_conn_fn fn, void *ctx)
 	}
 	qsort(w->aged, w->naged, sizeof(*w->aged), cmp_aged);
 	for (uint32_t i = 0; i < w->naged; i++) {
-		if (k->ops->conn_lookup(k, &w->aged[i].key, &c))
-			continue;
-		rc = end_one(k, &w->aged[i].key, &c, c.fin ? TI_CONN_END_FIN : TI_CONN_END_OPEN, fn, ctx);
+		rc = end_one(k, &w->aged[i].key, &c, -1, fn, ctx);
 		if (rc > 0)
 			handed++;
 		else if (rc < 0)
