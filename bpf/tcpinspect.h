@@ -370,10 +370,22 @@ enum ti_drop_stat {
  * space between open and load and frozen by the load, so the verifier knows
  * the values and prunes what they turn off (events = 0: no ring code;
  * aggregates = 0: no map updates; sample <= 1: no sampling counter). */
+
+/* The aggregate maps a session opens (open's aggregates; luaext/kernel.h's
+ * TI_MAPS in the same order): one bit each in ti_load_config.aggregates,
+ * so the verifier prunes the update of every map that is off. */
+enum ti_agg_bit {
+	TI_AGG_FLOWS = 1 << 0,
+	TI_AGG_PORTS = 1 << 1,
+	TI_AGG_SOURCES = 1 << 2,
+	TI_AGG_LEN_HIST = 1 << 3,
+	TI_AGG_DROPS = 1 << 4,
+};
+
 struct ti_load_config {
 	__u32 sample;	    /* deliver 1 in N (0 or 1: all) */
 	__u32 events;	    /* 0: aggregates only, no ring traffic */
-	__u32 aggregates;   /* 0: skip the flows/ports/sources/len_hist maps */
+	__u32 aggregates;   /* TI_AGG_* bits: the maps updated (0: none) */
 	__u32 wakeup_bytes; /* wake the reader once this much is pending */
 	__u32 netns;	    /* reported in events by hooks that cannot read it */
 	__u32 family;	    /* the open() family: 0 any, 4 or 6 */

@@ -313,27 +313,35 @@ TI_INLINE void ti_aggregate(const struct ti_event *e, struct ti_scratch *x)
 	__u64 *h;
 
 	__builtin_memset(&x->fk, 0, sizeof(x->fk) + sizeof(x->ak));
-	x->fk.family = e->family;
-	x->fk.sport = e->sport;
-	x->fk.dport = e->dport;
-	__builtin_memcpy(x->fk.saddr, e->saddr, 16);
-	__builtin_memcpy(x->fk.daddr, e->daddr, 16);
-	ti_count_flow(e, &x->fk, x);
-
-	pv = TI_LOOKUP(x, ports, &port);
-	if (pv) {
-		pv->packets++;
-		pv->bytes += e->len;
+	if (TI_LOAD_CFG(x).aggregates & TI_AGG_FLOWS) {
+		x->fk.family = e->family;
+		x->fk.sport = e->sport;
+		x->fk.dport = e->dport;
+		__builtin_memcpy(x->fk.saddr, e->saddr, 16);
+		__builtin_memcpy(x->fk.daddr, e->daddr, 16);
+		ti_count_flow(e, &x->fk, x);
 	}
 
-	x->ak.family = e->family;
-	__builtin_memcpy(x->ak.addr, e->saddr, 16);
-	ti_count_source(e, &x->ak, x);
+	if (TI_LOAD_CFG(x).aggregates & TI_AGG_PORTS) {
+		pv = TI_LOOKUP(x, ports, &port);
+		if (pv) {
+			pv->packets++;
+			pv->bytes += e->len;
+		}
+	}
 
-	slot = ti_log2_slot(e->len);
-	h = TI_LOOKUP(x, len_hist, &slot);
-	if (h)
-		*h += 1;
+	if (TI_LOAD_CFG(x).aggregates & TI_AGG_SOURCES) {
+		x->ak.family = e->family;
+		__builtin_memcpy(x->ak.addr, e->saddr, 16);
+		ti_count_source(e, &x->ak, x);
+	}
+
+	if (TI_LOAD_CFG(x).aggregates & TI_AGG_LEN_HIST) {
+		slot = ti_log2_slot(e->len);
+		h = TI_LOOKUP(x, len_hist, &slot);
+		if (h)
+			*h += 1;
+	}
 }
 
 /* ---- sample --------------------------------------------------------------- */
@@ -424,7 +432,7 @@ TI_INLINE void ti_path(struct ti_scratch *x, const struct ti_config *c, __u32 sl
 	TI_COUNT(x, TI_STAT_MATCHED);
 	if (TI_LOAD_CFG(x).conns)
 		ti_conn_track(x);
-	if (TI_LOAD_CFG(x).aggregates)
+	if (TI_LOAD_CFG(x).aggregates & (TI_AGG_FLOWS | TI_AGG_PORTS | TI_AGG_SOURCES | TI_AGG_LEN_HIST))
 		ti_aggregate(e, x);
 	if (TI_LOAD_CFG(x).events) {
 		if (ti_sampled_out(e, x))
@@ -440,7 +448,7 @@ TI_INLINE void ti_path(struct ti_scratch *x, const struct ti_config *c, __u32 sl
 /* The path of a dropped segment (x->ev, its reason and location filled;
  * probe TI_PROBE_KFREE_SKB): its own counters (tcpinspect.h, "drop_ctr"),
  * the same filter as a received segment, its reason counted, its entry
- * in the "drops" table (reason x dport x source; aggregates on), then the
+ * in the "drops" table (reason x dport x source; its TI_AGG_DROPS bit), then the
  * record; not in the segments' aggregates (the segment, if it reached a
  * probe, is in them already) and no sampling.  Only an includer with a drop hook defines
  *   TI_DROP_COUNT(x, i)     add 1 to drop counter i (0 ..
@@ -489,7 +497,7 @@ TI_INLINE void ti_drop_path(struct ti_scratch *x, const struct ti_config *c, __u
 	}
 	TI_DROP_COUNT(x, TI_DROP_REASON_SLOTS + TI_DROP_MATCHED);
 	TI_DROP_COUNT(x, r < TI_DROP_REASON_SLOTS ? r : TI_DROP_REASON_SLOTS - 1);
-	if (TI_LOAD_CFG(x).aggregates)
+	if (TI_LOAD_CFG(x).aggregates & TI_AGG_DROPS)
 		ti_aggregate_drop(e, x);
 	if (TI_LOAD_CFG(x).events)
 		TI_EMIT(x, e);

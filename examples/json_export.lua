@@ -12,6 +12,9 @@ local o = getopt { output = "" }
 local out = o.output ~= "" and assert(io.open(o.output, "w")) or io.stdout
 local n = 0
 
+-- the events only: no aggregate map
+open { aggregates = false }
+
 on_packet(function(p)
 	out:write(json.packet(p), "\n")
 	n = n + 1

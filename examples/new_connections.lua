@@ -19,6 +19,9 @@ local function report(c, ended)
 		ended and c.end_reason or "open")
 end
 
+-- the connection tracking only: no aggregate map
+open { conns = true, aggregates = false }
+
 on_conn(function(c) report(c, true) end)
 
 on_exit(function()

@@ -12,7 +12,7 @@
 --   TOTAL segments=15
 local o = getopt { every = false }
 
-open { events = false }
+open { events = false, aggregates = { "len_hist" } }
 
 local function report()
 	local h = hist.from_map(map("len_hist"))

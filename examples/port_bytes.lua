@@ -9,7 +9,7 @@
 --   END elapsed=2.0
 local prev, last = {}, 0
 
-open { events = false }
+open { events = false, aggregates = { "ports" } }
 
 local function report(elapsed)
 	local dt = math.max(elapsed - last, 1e-3)

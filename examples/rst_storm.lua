@@ -17,7 +17,7 @@
 local o = getopt { threshold = 50, window = 1, dump = "", dump_seconds = 30, dump_files = 10 }
 local count, total, alerts = {}, 0, 0
 
-open { filter = { flags = "rst" }, snaplen = o.dump ~= "" and 128 or nil }
+open { aggregates = false, filter = { flags = "rst" }, snaplen = o.dump ~= "" and 128 or nil }
 
 -- --dump DIR: the flight recorder (session:recorder, tcpinspect.record):
 -- the last --dump-seconds of the segments the filter passes, written to a

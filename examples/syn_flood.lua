@@ -23,7 +23,8 @@ local o = getopt { threshold = 100, window = 1, dump = "", dump_seconds = 30, du
 local alert_metric = metrics.counter("syn_flood_alerts_total", { "src" },
 	"Windows in which a source sent SYNs faster than --threshold.")
 
-open { events = o.dump ~= "", filter = { flags = "syn" }, snaplen = o.dump ~= "" and 128 or nil }
+open { events = o.dump ~= "", aggregates = { "sources" }, filter = { flags = "syn" },
+	snaplen = o.dump ~= "" and 128 or nil }
 
 -- --dump DIR: the flight recorder (session:recorder, tcpinspect.record):
 -- the last --dump-seconds of the segments the filter passes, written to a

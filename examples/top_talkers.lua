@@ -9,7 +9,7 @@
 --   -- (a separator line after each block, "END elapsed=2.0")
 local o = getopt { top = 5 }
 
-open { events = false }
+open { events = false, aggregates = { "sources" } }
 
 local function report(elapsed)
 	for i, e in ipairs(topk.top(map("sources"), o.top, { "bytes", "packets" })) do

@@ -37,7 +37,7 @@ local WHY = {
 local has_sockets = false
 for _, f in ipairs(tcpinspect.packet_fields()) do has_sockets = has_sockets or f == "sk_state" end
 
-local s = open { drops = true, sockets = has_sockets or nil }
+local s = open { drops = true, aggregates = false, sockets = has_sockets or nil }
 local ports = {} -- dport -> { syns, drops, reasons = {reason = n}, where = {fn = n}, state = {st = n} }
 local function port(dport)
 	local e = ports[dport]

@@ -10,7 +10,7 @@
 --   SUMMARY zero-window flow=127.0.0.1.9000>127.0.0.1.41234 count=12
 local count, order = {}, {}
 
-open { filter = { flags = "ack" } }
+open { aggregates = false, filter = { flags = "ack" } }
 
 on_packet(function(p)
 	if p.window ~= 0 or p.flags & RST ~= 0 then return end

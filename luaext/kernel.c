@@ -334,12 +334,21 @@ again:
 		return ti_explain(-errno, why, whylen, mode, "opening the BPF object");
 	k->mode = mode;
 	bpf_map__set_max_entries(sk->maps.events, o->ring_size);
-	bpf_map__set_max_entries(sk->maps.flows, ti_table_buckets(o->max_flows) * TI_TABLE_WAYS);
-	bpf_map__set_max_entries(sk->maps.sources, ti_table_buckets(o->max_flows) * TI_TABLE_WAYS);
+	/* an aggregate map that is off (open's aggregates) has one entry,
+	 * never written: the session pays no memory for it */
+	bpf_map__set_max_entries(sk->maps.flows,
+				 o->aggregates & TI_AGG_FLOWS ? ti_table_buckets(o->max_flows) * TI_TABLE_WAYS : 1);
+	bpf_map__set_max_entries(sk->maps.sources,
+				 o->aggregates & TI_AGG_SOURCES ? ti_table_buckets(o->max_flows) * TI_TABLE_WAYS : 1);
+	if (!(o->aggregates & TI_AGG_PORTS))
+		bpf_map__set_max_entries(sk->maps.ports, 1);
+	if (!(o->aggregates & TI_AGG_LEN_HIST))
+		bpf_map__set_max_entries(sk->maps.len_hist, 1);
 	/* drops' table as large as flows' (one table_mask), only when drops
-	 * are asked for: else one bucket, never written */
-	bpf_map__set_max_entries(sk->maps.drops,
-				 o->drops ? ti_table_buckets(o->max_flows) * TI_TABLE_WAYS : TI_TABLE_WAYS);
+	 * are asked for and aggregated: else one entry, never written */
+	bpf_map__set_max_entries(sk->maps.drops, o->drops && (o->aggregates & TI_AGG_DROPS)
+							 ? ti_table_buckets(o->max_flows) * TI_TABLE_WAYS
+							 : 1);
 	/* conns' table: max_conns entries with conns = true, else one, never written */
 	bpf_map__set_max_entries(sk->maps.conns, o->conns ? o->max_conns : 1);
 	ti_set_load_config((struct ti_load_config *)&sk->rodata->ti_load, o, mode);

@@ -118,7 +118,7 @@ struct ti_load_opts {
 	int family; /* 0 any, 4, 6 */
 	uint32_t sample;
 	bool events;
-	bool aggregates;
+	uint32_t aggregates; /* the maps opened: bit 1 << enum ti_map_id (TI_AGG_* in tcpinspect.h) */
 	uint32_t ring_size;
 	uint32_t max_flows;
 	uint32_t wakeup;	  /* records per wakeup */

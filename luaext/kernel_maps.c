@@ -428,7 +428,7 @@ uint32_t ti_live_map_elems(const struct ti_kernel *k, enum ti_map_id m)
 	case TI_MAP_SOURCES: return bpf_map__max_entries(k->skel->maps.sources);
 	case TI_MAP_PORTS: return bpf_map__max_entries(k->skel->maps.ports);
 	case TI_MAP_DROPS: return bpf_map__max_entries(k->skel->maps.drops);
-	default: return TI_HIST_SLOTS;
+	default: return bpf_map__max_entries(k->skel->maps.len_hist);
 	}
 }
 

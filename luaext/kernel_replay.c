@@ -333,9 +333,11 @@ int ti_replay_open(struct ti_replay **out, const char *path, const struct ti_loa
 	r->load = *load;
 	r->table_entries = table_entries;
 	r->snaplen = snaplen > 65535 ? 65535 : snaplen;
-	r->flows = calloc(table_entries, sizeof(*r->flows));
-	r->sources = calloc(table_entries, sizeof(*r->sources));
-	r->ports = calloc(NPORTS, sizeof(*r->ports));
+	/* a map that is off (open's aggregates) has one entry, never written,
+	 * as the kernel's (kernel.c) */
+	r->flows = calloc(load->aggregates & TI_AGG_FLOWS ? table_entries : 1, sizeof(*r->flows));
+	r->sources = calloc(load->aggregates & TI_AGG_SOURCES ? table_entries : 1, sizeof(*r->sources));
+	r->ports = calloc(load->aggregates & TI_AGG_PORTS ? NPORTS : 1, sizeof(*r->ports));
 	if (!r->flows || !r->sources || !r->ports) {
 		err = -ENOMEM;
 		snprintf(why, whylen, "replay: out of memory for %u table entries", table_entries);
@@ -503,9 +505,9 @@ void ti_replay_stats(const struct ti_replay *r, uint64_t out[TI_STAT_MAX])
 void *ti_replay_map(struct ti_replay *r, enum ti_map_id m, uint32_t *n)
 {
 	switch (m) {
-	case TI_MAP_FLOWS: *n = r->table_entries; return r->flows;
-	case TI_MAP_SOURCES: *n = r->table_entries; return r->sources;
-	case TI_MAP_PORTS: *n = NPORTS; return r->ports;
+	case TI_MAP_FLOWS: *n = r->load.aggregates & TI_AGG_FLOWS ? r->table_entries : 1; return r->flows;
+	case TI_MAP_SOURCES: *n = r->load.aggregates & TI_AGG_SOURCES ? r->table_entries : 1; return r->sources;
+	case TI_MAP_PORTS: *n = r->load.aggregates & TI_AGG_PORTS ? NPORTS : 1; return r->ports;
 	case TI_MAP_LEN_HIST: *n = TI_HIST_SLOTS; return r->len_hist;
 	default: *n = 0; return NULL;
 	}

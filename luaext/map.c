@@ -26,6 +26,12 @@ const char *const ti_map_names[TI_MAP_COUNT + 1] = {
 		NULL,
 };
 
+/* open's aggregates bits (kernel.h) are the kernel's (tcpinspect.h) */
+_Static_assert(TI_AGG_FLOWS == 1 << TI_MAP_FLOWS && TI_AGG_PORTS == 1 << TI_MAP_PORTS &&
+		       TI_AGG_SOURCES == 1 << TI_MAP_SOURCES && TI_AGG_LEN_HIST == 1 << TI_MAP_LEN_HIST &&
+		       TI_AGG_DROPS == 1 << TI_MAP_DROPS,
+	       "TI_AGG_* follow TI_MAPS");
+
 struct ti_map {
 	enum ti_map_id kind;
 };
@@ -456,6 +462,15 @@ int ti_map_new(lua_State *L, int session_idx, const char *name)
 		;
 	if (kind == TI_MAP_COUNT)
 		return ti_usage_error(L, NULL, "unknown map '%s' (known: %s)", name, ti_push_list(L, ti_map_names));
+	if (!(((struct ti_session *)lua_touserdata(L, session_idx))->aggregates & (1u << kind)))
+		return ti_usage_error(L, "aggregates",
+				      "map '%s' is not open (option 'aggregates' left it out); open with "
+				      "aggregates = true, or a list that names it: aggregates = {\"%s\", ...}%s",
+				      name, name,
+				      kind == TI_MAP_DROPS &&
+						      !((struct ti_session *)lua_touserdata(L, session_idx))->drops
+					      ? " and drops = true"
+					      : "");
 	session_idx = lua_absindex(L, session_idx);
 	m = lua_newuserdatauv(L, sizeof(*m), 1);
 	m->kind = (enum ti_map_id)kind;

@@ -434,6 +434,49 @@ static bool check_bool(lua_State *L, int idx, const char *name)
 	return lua_toboolean(L, idx);
 }
 
+/* aggregates: true (every map: drops' only with drops = true), false
+ * (none), or a list of map names (ti_map_names); the bits of the maps
+ * opened, 1 << enum ti_map_id. */
+#define TI_AGG_ALL ((1u << TI_MAP_COUNT) - 1)
+static uint32_t check_aggregates(lua_State *L, int idx, bool drops)
+{
+	uint32_t bits = 0;
+
+	if (lua_isnil(L, idx) || (lua_isboolean(L, idx) && lua_toboolean(L, idx)))
+		return drops ? TI_AGG_ALL : TI_AGG_ALL & ~(1u << TI_MAP_DROPS);
+	if (lua_isboolean(L, idx))
+		return 0;
+	if (!lua_istable(L, idx))
+		OPT_ERR(L, "aggregates", "expected true, false or a list of map names (%s), got %s",
+			ti_push_list(L, ti_map_names), luaL_typename(L, idx));
+	idx = lua_absindex(L, idx);
+	lua_pushnil(L);
+	while (lua_next(L, idx)) {
+		const char *name;
+		int m;
+
+		if (!lua_isinteger(L, -2))
+			OPT_ERR(L, "aggregates", "expected a list of map names (%s), got a %s key",
+				ti_push_list(L, ti_map_names), luaL_typename(L, -2));
+		if (lua_type(L, -1) != LUA_TSTRING)
+			OPT_ERR(L, "aggregates", "expected map names (%s), got a %s", ti_push_list(L, ti_map_names),
+				luaL_typename(L, -1));
+		name = check_cstr(L, -1, "aggregates");
+		for (m = 0; m < TI_MAP_COUNT && strcmp(ti_map_names[m], name); m++)
+			;
+		if (m == TI_MAP_COUNT)
+			OPT_ERR(L, "aggregates", "unknown map '%s'%s (known: %s)", name,
+				ti_push_suggestion(L, name, ti_map_names), ti_push_list(L, ti_map_names));
+		if (m == TI_MAP_DROPS && !drops)
+			OPT_ERR(L, "aggregates",
+				"map 'drops' counts dropped segments, which only a session opened "
+				"with drops = true sees; add drops = true");
+		bits |= 1u << m;
+		lua_pop(L, 1);
+	}
+	return bits;
+}
+
 /* A resolver's verdict: a mistake raises naming the option; an environment
  * failure is kept in o->scope for open() to return (check_options passes). */
 static void scope_verdict(lua_State *L, struct ti_load_opts *o, const char *option, int err, const char *why)
@@ -522,7 +565,7 @@ void ti_check_options(lua_State *L, int idx, struct ti_load_opts *o)
 	o->mode = TI_MODE_AUTO;
 	o->sample = 1;
 	o->events = true;
-	o->aggregates = true;
+	o->aggregates = TI_AGG_ALL;
 	o->ring_size = 1u << 22;
 	o->max_flows = 16384;
 	o->wakeup = 64;
@@ -559,11 +602,11 @@ void ti_check_options(lua_State *L, int idx, struct ti_load_opts *o)
 	if (lua_getfield(L, idx, "events") != LUA_TNIL)
 		o->events = check_bool(L, -1, "events");
 	lua_pop(L, 1);
-	if (lua_getfield(L, idx, "aggregates") != LUA_TNIL)
-		o->aggregates = check_bool(L, -1, "aggregates");
-	lua_pop(L, 1);
 	if (lua_getfield(L, idx, "drops") != LUA_TNIL)
 		o->drops = check_bool(L, -1, "drops");
+	lua_pop(L, 1);
+	lua_getfield(L, idx, "aggregates");
+	o->aggregates = check_aggregates(L, -1, o->drops);
 	lua_pop(L, 1);
 	if (lua_getfield(L, idx, "sockets") != LUA_TNIL)
 		o->sockets = check_bool(L, -1, "sockets");

@@ -44,8 +44,8 @@ const char *const ti_stat_names[TI_STAT_MAX + 1] = {
 
 /* The fields of session.X besides the methods (push_info, session_index). */
 const char *const ti_session_fields[] = {
-	"mode", "fallback_reason", "probes",  "ring_size", "events", "sample", "closed",
-	"file", "ended",	   "next_ts", NULL,
+	"mode", "fallback_reason", "probes",  "ring_size",  "events", "sample", "closed",
+	"file", "ended",	   "next_ts", "aggregates", NULL,
 };
 
 static struct ti_session *check_session(lua_State *L, int idx)
@@ -122,6 +122,14 @@ static void push_info(lua_State *L, struct ti_session *s, const struct ti_load_o
 	lua_setfield(L, -2, "sample");
 	lua_pushliteral(L, ""); /* a replay's file name, set by ti_session_open_replay */
 	lua_setfield(L, -2, "file");
+	lua_newtable(L); /* the aggregate maps opened, in ti_map_names' order */
+	for (int m = 0, n = 0; m < TI_MAP_COUNT; m++) {
+		if (!(o->aggregates & (1u << m)))
+			continue;
+		lua_pushstring(L, ti_map_names[m]);
+		lua_rawseti(L, -2, ++n);
+	}
+	lua_setfield(L, -2, "aggregates");
 }
 
 static int msgh(lua_State *L);
@@ -202,6 +210,7 @@ int ti_session_open(lua_State *L)
 	s->drops = o.drops;
 	s->sockets = o.sockets;
 	s->conns = o.conns;
+	s->aggregates = o.aggregates;
 	s->snaplen = o.snaplen;
 	ti_kernel_describe(s->k, &info);
 	snprintf(s->netns_path, sizeof(s->netns_path), "%s",
@@ -280,6 +289,7 @@ int ti_session_open_replay(lua_State *L)
 	s->drops = o.drops;	/* accepted, so scripts run unchanged; no drop comes */
 	s->sockets = o.sockets; /* accepted too; the socket fields stay nil */
 	s->conns = o.conns;
+	s->aggregates = o.aggregates;
 	s->snaplen = (uint32_t)snaplen;
 	s->realtime_offset = 0; /* ts is the capture's wall clock already */
 	push_info(L, s, &o, "");

@@ -54,6 +54,7 @@ struct ti_session {
 	bool drops;			/* opened with drops = true (on_drop allowed) */
 	bool sockets;			/* opened with sockets = true (filter.uid, .sk_state allowed) */
 	bool conns;			/* opened with conns = true (on_conn, conns() allowed) */
+	uint32_t aggregates;		/* the aggregate maps opened: bit 1 << enum ti_map_id */
 	bool conns_flushed;		/* a replay's end: its open connections were handed out */
 	bool conns_final;		/* end_conns: the next walk ends them all, as a replay's end */
 	uint8_t drop_args[TI_MAX_ARGS]; /* on_drop(fn, fields): the fields passed */

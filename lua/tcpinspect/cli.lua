@@ -916,6 +916,8 @@ local WATCH = {
 			"segment's, then DROP REASON (kernel function)." },
 	},
 	drops = function(a) return a.drops end,
+	-- the lines come from the events: no aggregate map
+	aggregates = function() return false end,
 	replay = function(a)
 		if a.drops then return "--drops", "a capture holds no fates: drops are the kernel's, seen live only (without -r)" end
 	end,
@@ -935,6 +937,13 @@ local TOP = {
 	-- neither); --by reason reads the drops map
 	events = function(a) return a.by == "netns" or a.by == "process" end,
 	drops = function(a) return a.by == "reason" end,
+	-- the maps it prints: flows, ports and sources; --by reason drops';
+	-- --by netns and process none (the events)
+	aggregates = function(a)
+		if a.by == "reason" then return { "drops" } end
+		if a.by == "netns" or a.by == "process" then return false end
+		return { "flows", "ports", "sources" }
+	end,
 	-- by reason: where the lookup can run, for the listen overflows
 	sockets = function(a) return a.by == "process" or a.by == "reason" and core.sockets_ok() end,
 	replay = function(a)
@@ -955,6 +964,7 @@ local DROPS = {
 	},
 	events = function() return false end,
 	drops = function() return true end,
+	aggregates = function() return { "drops" } end,
 	-- where the lookup can run: a full accept queue's refusals are seen
 	-- through the listener (TCP_LISTEN_OVERFLOW; doc/modes.md)
 	sockets = function() return core.sockets_ok() end,
@@ -978,6 +988,7 @@ local RECORD = {
 		{ flag = "--drops", "Keep the drops of incoming segments in the window too." },
 	},
 	drops = function(a) return a.drops end,
+	aggregates = function() return false end,
 	replay = function(a)
 		if a.drops then return "--drops", "a capture holds no fates: drops are the kernel's, seen live only (without -r)" end
 	end,
@@ -987,6 +998,7 @@ local STATS_CMD = {
 	description = "The session's counters, every interval.",
 	options = { { flag = "--events", "Deliver events through the ring too (counts delivered/dropped)." } },
 	events = function(a) return a.events end,
+	aggregates = function() return false end,
 }
 
 -- connection tracking's options (conns, export)
@@ -1004,6 +1016,10 @@ local EXPORT = {
 	events = function() return false end,
 	-- drops by default (a replay has none: left out, no message)
 	drops = function(a) return not a.no_drops and not a.read end,
+	-- what it serves: per port, per source, the length histogram, drops'
+	aggregates = function(_, o)
+		return o.drops and { "ports", "sources", "len_hist", "drops" } or { "ports", "sources", "len_hist" }
+	end,
 }
 EXPORT.options[#EXPORT.options + 1] = { flag = "--no-drops", "Leave the drop metrics out (no drop hook is loaded)." }
 EXPORT.options[#EXPORT.options + 1] = { flag = "--no-conns", "Leave the connection metrics out (no connection " ..
@@ -1024,6 +1040,7 @@ local CONNS = {
 	},
 	events = function() return false end,
 	conns = function() return true end,
+	aggregates = function() return false end,
 }
 for _, o in ipairs(CONN_OPTIONS) do CONNS.options[#CONNS.options + 1] = o end
 
@@ -1146,6 +1163,8 @@ function M.main(argv)
 		if flag then script.fail(2, string.format("argument '%s': %s", flag, why), usage) end
 		if c.parse.drops and c.parse.drops(a) then o.drops = true end
 		if c.parse.conns and c.parse.conns(a) then o.conns = true end
+		-- each command opens the aggregate maps it shows, no other
+		if c.parse.aggregates then o.aggregates = c.parse.aggregates(a, o) end
 		if c.parse.sockets and c.parse.sockets(a) then
 			if not has_option("sockets") then
 				script.fail(1, string.format("tcpinspect: %s: this build has no socket lookup (open's sockets option)",

@@ -308,7 +308,7 @@ M.STAT_HELP = {
 
 --- Register the session's counters, per-port and per-source maps, payload
 -- histogram and info metrics in `reg`, read from the kernel at every render.
--- @tparam session s an open session (with aggregates)
+-- @tparam session s an open session: the maps it opened (s.aggregates) are served
 -- @tparam registry reg
 function M.kernel_metrics(s, reg)
 	local p = reg.prefix
@@ -327,9 +327,12 @@ function M.kernel_metrics(s, reg)
 	-- len_hist: slot 0 counts empty payloads, slot k (1..17) payloads of
 	-- 2^(k-1) to 2^k - 1 bytes: integer lengths, so le = 2^k - 1 is exact
 	local les = { 0 }
-	local lenmap = s:map("len_hist")
+	-- the maps the session opened (open's aggregates): those are served
+	local open = {}
+	for _, m in ipairs(s.aggregates or {}) do open[m] = true end
+	local lenmap = open.len_hist and s:map("len_hist")
 	local nslots = 0
-	for k in lenmap:pairs() do nslots = math.max(nslots, k.slot + 1) end
+	if lenmap then for k in lenmap:pairs() do nslots = math.max(nslots, k.slot + 1) end end
 	for k = 1, nslots - 1 do les[#les + 1] = (1 << k) - 1 end
 	local hist = reg:histogram(p .. "payload_bytes", nil, { buckets = les,
 		help = "TCP payload length of matched segments, in bytes (the kernel's log2 len_hist; " ..
@@ -346,6 +349,8 @@ function M.kernel_metrics(s, reg)
 	if s:stats().drops then
 		drops = reg:counter(p .. "drops_total", { "reason" },
 			"Drops of incoming TCP segments that matched the filter, per kernel drop reason.")
+	end
+	if s:stats().drops and open.drops then
 		port_drops = reg:counter(p .. "port_drops_total", { "reason", "dport" },
 			"Drops of incoming TCP segments per kernel drop reason and destination port.")
 	end
@@ -382,9 +387,11 @@ function M.kernel_metrics(s, reg)
 		-- biggest first: while a family has room, values are kept in the
 		-- order they come, so the first scrape keeps the top ones
 		local sum, list = 0, {}
-		for k, v in s:map("ports"):pairs() do
-			list[#list + 1] = { k.dport, v.packets, v.bytes }
-			sum = sum + v.bytes
+		if open.ports then
+			for k, v in s:map("ports"):pairs() do
+				list[#list + 1] = { k.dport, v.packets, v.bytes }
+				sum = sum + v.bytes
+			end
 		end
 		table.sort(list, function(x, y) return x[2] > y[2] or (x[2] == y[2] and x[1] < y[1]) end)
 		for _, e in ipairs(list) do
@@ -394,14 +401,16 @@ function M.kernel_metrics(s, reg)
 		segs:sweep_totals()
 		bytes:sweep_totals()
 		list = {}
-		for k, v in s:map("sources"):pairs() do
-			if v.syns > 0 then list[#list + 1] = { k.saddr, v.syns } end
+		if open.sources then
+			for k, v in s:map("sources"):pairs() do
+				if v.syns > 0 then list[#list + 1] = { k.saddr, v.syns } end
+			end
 		end
 		table.sort(list, function(x, y) return x[2] > y[2] or (x[2] == y[2] and x[1] < y[1]) end)
 		for _, e in ipairs(list) do syns:set_total(e[1], e[2]) end
 		syns:sweep_totals()
 		local counts = {}
-		for k, v in lenmap:pairs() do counts[k.slot + 1] = v.count end
+		if lenmap then for k, v in lenmap:pairs() do counts[k.slot + 1] = v.count end end
 		hist:set_buckets(counts, sum)
 	end)
 end

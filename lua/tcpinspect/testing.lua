@@ -45,10 +45,11 @@ local function copy(t)
 	return c
 end
 
--- Every map of a session: name -> list of { key =, value = }, sorted by key.
+-- Every map the session opened (open's aggregates): name -> list of
+-- { key =, value = }, sorted by key.
 local function read_maps(s)
 	local maps = {}
-	for _, name in ipairs(core.map_names) do
+	for _, name in ipairs(s.aggregates or core.map_names) do
 		local list = {}
 		for k, v in s:map(name):pairs() do list[#list + 1] = { key = copy(k), value = copy(v) } end
 		table.sort(list, key_before)
