@@ -25,6 +25,12 @@
 #   idle_timeout 0.2 s, max_conns BENCH_MAX_CONNS (16384); beside
 #   ti-tc-agg-nodrops; spec/bench/live_probe.lua says why):
 #                               ti-tc-agg-conns
+#   closed port, what `tcpinspect watch` costs (issue 23): ti-tc-watch runs
+#   the command itself (tc on lo, --port, its lines to /dev/null; its
+#   summary's counters, nothing lost or the trial fails), beside
+#   ti-tc-lua1-noagg (a 1-field callback on_packet(fn, {"len"}) with
+#   aggregates = false, what watch opens):
+#                               ti-tc-watch, ti-tc-lua1-noagg
 #   bare: hook, parse, filter and counters only; agg: plus the aggregates;
 #   lua: plus a per-event callback reading 3 fields of the view; args: the
 #   same 3 fields passed as arguments (on_packet(fn, fields)); -drops:
@@ -43,7 +49,7 @@ SECS=${BENCH_SECS:-3}
 PORT=${BENCH_PORT:-47999}
 OPEN_PORT=${BENCH_OPEN_PORT:-47998}
 EST_PORT=${BENCH_EST_PORT:-47997}
-CONFIGS=${BENCH_CONFIGS:-"base ti-tc-bare ti-tc-agg ti-tc-lua ti-tc-args ti-tc-lua-w1 ti-tc-agg-nodrops ti-tc-agg-drops ti-tc-lua-drops ti-tc-agg-conns bpftrace tcpdump base-open ti-cg-agg ti-cg-lua base-est ti-tc-bare-est ti-tc-agg-est bpftrace-est tcpdump-est"}
+CONFIGS=${BENCH_CONFIGS:-"base ti-tc-bare ti-tc-agg ti-tc-lua ti-tc-args ti-tc-lua-w1 ti-tc-lua1-noagg ti-tc-watch ti-tc-agg-nodrops ti-tc-agg-drops ti-tc-lua-drops ti-tc-agg-conns bpftrace tcpdump base-open ti-cg-agg ti-cg-lua base-est ti-tc-bare-est ti-tc-agg-est bpftrace-est tcpdump-est"}
 LUA=${LUA:-lua5.4}
 TMP=$(mktemp -d /tmp/ti-bench.XXXXXX)
 RES=$TMP/results # lines: round config rate sent extra...
@@ -86,6 +92,11 @@ time.sleep(1e6)" &
 LISTENER=$!
 wait_for ss -Hltn "sport = :$OPEN_PORT" || { echo "live.sh: listener did not start" >&2; exit 2; }
 
+proc_use() { # proc_use PID: its context switches and CPU ticks so far (live_probe's csw, cpu_ticks)
+	echo "$(awk '/ctxt_switches/ { n += $2 } END { print n + 0 }' /proc/$1/status 2>/dev/null)" \
+		"$(awk '{ sub(/.*\) /, ""); print $12 + $13 }' /proc/$1/stat 2>/dev/null)"
+}
+
 stop_pid() { # stop_pid PID: SIGINT (bpftrace, tcpdump print their counts), again if missed, then TERM
 	local pid=$1 i
 	for i in 1 2 3; do
@@ -97,11 +108,17 @@ stop_pid() { # stop_pid PID: SIGINT (bpftrace, tcpdump print their counts), agai
 }
 
 trial() { # trial ROUND CONFIG
-	local round=$1 cfg=$2 port=$PORT pid= extra="" a b t0 t1 sent est=
+	local round=$1 cfg=$2 port=$PORT pid= extra="" a b t0 t1 sent est= use0= use1
 	case $cfg in base-open | ti-cg-*) port=$OPEN_PORT ;; esac
 	case $cfg in *-est) port=$EST_PORT est=1 ;; esac
 	rm -f "$TMP"/ready "$TMP"/stop "$TMP"/probe.out
 	case $cfg in
+	ti-tc-watch)
+		build/bin/tcpinspect watch --mode tc --dev lo --port "$port" >/dev/null 2>"$TMP/watch.err" &
+		pid=$!
+		wait_for grep -q "Ctrl-C to stop" "$TMP/watch.err" || { echo "live.sh: $cfg did not start: $(cat "$TMP/watch.err")" >&2; kill $pid; return 1; }
+		use0=$(proc_use $pid)
+		;;
 	ti-tc-* | ti-cg-*)
 		local mode=tc kind=${cfg#ti-tc-}
 		[[ $cfg == ti-cg-* ]] && mode=cgroup kind=${cfg#ti-cg-}
@@ -135,6 +152,13 @@ trial() { # trial ROUND CONFIG
 	sent=$(awk '/packets transmitted/ { print $1 }' "$TMP/hping.out")
 	[ -n "$est" ] && sent=$(sed -n 's/^sent=//p' "$TMP/hping.out")
 	case $cfg in
+	ti-tc-watch)
+		use1=$(proc_use $pid)
+		stop_pid $pid
+		# the summary line's counters: "seen N, ..., delivered N, dropped N, ..."
+		extra=$(tr -d , <"$TMP/watch.err" | awk '/ seen [0-9]+/ { for (i = 1; i < NF; i++) if ($i ~ /^(seen|matched|delivered|dropped)$/) printf "%s=%s ", $i, $(i + 1) }')
+		extra="$extra$(echo $use0 $use1 | awk '{ printf "csw=%d cpu_ticks=%d", $3 - $1, $4 - $2 }') check=$(awk -v e="$extra" 'BEGIN { split(e, f, /[ =]/); for (i = 1; i < length(f); i += 2) v[f[i]] = f[i + 1]; print (v["dropped"] == "0" && v["delivered"] == v["matched"] && v["matched"] > 0) ? "ok" : "FAIL" }')"
+		;;
 	ti-*)
 		touch "$TMP/stop"
 		wait $pid || echo "live.sh: $cfg: live_probe failed: $(cat "$TMP/probe.out" 2>/dev/null)" >&2
@@ -200,13 +224,13 @@ END {
 		mr = median(rates, n); rt = nr ? median(ratios, nr) : 0
 		ratio_s = sprintf("%.3f", rt); mm = nr ? sprintf("%.2f-%.2f", lo, hi) : "-"
 		seen_s = (cfg ~ /^base/) ? "-" : seen
-		deliv_s = (cfg ~ /^ti-/ && cfg !~ /agg|bare/) ? deliv : "-"
+		deliv_s = (cfg ~ /^ti-/ && cfg !~ /-(agg|bare)/) ? deliv : "-"
 		lost_s = (cfg ~ /^(ti-|tcpdump)/) ? lost : "-"
-		csw_s = (cfg ~ /^ti-/ && cfg !~ /agg|bare/ && ev > 0) ? sprintf("%.2f", csw * 1000 / ev) : "-"
-		cpu_s = (cfg ~ /^ti-/ && cfg !~ /agg|bare/ && ev > 0) ? sprintf("%.3f", cpu * 1000 / ev) : "-"
+		csw_s = (cfg ~ /^ti-/ && cfg !~ /-(agg|bare)/ && ev > 0) ? sprintf("%.2f", csw * 1000 / ev) : "-"
+		cpu_s = (cfg ~ /^ti-/ && cfg !~ /-(agg|bare)/ && ev > 0) ? sprintf("%.3f", cpu * 1000 / ev) : "-"
 		printf "  %-17s %12d %14s %10s %10d %12s %12s %10s %10s %9s\n", cfg, mr, (cfg ~ /^base/) ? "1 (baseline)" : ratio_s, (cfg ~ /^base/) ? "-" : mm, ins, seen_s, deliv_s, lost_s, csw_s, cpu_s
 		summ[cfg] = ratio_s
-		if (cfg ~ /^ti-/ && cfg !~ /agg|bare/) lossline = lossline sprintf(" %s delivered %d of %d matched (seen %d), lost %d;", cfg, deliv, matched, seen, lost)
+		if (cfg ~ /^ti-/ && cfg !~ /-(agg|bare)/) lossline = lossline sprintf(" %s delivered %d of %d matched (seen %d), lost %d;", cfg, deliv, matched, seen, lost)
 	}
 	print "  ratio = this config'"'"'s InSegs rate / the no-probe rate of the same round and traffic (closed port, open port, established)."
 	print "  InSegs = Tcp InSegs during the hping3 windows, all rounds (SYNs plus the RSTs/handshake segments they cause)."
@@ -223,6 +247,11 @@ END {
 if grep -q 'copened=' "$RES"; then
 	awk '/copened=/ { n++; if ($0 !~ /check=ok/) { bad++; print "  conns do not add up: " $0 } }
 		END { printf "SUMMARY live conns: %d trials, %d with the table within max_conns, SYN-only entries expiring, no end lost, every SYN tracked, a hit or counted untracked\n", n, n - bad; exit bad > 0 }' "$RES" || exit 1
+fi
+# the watch trials: every segment watch matched delivered, none lost, or the run fails
+if grep -q ' ti-tc-watch ' "$RES"; then
+	awk '$2 == "ti-tc-watch" { n++; if ($0 !~ /check=ok/) { bad++; print "  watch lost segments: " $0 } }
+		END { printf "SUMMARY live watch: %d trials, %d with every matched segment delivered, none lost\n", n, n - bad; exit bad > 0 }' "$RES" || exit 1
 fi
 # the drops trials: every SYN one NO_SOCKET drop, or the run fails
 if grep -q 'dseen=' "$RES"; then

@@ -33,6 +33,10 @@
 --                                conn-end record was lost and every SYN
 --                                matched was tracked, a hit on an entry,
 --                                or counted untracked
+--                              | lua1-noagg: a 1-field callback,
+--                                on_packet(fn, {"len"}), with
+--                                aggregates = false (what `watch` opens;
+--                                live.sh's ti-tc-watch runs the command)
 package.path = "lua/?.lua;lua/?/init.lua;spec/bench/?.lua;" .. package.path
 package.cpath = (os.getenv("TI_CPATH") or "build/?.so;") .. package.cpath
 
@@ -44,6 +48,7 @@ port = assert(tonumber(port))
 
 local drops = kind:match("%-drops$") and true or nil
 local conns = kind:match("%-conns$") and true or nil
+local noagg = kind:match("%-noagg$") and true or nil
 local opts = { mode = mode, filter = { port = port } }
 local max_conns = tonumber(os.getenv("BENCH_MAX_CONNS")) or 16384
 if conns then
@@ -55,6 +60,10 @@ if kind:match("drops$") then
 	opts.filter = { dport = port }
 	opts.drops = drops
 	kind = kind:gsub("%-n?o?drops$", "")
+end
+if noagg then
+	opts.aggregates = false
+	kind = kind:gsub("%-noagg$", "")
 end
 if mode == "tc" then opts.dev = "lo" end
 if kind == "agg" or kind == "bare" then opts.events = false end
@@ -77,6 +86,11 @@ elseif kind == "args" then
 		sink = sport + len + flags
 		n = n + 1
 	end, { "sport", "len", "flags" })
+elseif kind == "lua1" then
+	s:on_packet(function(len)
+		sink = len
+		n = n + 1
+	end, { "len" })
 elseif kind ~= "agg" and kind ~= "bare" then
 	s:on_packet(function(p)
 		sink = p.sport + p.len + p.flags
