@@ -223,16 +223,27 @@ local function cmd_watch(a, s, say, usage)
 			if count and printed >= count then s:stop() end
 		end)
 	end
-	s:on_packet(function(p)
-		if count and printed >= count then return end
-		printed = printed + 1
-		if dump then
-			out:write(packet(p), dump(p:bytes()), "\n")
-		else
-			out:write(packet(p), "\n")
-		end
-		if count and printed >= count then s:stop() end
-	end)
+	if dump or a.json then
+		s:on_packet(function(p)
+			if count and printed >= count then return end
+			printed = printed + 1
+			if dump then
+				out:write(packet(p), dump(p:bytes()), "\n")
+			else
+				out:write(packet(p), "\n")
+			end
+			if count and printed >= count then s:stop() end
+		end)
+	else
+		-- the line's fields as arguments: no field lookup per value
+		local segment = fmt.segment
+		s:on_packet(function(...)
+			if count and printed >= count then return end
+			printed = printed + 1
+			out:write(segment(...), "\n")
+			if count and printed >= count then s:stop() end
+		end, fmt.SEGMENT_FIELDS)
+	end
 	say(M.ready_line("watch", s))
 	-- times are the session's (session:now(): a replay's is the capture's)
 	local t0 = s:now()

@@ -54,14 +54,19 @@ end
 --- Wall-clock time of day as tcpdump prints it: "15:04:05.123456" (local time).
 -- @tparam number t seconds since the epoch (a float, like `p.time`)
 -- @treturn string
-function M.clock(t)
+-- "15:04:05" and the microseconds of t (the second's text kept from the last call)
+local function hms_usec(t)
 	local sec = floor(t)
 	local usec = floor((t - sec) * 1e6 + 0.5)
 	if usec >= 1000000 then sec, usec = sec + 1, usec - 1000000 end
 	if sec ~= last_sec then
 		last_sec, last_hms = sec, osdate("%H:%M:%S", sec)
 	end
-	return sformat("%s.%06d", last_hms, usec)
+	return last_hms, usec
+end
+
+function M.clock(t)
+	return sformat("%s.%06d", hms_usec(t))
 end
 
 --- An address and a port as tcpdump joins them: "10.0.0.1.22", "::1.22".
@@ -81,21 +86,35 @@ end
 -- @param p a packet (view, copy or table with the packet fields)
 -- @treturn string the line, without a newline
 function M.packet(p)
-	local flags, seq, len = p.flags, p.seq, p.len
+	local flags = p.flags
+	return M.segment(p.time, p.family, p.saddr, p.sport, p.daddr, p.dport, flags, p.seq, p.ack, p.window, p.len,
+		p.flagstr or M.flags(flags))
+end
+
+--- The fields `format.segment` takes, in its order: a callback
+-- `session:on_packet(fn, format.SEGMENT_FIELDS)` gets them as arguments,
+-- without a field lookup per value (what `tcpinspect watch` does).
+M.SEGMENT_FIELDS = { "time", "family", "saddr", "sport", "daddr", "dport", "flags", "seq", "ack", "window", "len",
+	"flagstr" }
+
+--- `format.packet`'s line from the fields themselves (M.SEGMENT_FIELDS).
+-- @treturn string the line, without a newline
+function M.segment(time, family, saddr, sport, daddr, dport, flags, seq, ack, window, len, flagstr)
 	local seqtext
 	if len > 0 then
 		seqtext = sformat("%d:%d", seq, (seq + len) & 0xffffffff)
 	else
 		seqtext = seq
 	end
+	local hms, usec = hms_usec(time) -- M.clock's, in the one format call
 	if flags & 16 ~= 0 then
-		return sformat("%s %s %s.%d > %s.%d: Flags [%s], seq %s, ack %d, win %d, length %d",
-			M.clock(p.time), p.family == 6 and "IP6" or "IP", p.saddr, p.sport, p.daddr, p.dport,
-			p.flagstr or M.flags(flags), seqtext, p.ack, p.window, len)
+		return sformat("%s.%06d %s %s.%d > %s.%d: Flags [%s], seq %s, ack %d, win %d, length %d",
+			hms, usec, family == 6 and "IP6" or "IP", saddr, sport, daddr, dport,
+			flagstr or M.flags(flags), seqtext, ack, window, len)
 	end
-	return sformat("%s %s %s.%d > %s.%d: Flags [%s], seq %s, win %d, length %d",
-		M.clock(p.time), p.family == 6 and "IP6" or "IP", p.saddr, p.sport, p.daddr, p.dport,
-		p.flagstr or M.flags(flags), seqtext, p.window, len)
+	return sformat("%s.%06d %s %s.%d > %s.%d: Flags [%s], seq %s, win %d, length %d",
+		hms, usec, family == 6 and "IP6" or "IP", saddr, sport, daddr, dport,
+		flagstr or M.flags(flags), seqtext, window, len)
 end
 
 --- Parse a line made by `format.packet` back into a table (for tests and
