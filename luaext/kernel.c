@@ -163,8 +163,10 @@ void ti_set_load_config(struct ti_load_config *c, const struct ti_load_opts *o, 
 	c->sample = o->sample;
 	c->events = o->events;
 	c->aggregates = o->aggregates;
-	/* wakeup records of the largest size; at most half the ring waits */
-	wakeup_bytes = (uint64_t)o->wakeup * ti_record_size(o->snaplen);
+	/* wakeup records of the largest size a segment makes (the compact
+	 * one with snaplen 0 and sockets off); at most half the ring waits */
+	wakeup_bytes = (uint64_t)o->wakeup * (o->snaplen || o->sockets ? ti_record_size(o->snaplen)
+								      : TI_RING_SPACE(TI_EVENT_COMPACT));
 	c->wakeup_bytes = (uint32_t)(wakeup_bytes < o->ring_size / 2 ? wakeup_bytes : o->ring_size / 2);
 	c->family = (uint32_t)o->family;
 	c->table_mask = ti_table_buckets(o->max_flows) - 1;
@@ -722,7 +724,15 @@ static int live_wait(struct ti_kernel *k, int64_t timeout_ms)
 static int live_ring_record(void *ctx, void *data, size_t size)
 {
 	struct ti_kernel *k = ctx;
-	int rc = k->rec_fn(k->rec_ctx, data, size);
+	int rc;
+
+	if (size == TI_EVENT_COMPACT) {
+		/* the compact record (bpf/tcpinspect.h): whole again, its tail 0 */
+		memcpy(&k->rec_whole, data, TI_EVENT_COMPACT);
+		data = &k->rec_whole;
+		size = sizeof(k->rec_whole);
+	}
+	rc = k->rec_fn(k->rec_ctx, data, size);
 
 	if (rc < 0)
 		k->rec_stopped = true;

@@ -124,7 +124,7 @@ for _, m in ipairs(modes) do cols[#cols + 1] = { m, m .. " ns/seg", "%.0f" } end
 for i = 2, #modes do
 	cols[#cols + 1] = { modes[i] .. "/", ("%s/%s"):format(modes[i], modes[1]), "%.2f" }
 end
-cols[#cols + 1] = { "lost", "delivered/lost" }
+cols[#cols + 1] = { "lost", "segments:delivered/lost" }
 local rows, parts = {}, {}
 for _, c in ipairs(configs) do
 	local row, dl = { config = c }, {}
@@ -133,10 +133,10 @@ for _, c in ipairs(configs) do
 		row[modes[i] .. "/"] = row[modes[i]] / row[modes[1]]
 		parts[#parts + 1] = ("%s %s/%s %.2f"):format(c, modes[i], modes[1], row[modes[i] .. "/"])
 	end
-	for _, m in ipairs(modes) do dl[#dl + 1] = ("%d/%d"):format(deliv[c .. m], lost[c .. m]) end
+	for _, m in ipairs(modes) do dl[#dl + 1] = ("%d:%d/%d"):format(segs[c .. m], deliv[c .. m], lost[c .. m]) end
 	row.lost = table.concat(dl, " ")
 	rows[#rows + 1] = row
 end
 C.table(cols, rows)
-print("  (segments per measurement: run_cnt of the session's programs; delivered/lost per mode, in MODES order)")
+print("  (segments: run_cnt of the session's programs over all rounds; then delivered/lost; per mode, in MODES order)")
 print(("SUMMARY probe cost %s: %s"):format(kernel, table.concat(parts, ", ")))
