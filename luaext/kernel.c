@@ -731,15 +731,7 @@ static int live_wait(struct ti_kernel *k, int64_t timeout_ms)
 static int live_ring_record(void *ctx, void *data, size_t size)
 {
 	struct ti_kernel *k = ctx;
-	int rc;
-
-	if (size == TI_EVENT_COMPACT) {
-		/* the compact record (bpf/tcpinspect.h): whole again, its tail 0 */
-		memcpy(&k->rec_whole, data, TI_EVENT_COMPACT);
-		data = &k->rec_whole;
-		size = sizeof(k->rec_whole);
-	}
-	rc = k->rec_fn(k->rec_ctx, data, size);
+	int rc = k->rec_fn(k->rec_ctx, data, size);
 
 	if (rc < 0)
 		k->rec_stopped = true;

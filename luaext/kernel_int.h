@@ -120,7 +120,6 @@ struct ti_kernel {
 	ti_record_fn rec_fn;	/* during ti_kernel_consume: where records go */
 	void *rec_ctx;
 	bool rec_stopped; /* rec_fn returned < 0 */
-	struct ti_event rec_whole; /* a compact record made whole; its tail stays 0 */
 
 	/* replay (kernel_replay.c) */
 	struct ti_replay *replay;

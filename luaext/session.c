@@ -489,8 +489,8 @@ static int deliver(void *ctx, const void *data, size_t size)
 		s->cb_changed = false;
 	}
 	s->delivered++;
-	if (s->dump)
-		dump_record(s, data, size);
+	if (s->dump) /* from the view: a compact record made whole */
+		dump_record(s, ti_packet_event(s->view), sizeof(struct ti_event) + ti_packet_event(s->view)->caplen);
 	if (lua_isnil(L, base + 2))
 		return poll_should_stop(s) ? -ETIME : 0;
 	lua_pushvalue(L, base + 2);
