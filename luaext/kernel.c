@@ -165,8 +165,8 @@ void ti_set_load_config(struct ti_load_config *c, const struct ti_load_opts *o, 
 	c->aggregates = o->aggregates;
 	/* wakeup records of the largest size a segment makes (the compact
 	 * one with snaplen 0 and sockets off); at most half the ring waits */
-	wakeup_bytes = (uint64_t)o->wakeup * (o->snaplen || o->sockets ? ti_record_size(o->snaplen)
-								      : TI_RING_SPACE(TI_EVENT_COMPACT));
+	wakeup_bytes = (uint64_t)o->wakeup *
+		       (o->snaplen || o->sockets ? ti_record_size(o->snaplen) : TI_RING_SPACE(TI_EVENT_COMPACT));
 	c->wakeup_bytes = (uint32_t)(wakeup_bytes < o->ring_size / 2 ? wakeup_bytes : o->ring_size / 2);
 	c->family = (uint32_t)o->family;
 	c->table_mask = ti_table_buckets(o->max_flows) - 1;
