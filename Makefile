@@ -258,7 +258,7 @@ bench: all
 # In the qemu guests: fentry against kprobe, by the kernel's own accounting of
 # the programs' run time (absolute times mean nothing under emulation).
 bench-vm: all
-	for k in $(KERNEL_IDS); do spec/vm/run $$k -- lua5.4 spec/bench/probe_cost.lua fentry,kprobe 5 2 || exit 1; done
+	for k in $(KERNEL_IDS); do spec/vm/run $$k -- lua5.4 spec/bench/probe_cost.lua fentry,kprobe,tc 3 2 || exit 1; done
 
 # RELIABILITY.md #6 (60 s at the highest rate, dropped == 0) and #20 (10
 # minutes at a steady rate, RSS and Lua heap flat), asserting; about 11

@@ -425,12 +425,23 @@ static __always_inline void ti_emit(const struct ti_event *e)
 		return;
 	}
 
-	r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
-	if (!r) {
-		ti_count_emit(e, 0);
-		return;
+	/* no bytes, no socket fields, not a drop: the compact record
+	 * (TI_EVENT_COMPACT, bpf/tcpinspect.h), a quarter less ring */
+	if (!ti_load.sockets && e->probe != TI_PROBE_KFREE_SKB) {
+		r = bpf_ringbuf_reserve(&events, TI_EVENT_COMPACT, 0);
+		if (!r) {
+			ti_count_emit(e, 0);
+			return;
+		}
+		__builtin_memcpy(r, e, TI_EVENT_COMPACT);
+	} else {
+		r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
+		if (!r) {
+			ti_count_emit(e, 0);
+			return;
+		}
+		__builtin_memcpy(r, e, sizeof(*r));
 	}
-	__builtin_memcpy(r, e, sizeof(*r));
 	/* Batched wakeups: once `wakeup` records are pending, wake the reader
 	 * once per position of its consumer: the first record at or past the
 	 * mark forces a wakeup, and the next forced one waits until the reader

@@ -130,6 +130,18 @@ _Static_assert(__builtin_offsetof(struct ti_event, caplen) == 74, "ti_event.capl
 _Static_assert(__builtin_offsetof(struct ti_event, len) == 76, "ti_event.len at 76");
 _Static_assert(__builtin_offsetof(struct ti_event, wirelen) == 84, "ti_event.wirelen at 84");
 
+/* The compact record: the first TI_EVENT_COMPACT bytes of struct ti_event
+ * (every field up to wirelen), which is all a segment's record carries when
+ * no bytes are captured (snaplen 0) and sockets are off: the drop fields
+ * (reason, location) and the socket tail are 0 then.  ti_emit writes it
+ * (96 bytes of ring with the kernel's header instead of 128).  The view
+ * (luaext/packet.c, ti_packet_set_record) and the recorder's window
+ * (ti_recorder_push) take it as a whole struct ti_event with its tail 0,
+ * and the dump writes it from the view: one record definition, the tail
+ * optional on the ring only.  Drop and conn-end records are always whole. */
+#define TI_EVENT_COMPACT 88
+_Static_assert(__builtin_offsetof(struct ti_event, reason) == TI_EVENT_COMPACT, "the compact record ends at reason");
+
 /* Captured bytes and filter expressions.  A ring record is struct ti_event
  * followed by caplen bytes of the segment from its IP header on (open()'s
  * snaplen, at most TI_SNAPLEN_MAX).  A filter expression (a classic BPF

@@ -163,8 +163,10 @@ void ti_set_load_config(struct ti_load_config *c, const struct ti_load_opts *o, 
 	c->sample = o->sample;
 	c->events = o->events;
 	c->aggregates = o->aggregates;
-	/* wakeup records of the largest size; at most half the ring waits */
-	wakeup_bytes = (uint64_t)o->wakeup * ti_record_size(o->snaplen);
+	/* wakeup records of the largest size a segment makes (the compact
+	 * one with snaplen 0 and sockets off); at most half the ring waits */
+	wakeup_bytes = (uint64_t)o->wakeup *
+		       (o->snaplen || o->sockets ? ti_record_size(o->snaplen) : TI_RING_SPACE(TI_EVENT_COMPACT));
 	c->wakeup_bytes = (uint32_t)(wakeup_bytes < o->ring_size / 2 ? wakeup_bytes : o->ring_size / 2);
 	c->family = (uint32_t)o->family;
 	c->table_mask = ti_table_buckets(o->max_flows) - 1;
@@ -708,15 +710,22 @@ static int live_wait(struct ti_kernel *k, int64_t timeout_ms)
 {
 	struct epoll_event ev[2];
 	int timeout = timeout_ms < 0 ? -1 : timeout_ms > 0x7fffffff ? 0x7fffffff : (int)timeout_ms;
-	int changed = ti_kernel_tc_refresh(k) > 0 ? TI_WAIT_HOOKS : 0, n;
+	int changed = 0, n;
 
 	/* no ring: -1 would wait for nothing but an interface change */
-	if (timeout == 0 || (!k->rb && timeout < 0))
-		return changed;
-	if (k->epfd < 0) {
-		poll(NULL, 0, timeout);
-		return changed;
+	if (timeout == 0 || (!k->rb && timeout < 0) || k->epfd < 0 || ti_kernel_tc_pending(k)) {
+		changed = ti_kernel_tc_refresh(k) > 0 ? TI_WAIT_HOOKS : 0;
+		if (timeout == 0 || (!k->rb && timeout < 0))
+			return changed;
+		if (k->epfd < 0) {
+			poll(NULL, 0, timeout);
+			return changed;
+		}
 	}
+	/* Otherwise the wait itself tells of news: the link monitor's fd is
+	 * in the waiter, level-triggered, so news that came while nobody
+	 * waited makes it return at once (WAKE_LINKS), and a wait that ends
+	 * with the ring ready costs one syscall, not two. */
 	n = epoll_wait(k->epfd, ev, 2, timeout);
 	if (n < 0)
 		return -errno;

@@ -172,6 +172,8 @@ void ti_tc_sweep_stale(void);
  * recv); ti_kernel_wait calls it.  >0: the attachments changed, 0: they
  * did not, <0: -errno (the attachments stay as they were). */
 int ti_kernel_tc_refresh(struct ti_kernel *k);
+/* news a refresh could not act on yet (retried at the next wait) */
+bool ti_kernel_tc_pending(const struct ti_kernel *k);
 /* readable when ti_kernel_tc_refresh has news to act on, or -1 */
 int ti_kernel_tc_wake_fd(const struct ti_kernel *k);
 

@@ -964,6 +964,14 @@ int ti_kernel_tc_wake_fd(const struct ti_kernel *k)
 	return k->mode == TI_MODE_TC ? k->tc_wake_fd : -1;
 }
 
+bool ti_kernel_tc_pending(const struct ti_kernel *k)
+{
+	for (int ns = 0; ns < k->ntcns; ns++)
+		if (k->tcns[ns].news)
+			return true;
+	return false;
+}
+
 int ti_kernel_tc_refresh(struct ti_kernel *k)
 {
 	struct epoll_event ev[16];

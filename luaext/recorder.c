@@ -173,8 +173,15 @@ void ti_recorder_push(struct ti_recorder *r, const void *data, size_t size, bool
 	uint32_t caplen, len;
 	uint64_t sz, off;
 	struct rec_hdr *h;
-	struct ti_event *copy;
+	struct ti_event *copy, whole;
 
+	if (size == TI_EVENT_COMPACT) {
+		/* the compact record (bpf/tcpinspect.h): kept whole, its tail 0 */
+		memset(&whole, 0, sizeof(whole));
+		memcpy(&whole, data, TI_EVENT_COMPACT);
+		e = data = &whole;
+		size = sizeof(whole);
+	}
 	if (size < sizeof(*e))
 		return;
 	/* a connection's end (conns = true) is no segment: it passes through

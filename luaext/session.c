@@ -499,8 +499,8 @@ static int deliver(void *ctx, const void *data, size_t size)
 		s->cb_changed = false;
 	}
 	s->delivered++;
-	if (s->dump)
-		dump_record(s, data, size);
+	if (s->dump) /* from the view: a compact record made whole */
+		dump_record(s, ti_packet_event(s->view), sizeof(struct ti_event) + ti_packet_event(s->view)->caplen);
 	if (lua_isnil(L, base + 2))
 		return poll_should_stop(s) ? -ETIME : 0;
 	lua_pushvalue(L, base + 2);
@@ -607,7 +607,10 @@ static int session_poll(lua_State *L)
 		return luaL_error(L, "tcpinspect: poll: timeout %I ms out of range", timeout);
 	if (s->L)
 		return luaL_error(L, "poll called from inside a callback of the same session");
-	session_wait(s, 0); /* news that came while nobody waited: at once */
+	/* news that came while nobody waited: at once (a poll that waits
+	 * learns of it from its wait, one syscall less per poll) */
+	if (timeout == 0 || ti_recorder_has_pending(s->rec))
+		session_wait(s, 0);
 	top = delivery_begin(L, s, timeout > 0 && !info.capture_clock ? (double)timeout / 1000 : TI_POLL_SLICE);
 	/* records a recorder's dump drained from the ring come first */
 	if (ti_recorder_has_pending(s->rec) && ti_recorder_pending(s->rec, deliver, s) < 0)

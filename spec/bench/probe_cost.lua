@@ -5,21 +5,34 @@
 -- guests, where packet rates mean nothing (emulated time) but the ratio of
 -- two hooks' costs measured alike does (make bench-vm).
 --
---   lua5.4 spec/bench/probe_cost.lua [MODES] [ROUNDS] [SECS]
---   MODES: comma list (default fentry,kprobe); each round runs every mode
---   once, in random order, with the same established-flow load
---   (spec/bench/est_load.py) filtered to its port; aggregates on, events off.
+--   lua5.4 spec/bench/probe_cost.lua [MODES] [ROUNDS] [SECS] [CONFIGS]
+--   MODES: comma list (default fentry,kprobe,tc); CONFIGS: comma list of
+--   bare, aggregates, callback (default all three):
+--     bare        events = false, aggregates = false (the hook alone)
+--     aggregates  events = false, aggregates on
+--     callback    aggregates = false, on_packet(fn, {"len"}) (what watch needs)
+--   Each round runs every mode x configuration once, in random order, with
+--   the same established-flow load (spec/bench/est_load.py) filtered to its
+--   port; tc on lo.  Printed as one table: ns per segment per configuration
+--   and mode, and each mode's ratio to the first.
 package.path = "lua/?.lua;lua/?/init.lua;spec/bench/?.lua;" .. package.path
 package.cpath = (os.getenv("TI_CPATH") or "build/?.so;") .. package.cpath
 
 local ti = require "tcpinspect"
 local C = require "common"
 
-local modes = {}
-for m in (arg[1] or "fentry,kprobe"):gmatch("[^,]+") do modes[#modes + 1] = m end
+local modes, configs = {}, {}
+for m in (arg[1] or "fentry,kprobe,tc"):gmatch("[^,]+") do modes[#modes + 1] = m end
 local ROUNDS, SECS = tonumber(arg[2]) or 5, tonumber(arg[3]) or 2
+for c in (arg[4] or "bare,aggregates,callback"):gmatch("[^,]+") do configs[#configs + 1] = c end
 local PORT = 47996
 math.randomseed(os.time())
+
+local CONFIG_OPTS = {
+	bare = { events = false, aggregates = false },
+	aggregates = { events = false },
+	callback = { aggregates = false, fields = { "len" } },
+}
 
 local function sh(cmd)
 	local f = assert(io.popen(cmd))
@@ -28,22 +41,50 @@ local function sh(cmd)
 	return out
 end
 
--- run_time_ns and run_cnt summed over this process's ti_ programs
+-- run_time_ns and run_cnt summed over this process's ti_ programs (one
+-- bpftool call for all of them)
 local function prog_stats(pid)
-	local ns, cnt = 0, 0
+	local ids = {}
 	local fds = sh("ls -l /proc/" .. pid .. "/fd 2>/dev/null")
 	for fd in fds:gmatch(" (%d+) %-> anon_inode:bpf%-prog") do
-		local info = sh(("cat /proc/%d/fdinfo/%s"):format(pid, fd))
-		local id = info:match("prog_id:%s*(%d+)")
-		if id then
-			local show = sh("bpftool prog show id " .. id)
-			if show:match("name ti_") then
-				ns = ns + tonumber(show:match("run_time_ns (%d+)") or 0)
-				cnt = cnt + tonumber(show:match("run_cnt (%d+)") or 0)
-			end
+		local f = io.open(("/proc/%d/fdinfo/%s"):format(pid, fd))
+		local id = f and f:read("a"):match("prog_id:%s*(%d+)")
+		if f then f:close() end
+		if id then ids[id] = true end
+	end
+	local ns, cnt = 0, 0
+	for line in sh("bpftool prog show 2>/dev/null"):gmatch("[^\n]+") do
+		local id, name = line:match("^(%d+): %S+%s+name (%S+)")
+		if id and ids[id] and name:match("^ti_") then
+			ns = ns + tonumber(line:match("run_time_ns (%d+)") or 0)
+			cnt = cnt + tonumber(line:match("run_cnt (%d+)") or 0)
 		end
 	end
 	return ns, cnt
+end
+
+local sink = 0 -- luacheck: ignore 231 (written by the callback)
+
+-- One measurement: open mode m in configuration c, run the load for SECS
+-- while polling, return ns/segment, segments, delivered, lost.
+local function measure(pid, m, c)
+	local o = CONFIG_OPTS[c]
+	local s = assert(ti.open { mode = m, dev = m == "tc" and "lo" or nil, events = o.events,
+		aggregates = o.aggregates, filter = { port = PORT } })
+	local n = 0
+	if o.fields then s:on_packet(function(len) sink = len; n = n + 1 end, o.fields) end
+	local ns0, cnt0 = prog_stats(pid)
+	local load = assert(io.popen(("python3 spec/bench/est_load.py %d %g 4 2>/dev/null"):format(PORT, SECS)))
+	local t0 = C.now()
+	while C.now() - t0 < SECS + 0.5 do s:poll(100) end
+	load:read("a")
+	load:close()
+	while s:poll(0) > 0 do end
+	local ns1, cnt1 = prog_stats(pid)
+	local st = s:stats()
+	s:close()
+	if o.fields then assert(n == st.delivered, "callback calls differ from delivered") end
+	return cnt1 > cnt0 and (ns1 - ns0) / (cnt1 - cnt0) or nil, cnt1 - cnt0, st.delivered, st.dropped
 end
 
 sh("sysctl -qw kernel.bpf_stats_enabled=1")
@@ -53,30 +94,49 @@ do
 	pid = tonumber(f:read("a"):match("^(%d+)"))
 	f:close()
 end
-local res = {}
-for _, m in ipairs(modes) do res[m] = {} end
+local res, segs, lost, deliv = {}, {}, {}, {}
+for _, c in ipairs(configs) do
+	assert(CONFIG_OPTS[c], "probe_cost: unknown configuration " .. c)
+	for _, m in ipairs(modes) do
+		res[c .. m], segs[c .. m], lost[c .. m], deliv[c .. m] = {}, 0, 0, 0
+	end
+end
 for _ = 1, ROUNDS do
-	for _, m in ipairs(C.shuffle({ table.unpack(modes) })) do
-		local s = assert(ti.open { mode = m, events = false, filter = { port = PORT } })
-		local ns0, cnt0 = prog_stats(pid)
-		sh(("python3 spec/bench/est_load.py %d %g 4 >/dev/null 2>&1"):format(PORT, SECS))
-		local ns1, cnt1 = prog_stats(pid)
-		s:close()
-		if cnt1 > cnt0 then table.insert(res[m], (ns1 - ns0) / (cnt1 - cnt0)) end
+	local order = {}
+	for _, c in ipairs(configs) do
+		for _, m in ipairs(modes) do order[#order + 1] = { c, m } end
+	end
+	for _, cm in ipairs(C.shuffle(order)) do
+		local k = cm[1] .. cm[2]
+		local per, cnt, d, l = measure(pid, cm[2], cm[1])
+		if per then table.insert(res[k], per) end
+		segs[k], deliv[k], lost[k] = segs[k] + cnt, deliv[k] + d, lost[k] + l
 	end
 end
 sh("sysctl -qw kernel.bpf_stats_enabled=0")
 local f = io.open("/proc/sys/kernel/osrelease")
 local kernel = f and f:read("l") or "?"
 if f then f:close() end
-print(("== BPF cost per segment by hook, %s (bpf_stats: run_time_ns / run_cnt; %d rounds x %g s, established load, aggregates on)")
-	:format(kernel, ROUNDS, SECS))
-local base = C.median(res[modes[1]])
-for _, m in ipairs(modes) do
-	local med = C.median(res[m])
-	print(("  %-7s %8.0f ns/segment   ratio to %s %.2f   (%d rounds)"):format(m, med, modes[1],
-		med / base, #res[m]))
+print(("== BPF run time per segment by hook and configuration, %s (bpf_stats: run_time_ns / run_cnt; "
+	.. "%d rounds x %g s, shuffled; established load on lo, medians)"):format(kernel, ROUNDS, SECS))
+local cols = { { "config", "configuration" } }
+for _, m in ipairs(modes) do cols[#cols + 1] = { m, m .. " ns/seg", "%.0f" } end
+for i = 2, #modes do
+	cols[#cols + 1] = { modes[i] .. "/", ("%s/%s"):format(modes[i], modes[1]), "%.2f" }
 end
-local parts = {}
-for i = 2, #modes do parts[#parts + 1] = ("%s/%s %.2f"):format(modes[i], modes[1], C.median(res[modes[i]]) / base) end
+cols[#cols + 1] = { "lost", "segments:delivered/lost" }
+local rows, parts = {}, {}
+for _, c in ipairs(configs) do
+	local row, dl = { config = c }, {}
+	for _, m in ipairs(modes) do row[m] = C.median(res[c .. m]) end
+	for i = 2, #modes do
+		row[modes[i] .. "/"] = row[modes[i]] / row[modes[1]]
+		parts[#parts + 1] = ("%s %s/%s %.2f"):format(c, modes[i], modes[1], row[modes[i] .. "/"])
+	end
+	for _, m in ipairs(modes) do dl[#dl + 1] = ("%d:%d/%d"):format(segs[c .. m], deliv[c .. m], lost[c .. m]) end
+	row.lost = table.concat(dl, " ")
+	rows[#rows + 1] = row
+end
+C.table(cols, rows)
+print("  (segments: run_cnt of the session's programs over all rounds; then delivered/lost; per mode, in MODES order)")
 print(("SUMMARY probe cost %s: %s"):format(kernel, table.concat(parts, ", ")))

@@ -35,6 +35,7 @@ local sink = 0 -- luacheck: ignore 231 (written by the callbacks so field reads 
 local callbacks = {
 	read3 = function(p) sink = p.sport + p.len + p.flags end,
 	args3 = function(sport, len, flags) sink = sport + len + flags end,
+	args1 = function(len) sink = len end,
 	empty = function(_) end,
 	none = false,
 	table6 = function(p)
@@ -104,64 +105,134 @@ end
 
 local results = {}
 
+local RATE_CONFIGS = {
+	{ name = "3-field callback", cb = "read3", wakeup = 64, B = 1024 },
+	{ name = "3 fields as arguments", cb = "args3", fields = { "sport", "len", "flags" }, wakeup = 64, B = 1024 },
+	{ name = "1 field as argument", cb = "args1", fields = { "len" }, wakeup = 64, B = 1024 },
+	{ name = "empty callback", cb = "empty", wakeup = 64, B = 1024 },
+	{ name = "no callback", cb = "none", wakeup = 64, B = 1024 },
+	{ name = "6-field table/event", cb = "table6", wakeup = 64, B = 1024 },
+	{ name = "3-field, batch 256", cb = "read3", wakeup = 64, B = 256 },
+	{ name = "3-field, batch 4096", cb = "read3", wakeup = 64, B = 4096 },
+	{ name = "3-field, wakeup=1", cb = "read3", wakeup = 1, B = 1024 },
+	{ name = "3-field, no forced wakeup", cb = "read3", wakeup = WAKEUP_NEVER, B = 1024 },
+}
+
+-- BENCH_SYN_CONFIGS: a comma list of names (or parts of names) to run only
+-- those configurations of section 1.
+local function rate_configs()
+	local want = os.getenv("BENCH_SYN_CONFIGS")
+	local list = {}
+	for i, c in ipairs(RATE_CONFIGS) do
+		local keep = not want or want == ""
+		for w in (want or ""):gmatch("[^,]+") do
+			if c.name:find(w, 1, true) then keep = true end
+		end
+		if keep then list[#list + 1] = { i = i, c = c } end
+	end
+	return list
+end
+
+-- `rate-round`: one round of section 1 in this process (every selected
+-- configuration once, shuffled), printed as "i rate crate luans lost ev iw
+-- csw" lines: a second build cannot load into the same Lua state (both
+-- register the same metatables), so each build's rounds run in children.
+local function rate_round_child()
+	local runs = {}
+	for _, e in ipairs(rate_configs()) do
+		local c = e.c
+		local r = { i = e.i, c = c, s = open { wakeup = c.wakeup } }
+		r.s:on_packet(callbacks[c.cb] or nil, c.fields)
+		r.acc = { rate = {}, crate = {}, luans = {}, bpfns = {} }
+		runs[#runs + 1] = r
+	end
+	for _, r in ipairs(C.shuffle(runs)) do
+		collectgarbage()
+		chunk(r.s, r.c.B, SECS, r.acc)
+	end
+	for _, r in ipairs(runs) do
+		local a = r.acc
+		print(r.i, a.rate[1], a.crate[1], a.luans[1], a.lost, a.ev, a.iw, a.csw)
+		r.s:close()
+	end
+end
+
+local function rate_round_in(dir, into)
+	local cpath = dir and ("TI_CPATH='" .. dir .. "/?.so;' ") or ""
+	local p = assert(io.popen(cpath .. "lua5.4 spec/bench/synthetic.lua rate-round"))
+	for line in p:lines() do
+		local v = {}
+		for x in line:gmatch("[^\t]+") do v[#v + 1] = tonumber(x) end
+		if #v == 8 then
+			local a = into[v[1]] or { rate = {}, crate = {}, luans = {}, lost = 0, ev = 0, iw = 0, csw = 0 }
+			into[v[1]] = a
+			a.rate[#a.rate + 1], a.crate[#a.crate + 1], a.luans[#a.luans + 1] = v[2], v[3], v[4]
+			a.lost, a.ev, a.iw, a.csw = a.lost + v[5], a.ev + v[6], a.iw + v[7], a.csw + v[8]
+		end
+	end
+	assert(p:close(), "bench: a rate-round child failed")
+end
+
+-- With BENCH_BASELINE_CORE (spec/bench/run, BENCH_BASELINE=<rev>) every
+-- round runs both builds, in random order, each in a child process.
 local function rate_section()
 	print(("== 1. Synthetic event rate into Lua (tc program via BPF_PROG_TEST_RUN on lo; "
 		.. "%d rounds x %.1f s per config, shuffled; medians)"):format(ROUNDS, SECS))
-	local configs = {
-		{ name = "3-field callback", cb = "read3", wakeup = 64, B = 1024 },
-		{ name = "3 fields as arguments", cb = "args3", fields = { "sport", "len", "flags" }, wakeup = 64, B = 1024 },
-		{ name = "empty callback", cb = "empty", wakeup = 64, B = 1024 },
-		{ name = "no callback", cb = "none", wakeup = 64, B = 1024 },
-		{ name = "6-field table/event", cb = "table6", wakeup = 64, B = 1024 },
-		{ name = "3-field, batch 256", cb = "read3", wakeup = 64, B = 256 },
-		{ name = "3-field, batch 4096", cb = "read3", wakeup = 64, B = 4096 },
-		{ name = "3-field, wakeup=1", cb = "read3", wakeup = 1, B = 1024 },
-		{ name = "3-field, no forced wakeup", cb = "read3", wakeup = WAKEUP_NEVER, B = 1024 },
-	}
-	for _, c in ipairs(configs) do
-		c.s = open { wakeup = c.wakeup }
-		c.s:on_packet(callbacks[c.cb] or nil, c.fields)
-		c.acc = { rate = {}, crate = {}, luans = {}, bpfns = {} }
+	local base_core = os.getenv("BENCH_BASELINE_CORE")
+	if base_core == "" then base_core = nil end
+	local base_dir = base_core and base_core:match("^(.*)/tcpinspect/core%.so$")
+	if base_core then
+		print(("  baseline: %s, build %s; each round runs both builds, in random order")
+			:format(os.getenv("BENCH_BASELINE") or "?", base_core))
 	end
+	local this, base = {}, {}
 	for _ = 1, ROUNDS do
-		local order = {}
-		for i, c in ipairs(configs) do order[i] = c end
-		for _, c in ipairs(C.shuffle(order)) do
-			collectgarbage()
-			chunk(c.s, c.B, SECS, c.acc)
-		end
+		local order = { { nil, this } }
+		if base_dir then order[2] = { base_dir, base } end
+		for _, b in ipairs(C.shuffle(order)) do rate_round_in(b[1], b[2]) end
 	end
 	local rows = {}
-	for _, c in ipairs(configs) do
-		local a = c.acc
-		rows[#rows + 1] = {
+	for _, e in ipairs(rate_configs()) do
+		local c, a = e.c, this[e.i]
+		local row = {
 			name = c.name, wakeup = c.wakeup == WAKEUP_NEVER and "ring/2" or tostring(c.wakeup),
 			B = c.B, rate = C.median(a.rate), crate = C.median(a.crate),
-			luans = C.median(a.luans), bpfns = C.median(a.bpfns), lost = a.lost,
+			luans = C.median(a.luans), lost = a.lost,
 			iw = a.iw * 1000 / a.ev, csw = a.csw * 1000 / a.ev,
 		}
-		results[c.name] = rows[#rows]
-		c.s:close()
+		if base_dir then
+			local b = base[e.i]
+			row.bcrate, row.bluans, row.blost = C.median(b.crate), C.median(b.luans), b.lost
+			row.change = row.crate / row.bcrate
+		end
+		rows[#rows + 1] = row
+		results[c.name] = row
 	end
-	C.table({
+	local cols = {
 		{ "name", "config" }, { "wakeup", "wakeup" }, { "B", "batch" },
 		{ "rate", "events/s e2e", C.si }, { "crate", "consumer ev/s", C.si },
-		{ "luans", "Lua ns/ev", "%.0f" }, { "bpfns", "BPF ns/run", "%.0f" },
+		{ "luans", "Lua ns/ev", "%.0f" },
 		{ "lost", "lost" }, { "iw", "irq_work/1k", "%.1f" }, { "csw", "ctxsw/1k", "%.2f" },
-	}, rows)
-	local base = results["no callback"].luans
+	}
+	if base_dir then
+		cols[#cols + 1] = { "bcrate", "baseline consumer ev/s", C.si }
+		cols[#cols + 1] = { "bluans", "baseline Lua ns/ev", "%.0f" }
+		cols[#cols + 1] = { "blost", "baseline lost" }
+		cols[#cols + 1] = { "change", "consumer this/baseline", "%.2f" }
+	end
+	C.table(cols, rows)
+	local function r(name, k) return results[name] and results[name][k or "luans"] or 0 / 0 end
+	local nocb = r("no callback")
 	print(("  callback cost over no callback: 3 fields %.0f ns/ev, 3 fields as arguments %.0f ns/ev, "
-		.. "empty %.0f ns/ev, 6-field table %.0f ns/ev"):format(results["3-field callback"].luans - base,
-			results["3 fields as arguments"].luans - base,
-			results["empty callback"].luans - base, results["6-field table/event"].luans - base))
+		.. "empty %.0f ns/ev, 6-field table %.0f ns/ev"):format(r("3-field callback") - nocb,
+			r("3 fields as arguments") - nocb, r("empty callback") - nocb, r("6-field table/event") - nocb))
 	print("  e2e = delivered / (BPF test_run time + poll time), one thread; consumer = delivered / poll time.")
 	print("  irq_work/1k = IRQ-work interrupts (the ring's forced wakeups) per 1000 events, whole machine.")
 	print()
-	local r3 = results["3-field callback"]
-	print(("SUMMARY synthetic: 3-field callback %s ev/s e2e, %s ev/s consumer (%.0f ns/ev), lost %d; "
-		.. "wakeup=1 %s ev/s; no forced wakeup %s ev/s e2e"):format(C.si(r3.rate), C.si(r3.crate),
-		r3.luans, r3.lost, C.si(results["3-field, wakeup=1"].rate),
-		C.si(results["3-field, no forced wakeup"].rate)))
+	print(("SUMMARY synthetic: 3-field callback %s ev/s e2e, %s ev/s consumer (%.0f ns/ev), lost %s; "
+		.. "wakeup=1 %s ev/s; no forced wakeup %s ev/s e2e"):format(C.si(r("3-field callback", "rate")),
+		C.si(r("3-field callback", "crate")), r("3-field callback"), tostring(r("3-field callback", "lost")),
+		C.si(r("3-field, wakeup=1", "rate")), C.si(r("3-field, no forced wakeup", "rate"))))
 end
 
 local BPF_CONFIGS = {
@@ -384,6 +455,10 @@ local function memory_section()
 		last.heapgc, first.at, last.at, stt.dropped))
 end
 
+if what == "rate-round" then
+	rate_round_child()
+	return
+end
 if what == "bpf-round" then
 	bpf_round_child(tonumber(arg[2]) or 5)
 	return
