@@ -20,7 +20,8 @@ local floor, sformat, osdate = math.floor, string.format, os.date
 -- `tcpinspect.flagstr`, so both spell flags the same way.
 -- @tparam integer flags
 -- @treturn string
-M.flags = require("tcpinspect.core").flagstr
+local core = require "tcpinspect.core"
+M.flags = core.flagstr
 
 -- os.date is the slow part of a timestamp: cache the text of the last second
 local last_sec, last_hms = nil, nil
@@ -82,40 +83,27 @@ end
 --
 --     15:04:05.123456 IP 127.0.0.1.41234 > 127.0.0.1.22: Flags [S.], seq 123, ack 456, win 65483, length 0
 --
--- Reads the fields of the view directly: no table is made per packet.
+-- A view's or copy's `p.line` (made in C, the one definition of the line);
+-- a table without `line` goes through `format.segment`.
 -- @param p a packet (view, copy or table with the packet fields)
 -- @treturn string the line, without a newline
 function M.packet(p)
-	local flags = p.flags
-	return M.segment(p.time, p.family, p.saddr, p.sport, p.daddr, p.dport, flags, p.seq, p.ack, p.window, p.len,
-		p.flagstr or M.flags(flags))
+	local line = p.line
+	if line then return line end
+	return M.segment(p.time, p.family, p.saddr, p.sport, p.daddr, p.dport, p.flags, p.seq, p.ack, p.window, p.len,
+		p.flagstr)
 end
 
---- The fields `format.segment` takes, in its order: a callback
--- `session:on_packet(fn, format.SEGMENT_FIELDS)` gets them as arguments,
--- without a field lookup per value (what `tcpinspect watch` does).
+--- The fields `format.segment` takes, in its order.
 M.SEGMENT_FIELDS = { "time", "family", "saddr", "sport", "daddr", "dport", "flags", "seq", "ack", "window", "len",
 	"flagstr" }
 
---- `format.packet`'s line from the fields themselves (M.SEGMENT_FIELDS).
+--- `format.packet`'s line from the fields themselves (M.SEGMENT_FIELDS):
+-- the core's `segment_line`, which makes the packet field `line`, so the
+-- text has one definition (ack may be nil without ACK, flagstr nil: from
+-- flags).
 -- @treturn string the line, without a newline
-function M.segment(time, family, saddr, sport, daddr, dport, flags, seq, ack, window, len, flagstr)
-	local seqtext
-	if len > 0 then
-		seqtext = sformat("%d:%d", seq, (seq + len) & 0xffffffff)
-	else
-		seqtext = seq
-	end
-	local hms, usec = hms_usec(time) -- M.clock's, in the one format call
-	if flags & 16 ~= 0 then
-		return sformat("%s.%06d %s %s.%d > %s.%d: Flags [%s], seq %s, ack %d, win %d, length %d",
-			hms, usec, family == 6 and "IP6" or "IP", saddr, sport, daddr, dport,
-			flagstr or M.flags(flags), seqtext, ack, window, len)
-	end
-	return sformat("%s.%06d %s %s.%d > %s.%d: Flags [%s], seq %s, win %d, length %d",
-		hms, usec, family == 6 and "IP6" or "IP", saddr, sport, daddr, dport,
-		flagstr or M.flags(flags), seqtext, window, len)
-end
+M.segment = core.segment_line
 
 --- Parse a line made by `format.packet` back into a table (for tests and
 -- tools reading `tcpinspect watch` output).
