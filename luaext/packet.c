@@ -345,14 +345,58 @@ static char *put_ipv4(char *p, const uint8_t *a)
 	return p;
 }
 
+/* An IPv6 address as glibc's inet_ntop writes it (RFC 5952: lowercase hex
+ * without leading zeros, the first longest run of 2 or more zero groups as
+ * "::", "::a.b.c.d" and "::ffff:a.b.c.d" for the IPv4-compatible and
+ * -mapped forms), without its sprintf per group (spec/75 compares the two
+ * on random addresses); past it */
+static char *put_ipv6(char *p, const uint8_t *a)
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned w[8];
+	int best = -1, best_len = 0, cur = -1, cur_len = 0;
+
+	for (int i = 0; i < 8; i++) {
+		w[i] = (unsigned)a[2 * i] << 8 | a[2 * i + 1];
+		if (w[i] == 0) {
+			if (cur < 0)
+				cur = i, cur_len = 0;
+			if (++cur_len > best_len)
+				best = cur, best_len = cur_len;
+		} else {
+			cur = -1;
+		}
+	}
+	if (best_len < 2)
+		best = -1;
+	for (int i = 0; i < 8; i++) {
+		if (best >= 0 && i >= best && i < best + best_len) {
+			if (i == best)
+				*p++ = ':';
+			continue;
+		}
+		if (i)
+			*p++ = ':';
+		if (i == 6 && best == 0 && (best_len == 6 || (best_len == 5 && w[5] == 0xffff)))
+			return put_ipv4(p, a + 12);
+		for (int sh = 12, started = 0; sh >= 0; sh -= 4) {
+			unsigned d = w[i] >> sh & 15;
+
+			if (d || started || sh == 0) {
+				*p++ = hex[d];
+				started = 1;
+			}
+		}
+	}
+	if (best >= 0 && best + best_len == 8)
+		*p++ = ':';
+	return p;
+}
+
 /* An address's text (inet_ntop's) into buf (INET6_ADDRSTRLEN); its length */
 static size_t addr_into(char *buf, int family, const uint8_t *addr)
 {
-	if (family != 6)
-		return (size_t)(put_ipv4(buf, addr) - buf);
-	if (!inet_ntop(AF_INET6, addr, buf, INET6_ADDRSTRLEN))
-		buf[0] = '\0';
-	return strlen(buf);
+	return (size_t)((family == 6 ? put_ipv6(buf, addr) : put_ipv4(buf, addr)) - buf);
 }
 
 /* "HH:MM:SS.uuuuuu" (local time) of t, seconds since the epoch, at p: the
@@ -368,6 +412,8 @@ static char *put_clock(char *p, double t)
 	if (usec >= 1000000) {
 		sec += 1;
 		usec -= 1000000;
+	} else if (!(usec >= 0)) {
+		usec = 0; /* a time that is no number (NaN, inf): no digits of it */
 	}
 	if (sec != last_sec) {
 		time_t tt = (time_t)sec;

@@ -96,6 +96,40 @@ describe("the packet field line", function()
 		assert.has_error(function() fmt.segment(1.5, 4, "a", "x") end)
 	end)
 
+	it("writes addresses as inet_ntop does (p.saddr): IPv6 zero runs, IPv4-mapped and -compatible", function()
+		local specials = { ("\0"):rep(16), ("\0"):rep(15) .. "\1", ("\0"):rep(12) .. "\1\2\3\4",
+			("\0"):rep(10) .. "\255\255\1\2\3\4", ("\0"):rep(10) .. "\255\254\1\2\3\4",
+			("\0"):rep(11) .. "\1\1\2\3\4", "\1" .. ("\0"):rep(15), ("\255"):rep(16),
+			"\0\1\0\0\0\1\0\0\0\0\0\1\0\0\0\0", "\32\1\13\184\0\0\0\0\0\1\0\0\0\0\0\1" }
+		math.randomseed(75)
+		local n = 0
+		for i = 1, 20000 do
+			local a = specials[i]
+			if not a then
+				local w = {}
+				for j = 1, 8 do
+					local r = math.random()
+					w[j] = r < 0.5 and 0 or r < 0.6 and math.random(1, 15) or r < 0.7 and 0xffff
+						or math.random(0, 0xffff)
+				end
+				a = string.pack(">I2I2I2I2I2I2I2I2", table.unpack(w))
+			end
+			local b = specials[#specials - (i - 1) % #specials]
+			local p = core.decode_record(record { family = 6, saddr = a, daddr = b, flags = 2 })
+			local want = " IP6 " .. p.saddr .. ".0 > " .. p.daddr .. ".0: "
+			if not p.line:find(want, 1, true) then
+				assert.are.equal(want, p.line:sub(16, 15 + #want))
+			end
+			n = n + 1
+		end
+		assert.are.equal(20000, n)
+		for i = 1, 2000 do
+			local a = string.pack(">I4", math.random(0, 0xffffffff)) .. ("\0"):rep(12)
+			local p = core.decode_record(record { saddr = a, daddr = i == 1 and ("\0"):rep(16) or a, flags = 2 })
+			assert.truthy(p.line:find(" IP " .. p.saddr .. ".0 > " .. p.daddr .. ".0: ", 1, true), p.line)
+		end
+	end)
+
 	for _, file in ipairs { "filter_corpus.pcap", "connections.pcap" } do
 		it("is byte for byte the Lua format's on every segment of " .. file, function()
 			local s <close> = assert(tcpinspect.replay { file = "spec/fixtures/" .. file })
