@@ -496,6 +496,15 @@ static void push_line(lua_State *L, const struct ti_packet *p)
 				     e->dport, e->flags, e->seq, e->ack, e->window, e->len, fs, fsn));
 }
 
+/* core.clock(t) -> "15:04:05.123456": the line's clock (format.clock) */
+static int packet_clock(lua_State *L)
+{
+	char buf[16];
+
+	lua_pushlstring(L, buf, (size_t)(put_clock(buf, luaL_checknumber(L, 1)) - buf));
+	return 1;
+}
+
 /* core.segment_line(time, family, saddr, sport, daddr, dport, flags, seq,
  * ack, window, len [, flagstr]) -> string: p.line from the values (a copy's
  * or a plain table's; format.segment) */
@@ -729,6 +738,7 @@ void ti_packet_register(lua_State *L)
 		{ "packet_fields", packet_fields },
 		{ "decode_record", packet_decode },
 		{ "segment_line", packet_segment_line },
+		{ "clock", packet_clock },
 		{ NULL, NULL },
 	};
 

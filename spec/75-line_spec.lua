@@ -94,6 +94,10 @@ describe("the packet field line", function()
 		assert.are.equal(line, fmt.segment(table.unpack(args, 1, #fmt.SEGMENT_FIELDS)))
 		assert.are.equal(lua_line(table.unpack(args, 1, #fmt.SEGMENT_FIELDS)), line)
 		assert.has_error(function() fmt.segment(1.5, 4, "a", "x") end)
+		-- format.clock is the line's clock
+		assert.are.equal(line:sub(1, 15), fmt.clock(p.time))
+		assert.are.equal(os.date("%H:%M:%S", 10) .. ".000000", fmt.clock(9.9999996))
+		assert.are.equal(os.date("%H:%M:%S", 1700000000) .. ".123457", fmt.clock(1700000000.1234567))
 	end)
 
 	it("writes addresses as inet_ntop does (p.saddr): IPv6 zero runs, IPv4-mapped and -compatible", function()

@@ -13,7 +13,7 @@
 -- @module tcpinspect.format
 local M = {}
 
-local floor, sformat, osdate = math.floor, string.format, os.date
+local floor, sformat = math.floor, string.format
 
 --- tcpdump's text for a flags byte ("S", "S.", "P.", "F.", "R", "none"),
 -- for when a plain table has `flags` but no `flagstr`: the core's
@@ -22,9 +22,6 @@ local floor, sformat, osdate = math.floor, string.format, os.date
 -- @treturn string
 local core = require "tcpinspect.core"
 M.flags = core.flagstr
-
--- os.date is the slow part of a timestamp: cache the text of the last second
-local last_sec, last_hms = nil, nil
 
 -- tcpdump's fn_print_char: a byte as it is when printable ASCII, else
 -- "M-" for the high bit, then "^" and the byte xor 0x40 for a control one
@@ -55,20 +52,7 @@ end
 --- Wall-clock time of day as tcpdump prints it: "15:04:05.123456" (local time).
 -- @tparam number t seconds since the epoch (a float, like `p.time`)
 -- @treturn string
--- "15:04:05" and the microseconds of t (the second's text kept from the last call)
-local function hms_usec(t)
-	local sec = floor(t)
-	local usec = floor((t - sec) * 1e6 + 0.5)
-	if usec >= 1000000 then sec, usec = sec + 1, usec - 1000000 end
-	if sec ~= last_sec then
-		last_sec, last_hms = sec, osdate("%H:%M:%S", sec)
-	end
-	return last_hms, usec
-end
-
-function M.clock(t)
-	return sformat("%s.%06d", hms_usec(t))
-end
+M.clock = core.clock -- the line's clock, in C (luaext/packet.c)
 
 --- An address and a port as tcpdump joins them: "10.0.0.1.22", "::1.22".
 -- @tparam string addr
