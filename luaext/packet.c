@@ -7,7 +7,9 @@
  * ring memory.  p:copy() makes an independent packet that stays valid;
  * p:totable() builds a plain table.  Fields are converted only when read.
  */
+#include <math.h>
 #include <stdio.h>
+#include <time.h>
 #include <string.h>
 #include <arpa/inet.h>
 #include <net/if.h>
@@ -151,7 +153,8 @@ static void push_owner(lua_State *L, const struct ti_event *e, bool comm)
 	X(sk_cookie, push_sk_cookie(L, e))                                                                \
 	X(uid, push_uid(L, e))                                                                            \
 	X(pid, push_owner(L, e, false))                                                                   \
-	X(comm, push_owner(L, e, true))
+	X(comm, push_owner(L, e, true))                                                                   \
+	X(line, push_line(L, p))
 
 enum packet_field {
 #define TI_X(name, push) F_##name,
@@ -197,31 +200,6 @@ void ti_push_addr(lua_State *L, int family, const uint8_t *addr)
 	if (!inet_ntop(family == 6 ? AF_INET6 : AF_INET, addr, buf, sizeof(buf)))
 		buf[0] = '\0';
 	lua_pushstring(L, buf);
-}
-
-/* tcpdump's flag letters in tcpdump's order (bit order: "S.", "F.", "P.",
- * ".U"); "none" if empty. */
-void ti_push_flagstr(lua_State *L, unsigned flags)
-{
-	static const struct {
-		unsigned bit;
-		char c;
-	} letters[] = {
-#define TI_X(id, bit, name, letter) { bit, letter },
-		TI_TCP_FLAGS(TI_X)
-#undef TI_X
-	};
-	char buf[16];
-	size_t n = 0;
-
-	for (size_t i = 0; i < sizeof(letters) / sizeof(letters[0]); i++)
-		if (flags & letters[i].bit)
-			buf[n++] = letters[i].c;
-	if (n == 0) {
-		lua_pushliteral(L, "none");
-		return;
-	}
-	lua_pushlstring(L, buf, n);
 }
 
 /* The interfaces of tc sessions attached in another network namespace
@@ -287,6 +265,278 @@ static void push_probe(lua_State *L, const struct ti_event *e)
 		cache[slot].at = now;
 	}
 	lua_pushfstring(L, "%s:%s", ti_probe_names[TI_PROBE_TC], cache[slot].name);
+}
+
+/* ---- the tcpdump line (p.line, core.segment_line, format.segment) -------- */
+
+/* tcpdump's flag letters into buf (at least 9 bytes), "none" if empty; its
+ * length */
+static size_t flagstr_into(char *buf, unsigned flags)
+{
+	static const struct {
+		unsigned bit;
+		char c;
+	} letters[] = {
+#define TI_X(id, bit, name, letter) { bit, letter },
+		TI_TCP_FLAGS(TI_X)
+#undef TI_X
+	};
+	size_t n = 0;
+
+	for (size_t i = 0; i < sizeof(letters) / sizeof(letters[0]); i++)
+		if (flags & letters[i].bit)
+			buf[n++] = letters[i].c;
+	if (n == 0) {
+		memcpy(buf, "none", 4);
+		n = 4;
+	}
+	return n;
+}
+
+/* tcpdump's flag letters in tcpdump's order (bit order: "S.", "F.", "P.",
+ * ".U"); "none" if empty. */
+void ti_push_flagstr(lua_State *L, unsigned flags)
+{
+	char buf[16];
+
+	lua_pushlstring(L, buf, flagstr_into(buf, flags));
+}
+
+/* v in decimal at p (as Lua's "%d"); past the last digit */
+static char *put_int(char *p, long long v)
+{
+	char tmp[24];
+	unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+	int n = 0;
+
+	do {
+		tmp[n++] = (char)('0' + u % 10);
+		u /= 10;
+	} while (u);
+	if (v < 0)
+		*p++ = '-';
+	while (n)
+		*p++ = tmp[--n];
+	return p;
+}
+
+static char *put_str(char *p, const char *s, size_t n)
+{
+	memcpy(p, s, n);
+	return p + n;
+}
+
+#define PUT_LIT(p, lit) put_str(p, lit, sizeof(lit) - 1)
+
+/* "a.b.c.d" at p (inet_ntop's text without its sprintf); past it */
+static char *put_ipv4(char *p, const uint8_t *a)
+{
+	for (int i = 0; i < 4; i++) {
+		unsigned v = a[i];
+
+		if (i)
+			*p++ = '.';
+		if (v >= 100)
+			*p++ = (char)('0' + v / 100);
+		if (v >= 10)
+			*p++ = (char)('0' + v / 10 % 10);
+		*p++ = (char)('0' + v % 10);
+	}
+	return p;
+}
+
+/* An IPv6 address as glibc's inet_ntop writes it (RFC 5952: lowercase hex
+ * without leading zeros, the first longest run of 2 or more zero groups as
+ * "::", "::a.b.c.d" and "::ffff:a.b.c.d" for the IPv4-compatible and
+ * -mapped forms), without its sprintf per group (spec/75 compares the two
+ * on random addresses); past it */
+static char *put_ipv6(char *p, const uint8_t *a)
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned w[8];
+	int best = -1, best_len = 0, cur = -1, cur_len = 0;
+
+	for (int i = 0; i < 8; i++) {
+		w[i] = (unsigned)a[2 * i] << 8 | a[2 * i + 1];
+		if (w[i] == 0) {
+			if (cur < 0)
+				cur = i, cur_len = 0;
+			if (++cur_len > best_len)
+				best = cur, best_len = cur_len;
+		} else {
+			cur = -1;
+		}
+	}
+	if (best_len < 2)
+		best = -1;
+	for (int i = 0; i < 8; i++) {
+		if (best >= 0 && i >= best && i < best + best_len) {
+			if (i == best)
+				*p++ = ':';
+			continue;
+		}
+		if (i)
+			*p++ = ':';
+		if (i == 6 && best == 0 && (best_len == 6 || (best_len == 5 && w[5] == 0xffff)))
+			return put_ipv4(p, a + 12);
+		for (int sh = 12, started = 0; sh >= 0; sh -= 4) {
+			unsigned d = w[i] >> sh & 15;
+
+			if (d || started || sh == 0) {
+				*p++ = hex[d];
+				started = 1;
+			}
+		}
+	}
+	if (best >= 0 && best + best_len == 8)
+		*p++ = ':';
+	return p;
+}
+
+/* An address's text (inet_ntop's) into buf (INET6_ADDRSTRLEN); its length */
+static size_t addr_into(char *buf, int family, const uint8_t *addr)
+{
+	return (size_t)((family == 6 ? put_ipv6(buf, addr) : put_ipv4(buf, addr)) - buf);
+}
+
+/* "HH:MM:SS.uuuuuu" (local time) of t, seconds since the epoch, at p: the
+ * microseconds rounded, the second's text kept from the last call (as
+ * localtime costs most of it); past it */
+static char *put_clock(char *p, double t)
+{
+	static __thread double last_sec = -1.0 / 0.0;
+	static __thread char hms[8];
+	double sec = floor(t);
+	long usec = (long)floor((t - sec) * 1e6 + 0.5);
+
+	if (usec >= 1000000) {
+		sec += 1;
+		usec -= 1000000;
+	} else if (!(usec >= 0)) {
+		usec = 0; /* a time that is no number (NaN, inf): no digits of it */
+	}
+	if (sec != last_sec) {
+		time_t tt = (time_t)sec;
+		struct tm tm;
+
+		if (localtime_r(&tt, &tm)) {
+			hms[0] = (char)('0' + tm.tm_hour / 10);
+			hms[1] = (char)('0' + tm.tm_hour % 10);
+			hms[2] = ':';
+			hms[3] = (char)('0' + tm.tm_min / 10);
+			hms[4] = (char)('0' + tm.tm_min % 10);
+			hms[5] = ':';
+			hms[6] = (char)('0' + tm.tm_sec / 10);
+			hms[7] = (char)('0' + tm.tm_sec % 10);
+		} else {
+			memcpy(hms, "??:??:??", 8);
+		}
+		last_sec = sec;
+	}
+	p = put_str(p, hms, 8);
+	*p++ = '.';
+	for (int i = 5; i >= 0; i--) {
+		p[i] = (char)('0' + usec % 10);
+		usec /= 10;
+	}
+	return p + 6;
+}
+
+/* The one definition of the tcpdump line (tcpdump -S -n; format.packet's,
+ * tcpinspect watch's):
+ *   15:04:05.123456 IP 127.0.0.1.41234 > 127.0.0.1.22: Flags [S.], seq 123, ack 456, win 65483, length 0
+ * "seq A:B" with payload, "ack" only with ACK.  buf has room for
+ * TI_LINE_FIXED bytes and the three strings; returns the length. */
+#define TI_LINE_FIXED 224
+static size_t segment_line(char *buf, double time, int family, const char *saddr, size_t saddr_len,
+			   lua_Integer sport, const char *daddr, size_t daddr_len, lua_Integer dport, lua_Integer flags,
+			   lua_Integer seq, lua_Integer ack, lua_Integer window, lua_Integer len, const char *flagstr,
+			   size_t flagstr_len)
+{
+	char *p = put_clock(buf, time);
+
+	p = family == 6 ? PUT_LIT(p, " IP6 ") : PUT_LIT(p, " IP ");
+	p = put_str(p, saddr, saddr_len);
+	*p++ = '.';
+	p = put_int(p, sport);
+	p = PUT_LIT(p, " > ");
+	p = put_str(p, daddr, daddr_len);
+	*p++ = '.';
+	p = put_int(p, dport);
+	p = PUT_LIT(p, ": Flags [");
+	p = put_str(p, flagstr, flagstr_len);
+	p = PUT_LIT(p, "], seq ");
+	p = put_int(p, seq);
+	if (len > 0) {
+		*p++ = ':';
+		p = put_int(p, (seq + len) & 0xffffffff);
+	}
+	if (flags & 16) {
+		p = PUT_LIT(p, ", ack ");
+		p = put_int(p, ack);
+	}
+	p = PUT_LIT(p, ", win ");
+	p = put_int(p, window);
+	p = PUT_LIT(p, ", length ");
+	p = put_int(p, len);
+	return (size_t)(p - buf);
+}
+
+/* p.line */
+static void push_line(lua_State *L, const struct ti_packet *p)
+{
+	const struct ti_event *e = &p->e;
+	char sa[INET6_ADDRSTRLEN], da[INET6_ADDRSTRLEN], fs[16];
+	char buf[TI_LINE_FIXED + 2 * INET6_ADDRSTRLEN + sizeof(fs)];
+	size_t san = addr_into(sa, e->family, e->saddr), dan = addr_into(da, e->family, e->daddr);
+	size_t fsn = flagstr_into(fs, e->flags);
+
+	lua_pushlstring(L, buf,
+			segment_line(buf, (double)e->ts / 1e9 + p->rt_offset, e->family, sa, san, e->sport, da, dan,
+				     e->dport, e->flags, e->seq, e->ack, e->window, e->len, fs, fsn));
+}
+
+/* core.clock(t) -> "15:04:05.123456": the line's clock (format.clock) */
+static int packet_clock(lua_State *L)
+{
+	char buf[16];
+
+	lua_pushlstring(L, buf, (size_t)(put_clock(buf, luaL_checknumber(L, 1)) - buf));
+	return 1;
+}
+
+/* core.segment_line(time, family, saddr, sport, daddr, dport, flags, seq,
+ * ack, window, len [, flagstr]) -> string: p.line from the values (a copy's
+ * or a plain table's; format.segment) */
+static int packet_segment_line(lua_State *L)
+{
+	size_t san, dan, fsn;
+	double time = luaL_checknumber(L, 1);
+	int family = (int)luaL_checkinteger(L, 2);
+	const char *sa = luaL_checklstring(L, 3, &san);
+	lua_Integer sport = luaL_checkinteger(L, 4);
+	const char *da = luaL_checklstring(L, 5, &dan);
+	lua_Integer dport = luaL_checkinteger(L, 6);
+	lua_Integer flags = luaL_checkinteger(L, 7);
+	lua_Integer seq = luaL_checkinteger(L, 8);
+	lua_Integer ack = flags & 16 ? luaL_checkinteger(L, 9) : 0;
+	lua_Integer window = luaL_checkinteger(L, 10);
+	lua_Integer len = luaL_checkinteger(L, 11);
+	char fbuf[16];
+	const char *fs;
+	luaL_Buffer b;
+	char *out;
+
+	if (lua_isnoneornil(L, 12)) {
+		fsn = flagstr_into(fbuf, (unsigned)flags);
+		fs = fbuf;
+	} else {
+		fs = luaL_checklstring(L, 12, &fsn);
+	}
+	out = luaL_buffinitsize(L, &b, TI_LINE_FIXED + san + dan + fsn);
+	luaL_pushresultsize(&b, segment_line(out, time, family, sa, san, sport, da, dan, dport, flags, seq, ack,
+					       window, len, fs, fsn));
+	return 1;
 }
 
 /* Push field i (enum packet_field) of p. */
@@ -493,6 +743,8 @@ void ti_packet_register(lua_State *L)
 	static const luaL_Reg funcs[] = {
 		{ "packet_fields", packet_fields },
 		{ "decode_record", packet_decode },
+		{ "segment_line", packet_segment_line },
+		{ "clock", packet_clock },
 		{ NULL, NULL },
 	};
 

@@ -159,7 +159,7 @@ describe("packet decoding", function()
 			sk_cookie = 9 }) -- a drop with its socket: every field set but pid and comm (no such inode)
 		local t = p:totable()
 		local names = tcpinspect.packet_fields()
-		assert.are.equal(29, #names)
+		assert.are.equal(30, #names)
 		for _, name in ipairs(names) do
 			if name ~= "pid" and name ~= "comm" then assert.is_not_nil(t[name], name) end
 			assert.are.equal(p[name], t[name], name)

@@ -215,7 +215,12 @@ describe("topk", function()
 end)
 
 describe("json", function()
-	local fields = tcpinspect.packet_fields()
+	local fields = json.fields
+	it("its fields are the packet fields but line (format.packet's text of them)", function()
+		local want = tcpinspect.packet_fields()
+		assert.are.equal("line", table.remove(want))
+		assert.are.same(want, fields)
+	end)
 	it("encodes a packet with every documented field, in the documented order", function()
 		local t = {}
 		for i, f in ipairs(fields) do t[f] = i end

@@ -235,14 +235,13 @@ local function cmd_watch(a, s, say, usage)
 			if count and printed >= count then s:stop() end
 		end)
 	else
-		-- the line's fields as arguments: no field lookup per value
-		local segment = fmt.segment
-		s:on_packet(function(...)
+		-- the line itself (the packet field made in C): one argument
+		s:on_packet(function(line)
 			if count and printed >= count then return end
 			printed = printed + 1
-			out:write(segment(...), "\n")
+			out:write(line, "\n")
 			if count and printed >= count then s:stop() end
-		end, fmt.SEGMENT_FIELDS)
+		end, { "line" })
 	end
 	say(M.ready_line("watch", s))
 	-- times are the session's (session:now(): a replay's is the capture's)

@@ -13,17 +13,15 @@
 -- @module tcpinspect.format
 local M = {}
 
-local floor, sformat, osdate = math.floor, string.format, os.date
+local floor, sformat = math.floor, string.format
 
 --- tcpdump's text for a flags byte ("S", "S.", "P.", "F.", "R", "none"),
 -- for when a plain table has `flags` but no `flagstr`: the core's
 -- `tcpinspect.flagstr`, so both spell flags the same way.
 -- @tparam integer flags
 -- @treturn string
-M.flags = require("tcpinspect.core").flagstr
-
--- os.date is the slow part of a timestamp: cache the text of the last second
-local last_sec, last_hms = nil, nil
+local core = require "tcpinspect.core"
+M.flags = core.flagstr
 
 -- tcpdump's fn_print_char: a byte as it is when printable ASCII, else
 -- "M-" for the high bit, then "^" and the byte xor 0x40 for a control one
@@ -54,20 +52,7 @@ end
 --- Wall-clock time of day as tcpdump prints it: "15:04:05.123456" (local time).
 -- @tparam number t seconds since the epoch (a float, like `p.time`)
 -- @treturn string
--- "15:04:05" and the microseconds of t (the second's text kept from the last call)
-local function hms_usec(t)
-	local sec = floor(t)
-	local usec = floor((t - sec) * 1e6 + 0.5)
-	if usec >= 1000000 then sec, usec = sec + 1, usec - 1000000 end
-	if sec ~= last_sec then
-		last_sec, last_hms = sec, osdate("%H:%M:%S", sec)
-	end
-	return last_hms, usec
-end
-
-function M.clock(t)
-	return sformat("%s.%06d", hms_usec(t))
-end
+M.clock = core.clock -- the line's clock, in C (luaext/packet.c)
 
 --- An address and a port as tcpdump joins them: "10.0.0.1.22", "::1.22".
 -- @tparam string addr
@@ -82,40 +67,27 @@ end
 --
 --     15:04:05.123456 IP 127.0.0.1.41234 > 127.0.0.1.22: Flags [S.], seq 123, ack 456, win 65483, length 0
 --
--- Reads the fields of the view directly: no table is made per packet.
+-- A view's or copy's `p.line` (made in C, the one definition of the line);
+-- a table without `line` goes through `format.segment`.
 -- @param p a packet (view, copy or table with the packet fields)
 -- @treturn string the line, without a newline
 function M.packet(p)
-	local flags = p.flags
-	return M.segment(p.time, p.family, p.saddr, p.sport, p.daddr, p.dport, flags, p.seq, p.ack, p.window, p.len,
-		p.flagstr or M.flags(flags))
+	local line = p.line
+	if line then return line end
+	return M.segment(p.time, p.family, p.saddr, p.sport, p.daddr, p.dport, p.flags, p.seq, p.ack, p.window, p.len,
+		p.flagstr)
 end
 
---- The fields `format.segment` takes, in its order: a callback
--- `session:on_packet(fn, format.SEGMENT_FIELDS)` gets them as arguments,
--- without a field lookup per value (what `tcpinspect watch` does).
+--- The fields `format.segment` takes, in its order.
 M.SEGMENT_FIELDS = { "time", "family", "saddr", "sport", "daddr", "dport", "flags", "seq", "ack", "window", "len",
 	"flagstr" }
 
---- `format.packet`'s line from the fields themselves (M.SEGMENT_FIELDS).
+--- `format.packet`'s line from the fields themselves (M.SEGMENT_FIELDS):
+-- the core's `segment_line`, which makes the packet field `line`, so the
+-- text has one definition (ack may be nil without ACK, flagstr nil: from
+-- flags).
 -- @treturn string the line, without a newline
-function M.segment(time, family, saddr, sport, daddr, dport, flags, seq, ack, window, len, flagstr)
-	local seqtext
-	if len > 0 then
-		seqtext = sformat("%d:%d", seq, (seq + len) & 0xffffffff)
-	else
-		seqtext = seq
-	end
-	local hms, usec = hms_usec(time) -- M.clock's, in the one format call
-	if flags & 16 ~= 0 then
-		return sformat("%s.%06d %s %s.%d > %s.%d: Flags [%s], seq %s, ack %d, win %d, length %d",
-			hms, usec, family == 6 and "IP6" or "IP", saddr, sport, daddr, dport,
-			flagstr or M.flags(flags), seqtext, ack, window, len)
-	end
-	return sformat("%s.%06d %s %s.%d > %s.%d: Flags [%s], seq %s, win %d, length %d",
-		hms, usec, family == 6 and "IP6" or "IP", saddr, sport, daddr, dport,
-		flagstr or M.flags(flags), seqtext, window, len)
-end
+M.segment = core.segment_line
 
 --- Parse a line made by `format.packet` back into a table (for tests and
 -- tools reading `tcpinspect watch` output).
