@@ -2,10 +2,13 @@
 -- The flight recorder live (issue 24, "Done when"), in every mode that must
 -- work here (host: tc, cgroup; the guests: all four).
 --
--- Exact window: traffic to port A for 6 s, nothing for 6 s, traffic to
--- port B (and SYNs to a closed port C: drops) for 4 s, then
--- rec:dump(path, { seconds = 8 }).  The dump holds every segment of B and
--- C that a tcpdump capture taken at the same time holds, compared through
+-- Exact window: traffic to port A for 3 s, nothing for 5 s, traffic to
+-- port B (and SYNs to a closed port C: drops) for 2 s, then
+-- rec:dump(path, { seconds = 5 }): A ended 2 s before the window, B began
+-- 3 s inside it (it was 6, 6, 4 and 8: margins of 2 s and 4 s for 6 s more
+-- per mode; a conversation takes about 60 ms, in a guest too).  The dump
+-- holds every segment of B and C that a tcpdump capture taken at the same
+-- time holds, compared through
 -- tshark segment by segment (addresses, ports, raw seq and ack, flags,
 -- length, IP id), and none of A; each SYN to C is in it as a drop too
 -- (the second count dump returns), and the receive hook's own record of
@@ -68,7 +71,7 @@ end
 
 describe("#kernel the flight recorder", function()
 	for _, mode in ipairs(net.modes()) do
-		it(("[%s] A 6 s, idle 6 s, B 4 s: dump seconds = 8 holds every B segment tcpdump saw, no A, the drops"):format(
+		it(("[%s] A 3 s, idle 5 s, B 2 s: dump seconds = 5 holds every B segment tcpdump saw, no A, the drops"):format(
 			mode), function()
 			local host = net.addr4()
 			local A, B = net.port(1), net.port(1)
@@ -82,7 +85,7 @@ describe("#kernel the flight recorder", function()
 				filter = { expr = "host " .. host } }
 			-- the window: an hour (tshark under TCG takes longer than 30 s, and
 			-- the disk-full dump below needs the records still there); the
-			-- dump's own seconds = 8 cuts it
+			-- dump's own seconds = 5 cuts it
 			local rec = s:recorder{ seconds = 3600, bytes = 16 << 20 }
 			local segs_cb, drops_cb, drops_c = 0, 0, 0
 			s:on_packet(function() segs_cb = segs_cb + 1 end)
@@ -106,11 +109,11 @@ describe("#kernel the flight recorder", function()
 				end
 				return n
 			end
-			local na = phase(6, A, srv_a, 6)
-			phase(6, nil, nil, 6)
-			local nb = phase(4, B, srv_b, 3) -- the last second stays in the ring
+			local na = phase(3, A, srv_a, 3)
+			phase(5, nil, nil, 5)
+			local nb = phase(2, B, srv_b, 1) -- the last second stays in the ring
 			local out = dir .. "/window.pcap"
-			local segs, drops = rec:dump(out, { seconds = 8 })
+			local segs, drops = rec:dump(out, { seconds = 5 })
 			assert(segs, drops)
 			local pkts = cap:stop()
 			srv_a:close()
@@ -169,7 +172,7 @@ describe("#kernel the flight recorder", function()
 			-- a symbolic link: ELOOP, the target untouched
 			net.write_file(dir .. "/target", "keep")
 			net.must(("ln -s %s %s"):format(net.q(dir .. "/target"), net.q(dir .. "/link")))
-			local ok, msg, errno = rec:dump(dir .. "/link", { seconds = 8 })
+			local ok, msg, errno = rec:dump(dir .. "/link", { seconds = 5 })
 			assert.is_nil(ok)
 			assert.are.equal("ELOOP", tcpinspect.errname(errno), msg)
 			assert.are.equal("keep", net.read_file(dir .. "/target"))
