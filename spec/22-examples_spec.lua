@@ -48,10 +48,11 @@ local function normal_client(pair, src, n)
 end
 
 -- Ctrl-C once the traffic is over (HACKING.md: --duration only bounds the
--- run): the rings are read (a poll is never more than 100 ms away), then
--- the example's on_exit runs its last window and its summary
+-- run): the rings are read (a poll is never more than 100 ms away: 0.5 s,
+-- 1.5 s in a guest, not net.scale's 5), then the example's on_exit runs its
+-- last window and its summary
 local function stop(p)
-	net.sleep(net.scale(0.5))
+	net.sleep(net.IN_VM and 1.5 or 0.5)
 	p:interrupt()
 	return p:wait(net.scale(30))
 end
