@@ -22,22 +22,17 @@
 local net = require "support.net"
 local socket = require "socket"
 local tcpinspect = require "tcpinspect"
+local tshark = require "support.tshark"
 
 local SNAP = 128
 
--- tshark's fields of the frames of a file that involve host, one string a
--- segment; and their multiset
+-- tshark's fields of the frames of files that involve host, one string a
+-- segment, per file: one tshark for both files (tshark takes seconds to
+-- start in a TCG guest)
 local FIELDS = { "ip.src", "tcp.srcport", "ip.dst", "tcp.dstport", "tcp.seq_raw", "tcp.ack_raw", "tcp.flags",
 	"tcp.len", "ip.id" }
-local function tshark(file, host)
-	local args = {}
-	for _, f in ipairs(FIELDS) do args[#args + 1] = "-e " .. f end
-	local p = assert(io.popen(("tshark -r %s -Y %s -T fields %s 2>/dev/null"):format(net.q(file),
-		net.q("ip.addr == " .. host), table.concat(args, " "))))
-	local out = {}
-	for l in p:lines() do out[#out + 1] = l end
-	p:close()
-	return out
+local function tshark_files(files, host)
+	return tshark.fields(files, FIELDS, { filter = "ip.addr == " .. host })
 end
 
 local function field(line, name)
@@ -122,8 +117,8 @@ describe("#kernel the flight recorder", function()
 				mode, na, nb, segs, drops, #pkts)
 			assert(na >= 5 and nb >= 5, "too little traffic")
 
-			local want = tshark(cap.file, host)
-			local got = tshark(out, host)
+			local t = tshark_files({ cap.file, out }, host)
+			local want, got = t[1], t[2]
 			assert.are.equal(segs + drops, #got)
 			-- none of A
 			local _, got_a = multiset(got, on_port(A))

@@ -9,44 +9,35 @@
 -- -w; a -w that is no directory: exit 1 naming it.
 local net = require "support.net"
 local cli = require "support.cli"
+local tshark = require "support.tshark"
 
 local FIELDS = { "ip.src", "tcp.srcport", "ip.dst", "tcp.dstport", "tcp.seq_raw", "tcp.ack_raw", "tcp.flags",
 	"tcp.len", "ip.id" }
 
--- the segments of several files at once: one tshark over the files merged
--- (mergecap -I none: each file's frames on its own interface; tshark takes
--- seconds to start in a TCG guest, three times a mode was most of this
--- spec's time there).  Returns, per file, its sorted lines (FIELDS, tab-separated)
--- of the segments to or from one of its ports (a port list per file).
+-- per file (a list of ports each), the sorted lines (FIELDS, tab-separated)
+-- of its segments that involve host and one of its ports; one tshark for
+-- all of them (spec/support/tshark.lua: three starts a mode were most of
+-- this spec's time in a TCG guest)
 local function tshark_files(host, files, ports)
-	local merged, qs, all = net.tmpfile(".pcapng"), {}, {}
-	for i, f in ipairs(files) do
-		qs[i] = net.q(f)
-		for _, p in ipairs(ports[i]) do all[p] = true end
-	end
-	net.must(("mergecap -a -I none -w %s %s 2>&1"):format(net.q(merged), table.concat(qs, " ")))
-	local args, pf = { "-e frame.interface_id" }, {}
-	for _, f in ipairs(FIELDS) do args[#args + 1] = "-e " .. f end
+	local all, pf = {}, {}
+	for _, list in ipairs(ports) do for _, p in ipairs(list) do all[p] = true end end
 	for port in pairs(all) do pf[#pf + 1] = "tcp.port == " .. port end
-	local p = assert(io.popen(("tshark -r %s -Y %s -T fields %s 2>/dev/null"):format(net.q(merged),
-		net.q(("ip.addr == %s and (%s)"):format(host, table.concat(pf, " or "))), table.concat(args, " "))))
+	local lines = tshark.fields(files, FIELDS, { filter = ("ip.addr == %s and (%s)"):format(host,
+		table.concat(pf, " or ")) })
 	local by = {}
-	for i = 1, #files do by[i] = {} end
-	for l in p:lines() do
-		local id, rest = l:match("^(%d+)\t(.*)$")
-		local i = assert(tonumber(id), l) + 1
-		local f = {}
-		for x in (rest .. "\t"):gmatch("([^\t]*)\t") do f[#f + 1] = x end
-		local sport, dport = tonumber(f[2]), tonumber(f[4])
-		for _, port in ipairs(ports[i]) do
-			if sport == port or dport == port then
-				by[i][#by[i] + 1] = rest
-				break
+	for i = 1, #files do
+		by[i] = {}
+		for _, l in ipairs(lines[i]) do
+			local sport, dport = tonumber(tshark.field(l, 2)), tonumber(tshark.field(l, 4))
+			for _, port in ipairs(ports[i]) do
+				if sport == port or dport == port then
+					by[i][#by[i] + 1] = l
+					break
+				end
 			end
 		end
+		table.sort(by[i])
 	end
-	p:close()
-	for i = 1, #files do table.sort(by[i]) end
 	return by
 end
 
