@@ -4,6 +4,10 @@
 -- that reads two or three files pays that once.  The files are joined by
 -- mergecap -a -I none (each file's frames on interfaces of their own, the
 -- link types kept), and frame.interface_id tells them apart again.
+-- Only for fields a frame holds by itself (addresses, ports, raw seq and
+-- ack, flags, lengths): tshark's tcp.analysis.* (retransmission,
+-- initial_rtt) follow a conversation across the merged files, and two
+-- captures of the same connection would then flag each other's frames.
 local net = require "support.net"
 
 local M = {}
