@@ -10,8 +10,9 @@
 -- Kernel (tag cli: the host and one 6.12 guest): N connections from one
 -- namespace to another over a veth, each sending a known number of bytes
 -- and then closing (FIN) or resetting (RST), then two held open, under
--- tcpdump in the receiving namespace.  In each mode `tcpinspect conns
--- --netns` prints one line per connection, and each line's segments, bytes
+-- tcpdump in the receiving namespace.  One scene for every mode (a
+-- `tcpinspect conns --netns` per mode watching the same traffic): each
+-- mode's prints one line per connection, and each line's segments, bytes
 -- and end equal tshark's values for that stream of the capture; its
 -- handshake time equals the capture's (SYN to the ACK that completed the
 -- handshake).  Once per kernel (anymode: the same conn view, another
@@ -300,10 +301,11 @@ local function near(got, want)
 end
 
 -- one scene: the connections above under tcpdump in the server's namespace,
--- and a `tcpinspect conns` process per entry of runs (its extra arguments)
--- watching them.  Returns each run's result (in the order of runs), what
--- the client sent (by source port), tshark's streams and the pair.
-local function scene(mode, runs)
+-- and a `tcpinspect conns` process per entry of runs (its extra arguments,
+-- run.mode its mode) watching them.  Returns each run's result (in the
+-- order of runs), what the client sent (by source port), tshark's streams
+-- and the pair.
+local function scene(runs)
 	local defer = cleanups()
 	local pair = net.netns_pair()
 	defer(function() pair:destroy() end)
@@ -329,11 +331,10 @@ local function scene(mode, runs)
 	assert(net.wait_until(function() return (net.read_file(sout) or ""):find("listening") end, net.scale(10)))
 	local cap = net.tcpdump { netns = pair.server, iface = pair.sdev, filter = "tcp dst port " .. port }
 	defer(function() if net.alive(cap.pid) then net.kill(cap.pid, "KILL") end end)
-	local common = { "--mode", mode, "--netns", pair.server, "--dport", tostring(port), "--idle-timeout",
-		tostring(idle) }
+	local common = { "--netns", pair.server, "--dport", tostring(port), "--idle-timeout", tostring(idle) }
 	local procs = {}
 	for i, extra in ipairs(runs) do
-		local a = { "conns" }
+		local a = { "conns", "--mode", extra.mode }
 		for _, x in ipairs(extra) do a[#a + 1] = x end
 		for _, x in ipairs(common) do a[#a + 1] = x end
 		local p = cli.start(a)
@@ -399,14 +400,30 @@ local function check_conn(c, streams, sent, pair, port, delay, line, err)
 	if delay then assert.is_true(c.handshake >= 0.04, line) end
 end
 
+-- The per-mode scene, once for every mode (as spec/35): one traffic, a
+-- `conns` process per mode watching it, each mode's test checks its own;
+-- the scene's error fails each mode's test
+local MODES = net.modes()
+local shared, shared_err
+local function per_mode_scene()
+	if not shared and not shared_err then
+		local runs = {}
+		for i, m in ipairs(MODES) do runs[i] = { mode = m, log = true } end
+		local ok, r = pcall(function() return table.pack(scene(runs)) end)
+		if ok then shared = r else shared_err = r end
+	end
+	assert(shared, shared_err)
+	return table.unpack(shared, 1, shared.n)
+end
+
 describe("#kernel #cli conns", function()
-	for _, mode in ipairs(net.modes()) do
+	for mi, mode in ipairs(MODES) do
 		-- what the mode's hook saw: the text log against the capture, per mode
 		it(("[%s] conns --netns: a line per connection == tshark's stream (segments, bytes, end, handshake)"):format(
 			mode), function()
-			local results, sent, streams, pair, port, delay = scene(mode, { { log = true } })
+			local results, sent, streams, pair, port, delay = per_mode_scene()
 			-- the text log: the header, then a line per connection
-			local r = results[1]
+			local r = results[mi]
 			assert.are.equal(0, r.code, r.err)
 			local lines = cli.lines(r.out)
 			assert.are.equal(fmt.conn_header(), lines[1])
@@ -429,8 +446,9 @@ describe("#kernel #cli conns", function()
 		-- the CLI's other outputs of the same conn view: once per kernel
 		it(("[%s] conns --json, -c, --open: the same connections as tshark's streams, three lines, the held ones open #anymode #cli"):format(
 			mode), function()
-			local results, sent, streams, pair, port, delay = scene(mode, { { "--json", log = true },
-				{ "--json", "-c", "3", count = true }, { "--open", "--json", "--interval", "0.25" } })
+			local results, sent, streams, pair, port, delay = scene { { "--json", mode = mode, log = true },
+				{ "--json", "-c", "3", mode = mode, count = true },
+				{ "--open", "--json", "--interval", "0.25", mode = mode } }
 			-- --json: a line per connection, each == tshark's stream
 			local r = results[1]
 			assert.are.equal(0, r.code, r.err)
