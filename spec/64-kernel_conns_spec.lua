@@ -74,8 +74,17 @@ local function run(mode)
 		r.idle_open = net.alive(cli)
 		net.wait_exit(cli, net.scale(30))
 		-- the FIN halves end IDLE_TIMEOUT (the FIN timeout, 5 s, at most idle_timeout) after their last segment; the clients' RST
-		-- halves idle_timeout after theirs
-		poll_until(s, function() return false end, IDLE_TIMEOUT + 2)
+		-- halves idle_timeout after theirs: wait for both halves of each (at most
+		-- that long; the asserts below name what did not end)
+		poll_until(s, function()
+			for _, c in ipairs(r.conns) do
+				if not r.ended[key(pair.client4, c.sport, pair.server4, PORT)]
+					or not r.ended[key(pair.server4, PORT, pair.client4, c.sport)] then
+					return false
+				end
+			end
+			return true
+		end, IDLE_TIMEOUT + 2)
 		r.spkts, r.cpkts = scap:stop(), ccap:stop()
 		r.stats = s:stats()
 

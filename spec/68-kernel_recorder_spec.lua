@@ -2,10 +2,13 @@
 -- The flight recorder live (issue 24, "Done when"), in every mode that must
 -- work here (host: tc, cgroup; the guests: all four).
 --
--- Exact window: traffic to port A for 6 s, nothing for 6 s, traffic to
--- port B (and SYNs to a closed port C: drops) for 4 s, then
--- rec:dump(path, { seconds = 8 }).  The dump holds every segment of B and
--- C that a tcpdump capture taken at the same time holds, compared through
+-- Exact window: traffic to port A for 3 s, nothing for 5 s, traffic to
+-- port B (and SYNs to a closed port C: drops) for 2 s, then
+-- rec:dump(path, { seconds = 5 }): A ended 2 s before the window, B began
+-- 3 s inside it (it was 6, 6, 4 and 8: margins of 2 s and 4 s for 6 s more
+-- per mode; a conversation takes about 60 ms, in a guest too).  The dump
+-- holds every segment of B and C that a tcpdump capture taken at the same
+-- time holds, compared through
 -- tshark segment by segment (addresses, ports, raw seq and ack, flags,
 -- length, IP id), and none of A; each SYN to C is in it as a drop too
 -- (the second count dump returns), and the receive hook's own record of
@@ -19,22 +22,17 @@
 local net = require "support.net"
 local socket = require "socket"
 local tcpinspect = require "tcpinspect"
+local tshark = require "support.tshark"
 
 local SNAP = 128
 
--- tshark's fields of the frames of a file that involve host, one string a
--- segment; and their multiset
+-- tshark's fields of the frames of files that involve host, one string a
+-- segment, per file: one tshark for both files (tshark takes seconds to
+-- start in a TCG guest)
 local FIELDS = { "ip.src", "tcp.srcport", "ip.dst", "tcp.dstport", "tcp.seq_raw", "tcp.ack_raw", "tcp.flags",
 	"tcp.len", "ip.id" }
-local function tshark(file, host)
-	local args = {}
-	for _, f in ipairs(FIELDS) do args[#args + 1] = "-e " .. f end
-	local p = assert(io.popen(("tshark -r %s -Y %s -T fields %s 2>/dev/null"):format(net.q(file),
-		net.q("ip.addr == " .. host), table.concat(args, " "))))
-	local out = {}
-	for l in p:lines() do out[#out + 1] = l end
-	p:close()
-	return out
+local function tshark_files(files, host)
+	return tshark.fields(files, FIELDS, { filter = "ip.addr == " .. host })
 end
 
 local function field(line, name)
@@ -68,7 +66,7 @@ end
 
 describe("#kernel the flight recorder", function()
 	for _, mode in ipairs(net.modes()) do
-		it(("[%s] A 6 s, idle 6 s, B 4 s: dump seconds = 8 holds every B segment tcpdump saw, no A, the drops"):format(
+		it(("[%s] A 3 s, idle 5 s, B 2 s: dump seconds = 5 holds every B segment tcpdump saw, no A, the drops"):format(
 			mode), function()
 			local host = net.addr4()
 			local A, B = net.port(1), net.port(1)
@@ -82,7 +80,7 @@ describe("#kernel the flight recorder", function()
 				filter = { expr = "host " .. host } }
 			-- the window: an hour (tshark under TCG takes longer than 30 s, and
 			-- the disk-full dump below needs the records still there); the
-			-- dump's own seconds = 8 cuts it
+			-- dump's own seconds = 5 cuts it
 			local rec = s:recorder{ seconds = 3600, bytes = 16 << 20 }
 			local segs_cb, drops_cb, drops_c = 0, 0, 0
 			s:on_packet(function() segs_cb = segs_cb + 1 end)
@@ -106,11 +104,11 @@ describe("#kernel the flight recorder", function()
 				end
 				return n
 			end
-			local na = phase(6, A, srv_a, 6)
-			phase(6, nil, nil, 6)
-			local nb = phase(4, B, srv_b, 3) -- the last second stays in the ring
+			local na = phase(3, A, srv_a, 3)
+			phase(5, nil, nil, 5)
+			local nb = phase(2, B, srv_b, 1) -- the last second stays in the ring
 			local out = dir .. "/window.pcap"
-			local segs, drops = rec:dump(out, { seconds = 8 })
+			local segs, drops = rec:dump(out, { seconds = 5 })
 			assert(segs, drops)
 			local pkts = cap:stop()
 			srv_a:close()
@@ -119,8 +117,8 @@ describe("#kernel the flight recorder", function()
 				mode, na, nb, segs, drops, #pkts)
 			assert(na >= 5 and nb >= 5, "too little traffic")
 
-			local want = tshark(cap.file, host)
-			local got = tshark(out, host)
+			local t = tshark_files({ cap.file, out }, host)
+			local want, got = t[1], t[2]
 			assert.are.equal(segs + drops, #got)
 			-- none of A
 			local _, got_a = multiset(got, on_port(A))
@@ -169,7 +167,7 @@ describe("#kernel the flight recorder", function()
 			-- a symbolic link: ELOOP, the target untouched
 			net.write_file(dir .. "/target", "keep")
 			net.must(("ln -s %s %s"):format(net.q(dir .. "/target"), net.q(dir .. "/link")))
-			local ok, msg, errno = rec:dump(dir .. "/link", { seconds = 8 })
+			local ok, msg, errno = rec:dump(dir .. "/link", { seconds = 5 })
 			assert.is_nil(ok)
 			assert.are.equal("ELOOP", tcpinspect.errname(errno), msg)
 			assert.are.equal("keep", net.read_file(dir .. "/target"))
