@@ -148,13 +148,23 @@ struct {
 	__type(value, struct ti_conn);
 } conns SEC(".maps");
 
-/* The key is 64-bit, though the map reads only 4 bytes of it
- * (bpf/ti_rules.h, "Stack slots"). */
+/* The counters, per CPU in .bss (struct ti_cpu_ctr, tcpinspect.h): one
+ * block of cache lines per CPU, read by user space through the mmap-ed
+ * .bss.  A CPU past TI_CTR_CPUS counts in the "stats" map, whose key is
+ * 64-bit though the map reads only 4 bytes of it (bpf/ti_rules.h, "Stack
+ * slots"). */
+struct ti_cpu_ctr ti_ctr[TI_CTR_CPUS];
+
 static __always_inline void ti_count(__u32 stat)
 {
-	__u64 key = stat;
-	__u64 *v = bpf_map_lookup_elem(&stats, &key);
+	__u64 cpu = bpf_get_smp_processor_id(), key = stat;
+	__u64 *v;
 
+	if (cpu < TI_CTR_CPUS && key < TI_STAT_MAX) {
+		ti_ctr[cpu].stat[key] += 1;
+		return;
+	}
+	v = bpf_map_lookup_elem(&stats, &key);
 	if (v)
 		*v += 1;
 }

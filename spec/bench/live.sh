@@ -33,6 +33,10 @@
 #   stats().drops, its reasons and the drops map, none lost
 #   (spec/bench/live_probe.lua, check=).
 #
+#   CONFIG@base (ti-* configs only; BENCH_BASELINE=<rev> in spec/bench/run):
+#   the same configuration with the baseline revision's core, in the same
+#   rounds, so a step's before and after come from one run.
+#
 # Env: BENCH_ROUNDS (7), BENCH_SECS (3), BENCH_PORT (47999), BENCH_OPEN_PORT (47998),
 # BENCH_EST_PORT (47997), BENCH_CONFIGS (space-separated subset).
 set -uo pipefail
@@ -97,16 +101,26 @@ stop_pid() { # stop_pid PID: SIGINT (bpftrace, tcpdump print their counts), agai
 }
 
 trial() { # trial ROUND CONFIG
-	local round=$1 cfg=$2 port=$PORT pid= extra="" a b t0 t1 sent est=
-	case $cfg in base-open | ti-cg-*) port=$OPEN_PORT ;; esac
-	case $cfg in *-est) port=$EST_PORT est=1 ;; esac
+	local round=$1 cfg=$2 port=$PORT pid= extra="" a b t0 t1 sent est= cpath=
+	# CONFIG@base: the same configuration with the baseline's core
+	# (BENCH_BASELINE=<rev>, spec/bench/run), in the same rounds
+	local c=${cfg%@base}
+	if [ "$c" != "$cfg" ]; then
+		[ -n "${BENCH_BASELINE_CORE:-}" ] || { echo "live.sh: $cfg needs BENCH_BASELINE=<rev>" >&2; return 1; }
+		cpath="$(dirname "$(dirname "$BENCH_BASELINE_CORE")")/?.so;"
+	fi
+	case $c in base-open | ti-cg-*) port=$OPEN_PORT ;; esac
+	case $c in *-est) port=$EST_PORT est=1 ;; esac
 	rm -f "$TMP"/ready "$TMP"/stop "$TMP"/probe.out
-	case $cfg in
+	case $c in
 	ti-tc-* | ti-cg-*)
-		local mode=tc kind=${cfg#ti-tc-}
-		[[ $cfg == ti-cg-* ]] && mode=cgroup kind=${cfg#ti-cg-}
+		local mode=tc kind=${c#ti-tc-}
+		[[ $c == ti-cg-* ]] && mode=cgroup kind=${c#ti-cg-}
 		kind=${kind%-est}
-		$LUA spec/bench/live_probe.lua $mode "$kind" "$port" "$TMP/ready" "$TMP/stop" "$TMP/probe.out" &
+		(
+			[ -n "$cpath" ] && export TI_CPATH=$cpath
+			exec $LUA spec/bench/live_probe.lua $mode "$kind" "$port" "$TMP/ready" "$TMP/stop" "$TMP/probe.out"
+		) &
 		pid=$!
 		wait_for test -e "$TMP/ready" || { echo "live.sh: $cfg did not start" >&2; kill $pid; return 1; }
 		;;
@@ -181,7 +195,7 @@ END {
 	printf "  %-17s %12s %14s %10s %10s %12s %12s %10s %10s %9s\n", "config", "median seg/s", "ratio to base", "min-max", "InSegs", "tool seen", "delivered", "lost", "ctxsw/1k", "cpu ms/1k"
 	printf "  %-17s %12s %14s %10s %10s %12s %12s %10s %10s %9s\n", "------", "------------", "-------------", "-------", "------", "---------", "---------", "----", "--------", "---------"
 	for (c = 1; c <= ncfg; c++) {
-		cfg = order[c]; base = (cfg ~ /-est$/) ? "base-est" : ((cfg ~ /^(base-open|ti-cg-)/) ? "base-open" : "base")
+		cfg = order[c]; base = (cfg ~ /-est(@base)?$/) ? "base-est" : ((cfg ~ /^(base-open|ti-cg-)/) ? "base-open" : "base")
 		n = 0; nr = 0; ins = 0; matched = 0; lo = 1e9; hi = 0; seen = 0; deliv = 0; lost = 0; csw = 0; cpu = 0; ev = 0; tool = ""
 		for (r = 1; r <= nround; r++) {
 			if (!((r, cfg) in rate)) continue
