@@ -18,13 +18,63 @@
 #include "ti_table.h"
 #include "ti_cbpf.h"
 
-/* The frame walk loads from the __sk_buff (bpf/ti_parse.h). */
+/* The frame walk loads from the __sk_buff (bpf/ti_parse.h): straight from
+ * the packet (skb->data .. data_end: direct packet access) where the bytes
+ * are in the linear area, which on the receive path holds the headers;
+ * else with bpf_skb_load_bytes.  Both count off from skb->data (tc: the
+ * Ethernet header; cgroup_skb: the IP header), so they read the same
+ * bytes.  Without CAP_PERFMON the verifier takes a packet pointer plus a
+ * constant only ("pointer arithmetic with it prohibited for !root": it
+ * cannot mask a register's offset against speculation), so the direct copy
+ * is for constant offsets: the IP header's (the hook's), and the TCP
+ * header's where it is at one of the common places (IPv4 without options,
+ * IPv6 without extension headers, after an Ethernet header or not); any
+ * other offset takes the helper.  n is a constant at every use (the
+ * headers' sizes, 2 .. 40, even); the destination is 4-byte aligned
+ * (struct ti_walk), so the copy is 32-bit words: loads from the packet
+ * need no alignment (x86's verifier and CPU take them unaligned). */
+static __always_inline int ti_pkt_copy(struct __sk_buff *skb, __u64 off, void *dst, __u64 n)
+{
+	void *data = (void *)(long)skb->data, *end = (void *)(long)skb->data_end;
+
+	if (data + off + n > end)
+		return -1;
+#pragma unroll
+	for (int i = 0; i < n / 4; i++)
+		((__u32 *)dst)[i] = ((const __u32 *)(data + off))[i];
+	if (n & 2)
+		((__u16 *)dst)[n / 2 - 1] = ((const __u16 *)(data + off))[n / 2 - 1];
+	return 0;
+}
+
+#define ETH_HLEN 14
+
+static __always_inline long ti_skb_load(struct __sk_buff *skb, __u64 off, void *dst, __u64 n)
+{
+	if (__builtin_constant_p(off)) {
+		if (!ti_pkt_copy(skb, off, dst, n))
+			return 0;
+	} else if (off == 20) {
+		if (!ti_pkt_copy(skb, 20, dst, n))
+			return 0;
+	} else if (off == 40) {
+		if (!ti_pkt_copy(skb, 40, dst, n))
+			return 0;
+	} else if (off == ETH_HLEN + 20) {
+		if (!ti_pkt_copy(skb, ETH_HLEN + 20, dst, n))
+			return 0;
+	} else if (off == ETH_HLEN + 40) {
+		if (!ti_pkt_copy(skb, ETH_HLEN + 40, dst, n))
+			return 0;
+	}
+	return bpf_skb_load_bytes(skb, off, dst, n);
+}
+
 #define TI_PARSE_CTX struct __sk_buff *
-#define TI_PARSE_LOAD(skb, off, dst, n) bpf_skb_load_bytes(skb, off, dst, n)
+#define TI_PARSE_LOAD(skb, off, dst, n) ti_skb_load(skb, off, dst, n)
 #define TI_PARSE_GSO(skb) ((skb)->gso_size != 0)
 #include "ti_parse.h"
 
-#define ETH_HLEN 14
 #define ETH_P_IP 0x0800
 #define ETH_P_IPV6 0x86DD
 #define PACKET_HOST_ 0
