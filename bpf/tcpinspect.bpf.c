@@ -583,7 +583,12 @@ static __always_inline struct ti_scratch *ti_scratch_try(__u64 k)
 }
 
 /* A free scratch slot of this CPU, cleared for a new segment, or NULL
- * (counted in `busy`).  Give it back with ti_scratch_put. */
+ * (counted in `busy`).  Give it back with ti_scratch_put.  Only the event
+ * is cleared: every hook fills the walk's headers (ip, th) before it reads
+ * them, and ti_parse reads ip only as far as the hook loaded it (IPv4: 20
+ * bytes).  The time and the CPU only where something takes them: the
+ * records (events, a conn-end, a drop's), the flows' and drops' first
+ * and last times, the connections. */
 static __always_inline struct ti_scratch *ti_scratch_get(__u8 probe)
 {
 	struct ti_scratch *x = ti_scratch_try(0);
@@ -599,10 +604,11 @@ static __always_inline struct ti_scratch *ti_scratch_get(__u8 probe)
 		return 0;
 	}
 	__builtin_memset(&x->ev, 0, sizeof(x->ev));
-	__builtin_memset(&x->w, 0, sizeof(x->w.ip) + sizeof(x->w.th));
 	x->ev.probe = probe;
-	x->ev.ts = bpf_ktime_get_ns();
-	x->ev.cpu = bpf_get_smp_processor_id();
+	if (ti_load.events || ti_load.aggregates || ti_load.conns || probe == TI_PROBE_KFREE_SKB)
+		x->ev.ts = bpf_ktime_get_ns();
+	if (ti_load.events || ti_load.conns)
+		x->ev.cpu = bpf_get_smp_processor_id();
 	return x;
 }
 
