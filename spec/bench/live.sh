@@ -232,6 +232,17 @@ END {
 	for (c = 1; c <= ncfg; c++) if (order[c] !~ /^base/) s = s sprintf(" %s %s,", order[c], summ[order[c]])
 	print s
 	print "SUMMARY live loss:" lossline
+	# CONFIG against CONFIG@base, round by round (the baseline build in the same rounds)
+	s = ""
+	for (c = 1; c <= ncfg; c++) {
+		cfg = order[c]; if (cfg ~ /@base$/ || !((cfg "@base") in seen_cfg)) continue
+		n = 0; lo = 1e9; hi = 0
+		for (r = 1; r <= nround; r++) if ((r, cfg) in rate && (r, cfg "@base") in rate && rate[r, cfg "@base"] > 0) {
+			x = rate[r, cfg] / rate[r, cfg "@base"]; pr[++n] = x; if (x < lo) lo = x; if (x > hi) hi = x
+		}
+		if (n) s = s sprintf(" %s %.3f (%.2f-%.2f),", cfg, median(pr, n), lo, hi)
+	}
+	if (s != "") print "SUMMARY live against the baseline build, round by round (median of this / @base):" s
 }' "$RES"
 # the conns trials: the table within max_conns, SYN-only entries expired, nothing lost
 if grep -q 'copened=' "$RES"; then
