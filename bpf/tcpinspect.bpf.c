@@ -54,6 +54,10 @@ static __always_inline long ti_skb_load(struct __sk_buff *skb, __u64 off, void *
 	if (__builtin_constant_p(off)) {
 		if (!ti_pkt_copy(skb, off, dst, n))
 			return 0;
+	} else if (n != 20) {
+		/* not the TCP header (20 bytes): IPv6 extension headers take
+		 * the helper, which keeps the verifier's paths few on 6.1
+		 * without CAP_PERFMON */
 	} else if (off == 20) {
 		if (!ti_pkt_copy(skb, 20, dst, n))
 			return 0;
