@@ -18,13 +18,67 @@
 #include "ti_table.h"
 #include "ti_cbpf.h"
 
-/* The frame walk loads from the __sk_buff (bpf/ti_parse.h). */
+/* The frame walk loads from the __sk_buff (bpf/ti_parse.h): straight from
+ * the packet (skb->data .. data_end: direct packet access) where the bytes
+ * are in the linear area, which on the receive path holds the headers;
+ * else with bpf_skb_load_bytes.  Both count off from skb->data (tc: the
+ * Ethernet header; cgroup_skb: the IP header), so they read the same
+ * bytes.  Without CAP_PERFMON the verifier takes a packet pointer plus a
+ * constant only ("pointer arithmetic with it prohibited for !root": it
+ * cannot mask a register's offset against speculation), so the direct copy
+ * is for constant offsets: the IP header's (the hook's), and the TCP
+ * header's where it is at one of the common places (IPv4 without options,
+ * IPv6 without extension headers, after an Ethernet header or not); any
+ * other offset takes the helper.  n is a constant at every use (the
+ * headers' sizes, 2 .. 40, even); the destination is 4-byte aligned
+ * (struct ti_walk), so the copy is 32-bit words: loads from the packet
+ * need no alignment (x86's verifier and CPU take them unaligned). */
+static __always_inline int ti_pkt_copy(struct __sk_buff *skb, __u64 off, void *dst, __u64 n)
+{
+	void *data = (void *)(long)skb->data, *end = (void *)(long)skb->data_end;
+
+	if (data + off + n > end)
+		return -1;
+#pragma unroll
+	for (int i = 0; i < n / 4; i++)
+		((__u32 *)dst)[i] = ((const __u32 *)(data + off))[i];
+	if (n & 2)
+		((__u16 *)dst)[n / 2 - 1] = ((const __u16 *)(data + off))[n / 2 - 1];
+	return 0;
+}
+
+#define ETH_HLEN 14
+
+static __always_inline long ti_skb_load(struct __sk_buff *skb, __u64 off, void *dst, __u64 n)
+{
+	if (__builtin_constant_p(off)) {
+		if (!ti_pkt_copy(skb, off, dst, n))
+			return 0;
+	} else if (n != 20) {
+		/* not the TCP header (20 bytes): IPv6 extension headers take
+		 * the helper, which keeps the verifier's paths few on 6.1
+		 * without CAP_PERFMON */
+	} else if (off == 20) {
+		if (!ti_pkt_copy(skb, 20, dst, n))
+			return 0;
+	} else if (off == 40) {
+		if (!ti_pkt_copy(skb, 40, dst, n))
+			return 0;
+	} else if (off == ETH_HLEN + 20) {
+		if (!ti_pkt_copy(skb, ETH_HLEN + 20, dst, n))
+			return 0;
+	} else if (off == ETH_HLEN + 40) {
+		if (!ti_pkt_copy(skb, ETH_HLEN + 40, dst, n))
+			return 0;
+	}
+	return bpf_skb_load_bytes(skb, off, dst, n);
+}
+
 #define TI_PARSE_CTX struct __sk_buff *
-#define TI_PARSE_LOAD(skb, off, dst, n) bpf_skb_load_bytes(skb, off, dst, n)
+#define TI_PARSE_LOAD(skb, off, dst, n) ti_skb_load(skb, off, dst, n)
 #define TI_PARSE_GSO(skb) ((skb)->gso_size != 0)
 #include "ti_parse.h"
 
-#define ETH_HLEN 14
 #define ETH_P_IP 0x0800
 #define ETH_P_IPV6 0x86DD
 #define PACKET_HOST_ 0
@@ -148,13 +202,23 @@ struct {
 	__type(value, struct ti_conn);
 } conns SEC(".maps");
 
-/* The key is 64-bit, though the map reads only 4 bytes of it
- * (bpf/ti_rules.h, "Stack slots"). */
+/* The counters, per CPU in .bss (struct ti_cpu_ctr, tcpinspect.h): one
+ * block of cache lines per CPU, read by user space through the mmap-ed
+ * .bss.  A CPU past TI_CTR_CPUS counts in the "stats" map, whose key is
+ * 64-bit though the map reads only 4 bytes of it (bpf/ti_rules.h, "Stack
+ * slots"). */
+struct ti_cpu_ctr ti_ctr[TI_CTR_CPUS];
+
 static __always_inline void ti_count(__u32 stat)
 {
-	__u64 key = stat;
-	__u64 *v = bpf_map_lookup_elem(&stats, &key);
+	__u64 cpu = bpf_get_smp_processor_id(), key = stat;
+	__u64 *v;
 
+	if (cpu < TI_CTR_CPUS && key < TI_STAT_MAX) {
+		ti_ctr[cpu].stat[key] += 1;
+		return;
+	}
+	v = bpf_map_lookup_elem(&stats, &key);
 	if (v)
 		*v += 1;
 }
@@ -534,7 +598,12 @@ static __always_inline struct ti_scratch *ti_scratch_try(__u64 k)
 }
 
 /* A free scratch slot of this CPU, cleared for a new segment, or NULL
- * (counted in `busy`).  Give it back with ti_scratch_put. */
+ * (counted in `busy`).  Give it back with ti_scratch_put.  Only the event
+ * is cleared: every hook fills the walk's headers (ip, th) before it reads
+ * them, and ti_parse reads ip only as far as the hook loaded it (IPv4: 20
+ * bytes).  The time and the CPU only where something takes them: the
+ * records (events, a conn-end, a drop's), the flows' and drops' first
+ * and last times, the connections. */
 static __always_inline struct ti_scratch *ti_scratch_get(__u8 probe)
 {
 	struct ti_scratch *x = ti_scratch_try(0);
@@ -550,10 +619,11 @@ static __always_inline struct ti_scratch *ti_scratch_get(__u8 probe)
 		return 0;
 	}
 	__builtin_memset(&x->ev, 0, sizeof(x->ev));
-	__builtin_memset(&x->w, 0, sizeof(x->w.ip) + sizeof(x->w.th));
 	x->ev.probe = probe;
-	x->ev.ts = bpf_ktime_get_ns();
-	x->ev.cpu = bpf_get_smp_processor_id();
+	if (ti_load.events || ti_load.aggregates || ti_load.conns || probe == TI_PROBE_KFREE_SKB)
+		x->ev.ts = bpf_ktime_get_ns();
+	if (ti_load.events || ti_load.conns)
+		x->ev.cpu = bpf_get_smp_processor_id();
 	return x;
 }
 

@@ -350,6 +350,19 @@ enum ti_stat {
 		TI_STAT_MAX,
 };
 
+/* The counters of one CPU: the BPF program's .bss array ti_ctr, indexed by
+ * CPU (bpf_get_smp_processor_id), one cache-line-aligned block each, so a
+ * segment's counts are plain increments of this CPU's lines (no map
+ * lookup, no atomics: each CPU writes only its own block, and hooks do not
+ * nest on a CPU where a count is half done: an increment is one insn).
+ * User space sums the blocks through the mmap-ed .bss (luaext/kernel.c,
+ * live_stats).  A CPU numbered TI_CTR_CPUS or above counts in the per-CPU
+ * map "stats" instead, which user space adds: exact on any machine. */
+#define TI_CTR_CPUS 256
+struct ti_cpu_ctr {
+	__u64 stat[TI_STAT_MAX];
+} __attribute__((aligned(64)));
+
 /* Drop counters ("drop_ctr" map, a per-CPU array; bpf/ti_rules.h,
  * ti_drop_path): the first TI_DROP_REASON_SLOTS count drops per reason
  * (enum skb_drop_reason; a reason past the last slot, a subsystem's

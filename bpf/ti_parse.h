@@ -84,8 +84,9 @@ struct ti_tcphdr {
 
 /* What the frame walk reads and its state (ip: 4-aligned, as ti_parse
  * reads it through struct ti_iphdr / ti_ipv6hdr).  In BPF it lives in the per-CPU
- * scratch map, not on the stack (bpf/ti_rules.h, "Stack slots").  ip and th must be
- * zero before a walk: an IPv4 walk loads only 20 bytes of ip. */
+ * scratch map, not on the stack (bpf/ti_rules.h, "Stack slots").  An IPv4
+ * walk loads only 20 bytes of ip, and nothing reads past them then: ip
+ * need not be cleared before a walk (the BPF hooks do not). */
 struct ti_walk {
 	__u8 ip[40] __attribute__((aligned(4))); /* the IP header bytes */
 	struct ti_tcphdr th;			 /* the TCP header */

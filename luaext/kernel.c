@@ -782,11 +782,26 @@ static int sum_percpu(const struct ti_kernel *k, int fd, uint32_t n, uint64_t *o
 	return 0;
 }
 
+/* The counters: each CPU's block of the .bss array ti_ctr (struct
+ * ti_cpu_ctr), read through the mmap-ed .bss, downstream counters first
+ * as in sum_percpu; CPUs numbered TI_CTR_CPUS and up count in the "stats"
+ * map, read only on a machine that has them. */
 static int live_stats(const struct ti_kernel *k, uint64_t out[TI_STAT_MAX])
 {
-	if (!k->skel)
+	const volatile struct ti_cpu_ctr *ctr;
+	int n, err;
+
+	if (!k->skel || !k->skel->bss)
 		return -EBADF;
-	return sum_percpu(k, bpf_map__fd(k->skel->maps.stats), TI_STAT_MAX, out);
+	memset(out, 0, TI_STAT_MAX * sizeof(out[0]));
+	if (k->ncpus > TI_CTR_CPUS && (err = sum_percpu(k, bpf_map__fd(k->skel->maps.stats), TI_STAT_MAX, out)))
+		return err;
+	ctr = k->skel->bss->ti_ctr;
+	n = k->ncpus < TI_CTR_CPUS ? k->ncpus : TI_CTR_CPUS;
+	for (uint32_t i = TI_STAT_MAX; i-- > 0;)
+		for (int c = 0; c < n; c++)
+			out[i] += ctr[c].stat[i];
+	return 0;
 }
 
 static int live_drop_stats(const struct ti_kernel *k, uint64_t out[TI_DROP_CTR_SLOTS], char *why, size_t whylen)

@@ -39,6 +39,10 @@
 #   stats().drops, its reasons and the drops map, none lost
 #   (spec/bench/live_probe.lua, check=).
 #
+#   CONFIG@base (ti-* configs only; BENCH_BASELINE=<rev> in spec/bench/run):
+#   the same configuration with the baseline revision's core, in the same
+#   rounds, so a step's before and after come from one run.
+#
 # Env: BENCH_ROUNDS (7), BENCH_SECS (3), BENCH_PORT (47999), BENCH_OPEN_PORT (47998),
 # BENCH_EST_PORT (47997), BENCH_CONFIGS (space-separated subset).
 set -uo pipefail
@@ -108,22 +112,32 @@ stop_pid() { # stop_pid PID: SIGINT (bpftrace, tcpdump print their counts), agai
 }
 
 trial() { # trial ROUND CONFIG
-	local round=$1 cfg=$2 port=$PORT pid= extra="" a b t0 t1 sent est= use0= use1
-	case $cfg in base-open | ti-cg-*) port=$OPEN_PORT ;; esac
-	case $cfg in *-est) port=$EST_PORT est=1 ;; esac
+	local round=$1 cfg=$2 port=$PORT pid= extra="" a b t0 t1 sent est= cpath= use0= use1
+	# CONFIG@base: the same configuration with the baseline's core
+	# (BENCH_BASELINE=<rev>, spec/bench/run), in the same rounds
+	local c=${cfg%@base}
+	if [ "$c" != "$cfg" ]; then
+		[ -n "${BENCH_BASELINE_CORE:-}" ] || { echo "live.sh: $cfg needs BENCH_BASELINE=<rev>" >&2; return 1; }
+		cpath="$(dirname "$(dirname "$BENCH_BASELINE_CORE")")/?.so;"
+	fi
+	case $c in base-open | ti-cg-*) port=$OPEN_PORT ;; esac
+	case $c in *-est) port=$EST_PORT est=1 ;; esac
 	rm -f "$TMP"/ready "$TMP"/stop "$TMP"/probe.out
-	case $cfg in
+	case $c in
 	ti-tc-watch)
 		build/bin/tcpinspect watch --mode tc --dev lo --port "$port" >/dev/null 2>"$TMP/watch.err" &
 		pid=$!
-		wait_for grep -q "Ctrl-C to stop" "$TMP/watch.err" || { echo "live.sh: $cfg did not start: $(cat "$TMP/watch.err")" >&2; kill $pid; return 1; }
+		wait_for grep -qs "Ctrl-C to stop" "$TMP/watch.err" || { echo "live.sh: $cfg did not start: $(cat "$TMP/watch.err")" >&2; kill $pid; return 1; }
 		use0=$(proc_use $pid)
 		;;
 	ti-tc-* | ti-cg-*)
-		local mode=tc kind=${cfg#ti-tc-}
-		[[ $cfg == ti-cg-* ]] && mode=cgroup kind=${cfg#ti-cg-}
+		local mode=tc kind=${c#ti-tc-}
+		[[ $c == ti-cg-* ]] && mode=cgroup kind=${c#ti-cg-}
 		kind=${kind%-est}
-		$LUA spec/bench/live_probe.lua $mode "$kind" "$port" "$TMP/ready" "$TMP/stop" "$TMP/probe.out" &
+		(
+			[ -n "$cpath" ] && export TI_CPATH=$cpath
+			exec $LUA spec/bench/live_probe.lua $mode "$kind" "$port" "$TMP/ready" "$TMP/stop" "$TMP/probe.out"
+		) &
 		pid=$!
 		wait_for test -e "$TMP/ready" || { echo "live.sh: $cfg did not start" >&2; kill $pid; return 1; }
 		;;
@@ -131,12 +145,12 @@ trial() { # trial ROUND CONFIG
 		ulimit -l unlimited 2>/dev/null
 		bpftrace -e 'tracepoint:net:netif_receive_skb { @n = count(); }' >"$TMP/bt.out" 2>&1 &
 		pid=$!
-		wait_for grep -q Attaching "$TMP/bt.out" || { echo "live.sh: bpftrace did not start:" >&2; cat "$TMP/bt.out" >&2; kill $pid; return 1; }
+		wait_for grep -qs Attaching "$TMP/bt.out" || { echo "live.sh: bpftrace did not start:" >&2; cat "$TMP/bt.out" >&2; kill $pid; return 1; }
 		;;
 	tcpdump*)
 		tcpdump -Q in -i lo -n -w /dev/null "tcp port $port" 2>"$TMP/td.err" &
 		pid=$!
-		wait_for grep -q listening "$TMP/td.err" || { echo "live.sh: tcpdump did not start" >&2; kill $pid; return 1; }
+		wait_for grep -qs listening "$TMP/td.err" || { echo "live.sh: tcpdump did not start" >&2; kill $pid; return 1; }
 		;;
 	esac
 	sleep 0.3
@@ -205,7 +219,7 @@ END {
 	printf "  %-17s %12s %14s %10s %10s %12s %12s %10s %10s %9s\n", "config", "median seg/s", "ratio to base", "min-max", "InSegs", "tool seen", "delivered", "lost", "ctxsw/1k", "cpu ms/1k"
 	printf "  %-17s %12s %14s %10s %10s %12s %12s %10s %10s %9s\n", "------", "------------", "-------------", "-------", "------", "---------", "---------", "----", "--------", "---------"
 	for (c = 1; c <= ncfg; c++) {
-		cfg = order[c]; base = (cfg ~ /-est$/) ? "base-est" : ((cfg ~ /^(base-open|ti-cg-)/) ? "base-open" : "base")
+		cfg = order[c]; base = (cfg ~ /-est(@base)?$/) ? "base-est" : ((cfg ~ /^(base-open|ti-cg-)/) ? "base-open" : "base")
 		n = 0; nr = 0; ins = 0; matched = 0; lo = 1e9; hi = 0; seen = 0; deliv = 0; lost = 0; csw = 0; cpu = 0; ev = 0; tool = ""
 		for (r = 1; r <= nround; r++) {
 			if (!((r, cfg) in rate)) continue
@@ -242,6 +256,17 @@ END {
 	for (c = 1; c <= ncfg; c++) if (order[c] !~ /^base/) s = s sprintf(" %s %s,", order[c], summ[order[c]])
 	print s
 	print "SUMMARY live loss:" lossline
+	# CONFIG against CONFIG@base, round by round (the baseline build in the same rounds)
+	s = ""
+	for (c = 1; c <= ncfg; c++) {
+		cfg = order[c]; if (cfg ~ /@base$/ || !((cfg "@base") in seen_cfg)) continue
+		n = 0; lo = 1e9; hi = 0
+		for (r = 1; r <= nround; r++) if ((r, cfg) in rate && (r, cfg "@base") in rate && rate[r, cfg "@base"] > 0) {
+			x = rate[r, cfg] / rate[r, cfg "@base"]; pr[++n] = x; if (x < lo) lo = x; if (x > hi) hi = x
+		}
+		if (n) s = s sprintf(" %s %.3f (%.2f-%.2f),", cfg, median(pr, n), lo, hi)
+	}
+	if (s != "") print "SUMMARY live against the baseline build, round by round (median of this / @base):" s
 }' "$RES"
 # the conns trials: the table within max_conns, SYN-only entries expired, nothing lost
 if grep -q 'copened=' "$RES"; then
