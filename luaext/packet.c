@@ -448,9 +448,9 @@ static char *put_clock(char *p, double t)
  * "seq A:B" with payload, "ack" only with ACK.  buf has room for
  * TI_LINE_FIXED bytes and the three strings; returns the length. */
 #define TI_LINE_FIXED 224
-static size_t segment_line(char *buf, double time, int family, const char *saddr, size_t saddr_len,
-			   lua_Integer sport, const char *daddr, size_t daddr_len, lua_Integer dport, lua_Integer flags,
-			   lua_Integer seq, lua_Integer ack, lua_Integer window, lua_Integer len, const char *flagstr,
+static size_t segment_line(char *buf, double time, int family, const char *saddr, size_t saddr_len, lua_Integer sport,
+			   const char *daddr, size_t daddr_len, lua_Integer dport, lua_Integer flags, lua_Integer seq,
+			   lua_Integer ack, lua_Integer window, lua_Integer len, const char *flagstr,
 			   size_t flagstr_len)
 {
 	char *p = put_clock(buf, time);
@@ -534,8 +534,8 @@ static int packet_segment_line(lua_State *L)
 		fs = luaL_checklstring(L, 12, &fsn);
 	}
 	out = luaL_buffinitsize(L, &b, TI_LINE_FIXED + san + dan + fsn);
-	luaL_pushresultsize(&b, segment_line(out, time, family, sa, san, sport, da, dan, dport, flags, seq, ack,
-					       window, len, fs, fsn));
+	luaL_pushresultsize(&b, segment_line(out, time, family, sa, san, sport, da, dan, dport, flags, seq, ack, window,
+					     len, fs, fsn));
 	return 1;
 }
 
