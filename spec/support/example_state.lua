@@ -9,7 +9,8 @@
 -- The example runs in this script's prelude environment with this script's
 -- arguments; its own on_exit functions run first (they were registered
 -- first), then this one prints, after the example's output:
---   STATE map=<name> <key fields> <value fields>   one line per entry, sorted
+--   STATE map=<name> <key fields> <value fields>   one line per entry, sorted,
+--                                                   for each map the example opened
 --   STATE stats <counter>=<n> ...                   every counter
 -- Fields are "name=value" in name order.  The flows map's first_ts/last_ts
 -- are left out: a live session's are CLOCK_MONOTONIC, a replay's are the
@@ -32,7 +33,8 @@ end
 
 on_exit(function()
 	local s = session
-	for _, name in ipairs(require("tcpinspect.core").map_names) do
+	-- the maps the example opened (its aggregates option); the others raise
+	for _, name in ipairs(s.aggregates) do
 		local lines = {}
 		for k, v in s:map(name):pairs() do
 			lines[#lines + 1] = ("STATE map=%s %s %s"):format(name, fields(k), fields(v))
