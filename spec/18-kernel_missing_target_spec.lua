@@ -4,6 +4,8 @@
 -- gap.  Kernels here all have both functions, so the spec hides tcp_v6_rcv
 -- with the TCPINSPECT_HIDE_FUNCS test hook (read by open() in a child
 -- process), which makes open() take the same path as a kernel without it.
+local net = require "support.net"
+
 local modes = {}
 for m in (os.getenv("TCPINSPECT_EXPECT_MODES") or ""):gmatch("[^,]+") do
 	if m == "fentry" or m == "kprobe" then modes[#modes + 1] = m end
@@ -15,13 +17,14 @@ local CHILD = [[
 package.path = "lua/?.lua;" .. package.path
 package.cpath = "build/?.so;" .. package.cpath
 local tcpinspect, socket = require "tcpinspect", require "socket"
-local mode, family = ...
-local s, err, errno = tcpinspect.open{ mode = mode, family = family, filter = { port = 47011 } }
+local mode, family, port = ...
+port = tonumber(port)
+local s, err, errno = tcpinspect.open{ mode = mode, family = family, filter = { port = port } }
 if not s then print("FAIL", errno, err) return end
 print("PROBES", s.probes.tcp_v4_rcv, s.probes.tcp_v6_rcv)
 for _, host in ipairs{ "127.0.0.1", "::1" } do
-  local srv = assert(socket.bind(host, 47011))
-  local c = assert(socket.connect(host, 47011))
+  local srv = assert(socket.bind(host, port))
+  local c = assert(socket.connect(host, port))
   local a = assert(srv:accept())
   assert(c:send("hello")); assert(a:receive(5) == "hello")
   c:close(); a:close(); srv:close()
@@ -38,8 +41,10 @@ local function run_child(mode, family)
 	local f = assert(io.open(path, "w"))
 	f:write(CHILD)
 	f:close()
-	local p = assert(io.popen(("TCPINSPECT_HIDE_FUNCS=tcp_v6_rcv lua5.4 %s %s %s 2>&1"):format(
-		path, mode, family or "any")))
+	-- a port no socket holds, out of the ephemeral range (a fixed one in it
+	-- was taken by an earlier test's client in TIME_WAIT: EADDRINUSE)
+	local p = assert(io.popen(("TCPINSPECT_HIDE_FUNCS=tcp_v6_rcv lua5.4 %s %s %s %d 2>&1"):format(
+		path, mode, family or "any", net.port())))
 	local out = p:read("a")
 	p:close()
 	os.remove(path)
