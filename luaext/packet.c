@@ -407,13 +407,16 @@ static char *put_clock(char *p, double t)
 	static __thread double last_sec = -1.0 / 0.0;
 	static __thread char hms[8];
 	double sec = floor(t);
-	long usec = (long)floor((t - sec) * 1e6 + 0.5);
+	long usec;
 
+	/* a time that is no number (NaN, inf) or past what time_t and long
+	 * hold (a hostile capture's): no digits of it, and no cast of it */
+	if (!(sec > -1e15 && sec < 1e15))
+		return PUT_LIT(p, "??:??:??.000000");
+	usec = (long)floor((t - sec) * 1e6 + 0.5);
 	if (usec >= 1000000) {
 		sec += 1;
 		usec -= 1000000;
-	} else if (!(usec >= 0)) {
-		usec = 0; /* a time that is no number (NaN, inf): no digits of it */
 	}
 	if (sec != last_sec) {
 		time_t tt = (time_t)sec;
