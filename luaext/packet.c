@@ -681,15 +681,9 @@ int ti_packet_set_record(struct ti_packet *p, const void *data, size_t size)
 {
 	const struct ti_event *e = data;
 
-	if (size == TI_EVENT_COMPACT) {
-		/* the compact record (bpf/tcpinspect.h): its tail is 0 */
-		memcpy(&p->e, data, TI_EVENT_COMPACT);
-		memset((char *)&p->e + TI_EVENT_COMPACT, 0, sizeof(*e) - TI_EVENT_COMPACT);
-		return 0;
-	}
-	if (size < sizeof(*e) || size < sizeof(*e) + e->caplen)
+	if (size != TI_EVENT_COMPACT && (size < sizeof(*e) || size < sizeof(*e) + e->caplen))
 		return -1;
-	memcpy(&p->e, data, sizeof(*e) + e->caplen);
+	ti_event_copy(&p->e, data, size, sizeof(*e) + e->caplen);
 	return 0;
 }
 

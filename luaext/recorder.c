@@ -173,24 +173,19 @@ void ti_recorder_push(struct ti_recorder *r, const void *data, size_t size, bool
 	uint32_t caplen, len;
 	uint64_t sz, off;
 	struct rec_hdr *h;
-	struct ti_event *copy, whole;
+	struct ti_event *copy;
 
-	if (size == TI_EVENT_COMPACT) {
-		/* the compact record (bpf/tcpinspect.h): kept whole, its tail 0 */
-		memset(&whole, 0, sizeof(whole));
-		memcpy(&whole, data, TI_EVENT_COMPACT);
-		e = data = &whole;
-		size = sizeof(whole);
-	}
-	if (size < sizeof(*e))
+	/* the compact record (bpf/tcpinspect.h) is kept whole, its tail 0
+	 * (ti_event_copy, below); what is read of it here is in its part */
+	if (size < sizeof(*e) && size != TI_EVENT_COMPACT)
 		return;
 	/* a connection's end (conns = true) is no segment: it passes through
 	 * the window only when a dump drained it, to be delivered in order */
 	if (e->probe == TI_PROBE_CONN && delivered)
 		return;
-	caplen = e->caplen;
-	if (caplen > size - sizeof(*e))
-		caplen = (uint32_t)(size - sizeof(*e));
+	caplen = 0; /* the bytes after the record, as many as came */
+	if (size > sizeof(*e))
+		caplen = e->caplen < size - sizeof(*e) ? e->caplen : (uint32_t)(size - sizeof(*e));
 	if (caplen > r->snaplen && e->probe != TI_PROBE_CONN)
 		caplen = r->snaplen;
 	len = (uint32_t)sizeof(*e) + caplen;
@@ -206,7 +201,7 @@ void ti_recorder_push(struct ti_recorder *r, const void *data, size_t size, bool
 	h->len = len;
 	h->pad = 0;
 	copy = (struct ti_event *)(h + 1);
-	memcpy(copy, e, len);
+	ti_event_copy(copy, data, size, len);
 	copy->caplen = (__u16)caplen;
 	if (r->deliver_seq == r->tail_seq) {
 		if (delivered)

@@ -14,6 +14,7 @@
 #include <signal.h>
 #include <stdint.h>
 #include <stdbool.h>
+#include <string.h>
 #include <time.h>
 #include <lua.h>
 #include <lauxlib.h>
@@ -144,6 +145,21 @@ static inline double ti_now_monotonic(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* A ring record of size bytes (a segment's, a drop's, a conn end's) as a
+ * whole struct ti_event and its caplen bytes, len bytes in all, copied to
+ * dst: a compact record (TI_EVENT_COMPACT bytes, bpf/tcpinspect.h; its
+ * caplen 0) made whole, its tail 0.  The view and the recorder's window
+ * take records with it. */
+static inline void ti_event_copy(void *dst, const void *rec, size_t size, size_t len)
+{
+	if (size == TI_EVENT_COMPACT) {
+		memcpy(dst, rec, TI_EVENT_COMPACT);
+		memset((char *)dst + TI_EVENT_COMPACT, 0, sizeof(struct ti_event) - TI_EVENT_COMPACT);
+	} else {
+		memcpy(dst, rec, len);
+	}
 }
 
 /* core.c */
