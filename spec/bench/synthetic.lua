@@ -173,18 +173,23 @@ local function rate_round_in(dir, into)
 	assert(p:close(), "bench: a rate-round child failed")
 end
 
+-- The baseline build's directory (for TI_CPATH) from BENCH_BASELINE_CORE
+-- (spec/bench/run, BENCH_BASELINE=<rev>), said in the section's header;
+-- nil without one.
+local function baseline_dir()
+	local core = os.getenv("BENCH_BASELINE_CORE")
+	if core == nil or core == "" then return nil end
+	print(("  baseline: %s, build %s; each round runs both builds, in random order")
+		:format(os.getenv("BENCH_BASELINE") or "?", core))
+	return core:match("^(.*)/tcpinspect/core%.so$")
+end
+
 -- With BENCH_BASELINE_CORE (spec/bench/run, BENCH_BASELINE=<rev>) every
 -- round runs both builds, in random order, each in a child process.
 local function rate_section()
 	print(("== 1. Synthetic event rate into Lua (tc program via BPF_PROG_TEST_RUN on lo; "
 		.. "%d rounds x %.1f s per config, shuffled; medians)"):format(ROUNDS, SECS))
-	local base_core = os.getenv("BENCH_BASELINE_CORE")
-	if base_core == "" then base_core = nil end
-	local base_dir = base_core and base_core:match("^(.*)/tcpinspect/core%.so$")
-	if base_core then
-		print(("  baseline: %s, build %s; each round runs both builds, in random order")
-			:format(os.getenv("BENCH_BASELINE") or "?", base_core))
-	end
+	local base_dir = baseline_dir()
 	local this, base = {}, {}
 	for _ = 1, ROUNDS do
 		local order = { { nil, this } }
@@ -313,13 +318,7 @@ end
 -- from one run.
 local function bpf_section()
 	print("== 1b. BPF cost per packet (BPF_PROG_TEST_RUN duration / repeat; batches of 1024, ring drained between)")
-	local base_core = os.getenv("BENCH_BASELINE_CORE")
-	if base_core == "" then base_core = nil end
-	local base_dir = base_core and base_core:match("^(.*)/tcpinspect/core%.so$")
-	if base_core then
-		print(("  baseline: %s, build %s; each round runs both builds, in random order")
-			:format(os.getenv("BENCH_BASELINE") or "?", base_core))
-	end
+	local base_dir = baseline_dir()
 	local this, base = {}, {}
 	for _ = 1, ROUNDS * 2 do
 		local order = { { nil, this } }
