@@ -37,13 +37,7 @@ end
 
 local function field(line, name)
 	for i, f in ipairs(FIELDS) do
-		if f == name then
-			local n = 0
-			for v in (line .. "\t"):gmatch("([^\t]*)\t") do
-				n = n + 1
-				if n == i then return v end
-			end
-		end
+		if f == name then return tshark.field(line, i) end
 	end
 end
 
