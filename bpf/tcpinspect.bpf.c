@@ -603,7 +603,7 @@ static __always_inline struct ti_scratch *ti_scratch_try(__u64 k)
  * them, and ti_parse reads ip only as far as the hook loaded it (IPv4: 20
  * bytes).  The time and the CPU only where something takes them: the
  * records (events, a conn-end, a drop's), the flows' and drops' first
- * and last times, the connections. */
+ * and last times (their TI_AGG_* bits), the connections. */
 static __always_inline struct ti_scratch *ti_scratch_get(__u8 probe)
 {
 	struct ti_scratch *x = ti_scratch_try(0);
@@ -620,7 +620,8 @@ static __always_inline struct ti_scratch *ti_scratch_get(__u8 probe)
 	}
 	__builtin_memset(&x->ev, 0, sizeof(x->ev));
 	x->ev.probe = probe;
-	if (ti_load.events || ti_load.aggregates || ti_load.conns || probe == TI_PROBE_KFREE_SKB)
+	if (ti_load.events || (ti_load.aggregates & (TI_AGG_FLOWS | TI_AGG_DROPS)) || ti_load.conns ||
+	    probe == TI_PROBE_KFREE_SKB)
 		x->ev.ts = bpf_ktime_get_ns();
 	if (ti_load.events || ti_load.conns)
 		x->ev.cpu = bpf_get_smp_processor_id();

@@ -81,7 +81,7 @@ struct ti_scratch {
 	__u64 skb;   /* BPF, sockets = true in fentry/kprobe: the sk_buff whose
 		      * socket the socket-side hook is to name (0: none pending) */
 	__u64 task;  /* ... and the task whose tcp_v{4,6}_rcv run claimed the slot */
-	/* keys, zeroed per segment by ti_aggregate */
+	/* keys, each zeroed by ti_aggregate before the map that takes it */
 	struct ti_flow_key fk;
 	struct ti_addr_key ak;
 	struct ti_lpm_key lk;
@@ -312,8 +312,8 @@ TI_INLINE void ti_aggregate(const struct ti_event *e, struct ti_scratch *x)
 	__u64 slot, port = e->dport; /* 64-bit keys (above) */
 	__u64 *h;
 
-	__builtin_memset(&x->fk, 0, sizeof(x->fk) + sizeof(x->ak));
 	if (TI_LOAD_CFG(x).aggregates & TI_AGG_FLOWS) {
+		__builtin_memset(&x->fk, 0, sizeof(x->fk)); /* its padding too: hashed */
 		x->fk.family = e->family;
 		x->fk.sport = e->sport;
 		x->fk.dport = e->dport;
@@ -331,6 +331,7 @@ TI_INLINE void ti_aggregate(const struct ti_event *e, struct ti_scratch *x)
 	}
 
 	if (TI_LOAD_CFG(x).aggregates & TI_AGG_SOURCES) {
+		__builtin_memset(&x->ak, 0, sizeof(x->ak));
 		x->ak.family = e->family;
 		__builtin_memcpy(x->ak.addr, e->saddr, 16);
 		ti_count_source(e, &x->ak, x);
