@@ -485,18 +485,27 @@ static size_t segment_line(char *buf, double time, int family, const char *saddr
 	return (size_t)(p - buf);
 }
 
-/* p.line */
-static void push_line(lua_State *L, const struct ti_packet *p)
+/* p.line into buf, TI_PACKET_LINE_MAX bytes of room: its length (no
+ * newline, no NUL).  push_line's and on_packet(file)'s (session.c). */
+size_t ti_packet_line(const struct ti_packet *p, char *buf)
 {
 	const struct ti_event *e = &p->e;
 	char sa[INET6_ADDRSTRLEN], da[INET6_ADDRSTRLEN], fs[16];
-	char buf[TI_LINE_FIXED + 2 * INET6_ADDRSTRLEN + sizeof(fs)];
 	size_t san = addr_into(sa, e->family, e->saddr), dan = addr_into(da, e->family, e->daddr);
 	size_t fsn = flagstr_into(fs, e->flags);
 
-	lua_pushlstring(L, buf,
-			segment_line(buf, (double)e->ts / 1e9 + p->rt_offset, e->family, sa, san, e->sport, da, dan,
-				     e->dport, e->flags, e->seq, e->ack, e->window, e->len, fs, fsn));
+	return segment_line(buf, (double)e->ts / 1e9 + p->rt_offset, e->family, sa, san, e->sport, da, dan, e->dport,
+			    e->flags, e->seq, e->ack, e->window, e->len, fs, fsn);
+}
+
+_Static_assert(TI_PACKET_LINE_MAX >= TI_LINE_FIXED + 2 * INET6_ADDRSTRLEN + 16, "room for segment_line");
+
+/* p.line */
+static void push_line(lua_State *L, const struct ti_packet *p)
+{
+	char buf[TI_PACKET_LINE_MAX];
+
+	lua_pushlstring(L, buf, ti_packet_line(p, buf));
 }
 
 /* core.clock(t) -> "15:04:05.123456": the line's clock (format.clock) */

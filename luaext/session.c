@@ -477,6 +477,30 @@ static int on_conn_record(struct ti_session *s, const void *data, size_t size)
 	return poll_should_stop(s) ? -ETIME : 0;
 }
 
+/* on_packet(file): the record's p.line and a newline, written to the Lua
+ * file f from C (no Lua call per segment); a closed file or a failed write
+ * stops the poll as an error raised in a callback would. */
+static int write_line(struct ti_session *s, luaL_Stream *f)
+{
+	char line[TI_PACKET_LINE_MAX + 1];
+	size_t n;
+
+	n = ti_packet_line(s->view, line);
+	ti_packet_set_valid(s->view, false, 0);
+	line[n++] = '\n';
+	if (!f->closef) {
+		lua_pushliteral(s->L, "tcpinspect: on_packet: the file is closed");
+		s->cb_error = 1;
+		return -ECANCELED;
+	}
+	if (fwrite(line, 1, n, f->f) != n) {
+		lua_pushfstring(s->L, "tcpinspect: on_packet: writing a line failed: %s", strerror(errno));
+		s->cb_error = 1;
+		return -ECANCELED;
+	}
+	return s->stop || poll_should_stop(s) ? -ETIME : 0;
+}
+
 /* A record to the callbacks (and the dump file).
  * Stack during a poll: [base+1] message handler, [base+2] callback, [base+3] view. */
 static int deliver(void *ctx, const void *data, size_t size)
@@ -503,8 +527,10 @@ static int deliver(void *ctx, const void *data, size_t size)
 		dump_record(s, ti_packet_event(s->view), sizeof(struct ti_event) + ti_packet_event(s->view)->caplen);
 	if (lua_isnil(L, base + 2))
 		return poll_should_stop(s) ? -ETIME : 0;
-	lua_pushvalue(L, base + 2);
 	ti_packet_set_valid(s->view, true, s->realtime_offset);
+	if (s->to_file)
+		return write_line(s, lua_touserdata(L, base + 2));
+	lua_pushvalue(L, base + 2);
 	if (s->nargs) {
 		/* on_packet(fn, fields): the values, no view and no field lookups */
 		for (int i = 0; i < s->nargs; i++)
@@ -677,13 +703,22 @@ static int session_on_packet(lua_State *L)
 	uint8_t args[TI_MAX_ARGS];
 	int nargs;
 
+	bool to_file = luaL_testudata(L, 2, LUA_FILEHANDLE) != NULL;
+
 	if (!lua_isnoneornil(L, 2)) {
-		luaL_checktype(L, 2, LUA_TFUNCTION);
+		if (!to_file && !lua_isfunction(L, 2))
+			luaL_typeerror(L, 2, "function or file");
 		if (!s->events)
 			return luaL_error(L, "tcpinspect: on_packet: this session was opened with events = false, "
 					     "so no packet will be delivered; open it with events = true");
 	}
 	nargs = check_fields(L, 3, args);
+	/* a file takes the lines: fields, if given, are {"line"} */
+	if (to_file && nargs && (nargs > 1 || args[0] != ti_packet_field_index("line")))
+		ti_option_error(L, "fields", "a file takes each segment's line: give no fields, or {\"line\"}");
+	if (to_file && !((luaL_Stream *)lua_touserdata(L, 2))->closef)
+		luaL_argerror(L, 2, "the file is closed");
+	s->to_file = to_file;
 	/* from a callback of this session: the callback running keeps what it
 	 * was given; the next record goes to fn with these fields */
 	memcpy(s->args, args, sizeof(args));

@@ -50,6 +50,7 @@ struct ti_session {
 	struct ti_packet *view;	   /* the reused packet view (user value 2) */
 	uint8_t args[TI_MAX_ARGS]; /* on_packet(fn, fields): the fields passed */
 	int nargs;
+	bool to_file;			/* on_packet(file): p.line written to it from C, no Lua call */
 	double realtime_offset;		/* wall clock minus CLOCK_MONOTONIC, seconds */
 	bool events;			/* records are delivered (the ring, or a replay's) */
 	bool drops;			/* opened with drops = true (on_drop allowed) */
@@ -106,6 +107,8 @@ struct ti_packet *ti_packet_new_view(lua_State *L);
 struct ti_event *ti_packet_event(struct ti_packet *p);
 void ti_packet_set_valid(struct ti_packet *p, bool valid, double rt_offset);
 void ti_packet_push_field(lua_State *L, const struct ti_packet *p, int field);
+#define TI_PACKET_LINE_MAX 512
+size_t ti_packet_line(const struct ti_packet *p, char *buf); /* p.line; no newline */
 int ti_packet_field_index(const char *name);
 /* a record: struct ti_event and its e.caplen bytes (size: at least that much) */
 int ti_packet_set_record(struct ti_packet *p, const void *data, size_t size); /* 0 or -1 */

@@ -136,8 +136,8 @@ function M.drive(s, run_opts)
 		error(n, 0)
 	end
 	if n == nil then script.fail(1, "tcpinspect: " .. args.cli_words(tostring(why))) end
-	if why == "signal" then return "interrupted" end
-	return why
+	if why == "signal" then return "interrupted", n end
+	return why, n
 end
 
 -- ---- terminal -------------------------------------------------------------------
@@ -234,19 +234,24 @@ local function cmd_watch(a, s, say, usage)
 			end
 			if count and printed >= count then s:stop() end
 		end)
-	else
-		-- the line itself (the packet field made in C): one argument
+	elseif count or a.drops then
+		-- -c, --drops: the line itself (the packet field made in C), counted here
 		s:on_packet(function(line)
 			if count and printed >= count then return end
 			printed = printed + 1
 			out:write(line, "\n")
 			if count and printed >= count then s:stop() end
 		end, { "line" })
+	elseif not a.write then
+		-- the lines written to stdout from C: no Lua call per segment
+		s:on_packet(io.stdout)
 	end
 	say(M.ready_line("watch", s))
 	-- times are the session's (session:now(): a replay's is the capture's)
 	local t0 = s:now()
-	local why = M.drive(s, { duration = a.duration, interval = a.interval or 1 })
+	local why, n = M.drive(s, { duration = a.duration, interval = a.interval or 1 })
+	-- without a callback, every segment delivered was written (-w: dumped)
+	if not (dump or a.json or count or a.drops) then printed = n or s:stats().delivered end
 	local ok, err = s:dump(nil) -- flushed and closed
 	if not ok then script.fail(1, "tcpinspect: argument '-w': " .. tostring(err)) end
 	say(M.summary(printed .. (a.write and " packets written" or " packets printed"),
