@@ -493,7 +493,7 @@ static int write_line(struct ti_session *s, luaL_Stream *f)
 		s->cb_error = 1;
 		return -ECANCELED;
 	}
-	if (fwrite(line, 1, n, f->f) != n) {
+	if (fwrite_unlocked(line, 1, n, f->f) != n) { /* one thread: Lua's own */
 		lua_pushfstring(s->L, "tcpinspect: on_packet: writing a line failed: %s", strerror(errno));
 		s->cb_error = 1;
 		return -ECANCELED;
