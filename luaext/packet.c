@@ -273,24 +273,20 @@ static void push_probe(lua_State *L, const struct ti_event *e)
  * length */
 static size_t flagstr_into(char *buf, unsigned flags)
 {
-	static const struct {
-		unsigned bit;
-		char c;
-	} letters[] = {
-#define TI_X(id, bit, name, letter) { bit, letter },
-		TI_TCP_FLAGS(TI_X)
-#undef TI_X
-	};
-	size_t n = 0;
+	char *p = buf;
 
-	for (size_t i = 0; i < sizeof(letters) / sizeof(letters[0]); i++)
-		if (flags & letters[i].bit)
-			buf[n++] = letters[i].c;
-	if (n == 0) {
+	/* a test per flag, written out (a loop over a table of them was a
+	 * tenth of building the line: perf, spec/bench/watch_line.lua) */
+#define TI_X(id, bit, name, letter) \
+	if (flags & (bit))          \
+		*p++ = (letter);
+	TI_TCP_FLAGS(TI_X)
+#undef TI_X
+	if (p == buf) {
 		memcpy(buf, "none", 4);
-		n = 4;
+		return 4;
 	}
-	return n;
+	return (size_t)(p - buf);
 }
 
 /* tcpdump's flag letters in tcpdump's order (bit order: "S.", "F.", "P.",
@@ -302,22 +298,35 @@ void ti_push_flagstr(lua_State *L, unsigned flags)
 	lua_pushlstring(L, buf, flagstr_into(buf, flags));
 }
 
-/* v in decimal at p (as Lua's "%d"); past the last digit */
+/* v in decimal at p (as Lua's "%d"); past the last digit.  Two digits per
+ * step from a table: the line has five or six numbers, and this was the
+ * largest part of building it (perf, spec/bench/watch_line.lua). */
+static const char digit_pairs[201] = "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+				     "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+				     "8081828384858687888990919293949596979899";
+
 static char *put_int(char *p, long long v)
 {
-	char tmp[24];
 	unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
-	int n = 0;
+	char tmp[24], *end = tmp + sizeof(tmp), *q = end;
 
-	do {
-		tmp[n++] = (char)('0' + u % 10);
-		u /= 10;
-	} while (u);
+	while (u >= 100) {
+		unsigned d = (unsigned)(u % 100) * 2;
+
+		u /= 100;
+		*--q = digit_pairs[d + 1];
+		*--q = digit_pairs[d];
+	}
+	if (u >= 10) {
+		*--q = digit_pairs[u * 2 + 1];
+		*--q = digit_pairs[u * 2];
+	} else {
+		*--q = (char)('0' + u);
+	}
 	if (v < 0)
 		*p++ = '-';
-	while (n)
-		*p++ = tmp[--n];
-	return p;
+	memcpy(p, q, (size_t)(end - q));
+	return p + (end - q);
 }
 
 static char *put_str(char *p, const char *s, size_t n)
@@ -404,16 +413,21 @@ static size_t addr_into(char *buf, int family, const uint8_t *addr)
  * localtime costs most of it); past it */
 static char *put_clock(char *p, double t)
 {
-	static __thread double last_sec = -1.0 / 0.0;
-	static __thread char hms[8];
-	double sec = floor(t);
+	/* initial-exec: a load, not a __tls_get_addr call per line (16 bytes
+	 * of the static TLS that glibc keeps for modules loaded later) */
+	static __thread __attribute__((tls_model("initial-exec"))) double last_sec = -1.0 / 0.0;
+	static __thread __attribute__((tls_model("initial-exec"))) char hms[8];
+	double sec;
 	long usec;
 
 	/* a time that is no number (NaN, inf) or past what time_t and long
 	 * hold (a hostile capture's): no digits of it, and no cast of it */
-	if (!(sec > -1e15 && sec < 1e15))
+	if (!(t > -1e15 && t < 1e15))
 		return PUT_LIT(p, "??:??:??.000000");
-	usec = (long)floor((t - sec) * 1e6 + 0.5);
+	/* floor: a truncation for the times there are (after 1970), libm's
+	 * call only before */
+	sec = t >= 0 ? (double)(long long)t : floor(t);
+	usec = (long)((t - sec) * 1e6 + 0.5); /* >= 0.5: the cast is floor */
 	if (usec >= 1000000) {
 		sec += 1;
 		usec -= 1000000;
@@ -438,9 +452,9 @@ static char *put_clock(char *p, double t)
 	}
 	p = put_str(p, hms, 8);
 	*p++ = '.';
-	for (int i = 5; i >= 0; i--) {
-		p[i] = (char)('0' + usec % 10);
-		usec /= 10;
+	for (int i = 4; i >= 0; i -= 2) { /* two digits a step */
+		memcpy(p + i, digit_pairs + usec % 100 * 2, 2);
+		usec /= 100;
 	}
 	return p + 6;
 }

@@ -5,12 +5,17 @@
 -- guests, where packet rates mean nothing (emulated time) but the ratio of
 -- two hooks' costs measured alike does (make bench-vm).
 --
---   lua5.4 spec/bench/probe_cost.lua [MODES] [ROUNDS] [SECS] [CONFIGS]
+--   lua5.4 spec/bench/probe_cost.lua [MODES] [ROUNDS] [SECS] [CONFIGS] [LOAD]
 --   MODES: comma list (default fentry,kprobe,tc); CONFIGS: comma list of
---   bare, aggregates, callback (default all three):
+--   bare, aggregates, callback (default all three); LOAD: est (default,
+--   below) or flood (hping3 --flood -S to the closed port: a new flow on
+--   every segment, what make bench's live section runs, so that its costs
+--   are read without the rate's noise; on this host, tc mode):
 --     bare        events = false, aggregates = false (the hook alone)
 --     aggregates  events = false, aggregates on
 --     callback    aggregates = false, on_packet(fn, {"len"}) (what watch needs)
+--     drops       events = false, drops = true: aggregates and the drop hook
+--                 (ns per program run, the drop hook's runs counted too)
 --   Each round runs every mode x configuration once, in random order, with
 --   the same established-flow load (spec/bench/est_load.py) filtered to its
 --   port; tc on lo.  Printed as one table: ns per segment per configuration
@@ -25,6 +30,8 @@ local modes, configs = {}, {}
 for m in (arg[1] or "fentry,kprobe,tc"):gmatch("[^,]+") do modes[#modes + 1] = m end
 local ROUNDS, SECS = tonumber(arg[2]) or 5, tonumber(arg[3]) or 2
 for c in (arg[4] or "bare,aggregates,callback"):gmatch("[^,]+") do configs[#configs + 1] = c end
+local LOAD = arg[5] or "est"
+assert(LOAD == "est" or LOAD == "flood", "probe_cost: LOAD is est or flood")
 local PORT = 47996
 math.randomseed(os.time())
 
@@ -32,6 +39,7 @@ local CONFIG_OPTS = {
 	bare = { events = false, aggregates = false },
 	aggregates = { events = false },
 	callback = { aggregates = false, fields = { "len" } },
+	drops = { events = false, drops = true }, -- aggregates and the drop hook (skb:kfree_skb)
 }
 
 local function sh(cmd)
@@ -70,11 +78,13 @@ local sink = 0 -- luacheck: ignore 231 (written by the callback)
 local function measure(pid, m, c)
 	local o = CONFIG_OPTS[c]
 	local s = assert(ti.open { mode = m, dev = m == "tc" and "lo" or nil, events = o.events,
-		aggregates = o.aggregates, filter = { port = PORT } })
+		aggregates = o.aggregates, drops = o.drops, filter = { port = PORT } })
 	local n = 0
 	if o.fields then s:on_packet(function(len) sink = len; n = n + 1 end, o.fields) end
 	local ns0, cnt0 = prog_stats(pid)
-	local load = assert(io.popen(("python3 spec/bench/est_load.py %d %g 4 2>/dev/null"):format(PORT, SECS)))
+	local load = assert(io.popen(LOAD == "flood"
+		and ("timeout -s INT %g hping3 --flood -S -p %d 127.0.0.1 2>&1"):format(SECS, PORT)
+		or ("python3 spec/bench/est_load.py %d %g 4 2>/dev/null"):format(PORT, SECS)))
 	local t0 = C.now()
 	while C.now() - t0 < SECS + 0.5 do s:poll(100) end
 	load:read("a")
@@ -118,7 +128,8 @@ local f = io.open("/proc/sys/kernel/osrelease")
 local kernel = f and f:read("l") or "?"
 if f then f:close() end
 print(("== BPF run time per segment by hook and configuration, %s (bpf_stats: run_time_ns / run_cnt; "
-	.. "%d rounds x %g s, shuffled; established load on lo, medians)"):format(kernel, ROUNDS, SECS))
+	.. "%d rounds x %g s, shuffled; %s on lo, medians)"):format(kernel, ROUNDS, SECS,
+	LOAD == "flood" and "hping3 SYN flood to a closed port" or "established load"))
 local cols = { { "config", "configuration" } }
 for _, m in ipairs(modes) do cols[#cols + 1] = { m, m .. " ns/seg", "%.0f" } end
 for i = 2, #modes do
