@@ -127,6 +127,15 @@ struct {
 	__type(value, struct ti_flow_entry);
 } flows SEC(".maps");
 
+/* The tables' summaries (ti_table.h): one element per bucket, resized by
+ * user space with their table (one element when the table is off). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 4096); /* buckets, resized by user space */
+	__type(key, __u32);
+	__type(value, struct ti_table_sum);
+} flows_sum SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 65536);
@@ -140,6 +149,13 @@ struct {
 	__type(key, __u32);
 	__type(value, struct ti_source_entry);
 } sources SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 4096); /* buckets, resized with sources */
+	__type(key, __u32);
+	__type(value, struct ti_table_sum);
+} sources_sum SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -180,6 +196,13 @@ struct {
 	__type(key, __u32);
 	__type(value, struct ti_drop_entry);
 } drops SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 4096); /* buckets, resized with drops */
+	__type(key, __u32);
+	__type(value, struct ti_table_sum);
+} drops_sum SEC(".maps");
 
 /* Drops: per-reason counts, then the drop path's counters (tcpinspect.h,
  * TI_DROP_STATS).  Written only by the drop hook, which loads only with

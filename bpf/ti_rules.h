@@ -12,7 +12,8 @@
  *   TI_LOAD_CFG(x)          the struct ti_load_config in force (BPF: ti_load)
  *   TI_COUNT(x, stat)       add 1 to counter stat (enum ti_stat)
  *   TI_LOOKUP(x, map, key)  a pointer to element *key of map (flows,
- *                           sources, ports, len_hist, sample_ctr: this
+ *                           sources, their summaries flows_sum and
+ *                           sources_sum, ports, len_hist, sample_ctr: this
  *                           CPU's copy), or NULL (BPF: bpf_map_lookup_elem)
  *   TI_LPM_HAS(x, trie, key)  nonzero when the LPM trie (saddr_lpm,
  *                           daddr_lpm, host_lpm) has a prefix of key
@@ -75,12 +76,12 @@ struct ti_scratch {
 	struct ti_cbpf_state cbpf; /* the filter expression's interpreter */
 	struct ti_walk w;	   /* its headers (bpf/ti_parse.h) */
 	__u32 entry;		   /* the table entry being looked up (ti_count_*) */
-	__u32 pad1;
-	__u64 busy;  /* BPF: 1 while a hook run owns this slot */
-	__u64 sslot; /* BPF: this scratch slot's index, for ti_handle */
-	__u64 skb;   /* BPF, sockets = true in fentry/kprobe: the sk_buff whose
+	__u32 bucket;		   /* ... and its bucket: its summary's index */
+	__u64 busy;		   /* BPF: 1 while a hook run owns this slot */
+	__u64 sslot;		   /* BPF: this scratch slot's index, for ti_handle */
+	__u64 skb;		   /* BPF, sockets = true in fentry/kprobe: the sk_buff whose
 		      * socket the socket-side hook is to name (0: none pending) */
-	__u64 task;  /* ... and the task whose tcp_v{4,6}_rcv run claimed the slot */
+	__u64 task;		   /* ... and the task whose tcp_v{4,6}_rcv run claimed the slot */
 	/* keys, each zeroed by ti_aggregate before the map that takes it */
 	struct ti_flow_key fk;
 	struct ti_addr_key ak;
@@ -214,61 +215,83 @@ TI_INLINE __u32 ti_log2_slot(__u32 v)
 /* a SYN without ACK: a connection attempt, counted per source */
 #define TI_IS_SYN(e) ((__u64)(((e)->flags & (TI_SYN | TI_ACK)) == TI_SYN))
 
-/* Add e to its key's entry in one of this CPU's tables (flows, sources):
- * the matching entry of its bucket, else a free one, else the one with the
- * fewest packets (evicted, and counted).  Keeping the heavy entries means a
- * flood of one-segment flows churns among itself while the flows that
- * matter stay.  One scan for both tables, written once as a macro because a
- * BPF map lookup names its map at compile time (it cannot be an argument);
- * each table brings its key's hash and equality and what a hit and a new
- * entry store (HIT(en, e, syn), FILL(en, e, syn); FILL after the key is
- * copied in; syn: the segment is a connection attempt, for the sources).
+/* Add e to its key's entry in one of this CPU's tables (flows, sources,
+ * drops): the matching entry of its bucket, else a free one, else the one
+ * with the fewest packets (evicted, and counted).  Keeping the heavy
+ * entries means a flood of one-segment flows churns among itself while the
+ * flows that matter stay.  The bucket's summary (sum, bpf/ti_table.h)
+ * chooses: only an entry whose hash is the key's is read (and its key
+ * compared), and a new key's way is picked from the summary alone, so a
+ * segment reads the summary and at most one entry per hash match (one,
+ * but for a 32-bit collision).  One scan for every table, written once as
+ * a macro because a BPF map lookup names its map at compile time (it
+ * cannot be an argument); each table brings its key's hash and equality
+ * and what a hit and a new entry store (HIT(en, e, syn), FILL(en, e, syn);
+ * FILL after the key is copied in; syn: the segment is a connection
+ * attempt, for the sources).
  *
  * Every entry is a map element of its own, looked up by index, and only
  * indexes are carried from one step to the next, never pointers into a
  * bucket: without CAP_PERFMON the verifiers of 6.1 and later refuse the
  * pointer arithmetic clang makes of an entry chosen among four ("pointer
  * arithmetic with it prohibited for !root", "invalid mem access
- * 'scalar'").  Array lookups are inlined by the verifier: a few
- * instructions each.  The indexes are 64-bit ("Stack slots", above). */
-#define TI_TABLE_COUNTER(name, map, key_type, entry_type, hash, key_eq, evicted, HIT, FILL)    \
-	TI_INLINE void name(const struct ti_event *e, const key_type *k, struct ti_scratch *x) \
-	{                                                                                      \
-		__u32 base = (hash(k) & TI_LOAD_CFG(x).table_mask) * TI_TABLE_WAYS;            \
-		entry_type *en;                                                                \
-		__u64 fewest = ~0ULL, syn = TI_IS_SYN(e);                                      \
-		__s64 slot = -1, victim = 0; /* 64-bit: "Stack slots", above */                \
-                                                                                               \
-		TI_UNROLL                                                                      \
-		for (int w = 0; w < TI_TABLE_WAYS; w++) {                                      \
-			x->entry = base + w;                                                   \
-			en = TI_LOOKUP(x, map, &x->entry);                                     \
-			if (!en)                                                               \
-				return;                                                        \
-			if (!en->val.packets) {                                                \
-				if (slot < 0)                                                  \
-					slot = w;                                              \
-				continue;                                                      \
-			}                                                                      \
-			if (key_eq(&en->key, k)) {                                             \
-				HIT(en, e, syn);                                               \
-				return;                                                        \
-			}                                                                      \
-			if (en->val.packets < fewest) {                                        \
-				fewest = en->val.packets;                                      \
-				victim = w;                                                    \
-			}                                                                      \
-		}                                                                              \
-		if (slot < 0) {                                                                \
-			TI_COUNT(x, evicted);                                                  \
-			slot = victim;                                                         \
-		}                                                                              \
-		x->entry = base + (slot & (TI_TABLE_WAYS - 1));                                \
-		en = TI_LOOKUP(x, map, &x->entry);                                             \
-		if (!en)                                                                       \
-			return;                                                                \
-		en->key = *k;                                                                  \
-		FILL(en, e, syn);                                                              \
+ * 'scalar'").  The summary's ways are read and written at constant
+ * offsets only (the unrolled loops; the chosen way is written by the
+ * iteration whose w it is).  Array lookups are inlined by the verifier: a
+ * few instructions each.  The hash and indexes are 64-bit ("Stack slots",
+ * above). */
+#define TI_TABLE_COUNTER(name, map, sum_map, key_type, entry_type, hash, key_eq, evicted, HIT, FILL) \
+	TI_INLINE void name(const struct ti_event *e, const key_type *k, struct ti_scratch *x)       \
+	{                                                                                            \
+		__u64 h = hash(k), fewest = ~0ULL, syn = TI_IS_SYN(e);                               \
+		__s64 slot = -1, victim = 0; /* 64-bit: "Stack slots", above */                      \
+		struct ti_table_sum *s;                                                              \
+		entry_type *en;                                                                      \
+                                                                                                     \
+		x->bucket = h & TI_LOAD_CFG(x).table_mask;                                           \
+		s = TI_LOOKUP(x, sum_map, &x->bucket);                                               \
+		if (!s)                                                                              \
+			return;                                                                      \
+		TI_UNROLL                                                                            \
+		for (int w = 0; w < TI_TABLE_WAYS; w++) {                                            \
+			if (!s->packets[w]) {                                                        \
+				if (slot < 0)                                                        \
+					slot = w;                                                    \
+				continue;                                                            \
+			}                                                                            \
+			if (s->tag[w] == (__u32)h) {                                                 \
+				x->entry = x->bucket * TI_TABLE_WAYS + w;                            \
+				en = TI_LOOKUP(x, map, &x->entry);                                   \
+				if (!en)                                                             \
+					return;                                                      \
+				if (key_eq(&en->key, k)) {                                           \
+					HIT(en, e, syn);                                             \
+					s->packets[w] = ti_sum_packets(en->val.packets);             \
+					return;                                                      \
+				}                                                                    \
+			}                                                                            \
+			if (s->packets[w] < fewest) {                                                \
+				fewest = s->packets[w];                                              \
+				victim = w;                                                          \
+			}                                                                            \
+		}                                                                                    \
+		if (slot < 0) {                                                                      \
+			TI_COUNT(x, evicted);                                                        \
+			slot = victim;                                                               \
+		}                                                                                    \
+		x->entry = x->bucket * TI_TABLE_WAYS + (slot & (TI_TABLE_WAYS - 1));                 \
+		en = TI_LOOKUP(x, map, &x->entry);                                                   \
+		if (!en)                                                                             \
+			return;                                                                      \
+		en->key = *k;                                                                        \
+		FILL(en, e, syn);                                                                    \
+		TI_UNROLL                                                                            \
+		for (int w = 0; w < TI_TABLE_WAYS; w++) {                                            \
+			if (w == slot) {                                                             \
+				s->tag[w] = (__u32)h;                                                \
+				s->packets[w] = ti_sum_packets(en->val.packets);                     \
+			}                                                                            \
+		}                                                                                    \
 	}
 
 TI_INLINE void ti_flow_hit(struct ti_flow_entry *en, const struct ti_event *e, __u64 syn)
@@ -301,10 +324,10 @@ TI_INLINE void ti_source_fill(struct ti_source_entry *en, const struct ti_event 
 	en->val.syns = syn;
 }
 
-TI_TABLE_COUNTER(ti_count_flow, flows, struct ti_flow_key, struct ti_flow_entry, ti_flow_hash, ti_flow_key_eq,
-		 TI_STAT_EVICTED_FLOWS, ti_flow_hit, ti_flow_fill)
-TI_TABLE_COUNTER(ti_count_source, sources, struct ti_addr_key, struct ti_source_entry, ti_addr_hash, ti_addr_key_eq,
-		 TI_STAT_EVICTED_SOURCES, ti_source_hit, ti_source_fill)
+TI_TABLE_COUNTER(ti_count_flow, flows, flows_sum, struct ti_flow_key, struct ti_flow_entry, ti_flow_hash,
+		 ti_flow_key_eq, TI_STAT_EVICTED_FLOWS, ti_flow_hit, ti_flow_fill)
+TI_TABLE_COUNTER(ti_count_source, sources, sources_sum, struct ti_addr_key, struct ti_source_entry, ti_addr_hash,
+		 ti_addr_key_eq, TI_STAT_EVICTED_SOURCES, ti_source_hit, ti_source_fill)
 
 TI_INLINE void ti_aggregate(const struct ti_event *e, struct ti_scratch *x)
 {
@@ -472,8 +495,8 @@ TI_INLINE void ti_drop_fill(struct ti_drop_entry *en, const struct ti_event *e, 
 	en->val.first_ts = en->val.last_ts = e->ts;
 }
 
-TI_TABLE_COUNTER(ti_count_drop, drops, struct ti_drop_key, struct ti_drop_entry, ti_drop_hash, ti_drop_key_eq,
-		 TI_STAT_EVICTED_DROPS, ti_drop_hit, ti_drop_fill)
+TI_TABLE_COUNTER(ti_count_drop, drops, drops_sum, struct ti_drop_key, struct ti_drop_entry, ti_drop_hash,
+		 ti_drop_key_eq, TI_STAT_EVICTED_DROPS, ti_drop_hit, ti_drop_fill)
 
 /* The "drops" table's entry of the drop in x->ev: reason x dport x source. */
 TI_INLINE void ti_aggregate_drop(const struct ti_event *e, struct ti_scratch *x)

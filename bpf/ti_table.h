@@ -13,6 +13,19 @@
  * insert, no lock, no atomic: the cost per segment is the same for a new
  * flow as for a known one, which is what a new-flow flood needs.  User
  * space merges the CPUs' entries of a key (sums, min first_ts, max last_ts).
+ *
+ * Each table has a summary beside it ("flows_sum", "sources_sum",
+ * "drops_sum"): a per-CPU array of struct ti_table_sum indexed by bucket,
+ * which holds per way the 32-bit hash of the entry's key and its packets
+ * (0: free).  A segment reads its bucket's summary (32 bytes) and then only
+ * the entry whose hash matches its key's (the key compared in full there:
+ * a hash collision is a miss, nothing else), or, for a new key, only the
+ * entry it takes, chosen from the summary alone; the 4 entries of a bucket
+ * (80 to 88 bytes each) are no longer all read.  The placement and the
+ * eviction are those of a scan of the entries: the summary's packets are
+ * the entry's (saturated at 2^32 - 1).  The entries stay what user space
+ * reads; a delete or clear from user space updates the summary too
+ * (luaext/kernel_maps.c), so that it stays the entries' mirror.
  */
 #ifndef TI_TABLE_H
 #define TI_TABLE_H
@@ -35,6 +48,19 @@ struct ti_drop_entry {
 	struct ti_drop_key key;
 	struct ti_drop_val val;
 };
+
+/* A bucket's summary (above): way w holds the hash of entry w's key (its
+ * tag) and its packets, saturated (ti_sum_packets); packets[w] == 0: entry
+ * w is free.  32 bytes: half a cache line. */
+struct ti_table_sum {
+	__u32 tag[TI_TABLE_WAYS];
+	__u32 packets[TI_TABLE_WAYS];
+};
+
+static inline __u32 ti_sum_packets(__u64 packets)
+{
+	return packets < 0xffffffffULL ? (__u32)packets : 0xffffffffu;
+}
 
 /* Keys are read as words through these types: may_alias, so that a
  * compiler with strict aliasing (gcc -O2, user space) does not move the

@@ -342,6 +342,10 @@ again:
 				 o->aggregates & TI_AGG_FLOWS ? ti_table_buckets(o->max_flows) * TI_TABLE_WAYS : 1);
 	bpf_map__set_max_entries(sk->maps.sources,
 				 o->aggregates & TI_AGG_SOURCES ? ti_table_buckets(o->max_flows) * TI_TABLE_WAYS : 1);
+	/* a table's summary: one element per bucket (ti_table.h) */
+	bpf_map__set_max_entries(sk->maps.flows_sum, o->aggregates & TI_AGG_FLOWS ? ti_table_buckets(o->max_flows) : 1);
+	bpf_map__set_max_entries(sk->maps.sources_sum,
+				 o->aggregates & TI_AGG_SOURCES ? ti_table_buckets(o->max_flows) : 1);
 	if (!(o->aggregates & TI_AGG_PORTS))
 		bpf_map__set_max_entries(sk->maps.ports, 1);
 	if (!(o->aggregates & TI_AGG_LEN_HIST))
@@ -351,6 +355,8 @@ again:
 	bpf_map__set_max_entries(sk->maps.drops, o->drops && (o->aggregates & TI_AGG_DROPS)
 							 ? ti_table_buckets(o->max_flows) * TI_TABLE_WAYS
 							 : 1);
+	bpf_map__set_max_entries(sk->maps.drops_sum,
+				 o->drops && (o->aggregates & TI_AGG_DROPS) ? ti_table_buckets(o->max_flows) : 1);
 	/* conns' table: max_conns entries with conns = true, else one, never written */
 	bpf_map__set_max_entries(sk->maps.conns, o->conns ? o->max_conns : 1);
 	ti_set_load_config((struct ti_load_config *)&sk->rodata->ti_load, o, mode);
@@ -1120,6 +1126,9 @@ static int probe_drop_hook(int i, char *why, size_t whylen)
 	bpf_map__set_max_entries(sk->maps.flows, TI_TABLE_WAYS);
 	bpf_map__set_max_entries(sk->maps.sources, TI_TABLE_WAYS);
 	bpf_map__set_max_entries(sk->maps.drops, TI_TABLE_WAYS);
+	bpf_map__set_max_entries(sk->maps.flows_sum, 1);
+	bpf_map__set_max_entries(sk->maps.sources_sum, 1);
+	bpf_map__set_max_entries(sk->maps.drops_sum, 1);
 	bpf_map__set_max_entries(sk->maps.events, 4096 * 4);
 	sk->rodata->ti_load.drops = 1;
 	if ((err = tcpinspect_bpf__load(sk))) {

@@ -33,7 +33,7 @@ struct ti_kernel_ops {
 			char *why, size_t whylen);
 	/* map m: its number of elements; n elements from `first` read into
 	 * vals or written from it (n * k->ncpus strides; write: the elements
-	 * exist, as BPF_EXIST) */
+	 * exist, as BPF_EXIST); m is also TI_MAP_SUM(table), below */
 	uint32_t (*map_elems)(const struct ti_kernel *k, enum ti_map_id m);
 	int (*map_read)(const struct ti_kernel *k, enum ti_map_id m, uint32_t first, uint32_t n, void *vals);
 	int (*map_write)(const struct ti_kernel *k, enum ti_map_id m, uint32_t first, uint32_t n, const void *vals);
@@ -182,6 +182,11 @@ uint32_t ti_live_map_elems(const struct ti_kernel *k, enum ti_map_id m);
 int ti_live_map_read(const struct ti_kernel *k, enum ti_map_id m, uint32_t first, uint32_t n, void *vals);
 int ti_live_map_write(const struct ti_kernel *k, enum ti_map_id m, uint32_t first, uint32_t n, const void *vals);
 size_t ti_map_stride(enum ti_map_id m); /* one CPU's copy of an element, rounded up to 8 */
+/* The summary of table m (flows, sources, drops: bpf/ti_table.h), one
+ * element per bucket, for the map operations only: an id past the maps a
+ * session shows, which kernel_maps.c keeps the mirror of the entries when
+ * it deletes or clears them. */
+#define TI_MAP_SUM(m) ((enum ti_map_id)(TI_MAP_COUNT + (m)))
 
 /* kernel_conns.c: the walk's state for o (NULL with conns off) and its
  * counters (conns_expired, conns_evicted) added into a stats array */

@@ -3,7 +3,10 @@
  *
  *   flows, sources,  per-CPU set-associative tables (bpf/ti_table.h): the
  *   drops            entries of a key on every CPU are merged into one;
- *                    a key's bucket is 4 consecutive elements
+ *                    a key's bucket is 4 consecutive elements, and its
+ *                    summary (hashes, packets) the element of the bucket's
+ *                    index in flows_sum, sources_sum, drops_sum: a delete
+ *                    or a clear writes it too
  *   ports            per-CPU array indexed by port: ports with packets
  *   len_hist         per-CPU array of slots: every slot
  *
@@ -49,10 +52,13 @@ size_t ti_map_val_size(enum ti_map_id m)
  * per-CPU copies a lookup returns. */
 static size_t elem_size(enum ti_map_id m)
 {
-	switch (m) {
+	switch ((int)m) { /* TI_MAP_SUM ids too */
 	case TI_MAP_FLOWS: return sizeof(struct ti_flow_entry);
 	case TI_MAP_SOURCES: return sizeof(struct ti_source_entry);
 	case TI_MAP_DROPS: return sizeof(struct ti_drop_entry);
+	case TI_MAP_SUM(TI_MAP_FLOWS):
+	case TI_MAP_SUM(TI_MAP_SOURCES):
+	case TI_MAP_SUM(TI_MAP_DROPS): return sizeof(struct ti_table_sum);
 	default: return ti_map_val_size(m);
 	}
 }
@@ -323,6 +329,33 @@ static int elems_of(const struct ti_kernel *k, enum ti_map_id m, const void *key
 	return *first < n ? 1 : 0;
 }
 
+/* Entry i of table m was deleted on the CPUs where buf (its per-CPU
+ * copies, as written back) holds a free entry: free its way in the
+ * bucket's summary on those CPUs, so that the BPF program sees it free. */
+static int sum_free(const struct ti_kernel *k, enum ti_map_id m, uint32_t i, const uint8_t *buf)
+{
+	size_t st = stride(m), sst = stride(TI_MAP_SUM(m));
+	uint8_t *sums = malloc(sst * (size_t)k->ncpus);
+	uint32_t bucket = i / TI_TABLE_WAYS;
+	int err;
+
+	if (!sums)
+		return -ENOMEM;
+	if (!(err = k->ops->map_read(k, TI_MAP_SUM(m), bucket, 1, sums))) {
+		for (int c = 0; c < k->ncpus; c++) {
+			const void *key, *val;
+			bool used;
+
+			table_entry(m, buf + (size_t)c * st, &key, &val, &used);
+			if (!used)
+				((struct ti_table_sum *)(sums + (size_t)c * sst))->packets[i % TI_TABLE_WAYS] = 0;
+		}
+		err = k->ops->map_write(k, TI_MAP_SUM(m), bucket, 1, sums);
+	}
+	free(sums);
+	return err;
+}
+
 /* Look key up (val: the merged value) and, with del, remove it from every
  * CPU.  0 or -ENOENT or -errno. */
 static int find(const struct ti_kernel *k, enum ti_map_id m, const void *key, void *val, bool del)
@@ -365,8 +398,8 @@ static int find(const struct ti_kernel *k, enum ti_map_id m, const void *key, vo
 			}
 		}
 		found |= here;
-		if (del && here)
-			err = elem_put(k, m, i, buf);
+		if (del && here && !(err = elem_put(k, m, i, buf)) && is_table(m))
+			err = sum_free(k, m, i, buf);
 	}
 	if (!err && !found)
 		err = -ENOENT;
@@ -398,6 +431,15 @@ int ti_kernel_map_clear(const struct ti_kernel *k, enum ti_map_id m)
 		return -ENOMEM;
 	err = k->ops->map_write(k, m, 0, n, zero);
 	free(zero);
+	if (!err && is_table(m)) {
+		/* and its summary: every way free (fewer elements than the table) */
+		n = nkeys(k, TI_MAP_SUM(m));
+		zero = n ? calloc(n, stride(TI_MAP_SUM(m)) * (size_t)k->ncpus) : NULL;
+		if (n && !zero)
+			return -ENOMEM;
+		err = n ? k->ops->map_write(k, TI_MAP_SUM(m), 0, n, zero) : 0;
+		free(zero);
+	}
 	return err;
 }
 
@@ -409,12 +451,15 @@ static int map_fd(const struct ti_kernel *k, enum ti_map_id map)
 
 	if (!sk)
 		return -EBADF;
-	switch (map) {
+	switch ((int)map) { /* TI_MAP_SUM ids too */
 	case TI_MAP_FLOWS: return bpf_map__fd(sk->maps.flows);
 	case TI_MAP_PORTS: return bpf_map__fd(sk->maps.ports);
 	case TI_MAP_SOURCES: return bpf_map__fd(sk->maps.sources);
 	case TI_MAP_LEN_HIST: return bpf_map__fd(sk->maps.len_hist);
 	case TI_MAP_DROPS: return bpf_map__fd(sk->maps.drops);
+	case TI_MAP_SUM(TI_MAP_FLOWS): return bpf_map__fd(sk->maps.flows_sum);
+	case TI_MAP_SUM(TI_MAP_SOURCES): return bpf_map__fd(sk->maps.sources_sum);
+	case TI_MAP_SUM(TI_MAP_DROPS): return bpf_map__fd(sk->maps.drops_sum);
 	default: return -EINVAL;
 	}
 }
@@ -423,11 +468,14 @@ uint32_t ti_live_map_elems(const struct ti_kernel *k, enum ti_map_id m)
 {
 	if (!k->skel)
 		return 0;
-	switch (m) {
+	switch ((int)m) { /* TI_MAP_SUM ids too */
 	case TI_MAP_FLOWS: return bpf_map__max_entries(k->skel->maps.flows);
 	case TI_MAP_SOURCES: return bpf_map__max_entries(k->skel->maps.sources);
 	case TI_MAP_PORTS: return bpf_map__max_entries(k->skel->maps.ports);
 	case TI_MAP_DROPS: return bpf_map__max_entries(k->skel->maps.drops);
+	case TI_MAP_SUM(TI_MAP_FLOWS): return bpf_map__max_entries(k->skel->maps.flows_sum);
+	case TI_MAP_SUM(TI_MAP_SOURCES): return bpf_map__max_entries(k->skel->maps.sources_sum);
+	case TI_MAP_SUM(TI_MAP_DROPS): return bpf_map__max_entries(k->skel->maps.drops_sum);
 	default: return bpf_map__max_entries(k->skel->maps.len_hist);
 	}
 }

@@ -58,6 +58,8 @@ static const struct ti_load_config *replay_load(const struct ti_scratch *x);
 static void replay_count(struct ti_scratch *x, int stat);
 static struct ti_flow_entry *lookup_flows(struct ti_scratch *x, __u64 i);
 static struct ti_source_entry *lookup_sources(struct ti_scratch *x, __u64 i);
+static struct ti_table_sum *lookup_flows_sum(struct ti_scratch *x, __u64 i);
+static struct ti_table_sum *lookup_sources_sum(struct ti_scratch *x, __u64 i);
 static struct ti_port_val *lookup_ports(struct ti_scratch *x, __u64 i);
 static __u64 *lookup_len_hist(struct ti_scratch *x, __u64 i);
 static __u64 *lookup_sample_ctr(struct ti_scratch *x, __u64 i);
@@ -96,7 +98,8 @@ struct ti_replay {
 	/* the maps, one CPU's copy each */
 	struct ti_flow_entry *flows;
 	struct ti_source_entry *sources;
-	uint32_t table_entries; /* of flows and of sources */
+	uint32_t table_entries;			      /* of flows and of sources */
+	struct ti_table_sum *flows_sum, *sources_sum; /* their summaries: a bucket each */
 	struct ti_port_val *ports;
 	__u64 len_hist[TI_HIST_SLOTS];
 	__u64 sample_ctr;
@@ -242,6 +245,16 @@ static struct ti_source_entry *lookup_sources(struct ti_scratch *x, __u64 i)
 	return i < R(x)->table_entries ? &R(x)->sources[i] : NULL;
 }
 
+static struct ti_table_sum *lookup_flows_sum(struct ti_scratch *x, __u64 i)
+{
+	return i < R(x)->table_entries / TI_TABLE_WAYS ? &R(x)->flows_sum[i] : NULL;
+}
+
+static struct ti_table_sum *lookup_sources_sum(struct ti_scratch *x, __u64 i)
+{
+	return i < R(x)->table_entries / TI_TABLE_WAYS ? &R(x)->sources_sum[i] : NULL;
+}
+
 static struct ti_port_val *lookup_ports(struct ti_scratch *x, __u64 i)
 {
 	return i < NPORTS ? &R(x)->ports[i] : NULL;
@@ -337,8 +350,12 @@ int ti_replay_open(struct ti_replay **out, const char *path, const struct ti_loa
 	 * as the kernel's (kernel.c) */
 	r->flows = calloc(load->aggregates & TI_AGG_FLOWS ? table_entries : 1, sizeof(*r->flows));
 	r->sources = calloc(load->aggregates & TI_AGG_SOURCES ? table_entries : 1, sizeof(*r->sources));
+	r->flows_sum =
+		calloc(load->aggregates & TI_AGG_FLOWS ? table_entries / TI_TABLE_WAYS : 1, sizeof(*r->flows_sum));
+	r->sources_sum =
+		calloc(load->aggregates & TI_AGG_SOURCES ? table_entries / TI_TABLE_WAYS : 1, sizeof(*r->sources_sum));
 	r->ports = calloc(load->aggregates & TI_AGG_PORTS ? NPORTS : 1, sizeof(*r->ports));
-	if (!r->flows || !r->sources || !r->ports) {
+	if (!r->flows || !r->sources || !r->flows_sum || !r->sources_sum || !r->ports) {
 		err = -ENOMEM;
 		snprintf(why, whylen, "replay: out of memory for %u table entries", table_entries);
 		goto fail;
@@ -501,10 +518,17 @@ void ti_replay_stats(const struct ti_replay *r, uint64_t out[TI_STAT_MAX])
 	memcpy(out, r->stats, sizeof(r->stats));
 }
 
-/* A map's elements as BPF_MAP_LOOKUP_ELEM gives them for one CPU. */
+/* A map's elements as BPF_MAP_LOOKUP_ELEM gives them for one CPU (and a
+ * table's summary: TI_MAP_SUM). */
 void *ti_replay_map(struct ti_replay *r, enum ti_map_id m, uint32_t *n)
 {
-	switch (m) {
+	switch ((int)m) {
+	case TI_MAP_SUM(TI_MAP_FLOWS):
+		*n = r->load.aggregates & TI_AGG_FLOWS ? r->table_entries / TI_TABLE_WAYS : 1;
+		return r->flows_sum;
+	case TI_MAP_SUM(TI_MAP_SOURCES):
+		*n = r->load.aggregates & TI_AGG_SOURCES ? r->table_entries / TI_TABLE_WAYS : 1;
+		return r->sources_sum;
 	case TI_MAP_FLOWS: *n = r->load.aggregates & TI_AGG_FLOWS ? r->table_entries : 1; return r->flows;
 	case TI_MAP_SOURCES: *n = r->load.aggregates & TI_AGG_SOURCES ? r->table_entries : 1; return r->sources;
 	case TI_MAP_PORTS: *n = r->load.aggregates & TI_AGG_PORTS ? NPORTS : 1; return r->ports;
@@ -520,6 +544,8 @@ void ti_replay_close(struct ti_replay *r)
 	ti_pcap_reader_close(&r->rd);
 	free(r->flows);
 	free(r->sources);
+	free(r->flows_sum);
+	free(r->sources_sum);
 	free(r->ports);
 	free(r->conns);
 	free(r);
