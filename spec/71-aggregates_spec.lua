@@ -189,6 +189,8 @@ describe("#kernel aggregates", function()
 				local sizes = maps_of(net, net.getpid())
 				assert.are.equal(1, sizes.flows)
 				assert.are.equal(1, sizes.sources)
+				assert.are.equal(1, sizes.flows_sum) -- the tables' summaries (bpf/ti_table.h)
+				assert.are.equal(1, sizes.sources_sum)
 				assert.are.equal(1, sizes.len_hist)
 				assert.are.equal(65536, sizes.ports)
 				local cap = net.tcpdump { filter = ("tcp dst port %d and host %s"):format(port, host) }
@@ -217,7 +219,7 @@ describe("#kernel aggregates", function()
 		p:interrupt()
 		local r = p:wait()
 		assert.are.equal(0, r.code, r.err)
-		for _, m in ipairs { "flows", "ports", "sources", "len_hist", "drops" } do
+		for _, m in ipairs { "flows", "ports", "sources", "len_hist", "drops", "flows_sum", "sources_sum", "drops_sum" } do
 			assert.are.equal(1, sizes[m], m .. ": " .. tostring(sizes[m]))
 		end
 	end)
