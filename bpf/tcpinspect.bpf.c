@@ -1060,27 +1060,41 @@ int ti_tc_ingress_sk(struct __sk_buff *skb)
  * The scope is the session's (drop_netns, and cgroup_id for a drop whose
  * skb has a socket), then the path is ti_drop_path: the filter, the
  * reason counted, the record. */
-static __always_inline int ti_from_dropped_skb(struct sk_buff *skb, __u64 location, __u64 reason, struct sock *rx_sk)
+/* A field of the sk_buff (or a chain from it): read directly where the
+ * program is typed (tp_btf: a load the verifier checks against BTF, a
+ * fault reads 0), through bpf_probe_read_kernel where it is not (raw_tp:
+ * an untyped word).  typed is a constant of the always-inlined caller, so
+ * each program has one of the two; a direct load is a few instructions, a
+ * probe read a helper call (the drop hook runs for every freed skb). */
+#define TI_SKB_READ(typed, direct, ...) ((typed) ? (direct) : BPF_CORE_READ(__VA_ARGS__))
+
+static __always_inline int ti_from_dropped_skb(struct sk_buff *skb, __u64 location, __u64 reason, struct sock *rx_sk,
+					       const int typed)
 {
 	struct ti_scratch *x;
 	unsigned char *head;
-	__u64 proto = BPF_CORE_READ(skb, protocol), nh, tp, netns, cgroup, in_scope;
+	__u64 proto = TI_SKB_READ(typed, skb->protocol, skb, protocol), nh, tp, netns, cgroup, in_scope, iif;
 	__u8 ip[10];
 
 	if (proto != bpf_htons(ETH_P_IP) && proto != bpf_htons(ETH_P_IPV6))
 		return 0;
-	if (!BPF_CORE_READ(skb, skb_iif) || BPF_CORE_READ_BITFIELD_PROBED(skb, pkt_type) != PACKET_HOST_)
+	iif = TI_SKB_READ(typed, skb->skb_iif, skb, skb_iif);
+	if (!iif || (typed ? BPF_CORE_READ_BITFIELD(skb, pkt_type) : BPF_CORE_READ_BITFIELD_PROBED(skb, pkt_type)) !=
+			    PACKET_HOST_)
 		return 0;
 	/* TCP clears skb->dev once a socket has the segment (a drop in the
 	 * sequence checks has none): the netns is then the receiving
 	 * socket's, where the tracepoint names it (rx_sk, 6.11+) */
-	netns = BPF_CORE_READ(skb, dev, nd_net.net, ns.inum);
+	netns = TI_SKB_READ(typed, skb->dev->nd_net.net->ns.inum, skb, dev, nd_net.net, ns.inum);
 	if (!netns && rx_sk)
-		netns = BPF_CORE_READ(rx_sk, __sk_common.skc_net.net, ns.inum);
+		netns = TI_SKB_READ(typed, rx_sk->__sk_common.skc_net.net->ns.inum, rx_sk, __sk_common.skc_net.net,
+				    ns.inum);
 	if (ti_load.drop_netns && netns != ti_load.drop_netns)
 		return 0;
+	/* probe-read in both: a direct load would make head a pointer the
+	 * verifier will not let the reads below take as an address */
 	head = BPF_CORE_READ(skb, head);
-	nh = BPF_CORE_READ(skb, network_header);
+	nh = TI_SKB_READ(typed, skb->network_header, skb, network_header);
 	if (nh == TI_TH_UNSET || bpf_probe_read_kernel(ip, sizeof(ip), head + nh))
 		return 0;
 	if (proto == bpf_htons(ETH_P_IP)) {
@@ -1092,13 +1106,15 @@ static __always_inline int ti_from_dropped_skb(struct sk_buff *skb, __u64 locati
 			return 0;
 		tp = nh + 40;
 	}
-	cgroup = ti_sock_cgroup(skb, &in_scope);
+	/* no socket (a segment no socket took): no cgroup, and no probe read to learn it */
+	in_scope = 0;
+	cgroup = typed && !skb->sk ? 0 : ti_sock_cgroup(skb, &in_scope);
 	if (ti_load.cgroup_id && !in_scope)
 		return 0;
 	x = ti_scratch_get(TI_PROBE_KFREE_SKB);
 	if (!x)
 		return 0;
-	x->ev.ifindex = BPF_CORE_READ(skb, skb_iif); /* the receiving device's, dev or not */
+	x->ev.ifindex = iif; /* the receiving device's, dev or not */
 	x->ev.netns = netns;
 	x->ev.cgroup = cgroup;
 	x->ev.reason = reason;
@@ -1110,7 +1126,7 @@ static __always_inline int ti_from_dropped_skb(struct sk_buff *skb, __u64 locati
 	    ti_parse(&x->ev, x->w.ip, (__u16)(tp - nh), &x->w.th, ti_kernel_skb_len(skb, head, nh, x)))
 		ti_drop_count(TI_DROP_REASON_SLOTS + TI_DROP_ERRORS); /* unreadable: not in seen */
 	else {
-		ti_copy_kernel(x, skb, head, nh, (__u32)(BPF_CORE_READ(skb, tail) - nh));
+		ti_copy_kernel(x, skb, head, nh, (__u32)(TI_SKB_READ(typed, skb->tail, skb, tail) - nh));
 		ti_handle_drop(x->sslot);
 	}
 	ti_scratch_put(x);
@@ -1123,7 +1139,7 @@ static __always_inline int ti_from_dropped_skb(struct sk_buff *skb, __u64 locati
 SEC("tp_btf/kfree_skb")
 int BPF_PROG(ti_drop_btf, struct sk_buff *skb, void *location, int reason)
 {
-	return ti_from_dropped_skb(skb, (__u64)location, (__u32)reason, 0);
+	return ti_from_dropped_skb(skb, (__u64)location, (__u32)reason, 0, 1);
 }
 
 /* ... from 6.11, with the receiving socket the tracepoint names (rx_sk):
@@ -1133,7 +1149,7 @@ int BPF_PROG(ti_drop_btf, struct sk_buff *skb, void *location, int reason)
 SEC("tp_btf/kfree_skb")
 int BPF_PROG(ti_drop_btf_sk, struct sk_buff *skb, void *location, int reason, struct sock *rx_sk)
 {
-	return ti_from_dropped_skb(skb, (__u64)location, (__u32)reason, rx_sk);
+	return ti_from_dropped_skb(skb, (__u64)location, (__u32)reason, rx_sk, 1);
 }
 
 /* The same tracepoint without BTF typing, where the kernel refuses tp_btf
@@ -1145,7 +1161,7 @@ int BPF_PROG(ti_drop_btf_sk, struct sk_buff *skb, void *location, int reason, st
 SEC("raw_tp/kfree_skb")
 int BPF_PROG(ti_drop_raw, struct sk_buff *skb, void *location, int reason)
 {
-	return ti_from_dropped_skb(skb, (__u64)location, (__u32)reason, 0);
+	return ti_from_dropped_skb(skb, (__u64)location, (__u32)reason, 0, 0);
 }
 
 /* ---- the socket side of fentry/kprobe (sockets = true) ------------------------ */
