@@ -1041,6 +1041,14 @@ int ti_tc_ingress_sk(struct __sk_buff *skb)
 #define TI_IP_MF_OFFSET 0x3fff /* IPv4 frag_off: more fragments, or an offset */
 #define TI_TH_UNSET 0xffff     /* skb->transport_header not set */
 
+/* A field of the sk_buff (or a chain from it): read directly where the
+ * program is typed (tp_btf: a load the verifier checks against BTF, a
+ * fault reads 0), through bpf_probe_read_kernel where it is not (raw_tp:
+ * an untyped word).  typed is a constant of the always-inlined caller, so
+ * each program has one of the two; a direct load is a few instructions, a
+ * probe read a helper call (the drop hook runs for every freed skb). */
+#define TI_SKB_READ(typed, direct, ...) ((typed) ? (direct) : BPF_CORE_READ(__VA_ARGS__))
+
 /* A TCP segment this host received, freed with a reason (the tracepoint
  * fires for every skb the kernel drops: sent ones too, and other
  * protocols').  What makes it one of ours, read before a scratch slot is
@@ -1060,14 +1068,6 @@ int ti_tc_ingress_sk(struct __sk_buff *skb)
  * The scope is the session's (drop_netns, and cgroup_id for a drop whose
  * skb has a socket), then the path is ti_drop_path: the filter, the
  * reason counted, the record. */
-/* A field of the sk_buff (or a chain from it): read directly where the
- * program is typed (tp_btf: a load the verifier checks against BTF, a
- * fault reads 0), through bpf_probe_read_kernel where it is not (raw_tp:
- * an untyped word).  typed is a constant of the always-inlined caller, so
- * each program has one of the two; a direct load is a few instructions, a
- * probe read a helper call (the drop hook runs for every freed skb). */
-#define TI_SKB_READ(typed, direct, ...) ((typed) ? (direct) : BPF_CORE_READ(__VA_ARGS__))
-
 static __always_inline int ti_from_dropped_skb(struct sk_buff *skb, __u64 location, __u64 reason, struct sock *rx_sk,
 					       const int typed)
 {

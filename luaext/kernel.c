@@ -286,6 +286,18 @@ static int scope_supported(const struct ti_load_opts *o, enum ti_mode mode, char
 	return 0;
 }
 
+/* A set-associative table (flows, sources, drops: bpf/ti_table.h) and its
+ * summary, sized for max_flows when on: buckets * TI_TABLE_WAYS entries
+ * and one summary element per bucket; one element each when off, never
+ * written, so the session pays no memory for it. */
+static void size_table(struct bpf_map *table, struct bpf_map *sum, bool on, uint32_t max_flows)
+{
+	uint32_t buckets = ti_table_buckets(max_flows);
+
+	bpf_map__set_max_entries(table, on ? buckets * TI_TABLE_WAYS : 1);
+	bpf_map__set_max_entries(sum, on ? buckets : 1);
+}
+
 static int live_load(struct ti_kernel *k, const struct ti_load_opts *o, enum ti_mode mode, char *why, size_t whylen)
 {
 	struct tcpinspect_bpf *sk;
@@ -338,25 +350,15 @@ again:
 	bpf_map__set_max_entries(sk->maps.events, o->ring_size);
 	/* an aggregate map that is off (open's aggregates) has one entry,
 	 * never written: the session pays no memory for it */
-	bpf_map__set_max_entries(sk->maps.flows,
-				 o->aggregates & TI_AGG_FLOWS ? ti_table_buckets(o->max_flows) * TI_TABLE_WAYS : 1);
-	bpf_map__set_max_entries(sk->maps.sources,
-				 o->aggregates & TI_AGG_SOURCES ? ti_table_buckets(o->max_flows) * TI_TABLE_WAYS : 1);
-	/* a table's summary: one element per bucket (ti_table.h) */
-	bpf_map__set_max_entries(sk->maps.flows_sum, o->aggregates & TI_AGG_FLOWS ? ti_table_buckets(o->max_flows) : 1);
-	bpf_map__set_max_entries(sk->maps.sources_sum,
-				 o->aggregates & TI_AGG_SOURCES ? ti_table_buckets(o->max_flows) : 1);
+	size_table(sk->maps.flows, sk->maps.flows_sum, o->aggregates & TI_AGG_FLOWS, o->max_flows);
+	size_table(sk->maps.sources, sk->maps.sources_sum, o->aggregates & TI_AGG_SOURCES, o->max_flows);
 	if (!(o->aggregates & TI_AGG_PORTS))
 		bpf_map__set_max_entries(sk->maps.ports, 1);
 	if (!(o->aggregates & TI_AGG_LEN_HIST))
 		bpf_map__set_max_entries(sk->maps.len_hist, 1);
 	/* drops' table as large as flows' (one table_mask), only when drops
 	 * are asked for and aggregated: else one entry, never written */
-	bpf_map__set_max_entries(sk->maps.drops, o->drops && (o->aggregates & TI_AGG_DROPS)
-							 ? ti_table_buckets(o->max_flows) * TI_TABLE_WAYS
-							 : 1);
-	bpf_map__set_max_entries(sk->maps.drops_sum,
-				 o->drops && (o->aggregates & TI_AGG_DROPS) ? ti_table_buckets(o->max_flows) : 1);
+	size_table(sk->maps.drops, sk->maps.drops_sum, o->drops && (o->aggregates & TI_AGG_DROPS), o->max_flows);
 	/* conns' table: max_conns entries with conns = true, else one, never written */
 	bpf_map__set_max_entries(sk->maps.conns, o->conns ? o->max_conns : 1);
 	ti_set_load_config((struct ti_load_config *)&sk->rodata->ti_load, o, mode);

@@ -76,8 +76,9 @@ enum ti_map_id {
  * set-associative tables (bpf/ti_table.h, rounded up to a power of two),
  * preallocated on every CPU: 144 bytes per entry for the two together
  * (struct ti_flow_entry 80, ti_source_entry 48, and a 32-byte summary per
- * bucket of 4 for each), so 2^20 flows take 144 MB up front per CPU.  More is a mistake rather than a wish (Linux's own
- * conntrack table defaults to 262144 entries on a 16 GB machine). */
+ * bucket of 4 for each), so 2^20 flows take 144 MB up front per CPU.
+ * More is a mistake rather than a wish (Linux's own conntrack table
+ * defaults to 262144 entries on a 16 GB machine). */
 #define TI_MAX_FLOWS (1 << 20)
 #define TI_MAX_CONNS (1 << 22) /* max_conns' ceiling: 144 bytes per entry */
 

@@ -485,14 +485,15 @@ static int write_line(struct ti_session *s, luaL_Stream *f)
 	char line[TI_PACKET_LINE_MAX + 1];
 	size_t n;
 
-	n = ti_packet_line(s->view, line);
-	ti_packet_set_valid(s->view, false, 0);
-	line[n++] = '\n';
 	if (!f->closef) {
+		ti_packet_set_valid(s->view, false, 0);
 		lua_pushliteral(s->L, "tcpinspect: on_packet: the file is closed");
 		s->cb_error = 1;
 		return -ECANCELED;
 	}
+	n = ti_packet_line(s->view, line);
+	ti_packet_set_valid(s->view, false, 0);
+	line[n++] = '\n';
 	if (fwrite_unlocked(line, 1, n, f->f) != n) { /* one thread: Lua's own */
 		lua_pushfstring(s->L, "tcpinspect: on_packet: writing a line failed: %s", strerror(errno));
 		s->cb_error = 1;

@@ -211,6 +211,9 @@ local function cmd_watch(a, s, say, usage)
 		out = { write = function() end }
 	end
 	local dump = (a.X and not a.json and fmt.hex_ascii) or (a.A and not a.json and fmt.ascii) or nil
+	-- a Lua function per segment counts what it prints; without one (the
+	-- lines written from C, or -w alone) the count is what was delivered
+	local counted = dump or a.json or count or a.drops
 	if a.drops then
 		-- --drops: the drops among the segments, "... DROP REASON (location)";
 		-- -c counts them too.  Without the drop hook the segments still come,
@@ -234,7 +237,7 @@ local function cmd_watch(a, s, say, usage)
 			end
 			if count and printed >= count then s:stop() end
 		end)
-	elseif count or a.drops then
+	elseif counted then
 		-- -c, --drops: the line itself (the packet field made in C), counted here
 		s:on_packet(function(line)
 			if count and printed >= count then return end
@@ -250,8 +253,7 @@ local function cmd_watch(a, s, say, usage)
 	-- times are the session's (session:now(): a replay's is the capture's)
 	local t0 = s:now()
 	local why, n = M.drive(s, { duration = a.duration, interval = a.interval or 1 })
-	-- without a callback, every segment delivered was written (-w: dumped)
-	if not (dump or a.json or count or a.drops) then printed = n or s:stats().delivered end
+	if not counted then printed = n or s:stats().delivered end
 	local ok, err = s:dump(nil) -- flushed and closed
 	if not ok then script.fail(1, "tcpinspect: argument '-w': " .. tostring(err)) end
 	say(M.summary(printed .. (a.write and " packets written" or " packets printed"),
