@@ -150,7 +150,8 @@ end
 --   interval: seconds between on_interval calls (default 1);
 --   on_interval: function(session, elapsed) called every interval;
 --   poll_ms: the longest single wait, bounding event latency (default 100);
---   should_stop: function() -> true to end the loop (checked after every poll)
+--   should_stop: function(n) -> true to end the loop (called after every
+--     poll with n, the events that poll delivered)
 -- On a replay (`tcpinspect.replay`) time is the capture's: `duration` and
 -- `interval` are seconds of the capture (`session:now()`), so an hour of
 -- capture runs in as long as its packets take; without a duration the run
@@ -229,7 +230,7 @@ function methods.run(self, opts)
 			signals_reported = core.signal_count()
 			return total, "signal"
 		end
-		if stopping[self] or (should_stop and should_stop()) then
+		if stopping[self] or (should_stop and should_stop(n)) then
 			stopping[self] = nil
 			return total, "stopped"
 		end

@@ -172,9 +172,9 @@ function Scheduler:run_options(opts)
 	local user_stop = o.should_stop
 	o.interval = o.interval or math.max(0.01, math.min(self:shortest() or 1, 1))
 	o.poll_ms = o.poll_ms or 50
-	o.should_stop = function()
+	o.should_stop = function(n)
 		self:tick()
-		return user_stop ~= nil and user_stop() or false
+		return user_stop ~= nil and user_stop(n) or false
 	end
 	return o
 end

@@ -31,6 +31,9 @@
 #   ti-tc-lua1-noagg (a 1-field callback on_packet(fn, {"len"}) with
 #   aggregates = false, what watch opens):
 #                               ti-tc-watch, ti-tc-lua1-noagg
+#   closed port, the flows table's share of the aggregates (every map but
+#   flows: ports, sources, len_hist; beside ti-tc-agg):
+#                               ti-tc-agg-noflows
 #   bare: hook, parse, filter and counters only; agg: plus the aggregates;
 #   lua: plus a per-event callback reading 3 fields of the view; args: the
 #   same 3 fields passed as arguments (on_packet(fn, fields)); -drops:
@@ -53,7 +56,7 @@ SECS=${BENCH_SECS:-3}
 PORT=${BENCH_PORT:-47999}
 OPEN_PORT=${BENCH_OPEN_PORT:-47998}
 EST_PORT=${BENCH_EST_PORT:-47997}
-CONFIGS=${BENCH_CONFIGS:-"base ti-tc-bare ti-tc-agg ti-tc-lua ti-tc-args ti-tc-lua-w1 ti-tc-lua1-noagg ti-tc-watch ti-tc-agg-nodrops ti-tc-agg-drops ti-tc-lua-drops ti-tc-agg-conns bpftrace tcpdump base-open ti-cg-agg ti-cg-lua base-est ti-tc-bare-est ti-tc-agg-est bpftrace-est tcpdump-est"}
+CONFIGS=${BENCH_CONFIGS:-"base ti-tc-bare ti-tc-agg ti-tc-lua ti-tc-args ti-tc-lua-w1 ti-tc-lua1-noagg ti-tc-watch ti-tc-agg-noflows ti-tc-agg-nodrops ti-tc-agg-drops ti-tc-lua-drops ti-tc-agg-conns bpftrace tcpdump base-open ti-cg-agg ti-cg-lua base-est ti-tc-bare-est ti-tc-agg-est bpftrace-est tcpdump-est"}
 LUA=${LUA:-lua5.4}
 TMP=$(mktemp -d /tmp/ti-bench.XXXXXX)
 RES=$TMP/results # lines: round config rate sent extra...

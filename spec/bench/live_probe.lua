@@ -33,6 +33,10 @@
 --                                conn-end record was lost and every SYN
 --                                matched was tracked, a hit on an entry,
 --                                or counted untracked
+--                              | agg-noflows: agg with every map but
+--                                flows (ports, sources, len_hist): what
+--                                the flows table costs under a flood of
+--                                new flows, beside agg
 --                              | lua1-noagg: a 1-field callback,
 --                                on_packet(fn, {"len"}), with
 --                                aggregates = false (what `watch` opens;
@@ -49,6 +53,7 @@ port = assert(tonumber(port))
 local drops = kind:match("%-drops$") and true or nil
 local conns = kind:match("%-conns$") and true or nil
 local noagg = kind:match("%-noagg$") and true or nil
+local noflows = kind:match("%-noflows$") and true or nil
 local opts = { mode = mode, filter = { port = port } }
 local max_conns = tonumber(os.getenv("BENCH_MAX_CONNS")) or 16384
 if conns then
@@ -64,6 +69,10 @@ end
 if noagg then
 	opts.aggregates = false
 	kind = kind:gsub("%-noagg$", "")
+end
+if noflows then
+	opts.aggregates = { "ports", "sources", "len_hist" }
+	kind = kind:gsub("%-noflows$", "")
 end
 if mode == "tc" then opts.dev = "lo" end
 if kind == "agg" or kind == "bare" then opts.events = false end
