@@ -116,17 +116,12 @@ struct {
 	__type(value, __u64);
 } sample_ctr SEC(".maps");
 
-/* The aggregates: per-CPU, so a segment costs the same whether its flow,
- * port or source is new or known (no insert, no eviction search, no
+/* The aggregates: per-CPU arrays, so a segment costs the same whether its
+ * flow, port or source is new or known (no insert, no eviction search, no
  * atomics).  flows and sources are set-associative tables (ti_table.h),
- * ports is indexed by the port itself.  The tables and their summaries
- * are plain arrays holding one slice per possible CPU (ti_table.h, "CPU
- * slices"): a per-CPU array's lookup loads the element's per-CPU pointer
- * first, a cold line of its own for a random bucket; a plain array's is
- * arithmetic.  The max_entries below are one CPU's; user space sizes them
- * for all (luaext/kernel.c, size_table). */
+ * ports is indexed by the port itself. */
 struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 16384); /* entries, resized by user space from max_flows */
 	__type(key, __u32);
 	__type(value, struct ti_flow_entry);
@@ -135,7 +130,7 @@ struct {
 /* The tables' summaries (ti_table.h): one element per bucket, resized by
  * user space with their table (one element when the table is off). */
 struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 4096); /* buckets, resized by user space */
 	__type(key, __u32);
 	__type(value, struct ti_table_sum);
@@ -149,14 +144,14 @@ struct {
 } ports SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 16384); /* entries, resized with flows */
 	__type(key, __u32);
 	__type(value, struct ti_source_entry);
 } sources SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 4096); /* buckets, resized with sources */
 	__type(key, __u32);
 	__type(value, struct ti_table_sum);
@@ -196,14 +191,14 @@ struct {
 /* Drops by reason x destination port x source: a set-associative table as
  * flows (ti_table.h), sized with it when drops = true, one bucket else. */
 struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 16384); /* entries, resized by user space */
 	__type(key, __u32);
 	__type(value, struct ti_drop_entry);
 } drops SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 4096); /* buckets, resized with drops */
 	__type(key, __u32);
 	__type(value, struct ti_table_sum);
@@ -651,8 +646,8 @@ static __always_inline struct ti_scratch *ti_scratch_get(__u8 probe)
 	if (ti_load.events || (ti_load.aggregates & (TI_AGG_FLOWS | TI_AGG_DROPS)) || ti_load.conns ||
 	    probe == TI_PROBE_KFREE_SKB)
 		x->ev.ts = bpf_ktime_get_ns();
-	if (ti_load.events || ti_load.conns || (ti_load.aggregates & (TI_AGG_FLOWS | TI_AGG_SOURCES | TI_AGG_DROPS)))
-		x->ev.cpu = bpf_get_smp_processor_id(); /* the tables' CPU slice too */
+	if (ti_load.events || ti_load.conns)
+		x->ev.cpu = bpf_get_smp_processor_id();
 	return x;
 }
 

@@ -248,8 +248,7 @@ TI_INLINE __u32 ti_log2_slot(__u32 v)
 		struct ti_table_sum *s;                                                              \
 		entry_type *en;                                                                      \
                                                                                                      \
-		x->bucket = ti_table_slice(e->cpu, TI_LOAD_CFG(x).table_mask);                       \
-		x->bucket += h & TI_LOAD_CFG(x).table_mask;                                          \
+		x->bucket = h & TI_LOAD_CFG(x).table_mask;                                           \
 		s = TI_LOOKUP(x, sum_map, &x->bucket);                                               \
 		if (!s)                                                                              \
 			return;                                                                      \

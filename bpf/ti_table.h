@@ -3,10 +3,10 @@
  * compiled for both targets: the BPF program places entries with it, and
  * user space (luaext/kernel_maps.c) finds them with the very same code.
  *
- * "flows", "sources" and "drops" are per-CPU, set-associative tables: one
- * slice of entries per CPU, in buckets of TI_TABLE_WAYS consecutive entries.
- * A key lives in bucket hash(key) % buckets of the CPU that saw the segment
- * (its entries bucket * TI_TABLE_WAYS + 0..3 of that CPU's slice); a new key
+ * "flows", "sources" and "drops" are per-CPU, set-associative tables: a per-CPU
+ * array of entries, in buckets of TI_TABLE_WAYS consecutive entries.  A key
+ * lives in bucket hash(key) % buckets of the CPU that saw the segment (its
+ * entries bucket * TI_TABLE_WAYS + 0..3); a new key
  * takes a free entry of its bucket, or replaces the entry with the fewest
  * packets (counted in stats as evicted_flows / evicted_sources /
  * evicted_drops).  No
@@ -21,22 +21,11 @@
  * the entry whose hash matches its key's (the key compared in full there:
  * a hash collision is a miss, nothing else), or, for a new key, only the
  * entry it takes, chosen from the summary alone; the 4 entries of a bucket
- * (48 to 80 bytes each) are no longer all read.  The placement and the
+ * (80 to 88 bytes each) are no longer all read.  The placement and the
  * eviction are those of a scan of the entries: the summary's packets are
  * the entry's (saturated at 2^32 - 1).  The entries stay what user space
  * reads; a delete or clear from user space updates the summary too
  * (luaext/kernel_maps.c), so that it stays the entries' mirror.
- *
- * CPU slices.  In the kernel each table and each summary is one plain BPF
- * array holding every possible CPU's slice, CPU c's bucket b at element
- * c * buckets + b (ti_table_slice; entries: that times TI_TABLE_WAYS), not
- * a per-CPU array: a per-CPU array's lookup first loads the element's
- * per-CPU pointer, one more cold cache line for a random bucket, where a
- * plain array's is arithmetic.  CPUs share at most the cache line at each
- * slice's edge (a slice is thousands of lines by default).  User space
- * reads and writes CPU c's
- * element i at the same place (luaext/kernel_maps.c, the live backend's
- * map operations); the pcap replay has one CPU, slice 0.
  */
 #ifndef TI_TABLE_H
 #define TI_TABLE_H
@@ -155,12 +144,6 @@ static inline int ti_drop_key_eq(const struct ti_drop_key *a, const struct ti_dr
 _Static_assert(sizeof(struct ti_flow_key) == 40, "ti_flow_hash reads 10 words");
 _Static_assert(sizeof(struct ti_addr_key) == 24, "ti_addr_hash reads 6 words");
 _Static_assert(sizeof(struct ti_drop_key) == 24, "ti_drop_hash reads 6 words");
-
-/* The first bucket of CPU cpu's slice: buckets (table_mask + 1) per CPU. */
-static inline __u32 ti_table_slice(__u32 cpu, __u32 table_mask)
-{
-	return cpu * (table_mask + 1);
-}
 
 /* Buckets for max entries: a power of two, at least one. */
 static inline __u32 ti_table_buckets(__u32 max_entries)

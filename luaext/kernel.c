@@ -290,15 +290,12 @@ static int scope_supported(const struct ti_load_opts *o, enum ti_mode mode, char
  * summary, sized for max_flows when on: buckets * TI_TABLE_WAYS entries
  * and one summary element per bucket; one element each when off, never
  * written, so the session pays no memory for it. */
-/* A table and its summary: plain arrays of one slice per possible CPU
- * (bpf/ti_table.h, "CPU slices"); off, one element each, never written
- * (the verifier prunes the update). */
-static void size_table(struct bpf_map *table, struct bpf_map *sum, bool on, uint32_t max_flows, int ncpus)
+static void size_table(struct bpf_map *table, struct bpf_map *sum, bool on, uint32_t max_flows)
 {
 	uint32_t buckets = ti_table_buckets(max_flows);
 
-	bpf_map__set_max_entries(table, on ? buckets * TI_TABLE_WAYS * (uint32_t)ncpus : 1);
-	bpf_map__set_max_entries(sum, on ? buckets * (uint32_t)ncpus : 1);
+	bpf_map__set_max_entries(table, on ? buckets * TI_TABLE_WAYS : 1);
+	bpf_map__set_max_entries(sum, on ? buckets : 1);
 }
 
 static int live_load(struct ti_kernel *k, const struct ti_load_opts *o, enum ti_mode mode, char *why, size_t whylen)
@@ -353,16 +350,15 @@ again:
 	bpf_map__set_max_entries(sk->maps.events, o->ring_size);
 	/* an aggregate map that is off (open's aggregates) has one entry,
 	 * never written: the session pays no memory for it */
-	size_table(sk->maps.flows, sk->maps.flows_sum, o->aggregates & TI_AGG_FLOWS, o->max_flows, k->ncpus);
-	size_table(sk->maps.sources, sk->maps.sources_sum, o->aggregates & TI_AGG_SOURCES, o->max_flows, k->ncpus);
+	size_table(sk->maps.flows, sk->maps.flows_sum, o->aggregates & TI_AGG_FLOWS, o->max_flows);
+	size_table(sk->maps.sources, sk->maps.sources_sum, o->aggregates & TI_AGG_SOURCES, o->max_flows);
 	if (!(o->aggregates & TI_AGG_PORTS))
 		bpf_map__set_max_entries(sk->maps.ports, 1);
 	if (!(o->aggregates & TI_AGG_LEN_HIST))
 		bpf_map__set_max_entries(sk->maps.len_hist, 1);
 	/* drops' table as large as flows' (one table_mask), only when drops
 	 * are asked for and aggregated: else one entry, never written */
-	size_table(sk->maps.drops, sk->maps.drops_sum, o->drops && (o->aggregates & TI_AGG_DROPS), o->max_flows,
-		   k->ncpus);
+	size_table(sk->maps.drops, sk->maps.drops_sum, o->drops && (o->aggregates & TI_AGG_DROPS), o->max_flows);
 	/* conns' table: max_conns entries with conns = true, else one, never written */
 	bpf_map__set_max_entries(sk->maps.conns, o->conns ? o->max_conns : 1);
 	ti_set_load_config((struct ti_load_config *)&sk->rodata->ti_load, o, mode);

@@ -86,8 +86,7 @@ static int elem_put(const struct ti_kernel *k, enum ti_map_id m, uint32_t i, con
 	return k->ops->map_write(k, m, i, 1, buf);
 }
 
-/* Read every element of a per-CPU array: vals gets n * ncpus strides (a
- * plain array: ncpus 1). */
+/* Read every element of a per-CPU array: vals gets n * ncpus strides. */
 static int read_all(int fd, uint32_t n, size_t vstride, int ncpus, void *vals)
 {
 	uint32_t *keys = malloc(n * sizeof(*keys)), in = 0, out = 0, done = 0;
@@ -465,82 +464,20 @@ static int map_fd(const struct ti_kernel *k, enum ti_map_id map)
 	}
 }
 
-/* The tables and their summaries are plain arrays of one slice per CPU
- * (bpf/ti_table.h, "CPU slices"); ports and len_hist are per-CPU arrays.
- * The operations below give both the per-CPU layout (element i: every
- * CPU's copy, one stride apart). */
-static bool sliced(enum ti_map_id m)
-{
-	return m != TI_MAP_PORTS && m != TI_MAP_LEN_HIST;
-}
-
 uint32_t ti_live_map_elems(const struct ti_kernel *k, enum ti_map_id m)
 {
-	uint32_t n;
-
 	if (!k->skel)
 		return 0;
 	switch ((int)m) { /* TI_MAP_SUM ids too */
-	case TI_MAP_FLOWS: n = bpf_map__max_entries(k->skel->maps.flows); break;
-	case TI_MAP_SOURCES: n = bpf_map__max_entries(k->skel->maps.sources); break;
-	case TI_MAP_PORTS: n = bpf_map__max_entries(k->skel->maps.ports); break;
-	case TI_MAP_DROPS: n = bpf_map__max_entries(k->skel->maps.drops); break;
-	case TI_MAP_SUM(TI_MAP_FLOWS): n = bpf_map__max_entries(k->skel->maps.flows_sum); break;
-	case TI_MAP_SUM(TI_MAP_SOURCES): n = bpf_map__max_entries(k->skel->maps.sources_sum); break;
-	case TI_MAP_SUM(TI_MAP_DROPS): n = bpf_map__max_entries(k->skel->maps.drops_sum); break;
-	default: n = bpf_map__max_entries(k->skel->maps.len_hist);
+	case TI_MAP_FLOWS: return bpf_map__max_entries(k->skel->maps.flows);
+	case TI_MAP_SOURCES: return bpf_map__max_entries(k->skel->maps.sources);
+	case TI_MAP_PORTS: return bpf_map__max_entries(k->skel->maps.ports);
+	case TI_MAP_DROPS: return bpf_map__max_entries(k->skel->maps.drops);
+	case TI_MAP_SUM(TI_MAP_FLOWS): return bpf_map__max_entries(k->skel->maps.flows_sum);
+	case TI_MAP_SUM(TI_MAP_SOURCES): return bpf_map__max_entries(k->skel->maps.sources_sum);
+	case TI_MAP_SUM(TI_MAP_DROPS): return bpf_map__max_entries(k->skel->maps.drops_sum);
+	default: return bpf_map__max_entries(k->skel->maps.len_hist);
 	}
-	return sliced(m) && k->ncpus > 0 ? n / (uint32_t)k->ncpus : n;
-}
-
-/* A sliced map's elements first .. first + n - 1 of every CPU, into (put:
- * from) the per-CPU layout at vals; n whole slices (first 0, n the
- * slice): one batch of the whole array through a buffer, else one call
- * per CPU and element. */
-static int sliced_io(const struct ti_kernel *k, enum ti_map_id m, int fd, uint32_t first, uint32_t n, uint8_t *vals,
-		     bool put)
-{
-	size_t st = stride(m), ncpus = (size_t)k->ncpus;
-	uint32_t per = ti_live_map_elems(k, m);
-	uint8_t *all;
-	int err = 0;
-
-	if (first == 0 && n == per && n > 1 && (all = malloc((size_t)n * ncpus * st))) {
-		uint32_t total = n * (uint32_t)ncpus, *keys, count = total;
-
-		for (size_t c = 0; c < ncpus && put; c++)
-			for (uint32_t i = 0; i < n; i++)
-				memcpy(all + (c * n + i) * st, vals + ((size_t)i * ncpus + c) * st, st);
-		if (put) {
-			keys = malloc(total * sizeof(*keys));
-			if (!keys) {
-				free(all);
-				return -ENOMEM;
-			}
-			for (uint32_t i = 0; i < total; i++)
-				keys[i] = i;
-			err = bpf_map_update_batch(fd, keys, all, &count, NULL) ? -errno : 0;
-			free(keys);
-		} else {
-			err = read_all(fd, total, st, 1, all);
-		}
-		for (size_t c = 0; c < ncpus && !put && !err; c++)
-			for (uint32_t i = 0; i < n; i++)
-				memcpy(vals + ((size_t)i * ncpus + c) * st, all + (c * n + i) * st, st);
-		free(all);
-		if (!put || (err != -EINVAL && err != -EOPNOTSUPP && err != -524))
-			return err;
-		err = 0; /* no batch update: one call each, below */
-	}
-	for (uint32_t i = first; i < first + n && !err; i++)
-		for (size_t c = 0; c < ncpus && !err; c++) {
-			uint32_t key = (uint32_t)c * per + i;
-			uint8_t *v = vals + ((size_t)(i - first) * ncpus + c) * st;
-
-			if (put ? bpf_map_update_elem(fd, &key, v, BPF_EXIST) : bpf_map_lookup_elem(fd, &key, v))
-				err = -errno;
-		}
-	return err;
 }
 
 /* One element: bpf_map_lookup_elem; every element from 0: in batches. */
@@ -551,8 +488,6 @@ int ti_live_map_read(const struct ti_kernel *k, enum ti_map_id m, uint32_t first
 
 	if (fd < 0)
 		return fd;
-	if (sliced(m))
-		return sliced_io(k, m, fd, first, n, vals, false);
 	if (first == 0 && n > 1)
 		return read_all(fd, n, stride(m), k->ncpus, vals);
 	for (uint32_t i = first; i < first + n && !err; i++)
@@ -572,8 +507,6 @@ int ti_live_map_write(const struct ti_kernel *k, enum ti_map_id m, uint32_t firs
 
 	if (fd < 0)
 		return fd;
-	if (sliced(m))
-		return sliced_io(k, m, fd, first, n, (uint8_t *)vals, true);
 	if (first == 0 && n > 1) {
 		keys = malloc(n * sizeof(*keys));
 		if (!keys)
