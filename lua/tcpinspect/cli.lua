@@ -122,7 +122,7 @@ local FLUSH_EVERY = 0.02 -- seconds: stdout's longest wait under a flood (M.driv
 -- every FLUSH_EVERY seconds, the polls' wait no longer than that: a line is
 -- out within two of them, and under a flood stdout is written (2) per full
 -- buffer (stdio's, 4 KiB on a pipe or /dev/null) or per 20 ms, not once per
--- poll's few lines (a third of the write calls; issue 23).
+-- poll's few lines (issue 23; spec/77 counts the write calls).
 -- @treturn string why: "duration", "stopped", "interrupted"
 function M.drive(s, run_opts)
 	-- the signals that end a terminal's programs (Ctrl-C, kill, a hang-up,
