@@ -14,16 +14,17 @@ local tcpinspect = require "tcpinspect"
 
 -- exec: the spawned pid is timeout's own, which passes a SIGINT on to
 -- hping3 (a subshell in between would keep the flood going after the test).
--- In a (TCG) guest the flood is paced (hping3 -i u10; about 2,000 SYNs/s
--- under emulation, against some 50,000/s with --flood): --flood there keeps
--- both emulated CPUs in softirq, and two CI runs of the whole suite ended
--- in this file's SIGINT tests with the guest dead (a 6.12-rt panic in
--- softirq, a 6.1-cloud hang), never reproduced alone.  The paced flood
+-- In a (TCG) guest the flood is paced (hping3 -i u100: some 600 SYNs/s
+-- under emulation, 1,200 segments/s matched with the RSTs; u10 made 1,700,
+-- --flood some 50,000): --flood there keeps both emulated CPUs in softirq,
+-- and two CI runs of the whole suite ended in this file's SIGINT tests
+-- with the guest dead (a 6.12-rt panic in softirq, a 6.1-cloud hang), and
+-- one more at u10 (6.1-cloud), never reproduced alone.  The paced flood
 -- still outruns the 1 ms callbacks (1,000/s): the slow-script test checks
 -- that its callback fell behind.
 local function flood_cmd(addr, port, secs)
 	return ("exec timeout -s INT %d hping3 %s -q -S -p %d %s"):format(secs,
-		net.IN_VM and "-i u10" or "--flood", port, addr)
+		net.IN_VM and "-i u100" or "--flood", port, addr)
 end
 
 -- End a flood and wait for it: the generator must not outlive its test
