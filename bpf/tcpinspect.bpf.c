@@ -86,9 +86,10 @@ static __always_inline long ti_skb_load(struct __sk_buff *skb, __u64 off, void *
 char LICENSE[] SEC("license") = "GPL";
 
 /* Load-time options (struct ti_load_config: sample, events, aggregates,
- * wakeup, netns, family, the table size, snaplen, and the scope: a netns
- * inode, a cgroup id and its level): set by user space before load
- * (luaext/kernel.c), constants to the verifier. */
+ * wakeup, netns, family, the table size, snaplen, the scope: a netns
+ * inode, a cgroup id and its level, and kernel addresses from
+ * /proc/kallsyms): set by user space before load (luaext/kernel.c),
+ * constants to the verifier. */
 const volatile struct ti_load_config ti_load = {};
 
 /* The filter's two slots and the selector; written by user space through the
@@ -395,14 +396,13 @@ static __always_inline int ti_expr_match(struct ti_scratch *x, __u64 len)
  * there too).  A fragment is read through the kernel's direct map: its
  * page is vmemmap_base + pfn * sizeof(struct page), its bytes are at
  * page_offset_base + pfn * PAGE_SIZE + offset (x86-64, whose memory
- * layout KASLR moves: both bases are read from the kernel, typeless ksyms
- * resolved from /proc/kallsyms at load).  Where they cannot be read (a
- * kallsyms that hides addresses), the copy stops at the linear data and
- * caplen says so.  skb_frag_t is { page (6.1: bv_page; 6.12: netmem, bit 0
- * set for memory that is not a page), len, offset } in both kernel lines. */
-extern const void page_offset_base __ksym __weak;
-extern const void vmemmap_base __ksym __weak;
-
+ * layout KASLR moves: both bases are read from the kernel, from the
+ * variables whose addresses user space found in /proc/kallsyms and set in
+ * ti_load before load).  Where they are unknown (0: a kallsyms that hides
+ * addresses), the copy stops at the linear data and caplen says so; the
+ * verifier prunes it, the addresses being constants.  skb_frag_t is { page
+ * (6.1: bv_page; 6.12: netmem, bit 0 set for memory that is not a page),
+ * len, offset } in both kernel lines. */
 #define TI_FRAGS_MAX 4 /* fragments read per segment: 4096 bytes fill in fewer */
 #define TI_PAGE_SIZE 4096
 
@@ -424,9 +424,9 @@ static __always_inline __u64 ti_copy_frags(struct ti_scratch *x, struct sk_buff 
 	struct ti_frag f;
 	__u8 nr = 0;
 
-	if (done >= n || !&page_offset_base || !&vmemmap_base || !psize ||
-	    bpf_probe_read_kernel(&pob, sizeof(pob), &page_offset_base) ||
-	    bpf_probe_read_kernel(&vmb, sizeof(vmb), &vmemmap_base) ||
+	if (done >= n || !ti_load.page_offset_base || !ti_load.vmemmap_base || !psize ||
+	    bpf_probe_read_kernel(&pob, sizeof(pob), (void *)ti_load.page_offset_base) ||
+	    bpf_probe_read_kernel(&vmb, sizeof(vmb), (void *)ti_load.vmemmap_base) ||
 	    bpf_probe_read_kernel(&nr, sizeof(nr), sh + bpf_core_field_offset(struct skb_shared_info, nr_frags)))
 		return done;
 	TI_UNROLL
@@ -843,10 +843,8 @@ enum ti_sk_how {
  * and a handshake's last ACK (tcp_check_req, or a SYN cookie's check):
  * either is consumed, not freed through kfree_skb (the SYN) or freed without
  * this reason, so with drops = true the receive hook that knows the
- * listener reports it, through the drop path. */
-extern const void tcp_conn_request __ksym __weak;
-extern const void tcp_check_req __ksym __weak;
-
+ * listener reports it, through the drop path, at either function's
+ * address (ti_load's, from /proc/kallsyms: 0 where it hides them). */
 static __always_inline int ti_listen_overflow(const struct ti_event *e)
 {
 	__u8 f = e->flags & (TI_SYN | TI_ACK | TI_RST | TI_FIN);
@@ -856,7 +854,7 @@ static __always_inline int ti_listen_overflow(const struct ti_event *e)
 
 static __always_inline void ti_report_overflow(struct ti_scratch *x)
 {
-	x->ev.location = (__u32)(__u64)((x->ev.flags & TI_SYN) ? &tcp_conn_request : &tcp_check_req);
+	x->ev.location = (__u32)((x->ev.flags & TI_SYN) ? ti_load.conn_request : ti_load.check_req);
 	x->ev.probe = TI_PROBE_KFREE_SKB;
 	x->ev.reason = ti_load.overflow_reason;
 	ti_handle_drop(x->sslot);

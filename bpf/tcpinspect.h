@@ -428,6 +428,18 @@ struct ti_load_config {
 	__u32 overflow_reason; /* drops: the value a listen overflow is reported with: the
 				* kernel's SKB_DROP_REASON_TCP_LISTEN_OVERFLOW, else
 				* TI_DROP_LISTEN_OVERFLOW */
+	/* kernel addresses from /proc/kallsyms (luaext/kernel_env.c,
+	 * ti_kallsyms_addr), constant for a boot; 0: unknown (kallsyms
+	 * hides them, or the symbol is not there).  Carried here, not as
+	 * typeless __ksym externs, because libbpf resolves those by parsing
+	 * all of kallsyms with fscanf at every load (a quarter of an open's
+	 * time in the emulated test guests).  User space reads the file once
+	 * per process, stops at the last name it wants, and only where the
+	 * program will use them. */
+	__u64 page_offset_base; /* fentry/kprobe: &page_offset_base, the variable (ti_copy_frags) */
+	__u64 vmemmap_base;	/* fentry/kprobe: &vmemmap_base, the variable */
+	__u64 conn_request;	/* drops and sockets: tcp_conn_request, a SYN's overflow location */
+	__u64 check_req;	/* drops and sockets: tcp_check_req, an ACK's overflow location */
 };
 
 /* A listen overflow's reason where the kernel's BTF has no

@@ -193,6 +193,19 @@ void ti_set_load_config(struct ti_load_config *c, const struct ti_load_opts *o, 
 	c->sockets = o->sockets;
 	c->conns = o->conns;
 	c->overflow_reason = o->drops && o->sockets ? ti_listen_overflow_reason() : 0;
+	/* The kernel addresses (bpf/tcpinspect.h), from /proc/kallsyms (one
+	 * pass per process), only where the loaded program reads them: the
+	 * function probes' copy of page fragments (snaplen or a filter on the
+	 * payload, which set_filter may ask for later), and a listen
+	 * overflow's location.  Replay (TI_MODE_AUTO) has neither. */
+	if (mode == TI_MODE_FENTRY || mode == TI_MODE_KPROBE) {
+		c->page_offset_base = ti_kallsyms_addr(TI_KSYM_PAGE_OFFSET_BASE);
+		c->vmemmap_base = ti_kallsyms_addr(TI_KSYM_VMEMMAP_BASE);
+	}
+	if (mode != TI_MODE_AUTO && o->drops && o->sockets) {
+		c->conn_request = ti_kallsyms_addr(TI_KSYM_TCP_CONN_REQUEST);
+		c->check_req = ti_kallsyms_addr(TI_KSYM_TCP_CHECK_REQ);
+	}
 	if (o->drops) {
 		c->drop_netns = o->scope.netns;
 		c->cgroup_id = o->scope.cgroup_id;

@@ -211,18 +211,82 @@ bool ti_kernel_btf_has_func(struct btf **btf, const char *name)
 	return *btf && btf__find_by_name_kind(*btf, name, BTF_KIND_FUNC) >= 0;
 }
 
-bool ti_kallsyms_has(const char *name)
+/* /proc/kallsyms, one pass for the names in n[0..count): each found one's
+ * address in addr[] (0 where kptr_restrict hides it) and found[] set.  The
+ * file is ~100k lines ("ffffffff81000000 T _stext", a module's with
+ * "\t[mod]" after): fscanf on every line (libbpf's way, for __ksym externs)
+ * took 0.36-0.48 s in the emulated 6.1 test guest, so a line is split by
+ * hand and the pass ends at the last name wanted (page_offset_base, about
+ * half way: 0.11 s there).  The first of a name wins.  -errno where the
+ * file cannot be opened. */
+static int kallsyms_scan(const char *const *n, size_t count, uint64_t *addr, bool *found)
 {
-	FILE *f = fopen("/proc/kallsyms", "r");
-	char line[256], sym[200];
-	bool found = false;
+	FILE *f = fopen("/proc/kallsyms", "re");
+	size_t left = count;
+	char line[1024];
 
 	if (!f)
-		return true; /* cannot tell: let the attach decide */
-	while (!found && fgets(line, sizeof(line), f))
-		found = sscanf(line, "%*s %*s %199s", sym) == 1 && !strcmp(sym, name);
+		return -errno;
+	while (left && fgets(line, sizeof(line), f)) {
+		char *t = strchr(line, ' '), *name, *end;
+		size_t len;
+
+		if (!t || !(name = strchr(t + 1, ' ')))
+			continue;
+		name++;
+		end = name + strcspn(name, " \t\n");
+		len = (size_t)(end - name);
+		for (size_t i = 0; i < count; i++) {
+			if (found[i] || n[i][0] != name[0] || strncmp(name, n[i], len) || n[i][len])
+				continue;
+			found[i] = true;
+			addr[i] = strtoull(line, NULL, 16);
+			left--;
+			break;
+		}
+	}
 	fclose(f);
-	return found;
+	return 0;
+}
+
+/* The TI_KSYMS, resolved once per process: the addresses are constant for
+ * a boot, and every open wants some of them (fentry and kprobe: the page
+ * bases; drops with sockets: the overflow locations; kprobe: its targets).
+ * A module loaded later (ipv6) stays unseen by this process. */
+static const char *const ksym_wanted[TI_KSYM_COUNT] = {
+#define TI_X(id, name) name,
+	TI_KSYMS(TI_X)
+#undef TI_X
+};
+static uint64_t ksym_wanted_addr[TI_KSYM_COUNT];
+static bool ksym_wanted_found[TI_KSYM_COUNT];
+static int ksym_wanted_err = 1; /* 1: not read yet; else kallsyms_scan's */
+
+static void ksyms_wanted_load(void)
+{
+	if (ksym_wanted_err == 1)
+		ksym_wanted_err = kallsyms_scan(ksym_wanted, TI_KSYM_COUNT, ksym_wanted_addr, ksym_wanted_found);
+}
+
+uint64_t ti_kallsyms_addr(enum ti_ksym s)
+{
+	ksyms_wanted_load();
+	return s < TI_KSYM_COUNT ? ksym_wanted_addr[s] : 0;
+}
+
+bool ti_kallsyms_has(const char *name)
+{
+	uint64_t addr = 0;
+	bool found = false;
+
+	ksyms_wanted_load();
+	if (ksym_wanted_err)
+		return true; /* cannot tell: let the attach decide */
+	for (size_t i = 0; i < TI_KSYM_COUNT; i++)
+		if (!strcmp(name, ksym_wanted[i]))
+			return ksym_wanted_found[i];
+	/* not one of the TI_KSYMS: a pass of its own */
+	return kallsyms_scan(&name, 1, &addr, &found) ? true : found;
 }
 
 static void btf_facts(void);

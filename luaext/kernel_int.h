@@ -154,6 +154,31 @@ int ti_check_privileges(enum ti_mode mode, char *why, size_t whylen);
 bool ti_can_read_kernel(void); /* CAP_PERFMON or CAP_SYS_ADMIN: BTF pointers, probe reads */
 bool ti_have_kprobes(void);
 bool ti_kernel_btf_has_func(struct btf **btf, const char *name);
+/* The kernel symbols looked up in /proc/kallsyms, X(ID, name): the
+ * addresses the program carries in its rodata (bpf/tcpinspect.h), and the
+ * functions kprobe mode attaches to.  One pass over the file finds them
+ * all, once per process (ti_kallsyms_addr, ti_kallsyms_has). */
+#define TI_KSYMS(X)                             \
+	X(PAGE_OFFSET_BASE, "page_offset_base") \
+	X(VMEMMAP_BASE, "vmemmap_base")         \
+	X(TCP_CONN_REQUEST, "tcp_conn_request") \
+	X(TCP_CHECK_REQ, "tcp_check_req")       \
+	X(TCP_V4_RCV, "tcp_v4_rcv")             \
+	X(TCP_V6_RCV, "tcp_v6_rcv")             \
+	X(SK_FILTER_TRIM_CAP, "sk_filter_trim_cap")
+
+enum ti_ksym {
+#define TI_X(id, name) TI_KSYM_##id,
+	TI_KSYMS(TI_X)
+#undef TI_X
+		TI_KSYM_COUNT,
+};
+
+/* The symbol's address; 0: unknown (not there, hidden by kptr_restrict, or
+ * no kallsyms). */
+uint64_t ti_kallsyms_addr(enum ti_ksym s);
+/* Is name in /proc/kallsyms?  true where the file cannot be read: the
+ * attach decides. */
 bool ti_kallsyms_has(const char *name);
 int ti_netns_enter(int fd, int *back);
 void ti_netns_leave(int back);
