@@ -260,17 +260,24 @@ static const char *const ksym_wanted[TI_KSYM_COUNT] = {
 };
 static uint64_t ksym_wanted_addr[TI_KSYM_COUNT];
 static bool ksym_wanted_found[TI_KSYM_COUNT];
-static int ksym_wanted_err = 1; /* 1: not read yet; else kallsyms_scan's */
+static bool ksym_wanted_read;
 
-static void ksyms_wanted_load(void)
+/* 0, or -errno where kallsyms cannot be opened: then nothing is kept, and
+ * the next open tries again (a failure may be passing: EMFILE, ENOMEM) */
+static int ksyms_wanted_load(void)
 {
-	if (ksym_wanted_err == 1)
-		ksym_wanted_err = kallsyms_scan(ksym_wanted, TI_KSYM_COUNT, ksym_wanted_addr, ksym_wanted_found);
+	int err = 0;
+
+	if (!ksym_wanted_read &&
+	    !(err = kallsyms_scan(ksym_wanted, TI_KSYM_COUNT, ksym_wanted_addr, ksym_wanted_found)))
+		ksym_wanted_read = true;
+	return err;
 }
 
 uint64_t ti_kallsyms_addr(enum ti_ksym s)
 {
-	ksyms_wanted_load();
+	if (ksyms_wanted_load())
+		return 0;
 	return s < TI_KSYM_COUNT ? ksym_wanted_addr[s] : 0;
 }
 
@@ -279,8 +286,7 @@ bool ti_kallsyms_has(const char *name)
 	uint64_t addr = 0;
 	bool found = false;
 
-	ksyms_wanted_load();
-	if (ksym_wanted_err)
+	if (ksyms_wanted_load())
 		return true; /* cannot tell: let the attach decide */
 	for (size_t i = 0; i < TI_KSYM_COUNT; i++)
 		if (!strcmp(name, ksym_wanted[i]))
